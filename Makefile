@@ -1,0 +1,44 @@
+# Two commands on a fresh machine (only Python 3.11 + pip needed):
+#   make run   - set up the environment and run the whole platform on the embedded stack with demo data
+#   make test  - set up the environment and run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION ?= 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+RUN := $(UV) run --frozen --no-sync
+
+.PHONY: env run test lint typecheck bench-backbone chaos clean schemas
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard */pyproject.toml services/*/pyproject.toml)
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	touch $@
+
+env: $(VENV)/.synced
+
+run: env
+	$(RUN) arrears up
+
+test: env
+	$(RUN) pytest -q
+
+lint: env
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+typecheck: env
+	$(RUN) mypy shared/src
+
+bench-backbone: env
+	$(RUN) python bench/backbone.py
+
+schemas: env
+	$(RUN) arrears schemas export docs/schemas
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .arrears

@@ -1,0 +1,30 @@
+"""The `arrears` command: a thin registry of sub-command modules.
+
+Each module in `arrears_cli.commands` exposes `register(app)`, which adds its command(s) or sub-app.
+Adding one is one line in COMMAND_MODULES.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "up",  # arrears up: the whole platform on the embedded stack
+)
+
+app = typer.Typer(name="arrears", help="Arrears: event-driven debt collections.", no_args_is_help=True)
+
+
+@app.callback()
+def main() -> None:
+    """Arrears: event-driven debt collections."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"arrears_cli.commands.{_name}").register(app)
+
+
+if __name__ == "__main__":
+    app()

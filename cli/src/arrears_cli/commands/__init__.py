@@ -1,0 +1,1 @@
+"""Sub-commands of `arrears`; each module exposes `register(app: typer.Typer) -> None`."""

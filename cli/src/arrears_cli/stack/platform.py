@@ -1,0 +1,458 @@
+"""The whole platform on the embedded stack: broker, PostgreSQL, provider emulators and every service.
+
+`arrears up`, the end-to-end tests and the benchmarks all start it through `Platform`, and every service's
+environment comes from `service_env`, so they run exactly the same configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import importlib
+import importlib.util
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from arrears_shared.topics import SERVICES
+
+from arrears_cli.stack.broker import EmbeddedBroker
+from arrears_cli.stack.ports import free_port
+from arrears_cli.stack.postgres import EmbeddedPostgres
+from arrears_cli.stack.processes import (
+    LogSink,
+    ManagedProcess,
+    ProcessExitedError,
+    Supervisor,
+    call_in_fresh_thread,
+    http_ok,
+    run_coro_sync,
+)
+from arrears_cli.stack.topics import ensure_topics
+
+HOST = "127.0.0.1"
+EMULATORS: tuple[str, ...] = ("quo", "gmail", "sheets")
+# emulator -> the variable that points the services at the provider (set it to use the real one)
+EMULATOR_ENV: dict[str, str] = {
+    "quo": "ARREARS_QUO_BASE_URL",
+    "gmail": "ARREARS_GMAIL_API_ENDPOINT",
+    "sheets": "ARREARS_SHEETS_API_ENDPOINT",
+}
+QUO_FROM_NUMBER = "+14155550100"
+GMAIL_SENDER = "collections@example.com"
+SPREADSHEET_ID = "demo-pme"
+WORKSHEET = "Accounts"
+PASS_THROUGH_ENV = ("ARREARS_LOG_LEVEL",)
+
+
+def service_module(svc: str) -> str:
+    """`dispatcher-sms` -> `arrears_dispatcher_sms` (run as `python -m <module>`)."""
+    return "arrears_" + svc.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """Where the shared infrastructure and the providers are, as the services see them."""
+
+    bootstrap_servers: str
+    database_url: str
+    quo_base_url: str
+    gmail_api_endpoint: str
+    sheets_api_endpoint: str
+    quo_api_key: str
+    quo_webhook_signing_key: str  # base64, shared with the QUO emulator
+    topic_partitions: int = 6
+    quo_from_number: str = QUO_FROM_NUMBER
+    gmail_sender: str = GMAIL_SENDER
+    sheets_spreadsheet_id: str = SPREADSHEET_ID
+    sheets_worksheet: str = WORKSHEET
+
+
+def service_env(stack: StackInfo, svc: str, ports: Mapping[str, int]) -> dict[str, str]:
+    """The `ARREARS_*` environment of service `svc`; `ports` maps service name -> its HTTP port."""
+    env = {
+        "ARREARS_SERVICE_NAME": svc,
+        "ARREARS_KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
+        "ARREARS_TOPIC_PARTITIONS": str(stack.topic_partitions),
+        "ARREARS_DATABASE_URL": stack.database_url,
+        "ARREARS_HTTP_HOST": HOST,
+        "ARREARS_HTTP_PORT": str(ports[svc]),
+        "ARREARS_QUO_BASE_URL": stack.quo_base_url,
+        "ARREARS_QUO_API_KEY": stack.quo_api_key,
+        "ARREARS_QUO_FROM_NUMBER": stack.quo_from_number,
+        "ARREARS_QUO_WEBHOOK_SIGNING_KEY": stack.quo_webhook_signing_key,
+        "ARREARS_GMAIL_API_ENDPOINT": stack.gmail_api_endpoint,
+        "ARREARS_GMAIL_SENDER": stack.gmail_sender,
+        "ARREARS_SHEETS_API_ENDPOINT": stack.sheets_api_endpoint,
+        "ARREARS_SHEETS_SPREADSHEET_ID": stack.sheets_spreadsheet_id,
+        "ARREARS_SHEETS_WORKSHEET": stack.sheets_worksheet,
+        "ARREARS_LOG_FORMAT": "json",
+    }
+    for name in PASS_THROUGH_ENV:
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+def _optional_attr(module: str, attr: str) -> Callable[..., Any] | None:
+    """`module.attr` if both exist, else None (modules other engineers may not have written yet)."""
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+    except ModuleNotFoundError:
+        return None
+    fn = getattr(importlib.import_module(module), attr, None)
+    return fn if callable(fn) else None
+
+
+class PlatformStartError(RuntimeError):
+    """Some part of the platform did not come up."""
+
+
+class Platform:
+    """Broker + PostgreSQL + emulators + services, all child processes of this one.
+
+    ```
+    with Platform(tmp_path, fast=True).start(demo_accounts=100) as p:
+        httpx.get(p.service_url("console") + "/healthz")
+    ```
+    Pass `broker` / `postgres` to reuse running ones (they are then not stopped by `stop`).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path = Path(".arrears"),
+        *,
+        partitions: int = 6,
+        fast: bool = False,
+        log_dir: Path | None = None,
+        broker: EmbeddedBroker | None = None,
+        postgres: EmbeddedPostgres | None = None,
+        database: str = "arrears",
+        extra_env: Mapping[str, str] | None = None,
+        service_overrides: Mapping[str, Mapping[str, str]] | None = None,
+        auto_restart: bool = True,
+        sink: LogSink | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self.partitions = partitions
+        self.fast = fast
+        self.database = database
+        self.extra_env = dict(extra_env or {})
+        self.service_overrides = {k: dict(v) for k, v in (service_overrides or {}).items()}
+        self.auto_restart = auto_restart
+        self.supervisor = Supervisor(log_dir=log_dir, sink=sink)
+        self._own_broker = broker is None
+        self._own_postgres = postgres is None
+        self.broker = broker or EmbeddedBroker(supervisor=self.supervisor)
+        self.postgres = postgres or EmbeddedPostgres(
+            self.data_dir / "pg", fast=fast, supervisor=self.supervisor
+        )
+        self.ports: dict[str, int] = {svc: free_port(HOST) for svc in SERVICES}
+        self.emulator_ports: dict[str, int] = {}
+        self.emulator_urls: dict[str, str] = {}  # emulator -> root URL (ours or the user's provider URL)
+        self.services: list[str] = []
+        self.quo_api_key = os.environ.get("ARREARS_QUO_API_KEY") or "dev-" + secrets.token_urlsafe(18)
+        self.quo_signing_key = (
+            os.environ.get("ARREARS_QUO_WEBHOOK_SIGNING_KEY")
+            or base64.b64encode(secrets.token_bytes(32)).decode()
+        )
+        self._stack: StackInfo | None = None
+        self._database_url = ""
+        self._stopped = False
+        self.timings: dict[str, float] = {}
+
+    # -- info -------------------------------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        self.supervisor.sink.write("arrears", message)
+
+    @property
+    def stack(self) -> StackInfo:
+        if self._stack is None:
+            raise RuntimeError("platform not started")
+        return self._stack
+
+    @property
+    def database_url(self) -> str:
+        return self.stack.database_url
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.broker.bootstrap_servers
+
+    def service_url(self, svc: str) -> str:
+        return f"http://{HOST}:{self.ports[svc]}"
+
+    def metrics_url(self, svc: str) -> str:
+        return self.service_url(svc) + "/metrics"
+
+    def emulator_url(self, name: str) -> str:
+        """Root URL of emulator `name` (`quo`, `gmail`, `sheets`); the QUO API itself is under `/v1`."""
+        return self.emulator_urls[name]
+
+    def service_process(self, svc: str) -> ManagedProcess:
+        return self.supervisor[svc]
+
+    def env_for(self, svc: str) -> dict[str, str]:
+        return {
+            **service_env(self.stack, svc, self.ports),
+            **self.extra_env,
+            **self.service_overrides.get(svc, {}),
+        }
+
+    # -- start ------------------------------------------------------------------------------------------------
+
+    def _timed(self, label: str, started: float) -> None:
+        self.timings[label] = round(time.monotonic() - started, 3)
+
+    def start(
+        self,
+        services: Iterable[str] = SERVICES,
+        demo_accounts: int | None = None,
+        *,
+        emulators: bool = True,
+        timeout: float = 60.0,
+        strict: bool = True,
+    ) -> Self:
+        """Start everything and wait for each service's `/healthz`.
+
+        `demo_accounts` generates and loads a demo sheet into the Sheets emulator first. With `strict`, a
+        service that exits or stays unhealthy raises `PlatformStartError` (and everything is stopped);
+        otherwise it is reported and left to the restart-with-backoff supervisor.
+        """
+        t0 = time.monotonic()
+        services = list(services)
+        unknown = set(services) - set(SERVICES)
+        if unknown:
+            raise ValueError(f"unknown services: {sorted(unknown)}")
+        try:
+            if emulators:
+                self._spawn_emulators()
+            self._start_infra()
+            if emulators:
+                self._wait_emulators(timeout)
+            self._stack = StackInfo(
+                bootstrap_servers=self.broker.bootstrap_servers,
+                database_url=self._database_url,
+                quo_base_url=os.environ.get("ARREARS_QUO_BASE_URL")
+                or self.emulator_urls.get("quo", "") + "/v1",
+                gmail_api_endpoint=os.environ.get("ARREARS_GMAIL_API_ENDPOINT")
+                or self.emulator_urls.get("gmail", ""),
+                sheets_api_endpoint=os.environ.get("ARREARS_SHEETS_API_ENDPOINT")
+                or self.emulator_urls.get("sheets", ""),
+                quo_api_key=self.quo_api_key,
+                quo_webhook_signing_key=self.quo_signing_key,
+                topic_partitions=self.partitions,
+            )
+            if demo_accounts:
+                self._load_demo(demo_accounts)
+            t = time.monotonic()
+            for svc in services:
+                self.start_service(svc)
+            self.services = services
+            healthy = self.wait_healthy(services, timeout, strict=strict)
+            self._timed("services", t)
+            bad = [svc for svc, ok in healthy.items() if not ok]
+            if bad:
+                self.log(f"not healthy (will keep restarting with backoff): {', '.join(bad)}")
+        except BaseException:
+            self.stop()
+            raise
+        self._timed("total", t0)
+        return self
+
+    def _start_infra(self) -> None:
+        t = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            futures: list[concurrent.futures.Future[Any]] = []
+            if self._own_broker:
+                futures.append(pool.submit(self.broker.start))
+            if self._own_postgres:
+                futures.append(pool.submit(self.postgres.start))
+            for fut in futures:
+                fut.result()
+        self._timed("broker+postgres", t)
+        t = time.monotonic()
+        run_coro_sync(lambda: ensure_topics(self.broker.bootstrap_servers, self.partitions))
+        self._timed("topics", t)
+        self._database_url = self.postgres.create_database(self.database)
+        t = time.monotonic()
+        upgrade_all = _optional_attr("arrears_shared.db.migrate", "upgrade_all")
+        if upgrade_all is None:
+            self.log("arrears_shared.db.migrate.upgrade_all not found: skipping migrations")
+        else:
+            call_in_fresh_thread(lambda: upgrade_all(self._database_url))
+            self._timed("migrations", t)
+
+    def _spawn_emulators(self) -> None:
+        for name in EMULATORS:
+            user_url = os.environ.get(EMULATOR_ENV[name])
+            if user_url:
+                self.emulator_urls[name] = user_url.removesuffix("/v1") if name == "quo" else user_url
+                self.log(f"{EMULATOR_ENV[name]} is set: using {user_url} instead of the {name} emulator")
+                continue
+            port = free_port(HOST)
+            argv = [sys.executable, "-m", "arrears_emulators", name, "--host", HOST, "--port", str(port)]
+            if name == "quo":
+                webhook = f"http://{HOST}:{self.ports['responses']}/webhooks/quo"
+                argv += ["--webhook-url", webhook, "--webhook-signing-key", self.quo_signing_key]
+            self.supervisor.start(
+                f"emulator-{name}", argv, env=self.extra_env, auto_restart=self.auto_restart
+            )
+            self.emulator_ports[name] = port
+            self.emulator_urls[name] = f"http://{HOST}:{port}"
+
+    def _wait_emulators(self, timeout: float) -> None:
+        t = time.monotonic()
+        for name, port in self.emulator_ports.items():
+            proc = self.supervisor[f"emulator-{name}"]
+            proc.wait_tcp(HOST, port, timeout)
+            proc.wait_http_ok(f"http://{HOST}:{port}/_emulator/health", timeout)
+        self._timed("emulators", t)
+
+    def _load_demo(self, accounts: int) -> None:
+        if "sheets" not in self.emulator_ports:
+            self.log("not loading demo data: the Sheets API is not our emulator")
+            return
+        generate = _optional_attr("arrears_cli.demo_sheet", "generate_pme_rows")
+        load = _optional_attr("arrears_cli.demo_sheet", "load_into_emulator")
+        if generate is None or load is None:
+            self.log("arrears_cli.demo_sheet not found: skipping the demo sheet")
+            return
+        t = time.monotonic()
+        rows = generate(accounts, today=date.today())
+        call_in_fresh_thread(lambda: load(self.emulator_urls["sheets"], SPREADSHEET_ID, rows))
+        self._timed("demo sheet", t)
+        self.log(f"loaded {accounts} demo accounts into spreadsheet {SPREADSHEET_ID!r}")
+
+    def start_service(self, svc: str) -> ManagedProcess:
+        return self.supervisor.start(
+            svc,
+            [sys.executable, "-m", service_module(svc)],
+            env=self.env_for(svc),
+            auto_restart=self.auto_restart,
+        )
+
+    def wait_healthy(
+        self, services: Sequence[str], timeout: float = 60.0, *, strict: bool = True
+    ) -> dict[str, bool]:
+        """Poll every service's `/healthz` until all answer 200 or `timeout`; returns svc -> healthy."""
+        deadline = time.monotonic() + timeout
+        pending = list(services)
+        healthy = dict.fromkeys(services, False)
+        while pending:
+            for svc in list(pending):
+                proc = self.supervisor[svc]
+                if http_ok(self.service_url(svc) + "/healthz", timeout=0.5):
+                    healthy[svc] = True
+                    pending.remove(svc)
+                elif strict and not proc.is_alive():
+                    raise PlatformStartError(str(proc._exited_error(f"{svc} /healthz")))
+            if not pending:
+                break
+            if time.monotonic() >= deadline:
+                if strict:
+                    raise PlatformStartError(f"not healthy after {timeout}s: {', '.join(pending)}")
+                break
+            time.sleep(0.05)
+        return healthy
+
+    # -- faults -----------------------------------------------------------------------------------------------
+
+    def kill_service(self, svc: str, sig: int = signal.SIGKILL) -> None:
+        """Signal a service's process group; after a fatal signal it stays down until `restart_service`."""
+        self.supervisor.kill(svc, sig, hold=True)
+
+    def restart_service(self, svc: str, timeout: float = 30.0) -> None:
+        """(Re)start a service with the same port and environment and wait for its `/healthz`."""
+        proc = self.supervisor.restart(svc)
+        proc.wait_http_ok(self.service_url(svc) + "/healthz", timeout)
+
+    def restart_broker(self) -> None:
+        """Restart the (memory-only) broker on the same port and create the topics again."""
+        self.broker.restart()
+        run_coro_sync(lambda: ensure_topics(self.broker.bootstrap_servers, self.partitions))
+
+    # -- stop -------------------------------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 9.0) -> None:
+        """Services first (graceful), then emulators, broker and PostgreSQL. Idempotent; within `timeout`."""
+        if self._stopped:
+            return
+        self._stopped = True
+        deadline = time.monotonic() + timeout
+        names = self.supervisor.processes
+        services = [n for n in names if n in SERVICES]
+        self.supervisor.stop_many(services, max(0.5, (deadline - time.monotonic()) * 0.6))
+        emulators = [n for n in names if n.startswith("emulator-")]
+        self.supervisor.stop_many(emulators, max(0.5, (deadline - time.monotonic()) * 0.4))
+        if self._own_broker:
+            self.broker.stop(max(0.5, (deadline - time.monotonic()) * 0.3))
+        if self._own_postgres:
+            self.postgres.stop(max(0.5, deadline - time.monotonic() - 0.3))
+        self.supervisor.stop_all(max(0.2, deadline - time.monotonic()))
+
+    # -- summary ----------------------------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        lines = ["", "Arrears is running."]
+        if "console" in self.services:
+            lines.append(f"  Console          {self.service_url('console')}/")
+        lines.append("  Services         (API, metrics)")
+        for svc in self.services:
+            lines.append(f"    {svc:<16} {self.service_url(svc)}   {self.metrics_url(svc)}")
+        lines.append("  Providers")
+        for name in EMULATORS:
+            if name in self.emulator_urls:
+                kind = "emulator" if name in self.emulator_ports else "external"
+                url = self.stack.quo_base_url if name == "quo" else self.emulator_urls[name]
+                lines.append(f"    {name:<16} {url}   ({kind})")
+        lines.append(f"  Kafka            {self.bootstrap_servers}")
+        lines.append(f"  PostgreSQL       {self.database_url}")
+        lines.append(f"  Data dir         {self.data_dir}")
+        took = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
+        lines.append(f"  Start-up         {took}")
+        lines.append("Press Ctrl-C to stop.")
+        return "\n".join(lines)
+
+    # -- context managers -------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def astart(
+        self, services: Iterable[str] = SERVICES, demo_accounts: int | None = None, **kw: Any
+    ) -> Self:
+        import asyncio
+
+        return await asyncio.to_thread(self.start, services, demo_accounts, **kw)
+
+    async def astop(self) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self.stop)
+
+
+__all__ = [
+    "EMULATORS",
+    "Platform",
+    "PlatformStartError",
+    "ProcessExitedError",
+    "StackInfo",
+    "service_env",
+    "service_module",
+]

@@ -1,0 +1,1 @@
+"""QUO (OpenPhone) SMS API emulator."""

@@ -1,0 +1,68 @@
+"""RFC 5322 message for one notice, built with the standard `email` package.
+
+Injection-proof headers: every value taken from data is collapsed to one line (CR/LF and other control
+characters become spaces) before it is set, addresses are validated, and the `email` policy itself refuses
+any header value that still contains a line break. The Message-ID is derived from the notice id and the
+notice id travels in `X-Arrears-Notice-Id`, so an in-doubt send can be found again at the provider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from urllib.parse import quote
+
+from arrears_shared.delivery.render import one_line
+
+NOTICE_HEADER = "X-Arrears-Notice-Id"
+_ADDR = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_TOKEN = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def valid_address(addr: str) -> str:
+    if not _ADDR.match(addr):
+        raise ValueError("recipient is not a valid email address")
+    return addr
+
+
+def message_id_for(notice_id: str, sender: str) -> str:
+    domain = sender.rsplit("@", 1)[-1] if "@" in sender else "arrears.invalid"
+    return f"<{hashlib.sha256(notice_id.encode()).hexdigest()[:40]}.notice@{domain}>"
+
+
+def unsubscribe_url(template: str, notice_id: str) -> str:
+    return template.replace("{notice_id}", quote(notice_id, safe=""))
+
+
+def build_message(
+    *,
+    notice_id: str,
+    to: str,
+    to_name: str,
+    sender: str,
+    sender_name: str,
+    subject: str,
+    text_body: str,
+    html_body: str,
+    unsubscribe: str,
+    date: datetime,
+) -> bytes:
+    if not _TOKEN.match(notice_id):
+        raise ValueError("notice id is not a printable header token")
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = Address(display_name=one_line(sender_name), addr_spec=valid_address(sender))
+    msg["To"] = Address(display_name=one_line(to_name), addr_spec=valid_address(to))
+    msg["Subject"] = one_line(subject)
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = message_id_for(notice_id, sender)
+    msg[NOTICE_HEADER] = notice_id
+    msg["List-Unsubscribe"] = f"<{one_line(unsubscribe)}>, <mailto:{sender}?subject=unsubscribe>"
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg.set_content(text_body)
+    msg.add_alternative(html_body, subtype="html")
+    return msg.as_bytes()

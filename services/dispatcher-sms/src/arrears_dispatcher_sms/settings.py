@@ -1,0 +1,18 @@
+"""dispatcher-sms settings (`ARREARS_*`)."""
+
+from __future__ import annotations
+
+from arrears_shared.delivery import DispatchSettings
+from pydantic import Field, SecretStr
+
+
+class SmsSettings(DispatchSettings):
+    quo_base_url: str = Field("https://api.openphone.com/v1", description="QUO (OpenPhone) API base URL")
+    quo_api_key: SecretStr = Field(SecretStr(""), description="QUO API key (Authorization header)")
+    quo_from_number: str = Field("", description="Our QUO number (E.164) or phone-number id to send from")
+    quo_rate_per_s: float = Field(
+        10.0, gt=0, description="Sends per second for the key, all replicas together"
+    )
+    quo_rate_burst: float = Field(1.0, ge=1, description="GCRA burst (1 = evenly spaced sends)")
+    quo_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one QUO request")
+    brand_name: str = Field("Arrears Collections", description="Creditor name shown in messages")

@@ -1,0 +1,62 @@
+"""SMS templates: one per tier in `templates/sms/<tier>.j2`, rendered in a sandbox and validated at start-up."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from arrears_shared.delivery.render import notice_context, sandbox
+from arrears_shared.events import AgingBucket, Channel, NoticeDue, Tier
+from jinja2 import TemplateError
+
+FOOTER = "Reply STOP to opt out"
+MAX_CHARS = 1600
+
+
+class SmsTemplates:
+    def __init__(self, brand: str, override_dir: str | None = None) -> None:
+        self.brand = brand
+        self.env = sandbox("arrears_dispatcher_sms", "templates", override_dir)
+
+    def render(self, notice: NoticeDue) -> str:
+        """The SMS text for a notice. Raises ValueError when it cannot be rendered or is too long."""
+        try:
+            body = self.env.get_template(f"sms/{notice.tier.value}.j2").render(
+                notice_context(notice, self.brand)
+            )
+        except TemplateError as e:
+            raise ValueError(f"template sms/{notice.tier.value}.j2: {type(e).__name__}: {e}") from e
+        body = " ".join(body.split())
+        if not body.endswith(FOOTER):
+            body = f"{body} {FOOTER}" if body else FOOTER
+        if len(body) > MAX_CHARS:
+            raise ValueError(f"SMS is {len(body)} characters, more than {MAX_CHARS}")
+        return body
+
+    def validate(self) -> None:
+        """Render every tier with a sample notice; raises at start-up if any template is broken."""
+        for tier in Tier:
+            text = self.render(sample_notice(tier))
+            if not text.endswith(FOOTER):
+                raise ValueError(f"sms/{tier.value}.j2 does not end with the opt-out footer")
+
+
+def sample_notice(tier: Tier, channel: Channel = Channel.SMS, to: str = "+15555550100") -> NoticeDue:
+    now = datetime.now(UTC)
+    return NoticeDue(
+        account_id="SAMPLE-1",
+        notice_id=f"sample-{tier.value}",
+        policy_id="sample",
+        policy_version=1,
+        step=1,
+        tier=tier,
+        channel=channel,
+        template_id=f"{channel.value}.{tier.value}",
+        to=to,
+        customer_name="Alexandra Sample-Name Longfellow",
+        balance_minor=1234567,
+        currency="USD",
+        days_past_due=45,
+        aging_bucket=AgingBucket.D31_60,
+        timezone="America/New_York",
+        due_at=now,
+    )

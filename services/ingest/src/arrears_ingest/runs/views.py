@@ -1,0 +1,106 @@
+"""HTTP API: run the sheet now, list runs, list/export rejects. No business logic here."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+
+from arrears_shared.service import Context
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
+from sqlalchemy import text
+
+from . import service
+from .models import RejectItem, RejectList, RunList, RunSummary
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+CSV_COLUMNS = (
+    "row_number",
+    "account_id",
+    "column",
+    "value",
+    "reason",
+    "balance_minor",
+    "currency",
+    "batch_id",
+)
+
+
+def csv_safe(value: object) -> str:
+    """Neutralise spreadsheet formula injection (OWASP CSV injection): prefix risky cells with a quote."""
+    s = "" if value is None else str(value)
+    return "'" + s if s.startswith(FORMULA_PREFIXES) else s
+
+
+def ingestor(ctx: Context) -> service.SheetIngestor:
+    ing = ctx.extra.get("sheet_ingestor")
+    if not isinstance(ing, service.SheetIngestor):
+        raise HTTPException(503, "ingest is starting")
+    return ing
+
+
+async def fetch_rejects(ctx: Context, source: str, limit: int | None, offset: int) -> RejectList:
+    async with ctx.engine.connect() as conn:
+        total = (
+            await conn.execute(
+                text(f"SELECT count(*) FROM {ctx.schema}.rejects WHERE source = :s"), {"s": source}
+            )
+        ).scalar_one()
+        rows = await conn.execute(
+            text(
+                f'SELECT batch_id, row_number, account_id, "column", value, reason, balance_minor, currency, '
+                f"rejected_at FROM {ctx.schema}.rejects WHERE source = :s "
+                "ORDER BY balance_minor DESC NULLS LAST, row_number, id LIMIT :lim OFFSET :off"
+            ),
+            {"s": source, "lim": limit, "off": offset},
+        )
+        items = [RejectItem.model_validate({**r._mapping, "batch_id": str(r.batch_id)}) for r in rows]
+    return RejectList(source=source, total=total, items=items)
+
+
+def router(get_context: Callable[[], Context]) -> APIRouter:
+    r = APIRouter(prefix="/ingest", tags=["ingest"])
+
+    @r.post(
+        "/sheet",
+        response_model=RunSummary,
+        responses={409: {"description": "a run is already in progress"}, 503: {"description": "starting"}},
+    )
+    async def run_sheet() -> RunSummary:
+        """Read the sheet now. A sheet that cannot be read returns the failed run (status "failed")."""
+        ctx = get_context()
+        ing = ingestor(ctx)
+        if not ctx.settings.sheets_spreadsheet_id:  # type: ignore[attr-defined]
+            raise HTTPException(409, "sheet source disabled: ARREARS_SHEETS_SPREADSHEET_ID is not set")
+        try:
+            return await ing.run("api")
+        except service.RunInProgress as e:
+            raise HTTPException(409, str(e)) from e
+
+    @r.get("/runs", response_model=RunList)
+    async def runs(limit: int = Query(50, ge=1, le=1000)) -> RunList:
+        ctx = get_context()
+        return RunList(items=await service.list_runs(ctx.engine, ctx.schema, limit))
+
+    @r.get("/rejects", response_model=RejectList)
+    async def rejects(limit: int = Query(500, ge=1, le=10_000), offset: int = Query(0, ge=0)) -> RejectList:
+        """Current rejects of the sheet source (replaced on each run), highest balance first."""
+        return await fetch_rejects(get_context(), service.SOURCE, limit, offset)
+
+    @r.get("/rejects.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+    async def rejects_csv() -> Response:
+        """All current rejects as CSV, highest balance first, safe to open in a spreadsheet."""
+        data = await fetch_rejects(get_context(), service.SOURCE, None, 0)
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(CSV_COLUMNS)
+        for item in data.items:
+            w.writerow([csv_safe(getattr(item, c)) for c in CSV_COLUMNS])
+        return Response(
+            buf.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="ingest-rejects.csv"'},
+        )
+
+    return r

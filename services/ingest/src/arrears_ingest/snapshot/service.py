@@ -1,0 +1,226 @@
+"""Change detection against the stored snapshot, and the bulk writes + events of one run.
+
+`plan()` is pure (sheet result + snapshot -> what changed); `apply()` writes it in the caller's transaction
+with a handful of set-based statements (`unnest` arrays), so a 100k-row sheet costs a few round trips, not
+100k. Rules:
+- new account id -> `created`; different content hash -> `updated`; same content but different raw cells
+  (e.g. Notes edited, "$1,000" reformatted to "1000") -> snapshot refreshed, no event;
+- an account whose row is now rejected keeps its last good snapshot (no `removed`: a typo in Balance must
+  not stop or restart the debtor's dunning); only ids absent from the sheet are `removed`;
+- rows that merely moved get their row number updated, no event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from arrears_shared.events import AccountChanged, AccountStatus, IngestRejected
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..validation import AccountRow, Rejection, SheetResult
+
+
+@dataclass(frozen=True, slots=True)
+class SnapEntry:
+    content_hash: str
+    raw_hash: str
+    row_number: int
+
+
+@dataclass(slots=True)
+class Plan:
+    created: list[AccountRow] = field(default_factory=list)
+    updated: list[AccountRow] = field(default_factory=list)
+    refreshed: list[AccountRow] = field(default_factory=list)
+    moved: list[tuple[str, int]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+
+async def load_snapshot(conn: AsyncConnection, schema: str) -> dict[str, SnapEntry]:
+    result = await conn.exec_driver_sql(
+        f"SELECT account_id, content_hash, raw_hash, row_number FROM {schema}.snapshot"
+    )
+    return {r[0]: SnapEntry(r[1], r[2], r[3]) for r in result}
+
+
+def plan(result: SheetResult, snap: Mapping[str, SnapEntry]) -> Plan:
+    out = Plan()
+    present: set[str] = set()
+    for row in result.accepted:
+        present.add(row.account_id)
+        old = snap.get(row.account_id)
+        if old is None:
+            out.created.append(row)
+        elif old.content_hash != row.content_hash:
+            out.updated.append(row)
+        else:
+            out.unchanged += 1
+            if old.raw_hash != row.raw_hash or old.row_number != row.row_number:
+                out.refreshed.append(row)
+    for account_id, row_number in result.unchanged:
+        present.add(account_id)
+        out.unchanged += 1
+        old = snap.get(account_id)
+        if old is not None and old.row_number != row_number:
+            out.moved.append((account_id, row_number))
+    for rej in result.rejections:
+        if rej.account_id:
+            present.add(rej.account_id)
+    out.removed = [a for a in snap if a not in present]
+    return out
+
+
+def account_event(row: AccountRow, change: str, as_of: datetime) -> AccountChanged:
+    return AccountChanged(
+        account_id=row.account_id,
+        change=change,  # type: ignore[arg-type]
+        source="sheet",
+        source_row=row.row_number,
+        customer_name=row.customer_name,
+        phone=row.phone,
+        email=row.email,
+        balance_minor=row.balance_minor,
+        currency=row.currency,
+        due_date=row.due_date,
+        last_payment_date=row.last_payment_date,
+        last_payment_minor=row.last_payment_minor,
+        timezone=row.timezone,
+        country=row.country,
+        region=row.region,
+        sms_consent=row.sms_consent,
+        email_consent=row.email_consent,
+        status=row.status,
+        content_hash=row.content_hash,
+        as_of=as_of,
+    )
+
+
+def removed_event(
+    account_id: str, row_number: int, content_hash: str, data: Mapping[str, Any], as_of: datetime
+) -> AccountChanged:
+    return AccountChanged(
+        account_id=account_id,
+        change="removed",
+        source="sheet",
+        source_row=row_number,
+        customer_name=data["customer_name"],
+        phone=data.get("phone"),
+        email=data.get("email"),
+        balance_minor=data["balance_minor"],
+        currency=data["currency"],
+        due_date=date.fromisoformat(data["due_date"]),
+        last_payment_date=date.fromisoformat(d) if (d := data.get("last_payment_date")) else None,
+        last_payment_minor=data.get("last_payment_minor"),
+        timezone=data.get("timezone"),
+        country=data.get("country"),
+        region=data.get("region"),
+        sms_consent=False,
+        email_consent=False,
+        status=AccountStatus(data.get("status", "open")),
+        content_hash=content_hash,
+        as_of=as_of,
+    )
+
+
+async def write_rows(conn: AsyncConnection, schema: str, rows: Sequence[AccountRow], now: datetime) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        text(
+            f"INSERT INTO {schema}.snapshot (account_id, content_hash, raw_hash, row_number, data, updated_at) "
+            "SELECT a, c, r, n, d, :now FROM unnest(CAST(:a AS text[]), CAST(:c AS text[]), "
+            "CAST(:r AS text[]), CAST(:n AS int[]), CAST(:d AS jsonb[])) AS v(a, c, r, n, d) "
+            "ON CONFLICT (account_id) DO UPDATE SET content_hash = EXCLUDED.content_hash, "
+            "raw_hash = EXCLUDED.raw_hash, row_number = EXCLUDED.row_number, data = EXCLUDED.data, "
+            "updated_at = EXCLUDED.updated_at"
+        ),
+        {
+            "a": [r.account_id for r in rows],
+            "c": [r.content_hash for r in rows],
+            "r": [r.raw_hash for r in rows],
+            "n": [r.row_number for r in rows],
+            "d": [json.dumps(r.to_data(), separators=(",", ":")) for r in rows],
+            "now": now,
+        },
+    )
+
+
+async def move_rows(conn: AsyncConnection, schema: str, moved: Sequence[tuple[str, int]]) -> None:
+    if not moved:
+        return
+    await conn.execute(
+        text(
+            f"UPDATE {schema}.snapshot s SET row_number = v.n FROM unnest(CAST(:a AS text[]), "
+            "CAST(:n AS int[])) AS v(a, n) WHERE s.account_id = v.a"
+        ),
+        {"a": [a for a, _ in moved], "n": [n for _, n in moved]},
+    )
+
+
+async def delete_rows(
+    conn: AsyncConnection, schema: str, account_ids: Sequence[str]
+) -> list[tuple[str, int, str, dict[str, Any]]]:
+    if not account_ids:
+        return []
+    result = await conn.execute(
+        text(
+            f"DELETE FROM {schema}.snapshot WHERE account_id = ANY(CAST(:a AS text[])) "
+            "RETURNING account_id, row_number, content_hash, data"
+        ),
+        {"a": list(account_ids)},
+    )
+    return [(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3])) for r in result]
+
+
+async def replace_rejects(
+    conn: AsyncConnection,
+    schema: str,
+    source: str,
+    batch_id: str,
+    rejections: Sequence[Rejection],
+    now: datetime,
+) -> None:
+    await conn.execute(text(f"DELETE FROM {schema}.rejects WHERE source = :s"), {"s": source})
+    if not rejections:
+        return
+    await conn.execute(
+        text(
+            f'INSERT INTO {schema}.rejects (source, batch_id, row_number, account_id, "column", value, reason, '
+            "balance_minor, currency, rejected_at) "
+            "SELECT :s, CAST(:b AS uuid), n, a, c, v, r, bal, cur, :now FROM unnest(CAST(:n AS int[]), "
+            "CAST(:a AS text[]), CAST(:c AS text[]), CAST(:v AS text[]), CAST(:r AS text[]), "
+            "CAST(:bal AS bigint[]), CAST(:cur AS text[])) AS x(n, a, c, v, r, bal, cur)"
+        ),
+        {
+            "s": source,
+            "b": batch_id,
+            "n": [r.row_number for r in rejections],
+            "a": [r.account_id for r in rejections],
+            "c": [r.column for r in rejections],
+            "v": [r.value for r in rejections],
+            "r": [r.reason for r in rejections],
+            "bal": [r.balance_minor for r in rejections],
+            "cur": [r.currency for r in rejections],
+            "now": now,
+        },
+    )
+
+
+def rejected_event(rej: Rejection, batch_id: str, now: datetime) -> IngestRejected:
+    return IngestRejected(
+        account_id=rej.account_id or f"row:{rej.row_number}",
+        source="sheet",
+        batch_id=batch_id,
+        row_number=rej.row_number,
+        column=rej.column,
+        value=rej.value,
+        reason=rej.reason,
+        balance_minor=rej.balance_minor,
+        rejected_at=now,
+    )

@@ -1,0 +1,18 @@
+"""Validation of PME master sheet rows (see `rows.py` for the accept/reject policy)."""
+
+from .columns import ALL_COLUMNS, REQUIRED_COLUMNS, Col, SheetFormatError
+from .rows import AccountRow, Issue, Rejection, SheetResult, ValidationConfig, validate_row, validate_sheet
+
+__all__ = [
+    "ALL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "AccountRow",
+    "Col",
+    "Issue",
+    "Rejection",
+    "SheetFormatError",
+    "SheetResult",
+    "ValidationConfig",
+    "validate_row",
+    "validate_sheet",
+]

@@ -1,0 +1,410 @@
+"""Cell parsers. Each returns the normalised value or raises `CellError` with a human-readable reason.
+
+They are pure functions of the cell text (plus explicit options), so any cell content either parses or
+raises `CellError`; nothing else escapes (the hypothesis fuzz test holds them to that).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import zoneinfo
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+import phonenumbers
+from arrears_shared.events import AccountStatus
+from phonenumbers import timezone as phone_timezone
+
+
+class CellError(ValueError):
+    """The cell's value is not acceptable; the message is the reason shown to the sheet owner."""
+
+
+def clean(cell: object) -> str:
+    """Strip, drop control characters and non-breaking spaces (common in pasted sheets)."""
+    s = "" if cell is None else str(cell)
+    s = s.replace("\u00a0", " ").replace("\u202f", " ").replace("\ufeff", "")
+    s = "".join(ch for ch in s if ch.isprintable() or ch == " ")
+    return s.strip()
+
+
+# -- money ---------------------------------------------------------------------------------------------------
+
+# ISO 4217 minor-unit exponents that differ from 2.
+_EXPONENTS: dict[str, int] = {
+    **dict.fromkeys(
+        ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV"]
+        + ["XAF", "XOF", "XPF"],
+        0,
+    ),
+    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
+}
+_SYMBOLS = "$€£¥₹₩₱₦₪₫฿₴₽"
+_CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+_AMOUNT_CODE = re.compile(r"^([A-Za-z]{3})\s*|\s*([A-Za-z]{3})$")
+_DIGITS_GROUPED = re.compile(r"^\d{1,3}(?:[,. '’]\d{3})+$")
+
+
+def minor_exponent(currency: str) -> int:
+    return _EXPONENTS.get(currency, 2)
+
+
+def parse_currency(cell: str, default: str) -> str:
+    s = clean(cell).upper()
+    if not s:
+        return default
+    if s in ("$", "US$"):
+        return "USD"
+    if not _CURRENCY_RE.match(s):
+        raise CellError("currency must be a 3-letter ISO 4217 code")
+    return s
+
+
+def parse_decimal(cell: str) -> Decimal:
+    """'$1,234.50', '1234.5', '1.234,50', '(120.00)', '-5', 'USD 10', '1 234,50' -> Decimal."""
+    s = clean(cell)
+    if not s:
+        raise CellError("amount is empty")
+    s = _AMOUNT_CODE.sub("", s).strip()
+    negative = False
+    if s.startswith("(") and s.endswith(")"):
+        negative, s = True, s[1:-1].strip()
+    s = s.strip(_SYMBOLS).strip()
+    if s.startswith("-") or s.startswith("−"):
+        negative, s = not negative, s[1:].strip()
+    elif s.endswith("-"):
+        negative, s = not negative, s[:-1].strip()
+    elif s.startswith("+"):
+        s = s[1:].strip()
+    s = s.strip(_SYMBOLS).strip()
+    if not s or not re.fullmatch(r"[\d.,' ’]+", s) or not any(ch.isdigit() for ch in s):
+        raise CellError("not a number")
+    last_dot, last_comma = s.rfind("."), s.rfind(",")
+    if last_dot >= 0 and last_comma >= 0:
+        dec = "." if last_dot > last_comma else ","
+    elif last_comma >= 0:
+        # a single comma followed by exactly three digits is a thousands separator ("1,234")
+        dec = "" if _DIGITS_GROUPED.match(s) else ","
+    elif last_dot >= 0:
+        dec = "" if s.count(".") > 1 and _DIGITS_GROUPED.match(s) else "."
+    else:
+        dec = ""
+    if dec:
+        whole, _, frac = s.rpartition(dec)
+    else:
+        whole, frac = s, ""
+    if whole and not (whole.isdigit() or _DIGITS_GROUPED.match(whole)):
+        raise CellError("digit grouping is not valid")
+    if frac and not frac.isdigit():
+        raise CellError("not a number")
+    digits = re.sub(r"\D", "", whole) or "0"
+    try:
+        value = Decimal(f"{digits}.{frac or '0'}")
+    except InvalidOperation as e:  # pragma: no cover - the regexes above make this unreachable
+        raise CellError("not a number") from e
+    if value >= Decimal(10) ** 15:
+        raise CellError("amount is implausibly large")
+    return -value if negative else value
+
+
+def to_minor(value: Decimal, currency: str) -> int:
+    exp = minor_exponent(currency)
+    scaled = value.scaleb(exp)
+    if scaled != scaled.to_integral_value():
+        raise CellError(f"more than {exp} decimal places for {currency}")
+    return int(scaled)
+
+
+def parse_amount(cell: str, currency: str) -> int:
+    return to_minor(parse_decimal(cell), currency)
+
+
+# -- dates ---------------------------------------------------------------------------------------------------
+
+DateOrder = Literal["US", "EU"]
+_EXCEL_EPOCH = date(1899, 12, 30)
+_ISO = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[T ].*)?$")
+_NUMERIC = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{2}|\d{4})(?:[T ].*)?$")
+_SERIAL = re.compile(r"^\d{4,6}(?:\.\d+)?$")
+_TEXT_FORMATS = (
+    "%b %d %Y",
+    "%B %d %Y",
+    "%d %b %Y",
+    "%d %B %Y",
+    "%b %d %y",
+    "%d %b %y",
+    "%d-%b-%Y",
+    "%d-%b-%y",
+    "%Y%m%d",
+)
+MIN_YEAR, MAX_YEAR = 1900, 2200
+
+
+def _mk(y: int, m: int, d: int) -> date:
+    if not MIN_YEAR <= y <= MAX_YEAR:
+        raise CellError(f"year {y} is out of range")
+    try:
+        return date(y, m, d)
+    except ValueError as e:
+        raise CellError(f"not a calendar date ({e})") from e
+
+
+def parse_date(cell: str, order: DateOrder = "US") -> date:
+    """ISO (2024-03-05), US 03/05/2024, EU 05/03/2024 (by `order` when ambiguous; a day > 12 decides),
+    DD.MM.YYYY, two-digit years (20yy), month names (Mar 5, 2024) and Excel serial numbers (45356)."""
+    s = clean(cell)
+    if not s:
+        raise CellError("date is empty")
+    if m := _ISO.match(s):
+        return _mk(int(m[1]), int(m[2]), int(m[3]))
+    if m := _NUMERIC.match(s):
+        a, sep, b, y = int(m[1]), m[2], int(m[3]), int(m[4])
+        if len(m[4]) == 2:
+            y += 2000
+        if sep == ".":  # dotted dates are day-first everywhere they are used
+            day, month = a, b
+        elif a > 12 and b <= 12:
+            day, month = a, b
+        elif b > 12 and a <= 12:
+            day, month = b, a
+        elif order == "EU":
+            day, month = a, b
+        else:
+            day, month = b, a
+        return _mk(y, month, day)
+    if _SERIAL.match(s):
+        serial = float(s)
+        if not 1 <= serial < 120_000:
+            raise CellError("number is not a plausible spreadsheet date serial")
+        d = _EXCEL_EPOCH + timedelta(days=int(serial))
+        return _mk(d.year, d.month, d.day)
+    text = re.sub(r"[,\s]+", " ", s).strip()
+    for fmt in _TEXT_FORMATS:
+        try:
+            d = datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+        return _mk(d.year, d.month, d.day)
+    raise CellError("not a recognised date (use YYYY-MM-DD)")
+
+
+# -- flags and enumerations ----------------------------------------------------------------------------------
+
+_TRUE = {"y", "yes", "true", "t", "1", "x", "opt in", "optin", "opted in", "✓", "✔"}
+_FALSE = {"n", "no", "false", "f", "0", "", "opt out", "optout", "opted out", "-"}
+
+
+def parse_flag(cell: str) -> bool:
+    s = clean(cell).casefold()
+    if s in _TRUE:
+        return True
+    if s in _FALSE:
+        return False
+    raise CellError("expected Y/N, yes/no, true/false or 1/0")
+
+
+_STATUS: dict[str, AccountStatus] = {
+    "": AccountStatus.OPEN,
+    "open": AccountStatus.OPEN,
+    "active": AccountStatus.OPEN,
+    "overdue": AccountStatus.OPEN,
+    "past due": AccountStatus.OPEN,
+    "paid": AccountStatus.PAID,
+    "paid in full": AccountStatus.PAID,
+    "settled": AccountStatus.PAID,
+    "promise": AccountStatus.PROMISE,
+    "promise to pay": AccountStatus.PROMISE,
+    "promised": AccountStatus.PROMISE,
+    "ptp": AccountStatus.PROMISE,
+    "dispute": AccountStatus.DISPUTE,
+    "disputed": AccountStatus.DISPUTE,
+    "in dispute": AccountStatus.DISPUTE,
+    "closed": AccountStatus.CLOSED,
+    "written off": AccountStatus.CLOSED,
+    "write off": AccountStatus.CLOSED,
+}
+
+
+def parse_status(cell: str) -> AccountStatus:
+    s = re.sub(r"[\s_-]+", " ", clean(cell).casefold()).strip()
+    try:
+        return _STATUS[s]
+    except KeyError:
+        raise CellError("status must be Open, Paid, Promise, Dispute or Closed") from None
+
+
+# -- contact details -----------------------------------------------------------------------------------------
+
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?=.{1,253}$)"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+
+
+def parse_email(cell: str) -> str | None:
+    s = clean(cell)
+    if not s:
+        return None
+    if s.lower().startswith("mailto:"):
+        s = s[7:]
+    if not _EMAIL.match(s) or ".." in s.split("@")[0] or s.startswith(".") or s.split("@")[0].endswith("."):
+        raise CellError("not a valid email address")
+    local, domain = s.rsplit("@", 1)
+    return f"{local}@{domain.lower()}"
+
+
+def parse_phone(cell: str, region: str) -> phonenumbers.PhoneNumber | None:
+    s = clean(cell)
+    if not s:
+        return None
+    if len(s) > 40:
+        raise CellError("phone number is too long")
+    try:
+        n = phonenumbers.parse(s, region)
+    except phonenumbers.NumberParseException as e:
+        raise CellError("not a phone number") from e
+    if not phonenumbers.is_valid_number(n):
+        raise CellError(f"not a valid phone number for region {region}")
+    return n
+
+
+def e164(n: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_region(n: phonenumbers.PhoneNumber) -> str | None:
+    r = phonenumbers.region_code_for_number(n)
+    return r if r and r != "ZZ" else None
+
+
+def zone_from_phone(n: phonenumbers.PhoneNumber) -> str | None:
+    zones = phone_timezone.time_zones_for_number(n)
+    if len(zones) == 1 and zones[0] != "Etc/Unknown":
+        return str(zones[0])
+    return None
+
+
+# -- places and time zones -----------------------------------------------------------------------------------
+
+_COUNTRY_ALIASES = {
+    "USA": "US",
+    "UNITED STATES": "US",
+    "UNITED STATES OF AMERICA": "US",
+    "U S": "US",
+    "U S A": "US",
+    "AMERICA": "US",
+    "UK": "GB",
+    "UNITED KINGDOM": "GB",
+    "GREAT BRITAIN": "GB",
+    "ENGLAND": "GB",
+    "CANADA": "CA",
+    "MEXICO": "MX",
+    "INDIA": "IN",
+    "AUSTRALIA": "AU",
+    "IRELAND": "IE",
+    "GERMANY": "DE",
+    "FRANCE": "FR",
+    "SPAIN": "ES",
+    "NEW ZEALAND": "NZ",
+}
+
+
+def parse_country(cell: str) -> str | None:
+    s = re.sub(r"[.\s]+", " ", clean(cell).upper()).strip()
+    if not s:
+        return None
+    s = _COUNTRY_ALIASES.get(s, s)
+    if len(s) == 2 and s in phonenumbers.SUPPORTED_REGIONS:
+        return s
+    raise CellError("country must be an ISO 3166-1 alpha-2 code (e.g. US)")
+
+
+US_STATES: dict[str, str] = {
+    "ALABAMA": "AL", "ALASKA": "AK", "ARIZONA": "AZ", "ARKANSAS": "AR", "CALIFORNIA": "CA",
+    "COLORADO": "CO", "CONNECTICUT": "CT", "DELAWARE": "DE", "DISTRICT OF COLUMBIA": "DC", "FLORIDA": "FL",
+    "GEORGIA": "GA", "HAWAII": "HI", "IDAHO": "ID", "ILLINOIS": "IL", "INDIANA": "IN", "IOWA": "IA",
+    "KANSAS": "KS", "KENTUCKY": "KY", "LOUISIANA": "LA", "MAINE": "ME", "MARYLAND": "MD",
+    "MASSACHUSETTS": "MA", "MICHIGAN": "MI", "MINNESOTA": "MN", "MISSISSIPPI": "MS", "MISSOURI": "MO",
+    "MONTANA": "MT", "NEBRASKA": "NE", "NEVADA": "NV", "NEW HAMPSHIRE": "NH", "NEW JERSEY": "NJ",
+    "NEW MEXICO": "NM", "NEW YORK": "NY", "NORTH CAROLINA": "NC", "NORTH DAKOTA": "ND", "OHIO": "OH",
+    "OKLAHOMA": "OK", "OREGON": "OR", "PENNSYLVANIA": "PA", "RHODE ISLAND": "RI", "SOUTH CAROLINA": "SC",
+    "SOUTH DAKOTA": "SD", "TENNESSEE": "TN", "TEXAS": "TX", "UTAH": "UT", "VERMONT": "VT",
+    "VIRGINIA": "VA", "WASHINGTON": "WA", "WEST VIRGINIA": "WV", "WISCONSIN": "WI", "WYOMING": "WY",
+    "PUERTO RICO": "PR", "GUAM": "GU", "US VIRGIN ISLANDS": "VI", "AMERICAN SAMOA": "AS",
+    "NORTHERN MARIANA ISLANDS": "MP",
+}  # fmt: skip
+_US_CODES = set(US_STATES.values())
+
+# Only states (and territories) that lie entirely in one zone. States split across zones (TX, FL, IN, KY,
+# TN, MI, ND, SD, NE, KS, ID, OR, AK) map to nothing: guessing the majority zone could put a message at
+# 07:00 for part of the state, whereas "unknown" makes the compliance gate require every candidate zone.
+US_STATE_ZONES: dict[str, str] = {
+    **dict.fromkeys(
+        ["CT", "DE", "DC", "GA", "ME", "MD", "MA", "NH", "NJ", "NY", "NC", "OH", "PA", "RI", "SC", "VT"]
+        + ["VA", "WV"],
+        "America/New_York",
+    ),
+    **dict.fromkeys(["AL", "AR", "IL", "IA", "LA", "MN", "MS", "MO", "OK", "WI"], "America/Chicago"),
+    **dict.fromkeys(["CO", "MT", "NM", "UT", "WY"], "America/Denver"),
+    "AZ": "America/Phoenix",
+    **dict.fromkeys(["CA", "NV", "WA"], "America/Los_Angeles"),
+    "HI": "Pacific/Honolulu",
+    "PR": "America/Puerto_Rico",
+    "VI": "America/St_Thomas",
+    "GU": "Pacific/Guam",
+    "AS": "Pacific/Pago_Pago",
+    "MP": "Pacific/Saipan",
+}
+
+
+def parse_state(cell: str) -> str | None:
+    s = re.sub(r"[.\s]+", " ", clean(cell).upper()).strip()
+    if not s:
+        return None
+    if s in US_STATES:
+        return US_STATES[s]
+    if len(s) > 64:
+        raise CellError("state is too long")
+    return s
+
+
+def zone_from_state(state: str | None, country: str | None) -> str | None:
+    if state is None or country not in (None, "US") or state not in _US_CODES:
+        return None
+    return US_STATE_ZONES.get(state)
+
+
+@functools.cache
+def _zones() -> dict[str, str]:
+    return {z.casefold(): z for z in zoneinfo.available_timezones()}
+
+
+def parse_zone(cell: str) -> str | None:
+    s = clean(cell).replace(" ", "_")
+    if not s:
+        return None
+    zone = _zones().get(s.casefold())
+    if zone is None:
+        raise CellError("not an IANA time zone name (e.g. America/Chicago)")
+    return zone
+
+
+# -- masking -------------------------------------------------------------------------------------------------
+
+
+def mask(value: str, kind: Literal["phone", "email", "name", "plain"]) -> str:
+    """What a reject report may show of an offending value: PII masked, everything truncated."""
+    v = clean(value)
+    if not v:
+        return ""
+    if kind == "phone":
+        digits = re.sub(r"\D", "", v)
+        return "•" * max(len(digits) - 2, 1) + digits[-2:] if len(digits) > 2 else "•" * len(v)
+    if kind == "email":
+        local, at, domain = v.partition("@")
+        return f"{local[:1]}•••{at}{'•••' + domain[-4:] if domain else ''}"
+    if kind == "name":
+        return v[:1] + "•••"
+    return v[:64] + ("…" if len(v) > 64 else "")

@@ -1,0 +1,30 @@
+"""`python -m arrears_responses`: QUO webhooks -> classified `reply-received`; consumes `message-sent`."""
+
+from __future__ import annotations
+
+from arrears_shared import topics
+from arrears_shared.service import Consumer, ServiceDefinition
+from arrears_shared.service import main as run
+
+from .contacts.handlers import handle_message_sent
+from .replies.views import replies_router
+from .settings import ResponsesSettings
+from .webhooks.views import webhooks_router
+
+
+def definition(settings: ResponsesSettings | None = None) -> ServiceDefinition:
+    settings = settings or ResponsesSettings(service_name="responses")
+    return ServiceDefinition(
+        name="responses",
+        settings=settings,
+        consumers=[Consumer(topics=[topics.MESSAGE_SENT], handler=handle_message_sent)],
+        routers=[webhooks_router, replies_router],
+    )
+
+
+def main() -> None:
+    run(definition)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Consumes `message-sent`: builds the contact index (channel + address -> account, latest notice) and the
+provider message id -> notice map used for delivery status webhooks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from arrears_shared.cloudevents import Envelope
+from arrears_shared.events import Channel, DeliveryStatus, MessageSent
+from arrears_shared.stream.transaction import Transaction
+from sqlalchemy import text
+
+from ..webhooks.service import normalize_phone
+
+
+def contact_address(ev: MessageSent) -> str:
+    return normalize_phone(ev.to) if ev.channel is Channel.SMS else ev.to.strip().lower()
+
+
+async def handle_message_sent(events: Sequence[Envelope], tx: Transaction) -> None:
+    s = tx.schema
+    latest: dict[tuple[str, str], MessageSent] = {}
+    sent: dict[str, MessageSent] = {}
+    for env in events:
+        ev = env.data
+        if not isinstance(ev, MessageSent) or ev.status is not DeliveryStatus.SENT:
+            continue
+        key = (ev.channel.value, contact_address(ev))
+        if key not in latest or latest[key].sent_at <= ev.sent_at:
+            latest[key] = ev
+        if ev.provider_message_id:
+            sent[ev.provider_message_id] = ev
+    if latest:
+        rows = list(latest.items())
+        await tx.conn.execute(
+            text(
+                f"""INSERT INTO {s}.contacts (channel, address, account_id, notice_id, sent_at)
+                SELECT * FROM unnest(CAST(:ch AS text[]), CAST(:ad AS text[]), CAST(:acc AS text[]),
+                                     CAST(:nid AS text[]), CAST(:at AS timestamptz[]))
+                ON CONFLICT (channel, address) DO UPDATE SET account_id = EXCLUDED.account_id,
+                    notice_id = EXCLUDED.notice_id, sent_at = EXCLUDED.sent_at
+                WHERE {s}.contacts.sent_at <= EXCLUDED.sent_at"""
+            ),
+            {
+                "ch": [k[0] for k, _ in rows],
+                "ad": [k[1] for k, _ in rows],
+                "acc": [e.account_id for _, e in rows],
+                "nid": [e.notice_id for _, e in rows],
+                "at": [e.sent_at for _, e in rows],
+            },
+        )
+    if sent:
+        items = list(sent.items())
+        params = {
+            "pm": [k for k, _ in items],
+            "ch": [e.channel.value for _, e in items],
+            "acc": [e.account_id for _, e in items],
+            "nid": [e.notice_id for _, e in items],
+            "at": [e.sent_at for _, e in items],
+        }
+        await tx.conn.execute(
+            text(
+                f"""INSERT INTO {s}.sent_messages (provider_message_id, channel, account_id, notice_id, sent_at)
+                SELECT * FROM unnest(CAST(:pm AS text[]), CAST(:ch AS text[]), CAST(:acc AS text[]),
+                                     CAST(:nid AS text[]), CAST(:at AS timestamptz[]))
+                ON CONFLICT (provider_message_id) DO NOTHING"""
+            ),
+            params,
+        )
+        # a delivery webhook may have arrived before the message-sent event: attach the notice now
+        await tx.conn.execute(
+            text(
+                f"""UPDATE {s}.delivery_status d SET notice_id = sm.notice_id, account_id = sm.account_id
+                FROM {s}.sent_messages sm
+                WHERE d.provider_message_id = sm.provider_message_id AND d.notice_id IS NULL
+                  AND d.provider_message_id = ANY(CAST(:pm AS text[]))"""
+            ),
+            {"pm": params["pm"]},
+        )

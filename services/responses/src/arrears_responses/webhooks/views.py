@@ -1,0 +1,60 @@
+"""`POST /webhooks/quo`: signed QUO (OpenPhone) webhooks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import cast
+
+from arrears_shared.providers.quo_signature import InvalidSignature, verify_openphone_signature
+from arrears_shared.service import Context
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import ValidationError
+
+from .. import metrics
+from ..settings import ResponsesSettings
+from .models import QuoWebhookEvent, WebhookAck
+from .service import handle_quo_event
+
+log = logging.getLogger(__name__)
+
+
+def webhooks_router(get_context: Callable[[], Context]) -> APIRouter:
+    router = APIRouter(tags=["webhooks"])
+
+    @router.post("/webhooks/quo", response_model=WebhookAck)
+    async def quo_webhook(request: Request) -> WebhookAck:
+        ctx = get_context()
+        settings = cast(ResponsesSettings, ctx.settings)
+        raw = await request.body()
+        key = settings.quo_webhook_signing_key
+        if key is None:
+            log.error("QUO webhook rejected: ARREARS_QUO_WEBHOOK_SIGNING_KEY is not set")
+            metrics.WEBHOOKS.labels("quo", "rejected").inc()
+            raise HTTPException(401, "webhook signing key not configured")
+        try:
+            verify_openphone_signature(
+                request.headers,
+                raw,
+                key.get_secret_value(),
+                tolerance_s=settings.responses_webhook_tolerance_s,
+            )
+        except InvalidSignature as e:
+            log.warning("QUO webhook rejected", extra={"reason": str(e)[:200]})
+            metrics.WEBHOOKS.labels("quo", "rejected").inc()
+            raise HTTPException(401, f"invalid signature: {e}") from e
+        try:
+            event = QuoWebhookEvent.model_validate_json(raw)
+            async with ctx.transaction() as tx:
+                ack = await handle_quo_event(tx, event)
+        except (ValidationError, KeyError, TypeError) as e:
+            metrics.WEBHOOKS.labels("quo", "malformed").inc()
+            raise HTTPException(400, f"malformed webhook body: {type(e).__name__}") from e
+        metrics.WEBHOOKS.labels("quo", ack.status).inc()
+        if ack.intent:
+            metrics.REPLIES.labels(
+                "sms", ack.intent, "matched" if ack.status == "processed" else "unmatched"
+            ).inc()
+        return ack
+
+    return router

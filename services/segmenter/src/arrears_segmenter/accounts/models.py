@@ -1,0 +1,151 @@
+"""Account projection and decision log (SQLAlchemy Core) + API bodies."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+)
+
+SCHEMA = "segmenter"
+metadata = MetaData(schema=SCHEMA)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("known", Boolean, nullable=False),
+    Column("change", Text),
+    Column("source", Text),
+    Column("source_row", Integer),
+    Column("customer_name", Text, nullable=False),
+    Column("phone", Text),
+    Column("email", Text),
+    Column("balance_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("due_date", Date),
+    Column("last_payment_date", Date),
+    Column("last_payment_minor", BigInteger),
+    Column("timezone", Text),
+    Column("timezone_unknown", Boolean, nullable=False),
+    Column("country", Text),
+    Column("region", Text),
+    Column("sms_consent", Boolean, nullable=False),
+    Column("email_consent", Boolean, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("source_status", Text, nullable=False),
+    Column("hold", Text),
+    Column("removed", Boolean, nullable=False),
+    Column("content_hash", Text),
+    Column("as_of", DateTime(timezone=True)),
+    Column("sms_opt_out", Boolean, nullable=False),
+    Column("email_opt_out", Boolean, nullable=False),
+    Column("do_not_contact", Boolean, nullable=False),
+    Column("sms_invalid", Boolean, nullable=False),
+    Column("email_invalid", Boolean, nullable=False),
+    Column("paused_until", Date),
+    Column("promise_amount_minor", BigInteger),
+    Column("cycle", Integer, nullable=False),
+    Column("cycle_due_date", Date),
+    Column("last_step", Integer, nullable=False),
+    Column("last_step_at", DateTime(timezone=True)),
+    Column("days_past_due", Integer, nullable=False),
+    Column("aging_bucket", Text, nullable=False),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("last_event_at", DateTime(timezone=True), nullable=False),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("account_id", Text, nullable=False),
+    Column("step", Integer),
+    Column("cycle", Integer),
+    Column("channel", Text),
+    Column("outcome", Text, nullable=False),
+    Column("rule_id", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("notice_id", Text),
+    Column("defer_until", DateTime(timezone=True)),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+
+class TimerView(BaseModel):
+    step: int
+    cycle: int
+    due_at: datetime
+    state: str
+    attempts: int
+    reason: str | None
+
+
+class AccountView(BaseModel):
+    account_id: str
+    known: bool
+    customer_name: str
+    phone_masked: str | None
+    email_masked: str | None
+    balance_minor: int
+    currency: str
+    due_date: date | None
+    timezone: str | None
+    timezone_unknown: bool
+    country: str | None
+    region: str | None
+    status: str
+    hold: str | None
+    removed: bool
+    sms_consent: bool
+    email_consent: bool
+    sms_opt_out: bool
+    email_opt_out: bool
+    do_not_contact: bool
+    sms_invalid: bool
+    email_invalid: bool
+    paused_until: date | None
+    cycle: int
+    last_step: int
+    last_step_at: datetime | None
+    days_past_due: int
+    aging_bucket: str
+    first_seen_at: datetime
+    last_event_at: datetime
+    timers: list[TimerView]
+
+
+class DecisionView(BaseModel):
+    id: int
+    step: int | None
+    cycle: int | None
+    channel: str | None
+    outcome: str
+    rule_id: str
+    reason: str
+    notice_id: str | None
+    defer_until: datetime | None
+    at: datetime
+
+
+def mask_phone(phone: str | None) -> str | None:
+    if not phone:
+        return None
+    return phone[:2] + "*" * max(0, len(phone) - 4) + phone[-2:]
+
+
+def mask_email(email: str | None) -> str | None:
+    if not email:
+        return None
+    local, _, domain = email.partition("@")
+    return (local[:1] + "***@" + domain) if domain else "***"

@@ -1,0 +1,39 @@
+"""Runtime configuration the handlers, loop and views share (built once per process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from arrears_shared.compliance import DEFAULT_RULES, RuleSet
+
+from .aging import DEFAULT_BOUNDARIES, parse_boundaries
+from .clock import Clock
+from .policy.models import Policy, load_policy
+from .settings import SegmenterSettings
+
+
+@dataclass
+class Deps:
+    policy: Policy
+    clock: Clock = field(default_factory=Clock)
+    rules: RuleSet = DEFAULT_RULES
+    boundaries: tuple[int, int, int, int] = DEFAULT_BOUNDARIES
+    paid_claim_pause_days: int = 7
+    timer_batch: int = 500
+
+    @classmethod
+    def from_settings(cls, s: SegmenterSettings) -> Deps:
+        rules = DEFAULT_RULES
+        if s.segmenter_compliance_rules_path:
+            rules = RuleSet.model_validate(yaml.safe_load(Path(s.segmenter_compliance_rules_path).read_text()))
+        return cls(
+            policy=load_policy(s.segmenter_policy_path),
+            clock=Clock(offset_s=s.segmenter_clock_offset_s),
+            rules=rules,
+            boundaries=parse_boundaries(s.segmenter_aging_boundaries),
+            paid_claim_pause_days=s.segmenter_paid_claim_pause_days,
+            timer_batch=s.segmenter_timer_batch,
+        )

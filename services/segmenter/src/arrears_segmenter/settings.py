@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from arrears_shared.settings import ServiceSettings
+
+
+class SegmenterSettings(ServiceSettings):
+    segmenter_tick_s: float = Field(1.0, description="Seconds between timer-loop ticks")
+    segmenter_timer_batch: int = Field(500, description="Max due timers handled per tick (one transaction)")
+    segmenter_policy_path: str | None = Field(
+        None, description="YAML dunning policy; default: the packaged policies/default.yaml"
+    )
+    segmenter_aging_boundaries: str = Field(
+        "30,60,90,120", description="Upper bounds (days) of the 1-30/31-60/61-90/91-120 buckets"
+    )
+    segmenter_compliance_rules_path: str | None = Field(
+        None, description="YAML compliance rule table; default: arrears_shared.compliance.DEFAULT_RULES"
+    )
+    segmenter_paid_claim_pause_days: int = Field(
+        7, description="Pause after a 'paid' claim without a date, to let the payment show up"
+    )
+    segmenter_clock_offset_s: float = Field(0.0, description="Shift 'now' (demos only)")

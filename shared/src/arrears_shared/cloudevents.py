@@ -1,0 +1,113 @@
+"""CloudEvents 1.0 Kafka protocol binding, binary content mode.
+
+Attributes travel as `ce_*` headers, the data (JSON of the pydantic model) is the record value, the key is
+the account id. Written here rather than taken from the `cloudevents` SDK because it sits on the hot path
+(tens of thousands of records/s) and works directly with our pydantic models; the tests check it against the
+SDK's own Kafka binding so the two stay interoperable.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from .events import BY_CE_TYPE, Event, utcnow
+
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/json"
+
+Headers = list[tuple[str, bytes]]
+
+
+class InvalidEvent(Exception):
+    """The record is not a valid CloudEvent of a known type (goes straight to the DLQ, never retried)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded event with its CloudEvents context attributes."""
+
+    id: str
+    source: str
+    type: str
+    time: datetime
+    subject: str
+    data: Event
+    extensions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Headers
+
+
+def encode(
+    event: Event, *, source: str, id: str | None = None, time: datetime | None = None
+) -> OutgoingRecord:
+    """Encode `event` as a binary-mode CloudEvent record for its topic. `id` defaults to a new UUID; pass a
+    deterministic id where a retry or replay must produce the same event."""
+    t = time or utcnow()
+    headers: Headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", (id or str(uuid.uuid4())).encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", event.ce_type.encode()),
+        ("ce_time", t.isoformat().replace("+00:00", "Z").encode()),
+        ("ce_subject", event.account_id.encode()),
+        ("content-type", CONTENT_TYPE.encode()),
+    ]
+    return OutgoingRecord(event.topic, event.key.encode(), event.model_dump_json().encode(), headers)
+
+
+def header_map(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in headers or ():
+        try:
+            out[k] = v.decode() if v is not None else ""
+        except UnicodeDecodeError as e:
+            raise InvalidEvent(f"header {k!r} is not UTF-8") from e
+    return out
+
+
+def decode(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> Envelope:
+    """Decode one record. Raises `InvalidEvent` naming what is wrong (missing attribute, unknown type,
+    data that does not match the type's schema)."""
+    h = header_map(headers)
+    if h.get("ce_specversion") != SPECVERSION:
+        raise InvalidEvent(f"ce_specversion is {h.get('ce_specversion')!r}, expected '1.0'")
+    for attr in ("ce_id", "ce_source", "ce_type"):
+        if not h.get(attr):
+            raise InvalidEvent(f"missing required attribute {attr}")
+    ce_type = h["ce_type"]
+    model = BY_CE_TYPE.get(ce_type)
+    if model is None:
+        raise InvalidEvent(f"unknown ce_type {ce_type!r}")
+    ctype = h.get("content-type", CONTENT_TYPE)
+    if not ctype.startswith(CONTENT_TYPE):
+        raise InvalidEvent(f"unsupported content-type {ctype!r}")
+    if value is None:
+        raise InvalidEvent("record has no value")
+    try:
+        data = model.model_validate_json(value)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise InvalidEvent(f"{ce_type} data invalid at {loc or '<root>'}: {first.get('msg')}") from e
+    try:
+        time = datetime.fromisoformat(h["ce_time"]) if h.get("ce_time") else utcnow()
+    except ValueError as e:
+        raise InvalidEvent(f"ce_time {h.get('ce_time')!r} is not RFC 3339") from e
+    ext = {k[3:]: v for k, v in h.items() if k.startswith("ce_") and k[3:] not in _CORE}
+    return Envelope(
+        h["ce_id"], h["ce_source"], ce_type, time, h.get("ce_subject", data.account_id), data, ext
+    )
+
+
+_CORE = {"specversion", "id", "source", "type", "time", "subject", "datacontenttype", "dataschema"}

@@ -1,0 +1,19 @@
+"""Compliance gate: contact windows, frequency caps, opt-outs and do-not-contact as data + pure functions.
+
+Used by the segmenter when a notice falls due and by the dispatchers right before a send.
+"""
+
+from .gate import Decision, candidate_zones, evaluate, next_allowed
+from .rules import DEFAULT_RULES, FrequencyCap, Jurisdiction, ResolvedJurisdiction, RuleSet
+
+__all__ = [
+    "DEFAULT_RULES",
+    "Decision",
+    "FrequencyCap",
+    "Jurisdiction",
+    "ResolvedJurisdiction",
+    "RuleSet",
+    "candidate_zones",
+    "evaluate",
+    "next_allowed",
+]

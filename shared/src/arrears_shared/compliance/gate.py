@@ -1,0 +1,194 @@
+"""The compliance gate: pure functions deciding whether a message may go out now, later, or never.
+
+`evaluate()` is called when a notice becomes due (segmenter) and again right before the provider call
+(dispatchers). A quiet-hours or frequency-cap hit defers to `defer_until` (always an allowed moment, never a
+drop); opt-outs and do-not-contact suppress. Every decision names the rule that produced it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict
+
+from .rules import DEFAULT_RULES, ResolvedJurisdiction, RuleSet
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    allowed: bool
+    rule_id: str
+    defer_until: datetime | None = None
+    reason: str
+    zones: tuple[str, ...] = ()
+    zone_assumed: bool = False
+
+    @property
+    def suppressed(self) -> bool:
+        return not self.allowed and self.defer_until is None
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def candidate_zones(
+    timezone: str | None, country: str | None, region: str | None, rules: RuleSet = DEFAULT_RULES
+) -> tuple[tuple[str, ...], bool]:
+    """Zones whose local time must all be inside the window, and whether they were assumed (zone unknown)."""
+    if timezone and _zone(timezone) is not None:
+        return (timezone,), False
+    j = rules.resolve(country, region)
+    if region and region.upper() in j.region_zones:
+        return tuple(j.region_zones[region.upper()]), True
+    return tuple(j.candidate_zones), True
+
+
+def _in_window(instant: datetime, zones: Sequence[str], start: dtime, end: dtime) -> bool:
+    for name in zones:
+        z = _zone(name)
+        local = instant.astimezone(z if z is not None else UTC).time()
+        if start <= end:
+            if not (start <= local < end):
+                return False
+        elif not (local >= start or local < end):  # window across midnight
+            return False
+    return True
+
+
+def _window_starts(after: datetime, zones: Sequence[str], start: dtime, days: int) -> list[datetime]:
+    """UTC instants of every zone's local window start on the next `days` local dates (DST-safe: a start
+    inside a DST gap maps to the first instant after the gap)."""
+    out: list[datetime] = []
+    for name in zones:
+        z = _zone(name) or ZoneInfo("UTC")
+        d0 = after.astimezone(z).date()
+        for i in range(-1, days + 1):
+            local = datetime.combine(d0 + timedelta(days=i), start, tzinfo=z)
+            out.append(local.astimezone(UTC))
+    return out
+
+
+def _next_in_window(now: datetime, zones: Sequence[str], start: dtime, end: dtime) -> datetime:
+    """Earliest instant >= now inside every zone's window. The intersection of the zones' windows starts at
+    one of the zones' window starts, so those (and `now`) are the only candidates; a bounded scan covers
+    exotic DST transitions."""
+    if _in_window(now, zones, start, end):
+        return now
+    for c in sorted(t for t in _window_starts(now, zones, start, 8) if t > now):
+        if _in_window(c, zones, start, end):
+            return c
+    t = now.replace(second=0, microsecond=0)
+    for _ in range(8 * 24 * 4):
+        t += timedelta(minutes=15)
+        if _in_window(t, zones, start, end):
+            return t
+    raise ValueError(f"no allowed moment within 8 days for zones {list(zones)}")
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(UTC)
+
+
+def next_allowed(
+    now_utc: datetime,
+    *,
+    timezone: str | None,
+    country: str | None = None,
+    region: str | None = None,
+    rules: RuleSet = DEFAULT_RULES,
+) -> datetime:
+    """The first moment >= now inside the contact window of every candidate zone."""
+    now = _aware(now_utc)
+    j = rules.resolve(country, region)
+    zones, _ = candidate_zones(timezone, country, region, rules)
+    return _next_in_window(now, zones, j.window_start, j.window_end)
+
+
+def _frequency_release(
+    now: datetime, j: ResolvedJurisdiction, channel: str, count: int, recent: Sequence[datetime]
+) -> tuple[datetime | None, str]:
+    cap = j.frequency_caps.get(channel)
+    if cap is None:
+        return None, ""
+    window = timedelta(days=cap.window_days)
+    inside = sorted(_aware(t) for t in recent if now - window < _aware(t) <= now)
+    n = max(count, len(inside))
+    if n < cap.max_messages:
+        return None, ""
+    if len(inside) >= n and n > 0:
+        # the (n - max + 1)-th oldest send must leave the window before one more fits
+        release = inside[n - cap.max_messages] + window
+    else:
+        release = now + window
+    release = max(release, now + timedelta(seconds=1))
+    return release, f"{n} {channel} messages in {cap.window_days} days (cap {cap.max_messages})"
+
+
+def evaluate(
+    now_utc: datetime,
+    *,
+    channel: str,
+    timezone: str | None,
+    country: str | None = None,
+    region: str | None = None,
+    opted_out_channels: Collection[str] = (),
+    do_not_contact: bool = False,
+    sent_in_window: int = 0,
+    recent_sends: Sequence[datetime] = (),
+    rules: RuleSet = DEFAULT_RULES,
+) -> Decision:
+    """Decide one message on one channel at `now_utc`.
+
+    `sent_in_window` is the number of messages already sent on this channel within the cap window; pass
+    `recent_sends` (their instants) instead or as well to get an exact release time for the cap.
+    """
+    now = _aware(now_utc)
+    ch = str(channel)
+    j = rules.resolve(country, region)
+    zones, assumed = candidate_zones(timezone, country, region, rules)
+    common = {"zones": zones, "zone_assumed": assumed}
+    if do_not_contact:
+        return Decision(allowed=False, rule_id="do_not_contact", reason="account is do-not-contact", **common)
+    if ch in {str(c) for c in opted_out_channels}:
+        return Decision(
+            allowed=False, rule_id=f"opt_out.{ch}", reason=f"debtor opted out of {ch}", **common
+        )
+    release, why = _frequency_release(now, j, ch, sent_in_window, recent_sends)
+    if release is not None:
+        return Decision(
+            allowed=False,
+            rule_id=f"frequency_cap.{j.id}.{ch}",
+            defer_until=_next_in_window(release, zones, j.window_start, j.window_end),
+            reason=why,
+            **common,
+        )
+    if not _in_window(now, zones, j.window_start, j.window_end):
+        when = _next_in_window(now, zones, j.window_start, j.window_end)
+        return Decision(
+            allowed=False,
+            rule_id=f"quiet_hours.{j.id}",
+            defer_until=when,
+            reason=(
+                f"outside {j.window_start:%H:%M}-{j.window_end:%H:%M} local in {', '.join(zones)}"
+                f" ({j.window_source})"
+            ),
+            **common,
+        )
+    return Decision(
+        allowed=True,
+        rule_id=f"allowed.{j.id}",
+        reason=f"inside {j.window_start:%H:%M}-{j.window_end:%H:%M} local in {', '.join(zones)}",
+        **common,
+    )

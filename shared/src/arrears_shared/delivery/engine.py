@@ -1,0 +1,630 @@
+"""The delivery state machine: notice-due -> deliveries row -> provider -> message-sent.
+
+States: `queued` -> `sending` (committed BEFORE the provider call) -> `sent` | `failed`; `queued` ->
+`suppressed` (opted out / gate / expired). A row found in `sending` older than
+`ARREARS_DISPATCH_IN_DOUBT_AFTER_S` is in doubt and is reconciled with the provider: found -> `sent`, not
+found -> `queued` again. So a crash before the provider call never loses a notice (it is resent), and a crash
+after the provider accepted never sends twice (it is found).
+
+Workers claim one due row at a time with `FOR UPDATE SKIP LOCKED` (highest priority first), so any number
+of workers and replicas share the queue; all of them draw tokens from the one limiter row in Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .. import telemetry as m
+from ..cloudevents import Envelope
+from ..events import DeliveryStatus, Intent, MessageSent, NoticeDue, ReplyReceived
+from ..providers.errors import (
+    ProviderError,
+    ProviderInDoubt,
+    ProviderPermanentError,
+    ProviderRateLimited,
+    ProviderTransientError,
+)
+from ..stream.dead_letter import is_infrastructure_error
+from ..stream.transaction import Transaction, transaction
+from . import limiter
+from .channel import Channel, DeliveryRow, Rendered, SendResult
+from .gate import Gate, compliance_gate
+from .settings import DispatchSettings
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = (
+    "notice_id, account_id, channel, to_address, payload, rendered, priority, state, attempts, "
+    "next_attempt_at, provider_message_id, last_error, created_at, updated_at"
+)
+# A limiter wait longer than this (a Retry-After pause) releases the claimed row instead of holding it.
+_MAX_HOLD_WAIT_S = 1.0
+
+
+class HostContext(Protocol):
+    """The part of `arrears_shared.service.Context` the engine needs."""
+
+    engine: AsyncEngine
+    schema: str
+    service: str
+    stopping: asyncio.Event
+
+    @property
+    def relay(self) -> Any: ...
+
+
+def _loads(v: Any) -> Any:
+    return json.loads(v) if isinstance(v, str | bytes) else v
+
+
+def _row(r: Any) -> DeliveryRow:
+    payload = _loads(r.payload)
+    return DeliveryRow(
+        notice_id=r.notice_id,
+        account_id=r.account_id,
+        channel=r.channel,
+        to_address=r.to_address,
+        notice=NoticeDue.model_validate(payload),
+        rendered=_loads(r.rendered),
+        priority=r.priority,
+        state=r.state,
+        attempts=r.attempts,
+        next_attempt_at=r.next_attempt_at,
+        provider_message_id=r.provider_message_id,
+        last_error=r.last_error,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        channel: Channel,
+        settings: DispatchSettings,
+        *,
+        gate: Gate | None = None,
+    ) -> None:
+        self.channel = channel
+        self.settings = settings
+        self.gate: Gate = gate or compliance_gate()
+        self._engine: AsyncEngine | None = None
+        self._schema = ""
+        self._service = ""
+        self._wake: Callable[[], None] = lambda: None
+        self._limiter_ready = False
+
+    # -- wiring ----------------------------------------------------------------------------------------
+    def bind(
+        self, engine: AsyncEngine, schema: str, service: str, wake: Callable[[], None] | None = None
+    ) -> DeliveryEngine:
+        self._engine, self._schema, self._service = engine, schema, service
+        self._wake = wake or (lambda: None)
+        return self
+
+    async def loop(self, ctx: HostContext) -> None:
+        """A `ServiceDefinition.loops` entry: send workers + in-doubt reconciliation until stopping."""
+        self.bind(ctx.engine, ctx.schema, ctx.service, ctx.relay.wake)
+        try:
+            await self.run(ctx.stopping)
+        finally:
+            close = getattr(self.channel, "aclose", None)
+            if close is not None:
+                await close()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("DeliveryEngine is not bound to a database (call bind() or loop())")
+        return self._engine
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Transaction]:
+        async with transaction(self.engine, self._schema, self._service) as tx:
+            yield tx
+        self._wake()
+
+    # -- consumer --------------------------------------------------------------------------------------
+    async def handle_batch(self, events: Sequence[Envelope], tx: Transaction) -> None:
+        """Consumer handler for `notice-due` and `reply-received`. Replays are no-ops twice over: the inbox
+        drops a repeated ce_id, and a notice id already recorded is ignored (ON CONFLICT DO NOTHING)."""
+        notices: list[dict[str, Any]] = []
+        opt_outs: list[dict[str, Any]] = []
+        for env in events:
+            ev = env.data
+            if isinstance(ev, NoticeDue) and ev.channel.value == self.channel.channel:
+                notices.append(
+                    {
+                        "notice_id": ev.notice_id,
+                        "account_id": ev.account_id,
+                        "channel": ev.channel.value,
+                        "to": ev.to,
+                        "payload": ev.model_dump_json(),
+                        "priority": ev.priority,
+                        "due": ev.due_at,
+                    }
+                )
+            elif (
+                isinstance(ev, ReplyReceived)
+                and ev.intent == Intent.OPT_OUT
+                and ev.channel.value == self.channel.channel
+            ):
+                opt_outs.append({"a": ev.account_id, "c": ev.channel.value, "r": ev.reply_id})
+        if notices:
+            await tx.conn.execute(
+                text(
+                    f"INSERT INTO {tx.schema}.deliveries (notice_id, account_id, channel, to_address, payload,"
+                    " priority, next_attempt_at) VALUES (:notice_id, :account_id, :channel, :to,"
+                    " CAST(:payload AS jsonb), :priority, :due) ON CONFLICT (notice_id) DO NOTHING"
+                ),
+                notices,
+            )
+        if opt_outs:
+            await tx.conn.execute(
+                text(
+                    f"INSERT INTO {tx.schema}.opt_outs (account_id, channel, source_reply_id)"
+                    " VALUES (:a, :c, :r) ON CONFLICT DO NOTHING"
+                ),
+                opt_outs,
+            )
+
+    # -- workers ---------------------------------------------------------------------------------------
+    async def run(self, stopping: asyncio.Event) -> None:
+        await self.ensure_limiter()
+        tasks = [
+            asyncio.create_task(self._worker(stopping, i), name=f"send-worker-{i}")
+            for i in range(self.settings.dispatch_workers)
+        ]
+        tasks.append(asyncio.create_task(self._reconciler(stopping), name="in-doubt-reconciler"))
+        try:
+            await stopping.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def ensure_limiter(self) -> None:
+        if not self._limiter_ready:
+            async with self.engine.begin() as conn:
+                await limiter.ensure(conn, self._schema, self.channel.limiter_name)
+            self._limiter_ready = True
+
+    async def _worker(self, stopping: asyncio.Event, n: int) -> None:
+        failures = 0
+        while not stopping.is_set():
+            try:
+                did = await self.process_one()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                failures += 1
+                level = logging.WARNING if is_infrastructure_error(e) else logging.ERROR
+                log.log(
+                    level,
+                    "send worker error",
+                    exc_info=level == logging.ERROR,
+                    extra={"worker": n, "error": f"{type(e).__name__}: {e}"[:300]},
+                )
+                did = False
+                await _sleep(stopping, min(30.0, 0.5 * 2 ** min(failures, 6)))
+                continue
+            if not did:
+                await _sleep(stopping, self.settings.dispatch_idle_poll_s)
+
+    async def _reconciler(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await self.reconcile_in_doubt()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("reconciliation pass failed", extra={"error": f"{type(e).__name__}: {e}"[:300]})
+            await _sleep(stopping, self.settings.dispatch_reconcile_interval_s)
+
+    # -- one delivery ----------------------------------------------------------------------------------
+    async def process_one(self) -> bool:
+        """Claim the most urgent due delivery and take it as far as it goes. False when nothing was due."""
+        claimed = await self.claim_for_send()
+        if claimed is None:
+            return False
+        if claimed == "handled":
+            return True
+        row, rendered = claimed
+        await self.send_claimed(row, rendered)
+        return True
+
+    async def claim_for_send(self) -> tuple[DeliveryRow, Rendered] | str | None:
+        """Claim a due row, apply the last-moment checks, take a limiter token and commit `sending`.
+
+        Returns the row (now `sending`) and its rendered message, "handled" when the row was settled
+        without a send (suppressed, deferred, failed to render, limiter paused), or None if nothing is due."""
+        await self.ensure_limiter()
+        s = self._schema
+        async with self._tx() as tx:
+            r = (
+                await tx.conn.execute(
+                    text(
+                        f"SELECT {_COLUMNS} FROM {s}.deliveries WHERE state = 'queued' AND next_attempt_at <= now()"
+                        " ORDER BY priority DESC, next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+                    )
+                )
+            ).one_or_none()
+            if r is None:
+                return None
+            row = _row(r)
+            now = datetime.now(UTC)
+            opted_out = (
+                await tx.conn.execute(
+                    text(f"SELECT 1 FROM {s}.opt_outs WHERE account_id = :a AND channel = :c"),
+                    {"a": row.account_id, "c": row.channel},
+                )
+            ).first()
+            if opted_out:
+                await self._settle(tx, row, DeliveryStatus.SUPPRESSED, reason="opted_out")
+                return "handled"
+            if row.notice.expires_at is not None and row.notice.expires_at <= now:
+                await self._settle(tx, row, DeliveryStatus.SUPPRESSED, reason="expired")
+                return "handled"
+            recent = [
+                x.at
+                for x in await tx.conn.execute(
+                    text(
+                        f"SELECT updated_at AS at FROM {s}.deliveries WHERE account_id = :a AND channel = :c"
+                        " AND state = 'sent' AND updated_at > now() - interval '31 days'"
+                    ),
+                    {"a": row.account_id, "c": row.channel},
+                )
+            ]
+            decision = await self.gate(row.notice, now, recent)
+            if decision.action == "suppress":
+                await self._settle(
+                    tx, row, DeliveryStatus.SUPPRESSED, reason=f"compliance:{decision.rule or 'gate'}"
+                )
+                return "handled"
+            if decision.action == "defer":
+                until = decision.defer_until or now + timedelta(minutes=15)
+                await self._requeue(
+                    tx, row, until, f"deferred:{decision.rule or 'gate'}", attempts=row.attempts
+                )
+                log.info(
+                    "delivery deferred",
+                    extra={"notice_id": row.notice_id, "rule": decision.rule, "until": until.isoformat()},
+                )
+                return "handled"
+            rendered = row.rendered
+            if rendered is None:
+                try:
+                    rendered = self.channel.render(row.notice)
+                except ValueError as e:
+                    await self._settle(
+                        tx, row, DeliveryStatus.FAILED, reason=f"render: {e}"[:500], permanent=True
+                    )
+                    return "handled"
+            while True:
+                async with self.engine.begin() as lconn:
+                    got = await limiter.acquire(
+                        lconn, s, self.channel.limiter_name, self.channel.rate_per_s, self.channel.burst
+                    )
+                if got.allowed:
+                    break
+                if got.wait_s > _MAX_HOLD_WAIT_S:
+                    # The limiter is paused (Retry-After): release the row and come back later.
+                    await tx.conn.execute(
+                        text(
+                            f"UPDATE {s}.deliveries SET next_attempt_at = now() + make_interval(secs => :w)"
+                            " WHERE notice_id = :id"
+                        ),
+                        {"w": got.wait_s, "id": row.notice_id},
+                    )
+                    return "handled"
+                await asyncio.sleep(got.wait_s)
+            await tx.conn.execute(
+                text(
+                    f"UPDATE {s}.deliveries SET state = 'sending', attempts = attempts + 1,"
+                    " rendered = CAST(:r AS jsonb), updated_at = now() WHERE notice_id = :id"
+                ),
+                {"r": json.dumps(rendered), "id": row.notice_id},
+            )
+        sending = DeliveryRow(
+            **{**_asdict(row), "state": "sending", "attempts": row.attempts + 1, "rendered": rendered}
+        )
+        return sending, rendered
+
+    async def send_claimed(self, row: DeliveryRow, rendered: Rendered) -> None:
+        """The provider call for a row this worker just moved to `sending`, then its outcome."""
+        ch = self.channel
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            result: SendResult = await asyncio.wait_for(
+                ch.send(row, rendered), timeout=self.settings.dispatch_send_timeout_s
+            )
+        except ProviderRateLimited as e:
+            outcome = "rate_limited"
+            await self._on_rate_limited(row, e)
+            return
+        except ProviderTransientError as e:
+            outcome = "transient"
+            await self._on_transient(row, e)
+            return
+        except ProviderPermanentError as e:
+            outcome = "permanent"
+            async with self._tx() as tx:
+                await self._settle(
+                    tx,
+                    row,
+                    DeliveryStatus.FAILED,
+                    reason=e.reason[:500],
+                    permanent=True,
+                    guard_attempts=row.attempts,
+                )
+            return
+        except (ProviderInDoubt, TimeoutError) as e:
+            outcome = "in_doubt"
+            await self._on_in_doubt(row, e)
+            return
+        except ProviderError as e:
+            outcome = "error"
+            await self._on_transient(row, e)
+            return
+        except Exception as e:
+            # Unclassified: we cannot know whether the provider took it. Reconcile before any resend.
+            outcome = "error"
+            log.exception(
+                "unclassified provider error; treating the send as in doubt",
+                extra={"notice_id": row.notice_id},
+            )
+            await self._on_in_doubt(row, e)
+            return
+        finally:
+            m.PROVIDER_SECONDS.labels(self._service, ch.provider, "send", outcome).observe(
+                time.perf_counter() - started
+            )
+        async with self._tx() as tx:
+            await self._settle(
+                tx,
+                row,
+                DeliveryStatus.SENT,
+                provider_message_id=result.provider_message_id,
+                thread_id=result.thread_id,
+                guard_attempts=row.attempts,
+            )
+
+    async def _on_rate_limited(self, row: DeliveryRow, e: ProviderRateLimited) -> None:
+        until = datetime.now(UTC) + timedelta(seconds=max(e.retry_after_s, 0.1))
+        async with self._tx() as tx:
+            await limiter.pause(
+                tx.conn,
+                self._schema,
+                self.channel.limiter_name,
+                until,
+                self.channel.rate_per_s,
+                self.channel.burst,
+            )
+            # Nothing was sent: back to the queue without counting the attempt.
+            await self._requeue(
+                tx,
+                row,
+                until,
+                f"rate_limited: retry after {e.retry_after_s:.1f}s",
+                attempts=row.attempts - 1,
+                guard_attempts=row.attempts,
+            )
+        log.info(
+            "provider rate limited; limiter paused",
+            extra={"notice_id": row.notice_id, "retry_after_s": e.retry_after_s},
+        )
+
+    async def _on_transient(self, row: DeliveryRow, e: ProviderError) -> None:
+        reason = f"{type(e).__name__}: {e.message}"[:500]
+        async with self._tx() as tx:
+            if row.attempts >= self.settings.dispatch_max_attempts:
+                await self._settle(
+                    tx,
+                    row,
+                    DeliveryStatus.FAILED,
+                    reason=f"gave up after {row.attempts} attempts: {reason}"[:500],
+                    guard_attempts=row.attempts,
+                )
+                return
+            await self._requeue(
+                tx,
+                row,
+                datetime.now(UTC) + timedelta(seconds=self.backoff(row.attempts)),
+                reason,
+                attempts=row.attempts,
+                guard_attempts=row.attempts,
+            )
+        log.warning(
+            "transient provider error; will retry",
+            extra={"notice_id": row.notice_id, "attempts": row.attempts, "error": reason},
+        )
+
+    async def _on_in_doubt(self, row: DeliveryRow, e: BaseException) -> None:
+        reason = f"in doubt: {type(e).__name__}: {e}"[:500]
+        async with self.engine.begin() as conn:
+            # Stay in `sending`; `updated_at` is when the send began, which bounds the reconciliation window.
+            await conn.execute(
+                text(
+                    f"UPDATE {self._schema}.deliveries SET last_error = :e WHERE notice_id = :id"
+                    " AND state = 'sending'"
+                ),
+                {"e": reason, "id": row.notice_id},
+            )
+        log.warning("send in doubt; left for reconciliation", extra={"notice_id": row.notice_id})
+
+    def backoff(self, attempts: int) -> float:
+        s = self.settings
+        base = min(s.dispatch_backoff_max_s, s.dispatch_backoff_base_s * 2 ** max(0, attempts - 1))
+        return base / 2 + random.random() * base / 2
+
+    # -- reconciliation --------------------------------------------------------------------------------
+    async def reconcile_in_doubt(self, older_than_s: float | None = None) -> int:
+        """Settle every delivery left in `sending` longer than the in-doubt age. Returns how many were
+        settled. Each row is locked while the provider is asked, so replicas never reconcile one twice."""
+        age = self.settings.dispatch_in_doubt_after_s if older_than_s is None else older_than_s
+        s = self._schema
+        async with self.engine.connect() as conn:
+            ids = [
+                r.notice_id
+                for r in await conn.execute(
+                    text(
+                        f"SELECT notice_id FROM {s}.deliveries WHERE state = 'sending'"
+                        " AND updated_at < now() - make_interval(secs => :age) ORDER BY updated_at LIMIT 500"
+                    ),
+                    {"age": age},
+                )
+            ]
+        settled = 0
+        for notice_id in ids:
+            async with self._tx() as tx:
+                r = (
+                    await tx.conn.execute(
+                        text(
+                            f"SELECT {_COLUMNS} FROM {s}.deliveries WHERE notice_id = :id AND state = 'sending'"
+                            " AND updated_at < now() - make_interval(secs => :age) FOR UPDATE SKIP LOCKED"
+                        ),
+                        {"id": notice_id, "age": age},
+                    )
+                ).one_or_none()
+                if r is None:
+                    continue
+                row = _row(r)
+                started = time.perf_counter()
+                try:
+                    found = await asyncio.wait_for(
+                        self.channel.reconcile(row), timeout=self.settings.dispatch_send_timeout_s
+                    )
+                except (ProviderError, TimeoutError) as e:
+                    m.PROVIDER_SECONDS.labels(
+                        self._service, self.channel.provider, "reconcile", "error"
+                    ).observe(time.perf_counter() - started)
+                    log.warning(
+                        "reconciliation lookup failed; will retry",
+                        extra={"notice_id": notice_id, "error": f"{type(e).__name__}: {e}"[:200]},
+                    )
+                    continue
+                m.PROVIDER_SECONDS.labels(self._service, self.channel.provider, "reconcile", "ok").observe(
+                    time.perf_counter() - started
+                )
+                if found is not None:
+                    await self._settle(tx, row, DeliveryStatus.SENT, provider_message_id=found)
+                    log.info("in-doubt delivery found at provider", extra={"notice_id": notice_id})
+                elif row.attempts >= self.settings.dispatch_max_attempts:
+                    await self._settle(
+                        tx,
+                        row,
+                        DeliveryStatus.FAILED,
+                        reason=f"not accepted by the provider after {row.attempts} attempts",
+                    )
+                else:
+                    await self._requeue(
+                        tx,
+                        row,
+                        datetime.now(UTC),
+                        "in doubt: not found at provider; resend",
+                        attempts=row.attempts,
+                    )
+                    log.info(
+                        "in-doubt delivery not found at provider; requeued", extra={"notice_id": notice_id}
+                    )
+                settled += 1
+        return settled
+
+    # -- state changes (inside a transaction) ---------------------------------------------------------
+    async def _requeue(
+        self,
+        tx: Transaction,
+        row: DeliveryRow,
+        at: datetime,
+        reason: str,
+        *,
+        attempts: int,
+        guard_attempts: int | None = None,
+    ) -> None:
+        await tx.conn.execute(
+            text(
+                f"UPDATE {self._schema}.deliveries SET state = 'queued', next_attempt_at = :at, attempts = :n,"
+                " last_error = :e, updated_at = now() WHERE notice_id = :id"
+                + (" AND state = 'sending' AND attempts = :g" if guard_attempts is not None else "")
+            ),
+            {"at": at, "n": max(0, attempts), "e": reason, "id": row.notice_id, "g": guard_attempts},
+        )
+
+    async def _settle(
+        self,
+        tx: Transaction,
+        row: DeliveryRow,
+        status: DeliveryStatus,
+        *,
+        reason: str | None = None,
+        permanent: bool = False,
+        provider_message_id: str | None = None,
+        thread_id: str | None = None,
+        guard_attempts: int | None = None,
+    ) -> None:
+        """Final state + its `message-sent` event in one transaction."""
+        guard = " AND state = 'sending' AND attempts = :g" if guard_attempts is not None else ""
+        res = await tx.conn.execute(
+            text(
+                f"UPDATE {self._schema}.deliveries SET state = :st, provider_message_id = :pid, thread_id = :tid,"
+                f" last_error = :e, updated_at = now() WHERE notice_id = :id{guard}"
+            ),
+            {
+                "st": status.value,
+                "pid": provider_message_id,
+                "tid": thread_id,
+                "e": reason,
+                "id": row.notice_id,
+                "g": guard_attempts,
+            },
+        )
+        if res.rowcount == 0:
+            log.warning(
+                "delivery changed under us; outcome not recorded",
+                extra={"notice_id": row.notice_id, "status": status.value},
+            )
+            return
+        n = row.notice
+        tx.emit(
+            MessageSent(
+                account_id=row.account_id,
+                notice_id=row.notice_id,
+                channel=n.channel,
+                status=status,
+                provider=self.channel.provider,
+                provider_message_id=provider_message_id,
+                thread_id=thread_id,
+                to=row.to_address,
+                tier=n.tier,
+                step=n.step,
+                campaign_id=n.campaign_id,
+                reason=reason,
+                permanent=permanent,
+                attempts=row.attempts,
+                sent_at=datetime.now(UTC),
+            ),
+            id=f"{self._service}:{row.notice_id}:{status.value}",
+        )
+        m.MESSAGES_SENT.labels(self._service, self.channel.channel, status.value).inc()
+
+
+def _asdict(row: DeliveryRow) -> dict[str, Any]:
+    return {f: getattr(row, f) for f in row.__dataclass_fields__}
+
+
+async def _sleep(stopping: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), timeout=seconds)

@@ -1,0 +1,69 @@
+"""Template helpers shared by the dispatchers: a sandboxed Jinja2 environment and the notice context."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+
+from ..events import NoticeDue
+
+_ZERO_DECIMAL = {"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF", "PYG", "RWF"}
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "INR": "₹", "AUD": "A$", "CAD": "C$"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def money(minor: int, currency: str) -> str:
+    """`12345, "USD"` -> `$123.45`; zero-decimal currencies have no fraction."""
+    sign = "-" if minor < 0 else ""
+    minor = abs(minor)
+    if currency in _ZERO_DECIMAL:
+        amount = f"{minor:,}"
+    else:
+        amount = f"{minor // 100:,}.{minor % 100:02d}"
+    sym = _SYMBOLS.get(currency)
+    return f"{sign}{sym}{amount}" if sym else f"{sign}{amount} {currency}"
+
+
+def one_line(value: str) -> str:
+    """Collapse control characters (CR, LF, tabs ...) to single spaces: safe in headers and SMS text."""
+    return _CONTROL.sub(" ", value).strip()
+
+
+def notice_context(notice: NoticeDue, brand: str) -> dict[str, Any]:
+    name = one_line(notice.customer_name)
+    return {
+        "customer_name": name,
+        "first_name": name.split(" ")[0] if name else "there",
+        "brand": one_line(brand),
+        "amount": money(notice.balance_minor, notice.currency),
+        "days_past_due": notice.days_past_due,
+        "aging_bucket": notice.aging_bucket.value,
+        "tier": notice.tier.value,
+        "step": notice.step,
+    }
+
+
+def sandbox(
+    package: str,
+    folder: str,
+    override_dir: str | None = None,
+    autoescape: bool | Callable[[str | None], bool] = False,
+) -> SandboxedEnvironment:
+    """Sandboxed environment with strict undefined: a template cannot reach Python internals, and a missing
+    variable is an error rather than an empty string. `override_dir` (if set) shadows packaged templates."""
+    loaders: list[Any] = []
+    if override_dir:
+        loaders.append(FileSystemLoader(override_dir))
+    loaders.append(PackageLoader(package, folder))
+    return SandboxedEnvironment(
+        loader=ChoiceLoader(loaders),
+        undefined=StrictUndefined,
+        autoescape=autoescape,
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )

@@ -1,0 +1,26 @@
+"""Settings every dispatcher shares (`ARREARS_DISPATCH_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ..settings import ServiceSettings
+
+
+class DispatchSettings(ServiceSettings):
+    dispatch_workers: int = Field(4, ge=1, description="Concurrent send workers per replica")
+    dispatch_max_attempts: int = Field(
+        6, ge=1, description="Provider attempts (transient failures) before a delivery is failed"
+    )
+    dispatch_backoff_base_s: float = Field(2.0, gt=0, description="First retry delay after a transient error")
+    dispatch_backoff_max_s: float = Field(300.0, gt=0, description="Cap of the retry delay")
+    dispatch_in_doubt_after_s: float = Field(
+        30.0, gt=0, description="A delivery left in 'sending' this long is reconciled with the provider"
+    )
+    dispatch_reconcile_interval_s: float = Field(
+        10.0, gt=0, description="How often in-doubt rows are checked"
+    )
+    dispatch_send_timeout_s: float = Field(
+        20.0, gt=0, description="Hard limit of one provider call; must stay below the in-doubt age"
+    )
+    dispatch_idle_poll_s: float = Field(0.5, gt=0, description="Worker sleep when nothing is due")

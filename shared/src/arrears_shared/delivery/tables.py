@@ -1,0 +1,50 @@
+"""DDL for the delivery tables every dispatcher owns in its schema. Call `create_delivery_tables(op, SCHEMA)`
+from the dispatcher's first migration, after `create_runner_tables`."""
+
+from __future__ import annotations
+
+STATES = ("queued", "sending", "sent", "failed", "suppressed")
+
+
+def delivery_tables_ddl(schema: str) -> list[str]:
+    s = schema
+    states = ", ".join(f"'{x}'" for x in STATES)
+    return [
+        f"""CREATE TABLE {s}.deliveries (
+            notice_id text PRIMARY KEY,
+            account_id text NOT NULL,
+            channel text NOT NULL,
+            to_address text NOT NULL,
+            payload jsonb NOT NULL,
+            rendered jsonb,
+            priority integer NOT NULL DEFAULT 0,
+            state text NOT NULL DEFAULT 'queued' CHECK (state IN ({states})),
+            attempts integer NOT NULL DEFAULT 0,
+            next_attempt_at timestamptz NOT NULL DEFAULT now(),
+            provider_message_id text,
+            thread_id text,
+            last_error text,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        )""",
+        f"CREATE INDEX deliveries_due ON {s}.deliveries (state, priority DESC, next_attempt_at)",
+        f"CREATE INDEX deliveries_in_doubt ON {s}.deliveries (updated_at) WHERE state = 'sending'",
+        f"CREATE INDEX deliveries_account ON {s}.deliveries (account_id)",
+        f"""CREATE TABLE {s}.opt_outs (
+            account_id text NOT NULL,
+            channel text NOT NULL,
+            source_reply_id text,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (account_id, channel)
+        )""",
+        f"""CREATE TABLE {s}.rate_limiter (
+            name text PRIMARY KEY,
+            tat timestamptz NOT NULL DEFAULT now()
+        )""",
+    ]
+
+
+def create_delivery_tables(op: object, schema: str) -> None:
+    """Use inside an Alembic `upgrade()`: `create_delivery_tables(op, SCHEMA)`."""
+    for stmt in delivery_tables_ddl(schema):
+        op.execute(stmt)  # type: ignore[attr-defined]

@@ -1,0 +1,248 @@
+"""Event contracts: one pydantic model per CloudEvents type.
+
+Each model names its topic and `ce_type`. Money is integer minor units + ISO 4217 currency; timestamps are
+timezone-aware UTC; phone numbers E.164; the debtor's IANA zone travels with the account. A breaking change
+gets a new model with a `.v2` type, never an edit of a published one.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from . import topics
+
+AccountId = Annotated[str, Field(min_length=1, max_length=64, description="PME account id (Kafka key)")]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+E164 = Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$", description="E.164 phone number")]
+
+
+class Event(BaseModel):
+    """Base of every event. `account_id` is the Kafka key, so one account's events stay ordered."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ce_type: ClassVar[str]
+    topic: ClassVar[str]
+
+    account_id: AccountId
+
+    @property
+    def key(self) -> str:
+        return self.account_id
+
+
+class Tier(StrEnum):
+    REMINDER = "reminder"
+    FIRM = "firm"
+    FINAL = "final"
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+
+
+class AgingBucket(StrEnum):
+    CURRENT = "current"
+    D1_30 = "1-30"
+    D31_60 = "31-60"
+    D61_90 = "61-90"
+    D91_120 = "91-120"
+    D120_PLUS = "120+"
+
+
+class AccountStatus(StrEnum):
+    OPEN = "open"
+    PROMISE = "promise"
+    DISPUTE = "dispute"
+    PAID = "paid"
+    CLOSED = "closed"
+
+
+class AccountChanged(Event):
+    """An account was created, changed or removed in a source (PME sheet, upload, payment)."""
+
+    ce_type: ClassVar[str] = "arrears.account.changed.v1"
+    topic: ClassVar[str] = topics.ACCOUNT_CHANGED
+
+    change: Literal["created", "updated", "removed", "payment"]
+    source: Literal["sheet", "upload", "payment", "override"]
+    source_row: int | None = Field(None, description="1-based sheet row number, header = row 1")
+    customer_name: str
+    phone: E164 | None = None
+    email: str | None = None
+    balance_minor: int
+    currency: Currency
+    due_date: date
+    last_payment_date: date | None = None
+    last_payment_minor: int | None = None
+    timezone: str | None = Field(None, description="IANA zone of the debtor, None if unknown")
+    country: str | None = Field(None, description="ISO 3166-1 alpha-2")
+    region: str | None = Field(None, description="State / province code")
+    sms_consent: bool = False
+    email_consent: bool = False
+    status: AccountStatus = AccountStatus.OPEN
+    content_hash: str = Field(description="Hash of the normalised source row; equal hash = no change")
+    as_of: AwareDatetime
+
+
+class NoticeDue(Event):
+    """A dunning step is due for one account on one channel. `notice_id` is deterministic:
+    (account, policy version, step, cycle, channel), so replays never produce a second notice."""
+
+    ce_type: ClassVar[str] = "arrears.notice.due.v1"
+    topic: ClassVar[str] = topics.NOTICE_DUE
+
+    notice_id: str
+    policy_id: str
+    policy_version: int
+    step: int
+    cycle: int = 0
+    tier: Tier
+    channel: Channel
+    fallback_channels: list[Channel] = Field(default_factory=list)
+    template_id: str
+    campaign_id: str | None = None
+    priority: int = Field(0, description="Higher first when backlogged (final notices highest)")
+    to: str = Field(description="E.164 number or email address")
+    customer_name: str
+    balance_minor: int
+    currency: Currency
+    days_past_due: int
+    aging_bucket: AgingBucket
+    timezone: str | None
+    country: str | None = None
+    region: str | None = None
+    due_at: AwareDatetime
+    expires_at: AwareDatetime | None = None
+
+
+class DeliveryStatus(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+class MessageSent(Event):
+    """Outcome of one notice on one channel: sent, failed (with reason) or suppressed by the last-moment gate."""
+
+    ce_type: ClassVar[str] = "arrears.message.sent.v1"
+    topic: ClassVar[str] = topics.MESSAGE_SENT
+
+    notice_id: str
+    channel: Channel
+    status: DeliveryStatus
+    provider: str
+    provider_message_id: str | None = None
+    thread_id: str | None = None
+    to: str
+    tier: Tier
+    step: int
+    campaign_id: str | None = None
+    reason: str | None = None
+    permanent: bool = False
+    attempts: int = 1
+    sent_at: AwareDatetime
+
+
+class Intent(StrEnum):
+    OPT_OUT = "opt_out"
+    HELP = "help"
+    PAID_CLAIM = "paid_claim"
+    PROMISE_TO_PAY = "promise_to_pay"
+    DISPUTE = "dispute"
+    WRONG_NUMBER = "wrong_number"
+    CALLBACK_REQUEST = "callback_request"
+    HARDSHIP = "hardship"
+    OTHER = "other"
+
+
+class ReplyReceived(Event):
+    """A customer replied (SMS or email) and the reply was matched to an account and classified."""
+
+    ce_type: ClassVar[str] = "arrears.reply.received.v1"
+    topic: ClassVar[str] = topics.REPLY_RECEIVED
+
+    reply_id: str
+    channel: Channel
+    from_address: str
+    text: str = Field(max_length=5000)
+    intent: Intent
+    confidence: float = Field(ge=0, le=1)
+    promise_amount_minor: int | None = None
+    promise_date: date | None = None
+    provider_message_id: str | None = None
+    in_reply_to_notice_id: str | None = None
+    received_at: AwareDatetime
+
+
+class IngestRejected(Event):
+    """A source row was rejected; `account_id` is the row's id if it had one, else `row:<n>`."""
+
+    ce_type: ClassVar[str] = "arrears.ingest.rejected.v1"
+    topic: ClassVar[str] = topics.INGEST_REJECTED
+
+    source: Literal["sheet", "upload", "payment"]
+    batch_id: str
+    row_number: int
+    column: str | None
+    value: str | None = Field(None, description="Offending value, truncated and with PII masked")
+    reason: str
+    balance_minor: int | None = None
+    rejected_at: AwareDatetime
+
+
+class CaseEscalated(Event):
+    """A case was opened for a person to handle."""
+
+    ce_type: ClassVar[str] = "arrears.case.escalated.v1"
+    topic: ClassVar[str] = topics.CASE_ESCALATED
+
+    case_id: str
+    reason: Literal[
+        "callback_request",
+        "no_response",
+        "dispute",
+        "hardship",
+        "high_value",
+        "broken_promise",
+        "failed_payment",
+        "unclear_reply",
+        "delivery_failed",
+    ]
+    priority: Literal["low", "normal", "high", "critical"]
+    detail: str = ""
+    opened_at: AwareDatetime
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    AccountChanged,
+    NoticeDue,
+    MessageSent,
+    ReplyReceived,
+    IngestRejected,
+    CaseEscalated,
+)
+BY_CE_TYPE: dict[str, type[Event]] = {t.ce_type: t for t in EVENT_TYPES}
+BY_TOPIC: dict[str, type[Event]] = {t.topic: t for t in EVENT_TYPES}
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema (draft 2020-12) of every event type, keyed by ce_type."""
+    out: dict[str, dict[str, Any]] = {}
+    for t in EVENT_TYPES:
+        schema = t.model_json_schema(mode="serialization")
+        schema["$id"] = f"https://arrears.dev/schemas/{t.ce_type}.json"
+        schema["x-topic"] = t.topic
+        out[t.ce_type] = schema
+    return out
+
+
+def utcnow() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)

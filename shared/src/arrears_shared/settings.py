@@ -1,0 +1,101 @@
+"""Configuration from environment variables, all prefixed `ARREARS_`.
+
+Every service subclasses `ServiceSettings` and adds its own fields; the field name upper-cased with the
+prefix is the variable name (`kafka_bootstrap_servers` -> `ARREARS_KAFKA_BOOTSTRAP_SERVERS`).
+Secrets are `SecretStr`, so they never appear in reprs or logs.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ArrearsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARREARS_", extra="ignore", env_file=None)
+
+
+class KafkaSettings(ArrearsSettings):
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle for TLS to the broker")
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    topic_partitions: int = Field(6, description="Partitions per topic when Arrears creates topics")
+    topic_replication_factor: int = 1
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by every aiokafka client (producer, consumer, admin)."""
+        kw: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            ctx = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
+            if self.kafka_ssl_certfile:
+                ctx.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+            kw["ssl_context"] = ctx
+        if self.kafka_sasl_mechanism:
+            kw["sasl_mechanism"] = self.kafka_sasl_mechanism
+            kw["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                kw["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return kw
+
+
+class DatabaseSettings(ArrearsSettings):
+    database_url: SecretStr = Field(
+        SecretStr("postgresql://postgres@127.0.0.1:5432/arrears"),
+        description="PostgreSQL URL (postgresql:// or postgresql+asyncpg://; ?host=/dir for a Unix socket)",
+    )
+    database_pool_size: int = 10
+
+    def async_database_url(self) -> str:
+        return to_asyncpg_url(self.database_url.get_secret_value())
+
+
+def to_asyncpg_url(url: str) -> str:
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError("ARREARS_DATABASE_URL must start with postgresql://")
+
+
+class RunnerSettings(ArrearsSettings):
+    runner_max_batch: int = Field(2000, description="Max records per consumed batch (one DB transaction)")
+    runner_poll_timeout_ms: int = 200
+    runner_max_poll_interval_ms: int = 300_000
+    runner_retry_attempts: int = Field(5, description="Attempts per record before it goes to the DLQ")
+    runner_retry_base_s: float = 0.2
+    runner_retry_max_s: float = 10.0
+    runner_stuck_after_s: float = Field(
+        120.0, description="Liveness fails when partitions are assigned, lag > 0 and nothing moved this long"
+    )
+    outbox_batch: int = 5000
+    outbox_poll_s: float = 0.05
+    outbox_retention_s: float = Field(3600.0, description="Keep published outbox rows this long")
+    inbox_retention_s: float = Field(
+        30 * 86400.0, description="Remember processed ce_ids this long (must exceed the DLQ replay window)"
+    )
+
+
+class ServiceSettings(KafkaSettings, DatabaseSettings, RunnerSettings):
+    """Settings every service has. Subclass per service for its own options."""
+
+    service_name: str = "arrears"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    shutdown_grace_s: float = Field(8.0, description="Time allowed to finish the batch in hand on SIGTERM")
+    startup_retry_s: float = Field(
+        2.0, description="Delay between attempts to reach the broker/database at start"
+    )

@@ -1,0 +1,113 @@
+"""Dead-letter policy: which errors are retried, and what a DLQ record carries.
+
+Header names follow Spring Kafka's `DeadLetterPublishingRecoverer` so existing DLQ tooling can read ours,
+plus `arrears-attempts`, `arrears-service`, `arrears-dead-lettered-at`. The original record's key, value and
+headers (including `ce_id`) are kept, so a replay to the original topic is deduplicated by the inbox.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiokafka.structs import ConsumerRecord
+
+from ..cloudevents import Headers, OutgoingRecord
+from ..topics import dlq_topic
+
+ORIGINAL_TOPIC = "kafka_dlt-original-topic"
+ORIGINAL_PARTITION = "kafka_dlt-original-partition"
+ORIGINAL_OFFSET = "kafka_dlt-original-offset"
+ORIGINAL_TIMESTAMP = "kafka_dlt-original-timestamp"
+ORIGINAL_GROUP = "kafka_dlt-original-consumer-group"
+EXCEPTION_FQCN = "kafka_dlt-exception-fqcn"
+EXCEPTION_MESSAGE = "kafka_dlt-exception-message"
+EXCEPTION_STACKTRACE = "kafka_dlt-exception-stacktrace"
+ATTEMPTS = "arrears-attempts"
+SERVICE = "arrears-service"
+DEAD_LETTERED_AT = "arrears-dead-lettered-at"
+DLQ_HEADERS = {
+    ORIGINAL_TOPIC,
+    ORIGINAL_PARTITION,
+    ORIGINAL_OFFSET,
+    ORIGINAL_TIMESTAMP,
+    ORIGINAL_GROUP,
+    EXCEPTION_FQCN,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+    ATTEMPTS,
+    SERVICE,
+    DEAD_LETTERED_AT,
+}
+
+_MAX_MESSAGE = 1000
+_MAX_TRACE = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    record: ConsumerRecord
+    error: BaseException
+    attempts: int
+
+
+def _fqcn(e: BaseException) -> str:
+    t = type(e)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def dead_letter(failure: Failure, *, group: str, now: datetime | None = None) -> OutgoingRecord:
+    rec = failure.record
+    now = now or datetime.now(UTC)
+    trace = "".join(traceback.format_exception(failure.error))[-_MAX_TRACE:]
+    kept: Headers = [(k, v) for k, v in (rec.headers or ()) if k not in DLQ_HEADERS]
+    extra: Headers = [
+        (ORIGINAL_TOPIC, rec.topic.encode()),
+        (ORIGINAL_PARTITION, str(rec.partition).encode()),
+        (ORIGINAL_OFFSET, str(rec.offset).encode()),
+        (ORIGINAL_TIMESTAMP, str(rec.timestamp).encode()),
+        (ORIGINAL_GROUP, group.encode()),
+        (EXCEPTION_FQCN, _fqcn(failure.error).encode()),
+        (EXCEPTION_MESSAGE, str(failure.error)[:_MAX_MESSAGE].encode("utf-8", "replace")),
+        (EXCEPTION_STACKTRACE, trace.encode("utf-8", "replace")),
+        (ATTEMPTS, str(failure.attempts).encode()),
+        (SERVICE, group.encode()),
+        (DEAD_LETTERED_AT, now.isoformat().encode()),
+    ]
+    return OutgoingRecord(dlq_topic(rec.topic, group), rec.key or b"", rec.value or b"", kept + extra)
+
+
+def is_infrastructure_error(e: BaseException) -> bool:
+    """Errors that mean "the database or network is down", not "this record is bad": retried without limit
+    (the consumer stops making progress, readiness turns red) and never dead-lettered.
+
+    Walks the exception chain, because SQLAlchemy wraps the driver's error."""
+    import asyncpg.exceptions as pg
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    infra = (
+        OperationalError,
+        InterfaceError,
+        ConnectionError,
+        TimeoutError,
+        OSError,
+        pg.PostgresConnectionError,
+        pg.CannotConnectNowError,
+        pg.AdminShutdownError,
+        pg.CrashShutdownError,
+        pg.TooManyConnectionsError,
+        pg.ConnectionDoesNotExistError,
+    )
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, infra):
+            return True
+        if isinstance(cur, DBAPIError) and cur.connection_invalidated:
+            return True
+        if isinstance(cur, pg.ObjectNotInPrerequisiteStateError) and "accepting connections" in str(cur):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False

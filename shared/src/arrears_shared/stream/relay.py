@@ -1,0 +1,167 @@
+"""OutboxRelay: publishes committed outbox rows to Kafka and marks them published.
+
+- One active relay per service schema (session advisory lock), so replicas never reorder one key's events.
+- Rows are sent in id order with acks=all; aiokafka keeps one in-flight batch per partition, so the order
+  of a key (= partition) is preserved.
+- Rows are marked published only after every send in the batch was acknowledged; a crash in between
+  republishes them (consumers drop the duplicates by ce_id). A kill -9 therefore never loses a committed
+  event and never publishes an uncommitted one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .. import telemetry as m
+from ..settings import ServiceSettings
+from . import inbox
+from .dead_letter import is_infrastructure_error
+
+log = logging.getLogger(__name__)
+
+
+def make_producer(settings: ServiceSettings, client_id: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        client_id=client_id,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+        max_request_size=4 * 1024 * 1024,
+        request_timeout_ms=30_000,
+        **settings.kafka_client_kwargs(),
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        schema: str,
+        producer: AIOKafkaProducer,
+        settings: ServiceSettings,
+        service: str,
+    ) -> None:
+        self.engine = engine
+        self.schema = schema
+        self.producer = producer
+        self.settings = settings
+        self.service = service
+        self.leader = False
+        self.published = 0
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._last_housekeeping = 0.0
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Hint that rows were just committed (saves waiting for the next poll)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                async with self.engine.connect() as conn:
+                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    got = await conn.scalar(
+                        text("SELECT pg_try_advisory_lock(hashtext(:k))"),
+                        {"k": f"arrears-relay-{self.schema}"},
+                    )
+                    if not got:
+                        self.leader = False
+                        await self._sleep(1.0)
+                        continue
+                    self.leader = True
+                    try:
+                        await self._lead(conn)
+                    finally:
+                        self.leader = False
+                        if not conn.invalidated:
+                            await conn.execute(
+                                text("SELECT pg_advisory_unlock(hashtext(:k))"),
+                                {"k": f"arrears-relay-{self.schema}"},
+                            )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                level = logging.WARNING if is_infrastructure_error(e) else logging.ERROR
+                log.log(
+                    level,
+                    "outbox relay error, retrying",
+                    exc_info=level == logging.ERROR,
+                    extra={"error": f"{type(e).__name__}: {e}"[:300]},
+                )
+                await self._sleep(1.0)
+
+    async def _lead(self, conn: AsyncConnection) -> None:
+        while not self._stopping.is_set():
+            n = await self.drain_once(conn)
+            await self._housekeeping(conn)
+            if n < self.settings.outbox_batch:
+                await self._sleep(self.settings.outbox_poll_s)
+
+    async def drain_once(self, conn: AsyncConnection) -> int:
+        rows = (
+            await conn.execute(
+                text(
+                    f"SELECT id, topic, key, value, headers FROM {self.schema}.outbox "
+                    "WHERE published_at IS NULL ORDER BY id LIMIT :n"
+                ),
+                {"n": self.settings.outbox_batch},
+            )
+        ).all()
+        if not rows:
+            return 0
+        futures = []
+        for _id, topic, key, value, headers in rows:
+            hs: list[Any] = json.loads(headers) if isinstance(headers, str) else headers
+            futures.append(
+                await self.producer.send(
+                    topic, value=value, key=key, headers=[(k, v.encode()) for k, v in hs]
+                )
+            )
+        await asyncio.gather(*futures)
+        ids = [r[0] for r in rows]
+        await conn.execute(
+            text(
+                f"UPDATE {self.schema}.outbox SET published_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))"
+            ),
+            {"ids": ids},
+        )
+        self.published += len(rows)
+        for r in rows:
+            m.EVENTS_PRODUCED.labels(self.service, r[1]).inc()
+        return len(rows)
+
+    async def _housekeeping(self, conn: AsyncConnection) -> None:
+        now = time.monotonic()
+        if now - self._last_housekeeping < 5.0:
+            return
+        self._last_housekeeping = now
+        backlog = await conn.scalar(
+            text(f"SELECT count(*) FROM {self.schema}.outbox WHERE published_at IS NULL")
+        )
+        m.OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
+        await conn.execute(
+            text(f"DELETE FROM {self.schema}.outbox WHERE published_at < now() - make_interval(secs => :s)"),
+            {"s": self.settings.outbox_retention_s},
+        )
+        await inbox.purge(conn, self.schema, self.settings.inbox_retention_s)
+
+    async def _sleep(self, s: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=s)
+        except TimeoutError:
+            pass
+        self._wake.clear()

@@ -1,0 +1,296 @@
+"""StreamRunner: the consumer-group loop every service uses.
+
+Per poll: decode -> claim ids in the inbox -> handler -> outbox, all in ONE Postgres transaction for the
+batch -> commit offsets (last offset + 1 per partition) only after that transaction committed.
+
+Failure modes:
+- a record that is not a valid CloudEvent of a known type is dead-lettered at once (no retry);
+- if the batch transaction raises, records are retried one at a time with exponential backoff and jitter;
+  a record still failing after `runner_retry_attempts` goes to `<topic>.<group>.dlq`, the others commit,
+  so one poison record never stops its partition;
+- infrastructure errors (database or network down) are retried without limit and never dead-lettered:
+  the partition waits, readiness turns red, nothing is lost;
+- a crash anywhere before the offset commit redelivers the batch; the inbox makes that a no-op;
+- on rebalance nothing is in flight (batches are processed between polls), so revocation needs no commit;
+  a `CommitFailedError` after a long batch only causes a redelivery, which the inbox absorbs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .. import telemetry as m
+from ..cloudevents import Envelope, InvalidEvent, OutgoingRecord, decode
+from ..settings import ServiceSettings
+from . import inbox, outbox
+from .dead_letter import Failure, dead_letter, is_infrastructure_error
+from .transaction import Transaction
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[Sequence[Envelope], Transaction], Awaitable[None]]
+
+
+@dataclass
+class RunnerState:
+    """What health checks read."""
+
+    joined: bool = False
+    assigned: set[TopicPartition] = field(default_factory=set)
+    last_progress: float = field(default_factory=time.monotonic)
+    lag: dict[TopicPartition, int] = field(default_factory=dict)
+    waiting_on_infrastructure: str | None = None
+
+    def stuck(self, after_s: float) -> bool:
+        behind = any(v > 0 for v in self.lag.values())
+        return bool(self.assigned) and behind and time.monotonic() - self.last_progress > after_s
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, state: RunnerState, group: str) -> None:
+        self.state, self.group = state, group
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Batches are processed and committed between polls, so nothing is in flight here.
+        self.state.assigned -= set(revoked)
+        for tp in revoked:
+            self.state.lag.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.state.joined = True
+        self.state.assigned = set(assigned)
+        self.state.last_progress = time.monotonic()
+        log.info(
+            "partitions assigned", extra={"group": self.group, "partitions": sorted(str(t) for t in assigned)}
+        )
+
+
+class StreamRunner:
+    def __init__(
+        self,
+        *,
+        group: str,
+        topics: Sequence[str],
+        handler: BatchHandler,
+        engine: AsyncEngine,
+        schema: str,
+        settings: ServiceSettings,
+        service: str | None = None,
+    ) -> None:
+        self.group = group
+        self.topics = list(topics)
+        self.handler = handler
+        self.engine = engine
+        self.schema = schema
+        self.settings = settings
+        self.service = service or group
+        self.state = RunnerState()
+        self._stopping = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._last_lag_update = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        self._consumer = AIOKafkaConsumer(
+            group_id=self.group,
+            client_id=f"{self.service}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=s.runner_max_poll_interval_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
+            **s.kafka_client_kwargs(),
+        )
+        self._consumer.subscribe(self.topics, listener=_Listener(self.state, self.group))
+        await self._consumer.start()
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand, commit it and leave the group."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        if self._consumer is None:
+            await self.start()
+        consumer = self._consumer
+        assert consumer is not None
+        try:
+            while not self._stopping.is_set():
+                batch = await consumer.getmany(
+                    timeout_ms=self.settings.runner_poll_timeout_ms,
+                    max_records=self.settings.runner_max_batch,
+                )
+                if batch:
+                    records = [r for recs in batch.values() for r in recs]
+                    if not await self.process(records):
+                        break  # stopping while the infrastructure was down: leave uncommitted
+                    await self._commit(consumer, batch)
+                    self.state.last_progress = time.monotonic()
+                await self._update_lag(consumer, batch)
+        finally:
+            await consumer.stop()
+
+    # -- processing ------------------------------------------------------------------------------------
+    async def process(self, records: Sequence[ConsumerRecord]) -> bool:
+        """Apply one polled batch. Returns False only if asked to stop while waiting for infrastructure."""
+        valid: list[tuple[ConsumerRecord, Envelope]] = []
+        dead: list[Failure] = []
+        for rec in records:
+            m.EVENTS_CONSUMED.labels(self.service, rec.topic).inc()
+            try:
+                valid.append((rec, decode(rec.headers, rec.value)))
+            except InvalidEvent as e:
+                dead.append(Failure(rec, e, 1))
+        attempt = 0
+        while True:
+            try:
+                await self._apply(valid, [dead_letter(f, group=self.group) for f in dead])
+                self._count_dead(dead)
+                return True
+            except Exception as e:
+                if is_infrastructure_error(e):
+                    attempt += 1
+                    if not await self._wait_for_infrastructure(e, attempt):
+                        return False
+                    continue
+                for rec, _ in valid:
+                    m.EVENTS_FAILED.labels(self.service, rec.topic).inc()
+                log.warning(
+                    "batch failed, retrying record by record",
+                    extra={"group": self.group, "records": len(valid), "error": type(e).__name__},
+                )
+                break
+        return await self._process_one_by_one(valid, dead)
+
+    async def _process_one_by_one(
+        self, valid: list[tuple[ConsumerRecord, Envelope]], dead: list[Failure]
+    ) -> bool:
+        s = self.settings
+        for item in valid:
+            attempts, infra_waits = 1, 0
+            while True:
+                try:
+                    await self._apply([item], [])
+                    break
+                except Exception as e:
+                    if is_infrastructure_error(e):
+                        infra_waits += 1
+                        if not await self._wait_for_infrastructure(e, infra_waits):
+                            return False
+                        continue
+                    m.EVENTS_FAILED.labels(self.service, item[0].topic).inc()
+                    attempts += 1
+                    if attempts > s.runner_retry_attempts:
+                        log.error(
+                            "record dead-lettered",
+                            extra={
+                                "group": self.group,
+                                "topic": item[0].topic,
+                                "partition": item[0].partition,
+                                "offset": item[0].offset,
+                                "ce_id": item[1].id,
+                                "error": f"{type(e).__name__}: {e}"[:300],
+                            },
+                        )
+                        dead.append(Failure(item[0], e, attempts - 1))
+                        break
+                    await asyncio.sleep(self._backoff(attempts - 1))
+        infra_waits = 0
+        while True:
+            try:
+                await self._apply([], [dead_letter(f, group=self.group) for f in dead])
+                self._count_dead(dead)
+                return True
+            except Exception as e:
+                infra_waits += 1
+                if not await self._wait_for_infrastructure(e, infra_waits):
+                    return False
+
+    async def _apply(
+        self, items: Sequence[tuple[ConsumerRecord, Envelope]], dlq: Sequence[OutgoingRecord]
+    ) -> None:
+        started = time.perf_counter()
+        async with self.engine.begin() as conn:
+            fresh: list[Envelope] = []
+            if items:
+                claimed = await inbox.claim(
+                    conn, self.schema, [e.id for _, e in items], [r.topic for r, _ in items]
+                )
+                for rec, env in items:
+                    if env.id in claimed:
+                        claimed.discard(env.id)  # a ce_id repeated inside one batch is applied once
+                        fresh.append(env)
+                    else:
+                        m.EVENTS_DUPLICATE.labels(self.service, rec.topic).inc()
+            tx = Transaction(conn, self.schema, self.service)
+            if fresh:
+                await self.handler(fresh, tx)
+            await outbox.write(conn, self.schema, [*tx.records, *dlq])
+        if items:
+            m.HANDLER_SECONDS.labels(self.service, items[0][0].topic).observe(time.perf_counter() - started)
+        self.state.waiting_on_infrastructure = None
+
+    async def _wait_for_infrastructure(self, e: BaseException, attempt: int) -> bool:
+        self.state.waiting_on_infrastructure = f"{type(e).__name__}: {e}"[:300]
+        delay = self._backoff(attempt)
+        log.warning(
+            "infrastructure unavailable, will retry",
+            extra={
+                "group": self.group,
+                "error": self.state.waiting_on_infrastructure,
+                "retry_in_s": round(delay, 2),
+            },
+        )
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            return False
+        except TimeoutError:
+            return True
+
+    def _backoff(self, attempt: int) -> float:
+        s = self.settings
+        base = min(s.runner_retry_max_s, s.runner_retry_base_s * 2 ** max(0, attempt - 1))
+        return base / 2 + random.random() * base / 2  # "equal jitter"
+
+    def _count_dead(self, dead: Sequence[Failure]) -> None:
+        for f in dead:
+            m.EVENTS_DEAD_LETTERED.labels(self.service, f.record.topic).inc()
+
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> None:
+        offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items() if recs}
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as e:
+            # The group rebalanced under us: the batch will be redelivered and the inbox makes it a no-op.
+            log.warning("offset commit failed; batch will be redelivered", extra={"error": str(e)[:200]})
+
+    async def _update_lag(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> None:
+        now = time.monotonic()
+        if not batch and now - self._last_lag_update < 1.0:
+            return
+        self._last_lag_update = now
+        for tp in consumer.assignment():
+            hw = consumer.highwater(tp)
+            if hw is None:
+                continue
+            try:
+                pos = await consumer.position(tp)
+            except KafkaError:
+                continue
+            lag = max(0, hw - pos)
+            self.state.lag[tp] = lag
+            m.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(lag)

@@ -1,0 +1,40 @@
+"""The unit of work handed to handlers: one DB connection inside a transaction plus an outbox buffer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..cloudevents import OutgoingRecord, encode
+from ..events import Event
+from . import outbox
+
+
+class Transaction:
+    """`conn` is inside an open transaction; `emit` queues an event that is written to the outbox in that
+    same transaction, so the event exists if and only if the state change committed."""
+
+    def __init__(self, conn: AsyncConnection, schema: str, source: str) -> None:
+        self.conn = conn
+        self.schema = schema
+        self.source = source
+        self.records: list[OutgoingRecord] = []
+
+    def emit(self, event: Event, *, id: str | None = None, time: datetime | None = None) -> None:
+        self.records.append(encode(event, source=self.source, id=id, time=time))
+
+    async def flush(self) -> None:
+        await outbox.write(self.conn, self.schema, self.records)
+        self.records = []
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine, schema: str, source: str) -> AsyncIterator[Transaction]:
+    """For code outside a consumer (API handlers, timers, pollers): state change + events, atomically."""
+    async with engine.begin() as conn:
+        tx = Transaction(conn, schema, source)
+        yield tx
+        await tx.flush()

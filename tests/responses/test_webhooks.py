@@ -1,0 +1,309 @@
+"""responses through the real service host (real broker, real Postgres) and its FastAPI app."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from arrears_responses.__main__ import definition
+from arrears_responses.settings import ResponsesSettings
+from arrears_shared import topics
+from arrears_shared.cloudevents import decode, encode
+from arrears_shared.events import Channel, DeliveryStatus, Intent, MessageSent, ReplyReceived, Tier
+from arrears_shared.service import ServiceHost
+from sqlalchemy import text
+
+KEY = base64.b64encode(b"test-signing-key-0123456789abcdef").decode()
+OTHER_KEY = base64.b64encode(b"attacker-key-xxxxxxxxxxxxxxxxxxx").decode()
+OUR_NUMBER = "+14155550000"
+
+
+def sign(
+    body: bytes, key: str = KEY, ts_ms: int | None = None, header: str = "openphone-signature"
+) -> dict[str, str]:
+    ts = str(ts_ms if ts_ms is not None else int(time.time() * 1000))
+    digest = hmac.new(base64.b64decode(key), ts.encode() + b"." + body, hashlib.sha256).digest()
+    return {header: f"hmac;1;{ts};{base64.b64encode(digest).decode()}", "content-type": "application/json"}
+
+
+def inbound(sender: str, text_: str, *, event_id: str | None = None, msg_id: str | None = None) -> bytes:
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return json.dumps(
+        {
+            "id": event_id or f"EV{uuid.uuid4().hex}",
+            "object": "event",
+            "apiVersion": "v3",
+            "createdAt": now,
+            "type": "message.received",
+            "data": {
+                "object": {
+                    "id": msg_id or f"AC{uuid.uuid4().hex}",
+                    "object": "message",
+                    "from": sender,
+                    "to": [OUR_NUMBER],
+                    "direction": "incoming",
+                    "text": text_,
+                    "status": "received",
+                    "createdAt": now,
+                    "userId": "US123",
+                    "phoneNumberId": "PN123",
+                }
+            },
+        }
+    ).encode()
+
+
+def unique_number() -> str:
+    return "+1415" + str(uuid.uuid4().int)[:7]
+
+
+@pytest.fixture(scope="module")
+async def service(
+    broker: Any, fresh_database_url: Callable[..., str]
+) -> AsyncIterator[tuple[ServiceHost, httpx.AsyncClient]]:
+    settings = ResponsesSettings(
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        database_url=fresh_database_url("responses"),
+        quo_webhook_signing_key=KEY,
+        runner_poll_timeout_ms=100,
+        outbox_poll_s=0.02,
+    )
+    host = ServiceHost(definition(settings))
+    app = host.build_app()
+    await host.start()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://responses"
+    ) as client:
+        yield host, client
+    await host.stop()
+
+
+async def send_message_sent(bootstrap: str, ev: MessageSent) -> None:
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await p.start()
+    try:
+        rec = encode(ev, source="dispatcher-sms", id=f"ms-{ev.notice_id}")
+        await p.send_and_wait(rec.topic, rec.value, key=rec.key, headers=rec.headers)
+    finally:
+        await p.stop()
+
+
+async def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+def message_sent(account: str, number: str, notice: str, pmid: str | None = None) -> MessageSent:
+    return MessageSent(
+        account_id=account,
+        notice_id=notice,
+        channel=Channel.SMS,
+        status=DeliveryStatus.SENT,
+        provider="quo",
+        provider_message_id=pmid or f"AC{uuid.uuid4().hex}",
+        to=number,
+        tier=Tier.REMINDER,
+        step=1,
+        sent_at=datetime.now(UTC),
+    )
+
+
+async def index_contact(
+    host: ServiceHost, broker: Any, account: str, number: str, notice: str, pmid: str | None = None
+) -> None:
+    await send_message_sent(broker.bootstrap_servers, message_sent(account, number, notice, pmid))
+
+    async def indexed() -> bool:
+        async with host.ctx.engine.connect() as c:  # type: ignore[union-attr]
+            row = await c.execute(
+                text("SELECT notice_id FROM responses.contacts WHERE channel='sms' AND address=:a"),
+                {"a": number},
+            )
+            return row.scalar() == notice
+
+    await wait_for(indexed)
+
+
+async def collect_replies(
+    bootstrap: str, account: str, settle_s: float = 2.0, timeout: float = 20.0
+) -> list[Any]:
+    """Every ReplyReceived for `account` on the real topic (waits for the first, then `settle_s` more)."""
+    c = AIOKafkaConsumer(
+        topics.REPLY_RECEIVED,
+        bootstrap_servers=bootstrap,
+        group_id=f"t-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+    )
+    await c.start()
+    found: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout
+        first_at: float | None = None
+        while time.monotonic() < deadline and (first_at is None or time.monotonic() - first_at < settle_s):
+            batch = await c.getmany(timeout_ms=200)
+            for recs in batch.values():
+                for r in recs:
+                    env = decode(r.headers, r.value)
+                    if env.subject == account:
+                        found.append(env)
+                        first_at = first_at or time.monotonic()
+    finally:
+        await c.stop()
+    return found
+
+
+async def test_signed_stop_reply_from_known_number_emits_exactly_one_reply_received(service, broker) -> None:
+    host, client = service
+    account, number, notice = f"PME-R-{uuid.uuid4().hex[:6]}", unique_number(), f"n-{uuid.uuid4().hex[:8]}"
+    await index_contact(host, broker, account, number, notice)
+
+    body = inbound(number, "STOP por favor")
+    r = await client.post("/webhooks/quo", content=body, headers=sign(body))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "processed", "reply_id": r.json()["reply_id"], "intent": "opt_out"}
+    # the provider retries the same event; a second event carries the same message: neither emits again
+    assert (await client.post("/webhooks/quo", content=body, headers=sign(body))).json()[
+        "status"
+    ] == "duplicate"
+    msg_id = json.loads(body)["data"]["object"]["id"]
+    body2 = inbound(number, "STOP por favor", msg_id=msg_id)
+    assert (await client.post("/webhooks/quo", content=body2, headers=sign(body2))).json()[
+        "status"
+    ] == "duplicate"
+
+    envs = await collect_replies(broker.bootstrap_servers, account)
+    assert len(envs) == 1
+    ev = envs[0].data
+    assert isinstance(ev, ReplyReceived)
+    assert ev.intent is Intent.OPT_OUT and ev.confidence >= 0.95
+    assert ev.channel is Channel.SMS and ev.from_address == number
+    assert ev.in_reply_to_notice_id == notice and ev.provider_message_id == msg_id
+    assert envs[0].type == ReplyReceived.ce_type and envs[0].source == "responses"
+
+
+async def test_promise_reply_carries_amount_and_date(service, broker) -> None:
+    host, client = service
+    account, number = f"PME-P-{uuid.uuid4().hex[:6]}", unique_number()
+    await index_contact(host, broker, account, number, "n-promise")
+    body = inbound(number, "I'll pay $200 on Friday")
+    r = await client.post("/webhooks/quo", content=body, headers=sign(body, header="X-OpenPhone-Signature"))
+    assert r.status_code == 200 and r.json()["intent"] == "promise_to_pay"
+    [env] = await collect_replies(broker.bootstrap_servers, account, settle_s=0.5)
+    assert env.data.promise_amount_minor == 20_000
+    assert env.data.promise_date is not None and env.data.promise_date.weekday() == 4
+
+
+@pytest.mark.parametrize(
+    ("case", "make_headers"),
+    [
+        ("missing", lambda body: {"content-type": "application/json"}),
+        ("forged", lambda body: sign(body, key=OTHER_KEY)),
+        ("tampered", lambda body: sign(body.replace(b"STOP", b"HELP"))),
+        ("expired", lambda body: sign(body, ts_ms=int((time.time() - 600) * 1000))),
+        ("future", lambda body: sign(body, ts_ms=int((time.time() + 600) * 1000))),
+        ("garbage", lambda body: {"openphone-signature": "hmac;1;abc;!!!"}),
+    ],
+)
+async def test_bad_signatures_are_rejected_and_change_nothing(service, case: str, make_headers) -> None:
+    host, client = service
+    body = inbound(unique_number(), "STOP")
+    event_id = json.loads(body)["id"]
+    r = await client.post("/webhooks/quo", content=body, headers=make_headers(body))
+    assert r.status_code == 401, (case, r.text)
+    async with host.ctx.engine.connect() as c:
+        n = await c.execute(
+            text("SELECT count(*) FROM responses.webhook_events WHERE id = :i"), {"i": event_id}
+        )
+        assert n.scalar() == 0
+    # the same body, correctly signed, is then accepted: the rejection was about the signature only
+    ok = await client.post("/webhooks/quo", content=body, headers=sign(body))
+    assert ok.status_code == 200 and ok.json()["status"] == "unmatched"
+
+
+async def test_replayed_event_id_is_a_no_op(service) -> None:
+    host, client = service
+    body = inbound(unique_number(), "who is this?")
+    first = await client.post("/webhooks/quo", content=body, headers=sign(body))
+    again = await client.post("/webhooks/quo", content=body, headers=sign(body))
+    assert first.json()["status"] == "unmatched" and again.json()["status"] == "duplicate"
+    async with host.ctx.engine.connect() as c:
+        reply_id = first.json()["reply_id"]
+        n = await c.execute(
+            text("SELECT count(*) FROM responses.replies WHERE reply_id = :r"), {"r": reply_id}
+        )
+        assert n.scalar() == 1
+
+
+async def test_unknown_number_is_stored_unmatched_without_event(service, broker) -> None:
+    _, client = service
+    number = unique_number()
+    body = inbound(number, "wrong number")
+    r = await client.post("/webhooks/quo", content=body, headers=sign(body))
+    assert r.json()["status"] == "unmatched"
+    listed = (await client.get("/replies/unmatched", params={"limit": 1000})).json()
+    mine = [i for i in listed["items"] if i["from_address"] == number]
+    assert len(mine) == 1 and mine[0]["intent"] == "wrong_number" and listed["count"] >= 1
+
+
+async def test_malformed_body_with_valid_signature_is_400_and_not_recorded(service) -> None:
+    host, client = service
+    body = json.dumps({"id": "EVbad", "object": "event", "type": "message.received", "data": {}}).encode()
+    assert (await client.post("/webhooks/quo", content=body, headers=sign(body))).status_code == 400
+    async with host.ctx.engine.connect() as c:
+        n = await c.execute(text("SELECT count(*) FROM responses.webhook_events WHERE id = 'EVbad'"))
+        assert n.scalar() == 0
+
+
+async def test_delivery_status_is_stored_on_the_sent_message(service, broker) -> None:
+    host, client = service
+    account, number, pmid = f"PME-D-{uuid.uuid4().hex[:6]}", unique_number(), f"AC{uuid.uuid4().hex}"
+    await index_contact(host, broker, account, number, "n-deliv", pmid)
+    for type_, status in (("message.delivered", "delivered"),):
+        body = json.dumps(
+            {
+                "id": f"EV{uuid.uuid4().hex}",
+                "object": "event",
+                "type": type_,
+                "createdAt": datetime.now(UTC).isoformat(),
+                "data": {
+                    "object": {
+                        "id": pmid,
+                        "from": OUR_NUMBER,
+                        "to": [number],
+                        "direction": "outgoing",
+                        "status": status,
+                        "text": "Reply STOP to opt out",
+                        "createdAt": datetime.now(UTC).isoformat(),
+                    }
+                },
+            }
+        ).encode()
+        r = await client.post("/webhooks/quo", content=body, headers=sign(body))
+        assert r.json()["status"] == "delivery_status"
+    async with host.ctx.engine.connect() as c:
+        row = (
+            await c.execute(
+                text(
+                    "SELECT status, notice_id, account_id FROM responses.delivery_status WHERE provider_message_id=:p"
+                ),
+                {"p": pmid},
+            )
+        ).one()
+    assert tuple(row) == ("delivered", "n-deliv", account)
