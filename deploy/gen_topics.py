@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from arrears_shared import topics
 
 DEPLOY = Path(__file__).resolve().parent
@@ -109,7 +108,10 @@ def scaled_object(service: str) -> dict[str, Any]:
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
-        "metadata": {"name": service, "labels": {"app.kubernetes.io/name": service, **_labels("autoscaling")}},
+        "metadata": {
+            "name": service,
+            "labels": {"app.kubernetes.io/name": service, **_labels("autoscaling")},
+        },
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": service},
             "minReplicaCount": cfg["min"],
@@ -157,13 +159,17 @@ def render() -> dict[Path, str]:
     return {
         DEPLOY / "kustomize/base/kafka-topics.yaml": _dump(kafka_topics_doc()),
         DEPLOY / "kustomize/base/keda-scaledobjects.yaml": _dump([scaled_object(s) for s in AUTOSCALED]),
-        DEPLOY / "kustomize/overlays/prod/keda-kafka-auth.yaml": _dump([prod_keda_patch(s) for s in AUTOSCALED]),
+        DEPLOY / "kustomize/overlays/prod/keda-kafka-auth.yaml": _dump(
+            [prod_keda_patch(s) for s in AUTOSCALED]
+        ),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="fail if a committed file differs from the generated one")
+    ap.add_argument(
+        "--check", action="store_true", help="fail if a committed file differs from the generated one"
+    )
     args = ap.parse_args(argv)
     stale = []
     for path, text in render().items():

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from arrears_shared import topics
 
 DEPLOY = Path(__file__).resolve().parent
@@ -40,10 +39,8 @@ SECRET_ENV: dict[str, dict[str, tuple[str, bool]]] = {
     "segmenter": {},
     "dispatcher-sms": {"ARREARS_QUO_API_KEY": ("quo-api-key", False)},
     "dispatcher-email": {},
-    "responses": {
-        "ARREARS_QUO_WEBHOOK_SIGNING_KEY": ("quo-webhook-signing-key", False),
-        "ARREARS_QUO_API_KEY": ("quo-api-key", True),
-    },
+    # Unsigned QUO webhooks are rejected only when a signing key is configured: make it mandatory.
+    "responses": {"ARREARS_QUO_WEBHOOK_SIGNING_KEY": ("quo-webhook-signing-key", False)},
     "escalation": {},
     "console": {},
 }
@@ -51,7 +48,6 @@ SECRET_ENV: dict[str, dict[str, tuple[str, bool]]] = {
 SECRET_FILES: dict[str, dict[str, str]] = {
     "ingest": {"ARREARS_SHEETS_CREDENTIALS_FILE": "sheets-credentials.json"},
     "dispatcher-email": {"ARREARS_GMAIL_CREDENTIALS_FILE": "gmail-credentials.json"},
-    "responses": {"ARREARS_GMAIL_CREDENTIALS_FILE": "gmail-credentials.json"},
 }
 RESOURCES: dict[str, dict[str, dict[str, str]]] = {
     "default": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
@@ -86,7 +82,10 @@ def container(service: str) -> dict[str, Any]:
         {"name": "ARREARS_SERVICE_NAME", "value": service},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-        {"name": "ARREARS_DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "database-url"}}},
+        {
+            "name": "ARREARS_DATABASE_URL",
+            "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "database-url"}},
+        },
         # Only set when the broker needs SASL (prod overlay); absent keys leave the variables unset.
         {
             "name": "ARREARS_KAFKA_SASL_USERNAME",
@@ -260,7 +259,9 @@ def render() -> dict[Path, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="fail if a committed file differs from the generated one")
+    ap.add_argument(
+        "--check", action="store_true", help="fail if a committed file differs from the generated one"
+    )
     args = ap.parse_args(argv)
     stale = []
     for path, text in render().items():
@@ -274,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
             print(f"wrote {path.relative_to(DEPLOY.parent)}")
     if stale:
-        print("stale generated files (run python deploy/gen_workloads.py):", *stale, sep="\n  ", file=sys.stderr)
+        print(
+            "stale generated files (run python deploy/gen_workloads.py):", *stale, sep="\n  ", file=sys.stderr
+        )
         return 1
     return 0
 

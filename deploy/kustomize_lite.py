@@ -150,7 +150,9 @@ def _check_unique(docs: list[Doc], where: Path) -> None:
 def _config_map(directory: Path, gen: Doc, global_opts: Doc) -> Doc:
     opts = {**global_opts, **gen.get("options", {})}
     if not opts.get("disableNameSuffixHash"):
-        raise KustomizeError(f"configMapGenerator {gen['name']}: only disableNameSuffixHash: true is implemented")
+        raise KustomizeError(
+            f"configMapGenerator {gen['name']}: only disableNameSuffixHash: true is implemented"
+        )
     unknown = set(gen) - {"name", "files", "literals", "options"}
     if unknown:
         raise KustomizeError(f"configMapGenerator {gen['name']}: {sorted(unknown)} not implemented")
@@ -231,7 +233,9 @@ def strategic_merge(base: Any, patch: Any, field: str | None = None) -> Any:
     """Strategic merge of `patch` into `base` (a new object; inputs are not modified)."""
     if isinstance(patch, dict) and isinstance(base, dict):
         if any(k.startswith("$") for k in patch):
-            raise KustomizeError(f"patch directives {[k for k in patch if k.startswith('$')]} not implemented")
+            raise KustomizeError(
+                f"patch directives {[k for k in patch if k.startswith('$')]} not implemented"
+            )
         out = copy.deepcopy(base)
         for key, value in patch.items():
             if value is None:
@@ -243,14 +247,14 @@ def strategic_merge(base: Any, patch: Any, field: str | None = None) -> Any:
         return out
     if isinstance(patch, list) and isinstance(base, list) and field in MERGE_KEYS:
         key = MERGE_KEYS[field]
-        out = copy.deepcopy(base)
+        merged = copy.deepcopy(base)
         for item in patch:
-            match = next((i for i, b in enumerate(out) if b.get(key) == item.get(key)), None)
+            match = next((i for i, b in enumerate(merged) if b.get(key) == item.get(key)), None)
             if match is None:
-                out.append(copy.deepcopy(item))
+                merged.append(copy.deepcopy(item))
             else:
-                out[match] = strategic_merge(out[match], item, None)
-        return out
+                merged[match] = strategic_merge(merged[match], item, None)
+        return merged
     return copy.deepcopy(patch)
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from arrears_cli.stack.broker import EmbeddedBroker
 from arrears_cli.stack.postgres import EmbeddedPostgres
 from arrears_cli.stack.processes import Supervisor, run_coro_sync

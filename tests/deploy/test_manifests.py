@@ -8,6 +8,7 @@ probes, secrets, topics + DLQs, alert metric names, KEDA targets and consumer gr
 
 from __future__ import annotations
 
+import ast
 import copy
 import functools
 import importlib.util
@@ -20,13 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import arrears_shared.settings as settings_module
 import jsonschema
 import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
 import referencing
 import yaml
-
 from arrears_shared import topics
 from arrears_shared.settings import ServiceSettings
 
@@ -38,7 +39,7 @@ TARGETS = {
     "dev": KUSTOMIZE / "overlays/dev",
     "prod": KUSTOMIZE / "overlays/prod",
 }
-K8S_VERSION = "1.31.0"  # oldest Kubernetes the manifests must be valid for (preStop etc.)
+K8S_VERSION = "1.31.0"  # Kubernetes version whose API schemas the manifests must satisfy
 CORE_KINDS = {
     "Namespace",
     "Deployment",
@@ -69,20 +70,6 @@ KNOWN_METRICS = (
 )
 PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "by", "without", "on", "ignoring"}
 
-# Provider settings the services read on top of ServiceSettings (defined in the services themselves).
-PROVIDER_VARS = {
-    "ARREARS_QUO_BASE_URL",
-    "ARREARS_QUO_API_KEY",
-    "ARREARS_QUO_FROM_NUMBER",
-    "ARREARS_QUO_WEBHOOK_SIGNING_KEY",
-    "ARREARS_GMAIL_API_ENDPOINT",
-    "ARREARS_GMAIL_CREDENTIALS_FILE",
-    "ARREARS_GMAIL_SENDER",
-    "ARREARS_SHEETS_API_ENDPOINT",
-    "ARREARS_SHEETS_CREDENTIALS_FILE",
-    "ARREARS_SHEETS_SPREADSHEET_ID",
-    "ARREARS_SHEETS_WORKSHEET",
-}
 SECRET_LIKE = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|SIGNING_KEY|DATABASE_URL|PRIVATE)", re.I)
 
 
@@ -252,9 +239,10 @@ def test_one_deployment_per_service_running_its_module(rendered: dict[str, list[
             assert c["command"] == ["python", "-m", module], svc
             assert c["image"].startswith("ghcr.io/arrears/arrears:"), svc
             assert {"name": "ARREARS_SERVICE_NAME", "value": svc} in c["env"]
-            assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"][
-                "labels"
-            ].items()
+            assert (
+                dep["spec"]["selector"]["matchLabels"].items()
+                <= dep["spec"]["template"]["metadata"]["labels"].items()
+            )
 
 
 def test_probes_security_and_lifecycle(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -297,7 +285,9 @@ def test_services_and_pdbs_select_their_pods(rendered: dict[str, list[dict[str, 
             assert services[svc]["spec"]["selector"].items() <= pod_labels.items(), f"{name}/{svc}"
             assert services[svc]["spec"]["ports"][0]["targetPort"] == "http"
             assert pdbs[svc]["spec"]["selector"]["matchLabels"].items() <= pod_labels.items(), f"{name}/{svc}"
-            assert "maxUnavailable" in pdbs[svc]["spec"], "minAvailable would block drains of 1-replica services"
+            assert "maxUnavailable" in pdbs[svc]["spec"], (
+                "minAvailable would block drains of 1-replica services"
+            )
 
 
 def test_ingress_routes_to_existing_services(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -330,7 +320,9 @@ def test_no_secret_values_in_manifests(rendered: dict[str, list[dict[str, Any]]]
                     assert e["valueFrom"]["secretKeyRef"]["name"] == "arrears-secrets", e
         for path, value in walk(docs):
             if isinstance(value, str):
-                assert not re.search(r"postgres(ql)?://[^/\s]*:[^@/\s]+@", value), f"{name}{path}: credentials"
+                assert not re.search(r"postgres(ql)?://[^/\s]*:[^@/\s]+@", value), (
+                    f"{name}{path}: credentials"
+                )
 
 
 def test_every_secret_key_is_documented(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -341,20 +333,91 @@ def test_every_secret_key_is_documented(rendered: dict[str, list[dict[str, Any]]
             if path.endswith("secretKeyRef.key") or re.search(r"secret\.items\[\d+\]\.key$", path):
                 keys.add(value)
     assert {"database-url", "quo-api-key", "quo-webhook-signing-key", "gmail-credentials.json"} <= keys
+    assert "sheets-credentials.json" in keys
     for key in keys:
         assert key in readme, f"secret key {key} is not explained in deploy/README.md"
     for var in ("ARREARS_QUO_FROM_NUMBER", "ARREARS_GMAIL_SENDER", "ARREARS_SHEETS_SPREADSHEET_ID"):
         assert var in readme, f"{var} (site ConfigMap) is not explained in deploy/README.md"
 
 
+SRC_ROOTS = [ROOT / "shared/src", *sorted(ROOT.glob("services/*/src"))]
+
+
+def _module_file(module: str) -> Path:
+    for root in SRC_ROOTS:
+        p = root.joinpath(*module.split("."))
+        if p.with_suffix(".py").is_file():
+            return p.with_suffix(".py")
+        if (p / "__init__.py").is_file():
+            return p / "__init__.py"
+    raise LookupError(module)
+
+
+@functools.cache
+def _class_fields(module: str, name: str) -> frozenset[str]:
+    """Field names of a pydantic settings class, read from source with `ast` (importing the services would
+    pull in SQLAlchemy, Google clients etc. and cost seconds)."""
+    if module == "arrears_shared.settings":
+        return frozenset(getattr(settings_module, name).model_fields)
+    path = _module_file(module)
+    tree = ast.parse(path.read_text())
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    imports: dict[str, tuple[str, str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            src = ".".join([*base, node.module] if node.module else base)
+            for alias in node.names:
+                imports[alias.asname or alias.name] = (src, alias.name)
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    if name not in classes:
+        return _class_fields(*imports[name])  # re-exported from another module
+    fields = {
+        st.target.id
+        for st in classes[name].body
+        if isinstance(st, ast.AnnAssign)
+        and isinstance(st.target, ast.Name)
+        and "ClassVar" not in ast.unparse(st)
+    }
+    for b in classes[name].bases:
+        if isinstance(b, ast.Name) and b.id in classes:
+            fields |= _class_fields(module, b.id)
+        elif isinstance(b, ast.Name) and imports.get(b.id, ("",))[0].startswith("arrears_"):
+            fields |= _class_fields(*imports[b.id])
+    return frozenset(fields - {"model_config"})
+
+
+@functools.cache
+def settings_vars(service: str) -> frozenset[str]:
+    """ARREARS_* variables the settings classes of `arrears_<service>.settings` read."""
+    module = f"arrears_{service.replace('-', '_')}.settings"
+    tree = ast.parse(_module_file(module).read_text())
+    fields: set[str] = set(ServiceSettings.model_fields)
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name.endswith("Settings"):
+            fields |= _class_fields(module, node.name)
+    return frozenset(f"ARREARS_{f.upper()}" for f in fields)
+
+
+def test_settings_reader_sees_inherited_fields() -> None:
+    assert "ARREARS_GMAIL_SENDER" in settings_vars("dispatcher-email")
+    assert "ARREARS_QUO_FROM_NUMBER" in settings_vars("dispatcher-sms")
+    assert "ARREARS_KAFKA_BOOTSTRAP_SERVERS" in settings_vars("segmenter")
+    assert "ARREARS_QUO_FROM_NUMBER" not in settings_vars("segmenter")
+
+
 def test_config_keys_are_real_settings(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    known = {f"ARREARS_{f.upper()}" for f in ServiceSettings.model_fields} | PROVIDER_VARS
+    any_service = frozenset().union(*(settings_vars(s) for s in topics.SERVICES))
     for name, docs in rendered.items():
         for key in config_data(docs):
-            assert key in known, f"{name}: {key} is not a setting any service reads"
-        for dep in objs(docs, "Deployment").values():
+            assert key in any_service, f"{name}: {key} is not a setting any service reads"
+        for svc, dep in objs(docs, "Deployment").items():
             for e in app_container(dep)["env"]:
-                assert e["name"] in known or e["name"].startswith("PYTHON"), e["name"]
+                if not e["name"].startswith("PYTHON"):
+                    assert e["name"] in settings_vars(svc), f"{svc} does not read {e['name']}"
+    readme = (DEPLOY / "README.md").read_text()
+    for var in set(re.findall(r"^(ARREARS_[A-Z0-9_]+)=", readme, re.M)):
+        assert var in any_service, f"deploy/README.md sets {var}, which no service reads"
 
 
 def test_kafka_security_per_overlay(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -425,7 +488,9 @@ def test_metric_name_parser() -> None:
     assert metric_names("time() - max by (source) (m) > 600") == {"m"}
 
 
-def test_alerts_use_only_exported_metrics_and_seed_thresholds(rendered: dict[str, list[dict[str, Any]]]) -> None:
+def test_alerts_use_only_exported_metrics_and_seed_thresholds(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
     (rule,) = objs(rendered["prod"], "PrometheusRule").values()
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}

@@ -13,7 +13,7 @@ from arrears_shared.events import Intent
 # Received on Wednesday 2026-11-25 (UTC); "Friday" = 2026-11-27.
 RECEIVED = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)
 
-O, H, C, P, T, D, W, X, Z = (
+OP, H, C, P, T, D, W, X, Z = (
     Intent.OPT_OUT,
     Intent.HELP,
     Intent.CALLBACK_REQUEST,
@@ -26,12 +26,12 @@ O, H, C, P, T, D, W, X, Z = (
 )
 
 LABELLED: list[tuple[str, Intent]] = [
-    ("STOP", O), ("stop", O), ("Stop.", O), (" STOP!!! ", O), ("STOPALL", O), ("Unsubscribe", O),
-    ("CANCEL", O), ("end", O), ("Quit", O), ("REVOKE", O), ("OPT OUT", O), ("opt-out", O), ("OptOut", O),
-    ("STOP por favor", O), ("stop please", O), ("Stop it now", O), ("please stop texting me", O),
-    ("Don't text me anymore", O), ("remove me from your list", O), ("Take me off this list pls", O),
-    ("no more texts", O), ("Stop sending me these messages!!", O), ("leave me alone", O),
-    ("no me manden mas mensajes", O), ("dont message me again", O),
+    ("STOP", OP), ("stop", OP), ("Stop.", OP), (" STOP!!! ", OP), ("STOPALL", OP), ("Unsubscribe", OP),
+    ("CANCEL", OP), ("end", OP), ("Quit", OP), ("REVOKE", OP), ("OPT OUT", OP), ("opt-out", OP), ("OptOut", OP),
+    ("STOP por favor", OP), ("stop please", OP), ("Stop it now", OP), ("please stop texting me", OP),
+    ("Don't text me anymore", OP), ("remove me from your list", OP), ("Take me off this list pls", OP),
+    ("no more texts", OP), ("Stop sending me these messages!!", OP), ("leave me alone", OP),
+    ("no me manden mas mensajes", OP), ("dont message me again", OP),
     ("HELP", H), ("info", H), ("who is this?", H), ("what is this about", H),
     ("call me", C), ("Can someone call me?", C), ("give me a call tomorrow afternoon", C),
     ("pls call me back at 5", C), ("I want to speak to someone", C),

@@ -99,8 +99,8 @@ async def send_message_sent(bootstrap: str, ev: MessageSent) -> None:
         await p.stop()
 
 
-async def wait_for(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
+async def wait_for(check: Callable[[], Any], within_s: float = 20.0) -> Any:
+    deadline = time.monotonic() + within_s
     while True:
         result = await check()
         if result:
@@ -142,7 +142,7 @@ async def index_contact(
 
 
 async def collect_replies(
-    bootstrap: str, account: str, settle_s: float = 2.0, timeout: float = 20.0
+    bootstrap: str, account: str, settle_s: float = 2.0, within_s: float = 20.0
 ) -> list[Any]:
     """Every ReplyReceived for `account` on the real topic (waits for the first, then `settle_s` more)."""
     c = AIOKafkaConsumer(
@@ -154,7 +154,7 @@ async def collect_replies(
     await c.start()
     found: list[Any] = []
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within_s
         first_at: float | None = None
         while time.monotonic() < deadline and (first_at is None or time.monotonic() - first_at < settle_s):
             batch = await c.getmany(timeout_ms=200)

@@ -17,9 +17,6 @@ import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from arrears_cli.stack.broker import EmbeddedBroker, kafka_reachable
 from arrears_cli.stack.ports import free_port
 from arrears_cli.stack.postgres import EmbeddedPostgres
@@ -27,6 +24,8 @@ from arrears_cli.stack.processes import ProcessExitedError, Supervisor
 from arrears_cli.stack.topics import ensure_topics
 from arrears_shared.settings import to_asyncpg_url
 from arrears_shared.topics import all_topics
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 PY = sys.executable
 
@@ -78,18 +77,22 @@ async def test_broker_produce_consume_and_group_commit(broker: EmbeddedBroker) -
 
     group = f"g-{topic}"
 
-    async def consume_all(expect: int, timeout: float = 10.0) -> list[bytes]:
+    async def consume_all(expect: int, within: float = 10.0) -> list[bytes]:
         consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=broker.bootstrap_servers,
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # Tansu answers a join after ~session_timeout/2, and aiokafka never sends LeaveGroup for
+            # Tansu's generation 0, so the next member waits for the session to expire: keep it short.
+            session_timeout_ms=1000,
+            heartbeat_interval_ms=200,
         )
         await consumer.start()
         got: list[bytes] = []
         try:
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + within
             while len(got) < expect and time.monotonic() < deadline:
                 batch = await consumer.getmany(timeout_ms=200)
                 for records in batch.values():
@@ -108,7 +111,7 @@ async def test_broker_produce_consume_and_group_commit(broker: EmbeddedBroker) -
     assert sorted(values) == sorted(f"v{i}".encode() for i in range(30))
     # the same group resumes from its committed offsets: nothing left to read
     # (note: AIOKafkaAdminClient.list_consumer_group_offsets can't decode Tansu 0.6's answer; use committed())
-    assert await consume_all(0, timeout=3.0) == []
+    assert await consume_all(0, within=3.0) == []
 
 
 def test_broker_pause_resume_restart() -> None:

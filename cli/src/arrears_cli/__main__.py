@@ -12,6 +12,9 @@ import typer
 
 COMMAND_MODULES: tuple[str, ...] = (
     "up",  # arrears up: the whole platform on the embedded stack
+    "migrate",  # arrears migrate: every service's schema to head
+    "dlq",  # arrears dlq list|show|replay
+    "schemas",  # arrears schemas export: JSON Schemas + AsyncAPI
 )
 
 app = typer.Typer(name="arrears", help="Arrears: event-driven debt collections.", no_args_is_help=True)

@@ -8,6 +8,7 @@ SDK's own Kafka binding so the two stay interoperable.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,11 +60,16 @@ def encode(
         ("ce_id", (id or str(uuid.uuid4())).encode()),
         ("ce_source", source.encode()),
         ("ce_type", event.ce_type.encode()),
-        ("ce_time", t.isoformat().replace("+00:00", "Z").encode()),
+        ("ce_time", _rfc3339(t)),
         ("ce_subject", event.account_id.encode()),
         ("content-type", CONTENT_TYPE.encode()),
     ]
     return OutgoingRecord(event.topic, event.key.encode(), event.model_dump_json().encode(), headers)
+
+
+@functools.lru_cache(maxsize=256)
+def _rfc3339(t: datetime) -> bytes:
+    return t.isoformat().replace("+00:00", "Z").encode()
 
 
 def header_map(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:

@@ -72,6 +72,9 @@ def to_asyncpg_url(url: str) -> str:
 class RunnerSettings(ArrearsSettings):
     runner_max_batch: int = Field(2000, description="Max records per consumed batch (one DB transaction)")
     runner_poll_timeout_ms: int = 200
+    runner_batch_linger_ms: int = Field(
+        25, description="After the first records arrive, wait this long to fill a batch"
+    )
     runner_max_poll_interval_ms: int = 300_000
     runner_retry_attempts: int = Field(5, description="Attempts per record before it goes to the DLQ")
     runner_retry_base_s: float = 0.2

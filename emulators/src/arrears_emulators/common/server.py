@@ -30,7 +30,7 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
-def uvicorn_config(app: FastAPI, *, log_level: str = "warning", graceful_s: float = 1.0) -> uvicorn.Config:
+def uvicorn_config(app: FastAPI, *, log_level: str = "warning", graceful_s: int = 1) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         log_level=log_level,

@@ -362,7 +362,7 @@ def create_app(config: GmailConfig | None = None) -> FastAPI:
         box.watch_expiration_ms = int((time.time() + cfg.watch_expiration_s) * 1000)
         return {"historyId": str(box.history_id), "expiration": str(box.watch_expiration_ms)}
 
-    @api.post("/stop", status_code=204)
+    @api.post("/stop", status_code=204, response_model=None, response_class=Response)
     async def stop(request: Request, userId: str) -> Any:
         admitted = await admit(request, userId, "users.stop")
         if isinstance(admitted, JSONResponse):

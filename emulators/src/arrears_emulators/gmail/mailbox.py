@@ -58,7 +58,7 @@ def _leaf_bytes(part: Message) -> bytes:
     if part.get_content_type() == "message/delivery-status":
         blocks = part.get_payload()
         if isinstance(blocks, list):
-            return b"".join(block.as_bytes() for block in blocks)
+            return b"".join(block.as_bytes() for block in blocks if isinstance(block, Message))
     payload = part.get_payload(decode=True)
     return payload if isinstance(payload, bytes) else b""
 

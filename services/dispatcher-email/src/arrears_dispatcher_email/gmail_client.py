@@ -59,6 +59,7 @@ GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 QUOTA_REASONS = frozenset({"dailyLimitExceeded", "quotaExceeded", "dailyLimitExceededUnreg"})
 
+
 class HistoryExpired(ProviderError):
     """``history.list`` answered 404: the start history id is too old; do a full sync."""
 
@@ -209,6 +210,16 @@ def _message_from(resource: dict[str, Any]) -> GmailMessage:
     )
 
 
+def _method(collection: str, method: str, params: dict[str, Any]) -> Callable[[Any], Any]:
+    """``service.users().<collection>().<method>(**params)`` as a deferred request factory."""
+    frozen = dict(params)
+
+    def make(service: Any) -> Any:
+        return getattr(getattr(service.users(), collection)(), method)(**frozen)
+
+    return make
+
+
 class GmailClient:
     """Async wrapper of the Gmail API for one mailbox (`user_id`, ``"me"`` by default)."""
 
@@ -324,7 +335,7 @@ class GmailClient:
                 params["labelIds"] = list(label_ids)
             if token:
                 params["pageToken"] = token
-            result = await self._call(lambda s, p=params: s.users().messages().list(**p), idempotent=True)
+            result = await self._call(_method("messages", "list", params), idempotent=True)
             ids.extend(m["id"] for m in result.get("messages", []))
             page_token = result.get("nextPageToken")
             if not page_token:
@@ -383,7 +394,7 @@ class GmailClient:
             if page_token:
                 params["pageToken"] = page_token
             try:
-                result = await self._call(lambda s, p=params: s.users().history().list(**p), idempotent=True)
+                result = await self._call(_method("history", "list", params), idempotent=True)
             except ProviderPermanentError as exc:
                 if exc.status == 404:
                     raise HistoryExpired(

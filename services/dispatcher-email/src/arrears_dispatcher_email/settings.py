@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-
 from arrears_shared.delivery import DispatchSettings
+from pydantic import Field, SecretStr
 
 
 class EmailSettings(DispatchSettings):
@@ -16,7 +15,9 @@ class EmailSettings(DispatchSettings):
         description="Google credentials JSON: a service account (domain-wide delegation, acting as the sender)"
         " or an authorized-user file with a refresh token",
     )
-    gmail_token: SecretStr | None = Field(None, description="Static OAuth bearer token (emulator / short tests)")
+    gmail_token: SecretStr | None = Field(
+        None, description="Static OAuth bearer token (emulator / short tests)"
+    )
     gmail_sender: str = Field("", description="Sending mailbox address (From:)")
     gmail_rate_per_s: float = Field(
         2.5, gt=0, description="Sends per second for the mailbox (250 quota units/s / 100 per send)"

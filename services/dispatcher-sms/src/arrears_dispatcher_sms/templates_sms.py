@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from arrears_shared.delivery.render import notice_context, sandbox
-from arrears_shared.events import AgingBucket, Channel, NoticeDue, Tier
+from arrears_shared.delivery.render import notice_context, sample_notice, sandbox
+from arrears_shared.events import NoticeDue, Tier
 from jinja2 import TemplateError
 
 FOOTER = "Reply STOP to opt out"
@@ -38,25 +36,3 @@ class SmsTemplates:
             text = self.render(sample_notice(tier))
             if not text.endswith(FOOTER):
                 raise ValueError(f"sms/{tier.value}.j2 does not end with the opt-out footer")
-
-
-def sample_notice(tier: Tier, channel: Channel = Channel.SMS, to: str = "+15555550100") -> NoticeDue:
-    now = datetime.now(UTC)
-    return NoticeDue(
-        account_id="SAMPLE-1",
-        notice_id=f"sample-{tier.value}",
-        policy_id="sample",
-        policy_version=1,
-        step=1,
-        tier=tier,
-        channel=channel,
-        template_id=f"{channel.value}.{tier.value}",
-        to=to,
-        customer_name="Alexandra Sample-Name Longfellow",
-        balance_minor=1234567,
-        currency="USD",
-        days_past_due=45,
-        aging_bucket=AgingBucket.D31_60,
-        timezone="America/New_York",
-        due_at=now,
-    )

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-
 from arrears_shared.compliance import DEFAULT_RULES, RuleSet
 
 from .aging import DEFAULT_BOUNDARIES, parse_boundaries
@@ -28,7 +27,9 @@ class Deps:
     def from_settings(cls, s: SegmenterSettings) -> Deps:
         rules = DEFAULT_RULES
         if s.segmenter_compliance_rules_path:
-            rules = RuleSet.model_validate(yaml.safe_load(Path(s.segmenter_compliance_rules_path).read_text()))
+            rules = RuleSet.model_validate(
+                yaml.safe_load(Path(s.segmenter_compliance_rules_path).read_text())
+            )
         return cls(
             policy=load_policy(s.segmenter_policy_path),
             clock=Clock(offset_s=s.segmenter_clock_offset_s),

@@ -162,9 +162,7 @@ def evaluate(
     if do_not_contact:
         return Decision(allowed=False, rule_id="do_not_contact", reason="account is do-not-contact", **common)
     if ch in {str(c) for c in opted_out_channels}:
-        return Decision(
-            allowed=False, rule_id=f"opt_out.{ch}", reason=f"debtor opted out of {ch}", **common
-        )
+        return Decision(allowed=False, rule_id=f"opt_out.{ch}", reason=f"debtor opted out of {ch}", **common)
     release, why = _frequency_release(now, j, ch, sent_in_window, recent_sends)
     if release is not None:
         return Decision(

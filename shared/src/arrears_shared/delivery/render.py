@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-from ..events import NoticeDue
+from ..events import AgingBucket, Channel, NoticeDue, Tier
 
 _ZERO_DECIMAL = {"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF", "PYG", "RWF"}
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "INR": "₹", "AUD": "A$", "CAD": "C$"}
@@ -66,4 +67,26 @@ def sandbox(
         keep_trailing_newline=False,
         trim_blocks=True,
         lstrip_blocks=True,
+    )
+
+
+def sample_notice(tier: Tier, channel: Channel = Channel.SMS, to: str = "+15555550100") -> NoticeDue:
+    now = datetime.now(UTC)
+    return NoticeDue(
+        account_id="SAMPLE-1",
+        notice_id=f"sample-{tier.value}",
+        policy_id="sample",
+        policy_version=1,
+        step=1,
+        tier=tier,
+        channel=channel,
+        template_id=f"{channel.value}.{tier.value}",
+        to=to,
+        customer_name="Alexandra Sample-Name Longfellow",
+        balance_minor=1234567,
+        currency="USD",
+        days_past_due=45,
+        aging_bucket=AgingBucket.D31_60,
+        timezone="America/New_York",
+        due_at=now,
     )

@@ -17,20 +17,22 @@ from ..events import Event
 
 
 async def write(conn: AsyncConnection, schema: str, records: Sequence[OutgoingRecord]) -> None:
-    """Append records to the outbox (one statement for the whole batch)."""
+    """Append records to the outbox with one binary COPY on the transaction's own connection."""
     if not records:
         return
-    await conn.execute(
-        text(
-            f"INSERT INTO {schema}.outbox (topic, key, value, headers) "
-            "SELECT * FROM unnest(CAST(:t AS text[]), CAST(:k AS bytea[]), CAST(:v AS bytea[]), CAST(:h AS jsonb[]))"
-        ),
-        {
-            "t": [r.topic for r in records],
-            "k": [r.key for r in records],
-            "v": [r.value for r in records],
-            "h": [json.dumps([[k, v.decode()] for k, v in r.headers]) for r in records],
-        },
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    if not raw.is_in_transaction():
+        # SQLAlchemy begins the driver transaction lazily, on the first statement: make sure it has begun,
+        # so the COPY is part of the caller's transaction.
+        await conn.execute(text("SELECT 1"))
+    await raw.copy_records_to_table(
+        "outbox",
+        schema_name=schema,
+        columns=("topic", "key", "value", "headers"),
+        records=[
+            (r.topic, r.key, r.value, json.dumps([[k, v.decode()] for k, v in r.headers])) for r in records
+        ],
     )
 
 

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from collections import Counter
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
@@ -112,36 +112,28 @@ class OutboxRelay:
                 await self._sleep(self.settings.outbox_poll_s)
 
     async def drain_once(self, conn: AsyncConnection) -> int:
-        rows = (
-            await conn.execute(
-                text(
-                    f"SELECT id, topic, key, value, headers FROM {self.schema}.outbox "
-                    "WHERE published_at IS NULL ORDER BY id LIMIT :n"
-                ),
-                {"n": self.settings.outbox_batch},
-            )
-        ).all()
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        rows = await raw.fetch(
+            f"SELECT id, topic, key, value, headers::text FROM {self.schema}.outbox "
+            "WHERE published_at IS NULL ORDER BY id LIMIT $1",
+            self.settings.outbox_batch,
+        )
         if not rows:
             return 0
         futures = []
+        send = self.producer.send
         for _id, topic, key, value, headers in rows:
-            hs: list[Any] = json.loads(headers) if isinstance(headers, str) else headers
-            futures.append(
-                await self.producer.send(
-                    topic, value=value, key=key, headers=[(k, v.encode()) for k, v in hs]
-                )
-            )
+            hs = [(k, v.encode()) for k, v in json.loads(headers)]
+            futures.append(await send(topic, value=value, key=key, headers=hs))
         await asyncio.gather(*futures)
-        ids = [r[0] for r in rows]
-        await conn.execute(
-            text(
-                f"UPDATE {self.schema}.outbox SET published_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))"
-            ),
-            {"ids": ids},
+        await raw.execute(
+            f"UPDATE {self.schema}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+            [r[0] for r in rows],
         )
         self.published += len(rows)
-        for r in rows:
-            m.EVENTS_PRODUCED.labels(self.service, r[1]).inc()
+        for topic, n in Counter(r[1] for r in rows).items():
+            m.EVENTS_PRODUCED.labels(self.service, topic).inc(n)
         return len(rows)
 
     async def _housekeeping(self, conn: AsyncConnection) -> None:

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -140,13 +141,33 @@ class StreamRunner:
         finally:
             await consumer.stop()
 
+    async def _poll(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """One batch: wait for the first records, then linger briefly to fill the batch (bigger transactions
+        are far cheaper per record), bounded by `runner_max_batch` and `runner_batch_linger_ms`."""
+        s = self.settings
+        batch = await consumer.getmany(timeout_ms=s.runner_poll_timeout_ms, max_records=s.runner_max_batch)
+        total = sum(len(v) for v in batch.values())
+        if not total:
+            return batch
+        deadline = time.monotonic() + s.runner_batch_linger_ms / 1000
+        while total < s.runner_max_batch and not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            more = await consumer.getmany(timeout_ms=int(left * 1000), max_records=s.runner_max_batch - total)
+            for tp, recs in more.items():
+                batch.setdefault(tp, []).extend(recs)
+                total += len(recs)
+        return batch
+
     # -- processing ------------------------------------------------------------------------------------
     async def process(self, records: Sequence[ConsumerRecord]) -> bool:
         """Apply one polled batch. Returns False only if asked to stop while waiting for infrastructure."""
         valid: list[tuple[ConsumerRecord, Envelope]] = []
         dead: list[Failure] = []
+        for topic, n in Counter(r.topic for r in records).items():
+            m.EVENTS_CONSUMED.labels(self.service, topic).inc(n)
         for rec in records:
-            m.EVENTS_CONSUMED.labels(self.service, rec.topic).inc()
             try:
                 valid.append((rec, decode(rec.headers, rec.value)))
             except InvalidEvent as e:
@@ -163,8 +184,8 @@ class StreamRunner:
                     if not await self._wait_for_infrastructure(e, attempt):
                         return False
                     continue
-                for rec, _ in valid:
-                    m.EVENTS_FAILED.labels(self.service, rec.topic).inc()
+                for topic, n in Counter(r.topic for r, _ in valid).items():
+                    m.EVENTS_FAILED.labels(self.service, topic).inc(n)
                 log.warning(
                     "batch failed, retrying record by record",
                     extra={"group": self.group, "records": len(valid), "error": type(e).__name__},

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..cloudevents import OutgoingRecord, encode
-from ..events import Event
+from ..events import Event, utcnow
 from . import outbox
 
 
@@ -22,9 +22,10 @@ class Transaction:
         self.schema = schema
         self.source = source
         self.records: list[OutgoingRecord] = []
+        self.now = utcnow()  # one ce_time for every event of the transaction
 
     def emit(self, event: Event, *, id: str | None = None, time: datetime | None = None) -> None:
-        self.records.append(encode(event, source=self.source, id=id, time=time))
+        self.records.append(encode(event, source=self.source, id=id, time=time or self.now))
 
     async def flush(self) -> None:
         await outbox.write(self.conn, self.schema, self.records)

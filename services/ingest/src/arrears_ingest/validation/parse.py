@@ -25,6 +25,8 @@ class CellError(ValueError):
 def clean(cell: object) -> str:
     """Strip, drop control characters and non-breaking spaces (common in pasted sheets)."""
     s = "" if cell is None else str(cell)
+    if s.isprintable():
+        return s.strip()
     s = s.replace("\u00a0", " ").replace("\u202f", " ").replace("\ufeff", "")
     s = "".join(ch for ch in s if ch.isprintable() or ch == " ")
     return s.strip()
@@ -255,7 +257,7 @@ def parse_email(cell: str) -> str | None:
     return f"{local}@{domain.lower()}"
 
 
-def parse_phone(cell: str, region: str) -> phonenumbers.PhoneNumber | None:
+def parse_phone(cell: str, region: str) -> PhoneNumber | None:
     s = clean(cell)
     if not s:
         return None
@@ -265,22 +267,33 @@ def parse_phone(cell: str, region: str) -> phonenumbers.PhoneNumber | None:
         n = phonenumbers.parse(s, region)
     except phonenumbers.NumberParseException as e:
         raise CellError("not a phone number") from e
-    if not phonenumbers.is_valid_number(n):
-        raise CellError(f"not a valid phone number for region {region}")
-    return n
+    # Fast path: most numbers belong to the region they were parsed with, and checking one region is
+    # much cheaper than `is_valid_number` (which scans every region sharing the country code, 25 for +1).
+    if phonenumbers.is_valid_number_for_region(n, region):
+        return PhoneNumber(n, region)
+    other = phonenumbers.region_code_for_number(n)
+    if other and other != "ZZ" and phonenumbers.is_valid_number_for_region(n, other):
+        return PhoneNumber(n, other)
+    raise CellError(f"not a valid phone number for region {region}")
 
 
-def e164(n: phonenumbers.PhoneNumber) -> str:
-    return phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
+class PhoneNumber:
+    __slots__ = ("number", "region")
+
+    def __init__(self, number: phonenumbers.PhoneNumber, region: str) -> None:
+        self.number, self.region = number, region
 
 
-def phone_region(n: phonenumbers.PhoneNumber) -> str | None:
-    r = phonenumbers.region_code_for_number(n)
-    return r if r and r != "ZZ" else None
+def e164(n: PhoneNumber) -> str:
+    return phonenumbers.format_number(n.number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def zone_from_phone(n: phonenumbers.PhoneNumber) -> str | None:
-    zones = phone_timezone.time_zones_for_number(n)
+def phone_region(n: PhoneNumber) -> str | None:
+    return n.region
+
+
+def zone_from_phone(n: PhoneNumber) -> str | None:
+    zones = phone_timezone.time_zones_for_number(n.number)
     if len(zones) == 1 and zones[0] != "Etc/Unknown":
         return str(zones[0])
     return None

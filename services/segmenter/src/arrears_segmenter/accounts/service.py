@@ -6,10 +6,6 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from arrears_shared.events import (
     AccountChanged,
     AccountStatus,
@@ -19,6 +15,9 @@ from arrears_shared.events import (
     MessageSent,
     ReplyReceived,
 )
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..aging import aging_bucket, days_past_due, local_date, zone_of
 from ..deps import Deps
@@ -155,10 +154,13 @@ async def apply_account_changed(conn: AsyncConnection, ev: AccountChanged, deps:
     hold = prev.hold
     if ev.source in ("override", "payment") or source_status in CLOSED_STATUSES:
         hold = None  # an operator override or a payment ends a reply-driven hold
-    if source_status in (AccountStatus.DISPUTE.value, AccountStatus.PROMISE.value) and hold is None:
-        hold = source_status if source_status == AccountStatus.DISPUTE.value else None
     now_active = not removed and ev.balance_minor > 0 and source_status not in CLOSED_STATUSES
-    cycle, cycle_due, last_step, last_step_at = prev.cycle, prev.cycle_due_date, prev.last_step, prev.last_step_at
+    cycle, cycle_due, last_step, last_step_at = (
+        prev.cycle,
+        prev.cycle_due_date,
+        prev.last_step,
+        prev.last_step_at,
+    )
     if not prev.known:
         cycle, cycle_due, last_step, last_step_at = 0, ev.due_date, 0, None
     elif now_active and (_settled(prev) or ev.due_date != prev.cycle_due_date):
@@ -223,7 +225,9 @@ async def apply_reply(conn: AsyncConnection, ev: ReplyReceived, deps: Deps, now:
         values.update(hold="dispute", status=effective_status(row.source_status, "dispute"))
         reason = "debt disputed: sequence paused"
     elif ev.intent in (Intent.PROMISE_TO_PAY, Intent.PAID_CLAIM):
-        until = ev.promise_date or (local_date(now, row.timezone) + timedelta(days=deps.paid_claim_pause_days))
+        until = ev.promise_date or (
+            local_date(now, row.timezone) + timedelta(days=deps.paid_claim_pause_days)
+        )
         values.update(
             hold="promise",
             status=effective_status(row.source_status, "promise"),
@@ -241,7 +245,11 @@ async def apply_reply(conn: AsyncConnection, ev: ReplyReceived, deps: Deps, now:
             resume = _resume_at(values["paused_until"], row.timezone)
             await conn.execute(
                 update(timers)
-                .where(timers.c.account_id == ev.account_id, timers.c.state == "pending", timers.c.due_at < resume)
+                .where(
+                    timers.c.account_id == ev.account_id,
+                    timers.c.state == "pending",
+                    timers.c.due_at < resume,
+                )
                 .values(due_at=resume, reason="promise_pause", updated_at=now)
             )
         await replan(conn, ev.account_id, deps, now)
@@ -275,7 +283,9 @@ async def apply_message_sent(conn: AsyncConnection, ev: MessageSent, deps: Deps,
     )
 
 
-async def account_view(conn: AsyncConnection, account_id: str, deps: Deps, now: datetime) -> AccountView | None:
+async def account_view(
+    conn: AsyncConnection, account_id: str, deps: Deps, now: datetime
+) -> AccountView | None:
     row = (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).first()
     if row is None:
         return None
@@ -318,7 +328,12 @@ async def account_view(conn: AsyncConnection, account_id: str, deps: Deps, now: 
         last_event_at=row.last_event_at,
         timers=[
             TimerView(
-                step=t.step, cycle=t.cycle, due_at=t.due_at, state=t.state, attempts=t.attempts, reason=t.reason
+                step=t.step,
+                cycle=t.cycle,
+                due_at=t.due_at,
+                state=t.state,
+                attempts=t.attempts,
+                reason=t.reason,
             )
             for t in trows
         ],
@@ -328,7 +343,10 @@ async def account_view(conn: AsyncConnection, account_id: str, deps: Deps, now: 
 async def decision_log(conn: AsyncConnection, account_id: str, limit: int = 500) -> list[DecisionView]:
     rows = (
         await conn.execute(
-            select(decisions).where(decisions.c.account_id == account_id).order_by(decisions.c.id).limit(limit)
+            select(decisions)
+            .where(decisions.c.account_id == account_id)
+            .order_by(decisions.c.id)
+            .limit(limit)
         )
     ).all()
     return [

@@ -6,9 +6,8 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from arrears_shared.events import Channel, Tier
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class PolicyStep(BaseModel):

@@ -6,13 +6,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from arrears_shared import compliance
 from arrears_shared.events import Channel, NoticeDue, Tier
 from arrears_shared.stream.transaction import Transaction
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..accounts.models import accounts
 from ..aging import aging_bucket, days_past_due, local_midnight
@@ -155,7 +154,15 @@ async def fire_due(conn: AsyncConnection, tx: Transaction, deps: Deps, now: date
     return len(rows)
 
 
-async def _fire_one(conn: AsyncConnection, tx: Transaction, deps: Deps, now: datetime, row: Any, ineligible_reason: Any, replan: Any) -> None:
+async def _fire_one(
+    conn: AsyncConnection,
+    tx: Transaction,
+    deps: Deps,
+    now: datetime,
+    row: Any,
+    ineligible_reason: Any,
+    replan: Any,
+) -> None:
     policy = deps.policy
     aid, step_no, cycle = row.account_id, row.timer_step, row.timer_cycle
     why = ineligible_reason(row, now)
@@ -163,7 +170,9 @@ async def _fire_one(conn: AsyncConnection, tx: Transaction, deps: Deps, now: dat
         why = "stale_timer"
     if why is not None:
         await conn.execute(
-            update(timers).where(timers.c.id == row.timer_id).values(state="cancelled", reason=why, updated_at=now)
+            update(timers)
+            .where(timers.c.id == row.timer_id)
+            .values(state="cancelled", reason=why, updated_at=now)
         )
         await record_decision(conn, aid, outcome="cancelled", rule_id=why, at=now, step=step_no, cycle=cycle)
         return
@@ -181,7 +190,9 @@ async def _fire_one(conn: AsyncConnection, tx: Transaction, deps: Deps, now: dat
             )
         )
     ).all()
-    opted_out = {c for c, flag in ((Channel.SMS, row.sms_opt_out), (Channel.EMAIL, row.email_opt_out)) if flag}
+    opted_out = {
+        c for c, flag in ((Channel.SMS, row.sms_opt_out), (Channel.EMAIL, row.email_opt_out)) if flag
+    }
     defer_until: list[datetime] = []
     for ch in step.channels:
         nid = notice_id(aid, policy.id, policy.version, step_no, cycle, ch)
@@ -191,8 +202,15 @@ async def _fire_one(conn: AsyncConnection, tx: Transaction, deps: Deps, now: dat
         block = channel_block(row, ch)
         if block is not None and not (ch in opted_out or row.do_not_contact):
             await record_decision(
-                conn, aid, outcome="suppressed", rule_id=block[0], reason=block[1], at=now,
-                step=step_no, cycle=cycle, channel=ch,
+                conn,
+                aid,
+                outcome="suppressed",
+                rule_id=block[0],
+                reason=block[1],
+                at=now,
+                step=step_no,
+                cycle=cycle,
+                channel=ch,
             )
             continue
         d = compliance.evaluate(
@@ -211,8 +229,15 @@ async def _fire_one(conn: AsyncConnection, tx: Transaction, deps: Deps, now: dat
                 await conn.execute(
                     insert(notices)
                     .values(
-                        notice_id=nid, account_id=aid, policy_id=policy.id, policy_version=policy.version,
-                        step=step_no, cycle=cycle, channel=ch, tier=step.tier, emitted_at=now,
+                        notice_id=nid,
+                        account_id=aid,
+                        policy_id=policy.id,
+                        policy_version=policy.version,
+                        step=step_no,
+                        cycle=cycle,
+                        channel=ch,
+                        tier=step.tier,
+                        emitted_at=now,
                     )
                     .on_conflict_do_nothing()
                     .returning(notices.c.notice_id)
@@ -247,32 +272,62 @@ async def _fire_one(conn: AsyncConnection, tx: Transaction, deps: Deps, now: dat
                 time=now,
             )
             await record_decision(
-                conn, aid, outcome="emitted", rule_id=d.rule_id, reason=d.reason, at=now,
-                step=step_no, cycle=cycle, channel=ch, notice=nid,
+                conn,
+                aid,
+                outcome="emitted",
+                rule_id=d.rule_id,
+                reason=d.reason,
+                at=now,
+                step=step_no,
+                cycle=cycle,
+                channel=ch,
+                notice=nid,
             )
         elif d.defer_until is not None:
             defer_until.append(d.defer_until)
             await record_decision(
-                conn, aid, outcome="deferred", rule_id=d.rule_id, reason=d.reason, at=now,
-                step=step_no, cycle=cycle, channel=ch, defer_until=d.defer_until,
+                conn,
+                aid,
+                outcome="deferred",
+                rule_id=d.rule_id,
+                reason=d.reason,
+                at=now,
+                step=step_no,
+                cycle=cycle,
+                channel=ch,
+                defer_until=d.defer_until,
             )
         else:
             await record_decision(
-                conn, aid, outcome="suppressed", rule_id=d.rule_id, reason=d.reason, at=now,
-                step=step_no, cycle=cycle, channel=ch,
+                conn,
+                aid,
+                outcome="suppressed",
+                rule_id=d.rule_id,
+                reason=d.reason,
+                at=now,
+                step=step_no,
+                cycle=cycle,
+                channel=ch,
             )
     if defer_until:
         await conn.execute(
             update(timers)
             .where(timers.c.id == row.timer_id)
-            .values(due_at=min(defer_until), attempts=row.timer_attempts + 1, reason="deferred", updated_at=now)
+            .values(
+                due_at=min(defer_until), attempts=row.timer_attempts + 1, reason="deferred", updated_at=now
+            )
         )
         return
     emitted = (
         await conn.execute(
-            select(func.count()).select_from(notices).where(
-                notices.c.account_id == aid, notices.c.step == step_no, notices.c.cycle == cycle,
-                notices.c.policy_id == policy.id, notices.c.policy_version == policy.version,
+            select(func.count())
+            .select_from(notices)
+            .where(
+                notices.c.account_id == aid,
+                notices.c.step == step_no,
+                notices.c.cycle == cycle,
+                notices.c.policy_id == policy.id,
+                notices.c.policy_version == policy.version,
             )
         )
     ).scalar_one()
@@ -290,13 +345,22 @@ async def _fire_one(conn: AsyncConnection, tx: Transaction, deps: Deps, now: dat
     await replan(conn, aid, deps, now)
 
 
-async def _defer(conn: AsyncConnection, row: Any, until: datetime, rule_id: str, reason: str, now: datetime) -> None:
+async def _defer(
+    conn: AsyncConnection, row: Any, until: datetime, rule_id: str, reason: str, now: datetime
+) -> None:
     await conn.execute(
         update(timers)
         .where(timers.c.id == row.timer_id)
         .values(due_at=until, attempts=row.timer_attempts + 1, reason=rule_id, updated_at=now)
     )
     await record_decision(
-        conn, row.account_id, outcome="deferred", rule_id=rule_id, reason=reason, at=now,
-        step=row.timer_step, cycle=row.timer_cycle, defer_until=until,
+        conn,
+        row.account_id,
+        outcome="deferred",
+        rule_id=rule_id,
+        reason=reason,
+        at=now,
+        step=row.timer_step,
+        cycle=row.timer_cycle,
+        defer_until=until,
     )

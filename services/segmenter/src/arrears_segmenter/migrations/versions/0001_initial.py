@@ -6,7 +6,6 @@ Create Date: 2026-01-01
 """
 
 from alembic import op
-
 from arrears_shared.db.runner_tables import create_runner_tables
 
 revision = "0001"

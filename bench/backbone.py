@@ -1,0 +1,154 @@
+"""Backbone benchmark: raw aiokafka produce+consume vs one effectively-once service hop.
+
+On the embedded broker (Tansu) and embedded PostgreSQL, with the same settings `arrears up` uses
+(durable Postgres: fsync on):
+  raw  = N CloudEvents produced (acks=all) and consumed by a consumer group, first send -> last receive;
+  hop  = the same N events already on an input topic, consumed by the shared StreamRunner
+         (batch -> one DB transaction: inbox claim + handler + outbox write -> offset commit),
+         published by the OutboxRelay to the next topic and received there: runner start -> last receive.
+The last line printed is exactly:
+  BENCH backbone raw_per_s=<n> hop_per_s=<n> ratio=<hop/raw>
+
+Usage: python bench/backbone.py [--events 100000] [--partitions 6] [--fast-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from arrears_cli.stack.broker import EmbeddedBroker
+from arrears_cli.stack.postgres import EmbeddedPostgres
+from arrears_shared.cloudevents import Envelope, OutgoingRecord, encode
+from arrears_shared.db.engine import make_engine
+from arrears_shared.db.runner_tables import runner_tables_ddl
+from arrears_shared.settings import ServiceSettings
+from arrears_shared.stream.relay import OutboxRelay, make_producer
+from arrears_shared.stream.runner import StreamRunner
+from arrears_shared.stream.transaction import Transaction
+from sqlalchemy import text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.backbone.factories import account_changed  # noqa: E402
+
+
+def records(n: int) -> list[OutgoingRecord]:
+    return [encode(account_changed(i % 20_000), source="bench", id=f"b-{i}") for i in range(n)]
+
+
+async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def produce_all(bootstrap: str, topic: str, recs: Sequence[OutgoingRecord]) -> None:
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20)
+    await p.start()
+    try:
+        futs = [await p.send(topic, value=r.value, key=r.key, headers=r.headers) for r in recs]
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+
+
+async def count_until(bootstrap: str, topic: str, n: int, group: str, ready: asyncio.Event) -> float:
+    """Consume `topic` until n distinct ce_ids arrived; return the monotonic time of the last one."""
+    c = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+        enable_auto_commit=False, max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20,
+    )
+    await c.start()
+    seen: set[bytes] = set()
+    try:
+        while not c.assignment():
+            await c.getmany(timeout_ms=50)
+        ready.set()
+        while len(seen) < n:
+            batch = await c.getmany(timeout_ms=500, max_records=20_000)
+            for recs in batch.values():
+                for r in recs:
+                    seen.add(dict(r.headers)["ce_id"])
+        return time.monotonic()
+    finally:
+        await c.stop()
+
+
+async def bench_raw(bootstrap: str, n: int, partitions: int) -> float:
+    await create_topics(bootstrap, ["bench-raw"], partitions)
+    recs = records(n)
+    ready = asyncio.Event()
+    consumer = asyncio.create_task(count_until(bootstrap, "bench-raw", n, "bench-raw-g", ready))
+    await ready.wait()
+    t0 = time.monotonic()
+    await produce_all(bootstrap, "bench-raw", recs)
+    t1 = await consumer
+    return n / (t1 - t0)
+
+
+async def bench_hop(bootstrap: str, url: str, n: int, partitions: int) -> float:
+    await create_topics(bootstrap, ["bench-in", "bench-out", "bench-in.bench-hop.dlq"], partitions)
+    schema = "bench_hop"
+    engine = make_engine(url, pool_size=4)
+    async with engine.begin() as c:
+        await c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        await c.execute(text(f"CREATE SCHEMA {schema}"))
+        for stmt in runner_tables_ddl(schema):
+            await c.execute(text(stmt))
+    await produce_all(bootstrap, "bench-in", records(n))  # input is on the broker before timing starts
+
+    async def forward(events: Sequence[Envelope], tx: Transaction) -> None:
+        for env in events:  # the hop's domain work: re-publish each event to the next topic
+            rec = encode(env.data, source="bench-hop", id=f"fwd-{env.id}")
+            tx.records.append(OutgoingRecord("bench-out", rec.key, rec.value, rec.headers))
+
+    settings = ServiceSettings(kafka_bootstrap_servers=bootstrap, database_url=url, runner_max_batch=5000)
+    producer = make_producer(settings, "bench-relay")
+    await producer.start()
+    relay = OutboxRelay(engine=engine, schema=schema, producer=producer, settings=settings, service="bench-hop")
+    runner = StreamRunner(
+        group="bench-hop", topics=["bench-in"], handler=forward, engine=engine, schema=schema, settings=settings
+    )
+    ready = asyncio.Event()
+    counter = asyncio.create_task(count_until(bootstrap, "bench-out", n, "bench-out-g", ready))
+    await ready.wait()
+    t0 = time.monotonic()
+    tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
+    t1 = await counter
+    runner.stop()
+    relay.stop()
+    await asyncio.gather(*tasks)
+    await producer.stop()
+    await engine.dispose()
+    return n / (t1 - t0)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--fast-postgres", action="store_true", help="fsync off (not what `arrears up` uses)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench") as d, EmbeddedBroker() as broker, EmbeddedPostgres(
+        Path(d) / "pg", fast=args.fast_postgres
+    ) as pg:
+        url = pg.create_database("bench")
+        raw = await bench_raw(broker.bootstrap_servers, args.events, args.partitions)
+        print(f"raw produce+consume: {args.events} events, {raw:,.0f}/s", flush=True)
+        hop = await bench_hop(broker.bootstrap_servers, url, args.events, args.partitions)
+        print(f"one hop (runner -> inbox+outbox txn -> relay -> next topic): {hop:,.0f}/s", flush=True)
+        print(f"BENCH backbone raw_per_s={raw:.0f} hop_per_s={hop:.0f} ratio={hop / raw:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,117 @@
+"""`arrears dlq list|show|replay`: operate the dead-letter topics of every consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from arrears_shared.dlq import DeadLetter, Filter, replay, scan
+from arrears_shared.settings import KafkaSettings
+
+dlq_app = typer.Typer(help="List, inspect and replay dead-letter topics (<topic>.<group>.dlq).", no_args_is_help=True)
+
+TopicOpt = Annotated[list[str] | None, typer.Option("--topic", "-t", help="DLQ topic(s); default: all")]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Substring of the exception type or message")]
+SinceOpt = Annotated[datetime | None, typer.Option("--since", help="Dead-lettered at or after (ISO 8601, UTC)")]
+UntilOpt = Annotated[datetime | None, typer.Option("--until", help="Dead-lettered at or before")]
+AccountOpt = Annotated[str | None, typer.Option("--account", help="Account id (ce_subject / key)")]
+BootstrapOpt = Annotated[
+    str | None, typer.Option("--bootstrap-servers", envvar="ARREARS_KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap")
+]
+
+
+def _kafka(bootstrap: str | None) -> dict:
+    s = KafkaSettings() if bootstrap is None else KafkaSettings(kafka_bootstrap_servers=bootstrap)
+    return s.kafka_client_kwargs()
+
+
+def _filter(topic, reason, since, until, account) -> Filter:  # type: ignore[no-untyped-def]
+    from datetime import UTC
+
+    def aware(d: datetime | None) -> datetime | None:
+        return d.replace(tzinfo=UTC) if d is not None and d.tzinfo is None else d
+
+    return Filter(tuple(topic or ()), reason, aware(since), aware(until), account)
+
+
+@dlq_app.command("list")
+def list_(
+    topic: TopicOpt = None,
+    reason: ReasonOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    account: AccountOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """List dead-lettered records (no payloads: they may hold personal data)."""
+    found = asyncio.run(scan(_kafka(bootstrap_servers), _filter(topic, reason, since, until, account)))
+    for d in found:
+        s = d.summary()
+        if as_json:
+            typer.echo(json.dumps(s))
+        else:
+            typer.echo(
+                f"{s['dlq_topic']}/{s['partition']}/{s['offset']}  {s['dead_lettered_at']}  {s['service']}  "
+                f"{s['ce_type']}  account={s['account_id']}  attempts={s['attempts']}  {s['reason'][:120]}"
+            )
+    typer.echo(f"{len(found)} record(s)", err=True)
+
+
+@dlq_app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="TOPIC/PARTITION/OFFSET as printed by `list`")],
+    bootstrap_servers: BootstrapOpt = None,
+    payload: Annotated[bool, typer.Option("--payload", help="Also print the record value")] = False,
+) -> None:
+    """Show one record: every header (incl. the stack trace) and, on request, its value."""
+    d = _find(ref, bootstrap_servers)
+    out = d.summary() | {"headers": d.h}
+    if payload:
+        out["value"] = (d.value or b"").decode("utf-8", "replace")
+    typer.echo(json.dumps(out, indent=2))
+
+
+@dlq_app.command("replay")
+def replay_(
+    ref: Annotated[str | None, typer.Argument(help="TOPIC/PARTITION/OFFSET; omit to replay all that match")] = None,
+    topic: TopicOpt = None,
+    reason: ReasonOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    account: AccountOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Republish to the original topic with the same ce_id: consumers apply it at most once."""
+    if ref:
+        records = [_find(ref, bootstrap_servers)]
+    else:
+        records = asyncio.run(scan(_kafka(bootstrap_servers), _filter(topic, reason, since, until, account)))
+    if not records:
+        typer.echo("nothing to replay")
+        raise typer.Exit(0)
+    if not yes:
+        typer.confirm(f"Replay {len(records)} record(s) to their original topics?", abort=True)
+    n = asyncio.run(replay(_kafka(bootstrap_servers), records))
+    typer.echo(f"replayed {n} record(s)")
+
+
+def _find(ref: str, bootstrap: str | None) -> DeadLetter:
+    try:
+        topic, partition, offset = ref.rsplit("/", 2)
+        p, o = int(partition), int(offset)
+    except ValueError:
+        raise typer.BadParameter("expected TOPIC/PARTITION/OFFSET") from None
+    for d in asyncio.run(scan(_kafka(bootstrap), Filter(topics=(topic,)))):
+        if d.partition == p and d.offset == o:
+            return d
+    typer.echo(f"no record at {ref}", err=True)
+    raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dlq_app, name="dlq")

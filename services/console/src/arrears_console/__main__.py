@@ -1,0 +1,32 @@
+"""`python -m arrears_console`: read models over every topic, the ops API and the web UI."""
+
+from __future__ import annotations
+
+from arrears_shared import topics
+from arrears_shared.service import Consumer, ServiceDefinition
+from arrears_shared.service import main as run
+
+from .dlq.reader import dlq_loop
+from .readmodels.handlers import handle_events
+from .readmodels.views import api_router
+from .settings import ConsoleSettings
+from .web.views import web_router
+
+
+def definition(settings: ConsoleSettings | None = None) -> ServiceDefinition:
+    settings = settings or ConsoleSettings(service_name="console")
+    return ServiceDefinition(
+        name="console",
+        settings=settings,
+        consumers=[Consumer(topics=list(topics.EVENT_TOPICS), handler=handle_events)],
+        routers=[api_router, web_router],
+        loops=[dlq_loop],
+    )
+
+
+def main() -> None:
+    run(definition)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Queries over the read models (plain async functions taking a connection)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from arrears_shared.events import AgingBucket
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .models import (
+    AccountList,
+    AccountView,
+    AgingReport,
+    AgingRow,
+    ChannelOutcomes,
+    DlqItem,
+    DlqList,
+    RejectItem,
+    RejectList,
+    Summary,
+    Timeline,
+    TimelineItem,
+)
+
+BUCKETS = [b.value for b in AgingBucket]
+# days past due and aging bucket are computed at read time from due_date (they change every day)
+_DPD = "(CAST(:today AS date) - a.due_date)"
+_BUCKET = f"""CASE WHEN {_DPD} <= 0 THEN 'current' WHEN {_DPD} <= 30 THEN '1-30' WHEN {_DPD} <= 60 THEN '31-60'
+    WHEN {_DPD} <= 90 THEN '61-90' WHEN {_DPD} <= 120 THEN '91-120' ELSE '120+' END"""
+_OUTSTANDING = "NOT a.removed AND a.balance_minor > 0 AND a.status NOT IN ('paid', 'closed')"
+
+
+async def aging(conn: AsyncConnection, schema: str, today: date) -> AgingReport:
+    rows = await conn.execute(
+        text(
+            f"""SELECT {_BUCKET} AS bucket, a.currency, count(*) AS accounts, sum(a.balance_minor) AS balance
+            FROM {schema}.accounts a WHERE {_OUTSTANDING} GROUP BY 1, 2"""
+        ),
+        {"today": today},
+    )
+    out = [
+        AgingRow(bucket=r.bucket, currency=r.currency, accounts=r.accounts, balance_minor=r.balance)
+        for r in rows
+    ]
+    out.sort(key=lambda r: (r.currency, BUCKETS.index(r.bucket)))
+    return AgingReport(as_of=today, buckets=BUCKETS, rows=out)
+
+
+async def accounts(
+    conn: AsyncConnection, schema: str, today: date, *, bucket: str | None, q: str | None, limit: int
+) -> AccountList:
+    where = ["NOT a.removed"]
+    params: dict[str, object] = {"today": today, "limit": limit}
+    if bucket:
+        where.append(f"{_BUCKET} = :bucket")
+        params["bucket"] = bucket
+    if q:
+        where.append("(a.account_id ILIKE :q OR a.customer_name ILIKE :q)")
+        params["q"] = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    cond = " AND ".join(where)
+    rows = await conn.execute(
+        text(
+            f"""SELECT a.*, {_DPD} AS dpd, {_BUCKET} AS bucket,
+                   COALESCE((SELECT array_agg(o.channel ORDER BY o.channel) FROM {schema}.opt_outs o
+                             WHERE o.account_id = a.account_id), '{{}}') AS opt_outs
+            FROM {schema}.accounts a WHERE {cond}
+            ORDER BY {_DPD} DESC, a.balance_minor DESC, a.account_id LIMIT :limit"""
+        ),
+        params,
+    )
+    count = (
+        await conn.execute(text(f"SELECT count(*) FROM {schema}.accounts a WHERE {cond}"), params)
+    ).scalar_one()
+    items = [
+        AccountView(
+            account_id=r.account_id,
+            customer_name=r.customer_name,
+            balance_minor=r.balance_minor,
+            currency=r.currency,
+            due_date=r.due_date,
+            days_past_due=max(0, r.dpd),
+            bucket=r.bucket,
+            status=r.status,
+            source=r.source,
+            sms_consent=r.sms_consent,
+            email_consent=r.email_consent,
+            opt_outs=list(r.opt_outs),
+            last_payment_date=r.last_payment_date,
+            as_of=r.as_of,
+        )
+        for r in rows
+    ]
+    return AccountList(items=items, count=count)
+
+
+async def timeline(conn: AsyncConnection, schema: str, account_id: str | None, limit: int) -> Timeline:
+    if account_id is not None:
+        where, order = "WHERE account_id = :a", "at DESC, id DESC"
+    else:
+        where, order = "", "id DESC"  # recent activity: arrival order, served by the primary key
+    rows = await conn.execute(
+        text(
+            f"SELECT ce_id, account_id, topic, ce_type, at, summary FROM {schema}.timeline {where} "
+            f"ORDER BY {order} LIMIT :n"
+        ),
+        {"a": account_id, "n": limit},
+    )
+    return Timeline(account_id=account_id, items=[TimelineItem.model_validate(r._asdict()) for r in rows])
+
+
+async def summary(conn: AsyncConnection, schema: str) -> Summary:
+    counters = (await conn.execute(text(f"SELECT topic, dim, n FROM {schema}.counters"))).all()
+    per_topic = {r.topic: r.n for r in counters if r.dim == ""}
+    channels: dict[str, ChannelOutcomes] = {}
+    intents: dict[str, int] = {}
+    for r in counters:
+        if r.topic == "message-sent" and r.dim:
+            ch, status = r.dim.split(":", 1)
+            setattr(channels.setdefault(ch, ChannelOutcomes()), status, r.n)
+        elif r.topic == "reply-received" and r.dim.startswith("intent:"):
+            intents[r.dim[len("intent:") :]] = r.n
+    one = (
+        await conn.execute(
+            text(
+                f"""SELECT (SELECT count(*) FROM {schema}.cases WHERE status = 'open') AS open_cases,
+                       (SELECT count(*) FROM {schema}.rejects) AS rejects,
+                       (SELECT count(*) FROM {schema}.dlq) AS dlq,
+                       (SELECT count(*) FROM {schema}.accounts WHERE NOT removed) AS accounts"""
+            )
+        )
+    ).one()
+    return Summary(
+        events_per_topic=per_topic,
+        notices_due=per_topic.get("notice-due", 0),
+        messages_by_channel=channels,
+        replies_by_intent=intents,
+        open_cases=one.open_cases,
+        rejects=one.rejects,
+        dlq=one.dlq,
+        accounts=one.accounts,
+    )
+
+
+async def dlq(conn: AsyncConnection, schema: str, limit: int, topic: str | None = None) -> DlqList:
+    where = "WHERE topic = :t" if topic else ""
+    rows = await conn.execute(
+        text(
+            f"""SELECT topic, partition, "offset", ce_id, ce_type, account_id, original_topic, consumer_group,
+                   reason, attempts, service, dead_lettered_at, recorded_at
+            FROM {schema}.dlq {where} ORDER BY recorded_at DESC, id DESC LIMIT :n"""
+        ),
+        {"t": topic, "n": limit},
+    )
+    count = (
+        await conn.execute(text(f"SELECT count(*) FROM {schema}.dlq {where}"), {"t": topic})
+    ).scalar_one()
+    return DlqList(items=[DlqItem.model_validate(r._asdict()) for r in rows], count=count)
+
+
+async def rejects(conn: AsyncConnection, schema: str, limit: int) -> RejectList:
+    rows = await conn.execute(
+        text(
+            f"""SELECT ce_id, account_id, source, batch_id, row_number, "column", value, reason, rejected_at
+            FROM {schema}.rejects ORDER BY rejected_at DESC LIMIT :n"""
+        ),
+        {"n": limit},
+    )
+    count = (await conn.execute(text(f"SELECT count(*) FROM {schema}.rejects"))).scalar_one()
+    return RejectList(items=[RejectItem.model_validate(r._asdict()) for r in rows], count=count)

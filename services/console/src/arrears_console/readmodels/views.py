@@ -1,0 +1,77 @@
+"""JSON ops API over the read models (no business logic here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+from arrears_shared.events import AgingBucket
+from arrears_shared.service import Context
+from fastapi import APIRouter, Query
+
+from . import service
+from .models import AccountList, AgingReport, DlqList, RejectList, Summary, Timeline
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def api_router(get_context: Callable[[], Context]) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["console"])
+
+    @router.get("/aging", response_model=AgingReport)
+    async def aging(as_of: date | None = None) -> AgingReport:
+        ctx = get_context()
+        async with ctx.engine.connect() as conn:
+            return await service.aging(conn, ctx.schema, as_of or today_utc())
+
+    @router.get("/accounts", response_model=AccountList)
+    async def accounts(
+        bucket: AgingBucket | None = None,
+        q: str | None = Query(None, max_length=100),
+        limit: int = Query(100, ge=1, le=1000),
+        as_of: date | None = None,
+    ) -> AccountList:
+        ctx = get_context()
+        async with ctx.engine.connect() as conn:
+            return await service.accounts(
+                conn,
+                ctx.schema,
+                as_of or today_utc(),
+                bucket=bucket.value if bucket else None,
+                q=q,
+                limit=limit,
+            )
+
+    @router.get("/accounts/{account_id}/timeline", response_model=Timeline)
+    async def account_timeline(account_id: str, limit: int = Query(200, ge=1, le=2000)) -> Timeline:
+        ctx = get_context()
+        async with ctx.engine.connect() as conn:
+            return await service.timeline(conn, ctx.schema, account_id, limit)
+
+    @router.get("/timeline", response_model=Timeline)
+    async def recent_timeline(limit: int = Query(50, ge=1, le=1000)) -> Timeline:
+        ctx = get_context()
+        async with ctx.engine.connect() as conn:
+            return await service.timeline(conn, ctx.schema, None, limit)
+
+    @router.get("/summary", response_model=Summary)
+    async def summary() -> Summary:
+        ctx = get_context()
+        async with ctx.engine.connect() as conn:
+            return await service.summary(conn, ctx.schema)
+
+    @router.get("/dlq", response_model=DlqList)
+    async def dlq(topic: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> DlqList:
+        ctx = get_context()
+        async with ctx.engine.connect() as conn:
+            return await service.dlq(conn, ctx.schema, limit, topic)
+
+    @router.get("/rejects", response_model=RejectList)
+    async def rejects(limit: int = Query(100, ge=1, le=1000)) -> RejectList:
+        ctx = get_context()
+        async with ctx.engine.connect() as conn:
+            return await service.rejects(conn, ctx.schema, limit)
+
+    return router

@@ -1,0 +1,28 @@
+"""Consumer handler: message-sent, reply-received and account-changed for escalation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from arrears_shared.cloudevents import Envelope
+from arrears_shared.events import AccountChanged, MessageSent, ReplyReceived
+from arrears_shared.stream.runner import BatchHandler
+from arrears_shared.stream.transaction import Transaction
+
+from ..deps import Deps
+from .service import on_account_changed, on_message_sent, on_reply
+
+
+def make_handler(deps: Deps) -> BatchHandler:
+    async def handle_batch(events: Sequence[Envelope], tx: Transaction) -> None:
+        now = deps.clock.now()
+        for env in events:
+            ev = env.data
+            if isinstance(ev, MessageSent):
+                await on_message_sent(tx.conn, ev, deps, now)
+            elif isinstance(ev, ReplyReceived):
+                await on_reply(tx.conn, tx, ev, now)
+            elif isinstance(ev, AccountChanged):
+                await on_account_changed(tx.conn, ev, now)
+
+    return handle_batch

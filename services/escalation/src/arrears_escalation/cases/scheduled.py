@@ -1,0 +1,38 @@
+"""No-response timer loop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from arrears_shared.service import Context
+from arrears_shared.stream.transaction import transaction
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..deps import Deps
+from .service import fire_due
+
+log = logging.getLogger(__name__)
+
+
+async def tick(engine: AsyncEngine, schema: str, source: str, deps: Deps, now: datetime | None = None) -> int:
+    async with transaction(engine, schema, source) as tx:
+        return await fire_due(tx.conn, tx, deps, now or deps.clock.now())
+
+
+def make_timer_loop(deps: Deps, tick_s: float) -> Callable[[Context], Awaitable[None]]:
+    async def timer_loop(ctx: Context) -> None:
+        while True:
+            handled = 0
+            try:
+                async with ctx.transaction() as tx:
+                    handled = await fire_due(tx.conn, tx, deps, deps.clock.now())
+            except Exception:
+                log.exception("escalation timer tick failed; retrying next tick")
+            if handled >= deps.timer_batch:
+                continue
+            if not await ctx.sleep(tick_s):
+                return
+
+    return timer_loop

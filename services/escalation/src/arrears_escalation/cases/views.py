@@ -1,0 +1,48 @@
+"""Cases API (thin: parsing and status codes only)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from arrears_shared.service import Context, RouterFactory
+from fastapi import APIRouter, HTTPException
+
+from ..deps import Deps
+from .models import CaseView, CloseCase
+from .service import CaseNotOpen, close_case, get_case, list_cases
+
+
+def make_router(deps: Deps) -> RouterFactory:
+    def factory(get_context: Callable[[], Context]) -> APIRouter:
+        router = APIRouter(prefix="/cases", tags=["cases"])
+
+        @router.get("", response_model=list[CaseView])
+        async def cases_list(
+            status: Literal["open", "closed"] | None = None, account_id: str | None = None
+        ) -> list[CaseView]:
+            async with get_context().engine.connect() as conn:
+                return await list_cases(conn, status, account_id)
+
+        @router.get("/{case_id}", response_model=CaseView)
+        async def case_get(case_id: str) -> CaseView:
+            async with get_context().engine.connect() as conn:
+                view = await get_case(conn, case_id)
+            if view is None:
+                raise HTTPException(404, "case not found")
+            return view
+
+        @router.post("/{case_id}/close", response_model=CaseView)
+        async def case_close(case_id: str, body: CloseCase) -> CaseView:
+            try:
+                async with get_context().transaction() as tx:
+                    view = await close_case(tx.conn, case_id, body.note, deps.clock.now())
+            except CaseNotOpen as e:
+                raise HTTPException(409, "case is already closed") from e
+            if view is None:
+                raise HTTPException(404, "case not found")
+            return view
+
+        return router
+
+    return factory

@@ -1,0 +1,38 @@
+"""`python -m arrears_segmenter`: aging, dunning policy, durable timers and the compliance gate."""
+
+from __future__ import annotations
+
+from arrears_shared import topics
+from arrears_shared.service import Consumer, ServiceDefinition
+from arrears_shared.service import main as run
+
+from .accounts.handlers import make_handler
+from .accounts.views import make_router
+from .deps import Deps
+from .settings import SegmenterSettings
+from .timers.scheduled import make_timer_loop
+
+
+def definition() -> ServiceDefinition:
+    settings = SegmenterSettings(service_name="segmenter")
+    deps = Deps.from_settings(settings)
+    return ServiceDefinition(
+        name="segmenter",
+        settings=settings,
+        consumers=[
+            Consumer(
+                topics=[topics.ACCOUNT_CHANGED, topics.REPLY_RECEIVED, topics.MESSAGE_SENT],
+                handler=make_handler(deps),
+            )
+        ],
+        routers=[make_router(deps)],
+        loops=[make_timer_loop(deps, settings.segmenter_tick_s)],
+    )
+
+
+def main() -> None:
+    run(definition)
+
+
+if __name__ == "__main__":
+    main()

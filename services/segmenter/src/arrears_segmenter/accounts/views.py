@@ -1,0 +1,34 @@
+"""HTTP read API over the projection and the decision log (no business logic here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from arrears_shared.service import Context, RouterFactory
+from fastapi import APIRouter, HTTPException
+
+from ..deps import Deps
+from .models import AccountView, DecisionView
+from .service import account_view, decision_log
+
+
+def make_router(deps: Deps) -> RouterFactory:
+    def factory(get_context: Callable[[], Context]) -> APIRouter:
+        router = APIRouter(prefix="/accounts", tags=["accounts"])
+
+        @router.get("/{account_id}", response_model=AccountView)
+        async def get_account(account_id: str) -> AccountView:
+            async with get_context().engine.connect() as conn:
+                view = await account_view(conn, account_id, deps, deps.clock.now())
+            if view is None:
+                raise HTTPException(404, "account not found")
+            return view
+
+        @router.get("/{account_id}/decisions", response_model=list[DecisionView])
+        async def get_decisions(account_id: str) -> list[DecisionView]:
+            async with get_context().engine.connect() as conn:
+                return await decision_log(conn, account_id)
+
+        return router
+
+    return factory

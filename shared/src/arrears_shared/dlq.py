@@ -1,0 +1,146 @@
+"""Dead-letter topics: list, inspect and replay (used by `arrears dlq` and the console).
+
+A replay republishes the original key, value and CloudEvents headers (same `ce_id`) to the original topic,
+without the dead-letter headers. The consuming service applies it once: its inbox never recorded a
+dead-lettered id, and a second replay of the same record is dropped as a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from .cloudevents import header_map
+from .stream import dead_letter as dl
+from .topics import dlq_topics
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    dlq_topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    @property
+    def h(self) -> dict[str, str]:
+        return header_map(self.headers)
+
+    @property
+    def original_topic(self) -> str:
+        return self.h.get(dl.ORIGINAL_TOPIC, "")
+
+    @property
+    def reason(self) -> str:
+        h = self.h
+        return f"{h.get(dl.EXCEPTION_FQCN, '?')}: {h.get(dl.EXCEPTION_MESSAGE, '')}"
+
+    @property
+    def dead_lettered_at(self) -> datetime | None:
+        v = self.h.get(dl.DEAD_LETTERED_AT)
+        return datetime.fromisoformat(v) if v else None
+
+    @property
+    def account_id(self) -> str:
+        return self.h.get("ce_subject") or (self.key or b"").decode("utf-8", "replace")
+
+    def summary(self) -> dict[str, Any]:
+        h = self.h
+        return {
+            "dlq_topic": self.dlq_topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "original": f"{h.get(dl.ORIGINAL_TOPIC)}[{h.get(dl.ORIGINAL_PARTITION)}]@{h.get(dl.ORIGINAL_OFFSET)}",
+            "service": h.get(dl.SERVICE),
+            "ce_id": h.get("ce_id"),
+            "ce_type": h.get("ce_type"),
+            "account_id": self.account_id,
+            "attempts": h.get(dl.ATTEMPTS),
+            "reason": self.reason,
+            "dead_lettered_at": h.get(dl.DEAD_LETTERED_AT),
+        }
+
+
+@dataclass(frozen=True)
+class Filter:
+    topics: Sequence[str] = ()
+    reason_contains: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    account_id: str | None = None
+
+    def match(self, d: DeadLetter) -> bool:
+        if self.reason_contains and self.reason_contains.lower() not in d.reason.lower():
+            return False
+        if self.account_id and d.account_id != self.account_id:
+            return False
+        at = d.dead_lettered_at
+        if self.since and (at is None or at < self.since):
+            return False
+        return not (self.until and (at is None or at > self.until))
+
+
+async def scan(kafka_kwargs: dict[str, Any], flt: Filter = Filter(), *, limit: int = 10_000) -> list[DeadLetter]:
+    """Read every matching record currently in the DLQ topics (from the beginning to the high watermark),
+    without joining a consumer group or committing anything."""
+    topics = list(flt.topics) or dlq_topics()
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **kafka_kwargs)
+    await consumer.start()
+    try:
+        existing = await consumer.topics()
+        tps = [
+            TopicPartition(t, p) for t in topics if t in existing for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        out: list[DeadLetter] = []
+        while pending and len(out) < limit:
+            batch = await consumer.getmany(*pending, timeout_ms=1000)
+            if not batch:
+                positions = {tp: await consumer.position(tp) for tp in pending}
+                pending = {tp for tp in pending if positions[tp] < ends[tp]}
+                continue
+            for tp, recs in batch.items():
+                for r in recs:
+                    if r.offset >= ends[tp]:
+                        continue
+                    d = DeadLetter(tp.topic, tp.partition, r.offset, r.key, r.value, list(r.headers or ()))
+                    if flt.match(d):
+                        out.append(d)
+                if recs and recs[-1].offset >= ends[tp] - 1:
+                    pending.discard(tp)
+        return sorted(out, key=lambda d: (d.dlq_topic, d.partition, d.offset))[:limit]
+    finally:
+        await consumer.stop()
+
+
+async def replay(kafka_kwargs: dict[str, Any], records: Sequence[DeadLetter]) -> int:
+    """Republish to the original topics with the original headers (same ce_id). Returns the count sent."""
+    if not records:
+        return 0
+    producer = AIOKafkaProducer(acks="all", client_id=f"arrears-dlq-replay-{uuid.uuid4().hex[:6]}", **kafka_kwargs)
+    await producer.start()
+    try:
+        futures = []
+        for d in records:
+            if not d.original_topic:
+                continue
+            headers = [(k, v) for k, v in d.headers if k not in dl.DLQ_HEADERS]
+            headers.append(("arrears-replayed-from", f"{d.dlq_topic}/{d.partition}/{d.offset}".encode()))
+            futures.append(await producer.send(d.original_topic, value=d.value, key=d.key, headers=headers))
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()

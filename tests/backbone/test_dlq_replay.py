@@ -1,0 +1,75 @@
+"""Operators replay dead letters: the record is applied exactly once, however often it is replayed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from arrears_shared.cloudevents import Envelope, encode
+from arrears_shared.db.engine import make_engine
+from arrears_shared.dlq import Filter, replay, scan
+from arrears_shared.stream.relay import OutboxRelay, make_producer
+from arrears_shared.stream.runner import StreamRunner
+from arrears_shared.stream.transaction import Transaction
+from arrears_shared.topics import dlq_topic
+from sqlalchemy import text
+
+from .factories import account_changed
+from .support import create_schema, create_topics, produce, scalar, settings, unique, wait_until
+
+
+async def test_replay_applies_once_and_a_second_replay_is_a_no_op(broker, pg) -> None:
+    url = pg.create_database(unique("db"))
+    schema, topic, group = unique("svc"), unique("in"), unique("grp")
+    dlq = dlq_topic(topic, group)
+    await create_topics(broker.bootstrap_servers, [topic, dlq])
+    await create_schema(url, schema)
+    broken = {"on": True}
+
+    async def handler(events: Sequence[Envelope], tx: Transaction) -> None:
+        for env in events:
+            if broken["on"] and env.data.account_id == "PME-000042":
+                raise RuntimeError("downstream bug for PME-000042")
+            await tx.conn.execute(
+                text(f"INSERT INTO {schema}.applied VALUES (:i, :a)"), {"i": env.id, "a": env.data.account_id}
+            )
+
+    recs = [encode(account_changed(i), source="t", id=f"r-{i}") for i in (41, 42, 43)]
+    await produce(broker.bootstrap_servers, topic, [(r.key, r.value, r.headers) for r in recs])
+    s = settings(broker.bootstrap_servers, url)
+    engine = make_engine(url)
+    producer = make_producer(s, "t")
+    await producer.start()
+    relay = OutboxRelay(engine=engine, schema=schema, producer=producer, settings=s, service="t")
+    runner = StreamRunner(group=group, topics=[topic], handler=handler, engine=engine, schema=schema, settings=s)
+    tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
+    kafka = {"bootstrap_servers": broker.bootstrap_servers}
+    try:
+        async def dead_count() -> bool:
+            return len(await scan(kafka, Filter(topics=(dlq,)))) == 1
+
+        await wait_until(dead_count)
+        assert await scalar(url, f"SELECT string_agg(account_id, ',' ORDER BY account_id) FROM {schema}.applied") == (
+            "PME-000041,PME-000043"
+        )
+        [dead] = await scan(kafka, Filter(topics=(dlq,), reason_contains="downstream bug", account_id="PME-000042"))
+        assert dead.original_topic == topic and dead.h["ce_id"] == "r-42"
+        assert await scan(kafka, Filter(topics=(dlq,), reason_contains="no such reason")) == []
+
+        broken["on"] = False  # the bug is fixed; the operator replays
+        assert await replay(kafka, [dead]) == 1
+
+        async def applied(n: int) -> bool:
+            return await scalar(url, f"SELECT count(*) FROM {schema}.applied") == n
+
+        await wait_until(lambda: applied(3))
+        assert await replay(kafka, [dead]) == 1  # replayed again by mistake
+        await asyncio.sleep(1.5)
+        assert await applied(3)
+        assert await scalar(url, f"SELECT count(*) FROM {schema}.applied WHERE ce_id = 'r-42'") == 1
+    finally:
+        runner.stop()
+        relay.stop()
+        await asyncio.gather(*tasks)
+        await producer.stop()
+        await engine.dispose()

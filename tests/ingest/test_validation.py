@@ -1,0 +1,274 @@
+"""Validator golden tests (tricky PME rows) and a property test: no cell content crashes the validator."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from arrears_ingest.validation import (
+    AccountRow,
+    Rejection,
+    SheetFormatError,
+    ValidationConfig,
+    validate_sheet,
+)
+from arrears_ingest.validation import parse as p
+from arrears_shared.events import AccountStatus
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .sheetdata import HEADER, account_row
+
+US = ValidationConfig()
+EU = ValidationConfig(date_order="EU")
+
+
+def one(values_row: list[str], cfg: ValidationConfig = US) -> AccountRow | list[Rejection]:
+    result = validate_sheet([HEADER, values_row], cfg)
+    if result.accepted:
+        return result.accepted[0]
+    return result.rejections
+
+
+@pytest.mark.parametrize(
+    ("cell", "minor"),
+    [
+        ("$1,234.50", 123450),
+        ("1234.5", 123450),
+        ("1.234,50", 123450),
+        ("(120.00)", -12000),
+        ("1 234,50", 123450),
+        ("USD 99", 9900),
+        ("99 USD", 9900),
+        ("12,5", 1250),
+        ("1,234", 123400),
+        ("1,234,567.89", 123456789),
+        ("-5", -500),
+        ("5-", -500),
+        ("€0.07", 7),
+    ],
+)
+def test_amounts(cell: str, minor: int) -> None:
+    assert p.parse_amount(cell, "USD") == minor
+
+
+@pytest.mark.parametrize("cell", ["abc", "1,2,3", "1.234", "12.345", "$", "1e5", "--5", "1 2", "9" * 20])
+def test_bad_amounts(cell: str) -> None:
+    with pytest.raises(p.CellError):
+        p.parse_amount(cell, "USD")
+
+
+def test_minor_units_follow_currency() -> None:
+    assert p.parse_amount("1,500", "JPY") == 1500
+    assert p.parse_amount("1.250", "KWD") == 1250
+    with pytest.raises(p.CellError, match="0 decimal places for JPY"):
+        p.parse_amount("10.5", "JPY")
+
+
+@pytest.mark.parametrize(
+    ("cell", "us", "eu"),
+    [
+        ("2025-03-04", date(2025, 3, 4), date(2025, 3, 4)),
+        ("2025-03-04T10:00:00Z", date(2025, 3, 4), date(2025, 3, 4)),
+        ("03/04/2025", date(2025, 3, 4), date(2025, 4, 3)),
+        ("13/04/2025", date(2025, 4, 13), date(2025, 4, 13)),  # day > 12 decides
+        ("04/13/2025", date(2025, 4, 13), date(2025, 4, 13)),
+        ("04.03.2025", date(2025, 3, 4), date(2025, 3, 4)),  # dotted = day first
+        ("3/4/25", date(2025, 3, 4), date(2025, 4, 3)),
+        ("45720", date(2025, 3, 4), date(2025, 3, 4)),  # Excel serial
+        ("45720.5", date(2025, 3, 4), date(2025, 3, 4)),
+        ("Mar 4, 2025", date(2025, 3, 4), date(2025, 3, 4)),
+        ("4 March 2025", date(2025, 3, 4), date(2025, 3, 4)),
+        ("04-Mar-2025", date(2025, 3, 4), date(2025, 3, 4)),
+    ],
+)
+def test_dates(cell: str, us: date, eu: date) -> None:
+    assert p.parse_date(cell, "US") == us
+    assert p.parse_date(cell, "EU") == eu
+
+
+@pytest.mark.parametrize("cell", ["02/30/2025", "2025-13-01", "tomorrow", "0", "99/99/9999", "1/1/1800"])
+def test_bad_dates(cell: str) -> None:
+    with pytest.raises(p.CellError):
+        p.parse_date(cell, "US")
+
+
+def test_good_row_is_normalised() -> None:
+    row = one(account_row(7, **{"Phone": "(415) 555-0107", "Balance": "$1,200.00", "Due Date": "03/05/2025"}))
+    assert isinstance(row, AccountRow)
+    assert row.phone == "+14155550107"
+    assert row.balance_minor == 120000 and row.currency == "USD"
+    assert row.due_date == date(2025, 3, 5)
+    assert row.timezone == "America/Los_Angeles" and row.timezone_source == "phone"
+    assert row.sms_consent and row.email_consent
+    assert row.status is AccountStatus.OPEN
+    assert row.row_number == 2 and row.warnings == ()
+
+
+def test_invalid_phone_and_email_do_not_reject() -> None:
+    row = one(account_row(1, Phone="555", Email="not-an-email", **{"SMS Consent": "Y"}))
+    assert isinstance(row, AccountRow)
+    assert row.phone is None and row.sms_consent is False
+    assert row.email is None and row.email_consent is False
+    assert {w.column for w in row.warnings} == {"Phone", "Email"}
+
+
+def test_phone_region_from_country_column() -> None:
+    row = one(account_row(1, Phone="07911 123456", Country="United Kingdom", State=""))
+    assert isinstance(row, AccountRow)
+    assert row.phone == "+447911123456" and row.country == "GB"
+
+
+def test_time_zone_precedence() -> None:
+    explicit = one(account_row(1, **{"Time Zone": "america/chicago"}))
+    assert isinstance(explicit, AccountRow)
+    assert (explicit.timezone, explicit.timezone_source) == ("America/Chicago", "column")
+    # toll-free numbers span many zones -> fall back to the State table
+    by_state = one(account_row(1, Phone="(800) 555-0100", State="New York"))
+    assert isinstance(by_state, AccountRow)
+    assert (by_state.timezone, by_state.timezone_source, by_state.region) == ("America/New_York", "state", "NY")
+    # Texas spans two zones: unknown rather than a guess
+    unknown = one(account_row(1, Phone="", State="TX"))
+    assert isinstance(unknown, AccountRow)
+    assert unknown.timezone is None and unknown.timezone_source is None
+    bad = one(account_row(1, **{"Time Zone": "Mars/Olympus", "Phone": "(212) 555-0100"}))
+    assert isinstance(bad, AccountRow)
+    assert bad.timezone == "America/New_York" and bad.warnings[0].column == "Time Zone"
+
+
+@pytest.mark.parametrize(("cell", "value"), [("Y", True), ("no", False), ("TRUE", True), ("0", False), ("", False)])
+def test_consent_flags(cell: str, value: bool) -> None:
+    row = one(account_row(1, **{"SMS Consent": cell}))
+    assert isinstance(row, AccountRow) and row.sms_consent is value
+
+
+def test_unreadable_consent_means_no_consent() -> None:
+    row = one(account_row(1, **{"Email Consent": "maybe"}))
+    assert isinstance(row, AccountRow) and row.email_consent is False
+    assert row.warnings[0].column == "Email Consent"
+
+
+@pytest.mark.parametrize(
+    ("cell", "status"),
+    [("Open", AccountStatus.OPEN), ("paid", AccountStatus.PAID), ("Promise to Pay", AccountStatus.PROMISE),
+     ("DISPUTED", AccountStatus.DISPUTE), ("Closed", AccountStatus.CLOSED), ("", AccountStatus.OPEN)],
+)  # fmt: skip
+def test_status(cell: str, status: AccountStatus) -> None:
+    row = one(account_row(1, Status=cell))
+    assert isinstance(row, AccountRow) and row.status is status
+
+
+def test_unknown_status_rejects() -> None:
+    rej = one(account_row(1, Status="Frozen"))
+    assert isinstance(rej, list) and rej[0].column == "Status"
+
+
+def test_required_fields_each_named() -> None:
+    rej = one(account_row(1, **{"Customer Name": " ", "Balance": "", "Due Date": "soon"}))
+    assert isinstance(rej, list)
+    assert {(r.column, r.row_number) for r in rej} == {("Customer Name", 2), ("Balance", 2), ("Due Date", 2)}
+    assert all(r.account_id == "ACC-000001" and r.reason for r in rej)
+
+
+def test_missing_account_id() -> None:
+    rej = one(account_row(1, **{"Account ID": ""}))
+    assert isinstance(rej, list) and rej[0].column == "Account ID" and rej[0].account_id is None
+
+
+def test_duplicate_ids_reject_the_later_row_naming_the_first() -> None:
+    result = validate_sheet([HEADER, account_row(1), account_row(2), account_row(1, Balance="5")], US)
+    assert [a.row_number for a in result.accepted] == [2, 3]
+    (dup,) = result.rejections
+    assert dup.row_number == 4 and "row 2" in dup.reason and dup.account_id == "ACC-000001"
+
+
+def test_rejected_values_are_masked() -> None:
+    rej = one(account_row(1, Balance="call 4155550123"))
+    assert isinstance(rej, list) and rej[0].value == "call 4155550123"
+    assert p.mask("(415) 555-0123", "phone").endswith("23") and "555" not in p.mask("(415) 555-0123", "phone")
+    assert p.mask("jane.doe@example.com", "email").startswith("j•••@") and "jane" not in p.mask(
+        "jane.doe@example.com", "email"
+    )
+
+
+def test_bad_currency_rejects_and_default_applies() -> None:
+    rej = one(account_row(1, Currency="dollars"))
+    assert isinstance(rej, list) and rej[0].column == "Currency"
+    row = one(account_row(1, Currency=""), ValidationConfig(default_currency="CAD"))
+    assert isinstance(row, AccountRow) and row.currency == "CAD"
+
+
+def test_headers_match_case_and_space_insensitively_in_any_order() -> None:
+    header = [h.upper().replace(" ", "_") for h in reversed(HEADER)]
+    values = [header, list(reversed(account_row(3)))]
+    result = validate_sheet(values, US)
+    assert result.accepted[0].account_id == "ACC-000003"
+
+
+def test_missing_required_column_fails_the_sheet() -> None:
+    header = [h for h in HEADER if h != "Balance"]
+    with pytest.raises(SheetFormatError, match="Balance"):
+        validate_sheet([header, ["x"] * len(header)], US)
+    with pytest.raises(SheetFormatError):
+        validate_sheet([], US)
+
+
+def test_blank_rows_and_short_rows() -> None:
+    result = validate_sheet([HEADER, [], ["", " "], ["ACC-9", "Short Row", "", "", "10", "", "2025-01-01"]], US)
+    assert result.blank_rows == 2
+    assert result.accepted[0].row_number == 4 and result.accepted[0].balance_minor == 1000
+
+
+def test_eu_date_order_setting() -> None:
+    row = one(account_row(1, **{"Due Date": "03/05/2025"}), EU)
+    assert isinstance(row, AccountRow) and row.due_date == date(2025, 5, 3)
+
+
+def test_content_hash_ignores_row_position_and_notes() -> None:
+    a = validate_sheet([HEADER, account_row(1)], US).accepted[0]
+    b = validate_sheet([HEADER, account_row(2), account_row(1, Notes="called twice")], US).accepted[1]
+    assert a.content_hash == b.content_hash and a.raw_hash != b.raw_hash
+    c = validate_sheet([HEADER, account_row(1, Balance="$1.00")], US).accepted[0]
+    assert c.content_hash != a.content_hash
+
+
+cells = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["", "(1)", "1,2", "$", "45000", "13/13/2025", "+1", "@", "Y", "Open", "1.234,5"]),
+    st.from_regex(r"[\d.,()$ -]{1,15}", fullmatch=True),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.lists(cells, max_size=len(HEADER) + 2), max_size=6), order=st.sampled_from(["US", "EU"]))
+def test_no_cell_content_crashes_the_validator(rows: list[list[str]], order: str) -> None:
+    cfg = ValidationConfig(date_order=order)  # type: ignore[arg-type]
+    result = validate_sheet([HEADER, *rows], cfg)
+    data_rows = [r for r in rows if any(str(c).strip() for c in r[: len(HEADER)])]
+    # every row ends accepted or rejected with a reason (or blank)
+    assert len(result.accepted) + result.rejected_rows + result.blank_rows == len(rows)
+    assert len(result.accepted) + result.rejected_rows <= len(data_rows) + result.blank_rows
+    assert all(r.reason for r in result.rejections)
+    for a in result.accepted:
+        a.to_data()
+        assert len(a.content_hash) == 64
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30))
+def test_single_cell_parsers_only_raise_cell_error(cell: str) -> None:
+    for fn in (
+        lambda: p.parse_amount(cell, "USD"),
+        lambda: p.parse_date(cell, "US"),
+        lambda: p.parse_flag(cell),
+        lambda: p.parse_status(cell),
+        lambda: p.parse_email(cell),
+        lambda: p.parse_phone(cell, "US"),
+        lambda: p.parse_zone(cell),
+        lambda: p.parse_country(cell),
+        lambda: p.parse_state(cell),
+    ):
+        try:
+            fn()
+        except p.CellError:
+            pass

@@ -1,0 +1,110 @@
+"""Helpers for segmenter tests: a migrated database, event factories, running handlers and ticks."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+from arrears_segmenter.accounts.handlers import make_handler
+from arrears_segmenter.deps import Deps
+from arrears_segmenter.policy.models import load_policy
+from arrears_segmenter.timers.scheduled import tick
+from arrears_shared.cloudevents import Envelope, decode, encode
+from arrears_shared.events import AccountChanged, Channel, Event, Intent, ReplyReceived
+from arrears_shared.stream.transaction import transaction
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from arrears_segmenter.clock import Clock
+
+SCHEMA = "segmenter"
+
+
+def deps(at: datetime) -> Deps:
+    return Deps(policy=load_policy(), clock=Clock(fixed=at))
+
+
+def account(aid: str, **kw: Any) -> AccountChanged:
+    base: dict[str, Any] = {
+        "account_id": aid,
+        "change": "created",
+        "source": "sheet",
+        "customer_name": "Ada Debtor",
+        "phone": "+14155550100",
+        "email": "ada@example.com",
+        "balance_minor": 50_000,
+        "currency": "USD",
+        "due_date": date(2026, 3, 1),
+        "timezone": "America/New_York",
+        "country": "US",
+        "region": "NY",
+        "sms_consent": True,
+        "email_consent": True,
+        "content_hash": "h1",
+        "as_of": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    return AccountChanged(**(base | kw))
+
+
+def reply(aid: str, intent: Intent, channel: Channel = Channel.SMS, **kw: Any) -> ReplyReceived:
+    base: dict[str, Any] = {
+        "account_id": aid,
+        "reply_id": f"r-{aid}-{intent}-{channel}",
+        "channel": channel,
+        "from_address": "+14155550100",
+        "text": "STOP" if intent is Intent.OPT_OUT else "hello",
+        "intent": intent,
+        "confidence": 0.99,
+        "received_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    return ReplyReceived(**(base | kw))
+
+
+def envelope(ev: Event, ce_id: str | None = None) -> Envelope:
+    rec = encode(ev, source="test", id=ce_id)
+    return decode(rec.headers, rec.value)
+
+
+async def handle(engine: AsyncEngine, d: Deps, *events: Event) -> None:
+    async with transaction(engine, SCHEMA, "segmenter") as tx:
+        await make_handler(d)([envelope(e) for e in events], tx)
+
+
+async def run_tick(engine: AsyncEngine, d: Deps) -> int:
+    return await tick(engine, SCHEMA, "segmenter", d)
+
+
+async def notices(engine: AsyncEngine, account_id: str | None = None) -> list[dict[str, Any]]:
+    """notice-due events in the outbox (decoded data + ce_id), oldest first."""
+    async with engine.connect() as c:
+        rows = (
+            await c.execute(text(f"SELECT headers, value FROM {SCHEMA}.outbox WHERE topic = 'notice-due' ORDER BY id"))
+        ).all()
+    out = []
+    for headers, value in rows:
+        h = {k: v for k, v in headers}
+        data = json.loads(bytes(value))
+        if account_id is None or data["account_id"] == account_id:
+            out.append({"ce_id": h["ce_id"], **data})
+    return out
+
+
+async def decisions(engine: AsyncEngine, account_id: str) -> list[dict[str, Any]]:
+    async with engine.connect() as c:
+        rows = (
+            await c.execute(
+                text(f"SELECT * FROM {SCHEMA}.decisions WHERE account_id = :a ORDER BY id"), {"a": account_id}
+            )
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+async def timers(engine: AsyncEngine, account_id: str) -> list[dict[str, Any]]:
+    async with engine.connect() as c:
+        rows = (
+            await c.execute(
+                text(f"SELECT * FROM {SCHEMA}.timers WHERE account_id = :a ORDER BY id"), {"a": account_id}
+            )
+        ).mappings()
+        return [dict(r) for r in rows]
