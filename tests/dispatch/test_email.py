@@ -81,7 +81,9 @@ async def test_send_once_and_replay(gmail: Any, make: Callable[..., DeliveryEngi
 
 
 async def test_accept_then_drop_reconciled_by_header(gmail: Any, make: Callable[..., DeliveryEngine]) -> None:
-    control(gmail.url, "POST", "faults", {"accept_then_drop": {"next": 1, "operations": ["users.messages.send"]}})
+    control(
+        gmail.url, "POST", "faults", {"accept_then_drop": {"next": 1, "operations": ["users.messages.send"]}}
+    )
     eng = make()
     n = notice(channel=Channel.EMAIL)
     await feed(eng, [n], SCHEMA)

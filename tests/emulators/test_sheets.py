@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import date
@@ -265,11 +266,8 @@ def test_timeout_and_slow(sheets_emulator: SheetsEmulator, accounts: gspread.Wor
 
 
 def test_100k_rows_get_all_values_timing(sheets_emulator: SheetsEmulator) -> None:
-    rows = [
-        [f"PME-{i:06d}", f"Customer {i}", f"+1 415-555-01{i % 100:02d}", f"c{i}@example.com"]
-        + [f"v{i % 97}-{j}" for j in range(12)]
-        for i in range(100_000)
-    ]
+    tails = [[f"value {k}-{j}" for j in range(13)] for k in range(97)]
+    rows = [[f"PME-{i:06d}", f"Customer {i}", f"c{i}@example.com"] + tails[i % 97] for i in range(100_000)]
     sheets_emulator.load("big", {"Accounts": rows})
     ws = client(sheets_emulator).open_by_key("big").worksheet("Accounts")
     timings = []
@@ -312,3 +310,61 @@ def test_server_thread_stops() -> None:
     assert threading.active_count() == before + 1
     server.stop()
     assert threading.active_count() == before
+
+
+# -- client factory ----------------------------------------------------------------------------------
+
+
+def test_client_factory_credentials(tmp_path) -> None:
+    from google.oauth2 import credentials as user_credentials
+
+    authorized_user = {
+        "type": "authorized_user",
+        "client_id": "id.apps.googleusercontent.com",
+        "client_secret": "secret",
+        "refresh_token": "1//refresh",
+    }
+    path = tmp_path / "user.json"
+    path.write_text(json.dumps(authorized_user))
+    gc = open_sheets_client(api_endpoint=None, credentials_file=str(path))
+    assert isinstance(gc.http_client.auth, user_credentials.Credentials)
+    assert gc.http_client.auth.scopes == ["https://www.googleapis.com/auth/spreadsheets"]
+    assert gc.http_client.timeout == 30
+    assert not gc.http_client.session.get_adapter(
+        "https://sheets.googleapis.com/v4/x"
+    ).__class__.__name__.startswith("EndpointRewrite")
+    with pytest.raises(ValueError, match="credentials"):
+        open_sheets_client(api_endpoint=None, credentials_file=None)
+    with pytest.raises(ValueError, match="unsupported credentials type"):
+        open_sheets_client(
+            api_endpoint=None, credentials_file=None, credentials_info={"type": "external_account"}
+        )
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not JSON"):
+        open_sheets_client(api_endpoint=None, credentials_file=str(tmp_path / "broken.json"))
+    with pytest.raises(FileNotFoundError):
+        open_sheets_client(api_endpoint=None, credentials_file=str(tmp_path / "missing.json"))
+
+
+def test_client_factory_service_account() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from google.oauth2 import service_account
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "arrears-test",
+        "private_key_id": "k1",
+        "private_key": pem,
+        "client_email": "ingest@arrears-test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    gc = open_sheets_client(api_endpoint=None, credentials_file=None, credentials_info=info, backoff=True)
+    assert isinstance(gc.http_client.auth, service_account.Credentials)
+    assert gc.http_client.auth.service_account_email == info["client_email"]
+    assert isinstance(gc.http_client, BoundedBackOffHTTPClient)

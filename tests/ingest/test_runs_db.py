@@ -67,7 +67,8 @@ async def outbox_since(engine: AsyncEngine, after: int) -> tuple[int, list[Envel
     async with engine.connect() as c:
         rows = (
             await c.execute(
-                text(f"SELECT id, value, headers FROM {SCHEMA}.outbox WHERE id > :a ORDER BY id"), {"a": after}
+                text(f"SELECT id, value, headers FROM {SCHEMA}.outbox WHERE id > :a ORDER BY id"),
+                {"a": after},
             )
         ).all()
     envs = [decode([(k, v.encode()) for k, v in r.headers], bytes(r.value)) for r in rows]
@@ -118,7 +119,10 @@ async def test_create_unchanged_update_remove(engine: AsyncEngine) -> None:
     removed = envs[0].data
     assert isinstance(removed, AccountChanged) and removed.customer_name == "Customer 20"
     assert removed.source_row == 21
-    assert await scalar(engine, f"SELECT row_number FROM {SCHEMA}.snapshot WHERE account_id = 'ACC-000050'") == 50
+    assert (
+        await scalar(engine, f"SELECT row_number FROM {SCHEMA}.snapshot WHERE account_id = 'ACC-000050'")
+        == 50
+    )
 
     src.values.append(account_row(20))  # back again: created anew
     fifth = await ing.run("test")
@@ -155,7 +159,11 @@ async def test_rejects_are_stored_emitted_and_replaced(engine: AsyncEngine) -> N
     assert (summary.rows, summary.accepted, summary.rejected) == (7, 4, 3)
     _, envs = await outbox_since(engine, 0)
     rejected = [e.data for e in envs if isinstance(e.data, IngestRejected)]
-    assert sorted((r.row_number, r.column) for r in rejected) == [(3, "Balance"), (7, "Account ID"), (8, "Account ID")]
+    assert sorted((r.row_number, r.column) for r in rejected) == [
+        (3, "Balance"),
+        (7, "Account ID"),
+        (8, "Account ID"),
+    ]
     assert {r.account_id for r in rejected} == {"ACC-000002", "row:7", "ACC-000001"}
     assert all(r.batch_id == summary.id and r.reason for r in rejected)
     async with engine.connect() as c:

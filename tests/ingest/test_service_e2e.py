@@ -87,8 +87,8 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
-async def wait_for(pred: Callable[[], Any], timeout: float, what: str, proc: ServiceProcess) -> Any:
-    deadline = time.monotonic() + timeout
+async def wait_for(pred: Callable[[], Any], limit_s: float, what: str, proc: ServiceProcess) -> Any:
+    deadline = time.monotonic() + limit_s
     while True:
         value = await pred()
         if value:
@@ -139,7 +139,9 @@ class EventTap:
         ]
 
     def rejected(self, batch_id: str) -> list[IngestRejected]:
-        return [e.data for e in self.events if isinstance(e.data, IngestRejected) and e.data.batch_id == batch_id]
+        return [
+            e.data for e in self.events if isinstance(e.data, IngestRejected) and e.data.batch_id == batch_id
+        ]
 
 
 async def test_ingest_service_end_to_end(
@@ -153,8 +155,8 @@ async def test_ingest_service_end_to_end(
 
     values = [HEADER, *(row(i) for i in range(1, 21))]
     values[3] = row(3, Phone="12", Email="nope")  # accepted, contact details dropped
-    values[5] = row(5, Balance="=HYPERLINK(\"http://evil\")")  # rejected, formula-looking value
-    values[7] = row(7, **{"Due Date": "", "Balance": "$7,500.00"})  # rejected, highest balance
+    values[5] = row(5, Balance='=HYPERLINK("http://evil")')  # row 6: rejected, formula-looking value
+    values[7] = row(7, **{"Due Date": "", "Balance": "$7,500.00"})  # row 8: rejected, highest balance
     values.append(["", "No Id Person", "", "", "10", "", "2025-01-01"])  # rejected, no id (row 22)
     values.append(row(1))  # duplicate of row 2 (row 23)
     load_sheet(sheets_emulator, spreadsheet_id, values)
@@ -207,25 +209,33 @@ async def test_ingest_service_end_to_end(
             rejected_rows = {r.row_number for r in rejected}
             assert accepted_rows | rejected_rows == set(range(2, 24)) and not accepted_rows & rejected_rows
             assert all(r.reason for r in rejected)
-            assert {r.row_number: r.column for r in rejected} == {7: "Balance", 9: "Due Date", 22: "Account ID", 23: "Account ID"}
+            assert {r.row_number: r.column for r in rejected} == {
+                6: "Balance",
+                8: "Due Date",
+                22: "Account ID",
+                23: "Account ID",
+            }
             no_contact = created[f"{prefix}3"]
             assert no_contact.phone is None and no_contact.email is None and not no_contact.sms_consent
-            assert created[f"{prefix}2"].phone == "+12125550002"
-            assert created[f"{prefix}2"].timezone == "America/New_York"
+            assert created[f"{prefix}2"].phone == "+13125550002"
+            assert created[f"{prefix}2"].timezone == "America/Chicago"
 
             # -- reject exports ----------------------------------------------------------------------------
             rj = (await http.get("/ingest/rejects")).json()
-            assert rj["total"] == 4 and rj["items"][0]["row_number"] == 9  # highest balance first
+            assert rj["total"] == 4 and rj["items"][0]["row_number"] == 8  # highest balance first
             csv_text = (await http.get("/ingest/rejects.csv")).text
             cells = list(csv.reader(io.StringIO(csv_text)))
             assert cells[0][:3] == ["row_number", "account_id", "column"]
-            formula = next(c for c in cells[1:] if c[0] == "7")
+            formula = next(c for c in cells[1:] if c[0] == "6")
             assert formula[3].startswith("'=HYPERLINK")
 
             # -- unchanged sheet: nothing; one change + one removal: exactly two events ---------------------
             again = (await http.post("/ingest/sheet")).json()
             assert (again["status"], again["created"], again["updated"], again["removed"]) == (
-                "succeeded", 0, 0, 0,
+                "succeeded",
+                0,
+                0,
+                0,
             )
             values[10] = row(10, Balance="$1.00")
             del values[12]  # account 12
@@ -243,7 +253,9 @@ async def test_ingest_service_end_to_end(
             assert [e.account_id for e in tap.changed("removed")] == [f"{prefix}12"]
 
             # -- outage: run fails, snapshot kept, readiness says degraded, metric is 1 ----------------------
-            r = await http.post(f"{sheets_emulator}/_emulator/faults", json={"kind": "outage", "enabled": True})
+            r = await http.post(
+                f"{sheets_emulator}/_emulator/faults", json={"kind": "outage", "enabled": True}
+            )
             assert r.status_code == 200
             failed = (await http.post("/ingest/sheet", timeout=120)).json()
             assert failed["status"] == "failed" and failed["error"], failed

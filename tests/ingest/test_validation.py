@@ -126,7 +126,11 @@ def test_time_zone_precedence() -> None:
     # toll-free numbers span many zones -> fall back to the State table
     by_state = one(account_row(1, Phone="(800) 555-0100", State="New York"))
     assert isinstance(by_state, AccountRow)
-    assert (by_state.timezone, by_state.timezone_source, by_state.region) == ("America/New_York", "state", "NY")
+    assert (by_state.timezone, by_state.timezone_source, by_state.region) == (
+        "America/New_York",
+        "state",
+        "NY",
+    )
     # Texas spans two zones: unknown rather than a guess
     unknown = one(account_row(1, Phone="", State="TX"))
     assert isinstance(unknown, AccountRow)
@@ -136,7 +140,9 @@ def test_time_zone_precedence() -> None:
     assert bad.timezone == "America/New_York" and bad.warnings[0].column == "Time Zone"
 
 
-@pytest.mark.parametrize(("cell", "value"), [("Y", True), ("no", False), ("TRUE", True), ("0", False), ("", False)])
+@pytest.mark.parametrize(
+    ("cell", "value"), [("Y", True), ("no", False), ("TRUE", True), ("0", False), ("", False)]
+)
 def test_consent_flags(cell: str, value: bool) -> None:
     row = one(account_row(1, **{"SMS Consent": cell}))
     assert isinstance(row, AccountRow) and row.sms_consent is value
@@ -214,7 +220,9 @@ def test_missing_required_column_fails_the_sheet() -> None:
 
 
 def test_blank_rows_and_short_rows() -> None:
-    result = validate_sheet([HEADER, [], ["", " "], ["ACC-9", "Short Row", "", "", "10", "", "2025-01-01"]], US)
+    result = validate_sheet(
+        [HEADER, [], ["", " "], ["ACC-9", "Short Row", "", "", "10", "", "2025-01-01"]], US
+    )
     assert result.blank_rows == 2
     assert result.accepted[0].row_number == 4 and result.accepted[0].balance_minor == 1000
 
@@ -240,7 +248,9 @@ cells = st.one_of(
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=st.lists(st.lists(cells, max_size=len(HEADER) + 2), max_size=6), order=st.sampled_from(["US", "EU"]))
+@given(
+    rows=st.lists(st.lists(cells, max_size=len(HEADER) + 2), max_size=6), order=st.sampled_from(["US", "EU"])
+)
 def test_no_cell_content_crashes_the_validator(rows: list[list[str]], order: str) -> None:
     cfg = ValidationConfig(date_order=order)  # type: ignore[arg-type]
     result = validate_sheet([HEADER, *rows], cfg)

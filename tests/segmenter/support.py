@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from arrears_segmenter.accounts.handlers import make_handler
+from arrears_segmenter.clock import Clock
 from arrears_segmenter.deps import Deps
 from arrears_segmenter.policy.models import load_policy
 from arrears_segmenter.timers.scheduled import tick
@@ -15,8 +16,6 @@ from arrears_shared.events import AccountChanged, Channel, Event, Intent, ReplyR
 from arrears_shared.stream.transaction import transaction
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from arrears_segmenter.clock import Clock
 
 SCHEMA = "segmenter"
 
@@ -79,7 +78,9 @@ async def notices(engine: AsyncEngine, account_id: str | None = None) -> list[di
     """notice-due events in the outbox (decoded data + ce_id), oldest first."""
     async with engine.connect() as c:
         rows = (
-            await c.execute(text(f"SELECT headers, value FROM {SCHEMA}.outbox WHERE topic = 'notice-due' ORDER BY id"))
+            await c.execute(
+                text(f"SELECT headers, value FROM {SCHEMA}.outbox WHERE topic = 'notice-due' ORDER BY id")
+            )
         ).all()
     out = []
     for headers, value in rows:

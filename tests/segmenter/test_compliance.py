@@ -22,7 +22,9 @@ def test_us_window_is_8_to_21_local_and_defers_to_next_8am() -> None:
     assert not early.allowed and early.rule_id == "quiet_hours.US"
     assert early.defer_until == ny(2026, 5, 4, 8, 0)
     assert evaluate(ny(2026, 5, 4, 8, 0), channel="sms", timezone="America/New_York", country="US").allowed
-    assert evaluate(ny(2026, 5, 4, 20, 59), channel="email", timezone="America/New_York", country="US").allowed
+    assert evaluate(
+        ny(2026, 5, 4, 20, 59), channel="email", timezone="America/New_York", country="US"
+    ).allowed
     late = evaluate(ny(2026, 5, 4, 21, 0), channel="sms", timezone="America/New_York", country="US")
     assert late.defer_until == ny(2026, 5, 5, 8, 0)
     assert "1006.6(b)(1)(i)" in late.reason
@@ -34,7 +36,9 @@ def test_india_window_ends_at_19() -> None:
     d = evaluate(at, channel="sms", timezone="Asia/Kolkata", country="IN")
     assert not d.allowed and d.rule_id == "quiet_hours.IN"
     assert d.defer_until == datetime(2026, 5, 5, 8, 0, tzinfo=ist)
-    assert evaluate(datetime(2026, 5, 4, 18, 59, tzinfo=ist), channel="sms", timezone=None, country="IN").allowed
+    assert evaluate(
+        datetime(2026, 5, 4, 18, 59, tzinfo=ist), channel="sms", timezone=None, country="IN"
+    ).allowed
 
 
 def test_unknown_us_zone_requires_every_continental_zone_to_allow() -> None:
@@ -55,7 +59,9 @@ def test_region_narrows_candidate_zones() -> None:
     assert set(zones) == {"America/Chicago", "America/Denver"}
     # 08:30 Chicago = 07:30 Denver -> deferred to 08:00 Denver
     chi = ZoneInfo("America/Chicago")
-    d = evaluate(datetime(2026, 5, 4, 8, 30, tzinfo=chi), channel="sms", timezone=None, country="US", region="TX")
+    d = evaluate(
+        datetime(2026, 5, 4, 8, 30, tzinfo=chi), channel="sms", timezone=None, country="US", region="TX"
+    )
     assert d.defer_until == datetime(2026, 5, 4, 8, 0, tzinfo=ZoneInfo("America/Denver")).astimezone(UTC)
 
 
@@ -65,17 +71,30 @@ def test_state_override_is_configurable_data() -> None:
             "default": DEFAULT_RULES.default.model_dump(),
             "jurisdictions": {
                 **{k: v.model_dump() for k, v in DEFAULT_RULES.jurisdictions.items()},
-                "US-ZZ": {"window_start": "09:00", "window_end": "20:00", "window_source": "test state act",
-                          "frequency_caps": {"sms": {"max_messages": 2, "window_days": 7}}},
+                "US-ZZ": {
+                    "window_start": "09:00",
+                    "window_end": "20:00",
+                    "window_source": "test state act",
+                    "frequency_caps": {"sms": {"max_messages": 2, "window_days": 7}},
+                },
             },
         }
     )
     at = ny(2026, 5, 4, 8, 30)
-    assert evaluate(at, channel="sms", timezone="America/New_York", country="US", region="NY", rules=rules).allowed
+    assert evaluate(
+        at, channel="sms", timezone="America/New_York", country="US", region="NY", rules=rules
+    ).allowed
     d = evaluate(at, channel="sms", timezone="America/New_York", country="US", region="ZZ", rules=rules)
     assert d.rule_id == "quiet_hours.US-ZZ" and d.defer_until == ny(2026, 5, 4, 9, 0)
-    capped = evaluate(ny(2026, 5, 4, 12, 0), channel="sms", timezone="America/New_York", country="US",
-                      region="ZZ", sent_in_window=2, rules=rules)
+    capped = evaluate(
+        ny(2026, 5, 4, 12, 0),
+        channel="sms",
+        timezone="America/New_York",
+        country="US",
+        region="ZZ",
+        sent_in_window=2,
+        rules=rules,
+    )
     assert capped.rule_id == "frequency_cap.US-ZZ.sms" and not capped.allowed
     assert isinstance(rules.resolve("US", "ZZ").window_start, time)
     assert Jurisdiction().window_start is None  # overrides name only what they change
@@ -85,7 +104,9 @@ def test_opt_out_and_do_not_contact_suppress_without_deferral() -> None:
     at = ny(2026, 5, 4, 12, 0)
     d = evaluate(at, channel="sms", timezone="America/New_York", country="US", opted_out_channels={"sms"})
     assert d.suppressed and d.rule_id == "opt_out.sms"
-    assert evaluate(at, channel="email", timezone="America/New_York", country="US", opted_out_channels={"sms"}).allowed
+    assert evaluate(
+        at, channel="email", timezone="America/New_York", country="US", opted_out_channels={"sms"}
+    ).allowed
     dnc = evaluate(at, channel="email", timezone="America/New_York", country="US", do_not_contact=True)
     assert dnc.suppressed and dnc.rule_id == "do_not_contact"
 
@@ -96,7 +117,9 @@ def test_frequency_cap_defers_until_the_oldest_send_leaves_the_window() -> None:
     d = evaluate(now, channel="sms", timezone="America/New_York", country="US", recent_sends=sends)
     assert not d.allowed and d.rule_id == "frequency_cap.US.sms"
     assert d.defer_until == sends[0] + timedelta(days=7)
-    assert evaluate(now, channel="sms", timezone="America/New_York", country="US", recent_sends=sends[1:]).allowed
+    assert evaluate(
+        now, channel="sms", timezone="America/New_York", country="US", recent_sends=sends[1:]
+    ).allowed
     # only a count: conservative full-window deferral, still inside the contact window
     c = evaluate(now, channel="email", timezone="America/New_York", country="US", sent_in_window=7)
     assert c.defer_until is not None and c.defer_until >= now + timedelta(days=7)
@@ -105,8 +128,17 @@ def test_frequency_cap_defers_until_the_oldest_send_leaves_the_window() -> None:
 # -- properties -----------------------------------------------------------------------------------------
 
 ZONES = sorted(z for z in available_timezones() if not z.startswith(("SystemV", "posix", "right")))
-DST_ZONES = ["America/New_York", "Europe/London", "Australia/Lord_Howe", "America/Santiago",
-             "Pacific/Chatham", "Europe/Chisinau", "America/Havana", "Asia/Tehran", "Africa/Cairo"]
+DST_ZONES = [
+    "America/New_York",
+    "Europe/London",
+    "Australia/Lord_Howe",
+    "America/Santiago",
+    "Pacific/Chatham",
+    "Europe/Chisinau",
+    "America/Havana",
+    "Asia/Tehran",
+    "Africa/Cairo",
+]
 
 
 def _transitions() -> list[datetime]:
@@ -127,7 +159,9 @@ def _transitions() -> list[datetime]:
 TRANSITIONS = _transitions()
 instants = st.one_of(
     st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 12, 31), timezones=st.just(UTC)),
-    st.builds(lambda t, m: t + timedelta(minutes=m), st.sampled_from(TRANSITIONS), st.integers(-36 * 60, 36 * 60)),
+    st.builds(
+        lambda t, m: t + timedelta(minutes=m), st.sampled_from(TRANSITIONS), st.integers(-36 * 60, 36 * 60)
+    ),
 )
 places = st.one_of(
     st.tuples(st.sampled_from(ZONES), st.sampled_from([None, "US", "IN", "GB"]), st.just(None)),

@@ -15,13 +15,36 @@ from pydantic import ValidationError
 def test_default_policy_is_versioned_data() -> None:
     p = load_policy()
     assert (p.id, p.version) == ("default", 1)
-    assert [(s.tier, s.min_days_past_due) for s in p.steps] == [(Tier.REMINDER, 1), (Tier.FIRM, 30), (Tier.FINAL, 60)]
+    assert [(s.tier, s.min_days_past_due) for s in p.steps] == [
+        (Tier.REMINDER, 1),
+        (Tier.FIRM, 30),
+        (Tier.FINAL, 60),
+    ]
     assert all(s.min_interval_days == 7 for s in p.steps[1:])
     assert [c.value for c in p.steps[0].channels] == ["sms", "email"]
     with pytest.raises(ValidationError):
-        Policy.model_validate({"id": "x", "version": 1, "steps": [
-            {"step": 1, "tier": "firm", "min_days_past_due": 30, "channels": ["sms"], "template_id": "a"},
-            {"step": 2, "tier": "reminder", "min_days_past_due": 1, "channels": ["sms"], "template_id": "b"}]})
+        Policy.model_validate(
+            {
+                "id": "x",
+                "version": 1,
+                "steps": [
+                    {
+                        "step": 1,
+                        "tier": "firm",
+                        "min_days_past_due": 30,
+                        "channels": ["sms"],
+                        "template_id": "a",
+                    },
+                    {
+                        "step": 2,
+                        "tier": "reminder",
+                        "min_days_past_due": 1,
+                        "channels": ["sms"],
+                        "template_id": "b",
+                    },
+                ],
+            }
+        )
 
 
 def test_first_appearance_picks_the_highest_step_met() -> None:
@@ -38,7 +61,9 @@ def test_plan_next_respects_threshold_and_interval() -> None:
     now = datetime(2026, 3, 10, 15, tzinfo=UTC)
     due = date(2026, 3, 1)
     # not yet overdue -> step 1 at local midnight when dpd reaches 1
-    plan = plan_next(p, last_step=0, last_step_at=None, due_date=date(2026, 3, 20), tz="America/New_York", now=now)
+    plan = plan_next(
+        p, last_step=0, last_step_at=None, due_date=date(2026, 3, 20), tz="America/New_York", now=now
+    )
     assert plan is not None and plan.step == 1
     assert plan.due_at == datetime(2026, 3, 21, 4, tzinfo=UTC)  # 00:00 EDT
     # after step 1 at dpd 9: firm waits for dpd 30 (later than +7 days)
@@ -66,9 +91,18 @@ def test_days_past_due_uses_the_debtors_calendar() -> None:
 
 @pytest.mark.parametrize(
     ("dpd", "bucket"),
-    [(0, AgingBucket.CURRENT), (1, AgingBucket.D1_30), (30, AgingBucket.D1_30), (31, AgingBucket.D31_60),
-     (60, AgingBucket.D31_60), (61, AgingBucket.D61_90), (90, AgingBucket.D61_90), (91, AgingBucket.D91_120),
-     (120, AgingBucket.D91_120), (121, AgingBucket.D120_PLUS)],
+    [
+        (0, AgingBucket.CURRENT),
+        (1, AgingBucket.D1_30),
+        (30, AgingBucket.D1_30),
+        (31, AgingBucket.D31_60),
+        (60, AgingBucket.D31_60),
+        (61, AgingBucket.D61_90),
+        (90, AgingBucket.D61_90),
+        (91, AgingBucket.D91_120),
+        (120, AgingBucket.D91_120),
+        (121, AgingBucket.D120_PLUS),
+    ],
 )
 def test_aging_buckets(dpd: int, bucket: AgingBucket) -> None:
     assert aging_bucket(dpd) == bucket

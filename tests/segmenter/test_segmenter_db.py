@@ -64,7 +64,10 @@ async def test_not_yet_due_account_gets_a_reminder_at_0800_local_on_day_one(engi
     d.clock.set(eight)
     await run_tick(engine, d)
     ns = await notices(engine, "A-fresh")
-    assert {(n["tier"], n["channel"], n["days_past_due"]) for n in ns} == {("reminder", "sms", 1), ("reminder", "email", 1)}
+    assert {(n["tier"], n["channel"], n["days_past_due"]) for n in ns} == {
+        ("reminder", "sms", 1),
+        ("reminder", "email", 1),
+    }
 
 
 async def test_two_concurrent_tick_loops_never_duplicate_a_notice(segmenter_url) -> None:
@@ -86,7 +89,9 @@ async def test_two_concurrent_tick_loops_never_duplicate_a_notice(segmenter_url)
         assert min(done) > 0  # they really ran concurrently
         # a replayed / re-armed timer cannot emit again either
         async with e1.begin() as c:
-            await c.execute(text("UPDATE segmenter.timers SET state='pending' WHERE step=2 AND account_id LIKE 'C-%'"))
+            await c.execute(
+                text("UPDATE segmenter.timers SET state='pending' WHERE step=2 AND account_id LIKE 'C-%'")
+            )
         await loop(e1)
         all_n = [n for n in await notices(e1) if n["account_id"].startswith("C-")]
         assert len(all_n) == 2 * len(ids)
@@ -103,7 +108,11 @@ async def test_stop_ends_sms_forever_but_email_continues(engine) -> None:
     assert {n["channel"] for n in await notices(engine, "A-stop")} == {"sms", "email"}
     await handle(engine, d, reply("A-stop", Intent.OPT_OUT, Channel.SMS))
     # a later sheet update (consent still "yes" in the sheet) must not resurrect SMS
-    await handle(engine, d, account("A-stop", change="updated", content_hash="h2", as_of=datetime(2026, 3, 6, tzinfo=UTC)))
+    await handle(
+        engine,
+        d,
+        account("A-stop", change="updated", content_hash="h2", as_of=datetime(2026, 3, 6, tzinfo=UTC)),
+    )
     for _ in range(6):
         d.clock.advance(timedelta(days=15))
         await run_tick(engine, d)
@@ -118,10 +127,21 @@ async def test_email_opt_out_and_permanent_failure_block_their_channel(engine) -
     await handle(engine, d, account("A-eml"), account("A-bad"))
     await handle(engine, d, reply("A-eml", Intent.OPT_OUT, Channel.EMAIL, from_address="ada@example.com"))
     await handle(
-        engine, d,
-        MessageSent(account_id="A-bad", notice_id="x", channel=Channel.SMS, status=DeliveryStatus.FAILED,
-                    provider="quo", to="+14155550100", tier=Tier.REMINDER, step=1, reason="invalid number",
-                    permanent=True, sent_at=d.clock.now()),
+        engine,
+        d,
+        MessageSent(
+            account_id="A-bad",
+            notice_id="x",
+            channel=Channel.SMS,
+            status=DeliveryStatus.FAILED,
+            provider="quo",
+            to="+14155550100",
+            tier=Tier.REMINDER,
+            step=1,
+            reason="invalid number",
+            permanent=True,
+            sent_at=d.clock.now(),
+        ),
     )
     await run_tick(engine, d)
     assert [n["channel"] for n in await notices(engine, "A-eml")] == ["sms"]
@@ -133,8 +153,18 @@ async def test_payment_cancels_pending_timers_within_one_event(engine) -> None:
     await handle(engine, d, account("A-paid"))
     await run_tick(engine, d)
     assert any(t["state"] == "pending" for t in await timers(engine, "A-paid"))
-    await handle(engine, d, account("A-paid", change="payment", source="payment", balance_minor=0,
-                                    content_hash="h3", as_of=datetime(2026, 3, 6, tzinfo=UTC)))
+    await handle(
+        engine,
+        d,
+        account(
+            "A-paid",
+            change="payment",
+            source="payment",
+            balance_minor=0,
+            content_hash="h3",
+            as_of=datetime(2026, 3, 6, tzinfo=UTC),
+        ),
+    )
     ts = await timers(engine, "A-paid")
     assert not any(t["state"] == "pending" for t in ts)
     assert ts[-1]["reason"] == "balance_settled"
@@ -142,9 +172,15 @@ async def test_payment_cancels_pending_timers_within_one_event(engine) -> None:
     await run_tick(engine, d)
     assert len(await notices(engine, "A-paid")) == 2
     # removed and status=closed behave the same
-    await handle(engine, d, account("A-rm", due_date=date(2026, 7, 1)), account("A-cl", due_date=date(2026, 7, 1)))
-    await handle(engine, d, account("A-rm", change="removed", content_hash="r", as_of=datetime(2026, 7, 2, tzinfo=UTC)),
-                 account("A-cl", status="closed", content_hash="c", as_of=datetime(2026, 7, 2, tzinfo=UTC)))
+    await handle(
+        engine, d, account("A-rm", due_date=date(2026, 7, 1)), account("A-cl", due_date=date(2026, 7, 1))
+    )
+    await handle(
+        engine,
+        d,
+        account("A-rm", change="removed", content_hash="r", as_of=datetime(2026, 7, 2, tzinfo=UTC)),
+        account("A-cl", status="closed", content_hash="c", as_of=datetime(2026, 7, 2, tzinfo=UTC)),
+    )
     for a in ("A-rm", "A-cl"):
         assert all(t["state"] == "cancelled" for t in await timers(engine, a))
 
@@ -153,8 +189,12 @@ async def test_promise_to_pay_pauses_until_the_date_and_dispute_stops(engine) ->
     d = deps(datetime(2026, 3, 5, 17, tzinfo=UTC))
     await handle(engine, d, account("A-ptp"), account("A-dsp"))
     await run_tick(engine, d)
-    await handle(engine, d, reply("A-ptp", Intent.PROMISE_TO_PAY, promise_date=date(2026, 4, 20)),
-                 reply("A-dsp", Intent.DISPUTE))
+    await handle(
+        engine,
+        d,
+        reply("A-ptp", Intent.PROMISE_TO_PAY, promise_date=date(2026, 4, 20)),
+        reply("A-dsp", Intent.DISPUTE),
+    )
     (t,) = [t for t in await timers(engine, "A-ptp") if t["state"] == "pending"]
     assert t["due_at"] == datetime(2026, 4, 21, 4, tzinfo=UTC)  # day after the promise, local midnight
     assert not any(t["state"] == "pending" for t in await timers(engine, "A-dsp"))

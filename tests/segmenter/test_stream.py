@@ -32,26 +32,35 @@ async def _produce(bootstrap: str, items: list[tuple[Event, str]]) -> None:
         await p.stop()
 
 
-async def _wait(cond, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _wait(cond, limit_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + limit_s
     while not await cond():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.1)
 
 
-async def test_account_and_stop_reply_through_the_runner_produce_the_right_notice_due(broker, segmenter_url) -> None:
+async def test_account_and_stop_reply_through_the_runner_produce_the_right_notice_due(
+    broker, segmenter_url
+) -> None:
     tag = uuid.uuid4().hex[:8]
     a, b = f"RUN-{tag}-A", f"RUN-{tag}-B"
     now = datetime(2026, 3, 5, 17, tzinfo=UTC)
     d = deps(now)
     s = SegmenterSettings(
-        kafka_bootstrap_servers=broker.bootstrap_servers, database_url=segmenter_url, runner_poll_timeout_ms=100,
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        database_url=segmenter_url,
+        runner_poll_timeout_ms=100,
         outbox_poll_s=0.02,
     )
     engine = make_engine(segmenter_url)
     runner = StreamRunner(
-        group=f"segmenter-test-{tag}", topics=[topics.ACCOUNT_CHANGED, topics.REPLY_RECEIVED, topics.MESSAGE_SENT],
-        handler=make_handler(d), engine=engine, schema="segmenter", settings=s, service="segmenter",
+        group=f"segmenter-test-{tag}",
+        topics=[topics.ACCOUNT_CHANGED, topics.REPLY_RECEIVED, topics.MESSAGE_SENT],
+        handler=make_handler(d),
+        engine=engine,
+        schema="segmenter",
+        settings=s,
+        service="segmenter",
     )
     run_task = asyncio.create_task(runner.run())
     producer = make_producer(s, "segmenter-test-relay")
@@ -72,8 +81,11 @@ async def test_account_and_stop_reply_through_the_runner_produce_the_right_notic
         async def applied() -> bool:
             async with engine.connect() as c:
                 return bool(
-                    (await c.execute(text("SELECT sms_opt_out FROM segmenter.accounts WHERE account_id = :b"), {"b": b}))
-                    .scalar()
+                    (
+                        await c.execute(
+                            text("SELECT sms_opt_out FROM segmenter.accounts WHERE account_id = :b"), {"b": b}
+                        )
+                    ).scalar()
                 )
 
         await _wait(applied)
@@ -81,7 +93,9 @@ async def test_account_and_stop_reply_through_the_runner_produce_the_right_notic
         relay.wake()
 
         consumer = AIOKafkaConsumer(
-            topics.NOTICE_DUE, bootstrap_servers=broker.bootstrap_servers, auto_offset_reset="earliest",
+            topics.NOTICE_DUE,
+            bootstrap_servers=broker.bootstrap_servers,
+            auto_offset_reset="earliest",
             enable_auto_commit=False,
         )
         await consumer.start()

@@ -182,7 +182,7 @@ def test_postgres_reuses_data_dir(tmp_path: Path) -> None:
         socket_dir = server.socket_dir
     assert (data / "PG_VERSION").stat().st_mtime_ns == version_mtime  # no second initdb
     assert socket_dir is not None and not socket_dir.exists()
-    assert first_start < 10 and second_start < 5, (first_start, second_start)
+    assert first_start < 30 and second_start < 20, (first_start, second_start)  # ~1 s and ~0.1 s when idle
 
 
 def test_postgres_and_broker_die_with_a_sigkilled_parent(tmp_path: Path) -> None:

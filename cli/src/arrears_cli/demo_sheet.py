@@ -21,12 +21,16 @@ import csv
 import itertools
 import random
 from bisect import bisect
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 PME_COLUMNS: tuple[str, ...] = (
     "Account ID",
@@ -234,11 +238,11 @@ class _Names:
     last_cum: tuple[float, ...]
 
 
-def _pool(pool: object) -> tuple[tuple[str, ...], tuple[float, ...]]:
-    if isinstance(pool, dict):
+def _pool(pool: Mapping[str, float] | Sequence[str]) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    if isinstance(pool, Mapping):
         names, weights = tuple(pool), [float(w) for w in pool.values()]
     else:
-        names = tuple(pool)  # type: ignore[call-overload]
+        names = tuple(pool)
         weights = [1.0] * len(names)
     return names, tuple(itertools.accumulate(weights))
 
@@ -300,7 +304,7 @@ def _indian_grouping(whole: int) -> str:
     if len(text) <= 3:
         return text
     head, tail = text[:-3], text[-3:]
-    groups = []
+    groups: list[str] = []
     while len(head) > 2:
         groups.insert(0, head[-2:])
         head = head[:-2]
@@ -376,7 +380,7 @@ def _email(first: str, last: str, u: float, k: int, domain_u: float) -> str:
 _DOMAIN_CUM = (0.5, 0.7, 0.85, 0.93)
 
 
-def _choices(rng: random.Random, pairs: Sequence[tuple[object, float]], k: int) -> list[object]:
+def _choices(rng: random.Random, pairs: Sequence[tuple[T, float]], k: int) -> list[T]:
     items = [p[0] for p in pairs]
     return rng.choices(items, cum_weights=list(itertools.accumulate(p[1] for p in pairs)), k=k)
 
@@ -401,10 +405,11 @@ def generate_pme_sheet(n: int, *, seed: int = 7, today: date, bad_row_ratio: flo
     statuses = _choices(rng, _STATUSES, n)
     buckets = _choices(rng, [(b, b[2]) for b in _DPD_BUCKETS], n)
     consents = _choices(rng, _CONSENTS, 2 * n)
-    us = iter(_choices(rng, [(s, s[1]) for s in _US_STATES], n))
-    ca = iter(_choices(rng, [(s, s[1]) for s in _CA_PROVINCES], n))
-    gb = iter(_choices(rng, [(a, a[1]) for a in _GB_AREAS], n))
-    india = iter(_choices(rng, _IN_STATES, n))
+    per_country = Counter(countries)
+    us = iter(_choices(rng, [(s, s[1]) for s in _US_STATES], per_country["US"]))
+    ca = iter(_choices(rng, [(s, s[1]) for s in _CA_PROVINCES], per_country["CA"]))
+    gb = iter(_choices(rng, [(a, a[1]) for a in _GB_AREAS], per_country["GB"]))
+    india = iter(_choices(rng, _IN_STATES, per_country["IN"]))
     dates: dict[int, tuple[str, str, str]] = {}
 
     def fmt(days_ago: int) -> tuple[str, str, str]:
@@ -420,10 +425,10 @@ def generate_pme_sheet(n: int, *, seed: int = 7, today: date, bad_row_ratio: flo
         country = countries[i]
         u = rand()
         if country == "US" or country == "CA":
-            state, _, tz, areas = next(us) if country == "US" else next(ca)  # type: ignore[misc]
+            state, _, tz, areas = next(us) if country == "US" else next(ca)
             phone = _nanp_phone(areas[int(rand() * len(areas))], int(u * 100), rand())
         elif country == "GB":
-            state, _, template = next(gb)  # type: ignore[misc]
+            state, _, template = next(gb)
             if u < 0.3:
                 state = ""
             tz = "Europe/London"
@@ -435,7 +440,7 @@ def generate_pme_sheet(n: int, *, seed: int = 7, today: date, bad_row_ratio: flo
                 _IN_MOBILE_PREFIXES[int(u * len(_IN_MOBILE_PREFIXES))], int(rand() * 100000), rand()
             )
 
-        pool = names[country]  # type: ignore[index]
+        pool = names[country]
         fi = bisect(pool.first_cum, rand() * pool.first_cum[-1])
         li = bisect(pool.last_cum, rand() * pool.last_cum[-1])
         first, last = pool.first[fi], pool.last[li]
@@ -445,7 +450,7 @@ def generate_pme_sheet(n: int, *, seed: int = 7, today: date, bad_row_ratio: flo
         email = _email(pool.first_lower[fi], pool.last_lower[li], u / 0.92, i, rand()) if u < 0.92 else ""
 
         status = statuses[i]
-        lo, hi, _w = buckets[i]  # type: ignore[misc]
+        lo, hi, _w = buckets[i]
         dpd = lo + int(rand() * (hi - lo + 1))
         u = rand()
         if status == "Paid":
@@ -454,7 +459,7 @@ def generate_pme_sheet(n: int, *, seed: int = 7, today: date, bad_row_ratio: flo
             cents = -(500 + int(rand() * 24_500))
         else:
             cents = int(min(max(rng.lognormvariate(6.2, 1.0), 5.0), 60_000.0) * 100)
-        balance = _money(cents, country, rand())  # type: ignore[arg-type]
+        balance = _money(cents, country, rand())
         u = rand()
         if u < 0.7:
             paid_ago = dpd + int(u * 114) - 40
@@ -462,10 +467,10 @@ def generate_pme_sheet(n: int, *, seed: int = 7, today: date, bad_row_ratio: flo
                 paid_ago = int(rand() * 10)
             pay = max(500, int(abs(cents) * _INSTALMENTS[int(rand() * 5)])) if cents else 2500
             last_date = _pick_date(fmt(paid_ago), rand())
-            last_amount = _money(pay, country, rand())  # type: ignore[arg-type]
+            last_amount = _money(pay, country, rand())
         else:
             last_date = last_amount = ""
-        currency = _CURRENCY[country] if rand() < 0.97 else ""  # type: ignore[index]
+        currency = _CURRENCY[country] if rand() < 0.97 else ""
         u = rand()
         if u < 0.12:
             tz = ""
@@ -492,7 +497,7 @@ def generate_pme_sheet(n: int, *, seed: int = 7, today: date, bad_row_ratio: flo
                 notes,
                 "",
                 "",
-            ]  # type: ignore[list-item]
+            ]
         )
 
     defects: dict[int, str] = {}

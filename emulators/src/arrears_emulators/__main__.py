@@ -4,7 +4,8 @@ Imports ``arrears_emulators.<name>.app`` lazily (so one emulator works while ano
 its config from the remaining arguments:
 
 1. if the module defines ``build_config(argv: list[str])``, that parses the emulator's own options;
-2. else if it defines a pydantic model ``Config``, the generic options ``--config FILE.json`` and
+2. else if it defines a pydantic model ``Config`` (or ``create_app``'s first parameter is annotated with a
+   pydantic model, optionally ``| None``), the generic options ``--config FILE.json`` and
    ``--set field=value`` (value parsed as JSON when possible) fill it;
 3. else ``create_app()`` is called with ``None`` and no extra options are allowed.
 
@@ -16,8 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import inspect
 import json
 import sys
+import typing
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,9 +32,27 @@ from arrears_emulators.common.server import serve_main
 EMULATORS = ("quo", "gmail", "sheets")
 
 
+def _config_model(module: ModuleType) -> type[BaseModel] | None:
+    declared = getattr(module, "Config", None)
+    if isinstance(declared, type) and issubclass(declared, BaseModel):
+        return declared
+    create_app = module.create_app
+    params = list(inspect.signature(create_app).parameters)
+    if not params:
+        return None
+    try:
+        hint = typing.get_type_hints(create_app).get(params[0])
+    except (NameError, TypeError):
+        return None
+    for candidate in (hint, *typing.get_args(hint)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
 def _generic_config(module: ModuleType, name: str, argv: list[str]) -> Any:
-    config_cls = getattr(module, "Config", None)
-    if isinstance(config_cls, type) and issubclass(config_cls, BaseModel):
+    config_cls = _config_model(module)
+    if config_cls is not None:
         parser = argparse.ArgumentParser(prog=f"arrears_emulators {name}")
         parser.add_argument("--config", type=Path, help="JSON file with config fields")
         parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")

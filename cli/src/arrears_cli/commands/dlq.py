@@ -11,15 +11,20 @@ import typer
 from arrears_shared.dlq import DeadLetter, Filter, replay, scan
 from arrears_shared.settings import KafkaSettings
 
-dlq_app = typer.Typer(help="List, inspect and replay dead-letter topics (<topic>.<group>.dlq).", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="List, inspect and replay dead-letter topics (<topic>.<group>.dlq).", no_args_is_help=True
+)
 
 TopicOpt = Annotated[list[str] | None, typer.Option("--topic", "-t", help="DLQ topic(s); default: all")]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Substring of the exception type or message")]
-SinceOpt = Annotated[datetime | None, typer.Option("--since", help="Dead-lettered at or after (ISO 8601, UTC)")]
+SinceOpt = Annotated[
+    datetime | None, typer.Option("--since", help="Dead-lettered at or after (ISO 8601, UTC)")
+]
 UntilOpt = Annotated[datetime | None, typer.Option("--until", help="Dead-lettered at or before")]
 AccountOpt = Annotated[str | None, typer.Option("--account", help="Account id (ce_subject / key)")]
 BootstrapOpt = Annotated[
-    str | None, typer.Option("--bootstrap-servers", envvar="ARREARS_KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap")
+    str | None,
+    typer.Option("--bootstrap-servers", envvar="ARREARS_KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap"),
 ]
 
 
@@ -77,7 +82,9 @@ def show(
 
 @dlq_app.command("replay")
 def replay_(
-    ref: Annotated[str | None, typer.Argument(help="TOPIC/PARTITION/OFFSET; omit to replay all that match")] = None,
+    ref: Annotated[
+        str | None, typer.Argument(help="TOPIC/PARTITION/OFFSET; omit to replay all that match")
+    ] = None,
     topic: TopicOpt = None,
     reason: ReasonOpt = None,
     since: SinceOpt = None,

@@ -12,7 +12,9 @@ from arrears_shared.topics import SERVICES
 
 def migrate(
     service: Annotated[list[str] | None, typer.Option("--service", "-s", help="Only these services")] = None,
-    database_url: Annotated[str | None, typer.Option(envvar="ARREARS_DATABASE_URL", help="PostgreSQL URL")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(envvar="ARREARS_DATABASE_URL", help="PostgreSQL URL")
+    ] = None,
 ) -> None:
     """Migrate the services' schemas to head (idempotent; safe to run beside running services)."""
     url = database_url or DatabaseSettings().database_url.get_secret_value()

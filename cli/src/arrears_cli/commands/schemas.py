@@ -15,7 +15,9 @@ schemas_app = typer.Typer(help="Event contracts for downstream teams.", no_args_
 
 
 @schemas_app.command()
-def export(directory: Annotated[Path, typer.Argument(help="Output directory")] = Path("docs/schemas")) -> None:
+def export(
+    directory: Annotated[Path, typer.Argument(help="Output directory")] = Path("docs/schemas"),
+) -> None:
     """Write <ce_type>.json for each event and asyncapi.yaml."""
     directory.mkdir(parents=True, exist_ok=True)
     for ce_type, schema in json_schemas().items():

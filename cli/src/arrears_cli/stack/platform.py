@@ -69,6 +69,7 @@ class StackInfo:
     sheets_api_endpoint: str
     quo_api_key: str
     quo_webhook_signing_key: str  # base64, shared with the QUO emulator
+    gmail_token: str | None = None  # static bearer token for the Gmail emulator (None: real credentials)
     topic_partitions: int = 6
     quo_from_number: str = QUO_FROM_NUMBER
     gmail_sender: str = GMAIL_SENDER
@@ -96,6 +97,8 @@ def service_env(stack: StackInfo, svc: str, ports: Mapping[str, int]) -> dict[st
         "ARREARS_SHEETS_WORKSHEET": stack.sheets_worksheet,
         "ARREARS_LOG_FORMAT": "json",
     }
+    if stack.gmail_token is not None:
+        env["ARREARS_GMAIL_TOKEN"] = stack.gmail_token
     for name in PASS_THROUGH_ENV:
         if name in os.environ:
             env[name] = os.environ[name]
@@ -160,6 +163,7 @@ class Platform:
         self.emulator_ports: dict[str, int] = {}
         self.emulator_urls: dict[str, str] = {}  # emulator -> root URL (ours or the user's provider URL)
         self.services: list[str] = []
+        self.unhealthy: list[str] = []  # services not healthy when start() returned (strict=False)
         self.quo_api_key = os.environ.get("ARREARS_QUO_API_KEY") or "dev-" + secrets.token_urlsafe(18)
         self.quo_signing_key = (
             os.environ.get("ARREARS_QUO_WEBHOOK_SIGNING_KEY")
@@ -239,7 +243,7 @@ class Platform:
                 self._spawn_emulators()
             self._start_infra()
             if emulators:
-                self._wait_emulators(timeout)
+                self._wait_emulators(timeout, strict=strict)
             self._stack = StackInfo(
                 bootstrap_servers=self.broker.bootstrap_servers,
                 database_url=self._database_url,
@@ -251,6 +255,7 @@ class Platform:
                 or self.emulator_urls.get("sheets", ""),
                 quo_api_key=self.quo_api_key,
                 quo_webhook_signing_key=self.quo_signing_key,
+                gmail_token=self._gmail_token(),
                 topic_partitions=self.partitions,
             )
             if demo_accounts:
@@ -262,6 +267,7 @@ class Platform:
             healthy = self.wait_healthy(services, timeout, strict=strict)
             self._timed("services", t)
             bad = [svc for svc, ok in healthy.items() if not ok]
+            self.unhealthy = bad
             if bad:
                 self.log(f"not healthy (will keep restarting with backoff): {', '.join(bad)}")
         except BaseException:
@@ -269,6 +275,14 @@ class Platform:
             raise
         self._timed("total", t0)
         return self
+
+    def _gmail_token(self) -> str | None:
+        """The user's ARREARS_GMAIL_TOKEN, else a dev token when the Gmail API is our emulator."""
+        if os.environ.get("ARREARS_GMAIL_TOKEN"):
+            return os.environ["ARREARS_GMAIL_TOKEN"]
+        if "gmail" in self.emulator_ports and not os.environ.get("ARREARS_GMAIL_CREDENTIALS_FILE"):
+            return "dev-" + secrets.token_urlsafe(18)
+        return None
 
     def _start_infra(self) -> None:
         t = time.monotonic()
@@ -311,12 +325,17 @@ class Platform:
             self.emulator_ports[name] = port
             self.emulator_urls[name] = f"http://{HOST}:{port}"
 
-    def _wait_emulators(self, timeout: float) -> None:
+    def _wait_emulators(self, timeout: float, *, strict: bool) -> None:
         t = time.monotonic()
         for name, port in self.emulator_ports.items():
             proc = self.supervisor[f"emulator-{name}"]
-            proc.wait_tcp(HOST, port, timeout)
-            proc.wait_http_ok(f"http://{HOST}:{port}/_emulator/health", timeout)
+            try:
+                proc.wait_tcp(HOST, port, timeout)
+                proc.wait_http_ok(f"http://{HOST}:{port}/_emulator/health", timeout)
+            except (ProcessExitedError, TimeoutError) as exc:
+                if strict:
+                    raise PlatformStartError(f"emulator {name} did not start: {exc}") from exc
+                self.log(f"emulator {name} did not start (will keep restarting with backoff): {exc}")
         self._timed("emulators", t)
 
     def _load_demo(self, accounts: int) -> None:
@@ -384,7 +403,7 @@ class Platform:
 
     # -- stop -------------------------------------------------------------------------------------------------
 
-    def stop(self, timeout: float = 9.0) -> None:
+    def stop(self, timeout: float = 8.0) -> None:
         """Services first (graceful), then emulators, broker and PostgreSQL. Idempotent; within `timeout`."""
         if self._stopped:
             return
@@ -409,7 +428,8 @@ class Platform:
             lines.append(f"  Console          {self.service_url('console')}/")
         lines.append("  Services         (API, metrics)")
         for svc in self.services:
-            lines.append(f"    {svc:<16} {self.service_url(svc)}   {self.metrics_url(svc)}")
+            note = "   (not healthy yet: restarting with backoff)" if svc in self.unhealthy else ""
+            lines.append(f"    {svc:<16} {self.service_url(svc)}   {self.metrics_url(svc)}{note}")
         lines.append("  Providers")
         for name in EMULATORS:
             if name in self.emulator_urls:

@@ -30,7 +30,15 @@ from arrears_cli.stack.processes import ManagedProcess, ProcessSpec, Supervisor,
 SYSTEM_USER = "embedded_postgres"  # the OS user the server runs as when we are root
 DB_USER = "postgres"
 # initdb without fsync: a fresh cluster lost to an OS crash is simply re-created
-INITDB_ARGS = ["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", DB_USER, "--no-instructions", "--no-sync"]
+INITDB_ARGS = [
+    "--auth=trust",
+    "--auth-local=trust",
+    "--encoding=utf8",
+    "-U",
+    DB_USER,
+    "--no-instructions",
+    "--no-sync",
+]
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _prepared_binaries = False
 _prepare_lock = threading.Lock()
@@ -105,7 +113,9 @@ def _template_dir() -> Path:
     from importlib.metadata import version
 
     key = f"{version('embedded-postgres')}|{' '.join(INITDB_ARGS)}|{os.geteuid()}"
-    return Path(tempfile.gettempdir()) / f"arrears-pg-template-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    return (
+        Path(tempfile.gettempdir()) / f"arrears-pg-template-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    )
 
 
 def _template() -> Path | None:

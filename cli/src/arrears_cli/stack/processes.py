@@ -159,6 +159,7 @@ _DROP_KEYS = {
     "timestamp",
     "ts",
     "time",
+    "color_message",
     "@timestamp",
     "service",
     "service_name",

@@ -32,6 +32,10 @@ class QuotaLimits(BaseModel):
     )
 
 
+def _one_empty_sheet() -> dict[str, list[list[Any]]]:
+    return {"Sheet1": []}
+
+
 class SpreadsheetSeed(BaseModel):
     """Body of ``POST /_emulator/spreadsheets``: create or replace a whole spreadsheet.
 
@@ -42,7 +46,7 @@ class SpreadsheetSeed(BaseModel):
 
     spreadsheet_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
     title: str = "Untitled spreadsheet"
-    sheets: dict[str, list[list[Any]]] = Field(default_factory=lambda: {"Sheet1": []})
+    sheets: dict[str, list[list[Any]]] = Field(default_factory=lambda: _one_empty_sheet())
     value_input_option: ValueInputOption = "RAW"
     min_rows: int = Field(default=1000, ge=1, description="grid rows at least (Google's default is 1000)")
     min_columns: int = Field(default=26, ge=1, description="grid columns at least (Google's default is 26)")

@@ -24,7 +24,8 @@ from .models import (
 from .quota import QuotaMeter
 from .store import Sheet, Spreadsheet, has_typed, rtrim, user_entered
 
-_CELL_TYPES = frozenset({str, int, float, bool, type(None)})
+_NONE = type(None)
+_CELL_TYPES = frozenset({str, int, float, bool, _NONE})
 RENDER_OPTIONS = ("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA")
 DIMENSIONS = ("ROWS", "COLUMNS")
 
@@ -128,17 +129,22 @@ class SheetsEmulator:
             width = 0
             convert = seed.value_input_option == "USER_ENTERED"
             for i, row in enumerate(values):
-                if not _CELL_TYPES.issuperset(map(type, row)):
+                types = set(map(type, row))
+                if not types <= _CELL_TYPES:
                     bad = next(v for v in row if type(v) not in _CELL_TYPES)
                     raise bad_request(f"sheet {title!r} row {i + 1}: unsupported cell value {bad!r}")
                 if convert:
                     row = [user_entered(v) if type(v) is str else v for v in row]
-                if None in row:
+                    types = set(map(type, row))
+                if _NONE in types:
                     row = ["" if v is None else v for v in row]
-                rtrim(row)
+                    types.discard(_NONE)
+                    types.add(str)
+                if row and row[-1] == "":
+                    rtrim(row)
                 if len(row) > width:
                     width = len(row)
-                if has_typed(row):
+                if types - {str}:
                     typed.add(i)
                 rows.append(row)
             while rows and not rows[-1]:

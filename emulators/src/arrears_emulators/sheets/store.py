@@ -28,7 +28,7 @@ _INT = re.compile(r"^[+-]?\d{1,15}$")
 
 def display(value: Cell) -> str:
     """The formatted value Google shows for a stored value under the default (General) format."""
-    if type(value) is str:
+    if isinstance(value, str):
         return value
     if value is True:
         return "TRUE"

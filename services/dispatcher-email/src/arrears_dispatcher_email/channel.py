@@ -14,7 +14,7 @@ from arrears_shared.events import Channel, NoticeDue, Tier
 from jinja2 import TemplateError
 
 from .gmail_client import GmailClient
-from .mime import NOTICE_HEADER, build_message, unsubscribe_url
+from .mime import build_message, message_id_for, unsubscribe_url
 from .settings import EmailSettings
 
 
@@ -87,7 +87,9 @@ class EmailChannel:
         return SendResult(sent.id, sent.thread_id)
 
     async def reconcile(self, row: DeliveryRow) -> str | None:
-        found = await self.client.find_by_header(NOTICE_HEADER, row.notice_id)
+        """Was this notice accepted by Gmail before we lost the answer? Search by its deterministic
+        Message-ID (`rfc822msgid:`), which Gmail indexes; custom X- headers are not searchable there."""
+        found = await self.client.find_by_message_id(message_id_for(row.notice_id, self.sender))
         return found[0] if found else None
 
     async def aclose(self) -> None:

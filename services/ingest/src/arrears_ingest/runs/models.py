@@ -21,7 +21,10 @@ class RunSummary(BaseModel):
     created: int = 0
     updated: int = 0
     removed: int = 0
-    warnings: int = Field(0, description="Non-fatal problems (invalid phone/email dropped, bad flags...)")
+    warnings: int = Field(
+        0,
+        description="Non-fatal problems (invalid phone/email dropped, bad flags...) in rows validated by this run (rows whose cells did not change since the last run are not re-validated)",
+    )
     status: Literal["running", "succeeded", "failed"]
     error: str | None = None
 

@@ -267,10 +267,11 @@ class SheetIngestor:
             log.info("sheet source recovered", extra={"run_id": run_id})
         self.degraded = False
         summary = await get_run(self.engine, self.schema, run_id)
+        # (LogRecord reserves names such as `created`, hence the prefix)
         log.info(
             "sheet ingested",
             extra={
-                k: getattr(summary, k)
+                f"run_{k}": getattr(summary, k)
                 for k in ("rows", "accepted", "rejected", "created", "updated", "removed", "warnings")
             }
             | {"run_id": run_id, "seconds": round(time.monotonic() - t0, 3)},

@@ -43,10 +43,10 @@ class Plan:
 
 
 async def load_snapshot(conn: AsyncConnection, schema: str) -> dict[str, SnapEntry]:
-    result = await conn.exec_driver_sql(
-        f"SELECT account_id, content_hash, raw_hash, row_number FROM {schema}.snapshot"
+    result = await conn.execute(
+        text(f"SELECT account_id, content_hash, raw_hash, row_number FROM {schema}.snapshot")
     )
-    return {r[0]: SnapEntry(r[1], r[2], r[3]) for r in result}
+    return {a: SnapEntry(c, r, n) for a, c, r, n in result.tuples()}
 
 
 def plan(result: SheetResult, snap: Mapping[str, SnapEntry]) -> Plan:

@@ -74,7 +74,7 @@ async def schedule(
         )
         .values(state="cancelled", reason="superseded", updated_at=now)
     )
-    stmt = insert(timers).values(
+    ins = insert(timers).values(
         account_id=account_id,
         step=step,
         cycle=cycle,
@@ -84,9 +84,9 @@ async def schedule(
         created_at=now,
         updated_at=now,
     )
-    stmt = stmt.on_conflict_do_update(
+    stmt = ins.on_conflict_do_update(
         index_elements=[timers.c.account_id, timers.c.step, timers.c.cycle],
-        set_={"due_at": stmt.excluded.due_at, "state": "pending", "reason": None, "updated_at": now},
+        set_={"due_at": ins.excluded.due_at, "state": "pending", "reason": None, "updated_at": now},
         where=timers.c.state.in_(("pending", "cancelled")),
     ).returning(timers.c.id)
     return (await conn.execute(stmt)).first() is not None
