@@ -6,6 +6,8 @@ On the embedded broker (Tansu) and embedded PostgreSQL, with the same settings `
   hop  = the same N events already on an input topic, consumed by the shared StreamRunner
          (batch -> one DB transaction: inbox claim + handler + outbox write -> offset commit),
          published by the OutboxRelay to the next topic and received there: runner start -> last receive.
+In both, the receiving consumer runs in its own process (as the next service would), so it does not take
+CPU from the code being measured.
 The last line printed is exactly:
   BENCH backbone raw_per_s=<n> hop_per_s=<n> ratio=<hop/raw>
 
@@ -62,37 +64,74 @@ async def produce_all(bootstrap: str, topic: str, recs: Sequence[OutgoingRecord]
         await p.stop()
 
 
-async def count_until(bootstrap: str, topic: str, n: int, group: str, ready: asyncio.Event) -> float:
-    """Consume `topic` until n distinct ce_ids arrived; return the monotonic time of the last one."""
+async def count_until(bootstrap: str, topic: str, n: int, group: str) -> None:
+    """Child process: consume `topic` until n distinct ce_ids arrived. Prints READY once partitions are
+    assigned, then DONE <monotonic time of the last record> (CLOCK_MONOTONIC is shared by processes)."""
     c = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
-        enable_auto_commit=False, max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 << 20,
+        fetch_max_bytes=32 << 20,
     )
     await c.start()
     seen: set[bytes] = set()
     try:
         while not c.assignment():
             await c.getmany(timeout_ms=50)
-        ready.set()
+        print("READY", flush=True)
         while len(seen) < n:
             batch = await c.getmany(timeout_ms=500, max_records=20_000)
             for recs in batch.values():
                 for r in recs:
                     seen.add(dict(r.headers)["ce_id"])
-        return time.monotonic()
+        print(f"DONE {time.monotonic()!r}", flush=True)
     finally:
         await c.stop()
+
+
+class Receiver:
+    """The receiving side in its own process (as the next service would be), so that it does not take CPU
+    from the code being measured."""
+
+    def __init__(self, bootstrap: str, topic: str, n: int, group: str) -> None:
+        self.args = [bootstrap, topic, str(n), group]
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Receiver:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--count", *self.args, stdout=asyncio.subprocess.PIPE
+        )
+        line = await self._line()
+        if line != "READY":
+            raise RuntimeError(f"counter did not start: {line!r}")
+        return self
+
+    async def _line(self) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        return (await self.proc.stdout.readline()).decode().strip()
+
+    async def done_at(self) -> float:
+        line = await self._line()
+        if not line.startswith("DONE "):
+            raise RuntimeError(f"counter failed: {line!r}")
+        return float(line.split()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
 
 
 async def bench_raw(bootstrap: str, n: int, partitions: int) -> float:
     await create_topics(bootstrap, ["bench-raw"], partitions)
     recs = records(n)
-    ready = asyncio.Event()
-    consumer = asyncio.create_task(count_until(bootstrap, "bench-raw", n, "bench-raw-g", ready))
-    await ready.wait()
-    t0 = time.monotonic()
-    await produce_all(bootstrap, "bench-raw", recs)
-    t1 = await consumer
+    async with Receiver(bootstrap, "bench-raw", n, "bench-raw-g") as counter:
+        t0 = time.monotonic()
+        await produce_all(bootstrap, "bench-raw", recs)
+        t1 = await counter.done_at()
     return n / (t1 - t0)
 
 
@@ -115,16 +154,21 @@ async def bench_hop(bootstrap: str, url: str, n: int, partitions: int) -> float:
     settings = ServiceSettings(kafka_bootstrap_servers=bootstrap, database_url=url, runner_max_batch=5000)
     producer = make_producer(settings, "bench-relay")
     await producer.start()
-    relay = OutboxRelay(engine=engine, schema=schema, producer=producer, settings=settings, service="bench-hop")
-    runner = StreamRunner(
-        group="bench-hop", topics=["bench-in"], handler=forward, engine=engine, schema=schema, settings=settings
+    relay = OutboxRelay(
+        engine=engine, schema=schema, producer=producer, settings=settings, service="bench-hop"
     )
-    ready = asyncio.Event()
-    counter = asyncio.create_task(count_until(bootstrap, "bench-out", n, "bench-out-g", ready))
-    await ready.wait()
-    t0 = time.monotonic()
-    tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
-    t1 = await counter
+    runner = StreamRunner(
+        group="bench-hop",
+        topics=["bench-in"],
+        handler=forward,
+        engine=engine,
+        schema=schema,
+        settings=settings,
+    )
+    async with Receiver(bootstrap, "bench-out", n, "bench-out-g") as counter:
+        t0 = time.monotonic()
+        tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
+        t1 = await counter.done_at()
     runner.stop()
     relay.stop()
     await asyncio.gather(*tasks)
@@ -134,20 +178,27 @@ async def bench_hop(bootstrap: str, url: str, n: int, partitions: int) -> float:
 
 
 async def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--count":
+        bootstrap, topic, n, group = sys.argv[2:6]
+        await count_until(bootstrap, topic, int(n), group)
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--fast-postgres", action="store_true", help="fsync off (not what `arrears up` uses)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench") as d, EmbeddedBroker() as broker, EmbeddedPostgres(
-        Path(d) / "pg", fast=args.fast_postgres
-    ) as pg:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench") as d,
+        EmbeddedBroker() as broker,
+        EmbeddedPostgres(Path(d) / "pg", fast=args.fast_postgres) as pg,
+    ):
         url = pg.create_database("bench")
         raw = await bench_raw(broker.bootstrap_servers, args.events, args.partitions)
         print(f"raw produce+consume: {args.events} events, {raw:,.0f}/s", flush=True)
         hop = await bench_hop(broker.bootstrap_servers, url, args.events, args.partitions)
         print(f"one hop (runner -> inbox+outbox txn -> relay -> next topic): {hop:,.0f}/s", flush=True)
-        print(f"BENCH backbone raw_per_s={raw:.0f} hop_per_s={hop:.0f} ratio={hop / raw:.3f}", flush=True)
+    # after the stack has stopped, so that its shutdown logs cannot follow the result line
+    print(f"BENCH backbone raw_per_s={raw:.0f} hop_per_s={hop:.0f} ratio={hop / raw:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,11 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -38,6 +41,43 @@ def make_producer(settings: ServiceSettings, client_id: str) -> AIOKafkaProducer
         request_timeout_ms=30_000,
         **settings.kafka_client_kwargs(),
     )
+
+
+async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[Sequence[Any]]) -> None:
+    """Publish `(id, topic, key, value, headers_json)` rows in order and wait for every ack.
+
+    Rows are packed into one record batch per (topic, partition) with the producer's own partitioner (the
+    partition `producer.send` would pick), then handed over with `send_batch`: far cheaper per record than
+    one `send` each. aiokafka keeps one in-flight batch per partition, so a key's order is preserved.
+    """
+    partitioner = producer._partitioner  # the configured partitioner, so keys land where send() puts them
+    partitions: dict[str, list[int]] = {}
+    open_batches: dict[tuple[str, int], BatchBuilder] = {}
+    futures: list[asyncio.Future[Any]] = []
+
+    async def flush(tp: tuple[str, int]) -> None:
+        batch = open_batches.pop(tp)
+        futures.append(await producer.send_batch(batch, tp[0], partition=tp[1]))
+
+    for row in rows:
+        topic, key, value, headers = row[1], row[2], row[3], row[4]
+        if topic not in partitions:
+            partitions[topic] = sorted(await producer.partitions_for(topic))
+        all_partitions = partitions[topic]
+        partition = partitioner(key, all_partitions, all_partitions)
+        hs = [(k, v.encode()) for k, v in json.loads(headers)]
+        tp = (topic, partition)
+        batch = open_batches.get(tp)
+        if batch is None:
+            batch = open_batches[tp] = producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None, headers=hs) is None:
+            await flush(tp)  # full: send it and start the next one
+            batch = open_batches[tp] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None, headers=hs) is None:
+                raise ValueError(f"outbox row {row[0]} is larger than the producer's max batch size")
+    for tp in list(open_batches):
+        await flush(tp)
+    await asyncio.gather(*futures)
 
 
 class OutboxRelay:
@@ -121,12 +161,7 @@ class OutboxRelay:
         )
         if not rows:
             return 0
-        futures = []
-        send = self.producer.send
-        for _id, topic, key, value, headers in rows:
-            hs = [(k, v.encode()) for k, v in json.loads(headers)]
-            futures.append(await send(topic, value=value, key=key, headers=hs))
-        await asyncio.gather(*futures)
+        await publish_rows(self.producer, rows)
         await raw.execute(
             f"UPDATE {self.schema}.outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
             [r[0] for r in rows],

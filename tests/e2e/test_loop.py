@@ -1,0 +1,319 @@
+"""The whole collections loop, every service its own OS process, on the real broker and PostgreSQL.
+
+sheet (Sheets emulator, read through gspread) -> ingest -> account-changed -> segmenter -> notice-due ->
+dispatcher-sms (httpx -> QUO emulator) / dispatcher-email (google-api-python-client -> Gmail emulator) ->
+message-sent -> escalation; customer replies arrive as signed QUO webhooks -> responses -> reply-received.
+
+What is proved, counted at the provider emulators' ledgers:
+- every due notice is sent exactly once, on every channel the account consented to, and nothing else is sent;
+- a bad sheet row is rejected with its row number and reason while the good rows flow;
+- a STOP reply stops every later SMS to that account while its email continues;
+- an account marked paid in the sheet gets nothing more;
+- time moves on (the segmenter restarted with its clock 30 days ahead): the next tier goes out, once;
+- a reply asking for a call opens a case, and a final notice with no reply opens a no-response case.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import phonenumbers
+import pytest
+from arrears_cli.demo_sheet import PME_COLUMNS, load_into_emulator
+from arrears_cli.stack.platform import SPREADSHEET_ID, Platform
+from arrears_cli.stack.postgres import EmbeddedPostgres
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+
+WAIT_S = 90.0
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class Locale:
+    """A place whose debtors we can lawfully message right now (local time well inside every window)."""
+
+    country: str
+    state: str
+    zone: str
+    phone: Callable[[int], str]
+
+
+LOCALES = (
+    Locale("US", "NY", "America/New_York", lambda i: f"+1 212 555 01{i:02d}"),
+    Locale("US", "CA", "America/Los_Angeles", lambda i: f"+1 415 555 01{i:02d}"),
+    Locale("US", "HI", "Pacific/Honolulu", lambda i: f"+1 808 555 01{i:02d}"),
+    Locale("GB", "", "Europe/London", lambda i: f"+44 20 7946 0{i:03d}"),
+    Locale("IN", "", "Asia/Kolkata", lambda i: f"+91 98765 4{i:04d}"),
+    Locale("JP", "", "Asia/Tokyo", lambda i: f"+81 90 1234 5{i:03d}"),
+    Locale("AU", "", "Australia/Sydney", lambda i: f"+61 491 570 1{i:02d}"),
+)
+
+
+def pick_locale(now: datetime) -> Locale:
+    """The locale whose local time is closest to 13:30 on a weekday (the run takes a few minutes)."""
+
+    def distance(loc: Locale) -> float:
+        local = now.astimezone(ZoneInfo(loc.zone))
+        hours = local.hour + local.minute / 60
+        return abs(hours - 13.5) + (24 if local.weekday() >= 5 else 0)
+
+    return min(LOCALES, key=distance)
+
+
+@dataclass
+class Account:
+    id: str
+    phone: str
+    email: str
+    dpd: int  # days past due at the start of the test (negative: not yet due)
+    sms_consent: bool = True
+    status: str = "Open"
+
+
+def sheet_rows(accounts: list[Account], loc: Locale, today: date, bad: list[list[str]]) -> list[list[str]]:
+    rows: list[list[str]] = [list(PME_COLUMNS)]
+    for a in accounts:
+        due = today - timedelta(days=a.dpd)
+        rows.append(
+            [
+                a.id,
+                f"Customer {a.id}",
+                a.phone,
+                a.email,
+                "$1,234.50",
+                "USD",
+                due.isoformat(),
+                "",
+                "",
+                loc.zone,
+                loc.state,
+                loc.country,
+                "Y" if a.sms_consent else "N",
+                "Y",
+                a.status,
+                "",
+                "",
+                "",
+            ]
+        )
+    return rows + bad
+
+
+@pytest.fixture(scope="module")
+def platform(pg: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """Its own broker (consumer groups start clean), the session's PostgreSQL with a fresh database."""
+    p = Platform(
+        tmp_path_factory.mktemp("e2e"),
+        partitions=3,
+        postgres=pg,
+        database=f"e2e_{int(time.time() * 1000) % 10**9}",
+        log_dir=tmp_path_factory.mktemp("e2e-logs"),
+        service_overrides={
+            "ingest": {"ARREARS_INGEST_POLL_INTERVAL_S": "3600"},
+            "segmenter": {"ARREARS_SEGMENTER_TICK_S": "0.3"},
+            "escalation": {
+                "ARREARS_ESCALATION_NO_RESPONSE_AFTER_S": "3",
+                "ARREARS_ESCALATION_TICK_S": "0.3",
+            },
+        },
+    )
+    try:
+        p.start(timeout=90)
+        yield p
+    except BaseException:
+        _dump_logs(p)
+        raise
+    finally:
+        p.stop()
+
+
+def _dump_logs(p: Platform) -> None:
+    for name, proc in p.supervisor.processes.items():
+        print(f"----- {name} -----")
+        for line in proc.recent_output(60):
+            print(line)
+
+
+def ledger(p: Platform, emulator: str) -> dict[str, Any]:
+    r = httpx.get(p.emulator_url(emulator) + "/_emulator/ledger", timeout=10)
+    r.raise_for_status()
+    return r.json()
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def wait_counts(p: Platform, sms: int, email: int) -> None:
+    seen: list[tuple[int, int]] = []
+
+    def both() -> bool:
+        got = (ledger(p, "quo")["count"], ledger(p, "gmail")["count"])
+        assert got[0] <= sms and got[1] <= email, f"more sent than due: (sms, email) = {got}"
+        seen.append(got)
+        return got == (sms, email)
+
+    try:
+        wait_for(f"{sms} SMS and {email} emails", both)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; (sms, email) sent = {seen[-1]}") from None
+    time.sleep(3)  # nothing more may follow: every due notice exactly once
+    assert (ledger(p, "quo")["count"], ledger(p, "gmail")["count"]) == (sms, email)
+
+
+def sms_to(p: Platform, phone: str) -> int:
+    e164 = phonenumbers.format_number(phonenumbers.parse(phone), phonenumbers.PhoneNumberFormat.E164)
+    return int(ledger(p, "quo")["by_recipient"].get(e164, 0))
+
+
+def emails_to(p: Platform, address: str) -> int:
+    return int(ledger(p, "gmail")["by_recipient"].get(address.lower(), 0))
+
+
+def reply_sms(p: Platform, phone: str, text: str) -> None:
+    e164 = phonenumbers.format_number(phonenumbers.parse(phone), phonenumbers.PhoneNumberFormat.E164)
+    r = httpx.post(
+        p.emulator_url("quo") + "/_emulator/inbound",
+        json={"from": e164, "to": p.stack.quo_from_number, "content": text},
+        timeout=10,
+    )
+    r.raise_for_status()
+
+
+def segmenter_account(p: Platform, account_id: str) -> dict[str, Any] | None:
+    r = httpx.get(f"{p.service_url('segmenter')}/accounts/{account_id}", timeout=10)
+    return r.json() if r.status_code == 200 else None
+
+
+def cases(p: Platform) -> list[dict[str, Any]]:
+    r = httpx.get(p.service_url("escalation") + "/cases", timeout=10)
+    r.raise_for_status()
+    return list(r.json())
+
+
+def test_the_whole_loop(platform: Platform) -> None:
+    try:
+        run_loop(platform)
+    except BaseException:
+        _dump_logs(platform)
+        for aid in ("E2E-A01", "E2E-B10", "E2E-F20"):
+            for path in ("", "/decisions"):
+                r = httpx.get(f"{platform.service_url('segmenter')}/accounts/{aid}{path}", timeout=10)
+                print(aid, path, r.status_code, r.text[:3000])
+        raise
+
+
+def run_loop(p: Platform) -> None:
+    loc = pick_locale(datetime.now(UTC))
+    today = datetime.now(ZoneInfo(loc.zone)).date()
+    counter = iter(range(100))
+
+    def acct(prefix: str, dpd: int, **kw: Any) -> Account:
+        i = next(counter)
+        return Account(
+            f"E2E-{prefix}{i:02d}", loc.phone(i), f"e2e.{prefix.lower()}{i}@example.com", dpd, **kw
+        )
+
+    reminder = [acct("A", 5) for _ in range(8)]  # step 1 (reminder) now
+    email_only = acct("A", 6, sms_consent=False)  # reminder by email only
+    firm = [acct("B", 35) for _ in range(6)]  # first seen past 30 days: step 2 (firm) now
+    final = [acct("C", 65) for _ in range(5)]  # past 60 days: step 3 (final) now
+    not_yet = acct("F", -10)  # not due yet: nothing now, a reminder once 30 days pass
+    accounts = [*reminder, email_only, *firm, *final, not_yet]
+    for a in accounts:
+        assert phonenumbers.is_valid_number(phonenumbers.parse(a.phone)), a.phone
+
+    bad = [
+        ["E2E-X1", "Bad Balance", loc.phone(90), "x1@example.com", "lots", "USD", today.isoformat()]
+        + [""] * 2
+        + [loc.zone, loc.state, loc.country, "Y", "Y", "Open", "", "", ""],
+        ["", "No Id", loc.phone(91), "x2@example.com", "$10.00", "USD", today.isoformat()]
+        + [""] * 2
+        + [loc.zone, loc.state, loc.country, "Y", "Y", "Open", "", "", ""],
+    ]
+    rows = sheet_rows(accounts, loc, today, bad)
+    load_into_emulator(p.emulator_url("sheets"), SPREADSHEET_ID, rows)
+
+    # -- ingest: good rows flow, bad rows are rejected with their row number and reason -------------------
+    run = httpx.post(p.service_url("ingest") + "/ingest/sheet", timeout=60).json()
+    assert run["status"] == "succeeded", run
+    assert (run["accepted"], run["rejected"]) == (len(accounts), 2), run
+    rejects = httpx.get(p.service_url("ingest") + "/ingest/rejects", timeout=10).json()
+    rejected_rows = {item["row_number"]: item for item in rejects["items"]}
+    assert set(rejected_rows) == {len(accounts) + 2, len(accounts) + 3}, rejects
+    assert rejected_rows[len(accounts) + 2]["column"].lower() == "balance"
+    assert all(item["reason"] for item in rejects["items"])
+
+    # -- phase 1: every due notice once, on each consented channel ----------------------------------------
+    due_now = [*reminder, email_only, *firm, *final]
+    sms_due = [a for a in due_now if a.sms_consent]
+    wait_counts(p, sms=len(sms_due), email=len(due_now))
+    for a in due_now:
+        assert emails_to(p, a.email) == 1, a
+        assert sms_to(p, a.phone) == (1 if a.sms_consent else 0), a
+    assert sms_to(p, not_yet.phone) == 0 and emails_to(p, not_yet.email) == 0
+    gmail = ledger(p, "gmail")
+    assert all(n == 1 for n in gmail["by_notice"].values()) and len(gmail["by_notice"]) == len(due_now)
+    tiers = Counter(e["notice_id"].split(":")[3] for e in gmail["entries"])
+    assert tiers == {"s1": len(reminder) + 1, "s2": len(firm), "s3": len(final)}, tiers
+
+    # -- a final notice with no reply opens a no-response case ---------------------------------------------
+    wait_for(
+        "no-response cases for every final notice",
+        lambda: {c["account_id"] for c in cases(p) if c["reason"] == "no_response"} >= {a.id for a in final},
+    )
+
+    # -- replies: STOP, a call-back request; and a payment recorded in the sheet --------------------------
+    stopper, caller, payer = reminder[0], final[0], firm[0]
+    reply_sms(p, stopper.phone, "STOP")
+    reply_sms(p, caller.phone, "Can someone call me tomorrow afternoon about this?")
+    payer_row = 1 + accounts.index(payer) + 1
+    rows[payer_row - 1][PME_COLUMNS.index("Status")] = "Paid"
+    rows[payer_row - 1][PME_COLUMNS.index("Balance")] = "0.00"
+    load_into_emulator(p.emulator_url("sheets"), SPREADSHEET_ID, rows)
+    rerun = httpx.post(p.service_url("ingest") + "/ingest/sheet", timeout=60).json()
+    assert (rerun["status"], rerun["updated"], rerun["created"]) == ("succeeded", 1, 0), rerun
+
+    wait_for("the STOP applied", lambda: (segmenter_account(p, stopper.id) or {}).get("sms_opt_out"))
+    wait_for("the payment applied", lambda: (segmenter_account(p, payer.id) or {}).get("status") == "paid")
+    wait_for(
+        "a call-back case",
+        lambda: any(c["account_id"] == caller.id and c["reason"] == "callback_request" for c in cases(p)),
+    )
+
+    # -- phase 2: 30 days later the next tier goes out, except where STOP or payment says otherwise ------
+    before_sms, before_email = ledger(p, "quo")["count"], ledger(p, "gmail")["count"]
+    p.restart_service("segmenter", env={"ARREARS_SEGMENTER_CLOCK_OFFSET_S": str(30 * DAY_S)})
+    next_tier = [*reminder, email_only, *[a for a in firm if a is not payer], not_yet]
+    new_sms = [a for a in next_tier if a.sms_consent and a is not stopper]
+    wait_counts(p, sms=before_sms + len(new_sms), email=before_email + len(next_tier))
+
+    assert sms_to(p, stopper.phone) == 1, "an SMS went to an opted-out customer"
+    assert emails_to(p, stopper.email) == 2, "lawful email must continue after an SMS STOP"
+    assert (sms_to(p, payer.phone), emails_to(p, payer.email)) == (1, 1), "a paid account was messaged"
+    assert sms_to(p, not_yet.phone) == 1 and emails_to(p, not_yet.email) == 1
+    for a in final:
+        assert (sms_to(p, a.phone), emails_to(p, a.email)) == (1, 1), "the sequence ended at the final notice"
+    gmail = ledger(p, "gmail")
+    assert all(n == 1 for n in gmail["by_notice"].values()), "a notice was emailed twice"
+
+    # -- the read side saw it all ----------------------------------------------------------------------------
+    summary = httpx.get(p.service_url("console") + "/api/summary", timeout=10)
+    assert summary.status_code == 200
+    timeline = httpx.get(f"{p.service_url('console')}/api/accounts/{stopper.id}/timeline", timeout=10).json()
+    assert timeline, "the console timeline is empty"
