@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: env run test lint typecheck bench-backbone chaos clean schemas
+.PHONY: env run test lint typecheck bench-backbone bench-ingest bench-dispatch chaos-dispatch chaos clean schemas config-docs
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -37,8 +37,20 @@ typecheck: env
 bench-backbone: env
 	$(RUN) python bench/backbone.py
 
+bench-ingest: env
+	$(RUN) python bench/ingest.py
+
+bench-dispatch: env
+	$(RUN) python bench/dispatch.py
+
+chaos-dispatch: env
+	$(RUN) python bench/chaos_dispatch.py
+
 schemas: env
 	$(RUN) arrears schemas export docs/schemas
+
+config-docs: env
+	$(RUN) arrears config --format markdown --output docs/configuration.md
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .arrears

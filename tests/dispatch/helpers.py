@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+from arrears_dispatcher_sms.settings import SmsSettings
 from arrears_shared.cloudevents import Envelope
 from arrears_shared.db.engine import make_engine
 from arrears_shared.delivery import DeliveryEngine
@@ -157,6 +158,26 @@ def control(url: str, method: str, path: str, body: dict[str, Any]) -> dict[str,
 def bound(eng: DeliveryEngine, db_url: str, schema: str, service: str) -> tuple[DeliveryEngine, AsyncEngine]:
     ae = make_engine(db_url, pool_size=10)
     return eng.bind(ae, schema, service), ae
+
+
+def sms_settings(quo_url: str, db_url: str, **kw: Any) -> SmsSettings:
+    base: dict[str, Any] = {
+        "service_name": "dispatcher-sms",
+        "database_url": db_url,
+        "quo_base_url": quo_url + "/v1",
+        "quo_api_key": "test-key",
+        "quo_from_number": FROM_NUMBER,
+        "quo_timeout_s": 3.0,
+        "dispatch_backoff_base_s": 0.05,
+        "dispatch_backoff_max_s": 0.2,
+        "dispatch_in_doubt_after_s": 1.0,
+        "dispatch_reconcile_interval_s": 0.3,
+        "dispatch_idle_poll_s": 0.05,
+        "dispatch_send_timeout_s": 5.0,
+        "dispatch_max_attempts": 4,
+    }
+    base.update(kw)
+    return SmsSettings(**base)
 
 
 __all__ = ["Gate", "FROM_NUMBER", "SENDER"]

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import pytest
-from arrears_dispatcher_sms.__main__ import build_engine
-from arrears_dispatcher_sms.settings import SmsSettings
-from arrears_shared.db.migrate import upgrade
-from arrears_shared.delivery import DeliveryEngine, allow_all, limiter
+from arrears_shared.delivery import DeliveryEngine, limiter
 from arrears_shared.events import Tier
 from sqlalchemy import text
 
 from .helpers import (
-    FROM_NUMBER,
-    bound,
     control,
     drain,
     emulator_stats,
@@ -28,54 +22,11 @@ from .helpers import (
     night_zone,
     notice,
     opt_out,
+    sms_settings,  # noqa: F401  (re-exported: other test modules import it from here)
     states,
 )
 
 SCHEMA = "dispatcher_sms"
-
-
-def sms_settings(quo_url: str, db_url: str, **kw: Any) -> SmsSettings:
-    base: dict[str, Any] = {
-        "service_name": "dispatcher-sms",
-        "database_url": db_url,
-        "quo_base_url": quo_url + "/v1",
-        "quo_api_key": "test-key",
-        "quo_from_number": FROM_NUMBER,
-        "quo_timeout_s": 3.0,
-        "dispatch_backoff_base_s": 0.05,
-        "dispatch_backoff_max_s": 0.2,
-        "dispatch_in_doubt_after_s": 1.0,
-        "dispatch_reconcile_interval_s": 0.3,
-        "dispatch_idle_poll_s": 0.05,
-        "dispatch_send_timeout_s": 5.0,
-        "dispatch_max_attempts": 4,
-    }
-    base.update(kw)
-    return SmsSettings(**base)
-
-
-@pytest.fixture
-async def db(fresh_database_url: Callable[..., str]) -> str:
-    url = fresh_database_url("dispatch_sms")
-    await asyncio.to_thread(upgrade, url, "dispatcher-sms")
-    return url
-
-
-@pytest.fixture
-async def make(quo: Any, db: str) -> AsyncIterator[Callable[..., DeliveryEngine]]:
-    made: list[Any] = []
-
-    def factory(gate: Any = allow_all, **kw: Any) -> DeliveryEngine:
-        eng, ae = bound(
-            build_engine(sms_settings(quo.url, db, **kw), gate=gate), db, SCHEMA, "dispatcher-sms"
-        )
-        made.append((eng, ae))
-        return eng
-
-    yield factory
-    for eng, ae in made:
-        await eng.channel.aclose()  # type: ignore[attr-defined]
-        await ae.dispose()
 
 
 async def test_gcra_limiter_spaces_tokens_and_pauses(make: Callable[..., DeliveryEngine]) -> None:

@@ -9,7 +9,8 @@ What is proved, counted at the provider emulators' ledgers:
 - a bad sheet row is rejected with its row number and reason while the good rows flow;
 - a STOP reply stops every later SMS to that account while its email continues;
 - an account marked paid in the sheet gets nothing more;
-- time moves on (the segmenter restarted with its clock 30 days ahead): the next tier goes out, once;
+- the sheet's due dates move 30 days back (as when finance corrects them): the next tier goes out, once
+  (the e2e policy has no minimum interval between steps, so that no service's clock has to be shifted);
 - a reply asking for a call opens a case, and a final notice with no reply opens a no-response case.
 """
 
@@ -20,12 +21,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import phonenumbers
 import pytest
+import yaml
 from arrears_cli.demo_sheet import PME_COLUMNS, load_into_emulator
 from arrears_cli.stack.platform import SPREADSHEET_ID, Platform
 from arrears_cli.stack.postgres import EmbeddedPostgres
@@ -33,7 +36,9 @@ from arrears_cli.stack.postgres import EmbeddedPostgres
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 WAIT_S = 90.0
-DAY_S = 86_400
+DEFAULT_POLICY = (
+    Path(__file__).resolve().parents[2] / "services/segmenter/src/arrears_segmenter/policies/default.yaml"
+)
 
 
 @dataclass(frozen=True)
@@ -107,18 +112,33 @@ def sheet_rows(accounts: list[Account], loc: Locale, today: date, bad: list[list
     return rows + bad
 
 
+def e2e_policy(directory: Path) -> Path:
+    """The default policy as data, with no minimum interval between steps."""
+    policy = yaml.safe_load(DEFAULT_POLICY.read_text())
+    policy.update(id="e2e", version=1, description="default policy without minimum intervals (e2e)")
+    for step in policy["steps"]:
+        step["min_interval_days"] = 0
+    path = directory / "e2e-policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
 @pytest.fixture(scope="module")
 def platform(pg: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """Its own broker (consumer groups start clean), the session's PostgreSQL with a fresh database."""
+    data = tmp_path_factory.mktemp("e2e")
     p = Platform(
-        tmp_path_factory.mktemp("e2e"),
+        data,
         partitions=3,
         postgres=pg,
         database=f"e2e_{int(time.time() * 1000) % 10**9}",
         log_dir=tmp_path_factory.mktemp("e2e-logs"),
         service_overrides={
             "ingest": {"ARREARS_INGEST_POLL_INTERVAL_S": "3600"},
-            "segmenter": {"ARREARS_SEGMENTER_TICK_S": "0.3"},
+            "segmenter": {
+                "ARREARS_SEGMENTER_TICK_S": "0.3",
+                "ARREARS_SEGMENTER_POLICY_PATH": str(e2e_policy(data)),
+            },
             "escalation": {
                 "ARREARS_ESCALATION_NO_RESPONSE_AFTER_S": "3",
                 "ARREARS_ESCALATION_TICK_S": "0.3",
@@ -181,6 +201,11 @@ def sms_to(p: Platform, phone: str) -> int:
     return int(ledger(p, "quo")["by_recipient"].get(e164, 0))
 
 
+def sms_texts(p: Platform, phone: str) -> list[str]:
+    e164 = phonenumbers.format_number(phonenumbers.parse(phone), phonenumbers.PhoneNumberFormat.E164)
+    return [e["content"] or "" for e in ledger(p, "quo")["entries"] if e["recipient"] == e164]
+
+
 def emails_to(p: Platform, address: str) -> int:
     return int(ledger(p, "gmail")["by_recipient"].get(address.lower(), 0))
 
@@ -201,7 +226,11 @@ def segmenter_account(p: Platform, account_id: str) -> dict[str, Any] | None:
 
 
 def cases(p: Platform) -> list[dict[str, Any]]:
-    r = httpx.get(p.service_url("escalation") + "/cases", timeout=10)
+    r = httpx.get(
+        p.service_url("escalation") + "/cases",
+        headers={"Authorization": f"Bearer {p.admin_api_key}"},
+        timeout=10,
+    )
     r.raise_for_status()
     return list(r.json())
 
@@ -290,20 +319,27 @@ def run_loop(p: Platform) -> None:
     assert (rerun["status"], rerun["updated"], rerun["created"]) == ("succeeded", 1, 0), rerun
 
     wait_for("the STOP applied", lambda: (segmenter_account(p, stopper.id) or {}).get("sms_opt_out"))
+    wait_for("the one opt-out confirmation", lambda: len(sms_texts(p, stopper.phone)) == 2)
+    assert "unsubscribed" in sms_texts(p, stopper.phone)[-1]
     wait_for("the payment applied", lambda: (segmenter_account(p, payer.id) or {}).get("status") == "paid")
     wait_for(
         "a call-back case",
         lambda: any(c["account_id"] == caller.id and c["reason"] == "callback_request" for c in cases(p)),
     )
 
-    # -- phase 2: 30 days later the next tier goes out, except where STOP or payment says otherwise ------
+    # -- phase 2: due dates 30 days earlier: the next tier goes out, except where STOP or payment say no ---
     before_sms, before_email = ledger(p, "quo")["count"], ledger(p, "gmail")["count"]
-    p.restart_service("segmenter", env={"ARREARS_SEGMENTER_CLOCK_OFFSET_S": str(30 * DAY_S)})
+    due_col = PME_COLUMNS.index("Due Date")
+    for row in rows[1 : 1 + len(accounts)]:
+        row[due_col] = (date.fromisoformat(row[due_col]) - timedelta(days=30)).isoformat()
+    load_into_emulator(p.emulator_url("sheets"), SPREADSHEET_ID, rows)
+    shifted = httpx.post(p.service_url("ingest") + "/ingest/sheet", timeout=60).json()
+    assert (shifted["status"], shifted["updated"]) == ("succeeded", len(accounts)), shifted
     next_tier = [*reminder, email_only, *[a for a in firm if a is not payer], not_yet]
     new_sms = [a for a in next_tier if a.sms_consent and a is not stopper]
     wait_counts(p, sms=before_sms + len(new_sms), email=before_email + len(next_tier))
 
-    assert sms_to(p, stopper.phone) == 1, "an SMS went to an opted-out customer"
+    assert len(sms_texts(p, stopper.phone)) == 2, "an SMS went to an opted-out customer"
     assert emails_to(p, stopper.email) == 2, "lawful email must continue after an SMS STOP"
     assert (sms_to(p, payer.phone), emails_to(p, payer.email)) == (1, 1), "a paid account was messaged"
     assert sms_to(p, not_yet.phone) == 1 and emails_to(p, not_yet.email) == 1

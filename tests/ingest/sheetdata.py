@@ -21,6 +21,7 @@ def account_row(i: int, **overrides: str) -> list[str]:
         "Last Payment Amount": "25.00" if i % 3 == 0 else "",
         "Time Zone": "",
         "State": "CA",
+        "Address": "",
         "Country": "US",
         "SMS Consent": "Y",
         "Email Consent": "yes",

@@ -268,3 +268,27 @@ async def test_rerun_diff_is_fast(engine: AsyncEngine, n: int, rerun_budget_s: f
     assert second.updated == 10 and second.unchanged == n - 10
     print(f"\n{n} rows: first run {first_s:.2f}s, re-run with 10 changes {second_s:.2f}s")
     assert second_s < rerun_budget_s
+
+
+async def test_10k_fuzzed_sheet_every_row_stored_accepted_or_rejected(engine: AsyncEngine) -> None:
+    """Through the database: each data row is in the snapshot (accepted) or in the rejects table with a
+    reason, and the outbox holds exactly one created event per accepted account and one ingest-rejected
+    per reject."""
+    from .test_golden import fuzzed_sheet
+
+    values = fuzzed_sheet(10_000, seed=7)
+    run = await make_ingestor(engine, FakeSheet(values)).run("test")
+    assert run.status == "succeeded", run.error
+    async with engine.connect() as c:
+        snap_rows = {r for (r,) in await c.execute(text(f"SELECT row_number FROM {SCHEMA}.snapshot"))}
+        rej = (await c.execute(text(f"SELECT row_number, reason FROM {SCHEMA}.rejects"))).all()
+    rej_rows = {r for r, _ in rej}
+    assert all(reason for _, reason in rej)
+    assert not snap_rows & rej_rows
+    assert len(snap_rows) + len(rej_rows) + run.rows - run.accepted - run.rejected == run.rows
+    blank = sum(1 for row in values[1:] if not any(str(c).strip() for c in row[: len(HEADER)]))
+    assert len(snap_rows) + len(rej_rows) + blank == len(values) - 1
+    _, envs = await outbox_since(engine, 0)
+    kinds = [type(e.data).__name__ for e in envs]
+    assert kinds.count("AccountChanged") == len(snap_rows)
+    assert kinds.count("IngestRejected") == len(rej)

@@ -25,10 +25,12 @@ import httpx
 import pytest
 import uvicorn
 from aiokafka import AIOKafkaConsumer
+from arrears_cli.__main__ import app as cli_app
 from arrears_emulators.sheets.app import create_app
 from arrears_shared import topics
 from arrears_shared.cloudevents import Envelope, decode
 from arrears_shared.events import AccountChanged, IngestRejected
+from typer.testing import CliRunner
 
 from .sheetdata import HEADER, account_row
 
@@ -274,6 +276,41 @@ async def test_ingest_service_end_to_end(
             assert 'arrears_ingest_last_success_timestamp_seconds{source="sheet"}' in metrics_text
             await tap.poll()
             assert len(tap.changed()) == 20
+
+            # -- the CLI drives the same API: `arrears ingest sheet|file|rejects|runs` -----------------------
+            cli_env = {"ARREARS_INGEST_URL": base}
+
+            def cli(*args: str) -> Any:
+                return CliRunner().invoke(cli_app, ["ingest", *args], env=cli_env)
+
+            out = await asyncio.to_thread(cli, "sheet")
+            assert out.exit_code == 0 and ": succeeded" in out.output and "created=0" in out.output, (
+                out.output
+            )
+            upload = tmp_path / "export.csv"
+            upload.write_text("\n".join(",".join(f'"{c}"' for c in r) for r in [HEADER, row(77)]) + "\n")
+            out = await asyncio.to_thread(cli, "file", str(upload))
+            assert out.exit_code == 0 and "(upload, api)" in out.output and "created=1" in out.output, (
+                out.output
+            )
+            out = await asyncio.to_thread(cli, "rejects", "--csv", "-")
+            assert out.exit_code == 0 and out.output.splitlines()[0].startswith("row_number,account_id")
+            assert len(out.output.splitlines()) == 1 + 4
+            out = await asyncio.to_thread(cli, "rejects", "--source", "sheet")
+            assert out.exit_code == 0 and out.output.splitlines()[0].split()[:3] == ["sheet", "row", "8"]
+            out = await asyncio.to_thread(cli, "runs")
+            assert out.exit_code == 0 and "upload" in out.output.splitlines()[0]
+            bad = tmp_path / "bad.csv"
+            bad.write_text("Name,Phone\nA,1\n")
+            out = await asyncio.to_thread(cli, "file", str(bad))
+            assert out.exit_code == 1 and "missing required column" in out.output
+
+            async def uploaded() -> bool:
+                await tap.poll()
+                return any(e.source == "upload" for e in tap.changed("created"))
+
+            await wait_for(uploaded, 30, "the uploaded account's event", proc)
+            assert [e.account_id for e in tap.changed("created") if e.source == "upload"] == [f"{prefix}77"]
     finally:
         await tap.consumer.stop()
         code = proc.stop()

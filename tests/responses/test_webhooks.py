@@ -18,6 +18,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from arrears_responses.__main__ import definition
 from arrears_responses.settings import ResponsesSettings
+from arrears_responses.webhooks.models import QuoWebhookEvent
+from arrears_responses.webhooks.service import handle_quo_event
 from arrears_shared import topics
 from arrears_shared.cloudevents import decode, encode
 from arrears_shared.events import Channel, DeliveryStatus, Intent, MessageSent, ReplyReceived, Tier
@@ -307,3 +309,65 @@ async def test_delivery_status_is_stored_on_the_sent_message(service, broker) ->
             )
         ).one()
     assert tuple(row) == ("delivered", "n-deliv", account)
+
+
+async def collect_notices(
+    bootstrap: str, account: str, settle_s: float = 2.0, within_s: float = 20.0
+) -> list[Any]:
+    """Every NoticeDue for `account` on the real notice-due topic."""
+    c = AIOKafkaConsumer(
+        topics.NOTICE_DUE,
+        bootstrap_servers=bootstrap,
+        group_id=f"t-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+    )
+    await c.start()
+    found: list[Any] = []
+    try:
+        deadline = time.monotonic() + within_s
+        first_at: float | None = None
+        while time.monotonic() < deadline and (first_at is None or time.monotonic() - first_at < settle_s):
+            for recs in (await c.getmany(timeout_ms=200)).values():
+                for r in recs:
+                    env = decode(r.headers, r.value)
+                    if env.subject == account:
+                        found.append(env.data)
+                        first_at = first_at or time.monotonic()
+    finally:
+        await c.stop()
+    return found
+
+
+async def test_sms_opt_out_is_confirmed_once_and_help_is_answered(service, broker) -> None:
+    host, client = service
+    account, number = f"PME-A-{uuid.uuid4().hex[:6]}", unique_number()
+    await index_contact(host, broker, account, number, "n-auto")
+    for text_ in ("HELP", "help", "STOP", "stop please", "STOP"):  # two HELPs in the hour, three opt-outs
+        body = inbound(number, text_)
+        r = await client.post("/webhooks/quo", content=body, headers=sign(body))
+        assert r.json()["status"] == "processed", r.text
+    notices = await collect_notices(broker.bootstrap_servers, account)
+    by_purpose = {n.purpose: n for n in notices}
+    assert sorted(n.purpose for n in notices) == ["help", "opt_out_confirmation"], notices
+    confirmation, help_ = by_purpose["opt_out_confirmation"], by_purpose["help"]
+    assert confirmation.to == number and confirmation.channel is Channel.SMS
+    assert "unsubscribed" in (confirmation.text or "") and "STOP" in (help_.text or "")
+    assert confirmation.priority > 0 and confirmation.expires_at is not None
+    replies = await collect_replies(broker.bootstrap_servers, account, settle_s=0.5)
+    assert [e.data.intent for e in replies].count(Intent.OPT_OUT) == 3  # every opt-out still reaches everyone
+
+
+async def test_auto_replies_can_be_switched_off(service, broker) -> None:
+    host, _ = service
+    account, number = f"PME-N-{uuid.uuid4().hex[:6]}", unique_number()
+    await index_contact(host, broker, account, number, "n-noauto")
+    off = host.ctx.settings.model_copy(update={"responses_auto_replies": False})  # type: ignore[union-attr]
+    event = QuoWebhookEvent.model_validate_json(inbound(number, "STOP"))
+    async with host.ctx.transaction() as tx:  # type: ignore[union-attr]
+        ack = await handle_quo_event(tx, event, settings=off)
+        assert ack.intent == "opt_out" and ack.status == "processed"
+        n = await tx.conn.execute(
+            text("SELECT count(*) FROM responses.auto_replies WHERE account_id = :a"), {"a": account}
+        )
+        assert n.scalar() == 0
+    assert await collect_notices(broker.bootstrap_servers, account, within_s=3) == []

@@ -192,3 +192,83 @@ def test_allowed_is_inside_window_and_deferral_is_allowed_and_later(now, place, 
         # nothing earlier is allowed: the minute before the deferral is outside the window (or before now)
         before = d.defer_until - timedelta(minutes=1)
         assert before < now or not _inside(before, tz, country, region)
+
+
+# -- weekends, holidays, stricter states -------------------------------------------------------------------
+
+HOUSE = RuleSet.model_validate(
+    {
+        "default": DEFAULT_RULES.default.model_dump(),
+        "jurisdictions": {
+            **{k: v.model_dump(exclude_none=True) for k, v in DEFAULT_RULES.jurisdictions.items()},
+            "US": {
+                **DEFAULT_RULES.jurisdictions["US"].model_dump(exclude_none=True),
+                "no_contact_weekdays": [7],
+                "holiday_calendar": "US",
+            },
+            "IN": {
+                **DEFAULT_RULES.jurisdictions["IN"].model_dump(exclude_none=True),
+                "no_contact_weekdays": [6, 7],
+                "extra_no_contact_dates": ["2026-08-17"],
+            },
+        },
+    }
+)
+
+
+def test_weekends_and_public_holidays_defer_to_the_next_open_morning() -> None:
+    sunday = ny(2026, 5, 10, 12, 0)
+    assert evaluate(sunday, channel="sms", timezone="America/New_York", country="US").allowed  # shipped: open
+    d = evaluate(sunday, channel="sms", timezone="America/New_York", country="US", rules=HOUSE)
+    assert (d.rule_id, d.defer_until) == ("weekend.US", ny(2026, 5, 11, 8, 0))
+    # Independence Day 2026: Saturday 4 July, observed Friday 3 July; Sunday 5th blocked -> Monday 08:00
+    h = evaluate(
+        ny(2026, 7, 3, 10, 0), channel="email", timezone="America/New_York", country="US", rules=HOUSE
+    )
+    assert (h.rule_id, h.defer_until) == ("holiday.US", ny(2026, 7, 6, 8, 0))
+    assert next_allowed(ny(2026, 7, 4, 22, 0), timezone="America/New_York", country="US", rules=HOUSE) == ny(
+        2026, 7, 6, 8, 0
+    )
+    kol = ZoneInfo("Asia/Kolkata")
+    fri_night = datetime(2026, 8, 14, 19, 30, tzinfo=kol)  # after 19:00, then a weekend, then a house holiday
+    i = evaluate(fri_night, channel="sms", timezone="Asia/Kolkata", country="IN", rules=HOUSE)
+    assert (i.rule_id, i.defer_until) == ("quiet_hours.IN", datetime(2026, 8, 18, 8, 0, tzinfo=kol))
+    # a state holiday of the debtor's region (Cesar Chavez Day is a California state holiday)
+    ca = evaluate(
+        datetime(2026, 3, 31, 12, tzinfo=ZoneInfo("America/Los_Angeles")),
+        channel="sms",
+        timezone="America/Los_Angeles",
+        country="US",
+        region="CA",
+        rules=HOUSE,
+    )
+    assert ca.rule_id == "holiday.US"
+
+
+def test_shipped_stricter_state_cap_for_massachusetts() -> None:
+    at = ny(2026, 5, 6, 12, 0)
+    two = [at - timedelta(days=2), at - timedelta(days=1)]
+    ma = evaluate(at, channel="sms", timezone="America/New_York", country="US", region="MA", recent_sends=two)
+    assert ma.rule_id == "frequency_cap.US-MA.sms" and ma.defer_until == two[0] + timedelta(days=7)
+    assert evaluate(
+        at, channel="sms", timezone="America/New_York", country="US", region="NY", recent_sends=two
+    ).allowed
+    assert evaluate(
+        at, channel="email", timezone="America/New_York", country="US", region="MA", recent_sends=two
+    ).allowed
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(now=instants, place=places, channel=st.sampled_from(["sms", "email"]))
+def test_with_day_rules_a_deferral_lands_on_an_open_day_inside_the_window(now, place, channel) -> None:  # type: ignore[no-untyped-def]
+    tz, country, region = place
+    d = evaluate(now, channel=channel, timezone=tz, country=country, region=region, rules=HOUSE)
+    target = now if d.allowed else d.defer_until
+    assert target is not None and target >= now
+    j = HOUSE.resolve(country, region)
+    zones, _ = candidate_zones(tz, country, region, HOUSE)
+    for z in zones:
+        local = target.astimezone(ZoneInfo(z))
+        assert j.window_start <= local.time() < j.window_end
+        assert local.isoweekday() not in j.no_contact_weekdays
+    assert evaluate(target, channel=channel, timezone=tz, country=country, region=region, rules=HOUSE).allowed

@@ -11,10 +11,13 @@ import importlib
 import typer
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "ingest",  # arrears ingest sheet|file|rejects|runs
     "up",  # arrears up: the whole platform on the embedded stack
     "migrate",  # arrears migrate: every service's schema to head
     "dlq",  # arrears dlq list|show|replay
     "schemas",  # arrears schemas export: JSON Schemas + AsyncAPI
+    "config",  # arrears config: every ARREARS_* variable, generated from the settings classes
+    "audit",  # arrears audit verify: the hash-chained audit log of manual actions
 )
 
 app = typer.Typer(name="arrears", help="Arrears: event-driven debt collections.", no_args_is_help=True)

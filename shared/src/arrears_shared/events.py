@@ -90,6 +90,9 @@ class AccountChanged(Event):
     as_of: AwareDatetime
 
 
+NoticePurpose = Literal["dunning", "opt_out_confirmation", "help"]
+
+
 class NoticeDue(Event):
     """A dunning step is due for one account on one channel. `notice_id` is deterministic:
     (account, policy version, step, cycle, channel), so replays never produce a second notice."""
@@ -119,6 +122,28 @@ class NoticeDue(Event):
     region: str | None = None
     due_at: AwareDatetime
     expires_at: AwareDatetime | None = None
+    locale: str | None = Field(
+        None, description="BCP 47 language tag of the debtor (e.g. es-MX) selecting the template language"
+    )
+    purpose: NoticePurpose = Field(
+        "dunning",
+        description=(
+            "`dunning` = a collection message (templates, compliance gate, opt-outs apply). The others are "
+            "answers to a message the customer just sent (`opt_out_confirmation`: the one confirmation of an "
+            "SMS opt-out; `help`: the HELP text): sent as `text`, exempt from the opt-out they confirm and "
+            "from the contact-hours gate, never counted as a dunning step"
+        ),
+    )
+    text: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1600,
+        description="The exact message for a non-dunning purpose (None for dunning: rendered by template)",
+    )
+
+    @property
+    def is_dunning(self) -> bool:
+        return self.purpose == "dunning"
 
 
 class DeliveryStatus(StrEnum):
@@ -219,6 +244,49 @@ class CaseEscalated(Event):
     opened_at: AwareDatetime
 
 
+OverrideAction = Literal[
+    "pause",
+    "resume",
+    "snooze",
+    "skip_step",
+    "approve_step",
+    "send_now",
+    "set_channel_preference",
+    "mark_dispute",
+    "do_not_contact",
+    "resume_dunning",
+]
+
+
+class OverrideRequested(Event):
+    """A person (or an escalation rule) changes an account's dunning: published by escalation, applied by
+    the segmenter. `override_id` is unique; applying the same override twice must change nothing.
+
+    - `pause` (until `until` or indefinitely) / `resume`; `snooze` = pause until `until` (required);
+    - `skip_step` / `approve_step`: `step` of the current cycle (approve releases a step held for approval);
+    - `send_now`: make `step` due now; it still passes the compliance gate unless `gate_override` is set,
+      which only a supervisor may request and always with a `reason`;
+    - `set_channel_preference`: `channels` in order of preference;
+    - `mark_dispute`: hold the sequence as disputed; `do_not_contact`: stop `channels` (all if empty);
+    - `resume_dunning`: a promise to pay was broken: clear the promise hold and continue the sequence.
+    """
+
+    ce_type: ClassVar[str] = "arrears.override.requested.v1"
+    topic: ClassVar[str] = topics.OVERRIDES
+
+    override_id: str
+    action: OverrideAction
+    campaign_id: str | None = Field(None, description="Set when the override targets a whole campaign")
+    until: AwareDatetime | None = None
+    step: int | None = None
+    channels: list[Channel] = Field(default_factory=list)
+    gate_override: bool = False
+    reason: str = Field("", max_length=2000)
+    actor: str = Field(description="API key name of the person, or `rule:<id>` for an escalation rule")
+    role: Literal["agent", "supervisor", "admin", "system"]
+    requested_at: AwareDatetime
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     AccountChanged,
     NoticeDue,
@@ -226,6 +294,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReplyReceived,
     IngestRejected,
     CaseEscalated,
+    OverrideRequested,
 )
 BY_CE_TYPE: dict[str, type[Event]] = {t.ce_type: t for t in EVENT_TYPES}
 BY_TOPIC: dict[str, type[Event]] = {t.topic: t for t in EVENT_TYPES}

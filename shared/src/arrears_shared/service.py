@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -326,5 +329,24 @@ async def serve(definition: ServiceDefinition) -> None:
 
 
 def main(definition_factory: Callable[[], ServiceDefinition]) -> None:
-    """Entry point body for `python -m arrears_<service>`."""
-    asyncio.run(serve(definition_factory()))
+    """Entry point body for `python -m arrears_<service>`.
+
+    Once `serve` has returned, everything that matters is durable (batches committed, offsets committed,
+    group left, outbox relayed or left for the next relay). The process then exits at once instead of
+    waiting for interpreter teardown and idle executor threads (a blocking provider call can hold one for
+    its whole timeout), so that a SIGTERM stop fits the grace period even on a loaded machine.
+    """
+    code = 0
+    try:
+        asyncio.run(serve(definition_factory()))
+    except KeyboardInterrupt:
+        code = 130
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

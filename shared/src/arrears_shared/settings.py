@@ -22,15 +22,28 @@ class KafkaSettings(ArrearsSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated"
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="Protocol to the broker; SSL and SASL_SSL use TLS (system trust store or CA file)",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = Field(
+        None,
+        description="SASL mechanism (unset = no SASL). OAUTHBEARER needs a token provider, which is not wired yet",
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name (PLAIN / SCRAM)")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (PLAIN / SCRAM)")
     kafka_ssl_cafile: str | None = Field(None, description="CA bundle for TLS to the broker")
-    kafka_ssl_certfile: str | None = None
-    kafka_ssl_keyfile: str | None = None
-    topic_partitions: int = Field(6, description="Partitions per topic when Arrears creates topics")
-    topic_replication_factor: int = 1
+    kafka_ssl_certfile: str | None = Field(None, description="Client certificate (PEM) for mutual TLS")
+    kafka_ssl_keyfile: str | None = Field(None, description="Private key (PEM) of the client certificate")
+    topic_partitions: int = Field(
+        6,
+        description="Partitions per topic when Arrears creates topics. Not read by the services yet: "
+        "`arrears up` takes `--partitions`, Kubernetes topics come from deploy/gen_topics.py",
+    )
+    topic_replication_factor: int = Field(
+        1,
+        description="Replication factor for topics Arrears creates. Not read by the services yet (see above)",
+    )
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments shared by every aiokafka client (producer, consumer, admin)."""
@@ -56,7 +69,9 @@ class DatabaseSettings(ArrearsSettings):
         SecretStr("postgresql://postgres@127.0.0.1:5432/arrears"),
         description="PostgreSQL URL (postgresql:// or postgresql+asyncpg://; ?host=/dir for a Unix socket)",
     )
-    database_pool_size: int = 10
+    database_pool_size: int = Field(
+        10, description="Connections kept per process (as many again may overflow under load)"
+    )
 
     def async_database_url(self) -> str:
         return to_asyncpg_url(self.database_url.get_secret_value())
@@ -71,19 +86,27 @@ def to_asyncpg_url(url: str) -> str:
 
 class RunnerSettings(ArrearsSettings):
     runner_max_batch: int = Field(2000, description="Max records per consumed batch (one DB transaction)")
-    runner_poll_timeout_ms: int = 200
+    runner_poll_timeout_ms: int = Field(200, description="How long one consumer poll waits for records")
     runner_batch_linger_ms: int = Field(
         25, description="After the first records arrive, wait this long to fill a batch"
     )
-    runner_max_poll_interval_ms: int = 300_000
+    runner_max_poll_interval_ms: int = Field(
+        300_000,
+        description="Kafka max.poll.interval.ms: a batch taking longer makes the consumer leave its group",
+    )
     runner_retry_attempts: int = Field(5, description="Attempts per record before it goes to the DLQ")
-    runner_retry_base_s: float = 0.2
-    runner_retry_max_s: float = 10.0
+    runner_retry_base_s: float = Field(
+        0.2,
+        description="First retry delay of a failing record or an unreachable database (doubles each time)",
+    )
+    runner_retry_max_s: float = Field(10.0, description="Cap of that retry delay")
     runner_stuck_after_s: float = Field(
         120.0, description="Liveness fails when partitions are assigned, lag > 0 and nothing moved this long"
     )
-    outbox_batch: int = 5000
-    outbox_poll_s: float = 0.05
+    outbox_batch: int = Field(5000, description="Max outbox rows the relay publishes per round")
+    outbox_poll_s: float = Field(
+        0.05, description="Relay sleep when the outbox is drained (a commit in the same process wakes it)"
+    )
     outbox_retention_s: float = Field(3600.0, description="Keep published outbox rows this long")
     inbox_retention_s: float = Field(
         30 * 86400.0, description="Remember processed ce_ids this long (must exceed the DLQ replay window)"
@@ -93,11 +116,18 @@ class RunnerSettings(ArrearsSettings):
 class ServiceSettings(KafkaSettings, DatabaseSettings, RunnerSettings):
     """Settings every service has. Subclass per service for its own options."""
 
-    service_name: str = "arrears"
-    http_host: str = "127.0.0.1"
-    http_port: int = 8000
-    log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    service_name: str = Field(
+        "arrears",
+        description="Fixed by each service's entry point (logs, metrics, consumer group); the variable is ignored",
+    )
+    http_host: str = Field(
+        "127.0.0.1", description="Address of the HTTP server (/healthz, /readyz, /metrics, the API)"
+    )
+    http_port: int = Field(8000, description="Port of the HTTP server")
+    log_level: str = Field("INFO", description="Python log level: DEBUG, INFO, WARNING, ERROR")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json = one JSON object per line on stdout; text = human-readable lines"
+    )
     shutdown_grace_s: float = Field(8.0, description="Time allowed to finish the batch in hand on SIGTERM")
     startup_retry_s: float = Field(
         2.0, description="Delay between attempts to reach the broker/database at start"

@@ -42,6 +42,12 @@ PROVIDER_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 MESSAGES_SENT = Counter("arrears_messages_sent_total", "Notice outcomes", ["service", "channel", "status"])
+CIRCUIT_STATE = Gauge(
+    "arrears_circuit_state", "Provider circuit breaker (0 closed, 1 half-open, 2 open)", ["service", "route"]
+)
+DELIVERY_FALLBACKS = Counter(
+    "arrears_delivery_fallbacks_total", "Sends that used a fallback route", ["service", "route"]
+)
 DEPENDENCY_UP = Gauge(
     "arrears_dependency_up", "1 when a dependency answered its last check", ["service", "dependency"]
 )

@@ -12,6 +12,7 @@ MESSAGE_SENT = "message-sent"
 REPLY_RECEIVED = "reply-received"
 INGEST_REJECTED = "ingest-rejected"
 CASE_ESCALATED = "case-escalated"
+OVERRIDES = "overrides"
 
 EVENT_TOPICS: tuple[str, ...] = (
     ACCOUNT_CHANGED,
@@ -20,6 +21,7 @@ EVENT_TOPICS: tuple[str, ...] = (
     REPLY_RECEIVED,
     INGEST_REJECTED,
     CASE_ESCALATED,
+    OVERRIDES,
 )
 
 # consumer group (= service name) -> topics it consumes

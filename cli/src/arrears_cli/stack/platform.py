@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -171,6 +172,8 @@ class Platform:
             os.environ.get("ARREARS_QUO_WEBHOOK_SIGNING_KEY")
             or base64.b64encode(secrets.token_bytes(32)).decode()
         )
+        # the operator API key of this dev stack (admin role); written to <data_dir>/admin-api-key, never logged
+        self.admin_api_key = os.environ.get("ARREARS_DEV_ADMIN_API_KEY") or "dev-" + secrets.token_urlsafe(24)
         self._stack: StackInfo | None = None
         self._database_url = ""
         self._stopped = False
@@ -209,11 +212,20 @@ class Platform:
         return self.supervisor[svc]
 
     def env_for(self, svc: str) -> dict[str, str]:
-        return {
-            **service_env(self.stack, svc, self.ports),
-            **self.extra_env,
-            **self.service_overrides.get(svc, {}),
-        }
+        env = service_env(self.stack, svc, self.ports)
+        if svc == "escalation" and not os.environ.get("ARREARS_ESCALATION_API_KEYS"):
+            digest = hashlib.sha256(self.admin_api_key.encode()).hexdigest()
+            env["ARREARS_ESCALATION_API_KEYS"] = f"dev-admin:admin:{digest}"
+        return {**env, **self.extra_env, **self.service_overrides.get(svc, {})}
+
+    def write_admin_key(self) -> Path:
+        """Save the dev stack's admin API key (mode 0600) for the operator; returns the file."""
+        path = self.data_dir / "admin-api-key"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.admin_api_key + "\n")
+        return path
 
     # -- start ------------------------------------------------------------------------------------------------
 
@@ -453,6 +465,10 @@ class Platform:
         lines.append(f"  Kafka            {self.bootstrap_servers}")
         lines.append(f"  PostgreSQL       {self.database_url}")
         lines.append(f"  Data dir         {self.data_dir}")
+        if "escalation" in self.services and not os.environ.get("ARREARS_ESCALATION_API_KEYS"):
+            lines.append(
+                f"  Admin API key    in {self.write_admin_key()}  (send as 'Authorization: Bearer <key>')"
+            )
         took = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
         lines.append(f"  Start-up         {took}")
         lines.append("Press Ctrl-C to stop.")

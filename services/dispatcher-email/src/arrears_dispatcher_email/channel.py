@@ -1,21 +1,25 @@
-"""The Gmail-specific part of email delivery: render (templates + MIME), send, reconcile."""
+"""The email-specific part of delivery: render (templates + MIME), send by the Gmail API (primary route) or
+an SMTP relay (fallback route), reconcile by the deterministic Message-ID."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import html
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from arrears_shared.delivery import DeliveryRow, Rendered, SendResult
-from arrears_shared.delivery.render import notice_context, sample_notice, sandbox
+from arrears_shared.delivery import CannotReconcile, DeliveryRow, Rendered, SendResult, ThreadRef
+from arrears_shared.delivery.render import notice_context, sample_notice
+from arrears_shared.delivery.templates import TemplateSet
 from arrears_shared.events import Channel, NoticeDue, Tier
-from jinja2 import TemplateError
 
 from .gmail_client import GmailClient
 from .mime import build_message, message_id_for, unsubscribe_url
 from .settings import EmailSettings
+from .smtp_client import SmtpRelay
 
 
 def _html(name: str | None) -> bool:
@@ -23,39 +27,89 @@ def _html(name: str | None) -> bool:
 
 
 class EmailTemplates:
-    """Per tier: `email/<tier>.subject.j2`, `email/<tier>.txt.j2`, `email/<tier>.html.j2` (HTML autoescaped)."""
+    """Per step/tier and locale: `email/[<locale>/]<name>.subject.j2`, `.txt.j2`, `.html.j2` (HTML
+    autoescaped). Every email must carry the unsubscribe link and the configured disclosure."""
 
-    def __init__(self, brand: str, unsubscribe_template: str) -> None:
+    def __init__(
+        self,
+        brand: str,
+        unsubscribe_template: str,
+        *,
+        disclosure: str = "",
+        postal_address: str = "",
+        override_dir: str | None = None,
+        default_locale: str = "en",
+    ) -> None:
         self.brand = brand
         self.unsubscribe_template = unsubscribe_template
-        self.env = sandbox("arrears_dispatcher_email", "templates", autoescape=_html)
+        self.disclosure = disclosure
+        self.postal_address = postal_address
+        self.templates = TemplateSet(
+            "arrears_dispatcher_email",
+            "email",
+            override_dir=override_dir,
+            autoescape=_html,
+            default_locale=default_locale,
+        )
+
+    def context(self, notice: NoticeDue) -> dict[str, Any]:
+        return {
+            **notice_context(notice, self.brand),
+            "unsubscribe_url": unsubscribe_url(self.unsubscribe_template, notice.notice_id),
+            "disclosure": self.disclosure,
+            "postal_address": self.postal_address,
+        }
 
     def render(self, notice: NoticeDue) -> tuple[str, str, str, str]:
         """(subject, text, html, unsubscribe url). Raises ValueError when a template fails."""
-        unsub = unsubscribe_url(self.unsubscribe_template, notice.notice_id)
-        ctx = {**notice_context(notice, self.brand), "unsubscribe_url": unsub}
-        t = notice.tier.value
-        try:
-            subject = self.env.get_template(f"email/{t}.subject.j2").render(ctx)
-            text = self.env.get_template(f"email/{t}.txt.j2").render(ctx)
-            html = self.env.get_template(f"email/{t}.html.j2").render(ctx)
-        except TemplateError as e:
-            raise ValueError(f"email templates for {t}: {type(e).__name__}: {e}") from e
+        ctx = self.context(notice)
+        unsub = ctx["unsubscribe_url"]
+        subject = self.templates.render(notice, ctx, ".subject.j2")
+        text = self.templates.render(notice, ctx, ".txt.j2")
+        body = self.templates.render(notice, ctx, ".html.j2")
+        name = f"email templates for {notice.template_id}/{notice.tier.value}"
         if not subject.strip():
-            raise ValueError(f"email/{t}.subject.j2 rendered an empty subject")
-        if unsub not in text or unsub not in html:
-            raise ValueError(f"email templates for {t} must include the unsubscribe link")
-        return subject, text, html, unsub
+            raise ValueError(f"{name} rendered an empty subject")
+        if unsub not in text or html.escape(unsub) not in body:
+            raise ValueError(f"{name} must include the unsubscribe link in the text and HTML parts")
+        for required in (self.disclosure, self.postal_address):
+            if required and (required not in text or html.escape(required) not in body):
+                raise ValueError(f"{name} must include the disclosure and postal address in both parts")
+        return subject, text, body, unsub
 
     def validate(self) -> None:
-        """Render every tier with a sample notice; raises at start-up if any template is broken."""
-        for tier in Tier:
-            self.render(sample_notice(tier, Channel.EMAIL, "sample@example.com"))
+        """At start-up: only known variables, and every tier in every locale renders with the required
+        unsubscribe link and disclosures. Raises naming the template."""
+        sample = sample_notice(Tier.REMINDER, Channel.EMAIL, "sample@example.com")
+        self.templates.check_variables(self.context(sample))
+        for locale in self.templates.locales():
+            for tier in Tier:
+                n = sample_notice(tier, Channel.EMAIL, "sample@example.com")
+                self.render(n.model_copy(update={"locale": locale}))
+
+
+class SmtpRoute:
+    """Fallback route: the same rendered message through an SMTP relay."""
+
+    provider = "smtp"
+
+    def __init__(self, settings: EmailSettings, relay: SmtpRelay) -> None:
+        self.relay = relay
+        self.sender = settings.gmail_sender
+        self.limiter_name = f"smtp:{relay.host}:{settings.gmail_sender}"
+        self.rate_per_s = settings.smtp_rate_per_s
+        self.burst = 1.0
+
+    async def send(self, row: DeliveryRow, rendered: Rendered) -> SendResult:
+        raw = base64.b64decode(rendered["raw"])
+        await self.relay.send_raw(raw, self.sender, [row.to_address])
+        return SendResult(message_id_for(row.notice_id, self.sender))
 
 
 class EmailChannel:
     channel = "email"
     provider = "gmail"
+    threaded = True
 
     def __init__(self, settings: EmailSettings, client: GmailClient | None = None) -> None:
         self.settings = settings
@@ -63,11 +117,23 @@ class EmailChannel:
         self.limiter_name = f"gmail:{settings.gmail_sender or 'default'}"
         self.rate_per_s = settings.gmail_rate_per_s
         self.burst = settings.gmail_rate_burst
-        self.templates = EmailTemplates(settings.brand_name, settings.email_unsubscribe_url)
+        self.daily_quota = settings.gmail_daily_quota
+        self.templates = EmailTemplates(
+            settings.brand_name,
+            settings.email_unsubscribe_url,
+            disclosure=settings.email_disclosure,
+            postal_address=settings.email_postal_address,
+            override_dir=settings.email_templates_dir,
+            default_locale=settings.email_default_locale,
+        )
         self.client = client or make_client(settings)
+        self.fallback: SmtpRoute | None = (
+            SmtpRoute(settings, make_relay(settings)) if settings.smtp_host else None
+        )
 
-    def render(self, notice: NoticeDue) -> Rendered:
-        subject, text, html, unsub = self.templates.render(notice)
+    def render(self, notice: NoticeDue, thread: ThreadRef | None = None) -> Rendered:
+        subject, text, body, unsub = self.templates.render(notice)
+        references = [message_id_for(n, self.sender) for n in thread.notice_ids] if thread else []
         raw = build_message(
             notice_id=notice.notice_id,
             to=notice.to,
@@ -76,24 +142,48 @@ class EmailChannel:
             sender_name=self.settings.brand_name,
             subject=subject,
             text_body=text,
-            html_body=html,
+            html_body=body,
             unsubscribe=unsub,
             date=datetime.now(UTC),
+            references=references,
         )
-        return {"raw": base64.b64encode(raw).decode("ascii")}
+        out: Rendered = {"raw": base64.b64encode(raw).decode("ascii")}
+        if thread and thread.thread_id:
+            out["thread_id"] = thread.thread_id
+        return out
 
     async def send(self, row: DeliveryRow, rendered: Rendered) -> SendResult:
-        sent = await self.client.send_raw(base64.b64decode(rendered["raw"]), None)
+        sent = await self.client.send_raw(base64.b64decode(rendered["raw"]), rendered.get("thread_id"))
         return SendResult(sent.id, sent.thread_id)
 
     async def reconcile(self, row: DeliveryRow) -> str | None:
-        """Was this notice accepted by Gmail before we lost the answer? Search by its deterministic
-        Message-ID (`rfc822msgid:`), which Gmail indexes; custom X- headers are not searchable there."""
-        found = await self.client.find_by_message_id(message_id_for(row.notice_id, self.sender))
-        return found[0] if found else None
+        """Was this notice accepted before we lost the answer? Search the mailbox by its deterministic
+        Message-ID (`rfc822msgid:`), which Gmail indexes (custom X- headers are not searchable there).
+        A relay (Google's smtp-relay) files what it sends in the mailbox too; a relay that does not
+        cannot be asked, so an SMTP send that is not found cannot be resent safely."""
+        message_id = message_id_for(row.notice_id, self.sender)
+        found = await self.client.find_by_message_id(message_id)
+        if found:
+            return found[0]
+        if row.route == "fallback":
+            raise CannotReconcile(f"sent by the SMTP relay; {message_id} not found in the mailbox")
+        return None
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.client.close)
+
+
+def make_relay(s: EmailSettings) -> SmtpRelay:
+    assert s.smtp_host is not None
+    return SmtpRelay(
+        host=s.smtp_host,
+        port=s.smtp_port,
+        username=s.smtp_username,
+        password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+        starttls=s.smtp_starttls,
+        implicit_tls=s.smtp_implicit_tls,
+        timeout_s=s.smtp_timeout_s,
+    )
 
 
 def make_client(s: EmailSettings) -> GmailClient:

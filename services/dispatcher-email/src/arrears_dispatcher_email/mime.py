@@ -23,6 +23,7 @@ NOTICE_HEADER = "X-Arrears-Notice-Id"
 _ADDR = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
+_MSGID = re.compile(r"^<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[A-Za-z0-9.-]{1,250}>$")
 _TOKEN = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
@@ -53,7 +54,10 @@ def build_message(
     html_body: str,
     unsubscribe: str,
     date: datetime,
+    references: list[str] | None = None,
 ) -> bytes:
+    """The notice as multipart/alternative (text + HTML). `references`: Message-IDs of the earlier
+    notices to this account, oldest first; the last one is `In-Reply-To` (per-account threading)."""
     if not _TOKEN.match(notice_id):
         raise ValueError("notice id is not a printable header token")
     msg = EmailMessage(policy=policy.SMTP)
@@ -63,6 +67,11 @@ def build_message(
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id_for(notice_id, sender)
     msg[NOTICE_HEADER] = notice_id
+    if references:
+        ids = [r for r in references if _MSGID.match(r)]
+        if ids:
+            msg["In-Reply-To"] = ids[-1]
+            msg["References"] = " ".join(ids)
     msg["List-Unsubscribe"] = f"<{one_line(unsubscribe)}>, <mailto:{sender}?subject=unsubscribe>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(text_body)

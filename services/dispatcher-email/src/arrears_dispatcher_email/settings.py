@@ -29,3 +29,32 @@ class EmailSettings(DispatchSettings):
         description="One-click unsubscribe URL (https); {notice_id} is replaced",
     )
     brand_name: str = Field("Arrears Collections", description="Creditor name shown in messages")
+    email_disclosure: str = Field(
+        "This communication is from a debt collector. This is an attempt to collect a debt and any"
+        " information obtained will be used for that purpose.",
+        description="Required disclosure every email carries (text and HTML part); empty = none",
+    )
+    email_postal_address: str = Field(
+        "", description="Sender's postal address shown in every email footer (CAN-SPAM); empty = none"
+    )
+    email_templates_dir: str | None = Field(
+        None,
+        description="Folder whose email/[<locale>/]<name>.{subject,txt,html}.j2 override the packaged ones",
+    )
+    email_default_locale: str = Field("en", description="Language of the templates at the email/ root")
+    gmail_daily_quota: int | None = Field(
+        2000,
+        ge=1,
+        description="Sends per UTC day of the mailbox, all replicas together (Workspace ~2000, consumer ~500);"
+        " when used up, email goes by the SMTP relay if configured, else waits for the next day",
+    )
+    smtp_host: str | None = Field(
+        None, description="SMTP relay host for the fallback route; None = no fallback"
+    )
+    smtp_port: int = Field(587, description="SMTP relay port (587 submission + STARTTLS, 465 implicit TLS)")
+    smtp_username: str | None = Field(None, description="SMTP AUTH user name (None = no AUTH)")
+    smtp_password: SecretStr | None = Field(None, description="SMTP AUTH password")
+    smtp_starttls: bool = Field(True, description="Upgrade with STARTTLS (required when the relay offers it)")
+    smtp_implicit_tls: bool = Field(False, description="Connect with TLS from the start (port 465)")
+    smtp_timeout_s: float = Field(15.0, gt=0, description="Timeout of one SMTP transaction")
+    smtp_rate_per_s: float = Field(5.0, gt=0, description="Sends per second through the relay, all replicas")

@@ -27,6 +27,8 @@ def definition(
     settings: SmsSettings | None = None, *, group: str | None = None, gate: Gate | None = None
 ) -> ServiceDefinition:
     settings = settings or SmsSettings(service_name=NAME)
+    if group and not settings.dispatch_dlq_group:
+        settings = settings.model_copy(update={"dispatch_dlq_group": group})
     engine = build_engine(settings, gate=gate)
 
     return ServiceDefinition(

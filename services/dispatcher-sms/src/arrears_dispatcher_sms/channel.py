@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from arrears_shared.delivery import DeliveryRow, Rendered, SendResult
+from arrears_shared.delivery import DeliveryRow, Rendered, SendResult, ThreadRef
 from arrears_shared.events import NoticeDue
 
 from .quo_client import QuoClient
@@ -24,15 +24,22 @@ class SmsChannel:
         self.limiter_name = f"quo:{settings.quo_from_number or 'default'}"
         self.rate_per_s = settings.quo_rate_per_s
         self.burst = settings.quo_rate_burst
-        self.templates = SmsTemplates(settings.brand_name)
+        self.templates = SmsTemplates(
+            settings.brand_name,
+            footer=settings.sms_opt_out_footer,
+            max_segments=settings.sms_max_segments,
+            override_dir=settings.sms_templates_dir,
+            default_locale=settings.sms_default_locale,
+        )
         self.client = client or QuoClient(
             api_key=settings.quo_api_key.get_secret_value(),
             base_url=settings.quo_base_url,
             timeout_s=settings.quo_timeout_s,
         )
 
-    def render(self, notice: NoticeDue) -> Rendered:
-        return {"content": self.templates.render(notice)}
+    def render(self, notice: NoticeDue, thread: ThreadRef | None = None) -> Rendered:
+        text, segments = self.templates.render_counted(notice)
+        return {"content": text, "segments": segments.count, "encoding": segments.encoding}
 
     async def send(self, row: DeliveryRow, rendered: Rendered) -> SendResult:
         msg = await self.client.send_message(

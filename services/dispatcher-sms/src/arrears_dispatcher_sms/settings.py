@@ -16,3 +16,13 @@ class SmsSettings(DispatchSettings):
     quo_rate_burst: float = Field(1.0, ge=1, description="GCRA burst (1 = evenly spaced sends)")
     quo_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one QUO request")
     brand_name: str = Field("Arrears Collections", description="Creditor name shown in messages")
+    sms_max_segments: int = Field(
+        3, ge=1, le=10, description="Segment ceiling of one SMS (GSM-7 153 / UCS-2 67 characters per part)"
+    )
+    sms_opt_out_footer: str = Field(
+        "Reply STOP to opt out", description="Appended when a rendered SMS does not mention STOP"
+    )
+    sms_templates_dir: str | None = Field(
+        None, description="Folder whose sms/[<locale>/]<name>.j2 files override the packaged templates"
+    )
+    sms_default_locale: str = Field("en", description="Language of the templates at the sms/ root")

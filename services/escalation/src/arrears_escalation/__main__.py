@@ -6,16 +6,23 @@ from arrears_shared import topics
 from arrears_shared.service import Consumer, ServiceDefinition
 from arrears_shared.service import main as run
 
+from .audit.views import make_router as audit_router
+from .auth.views import bootstrap_keys
+from .auth.views import make_router as keys_router
 from .cases.handlers import make_handler
 from .cases.scheduled import make_timer_loop
 from .cases.views import make_router
+from .collection.views import make_router as collection_router
 from .deps import Deps
+from .overrides.views import make_router as overrides_router
 from .settings import EscalationSettings
+from .tasks.views import make_router as tasks_router
+from .timeline.views import make_router as timeline_router
 
 
-def definition() -> ServiceDefinition:
-    settings = EscalationSettings(service_name="escalation")
-    deps = Deps.from_settings(settings)
+def definition(settings: EscalationSettings | None = None, deps: Deps | None = None) -> ServiceDefinition:
+    settings = settings or EscalationSettings(service_name="escalation")
+    deps = deps or Deps.from_settings(settings)
     return ServiceDefinition(
         name="escalation",
         settings=settings,
@@ -25,8 +32,17 @@ def definition() -> ServiceDefinition:
                 handler=make_handler(deps),
             )
         ],
-        routers=[make_router(deps)],
-        loops=[make_timer_loop(deps, settings.escalation_tick_s)],
+        routers=[
+            make_router(deps),
+            tasks_router(deps),
+            overrides_router(deps),
+            timeline_router(),
+            audit_router(),
+            keys_router(),
+            collection_router(),
+        ],
+        on_start=lambda ctx: bootstrap_keys(ctx, settings.escalation_api_keys),
+        loops=[make_timer_loop(deps, settings.escalation_tick_s, settings.escalation_metrics_hour_utc)],
     )
 
 

@@ -1,15 +1,20 @@
-"""`python -m arrears_ingest`: the ingest service (PME master sheet -> account-changed / ingest-rejected)."""
+"""`python -m arrears_ingest`: the ingest service (PME master sheet, CSV/XLSX uploads, payment webhooks
+-> account-changed / ingest-rejected; sheet write-back of each row's outcome)."""
 
 from __future__ import annotations
 
 from arrears_shared.service import Context, ServiceDefinition
 from arrears_shared.service import main as run
 
+from .payments import views as payment_views
 from .runs import scheduled, views
-from .runs.service import SheetIngestor
+from .runs.service import SheetIngestor, UploadIngestor
 from .settings import IngestSettings
 from .sources.sheet import SheetReader
-from .validation import ValidationConfig
+from .uploads import views as upload_views
+from .validation import ValidationConfig, column_aliases
+from .writeback import scheduled as writeback_scheduled
+from .writeback.service import SheetWriteBack
 
 
 def validation_config(settings: IngestSettings) -> ValidationConfig:
@@ -17,29 +22,41 @@ def validation_config(settings: IngestSettings) -> ValidationConfig:
         default_region=settings.ingest_default_region.upper(),
         date_order=settings.ingest_date_order,
         default_currency=settings.ingest_default_currency,
+        aliases=column_aliases(settings.ingest_column_map),
     )
 
 
 def definition(settings: IngestSettings | None = None) -> ServiceDefinition:
     settings = settings or IngestSettings(service_name="ingest")
+    cfg = validation_config(settings)  # fails fast on a bad ARREARS_INGEST_COLUMN_MAP
 
     async def on_start(ctx: Context) -> None:
         reader = SheetReader(settings)
         ctx.extra["sheet_reader"] = reader
+        writeback = SheetWriteBack(
+            engine=ctx.engine, schema=ctx.schema, settings=settings, client=reader.worksheet, cfg=cfg
+        )
+        ctx.extra["sheet_writeback"] = writeback
+        enabled = settings.ingest_writeback
         ctx.extra["sheet_ingestor"] = SheetIngestor(
             engine=ctx.engine,
             schema=ctx.schema,
-            cfg=validation_config(settings),
+            cfg=cfg,
             read=reader.read,
             transaction=ctx.transaction,
+            on_success=writeback.queue if enabled else None,
+            after_commit=writeback.flush_quietly if enabled else None,
+        )
+        ctx.extra["upload_ingestor"] = UploadIngestor(
+            engine=ctx.engine, schema=ctx.schema, cfg=cfg, transaction=ctx.transaction
         )
 
     return ServiceDefinition(
         name="ingest",
         settings=settings,
         consumers=[],
-        routers=[views.router],
-        loops=[scheduled.poll_sheet],
+        routers=[views.router, upload_views.router, payment_views.router],
+        loops=[scheduled.poll_sheet, writeback_scheduled.replay_writebacks],
         on_start=on_start,
         readiness={"sheet_source": scheduled.sheet_source_ready},
     )

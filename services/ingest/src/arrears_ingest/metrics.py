@@ -30,3 +30,11 @@ RUN_SECONDS = Histogram(
     ["source"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
+WRITEBACK_PENDING = Gauge(
+    "arrears_ingest_writeback_pending",
+    "Row outcomes queued for write-back to the sheet (grows while the sheet is unavailable)",
+)
+WRITEBACK_CELLS = Counter(
+    "arrears_ingest_writeback_cells_total",
+    "Cells written back to the sheet (Arrears Status / Arrears Reason)",
+)

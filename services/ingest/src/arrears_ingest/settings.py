@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from arrears_shared.settings import ServiceSettings
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 
 class IngestSettings(ServiceSettings):
@@ -24,6 +24,12 @@ class IngestSettings(ServiceSettings):
         None, description="Spreadsheet id of the PME master sheet (None = sheet polling disabled)"
     )
     sheets_worksheet: str = Field("Accounts", description="Worksheet (tab) holding the accounts")
+    sheets_max_retries: int = Field(
+        4, ge=0, description="Retries of a Sheets request answered 408/429/5xx (exponential backoff + jitter)"
+    )
+    sheets_initial_backoff_s: float = Field(1.0, gt=0, description="First retry delay; doubles per retry")
+    sheets_max_backoff_s: float = Field(16.0, gt=0, description="Longest retry delay")
+    sheets_timeout_s: float = Field(30.0, gt=0, description="Per-request timeout of Sheets API calls")
     ingest_poll_interval_s: float = Field(
         300.0, gt=0, description="Seconds between sheet polls (the first poll runs at start-up)"
     )
@@ -35,4 +41,37 @@ class IngestSettings(ServiceSettings):
     )
     ingest_default_currency: str = Field(
         "USD", pattern=r"^[A-Z]{3}$", description="Currency of rows with an empty Currency column"
+    )
+    ingest_column_map: dict[str, str] = Field(
+        default_factory=dict,
+        description='Extra header names, JSON {"sheet header": "canonical column"}, e.g. '
+        '{"Acct #": "Account ID", "Amount Owed": "Balance"}; matched case/space/punctuation-insensitively',
+    )
+    ingest_upload_max_bytes: int = Field(
+        50_000_000, gt=0, description="Largest CSV/XLSX upload accepted by POST /ingest/upload (413 above)"
+    )
+    ingest_writeback: bool = Field(
+        True, description="Write Arrears Status / Arrears Reason back to the sheet after each sheet run"
+    )
+    ingest_writeback_retry_s: float = Field(
+        30.0, gt=0, description="Seconds between attempts to replay queued sheet write-backs"
+    )
+    ingest_writeback_ranges_per_request: int = Field(
+        500, gt=0, description="Ranges per values:batchUpdate request of the write-back"
+    )
+    sheets_writes_per_minute: int = Field(
+        50,
+        gt=0,
+        description="Client-side cap on Sheets write requests per minute (Google allows 60 per user)",
+    )
+    payments_stripe_webhook_secret: SecretStr | None = Field(
+        None, description="Stripe endpoint signing secret (whsec_...); unset = Stripe webhook disabled (404)"
+    )
+    payments_stripe_tolerance_s: int = Field(
+        300, gt=0, description="Max age of a Stripe-Signature timestamp; older deliveries are refused"
+    )
+    payments_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Standard Webhooks secret (whsec_<base64>) of the generic payment webhook; "
+        "unset = generic webhook disabled (404)",
     )

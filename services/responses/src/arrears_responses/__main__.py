@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from arrears_shared import topics
 from arrears_shared.service import Consumer, ServiceDefinition
 from arrears_shared.service import main as run
 
 from .contacts.handlers import handle_message_sent
+from .gmail.poller import make_gmail_loop
+from .gmail.views import make_push_router
 from .replies.views import replies_router
 from .settings import ResponsesSettings
 from .webhooks.views import webhooks_router
@@ -14,11 +18,13 @@ from .webhooks.views import webhooks_router
 
 def definition(settings: ResponsesSettings | None = None) -> ServiceDefinition:
     settings = settings or ResponsesSettings(service_name="responses")
+    wake = asyncio.Event()  # a Gmail push wakes the poller
     return ServiceDefinition(
         name="responses",
         settings=settings,
         consumers=[Consumer(topics=[topics.MESSAGE_SENT], handler=handle_message_sent)],
-        routers=[webhooks_router, replies_router],
+        routers=[webhooks_router, replies_router, make_push_router(wake)],
+        loops=[make_gmail_loop(wake)],
     )
 
 

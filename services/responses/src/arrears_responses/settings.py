@@ -17,3 +17,53 @@ class ResponsesSettings(ServiceSettings):
     responses_webhook_tolerance_s: int = Field(
         300, gt=0, description="Max age (seconds) of a webhook signature timestamp; older = replay, rejected"
     )
+
+    responses_brand_name: str = Field("Arrears Collections", description="Creditor name in automatic answers")
+    responses_help_text: str = Field(
+        "{brand}: messages about your account. Reply to this number or call us to talk to a person. "
+        "Msg&data rates may apply. Reply STOP to opt out.",
+        max_length=1600,
+        description="Answer to an SMS HELP (`{brand}` is replaced); must name the opt-out",
+    )
+    responses_opt_out_confirmation_text: str = Field(
+        "{brand}: you are unsubscribed and will get no more text messages from us.",
+        max_length=1600,
+        description="The one confirmation sent after an SMS opt-out (`{brand}` is replaced)",
+    )
+    responses_help_interval_s: float = Field(
+        3600.0, ge=0, description="At most one HELP answer per number in this many seconds"
+    )
+    responses_auto_reply_expiry_s: float = Field(
+        86400.0, gt=0, description="An automatic answer not sent within this many seconds is dropped"
+    )
+    responses_auto_replies: bool = Field(
+        True, description="Answer SMS HELP and confirm SMS opt-outs (through notice-due -> dispatcher-sms)"
+    )
+
+    responses_gmail_enabled: bool = Field(
+        False, description="Poll the Gmail mailbox for replies, bounces and automatic replies"
+    )
+    gmail_api_endpoint: str | None = Field(
+        None, description="Gmail API root (None = Google's); the emulator's URL in tests and `arrears up`"
+    )
+    gmail_token: SecretStr | None = Field(
+        None, description="OAuth access token of the mailbox (or use a file)"
+    )
+    gmail_credentials_file: str | None = Field(
+        None, description="Service-account JSON with domain-wide delegation acting as ARREARS_GMAIL_SENDER"
+    )
+    gmail_sender: str = Field("", description="The collections mailbox address (replies arrive here)")
+    gmail_timeout_s: float = Field(15.0, gt=0, description="HTTP timeout of one Gmail request")
+    responses_gmail_poll_s: float = Field(
+        30.0, gt=0, description="Seconds between history.list polls (a Pub/Sub push polls at once)"
+    )
+    responses_gmail_max_per_poll: int = Field(
+        500, gt=0, description="Messages handled per poll (the cursor advances only past handled ones)"
+    )
+    responses_gmail_resync_days: int = Field(
+        7, gt=0, description="Full resync after an expired history id reads the inbox of this many days"
+    )
+    responses_gmail_push_token: SecretStr | None = Field(
+        None,
+        description="Shared secret expected as `?token=` on the Pub/Sub push URL; unset = push refused",
+    )

@@ -8,7 +8,10 @@ from arrears_shared.service import main as run
 
 from .accounts.handlers import make_handler
 from .accounts.views import make_router
+from .approvals.views import make_router as approvals_router
+from .campaigns.views import make_router as campaigns_router
 from .deps import Deps
+from .policy.views import make_router as policies_router
 from .settings import SegmenterSettings
 from .timers.scheduled import make_timer_loop
 
@@ -25,7 +28,7 @@ def definition() -> ServiceDefinition:
                 handler=make_handler(deps),
             )
         ],
-        routers=[make_router(deps)],
+        routers=[make_router(deps), policies_router(deps), campaigns_router(deps), approvals_router(deps)],
         loops=[make_timer_loop(deps, settings.segmenter_tick_s)],
     )
 

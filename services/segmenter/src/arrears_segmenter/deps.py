@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import yaml
 from arrears_shared.compliance import DEFAULT_RULES, RuleSet
 
+from .accounts.projection import FoldContext
 from .aging import DEFAULT_BOUNDARIES, parse_boundaries
 from .clock import Clock
 from .policy.models import Policy, load_policy
+from .segments import DEFAULT_BALANCE_BANDS, parse_bands
 from .settings import SegmenterSettings
 
 
@@ -22,6 +25,15 @@ class Deps:
     boundaries: tuple[int, int, int, int] = DEFAULT_BOUNDARIES
     paid_claim_pause_days: int = 7
     timer_batch: int = 500
+    bands: tuple[int, ...] = DEFAULT_BALANCE_BANDS
+
+    def fold_context(self, now: datetime) -> FoldContext:
+        return FoldContext(
+            now=now,
+            boundaries=self.boundaries,
+            bands=self.bands,
+            paid_claim_pause_days=self.paid_claim_pause_days,
+        )
 
     @classmethod
     def from_settings(cls, s: SegmenterSettings) -> Deps:
@@ -37,4 +49,5 @@ class Deps:
             boundaries=parse_boundaries(s.segmenter_aging_boundaries),
             paid_claim_pause_days=s.segmenter_paid_claim_pause_days,
             timer_batch=s.segmenter_timer_batch,
+            bands=parse_bands(s.segmenter_balance_bands),
         )

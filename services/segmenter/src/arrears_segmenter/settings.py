@@ -19,4 +19,8 @@ class SegmenterSettings(ServiceSettings):
     segmenter_paid_claim_pause_days: int = Field(
         7, description="Pause after a 'paid' claim without a date, to let the payment show up"
     )
+    segmenter_balance_bands: str = Field(
+        "10000,100000,1000000",
+        description="Upper bounds (minor units) of the low / medium / high balance bands; above: very_high",
+    )
     segmenter_clock_offset_s: float = Field(0.0, description="Shift 'now' (demos only)")

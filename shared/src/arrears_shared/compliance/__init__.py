@@ -3,17 +3,19 @@
 Used by the segmenter when a notice falls due and by the dispatchers right before a send.
 """
 
-from .gate import Decision, candidate_zones, evaluate, next_allowed
+from .gate import DayRule, Decision, candidate_zones, day_rule, evaluate, next_allowed
 from .rules import DEFAULT_RULES, FrequencyCap, Jurisdiction, ResolvedJurisdiction, RuleSet
 
 __all__ = [
     "DEFAULT_RULES",
+    "DayRule",
     "Decision",
     "FrequencyCap",
     "Jurisdiction",
     "ResolvedJurisdiction",
     "RuleSet",
     "candidate_zones",
+    "day_rule",
     "evaluate",
     "next_allowed",
 ]

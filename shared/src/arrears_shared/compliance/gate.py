@@ -7,12 +7,14 @@ drop); opt-outs and do-not-contact suppress. Every decision names the rule that 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays as holidays_lib
 from pydantic import BaseModel, ConfigDict
 
 from .rules import DEFAULT_RULES, ResolvedJurisdiction, RuleSet
@@ -53,7 +55,54 @@ def candidate_zones(
     return tuple(j.candidate_zones), True
 
 
-def _in_window(instant: datetime, zones: Sequence[str], start: dtime, end: dtime) -> bool:
+DayRule = Callable[[date], str | None]
+"""local date -> why no contact is allowed that day ('weekend' / 'holiday'), or None."""
+
+
+@lru_cache(maxsize=256)
+def _calendar(country: str, subdivision: str | None) -> Any:
+    try:
+        return holidays_lib.country_holidays(country, subdiv=subdivision)
+    except NotImplementedError:
+        if subdivision is None:
+            raise ValueError(f"unknown holiday calendar {country!r}") from None
+        return holidays_lib.country_holidays(country)  # region not a subdivision of this calendar
+
+
+def day_rule(j: ResolvedJurisdiction) -> DayRule | None:
+    """The jurisdiction's weekday / holiday blocks as one predicate, or None when every day is open."""
+    if not j.has_day_rules:
+        return None
+    weekdays = frozenset(j.no_contact_weekdays)
+    extra = frozenset(j.extra_no_contact_dates)
+    cal = _calendar(j.holiday_calendar, j.holiday_subdivision) if j.holiday_calendar else None
+
+    def blocked(d: date) -> str | None:
+        if d.isoweekday() in weekdays:
+            return "weekend"
+        if d in extra or (cal is not None and d in cal):
+            return "holiday"
+        return None
+
+    return blocked
+
+
+def _blocked_day(instant: datetime, zones: Sequence[str], days: DayRule | None) -> str | None:
+    if days is None:
+        return None
+    for name in zones:
+        z = _zone(name)
+        why = days(instant.astimezone(z if z is not None else UTC).date())
+        if why is not None:
+            return why
+    return None
+
+
+def _in_window(
+    instant: datetime, zones: Sequence[str], start: dtime, end: dtime, days: DayRule | None = None
+) -> bool:
+    if _blocked_day(instant, zones, days) is not None:
+        return False
     for name in zones:
         z = _zone(name)
         local = instant.astimezone(z if z is not None else UTC).time()
@@ -78,21 +127,32 @@ def _window_starts(after: datetime, zones: Sequence[str], start: dtime, days: in
     return out
 
 
-def _next_in_window(now: datetime, zones: Sequence[str], start: dtime, end: dtime) -> datetime:
-    """Earliest instant >= now inside every zone's window. The intersection of the zones' windows starts at
-    one of the zones' window starts, so those (and `now`) are the only candidates; a bounded scan covers
-    exotic DST transitions."""
-    if _in_window(now, zones, start, end):
+def _day_starts(after: datetime, zones: Sequence[str], days: int) -> list[datetime]:
+    """UTC instants of every zone's local midnight on the next `days` local dates (a blocked day ends there)."""
+    return _window_starts(after, zones, dtime(0, 0), days)
+
+
+def _next_in_window(
+    now: datetime, zones: Sequence[str], start: dtime, end: dtime, days: DayRule | None = None
+) -> datetime:
+    """Earliest instant >= now inside every zone's window on an open day. The intersection of the zones'
+    windows starts at one of the zones' window starts or local midnights (a blocked day ending), so those
+    (and `now`) are the only candidates; a bounded scan covers exotic DST transitions."""
+    if _in_window(now, zones, start, end, days):
         return now
-    for c in sorted(t for t in _window_starts(now, zones, start, 8) if t > now):
-        if _in_window(c, zones, start, end):
+    horizon = 8 if days is None else 45
+    cands = _window_starts(now, zones, start, horizon)
+    if days is not None:
+        cands += _day_starts(now, zones, horizon)
+    for c in sorted(t for t in cands if t > now):
+        if _in_window(c, zones, start, end, days):
             return c
     t = now.replace(second=0, microsecond=0)
-    for _ in range(8 * 24 * 4):
+    for _ in range(horizon * 24 * 4):
         t += timedelta(minutes=15)
-        if _in_window(t, zones, start, end):
+        if _in_window(t, zones, start, end, days):
             return t
-    raise ValueError(f"no allowed moment within 8 days for zones {list(zones)}")
+    raise ValueError(f"no allowed moment within {horizon} days for zones {list(zones)}")
 
 
 def _aware(now: datetime) -> datetime:
@@ -113,7 +173,7 @@ def next_allowed(
     now = _aware(now_utc)
     j = rules.resolve(country, region)
     zones, _ = candidate_zones(timezone, country, region, rules)
-    return _next_in_window(now, zones, j.window_start, j.window_end)
+    return _next_in_window(now, zones, j.window_start, j.window_end, day_rule(j))
 
 
 def _frequency_release(
@@ -163,17 +223,27 @@ def evaluate(
         return Decision(allowed=False, rule_id="do_not_contact", reason="account is do-not-contact", **common)
     if ch in {str(c) for c in opted_out_channels}:
         return Decision(allowed=False, rule_id=f"opt_out.{ch}", reason=f"debtor opted out of {ch}", **common)
+    days = day_rule(j)
     release, why = _frequency_release(now, j, ch, sent_in_window, recent_sends)
     if release is not None:
         return Decision(
             allowed=False,
             rule_id=f"frequency_cap.{j.id}.{ch}",
-            defer_until=_next_in_window(release, zones, j.window_start, j.window_end),
+            defer_until=_next_in_window(release, zones, j.window_start, j.window_end, days),
             reason=why,
             **common,
         )
+    blocked = _blocked_day(now, zones, days)
+    if blocked is not None:
+        return Decision(
+            allowed=False,
+            rule_id=f"{blocked}.{j.id}",
+            defer_until=_next_in_window(now, zones, j.window_start, j.window_end, days),
+            reason=f"no contact on this local date ({blocked}) in {', '.join(zones)}",
+            **common,
+        )
     if not _in_window(now, zones, j.window_start, j.window_end):
-        when = _next_in_window(now, zones, j.window_start, j.window_end)
+        when = _next_in_window(now, zones, j.window_start, j.window_end, days)
         return Decision(
             allowed=False,
             rule_id=f"quiet_hours.{j.id}",

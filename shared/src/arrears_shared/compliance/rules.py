@@ -11,11 +11,14 @@ Sources (verify against the primary text before changing a default):
 - US frequency: Reg F 12 CFR 1006.14(b)(2) presumes calls harassing above 7 in 7 days; we keep a configurable
   per-channel cap for SMS and email too.
 - India: RBI fair practices code for recovery agents: contact only between 08:00 and 19:00.
+- Weekends and public holidays: no federal US rule forbids them, so the shipped table leaves them open; a
+  jurisdiction (or the house default) blocks them with `no_contact_weekdays` and `holiday_calendar` (any
+  country code of the `holidays` package, optionally a subdivision), plus `extra_no_contact_dates`.
 """
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import date, time
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,6 +45,17 @@ class Jurisdiction(BaseModel):
         None, description="Region code -> candidate zones, used when the zone is unknown but the region known"
     )
     frequency_caps: dict[str, FrequencyCap] | None = Field(None, description="channel -> cap")
+    no_contact_weekdays: list[int] | None = Field(
+        None, description="ISO weekdays (1 = Monday .. 7 = Sunday) with no contact at all, debtor local date"
+    )
+    holiday_calendar: str | None = Field(
+        None,
+        description="Country code of the `holidays` package whose public holidays block contact; '' = none",
+    )
+    holiday_subdivision: str | None = Field(
+        None, description="Subdivision for the calendar (e.g. 'CA'); default: the account's region if known"
+    )
+    extra_no_contact_dates: list[date] | None = Field(None, description="Further local dates with no contact")
 
 
 class ResolvedJurisdiction(BaseModel):
@@ -54,6 +68,14 @@ class ResolvedJurisdiction(BaseModel):
     candidate_zones: list[str]
     region_zones: dict[str, list[str]]
     frequency_caps: dict[str, FrequencyCap]
+    no_contact_weekdays: list[int] = Field(default_factory=list)
+    holiday_calendar: str | None = None
+    holiday_subdivision: str | None = None
+    extra_no_contact_dates: list[date] = Field(default_factory=list)
+
+    @property
+    def has_day_rules(self) -> bool:
+        return bool(self.no_contact_weekdays or self.holiday_calendar or self.extra_no_contact_dates)
 
 
 class RuleSet(BaseModel):
@@ -84,6 +106,10 @@ class RuleSet(BaseModel):
                     merged[k] = v
         merged.setdefault("region_zones", {})
         merged.setdefault("frequency_caps", {})
+        if not merged.get("holiday_calendar"):
+            merged["holiday_calendar"] = None
+        elif not merged.get("holiday_subdivision") and region:
+            merged["holiday_subdivision"] = region.upper()
         return ResolvedJurisdiction(id=jid, **merged)  # type: ignore[arg-type]
 
 
@@ -140,6 +166,10 @@ DEFAULT_RULES = RuleSet(
             window_source="FDCPA §805(a)(1); Reg F 12 CFR 1006.6(b)(1)(i)",
             candidate_zones=US_CONTINENTAL_ZONES,
             region_zones=US_REGION_ZONES,
+        ),
+        "US-MA": Jurisdiction(
+            window_source="FDCPA §805(a)(1); 940 CMR 7.04(1)(f) (MA: at most 2 calls/texts per 7 days)",
+            frequency_caps={"sms": FrequencyCap(max_messages=2, window_days=7)},
         ),
         "IN": Jurisdiction(
             window_start=time(8, 0),

@@ -5,14 +5,19 @@ state machine in Postgres, the consumer handler (notice-due / opt-out replies), 
 limiter shared by all replicas and in-doubt reconciliation.
 """
 
-from .channel import Channel, DeliveryRow, Rendered, SendResult
+from .breaker import CircuitBreaker
+from .channel import CannotReconcile, Channel, DeliveryRow, Rendered, Route, SendResult, ThreadRef
 from .engine import DeliveryEngine
 from .gate import GateDecision, allow_all, compliance_gate
 from .settings import DispatchSettings
 from .tables import create_delivery_tables, delivery_tables_ddl
 
 __all__ = [
+    "CannotReconcile",
     "Channel",
+    "CircuitBreaker",
+    "Route",
+    "ThreadRef",
     "DeliveryEngine",
     "DeliveryRow",
     "DispatchSettings",

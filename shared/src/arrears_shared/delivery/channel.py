@@ -35,6 +35,32 @@ class DeliveryRow:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    route: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRef:
+    """What this dispatcher already sent to the account on this channel, oldest first (email threading)."""
+
+    notice_ids: tuple[str, ...]
+    thread_id: str | None
+
+
+class CannotReconcile(Exception):
+    """The route an in-doubt send took cannot tell whether it accepted the message (e.g. an SMTP relay).
+    The engine then fails the delivery and dead-letters it instead of risking a second send."""
+
+
+class Route(Protocol):
+    """A second way to send the same channel (Gmail API -> SMTP relay), used while the primary route's
+    circuit is open or its daily quota is used up. Has its own limiter and circuit breaker."""
+
+    provider: str
+    limiter_name: str
+    rate_per_s: float
+    burst: float
+
+    async def send(self, row: DeliveryRow, rendered: Rendered) -> SendResult: ...
 
 
 class Channel(Protocol):
@@ -43,7 +69,10 @@ class Channel(Protocol):
     - `render` turns a notice into the provider message; raising `ValueError` fails the notice permanently.
     - `send` makes the one provider call and raises the classified `arrears_shared.providers.errors`.
     - `reconcile` asks the provider whether an in-doubt delivery was accepted: its message id, or None when
-      the provider certainly has no such message (then it is resent).
+      the provider certainly has no such message (then it is resent); `CannotReconcile` when it cannot tell.
+
+    Optional attributes (read with `getattr`): `daily_quota: int | None` (sends per UTC day of the primary
+    route), `fallback: Route | None`, `threaded: bool` (render receives a `ThreadRef`).
     """
 
     channel: str  # "sms" | "email"
@@ -52,7 +81,7 @@ class Channel(Protocol):
     rate_per_s: float
     burst: float
 
-    def render(self, notice: NoticeDue) -> Rendered: ...
+    def render(self, notice: NoticeDue, thread: ThreadRef | None = None) -> Rendered: ...
 
     async def send(self, row: DeliveryRow, rendered: Rendered) -> SendResult: ...
 

@@ -26,19 +26,24 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import telemetry as m
-from ..cloudevents import Envelope
+from .. import topics
+from ..cloudevents import Envelope, OutgoingRecord, encode
 from ..events import DeliveryStatus, Intent, MessageSent, NoticeDue, ReplyReceived
 from ..providers.errors import (
+    ProviderAuthError,
     ProviderError,
     ProviderInDoubt,
     ProviderPermanentError,
+    ProviderQuotaExhausted,
     ProviderRateLimited,
     ProviderTransientError,
 )
+from ..stream import dead_letter as dl
 from ..stream.dead_letter import is_infrastructure_error
 from ..stream.transaction import Transaction, transaction
 from . import limiter
-from .channel import Channel, DeliveryRow, Rendered, SendResult
+from .breaker import CircuitBreaker
+from .channel import CannotReconcile, Channel, DeliveryRow, Rendered, Route, SendResult, ThreadRef
 from .gate import Gate, compliance_gate
 from .settings import DispatchSettings
 
@@ -46,8 +51,10 @@ log = logging.getLogger(__name__)
 
 _COLUMNS = (
     "notice_id, account_id, channel, to_address, payload, rendered, priority, state, attempts, "
-    "next_attempt_at, provider_message_id, last_error, created_at, updated_at"
+    "next_attempt_at, provider_message_id, last_error, created_at, updated_at, route"
 )
+PRIMARY = "primary"
+FALLBACK = "fallback"
 # A limiter wait longer than this (a Retry-After pause) releases the claimed row instead of holding it.
 _MAX_HOLD_WAIT_S = 1.0
 
@@ -85,7 +92,16 @@ def _row(r: Any) -> DeliveryRow:
         last_error=r.last_error,
         created_at=r.created_at,
         updated_at=r.updated_at,
+        route=r.route,
     )
+
+
+def next_utc_midnight(now: datetime) -> datetime:
+    return (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class DeliveryFailed(Exception):
+    """Names the failure of a dead-lettered notice in the DLQ headers (`kafka_dlt-exception-fqcn`)."""
 
 
 class DeliveryEngine:
@@ -103,7 +119,22 @@ class DeliveryEngine:
         self._schema = ""
         self._service = ""
         self._wake: Callable[[], None] = lambda: None
-        self._limiter_ready = False
+        self._limiters_ready = False
+        self.fallback: Route | None = getattr(channel, "fallback", None)
+        self.daily_quota: int | None = getattr(channel, "daily_quota", None)
+        self.breakers = {
+            PRIMARY: self._breaker(channel.provider),
+            FALLBACK: self._breaker(self.fallback.provider if self.fallback else "none"),
+        }
+        self._quota_exhausted_until: datetime | None = None
+
+    def _breaker(self, name: str) -> CircuitBreaker:
+        return CircuitBreaker(
+            name,
+            failure_threshold=self.settings.dispatch_breaker_failures,
+            cooldown_s=self.settings.dispatch_breaker_cooldown_s,
+            service=self.settings.service_name or "",
+        )
 
     # -- wiring ----------------------------------------------------------------------------------------
     def bind(
@@ -112,6 +143,10 @@ class DeliveryEngine:
         self._engine, self._schema, self._service = engine, schema, service
         self._wake = wake or (lambda: None)
         return self
+
+    @property
+    def dlq_topic(self) -> str:
+        return topics.dlq_topic(topics.NOTICE_DUE, self.settings.dispatch_dlq_group or self._service)
 
     async def loop(self, ctx: HostContext) -> None:
         """A `ServiceDefinition.loops` entry: send workers + in-doubt reconciliation until stopping."""
@@ -138,8 +173,12 @@ class DeliveryEngine:
     # -- consumer --------------------------------------------------------------------------------------
     async def handle_batch(self, events: Sequence[Envelope], tx: Transaction) -> None:
         """Consumer handler for `notice-due` and `reply-received`. Replays are no-ops twice over: the inbox
-        drops a repeated ce_id, and a notice id already recorded is ignored (ON CONFLICT DO NOTHING)."""
+        drops a repeated ce_id, and a notice id already recorded is ignored (ON CONFLICT DO NOTHING).
+
+        The one exception is the replay of a dead-lettered notice: its ce_id is the `dlq_id` the engine gave
+        the DLQ record, and only that id revives the failed delivery (once: the id is cleared)."""
         notices: list[dict[str, Any]] = []
+        revive: list[dict[str, Any]] = []
         opt_outs: list[dict[str, Any]] = []
         for env in events:
             ev = env.data
@@ -155,6 +194,8 @@ class DeliveryEngine:
                         "due": ev.due_at,
                     }
                 )
+                if env.id.startswith("dlq:"):
+                    revive.append({"id": ev.notice_id, "d": env.id})
             elif (
                 isinstance(ev, ReplyReceived)
                 and ev.intent == Intent.OPT_OUT
@@ -169,6 +210,19 @@ class DeliveryEngine:
                     " CAST(:payload AS jsonb), :priority, :due) ON CONFLICT (notice_id) DO NOTHING"
                 ),
                 notices,
+            )
+        if revive:
+            # A failed delivery was never accepted by a provider (in-doubt ones were reconciled first), so
+            # sending it again cannot duplicate it. Rows that failed in doubt go back to reconciliation.
+            await tx.conn.execute(
+                text(
+                    f"UPDATE {tx.schema}.deliveries SET state = CASE WHEN route IS NOT NULL AND last_error"
+                    " LIKE 'in doubt%' THEN 'sending' ELSE 'queued' END, attempts = 0, dlq_id = NULL,"
+                    " next_attempt_at = now(), last_error = 'replayed from the DLQ',"
+                    " updated_at = CASE WHEN last_error LIKE 'in doubt%' THEN updated_at ELSE now() END"
+                    " WHERE notice_id = :id AND state = 'failed' AND dlq_id = :d"
+                ),
+                revive,
             )
         if opt_outs:
             await tx.conn.execute(
@@ -195,10 +249,12 @@ class DeliveryEngine:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def ensure_limiter(self) -> None:
-        if not self._limiter_ready:
+        if not self._limiters_ready:
             async with self.engine.begin() as conn:
                 await limiter.ensure(conn, self._schema, self.channel.limiter_name)
-            self._limiter_ready = True
+                if self.fallback is not None:
+                    await limiter.ensure(conn, self._schema, self.fallback.limiter_name)
+            self._limiters_ready = True
 
     async def _worker(self, stopping: asyncio.Event, n: int) -> None:
         failures = 0
@@ -233,9 +289,30 @@ class DeliveryEngine:
                 log.warning("reconciliation pass failed", extra={"error": f"{type(e).__name__}: {e}"[:300]})
             await _sleep(stopping, self.settings.dispatch_reconcile_interval_s)
 
+    # -- routes ----------------------------------------------------------------------------------------
+    def _primary_usable(self, now: datetime) -> bool:
+        if self._quota_exhausted_until is not None and now < self._quota_exhausted_until:
+            return False
+        return self.breakers[PRIMARY].would_allow()
+
+    def choose_route(self, now: datetime | None = None) -> str | None:
+        """The route the next send takes: the primary provider while its circuit is closed (or half-open
+        with no trial running) and its daily quota lasts, else the fallback route; None = wait."""
+        now = now or datetime.now(UTC)
+        if self._primary_usable(now):
+            return PRIMARY
+        if self.fallback is not None and self.breakers[FALLBACK].would_allow():
+            return FALLBACK
+        return None
+
+    def _route_params(self, route: str) -> tuple[str, float, float]:
+        r: Any = self.fallback if route == FALLBACK else self.channel
+        return r.limiter_name, r.rate_per_s, r.burst
+
     # -- one delivery ----------------------------------------------------------------------------------
     async def process_one(self) -> bool:
-        """Claim the most urgent due delivery and take it as far as it goes. False when nothing was due."""
+        """Claim the most urgent due delivery and take it as far as it goes. False when nothing was due
+        (or no route can send now: the notices wait in the queue)."""
         claimed = await self.claim_for_send()
         if claimed is None:
             return False
@@ -245,13 +322,31 @@ class DeliveryEngine:
         await self.send_claimed(row, rendered)
         return True
 
+    async def _thread_of(self, tx: Transaction, row: DeliveryRow) -> ThreadRef | None:
+        rows = (
+            await tx.conn.execute(
+                text(
+                    f"SELECT notice_id, thread_id FROM {self._schema}.deliveries WHERE account_id = :a AND"
+                    " channel = :c AND state = 'sent' AND notice_id <> :id ORDER BY updated_at DESC LIMIT 10"
+                ),
+                {"a": row.account_id, "c": row.channel, "id": row.notice_id},
+            )
+        ).all()
+        if not rows:
+            return None
+        return ThreadRef(tuple(r.notice_id for r in reversed(rows)), rows[0].thread_id)
+
     async def claim_for_send(self) -> tuple[DeliveryRow, Rendered] | str | None:
         """Claim a due row, apply the last-moment checks, take a limiter token and commit `sending`.
 
         Returns the row (now `sending`) and its rendered message, "handled" when the row was settled
-        without a send (suppressed, deferred, failed to render, limiter paused), or None if nothing is due."""
+        without a send (suppressed, deferred, failed to render, limiter paused), or None if nothing is due
+        or no route may send now."""
         await self.ensure_limiter()
         s = self._schema
+        route = self.choose_route()
+        if route is None:
+            return None
         async with self._tx() as tx:
             r = (
                 await tx.conn.execute(
@@ -271,8 +366,29 @@ class DeliveryEngine:
                     {"a": row.account_id, "c": row.channel},
                 )
             ).first()
-            if opted_out:
+            # An answer to the customer's own message (the opt-out confirmation, the HELP text) is exempt
+            # from the opt-out it confirms and from the contact-hours gate; dunning notices never are.
+            exempt = not row.notice.is_dunning
+            if opted_out and not exempt:
                 await self._settle(tx, row, DeliveryStatus.SUPPRESSED, reason="opted_out")
+                return "handled"
+            invalid = (
+                await tx.conn.execute(
+                    text(
+                        f"SELECT reason FROM {s}.invalid_channels WHERE account_id = :a AND channel = :c"
+                        " AND address = :t"
+                    ),
+                    {"a": row.account_id, "c": row.channel, "t": row.to_address},
+                )
+            ).first()
+            if invalid:
+                await self._settle(
+                    tx,
+                    row,
+                    DeliveryStatus.FAILED,
+                    reason=f"channel_invalid: {invalid.reason}"[:500],
+                    permanent=True,
+                )
                 return "handled"
             if row.notice.expires_at is not None and row.notice.expires_at <= now:
                 await self._settle(tx, row, DeliveryStatus.SUPPRESSED, reason="expired")
@@ -287,13 +403,15 @@ class DeliveryEngine:
                     {"a": row.account_id, "c": row.channel},
                 )
             ]
-            decision = await self.gate(row.notice, now, recent)
-            if decision.action == "suppress":
+            decision = None if exempt else await self.gate(row.notice, now, recent)
+            if decision is None:
+                pass
+            elif decision.action == "suppress":
                 await self._settle(
                     tx, row, DeliveryStatus.SUPPRESSED, reason=f"compliance:{decision.rule or 'gate'}"
                 )
                 return "handled"
-            if decision.action == "defer":
+            elif decision.action == "defer":
                 until = decision.defer_until or now + timedelta(minutes=15)
                 await self._requeue(
                     tx, row, until, f"deferred:{decision.rule or 'gate'}", attempts=row.attempts
@@ -306,17 +424,39 @@ class DeliveryEngine:
             rendered = row.rendered
             if rendered is None:
                 try:
-                    rendered = self.channel.render(row.notice)
+                    if getattr(self.channel, "threaded", False):
+                        rendered = self.channel.render(row.notice, await self._thread_of(tx, row))
+                    else:
+                        rendered = self.channel.render(row.notice)
                 except ValueError as e:
                     await self._settle(
                         tx, row, DeliveryStatus.FAILED, reason=f"render: {e}"[:500], permanent=True
                     )
                     return "handled"
+            if route == PRIMARY and self.daily_quota is not None:
+                used = (
+                    await tx.conn.execute(
+                        text(
+                            f"INSERT INTO {s}.quota_usage AS q (name, day, used) VALUES (:n, :d, 1)"
+                            " ON CONFLICT (name, day) DO UPDATE SET used = q.used + 1 WHERE q.used < :quota"
+                            " RETURNING used"
+                        ),
+                        {"n": self.channel.limiter_name, "d": now.date(), "quota": self.daily_quota},
+                    )
+                ).first()
+                if used is None:
+                    self._quota_exhausted_until = next_utc_midnight(now)
+                    log.warning(
+                        "daily quota used up; primary route paused until the next UTC day",
+                        extra={"quota": self.daily_quota, "until": self._quota_exhausted_until.isoformat()},
+                    )
+                    if self.fallback is None or not self.breakers[FALLBACK].would_allow():
+                        return "handled"  # the row stays queued, unchanged
+                    route = FALLBACK
+            name, rate, burst = self._route_params(route)
             while True:
                 async with self.engine.begin() as lconn:
-                    got = await limiter.acquire(
-                        lconn, s, self.channel.limiter_name, self.channel.rate_per_s, self.channel.burst
-                    )
+                    got = await limiter.acquire(lconn, s, name, rate, burst)
                 if got.allowed:
                     break
                 if got.wait_s > _MAX_HOLD_WAIT_S:
@@ -328,40 +468,79 @@ class DeliveryEngine:
                         ),
                         {"w": got.wait_s, "id": row.notice_id},
                     )
+                    if route == PRIMARY and self.daily_quota is not None:
+                        await self._unuse_quota(tx, now)
                     return "handled"
                 await asyncio.sleep(got.wait_s)
             await tx.conn.execute(
                 text(
-                    f"UPDATE {s}.deliveries SET state = 'sending', attempts = attempts + 1,"
+                    f"UPDATE {s}.deliveries SET state = 'sending', attempts = attempts + 1, route = :route,"
                     " rendered = CAST(:r AS jsonb), updated_at = now() WHERE notice_id = :id"
                 ),
-                {"r": json.dumps(rendered), "id": row.notice_id},
+                {"r": json.dumps(rendered), "id": row.notice_id, "route": route},
             )
         sending = DeliveryRow(
-            **{**_asdict(row), "state": "sending", "attempts": row.attempts + 1, "rendered": rendered}
+            **{
+                **_asdict(row),
+                "state": "sending",
+                "attempts": row.attempts + 1,
+                "rendered": rendered,
+                "route": route,
+            }
         )
         return sending, rendered
 
+    async def _unuse_quota(self, tx: Transaction, now: datetime) -> None:
+        await tx.conn.execute(
+            text(
+                f"UPDATE {self._schema}.quota_usage SET used = greatest(0, used - 1) WHERE name = :n AND day = :d"
+            ),
+            {"n": self.channel.limiter_name, "d": now.date()},
+        )
+
     async def send_claimed(self, row: DeliveryRow, rendered: Rendered) -> None:
         """The provider call for a row this worker just moved to `sending`, then its outcome."""
-        ch = self.channel
+        route = row.route or PRIMARY
+        sender: Any = self.fallback if route == FALLBACK and self.fallback is not None else self.channel
+        breaker = self.breakers[route]
+        breaker.allow()  # takes the half-open trial slot when the circuit is half-open
+        if route == FALLBACK:
+            m.DELIVERY_FALLBACKS.labels(self._service, sender.provider).inc()
         started = time.perf_counter()
         outcome = "ok"
         try:
             result: SendResult = await asyncio.wait_for(
-                ch.send(row, rendered), timeout=self.settings.dispatch_send_timeout_s
+                sender.send(row, rendered), timeout=self.settings.dispatch_send_timeout_s
             )
+        except ProviderQuotaExhausted as e:
+            outcome = "quota"
+            breaker.release()
+            if route == PRIMARY:
+                self._quota_exhausted_until = datetime.now(UTC) + timedelta(seconds=e.retry_after_s)
+            await self._on_rate_limited(row, e, route)
+            return
         except ProviderRateLimited as e:
             outcome = "rate_limited"
-            await self._on_rate_limited(row, e)
+            breaker.release()
+            await self._on_rate_limited(row, e, route)
+            return
+        except ProviderAuthError as e:
+            # Credentials are a configuration problem, not a problem of this notice: retry like an outage.
+            outcome = "auth"
+            breaker.failure()
+            log.error("provider rejected our credentials", extra={"provider": sender.provider})
+            await self._on_transient(row, e)
             return
         except ProviderTransientError as e:
             outcome = "transient"
+            breaker.failure()
             await self._on_transient(row, e)
             return
         except ProviderPermanentError as e:
             outcome = "permanent"
+            breaker.success()
             async with self._tx() as tx:
+                await self._mark_invalid(tx, row, e.reason)
                 await self._settle(
                     tx,
                     row,
@@ -373,15 +552,18 @@ class DeliveryEngine:
             return
         except (ProviderInDoubt, TimeoutError) as e:
             outcome = "in_doubt"
+            breaker.failure()
             await self._on_in_doubt(row, e)
             return
         except ProviderError as e:
             outcome = "error"
+            breaker.failure()
             await self._on_transient(row, e)
             return
         except Exception as e:
             # Unclassified: we cannot know whether the provider took it. Reconcile before any resend.
             outcome = "error"
+            breaker.failure()
             log.exception(
                 "unclassified provider error; treating the send as in doubt",
                 extra={"notice_id": row.notice_id},
@@ -389,9 +571,10 @@ class DeliveryEngine:
             await self._on_in_doubt(row, e)
             return
         finally:
-            m.PROVIDER_SECONDS.labels(self._service, ch.provider, "send", outcome).observe(
+            m.PROVIDER_SECONDS.labels(self._service, sender.provider, "send", outcome).observe(
                 time.perf_counter() - started
             )
+        breaker.success()
         async with self._tx() as tx:
             await self._settle(
                 tx,
@@ -402,41 +585,61 @@ class DeliveryEngine:
                 guard_attempts=row.attempts,
             )
 
-    async def _on_rate_limited(self, row: DeliveryRow, e: ProviderRateLimited) -> None:
-        until = datetime.now(UTC) + timedelta(seconds=max(e.retry_after_s, 0.1))
-        async with self._tx() as tx:
-            await limiter.pause(
-                tx.conn,
-                self._schema,
-                self.channel.limiter_name,
-                until,
-                self.channel.rate_per_s,
-                self.channel.burst,
+    async def _mark_invalid(self, tx: Transaction, row: DeliveryRow, reason: str) -> None:
+        """A permanent rejection of the recipient (invalid number, hard bounce): later notices to this
+        address on this channel fail at once instead of being sent."""
+        await tx.conn.execute(
+            text(
+                f"INSERT INTO {self._schema}.invalid_channels (account_id, channel, address, reason, notice_id)"
+                " VALUES (:a, :c, :t, :r, :n) ON CONFLICT DO NOTHING"
+            ),
+            {
+                "a": row.account_id,
+                "c": row.channel,
+                "t": row.to_address,
+                "r": reason[:500],
+                "n": row.notice_id,
+            },
+        )
+
+    async def mark_channel_invalid(self, account_id: str, address: str, reason: str) -> None:
+        """For signals that arrive later (a DSN bounce, an 'undelivered' status webhook)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    f"INSERT INTO {self._schema}.invalid_channels (account_id, channel, address, reason)"
+                    " VALUES (:a, :c, :t, :r) ON CONFLICT DO NOTHING"
+                ),
+                {"a": account_id, "c": self.channel.channel, "t": address, "r": reason[:500]},
             )
+
+    async def _on_rate_limited(self, row: DeliveryRow, e: ProviderRateLimited, route: str) -> None:
+        until = datetime.now(UTC) + timedelta(seconds=max(e.retry_after_s, 0.1))
+        name, rate, burst = self._route_params(route)
+        async with self._tx() as tx:
+            await limiter.pause(tx.conn, self._schema, name, until, rate, burst)
             # Nothing was sent: back to the queue without counting the attempt.
             await self._requeue(
                 tx,
                 row,
-                until,
+                until
+                if not isinstance(e, ProviderQuotaExhausted) or self.fallback is None
+                else datetime.now(UTC),
                 f"rate_limited: retry after {e.retry_after_s:.1f}s",
                 attempts=row.attempts - 1,
                 guard_attempts=row.attempts,
             )
         log.info(
             "provider rate limited; limiter paused",
-            extra={"notice_id": row.notice_id, "retry_after_s": e.retry_after_s},
+            extra={"notice_id": row.notice_id, "retry_after_s": e.retry_after_s, "route": route},
         )
 
     async def _on_transient(self, row: DeliveryRow, e: ProviderError) -> None:
         reason = f"{type(e).__name__}: {e.message}"[:500]
         async with self._tx() as tx:
             if row.attempts >= self.settings.dispatch_max_attempts:
-                await self._settle(
-                    tx,
-                    row,
-                    DeliveryStatus.FAILED,
-                    reason=f"gave up after {row.attempts} attempts: {reason}"[:500],
-                    guard_attempts=row.attempts,
+                await self._fail_and_dead_letter(
+                    tx, row, f"gave up after {row.attempts} attempts: {reason}", guard_attempts=row.attempts
                 )
                 return
             await self._requeue(
@@ -451,6 +654,42 @@ class DeliveryEngine:
             "transient provider error; will retry",
             extra={"notice_id": row.notice_id, "attempts": row.attempts, "error": reason},
         )
+
+    async def _fail_and_dead_letter(
+        self, tx: Transaction, row: DeliveryRow, reason: str, *, guard_attempts: int | None = None
+    ) -> None:
+        """The last attempt failed: `message-sent` failed with the reason, and the notice goes to the
+        DLQ under a fresh id. `arrears dlq replay` of that record revives the delivery exactly once."""
+        if not await self._settle(
+            tx, row, DeliveryStatus.FAILED, reason=reason[:500], guard_attempts=guard_attempts
+        ):
+            return
+        dlq_id = f"dlq:{self._service}:{row.notice_id}:{time.time_ns()}"
+        await tx.conn.execute(
+            text(f"UPDATE {self._schema}.deliveries SET dlq_id = :d WHERE notice_id = :id"),
+            {"d": dlq_id, "id": row.notice_id},
+        )
+        tx.records.append(self._dead_letter_record(row, reason, dlq_id))
+
+    def _dead_letter_record(self, row: DeliveryRow, reason: str, dlq_id: str) -> OutgoingRecord:
+        rec = encode(row.notice, source=self._service, id=dlq_id)
+        group = self.settings.dispatch_dlq_group or self._service
+        now = datetime.now(UTC)
+        err = DeliveryFailed(reason)
+        headers = [(k, v) for k, v in rec.headers if k not in dl.DLQ_HEADERS] + [
+            (dl.ORIGINAL_TOPIC, topics.NOTICE_DUE.encode()),
+            (dl.ORIGINAL_PARTITION, b"-1"),
+            (dl.ORIGINAL_OFFSET, b"-1"),
+            (dl.ORIGINAL_TIMESTAMP, str(int(row.created_at.timestamp() * 1000)).encode()),
+            (dl.ORIGINAL_GROUP, group.encode()),
+            (dl.EXCEPTION_FQCN, f"{type(err).__module__}.{type(err).__qualname__}".encode()),
+            (dl.EXCEPTION_MESSAGE, reason[:1000].encode("utf-8", "replace")),
+            (dl.EXCEPTION_STACKTRACE, b""),
+            (dl.ATTEMPTS, str(row.attempts).encode()),
+            (dl.SERVICE, self._service.encode()),
+            (dl.DEAD_LETTERED_AT, now.isoformat().encode()),
+        ]
+        return OutgoingRecord(self.dlq_topic, rec.key, rec.value, headers)
 
     async def _on_in_doubt(self, row: DeliveryRow, e: BaseException) -> None:
         reason = f"in doubt: {type(e).__name__}: {e}"[:500]
@@ -507,6 +746,12 @@ class DeliveryEngine:
                     found = await asyncio.wait_for(
                         self.channel.reconcile(row), timeout=self.settings.dispatch_send_timeout_s
                     )
+                except CannotReconcile as e:
+                    await self._fail_and_dead_letter(
+                        tx, row, f"in doubt and cannot be reconciled; not resent: {e}"
+                    )
+                    settled += 1
+                    continue
                 except (ProviderError, TimeoutError) as e:
                     m.PROVIDER_SECONDS.labels(
                         self._service, self.channel.provider, "reconcile", "error"
@@ -523,11 +768,8 @@ class DeliveryEngine:
                     await self._settle(tx, row, DeliveryStatus.SENT, provider_message_id=found)
                     log.info("in-doubt delivery found at provider", extra={"notice_id": notice_id})
                 elif row.attempts >= self.settings.dispatch_max_attempts:
-                    await self._settle(
-                        tx,
-                        row,
-                        DeliveryStatus.FAILED,
-                        reason=f"not accepted by the provider after {row.attempts} attempts",
+                    await self._fail_and_dead_letter(
+                        tx, row, f"not accepted by the provider after {row.attempts} attempts"
                     )
                 else:
                     await self._requeue(
@@ -574,8 +816,8 @@ class DeliveryEngine:
         provider_message_id: str | None = None,
         thread_id: str | None = None,
         guard_attempts: int | None = None,
-    ) -> None:
-        """Final state + its `message-sent` event in one transaction."""
+    ) -> bool:
+        """Final state + its `message-sent` event in one transaction. False if the row changed under us."""
         guard = " AND state = 'sending' AND attempts = :g" if guard_attempts is not None else ""
         res = await tx.conn.execute(
             text(
@@ -596,15 +838,18 @@ class DeliveryEngine:
                 "delivery changed under us; outcome not recorded",
                 extra={"notice_id": row.notice_id, "status": status.value},
             )
-            return
+            return False
         n = row.notice
+        provider = self.channel.provider
+        if row.route == FALLBACK and self.fallback is not None:
+            provider = self.fallback.provider
         tx.emit(
             MessageSent(
                 account_id=row.account_id,
                 notice_id=row.notice_id,
                 channel=n.channel,
                 status=status,
-                provider=self.channel.provider,
+                provider=provider,
                 provider_message_id=provider_message_id,
                 thread_id=thread_id,
                 to=row.to_address,
@@ -616,9 +861,10 @@ class DeliveryEngine:
                 attempts=row.attempts,
                 sent_at=datetime.now(UTC),
             ),
-            id=f"{self._service}:{row.notice_id}:{status.value}",
+            id=f"{self._service}:{row.notice_id}:{status.value}:{row.attempts}",
         )
         m.MESSAGES_SENT.labels(self._service, self.channel.channel, status.value).inc()
+        return True
 
 
 def _asdict(row: DeliveryRow) -> dict[str, Any]:

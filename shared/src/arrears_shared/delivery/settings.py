@@ -24,3 +24,14 @@ class DispatchSettings(ServiceSettings):
         20.0, gt=0, description="Hard limit of one provider call; must stay below the in-doubt age"
     )
     dispatch_idle_poll_s: float = Field(0.5, gt=0, description="Worker sleep when nothing is due")
+    dispatch_breaker_failures: int = Field(
+        5, ge=1, description="Consecutive provider outage errors (5xx, timeouts) that open a route's circuit"
+    )
+    dispatch_breaker_cooldown_s: float = Field(
+        30.0, gt=0, description="How long an open circuit stays open before one trial send"
+    )
+    dispatch_dlq_group: str | None = Field(
+        None,
+        description="Consumer group naming the DLQ topic failed notices go to (notice-due.<group>.dlq);"
+        " default: the service name",
+    )

@@ -48,3 +48,35 @@ def create_delivery_tables(op: object, schema: str) -> None:
     """Use inside an Alembic `upgrade()`: `create_delivery_tables(op, SCHEMA)`."""
     for stmt in delivery_tables_ddl(schema):
         op.execute(stmt)  # type: ignore[attr-defined]
+
+
+def delivery_tables_v2_ddl(schema: str) -> list[str]:
+    """Second revision: send route (primary / fallback provider), the id of the DLQ record a failed delivery
+    was dead-lettered under (only a replay of exactly that record revives it), channels known to be invalid
+    per account (permanent failures), and per-day usage of daily quotas."""
+    s = schema
+    return [
+        f"ALTER TABLE {s}.deliveries ADD COLUMN route text",
+        f"ALTER TABLE {s}.deliveries ADD COLUMN dlq_id text",
+        f"""CREATE TABLE {s}.invalid_channels (
+            account_id text NOT NULL,
+            channel text NOT NULL,
+            address text NOT NULL,
+            reason text NOT NULL,
+            notice_id text,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (account_id, channel, address)
+        )""",
+        f"""CREATE TABLE {s}.quota_usage (
+            name text NOT NULL,
+            day date NOT NULL,
+            used integer NOT NULL DEFAULT 0,
+            PRIMARY KEY (name, day)
+        )""",
+    ]
+
+
+def upgrade_delivery_tables_v2(op: object, schema: str) -> None:
+    """Use inside the dispatcher's second Alembic revision."""
+    for stmt in delivery_tables_v2_ddl(schema):
+        op.execute(stmt)  # type: ignore[attr-defined]

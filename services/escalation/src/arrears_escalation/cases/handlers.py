@@ -10,19 +10,21 @@ from arrears_shared.stream.runner import BatchHandler
 from arrears_shared.stream.transaction import Transaction
 
 from ..deps import Deps
-from .service import on_account_changed, on_message_sent, on_reply
+from ..timeline.service import record_activity
+from .flows import on_account_changed, on_message_sent, on_reply
 
 
 def make_handler(deps: Deps) -> BatchHandler:
     async def handle_batch(events: Sequence[Envelope], tx: Transaction) -> None:
         now = deps.clock.now()
+        await record_activity(tx.conn, [(env.data, env.id) for env in events])
         for env in events:
             ev = env.data
             if isinstance(ev, MessageSent):
-                await on_message_sent(tx.conn, ev, deps, now)
+                await on_message_sent(tx, ev, deps, now)
             elif isinstance(ev, ReplyReceived):
-                await on_reply(tx.conn, tx, ev, now)
+                await on_reply(tx, ev, deps, now)
             elif isinstance(ev, AccountChanged):
-                await on_account_changed(tx.conn, ev, now)
+                await on_account_changed(tx, ev, deps, now)
 
     return handle_batch

@@ -24,6 +24,8 @@ cases = Table(
     Column("close_note", Text),
     Column("detail", Text, nullable=False),
     Column("trigger_id", Text, nullable=False),
+    Column("rule_id", Text),
+    Column("due_at", DateTime(timezone=True)),
 )
 
 timers = Table(
@@ -52,6 +54,8 @@ class CaseView(BaseModel):
     close_note: str | None
     detail: str
     trigger_id: str
+    rule_id: str | None = None
+    due_at: datetime | None = None
 
 
 class CloseCase(BaseModel):

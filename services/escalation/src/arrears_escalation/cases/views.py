@@ -1,4 +1,4 @@
-"""Cases API (thin: parsing and status codes only)."""
+"""Cases API (thin: roles, parsing and status codes only)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ from collections.abc import Callable
 from typing import Literal
 
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 
+from ..audit.service import append
+from ..auth.deps import requires
+from ..auth.service import Principal
 from ..deps import Deps
 from .models import CaseView, CloseCase
 from .service import CaseNotOpen, close_case, get_case, list_cases
@@ -16,16 +19,20 @@ from .service import CaseNotOpen, close_case, get_case, list_cases
 def make_router(deps: Deps) -> RouterFactory:
     def factory(get_context: Callable[[], Context]) -> APIRouter:
         router = APIRouter(prefix="/cases", tags=["cases"])
+        viewer = Depends(requires(get_context, "viewer"))
+        agent = Depends(requires(get_context, "agent"))
 
         @router.get("", response_model=list[CaseView])
         async def cases_list(
-            status: Literal["open", "closed"] | None = None, account_id: str | None = None
+            status: Literal["open", "closed"] | None = None,
+            account_id: str | None = None,
+            _: Principal = viewer,
         ) -> list[CaseView]:
             async with get_context().engine.connect() as conn:
                 return await list_cases(conn, status, account_id)
 
         @router.get("/{case_id}", response_model=CaseView)
-        async def case_get(case_id: str) -> CaseView:
+        async def case_get(case_id: str, _: Principal = viewer) -> CaseView:
             async with get_context().engine.connect() as conn:
                 view = await get_case(conn, case_id)
             if view is None:
@@ -33,10 +40,23 @@ def make_router(deps: Deps) -> RouterFactory:
             return view
 
         @router.post("/{case_id}/close", response_model=CaseView)
-        async def case_close(case_id: str, body: CloseCase) -> CaseView:
+        async def case_close(case_id: str, body: CloseCase, who: Principal = agent) -> CaseView:
+            now = deps.clock.now()
             try:
                 async with get_context().transaction() as tx:
-                    view = await close_case(tx.conn, case_id, body.note, deps.clock.now())
+                    view = await close_case(tx.conn, case_id, body.note, now)
+                    if view is not None:
+                        await append(
+                            tx.conn,
+                            actor=who.name,
+                            role=who.role,
+                            action="case.close",
+                            entity="case",
+                            entity_id=case_id,
+                            before={"status": "open"},
+                            after={"status": "closed", "note": body.note, "account_id": view.account_id},
+                            at=now,
+                        )
             except CaseNotOpen as e:
                 raise HTTPException(409, "case is already closed") from e
             if view is None:

@@ -33,7 +33,11 @@ class RunList(BaseModel):
     items: list[RunSummary]
 
 
+RejectSource = Literal["sheet", "upload", "payment"]
+
+
 class RejectItem(BaseModel):
+    source: RejectSource
     batch_id: str
     row_number: int
     account_id: str | None

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from sqlalchemy import text
 
 from . import service
-from .models import RejectItem, RejectList, RunList, RunSummary
+from .models import RejectItem, RejectList, RejectSource, RunList, RunSummary
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = (
@@ -24,6 +24,7 @@ CSV_COLUMNS = (
     "balance_minor",
     "currency",
     "batch_id",
+    "source",
 )
 
 
@@ -40,23 +41,22 @@ def ingestor(ctx: Context) -> service.SheetIngestor:
     return ing
 
 
-async def fetch_rejects(ctx: Context, source: str, limit: int | None, offset: int) -> RejectList:
+async def fetch_rejects(ctx: Context, source: str | None, limit: int | None, offset: int) -> RejectList:
+    where = "WHERE source = :s" if source else ""
     async with ctx.engine.connect() as conn:
         total = (
-            await conn.execute(
-                text(f"SELECT count(*) FROM {ctx.schema}.rejects WHERE source = :s"), {"s": source}
-            )
+            await conn.execute(text(f"SELECT count(*) FROM {ctx.schema}.rejects {where}"), {"s": source})
         ).scalar_one()
         rows = await conn.execute(
             text(
-                f'SELECT batch_id, row_number, account_id, "column", value, reason, balance_minor, currency, '
-                f"rejected_at FROM {ctx.schema}.rejects WHERE source = :s "
-                "ORDER BY balance_minor DESC NULLS LAST, row_number, id LIMIT :lim OFFSET :off"
+                f'SELECT source, batch_id, row_number, account_id, "column", value, reason, balance_minor, '
+                f"currency, rejected_at FROM {ctx.schema}.rejects {where} "
+                "ORDER BY balance_minor DESC NULLS LAST, source, row_number, id LIMIT :lim OFFSET :off"
             ),
             {"s": source, "lim": limit, "off": offset},
         )
         items = [RejectItem.model_validate({**r._mapping, "batch_id": str(r.batch_id)}) for r in rows]
-    return RejectList(source=source, total=total, items=items)
+    return RejectList(source=source or "all", total=total, items=items)
 
 
 def router(get_context: Callable[[], Context]) -> APIRouter:
@@ -84,14 +84,21 @@ def router(get_context: Callable[[], Context]) -> APIRouter:
         return RunList(items=await service.list_runs(ctx.engine, ctx.schema, limit))
 
     @r.get("/rejects", response_model=RejectList)
-    async def rejects(limit: int = Query(500, ge=1, le=10_000), offset: int = Query(0, ge=0)) -> RejectList:
-        """Current rejects of the sheet source (replaced on each run), highest balance first."""
-        return await fetch_rejects(get_context(), service.SOURCE, limit, offset)
+    async def rejects(
+        limit: int = Query(500, ge=1, le=10_000),
+        offset: int = Query(0, ge=0),
+        source: RejectSource | None = Query(None, description="Only this source (default: all)"),
+    ) -> RejectList:
+        """Current rejects, highest balance (impact) first. Sheet and upload rejects are those of the
+        source's latest run; payment rejects accumulate."""
+        return await fetch_rejects(get_context(), source, limit, offset)
 
     @r.get("/rejects.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
-    async def rejects_csv() -> Response:
+    async def rejects_csv(
+        source: RejectSource | None = Query(None, description="Only this source (default: all)"),
+    ) -> Response:
         """All current rejects as CSV, highest balance first, safe to open in a spreadsheet."""
-        data = await fetch_rejects(get_context(), service.SOURCE, None, 0)
+        data = await fetch_rejects(get_context(), source, None, 0)
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(CSV_COLUMNS)

@@ -7,7 +7,11 @@ with a handful of set-based statements (`unnest` arrays), so a 100k-row sheet co
   (e.g. Notes edited, "$1,000" reformatted to "1000") -> snapshot refreshed, no event;
 - an account whose row is now rejected keeps its last good snapshot (no `removed`: a typo in Balance must
   not stop or restart the debtor's dunning); only ids absent from the sheet are `removed`;
-- rows that merely moved get their row number updated, no event.
+- rows that merely moved get their row number updated, no event;
+- removal policy per run: a sheet run removes absent accounts that the sheet created (`origin = 'sheet'`;
+  accounts created by an upload survive until the sheet lists them, then the sheet adopts them); an upload
+  in `replace` mode stands in for the whole master sheet and removes every absent account; an upload in
+  `merge` mode removes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from arrears_shared.events import AccountChanged, AccountStatus, IngestRejected
 from sqlalchemy import text
@@ -24,12 +28,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..validation import AccountRow, Rejection, SheetResult
 
+Source = Literal["sheet", "upload"]
+Removal = Literal["sheet", "all", "none"]
+SNAPSHOT_LOCK = "arrears-ingest-snapshot"
+
 
 @dataclass(frozen=True, slots=True)
 class SnapEntry:
     content_hash: str
     raw_hash: str
     row_number: int
+    origin: str = "sheet"
 
 
 @dataclass(slots=True)
@@ -42,14 +51,19 @@ class Plan:
     unchanged: int = 0
 
 
+async def lock_snapshot(conn: AsyncConnection) -> None:
+    """Serialise writers of the snapshot (runs of any source, payments) until the transaction ends."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": SNAPSHOT_LOCK})
+
+
 async def load_snapshot(conn: AsyncConnection, schema: str) -> dict[str, SnapEntry]:
     result = await conn.execute(
-        text(f"SELECT account_id, content_hash, raw_hash, row_number FROM {schema}.snapshot")
+        text(f"SELECT account_id, content_hash, raw_hash, row_number, origin FROM {schema}.snapshot")
     )
-    return {a: SnapEntry(c, r, n) for a, c, r, n in result.tuples()}
+    return {a: SnapEntry(c, r, n, o) for a, c, r, n, o in result.tuples()}
 
 
-def plan(result: SheetResult, snap: Mapping[str, SnapEntry]) -> Plan:
+def plan(result: SheetResult, snap: Mapping[str, SnapEntry], removal: Removal = "sheet") -> Plan:
     out = Plan()
     present: set[str] = set()
     for row in result.accepted:
@@ -72,15 +86,18 @@ def plan(result: SheetResult, snap: Mapping[str, SnapEntry]) -> Plan:
     for rej in result.rejections:
         if rej.account_id:
             present.add(rej.account_id)
-    out.removed = [a for a in snap if a not in present]
+    if removal == "all":
+        out.removed = [a for a in snap if a not in present]
+    elif removal == "sheet":
+        out.removed = [a for a, e in snap.items() if a not in present and e.origin == "sheet"]
     return out
 
 
-def account_event(row: AccountRow, change: str, as_of: datetime) -> AccountChanged:
+def account_event(row: AccountRow, change: str, as_of: datetime, source: Source = "sheet") -> AccountChanged:
     return AccountChanged(
         account_id=row.account_id,
         change=change,  # type: ignore[arg-type]
-        source="sheet",
+        source=source,
         source_row=row.row_number,
         customer_name=row.customer_name,
         phone=row.phone,
@@ -101,14 +118,23 @@ def account_event(row: AccountRow, change: str, as_of: datetime) -> AccountChang
     )
 
 
-def removed_event(
-    account_id: str, row_number: int, content_hash: str, data: Mapping[str, Any], as_of: datetime
+def data_event(
+    account_id: str,
+    change: str,
+    source: str,
+    row_number: int,
+    content_hash: str,
+    data: Mapping[str, Any],
+    as_of: datetime,
+    *,
+    keep_consent: bool = True,
 ) -> AccountChanged:
+    """An `account-changed` built from a snapshot's stored `data` (removals, payments)."""
     return AccountChanged(
         account_id=account_id,
-        change="removed",
-        source="sheet",
-        source_row=row_number,
+        change=change,  # type: ignore[arg-type]
+        source=source,  # type: ignore[arg-type]
+        source_row=row_number or None,
         customer_name=data["customer_name"],
         phone=data.get("phone"),
         email=data.get("email"),
@@ -120,27 +146,51 @@ def removed_event(
         timezone=data.get("timezone"),
         country=data.get("country"),
         region=data.get("region"),
-        sms_consent=False,
-        email_consent=False,
+        sms_consent=bool(data.get("sms_consent")) and keep_consent,
+        email_consent=bool(data.get("email_consent")) and keep_consent,
         status=AccountStatus(data.get("status", "open")),
         content_hash=content_hash,
         as_of=as_of,
     )
 
 
-async def write_rows(conn: AsyncConnection, schema: str, rows: Sequence[AccountRow], now: datetime) -> None:
+def removed_event(
+    account_id: str,
+    row_number: int,
+    content_hash: str,
+    data: Mapping[str, Any],
+    as_of: datetime,
+    source: Source = "sheet",
+) -> AccountChanged:
+    """The last known state of an account that left its source: consumers close its sequences (the
+    segmenter stops dunning, escalation closes cases); history stays. Consent is cleared."""
+    return data_event(
+        account_id, "removed", source, row_number, content_hash, data, as_of, keep_consent=False
+    )
+
+
+async def write_rows(
+    conn: AsyncConnection,
+    schema: str,
+    rows: Sequence[AccountRow],
+    now: datetime,
+    source: Source = "sheet",
+) -> None:
     if not rows:
         return
     await conn.execute(
         text(
-            f"INSERT INTO {schema}.snapshot (account_id, content_hash, raw_hash, row_number, data, updated_at) "
-            "SELECT a, c, r, n, d, :now FROM unnest(CAST(:a AS text[]), CAST(:c AS text[]), "
+            f"INSERT INTO {schema}.snapshot AS s (account_id, content_hash, raw_hash, row_number, data, "
+            "updated_at, origin) "
+            "SELECT a, c, r, n, d, :now, :src FROM unnest(CAST(:a AS text[]), CAST(:c AS text[]), "
             "CAST(:r AS text[]), CAST(:n AS int[]), CAST(:d AS jsonb[])) AS v(a, c, r, n, d) "
             "ON CONFLICT (account_id) DO UPDATE SET content_hash = EXCLUDED.content_hash, "
             "raw_hash = EXCLUDED.raw_hash, row_number = EXCLUDED.row_number, data = EXCLUDED.data, "
-            "updated_at = EXCLUDED.updated_at"
+            "updated_at = EXCLUDED.updated_at, "
+            "origin = CASE WHEN EXCLUDED.origin = 'sheet' THEN 'sheet' ELSE s.origin END"
         ),
         {
+            "src": source,
             "a": [r.account_id for r in rows],
             "c": [r.content_hash for r in rows],
             "r": [r.raw_hash for r in rows],
@@ -178,6 +228,25 @@ async def delete_rows(
     return [(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3])) for r in result]
 
 
+RejectKey = tuple[str, str | None, str | None, str]
+
+
+def reject_key(rej: Rejection) -> RejectKey:
+    return (rej.account_id or f"row:{rej.row_number}", rej.column, rej.value, rej.reason)
+
+
+async def reject_keys(conn: AsyncConnection, schema: str, source: str) -> set[RejectKey]:
+    """The source's current rejects, to publish only new or changed ones."""
+    rows = await conn.execute(
+        text(
+            f"SELECT coalesce(account_id, 'row:' || row_number), \"column\", value, reason "
+            f"FROM {schema}.rejects WHERE source = :s"
+        ),
+        {"s": source},
+    )
+    return set(rows.tuples())
+
+
 async def replace_rejects(
     conn: AsyncConnection,
     schema: str,
@@ -186,7 +255,19 @@ async def replace_rejects(
     rejections: Sequence[Rejection],
     now: datetime,
 ) -> None:
+    """The source's current rejects become those of this run."""
     await conn.execute(text(f"DELETE FROM {schema}.rejects WHERE source = :s"), {"s": source})
+    await insert_rejects(conn, schema, source, batch_id, rejections, now)
+
+
+async def insert_rejects(
+    conn: AsyncConnection,
+    schema: str,
+    source: str,
+    batch_id: str,
+    rejections: Sequence[Rejection],
+    now: datetime,
+) -> None:
     if not rejections:
         return
     await conn.execute(
@@ -212,10 +293,12 @@ async def replace_rejects(
     )
 
 
-def rejected_event(rej: Rejection, batch_id: str, now: datetime) -> IngestRejected:
+def rejected_event(
+    rej: Rejection, batch_id: str, now: datetime, source: Literal["sheet", "upload", "payment"] = "sheet"
+) -> IngestRejected:
     return IngestRejected(
         account_id=rej.account_id or f"row:{rej.row_number}",
-        source="sheet",
+        source=source,
         batch_id=batch_id,
         row_number=rej.row_number,
         column=rej.column,

@@ -33,21 +33,24 @@ class SheetReader:
                 self._client = open_sheets_client(
                     api_endpoint=self.settings.sheets_api_endpoint,
                     credentials_file=self.settings.sheets_credentials_file,
-                    timeout_s=30,
+                    timeout_s=self.settings.sheets_timeout_s,
                     backoff=True,
-                    max_retries=3,
-                    initial_backoff_s=1.0,
-                    max_backoff_s=8.0,
+                    max_retries=self.settings.sheets_max_retries,
+                    initial_backoff_s=self.settings.sheets_initial_backoff_s,
+                    max_backoff_s=self.settings.sheets_max_backoff_s,
                 )
             return self._client
 
-    def read_blocking(self) -> list[list[str]]:
+    def worksheet(self) -> gspread.Worksheet:
+        """The configured worksheet (blocking: one `spreadsheets.get`)."""
         if not self.settings.sheets_spreadsheet_id:
             raise SheetNotConfigured("ARREARS_SHEETS_SPREADSHEET_ID is not set")
         client = self._client_for_thread()
         spreadsheet = client.open_by_key(self.settings.sheets_spreadsheet_id)
-        worksheet = spreadsheet.worksheet(self.settings.sheets_worksheet)
-        return [[str(c) for c in row] for row in worksheet.get_all_values()]
+        return spreadsheet.worksheet(self.settings.sheets_worksheet)
+
+    def read_blocking(self) -> list[list[str]]:
+        return [[str(c) for c in row] for row in self.worksheet().get_all_values()]
 
     async def read(self) -> list[list[str]]:
         return await asyncio.to_thread(self.read_blocking)

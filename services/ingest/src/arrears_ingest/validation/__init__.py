@@ -1,6 +1,6 @@
 """Validation of PME master sheet rows (see `rows.py` for the accept/reject policy)."""
 
-from .columns import ALL_COLUMNS, REQUIRED_COLUMNS, Col, SheetFormatError
+from .columns import ALL_COLUMNS, REQUIRED_COLUMNS, Col, SheetFormatError, column_aliases, map_header
 from .rows import AccountRow, Issue, Rejection, SheetResult, ValidationConfig, validate_row, validate_sheet
 
 __all__ = [
@@ -13,6 +13,8 @@ __all__ = [
     "SheetFormatError",
     "SheetResult",
     "ValidationConfig",
+    "column_aliases",
+    "map_header",
     "validate_row",
     "validate_sheet",
 ]

@@ -7,7 +7,7 @@ name the same column), so a reformatted header row does not break ingest.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -24,6 +24,7 @@ class Col(StrEnum):
     LAST_PAYMENT_AMOUNT = "Last Payment Amount"
     TIME_ZONE = "Time Zone"
     STATE = "State"
+    ADDRESS = "Address"
     COUNTRY = "Country"
     SMS_CONSENT = "SMS Consent"
     EMAIL_CONSENT = "Email Consent"
@@ -49,6 +50,10 @@ _ALIASES: dict[str, Col] = {
     "emailaddress": Col.EMAIL,
     "timezone": Col.TIME_ZONE,
     "tz": Col.TIME_ZONE,
+    "streetaddress": Col.ADDRESS,
+    "mailingaddress": Col.ADDRESS,
+    "province": Col.STATE,
+    "region": Col.STATE,
     "smsoptin": Col.SMS_CONSENT,
     "emailoptin": Col.EMAIL_CONSENT,
 }
@@ -76,11 +81,28 @@ class HeaderMap:
         return [self.index.get(c) for c in ALL_COLUMNS]
 
 
-def map_header(header: Sequence[str]) -> HeaderMap:
+def column_aliases(mapping: Mapping[str, str]) -> tuple[tuple[str, Col], ...]:
+    """Operator-configured header names -> canonical columns (`ARREARS_INGEST_COLUMN_MAP`).
+
+    Keys are sheet headers, values canonical column names (either side matched like headers).
+    Raises `ValueError` naming an unknown canonical column."""
+    out: list[tuple[str, Col]] = []
+    for header, target in mapping.items():
+        col = _BY_KEY.get(header_key(target))
+        if col is None or not header_key(header):
+            known = ", ".join(c.value for c in Col)
+            raise ValueError(f"column map {header!r} -> {target!r}: target must be one of {known}")
+        out.append((header_key(header), col))
+    return tuple(out)
+
+
+def map_header(header: Sequence[str], aliases: Sequence[tuple[str, Col]] = ()) -> HeaderMap:
+    """Find each known column in the header row; `aliases` (from `column_aliases`) take precedence."""
+    by_key = {**_BY_KEY, **dict(aliases)} if aliases else _BY_KEY
     index: dict[Col, int] = {}
     unknown: list[str] = []
     for i, cell in enumerate(header):
-        col = _BY_KEY.get(header_key(cell))
+        col = by_key.get(header_key(cell))
         if col is None:
             if str(cell).strip():
                 unknown.append(str(cell).strip()[:64])

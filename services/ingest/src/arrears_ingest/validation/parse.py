@@ -293,7 +293,13 @@ def phone_region(n: PhoneNumber) -> str | None:
 
 
 def zone_from_phone(n: PhoneNumber) -> str | None:
-    zones = phone_timezone.time_zones_for_number(n.number)
+    # NANP (+1) numbers are geographic by area code (toll-free/premium codes map to every NANP zone), so the
+    # prefix table alone is exact there, and skips the costly number-type classification. Elsewhere mobile
+    # numbers are not geographic (e.g. Australia), so the full lookup decides.
+    if n.number.country_code == 1:
+        zones = phone_timezone.time_zones_for_geographical_number(n.number)
+    else:
+        zones = phone_timezone.time_zones_for_number(n.number)
     if len(zones) == 1 and zones[0] != "Etc/Unknown":
         return str(zones[0])
     return None
@@ -387,6 +393,50 @@ def zone_from_state(state: str | None, country: str | None) -> str | None:
     if state is None or country not in (None, "US") or state not in _US_CODES:
         return None
     return US_STATE_ZONES.get(state)
+
+
+_ADDRESS_STATE = re.compile(
+    r"(?:^|[\s,])([A-Z]{2})\.?(?:\s+(\d{5})(?:-\d{4})?)?\s*(?:,?\s*(?:USA?|United States))?\s*$"
+)
+
+
+def state_from_address(cell: str) -> str | None:
+    """The US state of a one-line address ("12 Main St, Springfield, IL 62704", "..., Austin TX"): the
+    two-letter code before an optional ZIP at the end, or a full state name after the last comma. None when
+    nothing recognisable is there (never raises: an address is free text)."""
+    s = clean(cell)
+    if not s or len(s) > 500:
+        return None
+    if m := _ADDRESS_STATE.search(s):
+        code = m[1]
+        if code in _US_CODES and (m[2] or "," in s):
+            return code
+    tail = re.sub(r"[\d\s-]+$", "", s.rsplit(",", 1)[-1]).strip().upper()
+    return US_STATES.get(re.sub(r"[.\s]+", " ", tail))
+
+
+@functools.cache
+def _country_zones() -> dict[str, tuple[str, ...]]:
+    """ISO 3166 country -> its IANA zones, from tzdata's zone.tab (the `tzdata` package, else the OS)."""
+    import importlib.resources
+
+    try:
+        text = (importlib.resources.files("tzdata.zoneinfo") / "zone.tab").read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):  # pragma: no cover - tzdata is a dependency
+        text = open("/usr/share/zoneinfo/zone.tab", encoding="utf-8").read()  # noqa: SIM115
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            parts = line.split("\t")
+            if len(parts) >= 3:
+                out.setdefault(parts[0], []).append(parts[2])
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def zone_from_country(country: str | None) -> str | None:
+    """The zone of a country that has exactly one (GB, IN, IE, NZ...); None for US, CA, AU, MX..."""
+    zones = _country_zones().get(country or "", ())
+    return zones[0] if len(zones) == 1 else None
 
 
 @functools.cache

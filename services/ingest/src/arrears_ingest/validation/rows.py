@@ -25,9 +25,9 @@ from . import parse as p
 from .columns import ALL_COLUMNS, Col, HeaderMap, SheetFormatError, map_header
 
 # Bump when validation rules change so unchanged sheet rows are validated again.
-VALIDATOR_VERSION = "1"
+VALIDATOR_VERSION = "2"
 
-TimezoneSource = Literal["column", "phone", "state"]
+TimezoneSource = Literal["column", "phone", "state", "address", "country"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,9 @@ class ValidationConfig:
     default_region: str = "US"
     date_order: p.DateOrder = "US"
     default_currency: str = "USD"
+    # (header key, column) pairs from `columns.column_aliases`; they only locate columns, so they are
+    # not part of the fingerprint (raw hashes are over the canonical cells)
+    aliases: tuple[tuple[str, Col], ...] = ()
 
     def fingerprint(self) -> str:
         return f"{VALIDATOR_VERSION}|{self.default_region}|{self.date_order}|{self.default_currency}"
@@ -83,6 +86,11 @@ class AccountRow:
     arrears_status: str | None
     arrears_reason: str | None
     warnings: tuple[Issue, ...] = ()
+    _content_hash: str = field(init=False, repr=False, compare=False, default="")
+
+    def __post_init__(self) -> None:
+        # computed once: the diff, the snapshot write and the event all need it
+        object.__setattr__(self, "_content_hash", content_hash(self.account_id, self.hashed_fields()))
 
     def hashed_fields(self) -> dict[str, Any]:
         """The fields that travel in `account-changed`; their hash decides whether the account changed."""
@@ -105,8 +113,7 @@ class AccountRow:
 
     @property
     def content_hash(self) -> str:
-        payload = json.dumps([self.account_id, self.hashed_fields()], sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(payload.encode()).hexdigest()
+        return self._content_hash
 
     def to_data(self) -> dict[str, Any]:
         """JSON stored in the snapshot (enough to emit a `removed` event later)."""
@@ -118,6 +125,32 @@ class AccountRow:
             "arrears_reason": self.arrears_reason,
             "warnings": [{"column": w.column, "reason": w.reason} for w in self.warnings],
         }
+
+
+HASHED_KEYS: tuple[str, ...] = (
+    "customer_name",
+    "phone",
+    "email",
+    "balance_minor",
+    "currency",
+    "due_date",
+    "last_payment_date",
+    "last_payment_minor",
+    "timezone",
+    "country",
+    "region",
+    "sms_consent",
+    "email_consent",
+    "status",
+)
+
+
+def content_hash(account_id: str, fields: dict[str, Any]) -> str:
+    """sha256 of the account id and its `HASHED_KEYS` fields (JSON form, as in the snapshot's `data`)."""
+    payload = json.dumps(
+        [account_id, {k: fields.get(k) for k in HASHED_KEYS}], sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -144,6 +177,11 @@ _MASK: dict[Col, Literal["phone", "email", "name", "plain"]] = {
     Col.EMAIL: "email",
     Col.CUSTOMER_NAME: "name",
 }
+
+
+# The write-back columns (Arrears Status / Arrears Reason, the last two) are our own output: writing them
+# must not make the next run see the row as changed, so they are left out of the raw hash.
+_RAW_CELLS = ALL_COLUMNS.index(Col.ARREARS_STATUS)
 
 
 def raw_hash(cells: Sequence[str], fingerprint: str) -> str:
@@ -291,14 +329,30 @@ def validate_row(
         warnings.append(Issue(Col.TIME_ZONE.value, f"{e}; derived instead"))
     if zone is None and phone_zone is not None:
         zone, zone_source = phone_zone, "phone"
-    if zone is None:
-        zone = p.zone_from_state(region, country or (cfg.default_region if region else None))
+    if zone is None and region is not None:
+        zone = p.zone_from_state(region, country or cfg.default_region)
         zone_source = "state" if zone else None
+    if zone is None and (address_state := p.state_from_address(c[Col.ADDRESS])) is not None:
+        if region is None:
+            region = address_state
+        zone = p.zone_from_state(address_state, country or cfg.default_region)
+        zone_source = "address" if zone else None
+    if zone is None:
+        zone = p.zone_from_country(country)
+        zone_source = "country" if zone else None
+    if zone is None:
+        warnings.append(
+            Issue(
+                Col.TIME_ZONE.value,
+                "time zone unknown (no Time Zone, and phone/address/country span several zones); "
+                "contact hours must suit every candidate zone",
+            )
+        )
 
     return AccountRow(
         account_id=account_id,
         row_number=row_number,
-        raw_hash=rhash or raw_hash(cells, cfg.fingerprint()),
+        raw_hash=rhash or raw_hash(cells[:_RAW_CELLS], cfg.fingerprint()),
         customer_name=name,
         phone=phone,
         email=email,
@@ -336,7 +390,7 @@ def validate_sheet(
     """
     if not values or not any(p.clean(x) for x in values[0]):
         raise SheetFormatError("the worksheet is empty (no header row)")
-    header: HeaderMap = map_header([str(x) for x in values[0]])
+    header: HeaderMap = map_header([str(x) for x in values[0]], cfg.aliases)
     positions = header.positions()
     id_pos = header.index[Col.ACCOUNT_ID]
     fp = cfg.fingerprint()
@@ -366,7 +420,7 @@ def validate_sheet(
             continue
         if account_id:
             first_row[account_id] = row_number
-        rhash = raw_hash(cells, fp)
+        rhash = raw_hash(cells[:_RAW_CELLS], fp)
         if known_raw is not None and account_id and known_raw(account_id, rhash):
             out.unchanged.append((account_id, row_number))
             continue
@@ -380,6 +434,7 @@ def validate_sheet(
 
 
 __all__ = [
+    "HASHED_KEYS",
     "AccountRow",
     "Issue",
     "KnownRaw",
@@ -387,6 +442,7 @@ __all__ = [
     "SheetFormatError",
     "SheetResult",
     "ValidationConfig",
+    "content_hash",
     "validate_row",
     "validate_sheet",
 ]

@@ -10,6 +10,7 @@ from arrears_shared.events import Channel, DeliveryStatus, MessageSent
 from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 
+from ..gmail.service import msgid_hash
 from ..webhooks.service import normalize_phone
 
 
@@ -21,6 +22,7 @@ async def handle_message_sent(events: Sequence[Envelope], tx: Transaction) -> No
     s = tx.schema
     latest: dict[tuple[str, str], MessageSent] = {}
     sent: dict[str, MessageSent] = {}
+    emails: dict[str, MessageSent] = {}
     for env in events:
         ev = env.data
         if not isinstance(ev, MessageSent) or ev.status is not DeliveryStatus.SENT:
@@ -30,6 +32,30 @@ async def handle_message_sent(events: Sequence[Envelope], tx: Transaction) -> No
             latest[key] = ev
         if ev.provider_message_id:
             sent[ev.provider_message_id] = ev
+        if ev.channel is Channel.EMAIL:
+            emails[ev.notice_id] = ev
+    if emails:
+        await tx.conn.execute(
+            text(
+                f"""INSERT INTO {s}.email_sent (notice_id, account_id, address, msgid_hash, thread_id, tier, step,
+                    campaign_id, sent_at)
+                VALUES (:n, :a, :ad, :h, :t, :tier, :step, :c, :at) ON CONFLICT (notice_id) DO NOTHING"""
+            ),
+            [
+                {
+                    "n": e.notice_id,
+                    "a": e.account_id,
+                    "ad": contact_address(e),
+                    "h": msgid_hash(e.notice_id),
+                    "t": e.thread_id,
+                    "tier": e.tier.value,
+                    "step": e.step,
+                    "c": e.campaign_id,
+                    "at": e.sent_at,
+                }
+                for e in emails.values()
+            ],
+        )
     if latest:
         rows = list(latest.items())
         await tx.conn.execute(

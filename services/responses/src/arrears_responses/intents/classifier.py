@@ -29,7 +29,7 @@ def _matches(rule: Rule, norm: str, flat: str, tokens: list[str]) -> bool:
         if flat.startswith("optout") or " opt out" in f" {norm}":
             rest = [w for w in tokens if w not in ("opt", "out", "optout")]
             return all(w in COURTESY_WORDS for w in rest)
-        return len(hits) == 1 and all(w in rule.keywords or w in COURTESY_WORDS for w in tokens)
+        return len(set(hits)) == 1 and all(w in rule.keywords or w in COURTESY_WORDS for w in tokens)
     return any(p.search(norm) for p in rule.compiled)
 
 

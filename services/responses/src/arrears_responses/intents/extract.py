@@ -35,7 +35,7 @@ _DAY_MONTH = re.compile(
     + r")\b"
 )
 _NUMERIC = re.compile(r"(?<![\d$.,])(?P<m>\d{1,2})/(?P<d>\d{1,2})(?:/(?P<y>\d{2,4}))?(?![\d])")
-_ORDINAL = re.compile(r"\b(?:on |by )?the (?P<d>\d{1,2})(?:st|nd|rd|th)\b")
+_ORDINAL = re.compile(r"\b(?:on |by )?the (?P<d>\d{1,2})(?:st|nd|rd|th)\b|\bel (?P<e>\d{1,2})\b")
 _IN_N = re.compile(r"\bin (?P<n>\d{1,2}|a|one|two|three) (?P<u>days?|weeks?)\b")
 _WORD_NUM = {"a": 1, "one": 1, "two": 2, "three": 3}
 
@@ -74,14 +74,17 @@ def extract_date(text: str, today: date) -> date | None:
     if m := _NUMERIC.search(t):
         y = m.group("y")
         year = None if y is None else (int(y) + 2000 if len(y) == 2 else int(y))
-        return _next_date(today, int(m.group("m")), int(m.group("d")), year)
+        month, day = int(m.group("m")), int(m.group("d"))
+        if month > 12 >= day:  # "15/12": day first (most of the world writes it so)
+            month, day = day, month
+        return _next_date(today, month, day, year)
     if m := _WEEKDAY.search(t):
         target = WEEKDAYS[m.group("d")]
         # the coming one; said on that very weekday it means a week later ("today" is handled above)
         ahead = (target - today.weekday()) % 7 or 7
         return today + timedelta(days=ahead)
     if m := _ORDINAL.search(t):
-        day = int(m.group("d"))
+        day = int(m.group("d") or m.group("e"))
         month, year = today.month, today.year
         if day < today.day:
             month, year = (1, year + 1) if month == 12 else (month + 1, year)

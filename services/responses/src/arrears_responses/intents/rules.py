@@ -57,9 +57,15 @@ COURTESY_WORDS = frozenset(
 )  # fmt: skip
 
 _ME = r"(?:me|us|this number|my number|my phone)"
-_TEXT = r"(?:text(?:ing)?|txt(?:ing)?|messag(?:e|es|ing)|sms|sending (?:me )?(?:texts|messages|these))"
+_TEXT = (
+    r"(?:text(?:ing)?|txt(?:ing)?|messag(?:e|es|ing)|msgs?|sms|sending (?:me )?(?:texts|messages|msgs|these))"
+)
 _DAYS = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
-_PAY = r"(?:pay|paying|send (?:you )?(?:the )?(?:money|payment|it)|make (?:a )?payment)"
+_PAY = (
+    r"(?:pay|paying|send(?:ing)?(?: you)?(?: the)?(?: money| payment| it|(?= ?\$| ?\d))|make (?:a )?payment|"
+    r"have (?:it|this|the (?:balance|bill)) paid|take care of (?:it|this|that|the balance)|settle (?:it|up))"
+)
+_AMOUNTISH = r"(?:\$?\d[\d,.]*(?: dollars| bucks)?|half|the rest|the balance|it|everything|all of it)"
 
 RULES: tuple[Rule, ...] = (
     Rule("opt_out_keyword", Intent.OPT_OUT, 1.0, Match.KEYWORD, keywords=OPT_OUT_KEYWORDS),
@@ -80,6 +86,13 @@ RULES: tuple[Rule, ...] = (
             r"\bnot at (?:my )?(?:work|job|office)\b",
         ),
     ),
+    Rule(
+        "no_calls_restriction",
+        Intent.OTHER,
+        0.5,
+        Match.PATTERN,
+        patterns=(r"\b(?:don'?t|do not|dont|never|stop|quit) (?:call|calling|phone|phoning) (?:me|us|my)\b",),
+    ),
     # -- plain-language revocation ---------------------------------------------------------------------
     Rule(
         "opt_out_plain",
@@ -87,7 +100,14 @@ RULES: tuple[Rule, ...] = (
         0.9,
         Match.PATTERN,
         patterns=(
-            rf"\bstop {_TEXT}\b",
+            rf"\b(?:stop|quit|cease) {_TEXT}\b",
+            r"\b(?:stop|quit|cease|end|cancel) (?:the |these |those |your |all |all the |all these )?"
+            r"(?:text|txt|sms|message|msg)s?(?: alerts| messages| reminders)?\b",
+            r"(?<!don't )(?<!dont )(?<!not )\bunsubscribe\b",
+            r"\b(?:do not|don'?t|dont|no longer) consent\b",
+            rf"\b(?:don'?t|do not|dont|never) (?:ever )?(?:contact|reach|message) {_ME} (?:by|via|through|over) "
+            r"(?:text|txt|sms)\b",
+            r"\barret(?:ez|e|er)? (?:les |de m'?envoyer (?:des )?)?(?:messages|textos|sms)\b",
             rf"\b(?:don'?t|do not|dont|never) (?:ever )?{_TEXT} {_ME}\b",
             r"\b(?:don'?t|do not|dont) (?:want|need) (?:any )?(?:more )?(?:your )?(?:texts|messages|sms)\b",
             r"\bno more (?:texts|messages|sms|txts)\b",
@@ -109,13 +129,19 @@ RULES: tuple[Rule, ...] = (
         0.95,
         Match.PATTERN,
         patterns=(
-            r"\bwrong (?:number|person|num|no)\b",
+            r"\bwrong (?:number|person|num|no|guy|gal|girl|man|lady|dude)\b",
+            r"\bno [a-z]+ (?:at|on) this (?:number|phone)\b",
             r"\bwrong ?#",
             r"\bwrong num\b",
             r"\bnumero equivocado\b",
             r"\b(?:i'?m|i am|this is) not (?:him|her|them|the person)\b",
-            r"\bno one (?:here )?(?:by|with|named) that name\b",
+            r"\b(?:no one|noone|nobody) (?:here )?(?:by|with|named|called)\b",
             r"\b(?:i )?don'?t know (?:who )?(?:this person|(?:him|her|them))\b",
+            r"\b(?:i )?don'?t know who (?:that|this|they|he|she) (?:is|are)\b",
+            r"^(?:sorry,? )?(?:i'?m|i am) not (?!(?:able|going|sure|paying|interested|ready|working|employed|"
+            r"home|available|aware|happy|ok|okay|the one|responsible|liable)\b)[a-z]+[.!]?$",
+            r"\b(?:isn'?t|is not|not) [a-z]+'s (?:phone|number|cell)\b",
+            r"\bnot (?:his|her|their) (?:phone|number|cell)\b",
             r"\bnew (?:number|phone)\b.*\bnot\b",
         ),
     ),
@@ -132,10 +158,20 @@ RULES: tuple[Rule, ...] = (
             r"\bi owe (?:you )?nothing\b",
             r"\bnever (?:had|opened|signed up for) (?:an? |this )?(?:account|loan|service)\b",
             r"\bthis (?:is|isn'?t) (?:not )?mine\b",
+            r"\b(?:debt|account|bill|balance|loan|charge) (?:isn'?t|is not|aint) (?:mine|my)\b",
+            r"\bnever heard of (?:you|your company|this company|this|them)\b",
             r"\b(?:this is )?(?:a )?(?:scam|fraud)\b",
             r"\bidentity theft\b",
             r"\bverif(?:y|ication) (?:of )?(?:this |the )?debt\b",
-            r"\bno (?:es|reconozco) (?:mi )?deuda\b",
+            r"\bvalidat(?:e|ion) (?:of )?(?:this |the |my )?debt\b",
+            r"\bproof (?:of|that) (?:this |the |my )?(?:debt|balance|i owe)\b",
+            r"\b(?:do not|don'?t|dont) recogni[sz]e\b",
+            r"\b(?:amount|balance|bill|charge|total|invoice) (?:is|was|seems|looks) (?:wrong|incorrect|not right|"
+            r"too high|inaccurate|off)\b",
+            r"\bnever (?:billed|received|ordered|used|got)\b",
+            r"\b(?:charged (?:me )?twice|double charged|overcharged)\b",
+            r"\bno (?:es|reconozco) (?:mi |esta |esa )?deuda\b",
+            r"\bno reconozco\b",
         ),
     ),
     Rule(
@@ -150,6 +186,8 @@ RULES: tuple[Rule, ...] = (
             r"\bpayment (?:was |has been )?(?:made|sent|submitted|done)\b",
             r"\b(?:i )?(?:sent|made|mailed) (?:the |a |my )?(?:payment|check|cheque)\b",
             r"\bya (?:lo )?pague\b",
+            r"\b(?:was|been|has been|have been|is) (?:already )?pa(?:id|yed)\b",
+            r"\b(?:already|just) (?:took|taken) care of (?:it|this|that)\b",
         ),
     ),
     Rule(
@@ -161,8 +199,21 @@ RULES: tuple[Rule, ...] = (
         patterns=(
             rf"\b(?:i'?ll|i will|ill|will|can|could|i can|gonna|going to|i'?m going to|plan to|promise to|"
             rf"able to) {_PAY}\b",
-            rf"(?<!can't )(?<!cannot )(?<!cant )\b{_PAY} (?:you )?(?:it )?(?:on|by|next|this|tomorrow|today|the|{_DAYS})\b",
-            r"\bpago el\b",
+            rf"\b(?:can|could) (?:i|we) {_PAY}\b",
+            rf"(?<!can't )(?<!cannot )(?<!cant )\b{_PAY} (?:you )?(?:it |{_AMOUNTISH} )?"
+            rf"(?:on|by|next|this|tomorrow|today|tonight|the|{_DAYS})\b",
+            r"\b(?:i )?(?:can|could) (?:do|manage) \$?\d",
+            r"\b(?:te |le )?pago (?:el|la|mañana|manana|el proximo)\b",
+        ),
+    ),
+    Rule(
+        "promise_terse",
+        Intent.PROMISE_TO_PAY,
+        0.7,
+        Match.PATTERN,
+        needs=Needs.PROMISE_DETAILS,
+        patterns=(
+            r"^\W*(?:\d{1,2}[/.-]\d{1,2}|\$?\d[\d,.]*)\W+(?:half|the rest|rest|all|full|in full|balance|\$?\d[\d,.]*)\W*$",
         ),
     ),
     Rule(
@@ -172,6 +223,10 @@ RULES: tuple[Rule, ...] = (
         Match.PATTERN,
         patterns=(
             r"\blost (?:my|our) (?:job|work|income|house)\b",
+            r"\b(?:passed away|died|death in the family|funeral|divorce|on disability|disabled|surgery)\b",
+            r"\b(?:can'?t|cannot|cant|unable to|not able to) make (?:the |my |any |these )?payments?\b",
+            r"\b(?:out of work|between jobs|no job)\b",
+            r"\bno tengo (?:dinero|trabajo|plata)\b",
             r"\b(?:can'?t|cannot|cant|unable to|not able to) afford\b",
             r"\b(?:unemployed|laid off|layed off|furloughed|hardship|bankrupt(?:cy)?)\b",
             r"\b(?:in|out of) (?:the )?hospital\b",
@@ -205,6 +260,9 @@ RULES: tuple[Rule, ...] = (
             r"\bcall (?:me )?back\b",
             r"\b(?:speak|talk) (?:to|with) (?:someone|somebody|a person|a human|an agent|a real person)\b",
             r"\bphone me\b",
+            r"\b(?:talk|speak) (?:on|over) the phone\b",
+            r"\b(?:number|phone) (?:to|i can|can i) (?:call|reach)\b",
+            r"\bhow (?:can|do) i (?:call|reach|contact) (?:you|someone)\b",
             r"\bllamame\b",
         ),
     ),
@@ -213,7 +271,16 @@ RULES: tuple[Rule, ...] = (
         Intent.HELP,
         0.6,
         Match.PATTERN,
-        patterns=(r"\bwho is this\b", r"\bwhat is this (?:about|for)\b", r"\bhelp\b", r"\bmore info\b"),
+        patterns=(
+            r"\bwho (?:is this|are you|r u|is dis)\b",
+            r"\bwho(?:'s| is) (?:texting|messaging|contacting|writing)\b",
+            r"\bwhat (?:company|business|agency|firm) is (?:this|it)\b",
+            r"\bwhat(?:'?s| is) this (?:about|for|regarding|re)\b",
+            r"\bhelp\b",
+            r"\bmore info\b",
+            r"\bquien (?:es|eres|habla)\b",
+            r"\bis this (?:legit|real|legitimate)\b",
+        ),
     ),
 )
 

@@ -11,7 +11,9 @@ from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..autoreplies.service import maybe_answer
 from ..intents import classify
+from ..settings import ResponsesSettings
 from .models import DELIVERY_TYPES, MESSAGE_RECEIVED, QuoMessage, QuoWebhookEvent, WebhookAck
 
 log = logging.getLogger(__name__)
@@ -41,13 +43,19 @@ async def claim_event(conn: AsyncConnection, schema: str, event_id: str, type_: 
 
 
 async def handle_quo_event(
-    tx: Transaction, event: QuoWebhookEvent, *, now: datetime | None = None
+    tx: Transaction,
+    event: QuoWebhookEvent,
+    *,
+    settings: ResponsesSettings | None = None,
+    now: datetime | None = None,
 ) -> WebhookAck:
     """Apply one verified webhook inside `tx` (the caller commits)."""
     if not await claim_event(tx.conn, tx.schema, event.id, event.type):
         return WebhookAck(status="duplicate")
     if event.type == MESSAGE_RECEIVED:
-        return await record_inbound_sms(tx, QuoMessage.model_validate(event.data["object"]), now=now)
+        return await record_inbound_sms(
+            tx, QuoMessage.model_validate(event.data["object"]), settings=settings, now=now
+        )
     if event.type in DELIVERY_TYPES:
         msg = QuoMessage.model_validate(event.data["object"])
         at = msg.createdAt or event.createdAt or now or datetime.now(UTC)
@@ -56,7 +64,13 @@ async def handle_quo_event(
     return WebhookAck(status="ignored")
 
 
-async def record_inbound_sms(tx: Transaction, msg: QuoMessage, *, now: datetime | None = None) -> WebhookAck:
+async def record_inbound_sms(
+    tx: Transaction,
+    msg: QuoMessage,
+    *,
+    settings: ResponsesSettings | None = None,
+    now: datetime | None = None,
+) -> WebhookAck:
     if msg.direction not in (None, "incoming", "inbound"):
         return WebhookAck(status="ignored")
     s = tx.schema
@@ -121,6 +135,16 @@ async def record_inbound_sms(tx: Transaction, msg: QuoMessage, *, now: datetime 
         ),
         id=f"reply-received:{reply_id}",
     )
+    if settings is not None:
+        await maybe_answer(
+            tx,
+            settings,
+            intent=c.intent,
+            account_id=contact.account_id,
+            reply_id=reply_id,
+            address=sender,
+            received_at=received_at,
+        )
     log.info(
         "reply received",
         extra={"reply_id": reply_id, "intent": c.intent.value, "confidence": c.confidence, "rule": c.rule},

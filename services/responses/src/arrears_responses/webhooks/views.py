@@ -46,7 +46,7 @@ def webhooks_router(get_context: Callable[[], Context]) -> APIRouter:
         try:
             event = QuoWebhookEvent.model_validate_json(raw)
             async with ctx.transaction() as tx:
-                ack = await handle_quo_event(tx, event)
+                ack = await handle_quo_event(tx, event, settings=settings)
         except (ValidationError, KeyError, TypeError) as e:
             metrics.WEBHOOKS.labels("quo", "malformed").inc()
             raise HTTPException(400, f"malformed webhook body: {type(e).__name__}") from e

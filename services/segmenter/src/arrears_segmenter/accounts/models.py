@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -63,6 +63,14 @@ accounts = Table(
     Column("aging_bucket", Text, nullable=False),
     Column("first_seen_at", DateTime(timezone=True), nullable=False),
     Column("last_event_at", DateTime(timezone=True), nullable=False),
+    Column("complex", Boolean, nullable=False),
+    Column("risk_score", Integer, nullable=False),
+    Column("risk_override", Integer),
+    Column("partial_payments", Integer, nullable=False),
+    Column("broken_promises", Integer, nullable=False),
+    Column("balance_band", Text, nullable=False),
+    Column("history", Text, nullable=False),
+    Column("segment", Text, nullable=False),
 )
 
 decisions = Table(
@@ -89,6 +97,9 @@ class TimerView(BaseModel):
     state: str
     attempts: int
     reason: str | None
+    policy_id: str | None = None
+    policy_version: int | None = None
+    approved_by: str | None = None
 
 
 class AccountView(BaseModel):
@@ -122,6 +133,14 @@ class AccountView(BaseModel):
     aging_bucket: str
     first_seen_at: datetime
     last_event_at: datetime
+    complex: bool
+    risk_score: int
+    risk_override: int | None
+    partial_payments: int
+    broken_promises: int
+    balance_band: str
+    history: str
+    segment: str
     timers: list[TimerView]
 
 
@@ -149,3 +168,14 @@ def mask_email(email: str | None) -> str | None:
         return None
     local, _, domain = email.partition("@")
     return (local[:1] + "***@" + domain) if domain else "***"
+
+
+class FlagsUpdate(BaseModel):
+    """Operator override of account flags (manual override, seed 001). Omitted fields stay as they are."""
+
+    actor: str = Field(min_length=1, description="Who made the change (recorded in the decision log)")
+    complex: bool | None = Field(None, description="Complex case: every step waits for approval")
+    do_not_contact: bool | None = Field(None, description="Cease request, attorney, ...: no contact at all")
+    risk_override: int | None = Field(None, ge=0, le=100, description="Pin the risk score (0-100)")
+    clear_risk_override: bool = False
+    reason: str = ""

@@ -8,8 +8,8 @@ from arrears_shared.service import Context, RouterFactory
 from fastapi import APIRouter, HTTPException
 
 from ..deps import Deps
-from .models import AccountView, DecisionView
-from .service import account_view, decision_log
+from .models import AccountView, DecisionView, FlagsUpdate
+from .service import account_view, decision_log, set_flags
 
 
 def make_router(deps: Deps) -> RouterFactory:
@@ -28,6 +28,16 @@ def make_router(deps: Deps) -> RouterFactory:
         async def get_decisions(account_id: str) -> list[DecisionView]:
             async with get_context().engine.connect() as conn:
                 return await decision_log(conn, account_id)
+
+        @router.post("/{account_id}/flags", response_model=AccountView)
+        async def post_flags(account_id: str, body: FlagsUpdate) -> AccountView:
+            """Operator override: complex (approval gate), do-not-contact, risk score."""
+            async with get_context().transaction() as tx:
+                ok = await set_flags(tx.conn, account_id, body, deps, deps.clock.now())
+                view = await account_view(tx.conn, account_id, deps, deps.clock.now()) if ok else None
+            if view is None:
+                raise HTTPException(404, "account not found")
+            return view
 
         return router
 

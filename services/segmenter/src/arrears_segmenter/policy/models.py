@@ -1,13 +1,26 @@
-"""Dunning policy as versioned data (YAML -> pydantic)."""
+"""Dunning policy as versioned data (YAML -> pydantic), with errors a person can act on."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
 from arrears_shared.events import Channel, Tier
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class StopCondition(StrEnum):
+    PAID = "paid"
+    PROMISE_TO_PAY = "promise_to_pay"
+    DISPUTE = "dispute"
+    OPT_OUT = "opt_out"
+    DO_NOT_CONTACT = "do_not_contact"
+
+
+MANDATORY_STOPS = {StopCondition.OPT_OUT, StopCondition.DO_NOT_CONTACT, StopCondition.PAID}
 
 
 class PolicyStep(BaseModel):
@@ -15,10 +28,38 @@ class PolicyStep(BaseModel):
 
     step: int = Field(ge=1)
     tier: Tier
-    min_days_past_due: int = Field(ge=0)
+    min_days_past_due: int = Field(ge=0, description="Step falls due once days past due reach this")
     min_interval_days: int = Field(0, ge=0, description="Days since the previous step was sent")
-    channels: list[Channel] = Field(min_length=1, description="Sent on every allowed channel, in order")
-    template_id: str
+    channels: list[Channel] = Field(min_length=1, description="Channel order")
+    channel_mode: Literal["all", "fallback"] = Field(
+        "all",
+        description="all: send on every allowed channel; fallback: the first allowed channel, the rest "
+        "travel as fallback_channels for the dispatchers",
+    )
+    template_id: str = Field(min_length=1)
+    repeat_every_days: int | None = Field(
+        None, ge=1, description="Last step only: repeat it every N days until a stop condition holds"
+    )
+    max_repeats: int = Field(0, ge=0, le=52, description="How many repeats of the last step at most")
+
+    @model_validator(mode="after")
+    def _channels_unique(self) -> PolicyStep:
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels must not repeat")
+        if (self.repeat_every_days is None) != (self.max_repeats == 0):
+            raise ValueError("repeat_every_days and max_repeats go together")
+        return self
+
+
+class Approval(BaseModel):
+    """Manual override (seed 001): these accounts wait for a person to approve each step."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    balance_above_minor: int | None = Field(
+        None, ge=0, description="Accounts whose balance exceeds this (minor units) need approval"
+    )
+    complex_accounts: bool = Field(True, description="Accounts flagged complex need approval")
 
 
 class Policy(BaseModel):
@@ -26,7 +67,10 @@ class Policy(BaseModel):
 
     id: str = Field(pattern=r"^[a-z0-9_-]+$")
     version: int = Field(ge=1)
+    description: str = ""
     steps: list[PolicyStep] = Field(min_length=1)
+    stop_conditions: list[StopCondition] = Field(default_factory=lambda: list(StopCondition))
+    approval: Approval = Field(default_factory=Approval)
 
     @model_validator(mode="after")
     def _ordered(self) -> Policy:
@@ -36,14 +80,60 @@ class Policy(BaseModel):
         dpd = [s.min_days_past_due for s in self.steps]
         if dpd != sorted(dpd):
             raise ValueError("min_days_past_due must not decrease along the steps")
+        if any(s.repeat_every_days for s in self.steps[:-1]):
+            raise ValueError("only the last step may repeat")
+        missing = MANDATORY_STOPS - set(self.stop_conditions)
+        if missing:
+            raise ValueError(f"stop_conditions must include {sorted(m.value for m in missing)} (compliance)")
         return self
 
     def get(self, step: int) -> PolicyStep:
-        return self.steps[step - 1]
+        return self.steps[min(step, len(self.steps)) - 1]
 
     @property
     def last_step(self) -> int:
-        return len(self.steps)
+        """Highest step number including repeats of the last step (step n + k = k-th repeat)."""
+        return len(self.steps) + self.steps[-1].max_repeats
+
+    def stops(self, condition: StopCondition) -> bool:
+        return condition in self.stop_conditions
+
+    def needs_approval(self, balance_minor: int, complex_flag: bool) -> str | None:
+        a = self.approval
+        if complex_flag and a.complex_accounts:
+            return "approval.complex"
+        if a.balance_above_minor is not None and balance_minor > a.balance_above_minor:
+            return "approval.high_balance"
+        return None
+
+
+class PolicyError(ValueError):
+    """A policy document that cannot be used; `errors` lists each problem with its location."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e['loc']}: {e['msg']}" for e in errors))
+
+
+def parse_policy(text: str) -> Policy:
+    """YAML (or JSON) text -> Policy, or PolicyError naming every problem and where it is."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "document"
+        raise PolicyError([{"loc": where, "msg": f"not valid YAML: {getattr(e, 'problem', e)}"}]) from None
+    if not isinstance(data, dict):
+        raise PolicyError([{"loc": "document", "msg": "a policy is a mapping with id, version and steps"}])
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as e:
+        raise PolicyError(
+            [
+                {"loc": ".".join(str(p) for p in err["loc"]) or "policy", "msg": err["msg"]}
+                for err in e.errors(include_url=False)
+            ]
+        ) from None
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
@@ -51,4 +141,4 @@ def load_policy(path: str | Path | None = None) -> Policy:
         text = (resources.files("arrears_segmenter") / "policies" / "default.yaml").read_text()
     else:
         text = Path(path).read_text()
-    return Policy.model_validate(yaml.safe_load(text))
+    return parse_policy(text)

@@ -19,6 +19,10 @@ timers = Table(
     Column("reason", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("policy_id", Text),
+    Column("policy_version", Integer),
+    Column("approved_by", Text),
+    Column("approved_at", DateTime(timezone=True)),
 )
 
 notices = Table(
@@ -33,4 +37,5 @@ notices = Table(
     Column("channel", Text, nullable=False),
     Column("tier", Text, nullable=False),
     Column("emitted_at", DateTime(timezone=True), nullable=False),
+    Column("campaign_id", Text),
 )

@@ -1,0 +1,177 @@
+"""`arrears ingest sheet|file|rejects|runs`: drive the ingest service over its HTTP API.
+
+The service URL comes from `--url` or `ARREARS_INGEST_URL` (default `http://127.0.0.1:8001`, the ingest
+service's default port).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import httpx
+import typer
+
+DEFAULT_URL = "http://127.0.0.1:8001"
+XLSX_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+ingest_app = typer.Typer(
+    help="PME master sheet ingest: run the sheet now, upload a CSV/XLSX file, list rejects and runs.",
+    no_args_is_help=True,
+)
+
+UrlOpt = Annotated[
+    str, typer.Option("--url", envvar="ARREARS_INGEST_URL", help="Base URL of the ingest service")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer")]
+
+
+def _client(url: str, timeout: float = 600) -> httpx.Client:
+    return httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+
+
+def _fail(r: httpx.Response) -> None:
+    try:
+        detail: Any = r.json()
+        detail = detail.get("detail", detail.get("error", detail)) if isinstance(detail, dict) else detail
+    except ValueError:
+        detail = r.text[:500]
+    typer.echo(f"error {r.status_code}: {detail}", err=True)
+    raise typer.Exit(1)
+
+
+def _summary(run: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(run, indent=2))
+    else:
+        typer.echo(
+            f"run {run['id']} ({run['source']}, {run['trigger']}): {run['status']}  rows={run['rows']} "
+            f"accepted={run['accepted']} rejected={run['rejected']} unchanged={run['unchanged']} "
+            f"created={run['created']} updated={run['updated']} removed={run['removed']} "
+            f"warnings={run['warnings']}"
+        )
+        if run.get("error"):
+            typer.echo(f"error: {run['error']}", err=True)
+    if run["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def _request(url: str, method: str, path: str, **kw: Any) -> httpx.Response:
+    try:
+        with _client(url) as c:
+            return c.request(method, path, **kw)
+    except httpx.HTTPError as e:
+        typer.echo(f"cannot reach the ingest service at {url}: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+@ingest_app.command()
+def sheet(url: UrlOpt = DEFAULT_URL, as_json: JsonOpt = False) -> None:
+    """Read the PME master sheet now (the poll schedule continues as configured)."""
+    r = _request(url, "POST", "/ingest/sheet")
+    if r.status_code != 200:
+        _fail(r)
+    _summary(r.json(), as_json)
+
+
+@ingest_app.command("file")
+def file_(
+    path: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV or XLSX file")
+    ],
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="merge: create/update the file's accounts; replace: the file is the whole master sheet "
+            "(accounts absent from it are removed)",
+        ),
+    ] = "merge",
+    worksheet: Annotated[str | None, typer.Option(help="XLSX worksheet (default: the first)")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upload a CSV/XLSX export of the PME master sheet (works while the sheet is unavailable)."""
+    if mode not in ("merge", "replace"):
+        raise typer.BadParameter("--mode must be merge or replace")
+    kind: Literal["xlsx", "csv"] = "xlsx" if path.suffix.lower() in (".xlsx", ".xlsm") else "csv"
+    params = {"filename": path.name, "mode": mode} | ({"worksheet": worksheet} if worksheet else {})
+    r = _request(
+        url,
+        "POST",
+        "/ingest/upload",
+        params=params,
+        content=path.read_bytes(),
+        headers={"content-type": XLSX_MEDIA if kind == "xlsx" else "text/csv"},
+    )
+    if r.status_code == 422 and "status" in r.json():
+        _summary(r.json(), as_json)
+    if r.status_code != 200:
+        _fail(r)
+    _summary(r.json(), as_json)
+
+
+@ingest_app.command()
+def rejects(
+    source: Annotated[str | None, typer.Option(help="sheet, upload or payment (default: all)")] = None,
+    csv_path: Annotated[
+        str | None,
+        typer.Option("--csv", help="Write the CSV report (highest balance first) here; - = stdout"),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Rows to list (without --csv)")] = 50,
+    url: UrlOpt = DEFAULT_URL,
+    as_json: JsonOpt = False,
+) -> None:
+    """Current rejects, sorted by impact (balance), with row, column, masked value and reason."""
+    params = {"source": source} if source else {}
+    if csv_path is not None:
+        r = _request(url, "GET", "/ingest/rejects.csv", params=params)
+        if r.status_code != 200:
+            _fail(r)
+        if csv_path == "-":
+            typer.echo(r.text, nl=False)
+        else:
+            Path(csv_path).write_text(r.text, encoding="utf-8")
+            typer.echo(f"wrote {max(r.text.count(chr(10)) - 1, 0)} reject(s) to {csv_path}", err=True)
+        return
+    r = _request(url, "GET", "/ingest/rejects", params=params | {"limit": limit})
+    if r.status_code != 200:
+        _fail(r)
+    data = r.json()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    for i in data["items"]:
+        bal = "" if i["balance_minor"] is None else f"{i['balance_minor'] / 100:,.2f} {i['currency'] or ''}"
+        typer.echo(
+            f"{i['source']:<7} row {i['row_number']:<6} {i['account_id'] or '-':<20} {bal:>16}  "
+            f"{i['column'] or '-'}: {i['reason']}"
+        )
+    typer.echo(f"{len(data['items'])} of {data['total']} reject(s)", err=True)
+
+
+@ingest_app.command()
+def runs(
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    url: UrlOpt = DEFAULT_URL,
+    as_json: JsonOpt = False,
+) -> None:
+    """The latest ingest runs (sheet and uploads), newest first."""
+    r = _request(url, "GET", "/ingest/runs", params={"limit": limit})
+    if r.status_code != 200:
+        _fail(r)
+    items = r.json()["items"]
+    if as_json:
+        typer.echo(json.dumps(items, indent=2))
+        return
+    for run in items:
+        typer.echo(
+            f"{run['started']}  {run['source']:<6} {run['trigger']:<5} {run['status']:<9} rows={run['rows']} "
+            f"created={run['created']} updated={run['updated']} removed={run['removed']} "
+            f"rejected={run['rejected']}  {run.get('error') or ''}"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ingest_app, name="ingest")

@@ -1,0 +1,27 @@
+"""dispatcher-sms: send route, DLQ id, invalid channels per account, daily quota usage.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2025-01-02
+"""
+
+from alembic import op
+from arrears_shared.delivery.tables import upgrade_delivery_tables_v2
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+SCHEMA = "dispatcher_sms"
+
+
+def upgrade() -> None:
+    upgrade_delivery_tables_v2(op, SCHEMA)
+
+
+def downgrade() -> None:
+    op.execute(f"DROP TABLE IF EXISTS {SCHEMA}.quota_usage")
+    op.execute(f"DROP TABLE IF EXISTS {SCHEMA}.invalid_channels")
+    op.execute(f"ALTER TABLE {SCHEMA}.deliveries DROP COLUMN IF EXISTS dlq_id")
+    op.execute(f"ALTER TABLE {SCHEMA}.deliveries DROP COLUMN IF EXISTS route")

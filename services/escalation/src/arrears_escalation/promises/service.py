@@ -1,0 +1,126 @@
+"""Promise-to-pay tracking: recorded from a reply, kept when a payment arrives, broken after the due date.
+
+A newer promise supersedes the pending one. A payment (account-changed with change=payment, or a balance
+of zero) keeps every pending promise of the account when it covers the promised amount (or the promise
+named no amount, or the balance is cleared); `on_time` = paid on or before the due date (punctuality)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from arrears_shared.events import AccountChanged, ReplyReceived
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .. import metrics
+from ..cases.models import SCHEMA
+
+
+class PromiseView(BaseModel):
+    promise_id: str
+    account_id: str
+    amount_minor: int | None
+    due_date: date
+    status: str
+    made_at: datetime
+    settled_at: datetime | None
+    paid_minor: int | None
+    on_time: bool | None
+    channel: str | None
+
+
+async def record_promise(conn: AsyncConnection, ev: ReplyReceived, collector: str | None = None) -> bool:
+    if ev.promise_date is None:
+        return False
+    await conn.execute(
+        text(
+            f"""UPDATE {SCHEMA}.promises SET status = 'superseded', settled_at = :at
+            WHERE account_id = :a AND status = 'pending' AND promise_id <> :p"""
+        ),
+        {"a": ev.account_id, "p": ev.reply_id, "at": ev.received_at},
+    )
+    row = (
+        await conn.execute(
+            text(
+                f"""INSERT INTO {SCHEMA}.promises (promise_id, account_id, amount_minor, due_date, status,
+                    made_at, channel, collector)
+                VALUES (:p, :a, :amt, :d, 'pending', :at, :ch, :col) ON CONFLICT DO NOTHING RETURNING 1"""
+            ),
+            {
+                "p": ev.reply_id,
+                "a": ev.account_id,
+                "amt": ev.promise_amount_minor,
+                "d": ev.promise_date,
+                "at": ev.received_at,
+                "ch": ev.channel.value,
+                "col": collector,
+            },
+        )
+    ).first()
+    if row:
+        metrics.PROMISES.labels("made").inc()
+    return row is not None
+
+
+async def on_payment(conn: AsyncConnection, ev: AccountChanged) -> int:
+    paid = ev.change == "payment" or ev.balance_minor <= 0
+    if not paid:
+        return 0
+    rows = (
+        await conn.execute(
+            text(
+                f"""UPDATE {SCHEMA}.promises SET status = 'kept', settled_at = :at, paid_minor = :paid,
+                    on_time = (CAST(:day AS date) <= due_date)
+                WHERE account_id = :a AND status = 'pending'
+                  AND (amount_minor IS NULL OR :balance <= 0 OR COALESCE(:paid, 0) >= amount_minor)
+                RETURNING promise_id"""
+            ),
+            {
+                "a": ev.account_id,
+                "at": ev.as_of,
+                "day": (ev.last_payment_date or ev.as_of.date()),
+                "paid": ev.last_payment_minor,
+                "balance": ev.balance_minor,
+            },
+        )
+    ).all()
+    for _ in rows:
+        metrics.PROMISES.labels("kept").inc()
+    return len(rows)
+
+
+async def due_broken(
+    conn: AsyncConnection, today: date, grace_days: int, limit: int, now: datetime
+) -> list[Any]:
+    """Pending promises whose due date + grace has passed, locked and marked broken."""
+    rows = (
+        await conn.execute(
+            text(
+                f"""SELECT promise_id, account_id, amount_minor, due_date FROM {SCHEMA}.promises
+                WHERE status = 'pending' AND due_date < :cutoff ORDER BY due_date LIMIT :n
+                FOR UPDATE SKIP LOCKED"""
+            ),
+            {"cutoff": today - timedelta(days=grace_days), "n": limit},
+        )
+    ).all()
+    for r in rows:
+        await conn.execute(
+            text(f"UPDATE {SCHEMA}.promises SET status = 'broken', settled_at = :at WHERE promise_id = :p"),
+            {"p": r.promise_id, "at": now},
+        )
+        metrics.PROMISES.labels("broken").inc()
+    return rows
+
+
+async def list_promises(
+    conn: AsyncConnection, account_id: str | None = None, limit: int = 500
+) -> list[PromiseView]:
+    q = f"SELECT * FROM {SCHEMA}.promises"
+    params: dict[str, Any] = {"n": limit}
+    if account_id:
+        q += " WHERE account_id = :a"
+        params["a"] = account_id
+    rows = (await conn.execute(text(q + " ORDER BY made_at DESC LIMIT :n"), params)).all()
+    return [PromiseView.model_validate(r._asdict()) for r in rows]

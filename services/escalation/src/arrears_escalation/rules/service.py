@@ -1,0 +1,73 @@
+"""Load the rule set (file + disabled list + thresholds) and match facts against it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .models import Rule, RuleSet, Trigger
+
+DEFAULT_RULES = "default_rules.yaml"
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a trigger knows about the account when the rules are evaluated."""
+
+    intent: str | None = None
+    confidence: float | None = None
+    balance_minor: int | None = None
+    channel: str | None = None
+
+
+def load_rules(
+    path: str | None = None, disabled: str = "", thresholds: str | dict[str, Any] | None = None
+) -> RuleSet:
+    """`path` replaces the packaged defaults; `disabled` = comma-separated rule ids;
+    `thresholds` = {"<rule id>.<condition>": value} (JSON text or dict) overriding conditions."""
+    raw = (
+        Path(path).read_text(encoding="utf-8")
+        if path
+        else resources.files(__package__).joinpath(DEFAULT_RULES).read_text(encoding="utf-8")
+    )
+    data = yaml.safe_load(raw)
+    off = {x.strip() for x in disabled.split(",") if x.strip()}
+    over = json.loads(thresholds) if isinstance(thresholds, str) and thresholds.strip() else thresholds or {}
+    ids = {r["id"] for r in data.get("rules", [])}
+    unknown = (off - ids) | ({k.split(".", 1)[0] for k in over} - ids)
+    if unknown:
+        raise ValueError(f"escalation config names unknown rules: {sorted(unknown)}")
+    for r in data["rules"]:
+        if r["id"] in off:
+            r["enabled"] = False
+        for key, value in over.items():
+            rid, _, cond = key.partition(".")
+            if rid == r["id"]:
+                r.setdefault("conditions", {})[cond] = value
+    return RuleSet.model_validate(data)
+
+
+def matches(rule: Rule, facts: Facts) -> bool:
+    c = rule.conditions
+    if c.intents is not None and facts.intent not in {i.value for i in c.intents}:
+        return False
+    if c.min_confidence is not None and (facts.confidence is None or facts.confidence < c.min_confidence):
+        return False
+    if c.max_confidence is not None and (facts.confidence is None or facts.confidence > c.max_confidence):
+        return False
+    if c.min_balance_minor is not None and (facts.balance_minor or 0) < c.min_balance_minor:
+        return False
+    return not (c.channels is not None and facts.channel not in {ch.value for ch in c.channels})
+
+
+def matching(rules: RuleSet, trigger: Trigger, facts: Facts) -> list[Rule]:
+    return [r for r in rules.rules if r.enabled and r.trigger == trigger and matches(r, facts)]
+
+
+def rule(rules: RuleSet, rule_id: str) -> Rule | None:
+    return next((r for r in rules.rules if r.id == rule_id), None)

@@ -1,0 +1,95 @@
+"""Tasks API: list/get (viewer), assign (agent: to themselves; supervisor: to anyone), complete (agent)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from arrears_shared.service import Context, RouterFactory
+from fastapi import APIRouter, Depends, HTTPException
+
+from ..audit.service import append
+from ..auth.deps import requires
+from ..auth.service import Principal
+from ..deps import Deps
+from .models import AssignTask, CompleteTask, TaskView
+from .service import assign_task, complete_task, get_task, list_tasks
+
+
+def make_router(deps: Deps) -> RouterFactory:
+    def factory(get_context: Callable[[], Context]) -> APIRouter:
+        router = APIRouter(prefix="/tasks", tags=["tasks"])
+        viewer = Depends(requires(get_context, "viewer"))
+        agent = Depends(requires(get_context, "agent"))
+
+        @router.get("", response_model=list[TaskView])
+        async def tasks_list(
+            status: Literal["open", "done", "cancelled"] | None = None,
+            account_id: str | None = None,
+            assignee: str | None = None,
+            team: str | None = None,
+            _: Principal = viewer,
+        ) -> list[TaskView]:
+            async with get_context().engine.connect() as conn:
+                return await list_tasks(
+                    conn, status=status, account_id=account_id, assignee=assignee, team=team
+                )
+
+        @router.get("/{task_id}", response_model=TaskView)
+        async def task_get(task_id: str, _: Principal = viewer) -> TaskView:
+            async with get_context().engine.connect() as conn:
+                task = await get_task(conn, task_id)
+            if task is None:
+                raise HTTPException(404, "task not found")
+            return task
+
+        @router.post("/{task_id}/assign", response_model=TaskView)
+        async def task_assign(task_id: str, body: AssignTask, who: Principal = agent) -> TaskView:
+            if body.assignee != who.name and not who.at_least("supervisor"):
+                raise HTTPException(403, "agents may only assign tasks to themselves")
+            async with get_context().transaction() as tx:
+                before = await get_task(tx.conn, task_id)
+                if before is None:
+                    raise HTTPException(404, "task not found")
+                after = await assign_task(tx.conn, task_id, body.assignee)
+                if after is None:
+                    raise HTTPException(409, "task is not open")
+                await append(
+                    tx.conn,
+                    actor=who.name,
+                    role=who.role,
+                    action="task.assign",
+                    entity="task",
+                    entity_id=task_id,
+                    before={"assignee": before.assignee},
+                    after={"assignee": after.assignee, "account_id": after.account_id},
+                    reason=body.reason,
+                    at=deps.clock.now(),
+                )
+            return after
+
+        @router.post("/{task_id}/complete", response_model=TaskView)
+        async def task_complete(task_id: str, body: CompleteTask, who: Principal = agent) -> TaskView:
+            async with get_context().transaction() as tx:
+                before = await get_task(tx.conn, task_id)
+                if before is None:
+                    raise HTTPException(404, "task not found")
+                after = await complete_task(tx.conn, task_id, body.outcome, deps.clock.now())
+                if after is None:
+                    raise HTTPException(409, "task is not open")
+                await append(
+                    tx.conn,
+                    actor=who.name,
+                    role=who.role,
+                    action="task.complete",
+                    entity="task",
+                    entity_id=task_id,
+                    before={"status": before.status},
+                    after={"status": after.status, "outcome": after.outcome, "account_id": after.account_id},
+                    at=deps.clock.now(),
+                )
+            return after
+
+        return router
+
+    return factory

@@ -1,0 +1,119 @@
+"""The account timeline: messages both ways, status changes, cases, tasks, promises, notes, overrides and
+every audited action, merged in time order. Messages and status changes are recorded as escalation
+consumes them (`record_activity`); the rest comes from escalation's own tables."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from arrears_shared.events import AccountChanged, Event, MessageSent, ReplyReceived
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..cases.models import SCHEMA
+
+
+class TimelineItem(BaseModel):
+    at: datetime
+    kind: str
+    summary: str
+    ref: str
+    data: dict[str, Any] = {}
+
+
+def _activity(ev: Event, ce_id: str) -> dict[str, Any] | None:
+    if isinstance(ev, MessageSent):
+        return {
+            "id": ce_id,
+            "a": ev.account_id,
+            "at": ev.sent_at,
+            "k": f"message_out.{ev.status.value}",
+            "s": f"{ev.tier.value} step {ev.step} via {ev.channel.value}: {ev.status.value}"
+            + (f" ({ev.reason})" if ev.reason else ""),
+            "d": {"notice_id": ev.notice_id, "channel": ev.channel.value, "campaign_id": ev.campaign_id},
+        }
+    if isinstance(ev, ReplyReceived):
+        return {
+            "id": ce_id,
+            "a": ev.account_id,
+            "at": ev.received_at,
+            "k": "message_in",
+            "s": f"{ev.channel.value} reply: {ev.intent.value} ({ev.confidence:.2f})",
+            "d": {"reply_id": ev.reply_id, "text": ev.text[:500], "intent": ev.intent.value},
+        }
+    if isinstance(ev, AccountChanged):
+        return {
+            "id": ce_id,
+            "a": ev.account_id,
+            "at": ev.as_of,
+            "k": f"account.{ev.change}",
+            "s": f"{ev.change} from {ev.source}: balance {ev.balance_minor / 100:.2f} {ev.currency}, "
+            f"status {ev.status.value}",
+            "d": {
+                "status": ev.status.value,
+                "balance_minor": ev.balance_minor,
+                "currency": ev.currency,
+                "due_date": ev.due_date.isoformat(),
+                "last_payment_minor": ev.last_payment_minor,
+            },
+        }
+    return None
+
+
+async def record_activity(conn: AsyncConnection, items: list[tuple[Event, str]]) -> None:
+    rows = [a for ev, ce_id in items if (a := _activity(ev, ce_id)) is not None]
+    if not rows:
+        return
+    for r in rows:
+        r["d"] = json.dumps(r["d"])
+    await conn.execute(
+        text(
+            f"""INSERT INTO {SCHEMA}.activity (id, account_id, at, kind, summary, data)
+            VALUES (:id, :a, :at, :k, :s, CAST(:d AS jsonb)) ON CONFLICT (id) DO NOTHING"""
+        ),
+        rows,
+    )
+
+
+_TIMELINE = f"""
+SELECT at, kind, summary, id AS ref, data FROM {SCHEMA}.activity WHERE account_id = :a
+UNION ALL
+SELECT opened_at, 'case.opened', reason || ' (' || priority || '): ' || detail, case_id, '{{}}'::jsonb
+  FROM {SCHEMA}.cases WHERE account_id = :a
+UNION ALL
+SELECT closed_at, 'case.closed', reason || ': ' || COALESCE(close_note, ''), case_id, '{{}}'::jsonb
+  FROM {SCHEMA}.cases WHERE account_id = :a AND closed_at IS NOT NULL
+UNION ALL
+SELECT created_at, 'task.created', kind || ' for ' || team || COALESCE(' (' || assignee || ')', ''), task_id,
+       jsonb_build_object('priority', priority, 'due_at', due_at)
+  FROM {SCHEMA}.tasks WHERE account_id = :a
+UNION ALL
+SELECT made_at, 'promise.made', 'promise to pay by ' || due_date
+       || COALESCE(': ' || (amount_minor / 100.0)::numeric(14, 2), '') , promise_id,
+       jsonb_build_object('status', status)
+  FROM {SCHEMA}.promises WHERE account_id = :a
+UNION ALL
+SELECT settled_at, 'promise.' || status, 'promise ' || status, promise_id, '{{}}'::jsonb
+  FROM {SCHEMA}.promises WHERE account_id = :a AND settled_at IS NOT NULL
+UNION ALL
+SELECT created_at, 'note', author || ': ' || body, note_id::text, '{{}}'::jsonb
+  FROM {SCHEMA}.notes WHERE account_id = :a
+UNION ALL
+SELECT at, 'audit.' || action, actor || ' (' || role || ')' || CASE WHEN reason <> '' THEN ': ' || reason ELSE '' END,
+       seq::text, COALESCE(after, '{{}}'::jsonb)
+  FROM {SCHEMA}.audit_log
+  WHERE entity_id = :a OR after ->> 'account_id' = :a
+ORDER BY 1, 2
+LIMIT :n
+"""
+
+
+async def timeline(conn: AsyncConnection, account_id: str, limit: int = 1000) -> list[TimelineItem]:
+    rows = (await conn.execute(text(_TIMELINE), {"a": account_id, "n": limit})).all()
+    return [
+        TimelineItem(at=r[0], kind=r[1], summary=r[2], ref=r[3], data=r[4] if isinstance(r[4], dict) else {})
+        for r in rows
+    ]

@@ -1,0 +1,31 @@
+"""`GET /accounts/{account_id}/timeline` (viewer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from arrears_shared.service import Context, RouterFactory
+from fastapi import APIRouter, Depends, Query
+
+from ..auth.deps import requires
+from ..auth.service import Principal
+from .service import TimelineItem, timeline
+
+
+def make_router() -> RouterFactory:
+    def factory(get_context: Callable[[], Context]) -> APIRouter:
+        router = APIRouter(tags=["timeline"])
+
+        @router.get("/accounts/{account_id}/timeline", response_model=list[TimelineItem])
+        async def account_timeline(
+            account_id: str,
+            limit: int = Query(1000, ge=1, le=10000),
+            _: Principal = Depends(requires(get_context, "viewer")),
+        ) -> list[TimelineItem]:
+            """Everything that happened to the account, oldest first."""
+            async with get_context().engine.connect() as conn:
+                return await timeline(conn, account_id, limit)
+
+        return router
+
+    return factory

@@ -1,0 +1,1 @@
+"""Payments: signed webhooks (Stripe-style and Standard Webhooks) that update an account at once."""

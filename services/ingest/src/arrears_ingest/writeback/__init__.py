@@ -1,0 +1,1 @@
+"""Sheet write-back: each row's outcome (Arrears Status / Arrears Reason) written to the sheet."""

@@ -1,0 +1,173 @@
+"""Inbound email: match to an account (References / In-Reply-To, Gmail thread, sender address), classify,
+store, and emit `reply-received` (a reply), a failed `message-sent` (a hard bounce) or nothing (an
+automatic reply, recorded only). Each Gmail message is handled once (`reply_id = gmail:<id>`)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from arrears_shared.events import Channel, DeliveryStatus, MessageSent, ReplyReceived, Tier
+from arrears_shared.stream.transaction import Transaction
+from sqlalchemy import text
+
+from .. import metrics
+from ..intents import classify
+from .parse import EmailKind, InboundEmail
+
+log = logging.getLogger(__name__)
+_RE_PREFIX = re.compile(r"^\s*(?:(?:re|fw|fwd|aw|rv|tr)\s*:\s*)+", re.I)
+
+
+def msgid_hash(notice_id: str) -> str:
+    """The hash part of the Message-ID dispatcher-email gives a notice (`<hash.notice@domain>`)."""
+    return hashlib.sha256(notice_id.encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class Match:
+    account_id: str
+    notice_id: str | None
+    by: str  # references | thread | address
+
+
+async def match_email(
+    tx: Transaction, email: InboundEmail, thread_id: str | None, sender: str | None
+) -> tuple[Match | None, object | None]:
+    """The account an email belongs to and the sent notice row it answers (if known)."""
+    s = tx.schema
+    for h in email.notice_hashes:
+        row = (
+            await tx.conn.execute(text(f"SELECT * FROM {s}.email_sent WHERE msgid_hash = :h"), {"h": h})
+        ).first()
+        if row:
+            return Match(row.account_id, row.notice_id, "references"), row
+    if thread_id:
+        row = (
+            await tx.conn.execute(
+                text(f"SELECT * FROM {s}.email_sent WHERE thread_id = :t ORDER BY sent_at DESC LIMIT 1"),
+                {"t": thread_id},
+            )
+        ).first()
+        if row:
+            return Match(row.account_id, row.notice_id, "thread"), row
+    if sender:
+        row = (
+            await tx.conn.execute(
+                text(
+                    f"SELECT account_id, notice_id FROM {s}.contacts WHERE channel = 'email' AND address = :a"
+                ),
+                {"a": sender},
+            )
+        ).first()
+        if row:
+            sent = (
+                await tx.conn.execute(
+                    text(f"SELECT * FROM {s}.email_sent WHERE notice_id = :n"), {"n": row.notice_id}
+                )
+            ).first()
+            return Match(row.account_id, row.notice_id, "address"), sent
+    return None, None
+
+
+async def record_email(
+    tx: Transaction,
+    email: InboundEmail,
+    *,
+    gmail_id: str,
+    thread_id: str | None,
+    received_at: datetime | None = None,
+) -> str:
+    """Apply one inbound email inside `tx`. Returns the outcome (duplicate, reply, auto_reply, bounce,
+    unmatched)."""
+    s = tx.schema
+    received_at = received_at or datetime.now(UTC)
+    reply_id = f"gmail:{gmail_id}"
+    exists = (
+        await tx.conn.execute(text(f"SELECT 1 FROM {s}.replies WHERE reply_id = :r"), {"r": reply_id})
+    ).first()
+    if exists:
+        return "duplicate"
+    sender = email.bounce_recipient if email.kind is EmailKind.BOUNCE else email.from_address
+    match, sent = await match_email(tx, email, thread_id, sender)
+    body = email.text or _RE_PREFIX.sub("", email.subject)
+    c = classify(body, received_at)
+    await tx.conn.execute(
+        text(
+            f"""INSERT INTO {s}.replies (reply_id, channel, provider_message_id, from_address, to_address,
+                text, account_id, notice_id, intent, confidence, rule, promise_amount_minor, promise_date,
+                received_at, kind, matched_by)
+            VALUES (:rid, 'email', :pmid, :frm, :to, :txt, :acc, :nid, :intent, :conf, :rule, :amt, :pd, :at,
+                    :kind, :by)
+            ON CONFLICT (reply_id) DO NOTHING"""
+        ),
+        {
+            "rid": reply_id,
+            "pmid": gmail_id,
+            "frm": email.from_address,
+            "to": email.to_addresses[0] if email.to_addresses else None,
+            "txt": body[:5000],
+            "acc": match.account_id if match else None,
+            "nid": match.notice_id if match else None,
+            "intent": c.intent.value,
+            "conf": c.confidence,
+            "rule": c.rule if email.kind is EmailKind.REPLY else email.kind.value,
+            "amt": c.promise_amount_minor,
+            "pd": c.promise_date,
+            "at": received_at,
+            "kind": email.kind.value,
+            "by": match.by if match else None,
+        },
+    )
+    metrics.REPLIES.labels(
+        "email",
+        c.intent.value if email.kind is EmailKind.REPLY else email.kind.value,
+        "matched" if match else "unmatched",
+    ).inc()
+    if match is None:
+        return "unmatched"
+    if email.kind is EmailKind.AUTO_REPLY:
+        return "auto_reply"  # not a customer response: no event, the no-response clock keeps running
+    if email.kind is EmailKind.BOUNCE:
+        if email.hard_bounce and sent is not None:
+            tx.emit(
+                MessageSent(
+                    account_id=match.account_id,
+                    notice_id=sent.notice_id,  # type: ignore[attr-defined]
+                    channel=Channel.EMAIL,
+                    status=DeliveryStatus.FAILED,
+                    provider="gmail",
+                    provider_message_id=gmail_id,
+                    thread_id=thread_id,
+                    to=sent.address,  # type: ignore[attr-defined]
+                    tier=Tier(sent.tier),  # type: ignore[attr-defined]
+                    step=sent.step,  # type: ignore[attr-defined]
+                    campaign_id=sent.campaign_id,  # type: ignore[attr-defined]
+                    reason=f"bounced: {email.bounce_status or '5.0.0'}",
+                    permanent=True,
+                    sent_at=received_at,
+                ),
+                id=f"responses:bounce:{sent.notice_id}",  # type: ignore[attr-defined]
+            )
+        return "bounce"
+    tx.emit(
+        ReplyReceived(
+            account_id=match.account_id,
+            reply_id=reply_id,
+            channel=Channel.EMAIL,
+            from_address=email.from_address,
+            text=body[:5000],
+            intent=c.intent,
+            confidence=c.confidence,
+            promise_amount_minor=c.promise_amount_minor,
+            promise_date=c.promise_date,
+            provider_message_id=gmail_id,
+            in_reply_to_notice_id=match.notice_id,
+            received_at=received_at,
+        ),
+        id=f"reply-received:{reply_id}",
+    )
+    return "reply"

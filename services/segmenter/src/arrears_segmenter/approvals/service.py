@@ -1,0 +1,120 @@
+"""The approval gate: steps of high-balance or complex accounts wait (timer state `held`) for a person."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .. import bulk
+from ..accounts.handlers import load_locked, save
+from ..accounts.models import accounts, decisions
+from ..accounts.projection import decision
+from ..deps import Deps
+from ..policy import store
+from ..timers.models import timers
+from ..timers.planning import sync_timers
+
+
+class HeldStep(BaseModel):
+    account_id: str
+    step: int
+    cycle: int
+    rule_id: str
+    balance_minor: int
+    currency: str
+    complex: bool
+    segment: str
+    due_at: datetime
+    held_since: datetime
+
+
+class Verdict(BaseModel):
+    step: int
+    cycle: int
+    actor: str = Field(min_length=1, description="Who decided (recorded in the decision log)")
+    note: str = ""
+
+
+async def held(conn: AsyncConnection, limit: int = 500) -> list[HeldStep]:
+    rows = await conn.execute(
+        select(
+            timers.c.account_id,
+            timers.c.step,
+            timers.c.cycle,
+            timers.c.reason,
+            timers.c.due_at,
+            timers.c.updated_at,
+            accounts.c.balance_minor,
+            accounts.c.currency,
+            accounts.c.complex,
+            accounts.c.segment,
+        )
+        .join(accounts, accounts.c.account_id == timers.c.account_id)
+        .where(timers.c.state == "held")
+        .order_by(timers.c.updated_at)
+        .limit(limit)
+    )
+    return [
+        HeldStep(
+            account_id=r.account_id,
+            step=r.step,
+            cycle=r.cycle,
+            rule_id=r.reason or "approval",
+            balance_minor=r.balance_minor,
+            currency=r.currency,
+            complex=r.complex,
+            segment=r.segment,
+            due_at=r.due_at,
+            held_since=r.updated_at,
+        )
+        for r in rows
+    ]
+
+
+async def decide(
+    conn: AsyncConnection, account_id: str, v: Verdict, approve: bool, deps: Deps, now: datetime
+) -> bool:
+    """Approve (the step goes through the compliance gate at the next tick) or reject (the step is skipped
+    and the next one planned). False if no such held step."""
+    rows = await load_locked(conn, [account_id])
+    row = rows.get(account_id)
+    key = (timers.c.account_id == account_id, timers.c.step == v.step, timers.c.cycle == v.cycle)
+    if row is None:
+        return False
+    ctx = deps.fold_context(now)
+    kw = {"step": v.step, "cycle": v.cycle}
+    note = f"{v.actor}" + (f": {v.note}" if v.note else "")
+    if approve:
+        res = await conn.execute(
+            update(timers)
+            .where(*key, timers.c.state == "held")
+            .values(state="pending", approved_by=v.actor, approved_at=now, due_at=now, updated_at=now)
+            .returning(timers.c.id)
+        )
+        if res.first() is None:
+            return False
+        await bulk.insert(conn, decisions, [decision(row, ctx, "approved", "approval.granted", note, **kw)])
+        return True
+    res = await conn.execute(
+        update(timers)
+        .where(*key, timers.c.state == "held")
+        .values(
+            state="suppressed",
+            reason="approval.rejected",
+            approved_by=v.actor,
+            approved_at=now,
+            updated_at=now,
+        )
+        .returning(timers.c.id)
+    )
+    if res.first() is None:
+        return False
+    row.update(last_step=v.step, last_step_at=now)
+    await save(conn, [row])
+    out = [decision(row, ctx, "rejected", "approval.rejected", note, **kw)]
+    out += await sync_timers(conn, [row], await store.active(conn, deps.policy), now)
+    await bulk.insert(conn, decisions, out)
+    return True

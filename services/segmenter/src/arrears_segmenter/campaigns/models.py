@@ -1,0 +1,111 @@
+"""Campaigns (seed 004): target criteria, owner, goal and a lifecycle planned -> active -> completed /
+cancelled. Every notice carries the id of the active campaign that targets its account."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from arrears_shared.events import AgingBucket
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import Column, DateTime, Integer, Table, Text
+from sqlalchemy.dialects.postgresql import JSONB
+
+from ..accounts.models import metadata
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("campaign_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("goal", Text, nullable=False),
+    Column("criteria", JSONB, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class CampaignStatus(StrEnum):
+    PLANNED = "planned"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+TRANSITIONS: dict[CampaignStatus, set[CampaignStatus]] = {
+    CampaignStatus.PLANNED: {CampaignStatus.ACTIVE, CampaignStatus.CANCELLED},
+    CampaignStatus.ACTIVE: {CampaignStatus.COMPLETED, CampaignStatus.CANCELLED},
+    CampaignStatus.COMPLETED: set(),
+    CampaignStatus.CANCELLED: set(),
+}
+
+
+class Criteria(BaseModel):
+    """Which accounts a campaign targets; every stated condition must hold (omitted = any)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_balance_minor: int | None = Field(None, ge=0)
+    max_balance_minor: int | None = Field(None, ge=0)
+    aging_buckets: list[AgingBucket] | None = None
+    min_days_past_due: int | None = Field(None, ge=0)
+    max_days_past_due: int | None = Field(None, ge=0)
+    risk_bands: list[str] | None = None
+    histories: list[str] | None = None
+    countries: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Criteria:
+        if (
+            self.min_balance_minor is not None
+            and self.max_balance_minor is not None
+            and self.min_balance_minor > self.max_balance_minor
+        ):
+            raise ValueError("min_balance_minor must not exceed max_balance_minor")
+        if (
+            self.min_days_past_due is not None
+            and self.max_days_past_due is not None
+            and self.min_days_past_due > self.max_days_past_due
+        ):
+            raise ValueError("min_days_past_due must not exceed max_days_past_due")
+        return self
+
+    def matches(self, acct: Mapping[str, Any], dpd: int, bucket: str, risk_band: str) -> bool:
+        bal = acct["balance_minor"]
+        return not (
+            (self.min_balance_minor is not None and bal < self.min_balance_minor)
+            or (self.max_balance_minor is not None and bal > self.max_balance_minor)
+            or (self.aging_buckets is not None and bucket not in {b.value for b in self.aging_buckets})
+            or (self.min_days_past_due is not None and dpd < self.min_days_past_due)
+            or (self.max_days_past_due is not None and dpd > self.max_days_past_due)
+            or (self.risk_bands is not None and risk_band not in self.risk_bands)
+            or (self.histories is not None and acct["history"] not in self.histories)
+            or (self.countries is not None and (acct["country"] or "").upper() not in self.countries)
+        )
+
+
+class CampaignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    campaign_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    name: str = Field(min_length=1)
+    owner: str = Field(min_length=1, description="Collector or team responsible")
+    goal: str = ""
+    criteria: Criteria = Field(default_factory=Criteria)
+    priority: int = Field(0, description="Higher wins when several active campaigns target an account")
+
+
+class Campaign(CampaignIn):
+    status: CampaignStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+class Transition(BaseModel):
+    status: CampaignStatus
+    actor: str = Field(min_length=1)

@@ -1,0 +1,94 @@
+"""Campaign store and matching (plain functions over a connection)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .models import TRANSITIONS, Campaign, CampaignIn, CampaignStatus, Criteria, campaigns
+
+
+class CampaignConflict(ValueError):
+    pass
+
+
+def _model(r: Any) -> Campaign:
+    return Campaign(
+        campaign_id=r.campaign_id,
+        name=r.name,
+        owner=r.owner,
+        goal=r.goal,
+        criteria=Criteria.model_validate(r.criteria),
+        priority=r.priority,
+        status=CampaignStatus(r.status),
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+async def list_campaigns(conn: AsyncConnection, status: CampaignStatus | None = None) -> list[Campaign]:
+    q = select(campaigns).order_by(
+        campaigns.c.priority.desc(), campaigns.c.created_at, campaigns.c.campaign_id
+    )
+    if status is not None:
+        q = q.where(campaigns.c.status == status.value)
+    return [_model(r) for r in (await conn.execute(q)).all()]
+
+
+async def get(conn: AsyncConnection, campaign_id: str) -> Campaign | None:
+    r = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id))).first()
+    return _model(r) if r is not None else None
+
+
+async def create(conn: AsyncConnection, body: CampaignIn, now: datetime) -> Campaign:
+    res = await conn.execute(
+        insert(campaigns)
+        .values(
+            **body.model_dump(mode="json"),
+            status=CampaignStatus.PLANNED.value,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(campaigns.c.campaign_id)
+    )
+    if res.first() is None:
+        raise CampaignConflict(f"campaign {body.campaign_id!r} already exists")
+    c = await get(conn, body.campaign_id)
+    assert c is not None
+    return c
+
+
+async def transition(conn: AsyncConnection, campaign_id: str, to: CampaignStatus, now: datetime) -> Campaign:
+    r = (
+        await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id).with_for_update())
+    ).first()
+    if r is None:
+        raise KeyError(campaign_id)
+    current = CampaignStatus(r.status)
+    if to not in TRANSITIONS[current]:
+        allowed = sorted(s.value for s in TRANSITIONS[current]) or ["none (final)"]
+        raise CampaignConflict(f"cannot go from {current} to {to}; allowed: {', '.join(allowed)}")
+    await conn.execute(
+        campaigns.update()
+        .where(campaigns.c.campaign_id == campaign_id)
+        .values(status=to.value, updated_at=now)
+    )
+    c = await get(conn, campaign_id)
+    assert c is not None
+    return c
+
+
+def pick(
+    active: Sequence[Campaign], acct: Mapping[str, Any], dpd: int, bucket: str, risk_band: str
+) -> str | None:
+    """The targeting active campaign with the highest priority (then oldest, then id); `active` is sorted."""
+    for c in active:
+        if c.criteria.matches(acct, dpd, bucket, risk_band):
+            return c.campaign_id
+    return None

@@ -1,0 +1,132 @@
+"""Policy versions in Postgres: exactly one active version; loading a new one re-plans future steps only."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Column, DateTime, Integer, Table, Text, select, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..accounts.models import accounts, metadata
+from .models import Policy, PolicyError
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("policy_id", Text, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("body", JSONB, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("loaded_by", Text, nullable=False),
+    Column("loaded_at", DateTime(timezone=True), nullable=False),
+)
+
+_cache: dict[tuple[str, int], Policy] = {}
+
+
+def _parse(body: Any) -> Policy:
+    data = json.loads(body) if isinstance(body, str) else body
+    key = (data["id"], data["version"])
+    if key not in _cache:
+        _cache[key] = Policy.model_validate(data)
+    return _cache[key]
+
+
+async def active(conn: AsyncConnection, bootstrap: Policy) -> Policy:
+    """The active policy; the first caller on an empty table installs `bootstrap` (the packaged YAML)."""
+    row = (await conn.execute(select(policies.c.body).where(policies.c.active))).first()
+    if row is not None:
+        return _parse(row.body)
+    await conn.execute(
+        insert(policies)
+        .values(
+            policy_id=bootstrap.id,
+            version=bootstrap.version,
+            body=bootstrap.model_dump(mode="json"),
+            source="packaged",
+            active=True,
+            loaded_by="system",
+            loaded_at=datetime.now().astimezone(),
+        )
+        .on_conflict_do_nothing()
+    )
+    row = (await conn.execute(select(policies.c.body).where(policies.c.active))).first()
+    return _parse(row.body) if row is not None else bootstrap
+
+
+async def version(conn: AsyncConnection, policy_id: str, ver: int) -> Policy | None:
+    row = (
+        await conn.execute(
+            select(policies.c.body).where(policies.c.policy_id == policy_id, policies.c.version == ver)
+        )
+    ).first()
+    return _parse(row.body) if row is not None else None
+
+
+async def history(conn: AsyncConnection) -> list[Any]:
+    return list(
+        (
+            await conn.execute(
+                select(
+                    policies.c.policy_id,
+                    policies.c.version,
+                    policies.c.active,
+                    policies.c.loaded_by,
+                    policies.c.loaded_at,
+                    policies.c.body,
+                ).order_by(policies.c.loaded_at.desc(), policies.c.version.desc())
+            )
+        ).all()
+    )
+
+
+async def install(
+    conn: AsyncConnection, policy: Policy, source: str, actor: str, bootstrap: Policy, now: datetime
+) -> Policy:
+    """Make `policy` the active version. Its version must be higher than every stored version of the same
+    id (notice ids embed it, so a reused number could collide). Caller re-plans afterwards."""
+    await active(conn, bootstrap)  # the packaged version counts as stored
+    await conn.execute(text(f"LOCK TABLE {policies.schema}.policies IN SHARE ROW EXCLUSIVE MODE"))
+    top = (
+        await conn.execute(
+            text(f"SELECT max(version) FROM {policies.schema}.policies WHERE policy_id = :p"),
+            {"p": policy.id},
+        )
+    ).scalar()
+    if top is not None and policy.version <= top:
+        raise PolicyError(
+            [
+                {
+                    "loc": "version",
+                    "msg": f"must be higher than {top}, the latest stored version of {policy.id!r}",
+                }
+            ]
+        )
+    await conn.execute(policies.update().where(policies.c.active).values(active=False))
+    await conn.execute(
+        insert(policies).values(
+            policy_id=policy.id,
+            version=policy.version,
+            body=policy.model_dump(mode="json"),
+            source=source,
+            active=True,
+            loaded_by=actor,
+            loaded_at=now,
+        )
+    )
+    return policy
+
+
+async def accounts_to_replan(conn: AsyncConnection) -> list[str]:
+    from ..timers.models import timers
+
+    rows = await conn.execute(
+        select(accounts.c.account_id)
+        .where(accounts.c.known, ~accounts.c.removed, accounts.c.balance_minor > 0)
+        .union(select(timers.c.account_id).where(timers.c.state.in_(("pending", "held"))))
+    )
+    return sorted(r[0] for r in rows)

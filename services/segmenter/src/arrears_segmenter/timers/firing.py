@@ -1,0 +1,227 @@
+"""What happens when one due timer fires (pure): stop, pause, hold for approval, or put each channel
+through the compliance gate and emit, defer or suppress. The caller writes the outcome set-based."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from arrears_shared import compliance
+from arrears_shared.compliance import RuleSet
+from arrears_shared.events import Channel, NoticeDue, Tier
+
+from ..accounts.projection import FoldContext, Row, decision, promise_resume_at, refresh_segment
+from ..campaigns.models import Campaign
+from ..campaigns.service import pick
+from ..policy.models import Policy, StopCondition
+from ..policy.planner import stop_reason
+from ..segments import risk_band
+
+PRIORITY = {Tier.REMINDER: 10, Tier.FIRM: 20, Tier.FINAL: 30}
+FREQUENCY_LOOKBACK = timedelta(days=31)
+
+
+def notice_id(account_id: str, policy_id: str, version: int, step: int, cycle: int, channel: str) -> str:
+    return f"{account_id}:{policy_id}:v{version}:s{step}:c{cycle}:{channel}"
+
+
+@dataclass
+class Sent:
+    """An account's notice history as the gate needs it."""
+
+    channels_by_step: dict[tuple[int, int], set[str]] = field(
+        default_factory=dict
+    )  # (cycle, step) -> channels
+    times: dict[str, list[datetime]] = field(default_factory=dict)  # channel -> emitted_at
+
+
+@dataclass
+class Fired:
+    timer: Row  # id + changed columns
+    decisions: list[Row] = field(default_factory=list)
+    notices: list[tuple[Row, NoticeDue]] = field(default_factory=list)
+    step_done: bool = False  # account row updated (last_step ...): plan the next step
+
+
+def channel_block(acct: Row, channel: Channel) -> tuple[str, str] | None:
+    """Why the account cannot be reached on `channel` at all (rule id, reason), or None if it can."""
+    if channel is Channel.SMS:
+        address, consent, invalid = acct["phone"], acct["sms_consent"], acct["sms_invalid"]
+    else:
+        address, consent, invalid = acct["email"], acct["email_consent"], acct["email_invalid"]
+    if not address:
+        return f"no_address.{channel}", f"no {channel} address on file"
+    if not consent:
+        return f"no_consent.{channel}", f"no {channel} consent"
+    if invalid:
+        return f"invalid_address.{channel}", f"{channel} address failed permanently"
+    return None
+
+
+def fire(
+    acct: Row,
+    timer: Any,
+    policy: Policy,
+    sent: Sent,
+    active_campaigns: Sequence[Campaign],
+    rules: RuleSet,
+    ctx: FoldContext,
+) -> Fired:
+    """Decide one due timer. Mutates `acct` (the locked account row) when the step completes or a promise
+    is found broken."""
+    now = ctx.now
+    step_no, cycle = timer.step, timer.cycle
+    out = Fired(timer={"id": timer.id})
+    kw = {"step": step_no, "cycle": cycle}
+    why = stop_reason(acct, policy)
+    if why is None and (step_no > policy.last_step or cycle != acct["cycle"] or step_no <= acct["last_step"]):
+        why = "stale_timer"
+    if why is not None:
+        out.timer.update(state="cancelled", reason=why)
+        out.decisions.append(decision(acct, ctx, "cancelled", why, **kw))
+        return out
+    resume = promise_resume_at(acct)
+    if resume is not None and policy.stops(StopCondition.PROMISE_TO_PAY):
+        if resume > now:
+            out.timer.update(due_at=resume, attempts=timer.attempts + 1, reason="promise_pause")
+            out.decisions.append(
+                decision(
+                    acct,
+                    ctx,
+                    "deferred",
+                    "promise_pause",
+                    f"paused until {acct['paused_until']}",
+                    defer_until=resume,
+                    **kw,
+                )
+            )
+            return out
+        acct.update(hold=None, status=acct["source_status"], paused_until=None)
+        acct["broken_promises"] += 1
+        out.step_done = True  # the account row changed: write it back
+        out.decisions.append(decision(acct, ctx, "updated", "promise_broken", "promised date passed unpaid"))
+    refresh_segment(acct, ctx)
+    if timer.approved_by is None:
+        held = policy.needs_approval(acct["balance_minor"], acct["complex"])
+        if held is not None:
+            out.timer.update(state="held", reason=held)
+            out.decisions.append(decision(acct, ctx, "held", held, "waiting for a person to approve", **kw))
+            return out
+    step = policy.get(step_no)
+    dpd, bucket = acct["days_past_due"], acct["aging_bucket"]
+    campaign_id = pick(active_campaigns, acct, dpd, bucket, risk_band(acct["risk_score"]))
+    opted_out = {c for c in (Channel.SMS, Channel.EMAIL) if acct[f"{c.value}_opt_out"]}
+    done = sent.channels_by_step.setdefault((cycle, step_no), set())
+    defer_until: list[datetime] = []
+    allowed: list[tuple[Channel, compliance.Decision]] = []
+    for ch in step.channels:
+        if ch.value in done:
+            if step.channel_mode == "fallback":
+                break  # already sent on one channel: the step is done
+            continue
+        block = channel_block(acct, ch)
+        if block is not None and ch not in opted_out:
+            out.decisions.append(
+                decision(acct, ctx, "suppressed", block[0], block[1], channel=ch.value, **kw)
+            )
+            continue
+        d = compliance.evaluate(
+            now,
+            channel=ch,
+            timezone=acct["timezone"],
+            country=acct["country"],
+            region=acct["region"],
+            opted_out_channels=opted_out,
+            do_not_contact=acct["do_not_contact"],
+            recent_sends=[t for t in sent.times.get(ch.value, ()) if t > now - FREQUENCY_LOOKBACK],
+            rules=rules,
+        )
+        if d.allowed or d.rule_id.startswith("frequency"):
+            allowed.append((ch, d))
+            if step.channel_mode == "fallback":
+                break
+        elif d.defer_until is not None:
+            defer_until.append(d.defer_until)
+            out.decisions.append(
+                decision(
+                    acct,
+                    ctx,
+                    "deferred",
+                    d.rule_id,
+                    d.reason,
+                    channel=ch.value,
+                    defer_until=d.defer_until,
+                    **kw,
+                )
+            )
+            if step.channel_mode == "fallback":
+                break  # the preferred channel is only later: wait for it rather than fall back
+        else:
+            out.decisions.append(
+                decision(acct, ctx, "suppressed", d.rule_id, d.reason, channel=ch.value, **kw)
+            )
+    version = timer.policy_version or policy.version
+    for ch, d in allowed:
+        nid = notice_id(acct["account_id"], policy.id, version, step_no, cycle, ch.value)
+        rest = step.channels[step.channels.index(ch) + 1 :] if step.channel_mode == "fallback" else []
+        fallback = [c for c in rest if channel_block(acct, c) is None and c not in opted_out]
+        ev = NoticeDue(
+            account_id=acct["account_id"],
+            notice_id=nid,
+            policy_id=policy.id,
+            policy_version=version,
+            step=step_no,
+            cycle=cycle,
+            tier=step.tier,
+            channel=ch,
+            fallback_channels=fallback,
+            template_id=step.template_id,
+            campaign_id=campaign_id,
+            priority=PRIORITY[step.tier],
+            to=acct["phone"] if ch is Channel.SMS else acct["email"],
+            customer_name=acct["customer_name"],
+            balance_minor=acct["balance_minor"],
+            currency=acct["currency"],
+            days_past_due=dpd,
+            aging_bucket=bucket,
+            timezone=acct["timezone"],
+            country=acct["country"],
+            region=acct["region"],
+            due_at=now,
+        )
+        row = {
+            "notice_id": nid,
+            "account_id": acct["account_id"],
+            "policy_id": policy.id,
+            "policy_version": version,
+            "step": step_no,
+            "cycle": cycle,
+            "channel": ch.value,
+            "tier": step.tier.value,
+            "emitted_at": now,
+            "campaign_id": campaign_id,
+        }
+        out.notices.append((row, ev))
+        done.add(ch.value)
+        sent.times.setdefault(ch.value, []).append(now)
+        out.decisions.append(
+            decision(
+                acct,
+                ctx,
+                "emitted",
+                d.rule_id,
+                f"{d.reason}; campaign {campaign_id}",
+                channel=ch.value,
+                notice_id=nid,
+                **kw,
+            )
+        )
+    if defer_until:
+        out.timer.update(due_at=min(defer_until), attempts=timer.attempts + 1, reason="deferred")
+        return out
+    out.timer.update(state="fired" if done else "suppressed", reason=None if done else "no channel allowed")
+    acct.update(last_step=step_no, last_step_at=now)
+    out.step_done = True
+    return out

@@ -1,0 +1,440 @@
+"""Production client of the Gmail API v1 (google-api-python-client), with failures classified for the
+dispatcher and the responses service.
+
+The blocking client runs in worker threads (`asyncio.to_thread`). httplib2 objects are not thread-safe, so
+every call gets its own ``AuthorizedHttp(credentials, http=httplib2.Http(timeout=...))``; the discovery-based
+service object is built once (``static_discovery=True``, ``cache_discovery=False``) and shared.
+
+Exceptions (from `arrears_shared.providers.errors`, plus `HistoryExpired` here):
+
+- 429, or 403 ``rateLimitExceeded``/``userRateLimitExceeded`` -> `ProviderRateLimited`
+- 403/429 ``dailyLimitExceeded``/``quotaExceeded`` -> `ProviderQuotaExhausted` (retry at next UTC midnight)
+- 5xx, connect failures -> `ProviderTransientError`; 502/504 on a send -> `ProviderInDoubt`
+- 400/404 and other 4xx -> `ProviderPermanentError`; 401 / other 403 -> `ProviderAuthError`
+- a timeout or dropped/truncated response while sending -> `ProviderInDoubt`
+- ``history.list`` 404 -> `HistoryExpired` (the caller must do a full sync)
+
+Reconciling an in-doubt send: give each notice a deterministic ``Message-ID`` and look it up with
+``find_by_header("Message-ID", ...)`` (Gmail's ``rfc822msgid:`` search). Gmail does not index custom headers
+such as ``X-Arrears-Notice-Id``; for those, `find_by_header` searches the value as text and verifies the
+header of every candidate, which only finds the message if the value also appears in indexed text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.client
+import json
+import socket
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import google.auth.exceptions
+import google_auth_httplib2
+import httplib2
+from arrears_shared.providers.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderInDoubt,
+    ProviderPermanentError,
+    ProviderQuotaExhausted,
+    ProviderRateLimited,
+    ProviderTransientError,
+)
+from google.auth.credentials import Credentials as BaseCredentials
+from google.oauth2 import credentials as user_credentials
+from google.oauth2 import service_account
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from pydantic import BaseModel, ConfigDict, Field
+
+PROVIDER = "gmail"
+GMAIL_SEND_SCOPE = "https://www.googleapis.com/auth/gmail.send"
+GMAIL_READONLY_SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
+DEFAULT_SCOPES: tuple[str, ...] = (GMAIL_SEND_SCOPE, GMAIL_READONLY_SCOPE)
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+
+RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+QUOTA_REASONS = frozenset({"dailyLimitExceeded", "quotaExceeded", "dailyLimitExceededUnreg"})
+
+
+class HistoryExpired(ProviderError):
+    """``history.list`` answered 404: the start history id is too old; do a full sync."""
+
+
+class GmailSent(BaseModel):
+    id: str
+    thread_id: str
+    label_ids: list[str] = Field(default_factory=list)
+
+
+class GmailMessageRef(BaseModel):
+    id: str
+    thread_id: str
+    label_ids: list[str] = Field(default_factory=list)
+
+
+class GmailHistoryRecord(BaseModel):
+    id: int
+    messages_added: list[GmailMessageRef] = Field(default_factory=list)
+
+
+class GmailHistory(BaseModel):
+    history_id: int = Field(description="the mailbox's current history id; store it as the next start id")
+    records: list[GmailHistoryRecord] = Field(default_factory=list)
+
+    @property
+    def added(self) -> list[GmailMessageRef]:
+        return [m for r in self.records for m in r.messages_added]
+
+
+class GmailMessage(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id: str
+    thread_id: str
+    label_ids: list[str] = Field(default_factory=list)
+    history_id: int | None = None
+    internal_date_ms: int | None = None
+    snippet: str = ""
+    headers: list[tuple[str, str]] = Field(default_factory=list, description="top-level headers, in order")
+    payload: dict[str, Any] | None = None
+    raw: bytes | None = None
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lowered), None)
+
+
+class GmailProfile(BaseModel):
+    email_address: str
+    messages_total: int = 0
+    threads_total: int = 0
+    history_id: int
+
+
+class GmailWatch(BaseModel):
+    history_id: int
+    expiration_ms: int
+
+
+def _seconds_to_next_utc_midnight(now: datetime | None = None) -> float:
+    current = now or datetime.now(UTC)
+    midnight = (current + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight - current).total_seconds()
+
+
+def _error_reason(exc: HttpError) -> tuple[str | None, str]:
+    """(first ``errors[].reason``, message) of a Google error body."""
+    reason: str | None = None
+    message = str(exc.reason or "")
+    try:
+        body = json.loads(exc.content.decode("utf-8") if isinstance(exc.content, bytes) else exc.content)
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        if isinstance(error, dict):
+            message = str(error.get("message") or message)
+            errors = error.get("errors") or []
+            if errors and isinstance(errors[0], dict):
+                reason = errors[0].get("reason")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        pass
+    return reason, message
+
+
+def classify_http_error(exc: HttpError, *, idempotent: bool) -> ProviderError:
+    status = int(exc.resp.status)
+    reason, message = _error_reason(exc)
+    retry_after_header = exc.resp.get("retry-after")
+    if reason in QUOTA_REASONS and status in (403, 429):
+        return ProviderQuotaExhausted(
+            _seconds_to_next_utc_midnight(), message, provider=PROVIDER, status=status, reason=reason
+        )
+    if status == 429 or (status == 403 and reason in RATE_REASONS):
+        retry_after = 1.0
+        if retry_after_header:
+            try:
+                retry_after = float(retry_after_header)
+            except ValueError:
+                retry_after = 1.0
+        return ProviderRateLimited(retry_after, message, provider=PROVIDER, status=status, reason=reason)
+    if status >= 500:
+        if not idempotent and status in (502, 504):
+            return ProviderInDoubt(
+                f"Gmail gateway error {status} on send: {message}", provider=PROVIDER, status=status
+            )
+        return ProviderTransientError(
+            f"Gmail server error {status}: {message}", provider=PROVIDER, status=status
+        )
+    if status in (401, 403):
+        return ProviderAuthError(message, provider=PROVIDER, status=status, code=reason)
+    return ProviderPermanentError(message, provider=PROVIDER, status=status, code=reason)
+
+
+def classify_exception(exc: BaseException, *, idempotent: bool) -> ProviderError | None:
+    """Map a transport-level exception to a provider error; None if it is not a provider failure."""
+    if isinstance(exc, HttpError):
+        return classify_http_error(exc, idempotent=idempotent)
+    if isinstance(exc, google.auth.exceptions.RefreshError):
+        return ProviderAuthError(f"cannot refresh Gmail credentials: {exc}", provider=PROVIDER)
+    if isinstance(exc, google.auth.exceptions.TransportError):
+        return ProviderTransientError(f"cannot reach Google auth: {exc}", provider=PROVIDER)
+    if isinstance(exc, ConnectionRefusedError | httplib2.ServerNotFoundError | socket.gaierror):
+        return ProviderTransientError(f"cannot reach Gmail: {exc!r}", provider=PROVIDER)
+    if isinstance(exc, TimeoutError | http.client.HTTPException | OSError):
+        if idempotent:
+            return ProviderTransientError(f"Gmail request failed: {exc!r}", provider=PROVIDER)
+        return ProviderInDoubt(f"Gmail send outcome unknown: {exc!r}", provider=PROVIDER)
+    return None
+
+
+def _headers_of(payload: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not payload:
+        return []
+    return [(str(h.get("name", "")), str(h.get("value", ""))) for h in payload.get("headers", [])]
+
+
+def _message_from(resource: dict[str, Any]) -> GmailMessage:
+    raw = resource.get("raw")
+    return GmailMessage(
+        id=resource["id"],
+        thread_id=resource.get("threadId", resource["id"]),
+        label_ids=list(resource.get("labelIds", [])),
+        history_id=int(resource["historyId"]) if resource.get("historyId") else None,
+        internal_date_ms=int(resource["internalDate"]) if resource.get("internalDate") else None,
+        snippet=resource.get("snippet", ""),
+        headers=_headers_of(resource.get("payload")),
+        payload=resource.get("payload"),
+        raw=base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)) if raw else None,
+    )
+
+
+def _method(collection: str, method: str, params: dict[str, Any]) -> Callable[[Any], Any]:
+    """``service.users().<collection>().<method>(**params)`` as a deferred request factory."""
+    frozen = dict(params)
+
+    def make(service: Any) -> Any:
+        return getattr(getattr(service.users(), collection)(), method)(**frozen)
+
+    return make
+
+
+class GmailClient:
+    """Async wrapper of the Gmail API for one mailbox (`user_id`, ``"me"`` by default)."""
+
+    def __init__(
+        self,
+        credentials: BaseCredentials,
+        *,
+        api_endpoint: str | None = None,
+        user_id: str = "me",
+        timeout_s: float = 30.0,
+        read_retries: int = 0,
+    ) -> None:
+        self._credentials = credentials
+        self._timeout_s = timeout_s
+        self._read_retries = read_retries
+        self.user_id = user_id
+        client_options = {"api_endpoint": api_endpoint} if api_endpoint else None
+        self._service = build(
+            "gmail",
+            "v1",
+            http=self._new_http(),
+            static_discovery=True,
+            cache_discovery=False,
+            client_options=client_options,
+        )
+
+    # ---- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_user_token(
+        cls,
+        *,
+        token: str | None,
+        refresh_token: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        token_uri: str = GOOGLE_TOKEN_URI,
+        scopes: Sequence[str] = DEFAULT_SCOPES,
+        **kwargs: Any,
+    ) -> GmailClient:
+        """OAuth user credentials (an access token, optionally refreshable with a refresh token)."""
+        creds = user_credentials.Credentials(
+            token=token,
+            refresh_token=refresh_token,
+            client_id=client_id,
+            client_secret=client_secret,
+            token_uri=token_uri,
+            scopes=list(scopes),
+        )
+        return cls(creds, **kwargs)
+
+    @classmethod
+    def from_service_account_file(
+        cls, path: str, *, subject: str, scopes: Sequence[str] = DEFAULT_SCOPES, **kwargs: Any
+    ) -> GmailClient:
+        """A service account with domain-wide delegation acting as `subject` (the sending mailbox)."""
+        creds = service_account.Credentials.from_service_account_file(
+            path, scopes=list(scopes), subject=subject
+        )
+        return cls(creds, **kwargs)
+
+    @classmethod
+    def for_emulator(cls, api_endpoint: str, *, token: str = "emulator-token", **kwargs: Any) -> GmailClient:
+        """A static bearer token against the Gmail emulator."""
+        return cls(user_credentials.Credentials(token=token), api_endpoint=api_endpoint, **kwargs)
+
+    def _new_http(self) -> google_auth_httplib2.AuthorizedHttp:
+        return google_auth_httplib2.AuthorizedHttp(
+            self._credentials, http=httplib2.Http(timeout=self._timeout_s)
+        )
+
+    # ---- execution ---------------------------------------------------------------------------------
+    def _execute_blocking(self, make: Callable[[Any], Any], idempotent: bool) -> Any:
+        http = self._new_http()
+        try:
+            return make(self._service).execute(http=http, num_retries=self._read_retries if idempotent else 0)
+        finally:
+            http.close()
+
+    async def _call(self, make: Callable[[Any], Any], *, idempotent: bool) -> Any:
+        try:
+            return await asyncio.to_thread(self._execute_blocking, make, idempotent)
+        except Exception as exc:
+            classified = classify_exception(exc, idempotent=idempotent)
+            if classified is None:
+                raise
+            raise classified from exc
+
+    # ---- API ---------------------------------------------------------------------------------------
+    async def send_raw(self, raw_mime: bytes, thread_id: str | None = None) -> GmailSent:
+        """``users.messages.send`` of a complete RFC 2822 message. Not idempotent: see `ProviderInDoubt`."""
+        body: dict[str, str] = {"raw": base64.urlsafe_b64encode(raw_mime).decode("ascii")}
+        if thread_id:
+            body["threadId"] = thread_id
+        result = await self._call(
+            lambda s: s.users().messages().send(userId=self.user_id, body=body), idempotent=False
+        )
+        return GmailSent(
+            id=result["id"],
+            thread_id=result.get("threadId", result["id"]),
+            label_ids=result.get("labelIds", []),
+        )
+
+    async def search(
+        self, query: str, *, label_ids: Sequence[str] | None = None, max_results: int = 100
+    ) -> list[str]:
+        """Message ids matching a Gmail search query (all pages)."""
+        ids: list[str] = []
+        page_token: str | None = None
+        while True:
+            token = page_token
+            params: dict[str, Any] = {"userId": self.user_id, "q": query, "maxResults": max_results}
+            if label_ids:
+                params["labelIds"] = list(label_ids)
+            if token:
+                params["pageToken"] = token
+            result = await self._call(_method("messages", "list", params), idempotent=True)
+            ids.extend(m["id"] for m in result.get("messages", []))
+            page_token = result.get("nextPageToken")
+            if not page_token:
+                return ids
+
+    async def find_by_message_id(self, message_id: str) -> list[str]:
+        return await self.search(f"rfc822msgid:{message_id.strip().strip('<>')}")
+
+    async def find_by_header(self, header_name: str, value: str) -> list[str]:
+        """Ids of messages whose header `header_name` equals `value` (for in-doubt reconciliation)."""
+        if header_name.lower() == "message-id":
+            return await self.find_by_message_id(value)
+        candidates = await self.search(f'"{value}"')
+        wanted = value.strip().lower()
+        matching: list[str] = []
+        for message_id in candidates:
+            message = await self.get_message(message_id, format="metadata", metadata_headers=[header_name])
+            if any(
+                k.lower() == header_name.lower() and v.strip().lower() == wanted for k, v in message.headers
+            ):
+                matching.append(message_id)
+        return matching
+
+    async def get_message(
+        self,
+        message_id: str,
+        *,
+        format: Literal["minimal", "full", "raw", "metadata"] = "full",
+        metadata_headers: Sequence[str] | None = None,
+    ) -> GmailMessage:
+        params: dict[str, Any] = {"userId": self.user_id, "id": message_id, "format": format}
+        if metadata_headers:
+            params["metadataHeaders"] = list(metadata_headers)
+        result = await self._call(lambda s: s.users().messages().get(**params), idempotent=True)
+        return _message_from(result)
+
+    async def history(
+        self,
+        start_history_id: int | str,
+        *,
+        history_types: Sequence[str] = ("messageAdded",),
+        label_id: str | None = None,
+    ) -> GmailHistory:
+        """All ``history.list`` records after `start_history_id` (all pages). Raises `HistoryExpired` on 404."""
+        records: list[GmailHistoryRecord] = []
+        page_token: str | None = None
+        current = int(start_history_id)
+        while True:
+            params: dict[str, Any] = {
+                "userId": self.user_id,
+                "startHistoryId": str(start_history_id),
+                "historyTypes": list(history_types),
+            }
+            if label_id:
+                params["labelId"] = label_id
+            if page_token:
+                params["pageToken"] = page_token
+            try:
+                result = await self._call(_method("history", "list", params), idempotent=True)
+            except ProviderPermanentError as exc:
+                if exc.status == 404:
+                    raise HistoryExpired(
+                        f"history id {start_history_id} is no longer available", provider=PROVIDER, status=404
+                    ) from exc
+                raise
+            current = max(current, int(result.get("historyId", current)))
+            for item in result.get("history", []):
+                added = [
+                    GmailMessageRef(
+                        id=a["message"]["id"],
+                        thread_id=a["message"].get("threadId", a["message"]["id"]),
+                        label_ids=list(a["message"].get("labelIds", [])),
+                    )
+                    for a in item.get("messagesAdded", [])
+                ]
+                records.append(GmailHistoryRecord(id=int(item["id"]), messages_added=added))
+            page_token = result.get("nextPageToken")
+            if not page_token:
+                return GmailHistory(history_id=current, records=records)
+
+    async def get_profile(self) -> GmailProfile:
+        result = await self._call(lambda s: s.users().getProfile(userId=self.user_id), idempotent=True)
+        return GmailProfile(
+            email_address=result["emailAddress"],
+            messages_total=int(result.get("messagesTotal", 0)),
+            threads_total=int(result.get("threadsTotal", 0)),
+            history_id=int(result["historyId"]),
+        )
+
+    async def watch(self, topic_name: str, *, label_ids: Sequence[str] | None = None) -> GmailWatch:
+        body: dict[str, Any] = {"topicName": topic_name}
+        if label_ids:
+            body["labelIds"] = list(label_ids)
+        result = await self._call(lambda s: s.users().watch(userId=self.user_id, body=body), idempotent=True)
+        return GmailWatch(history_id=int(result["historyId"]), expiration_ms=int(result["expiration"]))
+
+    async def stop_watch(self) -> None:
+        await self._call(lambda s: s.users().stop(userId=self.user_id), idempotent=True)
+
+    def close(self) -> None:
+        """Release the service's own http object (per-call connections are closed after each call)."""
+        self._service.close()

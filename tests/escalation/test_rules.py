@@ -1,0 +1,216 @@
+"""Escalation rules as data, tasks with assignment and SLA, promise-to-pay tracking — real Postgres."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from arrears_escalation.cases.scheduled import tick
+from arrears_escalation.cases.service import list_cases
+from arrears_escalation.clock import Clock
+from arrears_escalation.deps import Deps
+from arrears_escalation.promises.service import list_promises
+from arrears_escalation.rules.service import load_rules
+from arrears_escalation.tasks.assignment import Agent
+from arrears_escalation.tasks.service import list_tasks
+from arrears_shared.events import (
+    AccountChanged,
+    Channel,
+    DeliveryStatus,
+    Intent,
+    MessageSent,
+    ReplyReceived,
+    Tier,
+)
+from sqlalchemy import text
+
+from .test_escalation import handle
+
+T0 = datetime(2026, 6, 1, 9, tzinfo=UTC)
+AGENTS = [
+    Agent(id="ana", team="collectors"),
+    Agent(id="ben", team="collectors"),
+    Agent(id="off", team="collectors", active=False),
+    Agent(id="sue", team="supervisors"),
+    Agent(id="sam", team="senior"),
+]
+
+
+def deps(**kw: Any) -> Deps:
+    return Deps(clock=Clock(fixed=T0), agents=AGENTS, **kw)
+
+
+def reply(aid: str, intent: Intent, rid: str, confidence: float = 0.9, **kw: Any) -> ReplyReceived:
+    return ReplyReceived(
+        account_id=aid,
+        reply_id=rid,
+        channel=Channel.SMS,
+        from_address="+14155550100",
+        text="x",
+        intent=intent,
+        confidence=confidence,
+        received_at=T0,
+        **kw,
+    )
+
+
+def account(aid: str, balance: int, change: str = "updated", **kw: Any) -> AccountChanged:
+    return AccountChanged(
+        account_id=aid,
+        change=change,  # type: ignore[arg-type]
+        source="payment" if change == "payment" else "sheet",
+        customer_name="X",
+        balance_minor=balance,
+        currency="USD",
+        due_date=date(2026, 5, 1),
+        content_hash=f"h{balance}",
+        as_of=T0,
+        **kw,
+    )
+
+
+async def outbox(engine, topic: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    async with engine.connect() as c:
+        rows = (
+            await c.execute(
+                text("SELECT value FROM escalation.outbox WHERE topic = :t ORDER BY id"), {"t": topic}
+            )
+        ).all()
+    return [json.loads(bytes(v)) for (v,) in rows]
+
+
+def test_rules_load_disable_and_thresholds() -> None:
+    rs = load_rules(disabled="high_value, dispute", thresholds='{"broken_promise.grace_days": 3}')
+    by = {r.id: r for r in rs.rules}
+    assert not by["high_value"].enabled and not by["dispute"].enabled and by["hardship"].enabled
+    assert by["broken_promise"].conditions.grace_days == 3
+    with pytest.raises(ValueError, match="unknown rules"):
+        load_rules(disabled="no_such_rule")
+    with pytest.raises(ValueError):
+        load_rules(thresholds='{"high_value.min_balance_minor": "lots"}')
+
+
+async def test_high_value_threshold_and_disable(engine) -> None:
+    await handle(engine, deps(), account("HV-1", 600_000), account("HV-small", 10_000))
+    await handle(engine, deps(), account("HV-1", 650_000))  # same cycle: no second case
+    async with engine.connect() as c:
+        assert [(x.reason, x.priority, x.rule_id) for x in await list_cases(c, "open", "HV-1")] == [
+            ("high_value", "high", "high_value")
+        ]
+        assert await list_cases(c, None, "HV-small") == []
+        [task] = await list_tasks(c, account_id="HV-1")
+    assert (task.kind, task.team, task.assignee, task.priority) == ("senior_review", "senior", "sam", "high")
+    assert task.due_at == T0 + timedelta(hours=48) and task.sla_due_at == T0 + timedelta(hours=24)
+    raised = deps(rules=load_rules(thresholds='{"high_value.min_balance_minor": 10000000}'))
+    await handle(engine, raised, account("HV-2", 600_000))
+    off = deps(rules=load_rules(disabled="high_value"))
+    await handle(engine, off, account("HV-3", 900_000))
+    async with engine.connect() as c:
+        assert await list_cases(c, None, "HV-2") == [] and await list_cases(c, None, "HV-3") == []
+
+
+async def test_round_robin_assignment_and_unclear_reply_task(engine) -> None:
+    d = deps()
+    for i in range(3):
+        await handle(engine, d, reply(f"RR-{i}", Intent.CALLBACK_REQUEST, rid=f"rr-{i}"))
+    async with engine.connect() as c:
+        got = [(await list_tasks(c, account_id=f"RR-{i}"))[0] for i in range(3)]
+    names = [t.assignee for t in got]
+    assert sorted(names[:2]) == ["ana", "ben"] and names[2] == names[0]  # inactive "off" never gets one
+    assert {t.kind for t in got} == {"call_back"} and {t.case_id is not None for t in got} == {True}
+    # an unsure reply is a task for a person, without a case; a confident "ok" is nothing
+    await handle(engine, d, reply("UN-1", Intent.OTHER, rid="un-1", confidence=0.2))
+    await handle(engine, d, reply("UN-2", Intent.OTHER, rid="un-2", confidence=0.9))
+    async with engine.connect() as c:
+        [t] = await list_tasks(c, account_id="UN-1")
+        assert (t.kind, t.case_id, t.priority) == ("read_reply", None, "low")
+        assert await list_tasks(c, account_id="UN-2") == [] and await list_cases(c, None, "UN-1") == []
+
+
+async def test_sla_breach_then_supervisor_escalation(engine) -> None:
+    d = deps(supervisor_after=timedelta(hours=4))
+    await handle(engine, d, reply("SLA-1", Intent.CALLBACK_REQUEST, rid="sla-1"))  # SLA 2 h
+    d.clock.set(T0 + timedelta(hours=2) - timedelta(seconds=1))
+    await tick(engine, "escalation", "escalation", d)
+    async with engine.connect() as c:
+        [t] = await list_tasks(c, account_id="SLA-1")
+    assert t.sla_state == "ok"
+    d.clock.set(T0 + timedelta(hours=2))
+    await tick(engine, "escalation", "escalation", d)
+    async with engine.connect() as c:
+        [t] = await list_tasks(c, account_id="SLA-1")
+    assert t.sla_state == "breached" and t.team == "collectors"
+    d.clock.set(T0 + timedelta(hours=6))
+    await tick(engine, "escalation", "escalation", d)
+    async with engine.connect() as c:
+        [t] = await list_tasks(c, account_id="SLA-1")
+    assert (t.sla_state, t.team, t.assignee, t.priority) == ("escalated", "supervisors", "sue", "critical")
+
+
+async def test_promise_kept_on_payment_and_broken_promise_resumes_dunning(engine) -> None:
+    d = deps()
+    due = date(2026, 6, 5)
+    await handle(
+        engine,
+        d,
+        reply("PR-kept", Intent.PROMISE_TO_PAY, rid="p-kept", promise_amount_minor=20_000, promise_date=due),
+        reply(
+            "PR-broken", Intent.PROMISE_TO_PAY, rid="p-broken", promise_amount_minor=5_000, promise_date=due
+        ),
+        reply("PR-short", Intent.PROMISE_TO_PAY, rid="p-short", promise_amount_minor=9_000, promise_date=due),
+    )
+    paid = account(
+        "PR-kept", 0, change="payment", last_payment_minor=20_000, last_payment_date=date(2026, 6, 4)
+    )
+    short = account(
+        "PR-short", 100, change="payment", last_payment_minor=1_000, last_payment_date=date(2026, 6, 4)
+    )
+    await handle(engine, d, paid, short)
+    async with engine.connect() as c:
+        [kept] = await list_promises(c, "PR-kept")
+        [pending] = await list_promises(c, "PR-short")
+    assert (kept.status, kept.on_time, kept.paid_minor) == ("kept", True, 20_000)
+    assert pending.status == "pending"  # a partial payment does not keep the promise
+    d.clock.set(datetime(2026, 6, 6, 12, tzinfo=UTC))  # the day after the due date: inside the 1-day grace
+    await tick(engine, "escalation", "escalation", d)
+    async with engine.connect() as c:
+        assert (await list_promises(c, "PR-broken"))[0].status == "pending"
+    d.clock.set(datetime(2026, 6, 7, 0, 30, tzinfo=UTC))
+    await tick(engine, "escalation", "escalation", d)
+    await tick(engine, "escalation", "escalation", d)
+    async with engine.connect() as c:
+        assert (await list_promises(c, "PR-broken"))[0].status == "broken"
+        assert (await list_promises(c, "PR-kept"))[0].status == "kept"
+        cases = await list_cases(c, "open", "PR-broken")
+        [task] = await list_tasks(c, account_id="PR-broken")
+    assert [(x.reason, x.priority) for x in cases] == [("broken_promise", "high")]
+    assert task.kind == "follow_up_promise" and task.case_id == cases[0].case_id
+    overrides = [o for o in await outbox(engine, "overrides") if o["account_id"] in ("PR-broken", "PR-short")]
+    assert sorted((o["account_id"], o["action"], o["role"]) for o in overrides) == [
+        ("PR-broken", "resume_dunning", "system"),
+        ("PR-short", "resume_dunning", "system"),
+    ]
+
+
+async def test_permanent_delivery_failure_opens_a_low_priority_case(engine) -> None:
+    d = deps()
+    failed = MessageSent(
+        account_id="DF-1",
+        notice_id="DF-1:n1",
+        channel=Channel.EMAIL,
+        status=DeliveryStatus.FAILED,
+        provider="gmail",
+        to="x@bounce.invalid",
+        tier=Tier.REMINDER,
+        step=1,
+        reason="bounced: 5.1.1",
+        permanent=True,
+        sent_at=T0,
+    )
+    await handle(engine, d, failed, failed)
+    async with engine.connect() as c:
+        assert [(x.reason, x.priority) for x in await list_cases(c, None, "DF-1")] == [
+            ("delivery_failed", "low")
+        ]

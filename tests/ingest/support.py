@@ -1,0 +1,27 @@
+"""Helpers shared by the ingest tests: outbox reading and the Sheets emulator in a thread."""
+
+from __future__ import annotations
+
+from arrears_shared.cloudevents import Envelope, decode
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+try:  # tests/ is not a package: the module is `ingest.support` under pytest's rootdir-relative import
+    from emulators.conftest_sheets import ServerThread, SheetsEmulator  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - imported as tests.ingest.support (bench, IDEs)
+    from tests.emulators.conftest_sheets import ServerThread, SheetsEmulator
+
+__all__ = ["ServerThread", "SheetsEmulator", "outbox_since"]
+
+
+async def outbox_since(engine: AsyncEngine, after: int, schema: str = "ingest") -> tuple[int, list[Envelope]]:
+    """Events written to the outbox after id `after` (the state they describe committed with them)."""
+    async with engine.connect() as c:
+        rows = (
+            await c.execute(
+                text(f"SELECT id, value, headers FROM {schema}.outbox WHERE id > :a ORDER BY id"),
+                {"a": after},
+            )
+        ).all()
+    envs = [decode([(k, v.encode()) for k, v in r.headers], bytes(r.value)) for r in rows]
+    return (rows[-1].id if rows else after), envs

@@ -1,0 +1,202 @@
+"""Policies as versioned data, campaigns, the approval gate, operator flags and payment history —
+against real Postgres, with the injectable clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from arrears_segmenter.accounts.models import FlagsUpdate
+from arrears_segmenter.accounts.service import account_view, set_flags
+from arrears_segmenter.approvals.service import Verdict, decide, held
+from arrears_segmenter.campaigns import service as campaigns
+from arrears_segmenter.campaigns.models import CampaignIn, CampaignStatus, Criteria
+from arrears_segmenter.policy.models import PolicyError, load_policy, parse_policy
+from arrears_segmenter.policy.service import load_new_version
+from arrears_shared.events import Intent
+
+from .support import account, decisions, deps, handle, notices, reply, run_tick, timers
+
+NOON_NY = datetime(2026, 4, 15, 16, 0, tzinfo=UTC)  # dpd 45 for due 1 Mar
+DEFAULT_YAML = (
+    __import__("importlib.resources").resources.files("arrears_segmenter") / "policies" / "default.yaml"
+).read_text()
+
+
+def test_policy_errors_name_the_problem_and_where() -> None:
+    with pytest.raises(PolicyError) as e:
+        parse_policy("id: x\nversion: [1\n")
+    assert "not valid YAML" in str(e.value) and "line 3" in str(e.value)
+    with pytest.raises(PolicyError) as e:
+        parse_policy(DEFAULT_YAML.replace("tier: firm", "tier: rude").replace("version: 1", "version: 0"))
+    locs = {err["loc"] for err in e.value.errors}
+    assert locs == {"version", "steps.1.tier"}
+    with pytest.raises(PolicyError, match="opt_out"):
+        parse_policy(
+            DEFAULT_YAML.replace(
+                "stop_conditions: [paid, promise_to_pay, dispute, opt_out, ",
+                "stop_conditions: [paid, promise_to_pay, dispute, ",
+            )
+        )
+    with pytest.raises(PolicyError, match="must not decrease"):
+        parse_policy(DEFAULT_YAML.replace("min_days_past_due: 60", "min_days_past_due: 20"))
+    with pytest.raises(PolicyError, match="Extra inputs"):
+        parse_policy(DEFAULT_YAML + "surprise: 1\n")
+    assert load_policy().approval.balance_above_minor == 1_000_000
+
+
+async def test_new_policy_version_replans_future_steps_only(engine) -> None:
+    d = deps(NOON_NY)
+    await handle(engine, d, account("P-1"))
+    await run_tick(engine, d)
+    assert [n["notice_id"] for n in await notices(engine, "P-1")] == [
+        "P-1:default:v1:s2:c0:sms",
+        "P-1:default:v1:s2:c0:email",
+    ]
+    v2 = DEFAULT_YAML.replace("version: 1", "version: 2").replace(
+        "min_days_past_due: 60", "min_days_past_due: 65"
+    )
+    async with engine.begin() as c:
+        loaded = await load_new_version(c, v2, "ops@example.com", d, d.clock.now())
+    assert (loaded.version, loaded.replanned_accounts >= 1) == (2, True)
+    (t,) = [t for t in await timers(engine, "P-1") if t["state"] == "pending"]
+    # the final notice moves from dpd 60 to 65 (5 May local midnight); the firm notice sent stays sent
+    assert (t["step"], t["policy_version"], t["due_at"]) == (3, 2, datetime(2026, 5, 5, 4, tzinfo=UTC))
+    with pytest.raises(PolicyError, match="higher than 2"):
+        async with engine.begin() as c:
+            await load_new_version(c, v2, "ops@example.com", d, d.clock.now())
+    d.clock.set(datetime(2026, 4, 30, 14, tzinfo=UTC))  # v1's date: nothing
+    assert await run_tick(engine, d) == 0
+    d.clock.set(datetime(2026, 5, 5, 14, tzinfo=UTC))
+    await run_tick(engine, d)
+    ids = [n["notice_id"] for n in await notices(engine, "P-1")]
+    assert ids[2:] == ["P-1:default:v2:s3:c0:sms", "P-1:default:v2:s3:c0:email"]
+    assert len(ids) == len(set(ids)) == 4
+    # back to the packaged thresholds for the other tests of this module
+    async with engine.begin() as c:
+        await load_new_version(c, DEFAULT_YAML.replace("version: 1", "version: 3"), "ops", d, d.clock.now())
+
+
+async def test_campaign_lifecycle_and_every_notice_carries_its_campaign(engine) -> None:
+    d = deps(NOON_NY)
+    async with engine.begin() as c:
+        await campaigns.create(
+            c,
+            CampaignIn(
+                campaign_id="big-31-60",
+                name="Large balances, 31-60 days",
+                owner="team-a",
+                goal="collect 40% by month end",
+                criteria=Criteria(min_balance_minor=40_000, aging_buckets=["31-60"]),
+                priority=10,
+            ),
+            d.clock.now(),
+        )
+        with pytest.raises(campaigns.CampaignConflict):
+            await campaigns.create(c, CampaignIn(campaign_id="big-31-60", name="x", owner="y"), d.clock.now())
+    await handle(engine, d, account("K-big"), account("K-small", balance_minor=5_000))
+    await run_tick(engine, d)  # campaign still planned: the baseline campaign owns everything
+    assert {n["campaign_id"] for n in await notices(engine, "K-big")} == {"baseline"}
+    async with engine.begin() as c:
+        active = await campaigns.transition(c, "big-31-60", CampaignStatus.ACTIVE, d.clock.now())
+        assert active.status is CampaignStatus.ACTIVE
+    await handle(engine, d, account("K-big2"), account("K-small2", balance_minor=5_000))
+    await run_tick(engine, d)
+    assert {n["campaign_id"] for n in await notices(engine, "K-big2")} == {"big-31-60"}
+    assert {n["campaign_id"] for n in await notices(engine, "K-small2")} == {"baseline"}
+    async with engine.begin() as c:
+        await campaigns.transition(c, "big-31-60", CampaignStatus.COMPLETED, d.clock.now())
+        with pytest.raises(campaigns.CampaignConflict, match="cannot go from completed"):
+            await campaigns.transition(c, "big-31-60", CampaignStatus.ACTIVE, d.clock.now())
+    assert all(n["campaign_id"] for n in await notices(engine))
+
+
+async def test_high_balance_waits_for_a_person_then_goes_through_the_gate(engine) -> None:
+    d = deps(NOON_NY)
+    await handle(engine, d, account("H-1", balance_minor=2_000_000), account("H-2", balance_minor=2_000_000))
+    await run_tick(engine, d)
+    assert await notices(engine, "H-1") == [] and await notices(engine, "H-2") == []
+    async with engine.connect() as c:
+        waiting = {h.account_id: h for h in await held(c)}
+    assert waiting["H-1"].rule_id == "approval.high_balance" and waiting["H-1"].step == 2
+    assert any(r["outcome"] == "held" for r in await decisions(engine, "H-1"))
+    d.clock.advance(timedelta(hours=3))
+    await run_tick(engine, d)  # still held: nothing fires by itself
+    assert await notices(engine, "H-1") == []
+    async with engine.begin() as c:
+        assert await decide(c, "H-1", Verdict(step=2, cycle=0, actor="supervisor"), True, d, d.clock.now())
+        assert await decide(
+            c, "H-2", Verdict(step=2, cycle=0, actor="supervisor", note="too harsh"), False, d, d.clock.now()
+        )
+        assert not await decide(
+            c, "H-2", Verdict(step=2, cycle=0, actor="supervisor"), True, d, d.clock.now()
+        )
+    await run_tick(engine, d)
+    assert [n["step"] for n in await notices(engine, "H-1")] == [2, 2]
+    assert await notices(engine, "H-2") == []
+    (t,) = [t for t in await timers(engine, "H-2") if t["state"] == "pending"]
+    assert t["step"] == 3  # the rejected step is skipped, the next one planned (and will be held again)
+    outcomes = [(r["outcome"], r["rule_id"]) for r in await decisions(engine, "H-2")]
+    assert ("rejected", "approval.rejected") in outcomes
+
+
+async def test_operator_flags_complex_and_do_not_contact(engine) -> None:
+    d = deps(datetime(2026, 3, 5, 17, tzinfo=UTC))
+    await handle(engine, d, account("F-1"), account("F-2"))
+    async with engine.begin() as c:
+        await set_flags(
+            c,
+            "F-1",
+            FlagsUpdate(actor="agent-7", do_not_contact=True, reason="cease letter"),
+            d,
+            d.clock.now(),
+        )
+        await set_flags(
+            c, "F-2", FlagsUpdate(actor="agent-7", complex=True, risk_override=90), d, d.clock.now()
+        )
+        assert not await set_flags(c, "nope", FlagsUpdate(actor="a"), d, d.clock.now())
+    assert not any(t["state"] == "pending" for t in await timers(engine, "F-1"))
+    await run_tick(engine, d)
+    assert await notices(engine, "F-1") == [] and await notices(engine, "F-2") == []
+    rows = await decisions(engine, "F-1")
+    assert [r["rule_id"] for r in rows if r["outcome"] == "cancelled"] == ["do_not_contact"]
+    assert "cease letter" in next(r["reason"] for r in rows if r["rule_id"] == "override.flags")
+    async with engine.connect() as c:
+        v = await account_view(c, "F-2", d, d.clock.now())
+    assert v is not None and v.complex and v.risk_score == 90 and v.segment.endswith("risk-high")
+    assert [t.state for t in v.timers] == ["held"]
+    async with engine.begin() as c:  # DNC lifted: the sequence resumes
+        await set_flags(c, "F-1", FlagsUpdate(actor="agent-7", do_not_contact=False), d, d.clock.now())
+    await run_tick(engine, d)
+    assert {n["channel"] for n in await notices(engine, "F-1")} == {"sms", "email"}
+
+
+async def test_partial_payments_and_broken_promises_shape_the_segment(engine) -> None:
+    d = deps(datetime(2026, 3, 5, 17, tzinfo=UTC))
+    await handle(engine, d, account("S-1"))
+    await handle(
+        engine,
+        d,
+        account(
+            "S-1",
+            change="payment",
+            source="payment",
+            balance_minor=30_000,
+            content_hash="p1",
+            as_of=datetime(2026, 3, 5, tzinfo=UTC),
+            last_payment_minor=20_000,
+            last_payment_date=date(2026, 3, 5),
+        ),
+    )
+    async with engine.connect() as c:
+        v = await account_view(c, "S-1", d, d.clock.now())
+    assert v is not None and (v.partial_payments, v.history) == (1, "partial_payer")
+    await handle(engine, d, reply("S-1", Intent.PROMISE_TO_PAY, promise_date=date(2026, 3, 10)))
+    d.clock.set(datetime(2026, 3, 11, 15, tzinfo=UTC))
+    await run_tick(engine, d)
+    async with engine.connect() as c:
+        v2 = await account_view(c, "S-1", d, d.clock.now())
+    assert v2 is not None and (v2.broken_promises, v2.history, v2.hold) == (1, "broken_promise", None)
+    assert v2.risk_score > v.risk_score
+    assert any(r["rule_id"] == "promise_broken" for r in await decisions(engine, "S-1"))
+    assert [n["tier"] for n in await notices(engine, "S-1")] == ["reminder", "reminder"]
