@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: env run test lint typecheck bench-backbone bench-ingest bench-dispatch chaos-dispatch chaos clean schemas config-docs
+.PHONY: env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch chaos-dispatch chaos clean schemas config-docs
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -22,7 +22,8 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard */pyproject.toml servic
 env: $(VENV)/.synced
 
 run: env
-	$(RUN) arrears up
+	@# exec the entry point directly: `uv run` would forward Ctrl-C a second time
+	exec $(VENV)/bin/arrears up
 
 test: env
 	$(RUN) pytest -q
@@ -36,6 +37,9 @@ typecheck: env
 
 bench-backbone: env
 	$(RUN) python bench/backbone.py
+
+bench-segmenter: env
+	$(RUN) python bench/segmenter.py
 
 bench-ingest: env
 	$(RUN) python bench/ingest.py

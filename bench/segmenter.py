@@ -111,6 +111,14 @@ async def count(url_engine, sql: str) -> int:  # type: ignore[no-untyped-def]
         return int((await c.execute(text(sql))).scalar_one())
 
 
+async def wait_committed(engine, n: int) -> None:  # type: ignore[no-untyped-def]
+    """The handler has seen every event; wait for the runner to commit the last batch."""
+    while True:
+        if await count(engine, "SELECT count(*) FROM segmenter.inbox") >= n:
+            return
+        await asyncio.sleep(0.02)
+
+
 async def bench_plan(bootstrap: str, url: str, n: int, partitions: int, deps: Deps) -> float:
     await create_topics(
         bootstrap, [topics.ACCOUNT_CHANGED, f"{topics.ACCOUNT_CHANGED}.segmenter.dlq"], partitions
@@ -143,8 +151,7 @@ async def bench_plan(bootstrap: str, url: str, n: int, partitions: int, deps: De
     t0 = time.monotonic()
     task = asyncio.create_task(runner.run())
     await done.wait()
-    while await count(engine, "SELECT count(*) FROM segmenter.inbox") < n:  # the last batch committed
-        await asyncio.sleep(0.02)  # noqa: ASYNC110 - polling the database, not an in-process flag
+    await wait_committed(engine, n)
     t1 = time.monotonic()
     runner.stop()
     await task

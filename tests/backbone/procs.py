@@ -24,8 +24,12 @@ from tests.backbone.support import recording_handler, settings  # noqa: E402
 async def runner_crash(bootstrap: str, url: str, schema: str, topic: str, group: str, out_topic: str) -> None:
     s = settings(bootstrap, url, runner_max_batch=20)
     runner = StreamRunner(
-        group=group, topics=[topic], handler=recording_handler(schema, out_topic), engine=make_engine(url),
-        schema=schema, settings=s,
+        group=group,
+        topics=[topic],
+        handler=recording_handler(schema, out_topic),
+        engine=make_engine(url),
+        schema=schema,
+        settings=s,
     )
 
     async def crash(*_a: object) -> None:  # the DB transaction has committed; the offsets have not
@@ -41,7 +45,9 @@ async def relay(bootstrap: str, url: str, schema: str) -> None:
     producer = make_producer(s, "crash-relay")
     await producer.start()
     print("RELAY started", flush=True)
-    await OutboxRelay(engine=make_engine(url), schema=schema, producer=producer, settings=s, service="t").run()
+    await OutboxRelay(
+        engine=make_engine(url), schema=schema, producer=producer, settings=s, service="t"
+    ).run()
 
 
 if __name__ == "__main__":

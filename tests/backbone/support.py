@@ -39,7 +39,9 @@ async def create_schema(url: str, schema: str) -> None:
         await c.execute(text(f"CREATE SCHEMA {schema}"))
         for stmt in runner_tables_ddl(schema):
             await c.execute(text(stmt))
-        await c.execute(text(f"CREATE TABLE {schema}.applied (ce_id text NOT NULL, account_id text NOT NULL)"))
+        await c.execute(
+            text(f"CREATE TABLE {schema}.applied (ce_id text NOT NULL, account_id text NOT NULL)")
+        )
     await engine.dispose()
 
 
@@ -64,7 +66,9 @@ def recording_handler(schema: str, out_topic: str | None, poison: str | None = N
             if poison and env.data.account_id == poison:
                 raise ValueError(f"cannot apply {env.data.account_id}")
         await tx.conn.execute(
-            text(f"INSERT INTO {schema}.applied SELECT * FROM unnest(CAST(:i AS text[]), CAST(:a AS text[]))"),
+            text(
+                f"INSERT INTO {schema}.applied SELECT * FROM unnest(CAST(:i AS text[]), CAST(:a AS text[]))"
+            ),
             {"i": [e.id for e in events], "a": [e.data.account_id for e in events]},
         )
         if out_topic:
@@ -75,7 +79,9 @@ def recording_handler(schema: str, out_topic: str | None, poison: str | None = N
     return handle
 
 
-async def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes | None, list]]) -> None:
+async def produce(
+    bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes | None, list]]
+) -> None:
     p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await p.start()
     try:
@@ -94,7 +100,9 @@ def valid_records(n: int, start: int = 0) -> list[tuple[bytes, bytes, list]]:
 
 
 async def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[Any]:
-    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    c = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await c.start()
     got: list[Any] = []
     try:

@@ -10,8 +10,8 @@ import pytest
 from arrears_shared.asyncapi import document
 from arrears_shared.cloudevents import InvalidEvent, decode, encode
 from arrears_shared.events import EVENT_TYPES, AccountChanged, json_schemas
-from cloudevents.v1.kafka import KafkaMessage, from_binary, to_binary
 from cloudevents.v1.http import CloudEvent
+from cloudevents.v1.kafka import KafkaMessage, from_binary, to_binary
 
 from .factories import account_changed
 
@@ -100,3 +100,30 @@ def test_asyncapi_document_covers_every_topic_and_dlq() -> None:
     for name, msg in doc["components"]["messages"].items():
         assert msg["payload"]["$ref"] == f"#/components/schemas/{name}"
         assert name in doc["components"]["schemas"]
+
+
+def test_dead_letter_headers_never_quote_the_record() -> None:
+    """Validation errors quote their input; DLQ headers are read by operators and must not carry PII."""
+    import pydantic
+    from aiokafka.structs import ConsumerRecord
+    from arrears_shared.stream.dead_letter import (
+        EXCEPTION_MESSAGE,
+        EXCEPTION_STACKTRACE,
+        Failure,
+        dead_letter,
+    )
+
+    class Row(pydantic.BaseModel):
+        phone: int
+
+    payload = {"phone": " ".join(["+1", "415", "555", "0123", "(Jane", "Doe)"])}  # not quoted by the trace
+    try:
+        Row.model_validate(payload)
+    except pydantic.ValidationError as e:
+        error = e
+    rec = ConsumerRecord("t", 0, 7, 0, 0, b"k", b"{}", None, 2, 2, [("ce_id", b"x")])
+    headers = dict(dead_letter(Failure(rec, error, 1), group="g").headers)
+    for name in (EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE):
+        text = headers[name].decode()
+        assert "Jane Doe" not in text and "555" not in text, text
+        assert "input_value=<redacted>" in text

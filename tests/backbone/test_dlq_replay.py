@@ -22,7 +22,9 @@ async def test_replay_applies_once_and_a_second_replay_is_a_no_op(broker, pg) ->
     url = pg.create_database(unique("db"))
     schema, topic, group = unique("svc"), unique("in"), unique("grp")
     dlq = dlq_topic(topic, group)
-    await create_topics(broker.bootstrap_servers, [topic, dlq])
+    other_group = unique("other")  # a second service on the same topic
+    other_dlq = dlq_topic(topic, other_group)
+    await create_topics(broker.bootstrap_servers, [topic, dlq, other_dlq])
     await create_schema(url, schema)
     broken = {"on": True}
 
@@ -41,21 +43,52 @@ async def test_replay_applies_once_and_a_second_replay_is_a_no_op(broker, pg) ->
     producer = make_producer(s, "t")
     await producer.start()
     relay = OutboxRelay(engine=engine, schema=schema, producer=producer, settings=s, service="t")
-    runner = StreamRunner(group=group, topics=[topic], handler=handler, engine=engine, schema=schema, settings=s)
-    tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
+    runner = StreamRunner(
+        group=group, topics=[topic], handler=handler, engine=engine, schema=schema, settings=s
+    )
+
+    # a second service on the same topic that also cannot handle PME-000042 (its own DLQ gets it once)
+    other_schema = unique("svc")
+    await create_schema(url, other_schema)
+
+    async def other_handler(events: Sequence[Envelope], tx: Transaction) -> None:
+        if any(env.data.account_id == "PME-000042" for env in events):
+            raise RuntimeError("the other service rejects PME-000042 too")
+
+    other = StreamRunner(
+        group=other_group,
+        topics=[topic],
+        handler=other_handler,
+        engine=engine,
+        schema=other_schema,
+        settings=s,
+    )
+    other_producer = make_producer(s, "o")  # one producer per relay, as in a service
+    await other_producer.start()
+    other_relay = OutboxRelay(
+        engine=engine, schema=other_schema, producer=other_producer, settings=s, service="o"
+    )
+    tasks = [asyncio.create_task(x.run()) for x in (runner, relay, other, other_relay)]
     kafka = {"bootstrap_servers": broker.bootstrap_servers}
     try:
+
         async def dead_count() -> bool:
             return len(await scan(kafka, Filter(topics=(dlq,)))) == 1
 
         await wait_until(dead_count)
-        assert await scalar(url, f"SELECT string_agg(account_id, ',' ORDER BY account_id) FROM {schema}.applied") == (
-            "PME-000041,PME-000043"
+        assert await scalar(
+            url, f"SELECT string_agg(account_id, ',' ORDER BY account_id) FROM {schema}.applied"
+        ) == ("PME-000041,PME-000043")
+        [dead] = await scan(
+            kafka, Filter(topics=(dlq,), reason_contains="downstream bug", account_id="PME-000042")
         )
-        [dead] = await scan(kafka, Filter(topics=(dlq,), reason_contains="downstream bug", account_id="PME-000042"))
         assert dead.original_topic == topic and dead.h["ce_id"] == "r-42"
         assert await scan(kafka, Filter(topics=(dlq,), reason_contains="no such reason")) == []
 
+        async def other_dead() -> bool:
+            return len(await scan(kafka, Filter(topics=(other_dlq,)))) == 1
+
+        await wait_until(other_dead)
         broken["on"] = False  # the bug is fixed; the operator replays
         assert await replay(kafka, [dead]) == 1
 
@@ -67,9 +100,12 @@ async def test_replay_applies_once_and_a_second_replay_is_a_no_op(broker, pg) ->
         await asyncio.sleep(1.5)
         assert await applied(3)
         assert await scalar(url, f"SELECT count(*) FROM {schema}.applied WHERE ce_id = 'r-42'") == 1
+        # the replays were addressed to `group`: the other service skipped them instead of failing again
+        assert len(await scan(kafka, Filter(topics=(other_dlq,)))) == 1
     finally:
-        runner.stop()
-        relay.stop()
+        for x in (runner, relay, other, other_relay):
+            x.stop()
         await asyncio.gather(*tasks)
         await producer.stop()
+        await other_producer.stop()
         await engine.dispose()

@@ -78,7 +78,11 @@ async def test_poison_records_go_to_the_dlq_with_headers_and_the_partition_keeps
     try:
         await wait_until(lambda: _eq(scalar(url, f"SELECT count(*) FROM {schema}.applied"), 2))
         relay = OutboxRelay(
-            engine=engine, schema=schema, producer=await _started(broker, url), settings=runner.settings, service="t"
+            engine=engine,
+            schema=schema,
+            producer=await _started(broker, url),
+            settings=runner.settings,
+            service="t",
         )
         rtask = asyncio.create_task(relay.run())
         dead = await consume_all(broker.bootstrap_servers, dlq, expect=3)
@@ -91,7 +95,10 @@ async def test_poison_records_go_to_the_dlq_with_headers_and_the_partition_keeps
         await task
         await engine.dispose()
 
-    assert await scalar(url, f"SELECT string_agg(ce_id, ',' ORDER BY ce_id) FROM {schema}.applied") == "ev-0,ev-1"
+    assert (
+        await scalar(url, f"SELECT string_agg(ce_id, ',' ORDER BY ce_id) FROM {schema}.applied")
+        == "ev-0,ev-1"
+    )
     assert len(dead) == 3
     by_offset = {int(header_map(r.headers)[dl.ORIGINAL_OFFSET]): r for r in dead}
     assert set(by_offset) == {1, 2, 3}
@@ -119,9 +126,20 @@ async def test_crash_after_db_commit_before_offset_commit_redelivers_and_changes
     await produce(broker.bootstrap_servers, topic, valid_records(n))
 
     proc = subprocess.run(
-        [sys.executable, str(PROCS), "runner-crash-before-offset-commit", broker.bootstrap_servers, url, schema,
-         topic, group, out],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            str(PROCS),
+            "runner-crash-before-offset-commit",
+            broker.bootstrap_servers,
+            url,
+            schema,
+            topic,
+            group,
+            out,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
     applied_before = await scalar(url, f"SELECT count(*) FROM {schema}.applied")
@@ -130,7 +148,11 @@ async def test_crash_after_db_commit_before_offset_commit_redelivers_and_changes
 
     engine = make_engine(url)
     runner = StreamRunner(
-        group=group, topics=[topic], handler=recording_handler(schema, out), engine=engine, schema=schema,
+        group=group,
+        topics=[topic],
+        handler=recording_handler(schema, out),
+        engine=engine,
+        schema=schema,
         settings=settings(broker.bootstrap_servers, url),
     )
     task = asyncio.create_task(runner.run())
@@ -172,17 +194,23 @@ async def test_relay_publishes_exactly_the_committed_events_after_kill_9(broker,
 
     proc = subprocess.Popen(
         [sys.executable, str(PROCS), "relay", broker.bootstrap_servers, url, schema],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         await wait_until(
-            lambda: _ge(scalar(url, f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NOT NULL"), 500),
-            timeout=30, interval=0.01,
+            lambda: _ge(
+                scalar(url, f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NOT NULL"), 500
+            ),
+            timeout=30,
+            interval=0.01,
         )
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(10)
-    published_before = await scalar(url, f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NOT NULL")
+    published_before = await scalar(
+        url, f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NOT NULL"
+    )
     assert published_before < n, "kill -9 came too late to prove anything"
 
     s = settings(broker.bootstrap_servers, url)
@@ -191,7 +219,9 @@ async def test_relay_publishes_exactly_the_committed_events_after_kill_9(broker,
     relay = OutboxRelay(engine=engine, schema=schema, producer=producer, settings=s, service="t")
     task = asyncio.create_task(relay.run())
     try:
-        await wait_until(lambda: _eq(scalar(url, f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL"), 0))
+        await wait_until(
+            lambda: _eq(scalar(url, f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL"), 0)
+        )
     finally:
         relay.stop()
         await task
@@ -237,16 +267,25 @@ async def test_database_outage_is_waited_out_not_dead_lettered(broker, pg) -> No
     # Make the handler's table unreachable at the connection level: revoke LOGIN is too slow to exercise,
     # so terminate every backend of the runner while it works and check nothing is dead-lettered.
     runner = StreamRunner(
-        group=group, topics=[topic], handler=recording_handler(schema, None), engine=engine, schema=schema,
+        group=group,
+        topics=[topic],
+        handler=recording_handler(schema, None),
+        engine=engine,
+        schema=schema,
         settings=settings(broker.bootstrap_servers, url),
     )
     dbname = urlsplit(url).path.lstrip("/")
     async with admin.connect() as c:
         await c.execute(text(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false'))
-        await c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'arrears' AND pid <> pg_backend_pid()"))
+        await c.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'arrears' AND pid <> pg_backend_pid()"
+            )
+        )
         await c.commit()
     task = asyncio.create_task(runner.run())
     try:
+
         async def waiting() -> bool:
             return runner.state.waiting_on_infrastructure is not None
 

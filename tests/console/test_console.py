@@ -33,6 +33,7 @@ from arrears_shared.events import (
     Intent,
     MessageSent,
     NoticeDue,
+    OverrideRequested,
     ReplyReceived,
     Tier,
 )
@@ -78,6 +79,10 @@ def others(acc: str) -> list[Event]:
         IngestRejected(
             account_id=acc, source="sheet", batch_id="b1", row_number=7, column="Balance", value="abc",
             reason="not a number", rejected_at=NOW,
+        ),
+        OverrideRequested(
+            account_id=acc, override_id=f"o-{acc}", action="pause", reason="travelling", actor="ana",
+            role="agent", requested_at=NOW + timedelta(seconds=3),
         ),
     ]  # fmt: skip
 
@@ -146,7 +151,7 @@ async def test_aging_accounts_timeline_and_summary_through_the_broker(
 
     async def timeline_complete() -> Any:
         r = (await console.get(f"/api/accounts/{a_45}/timeline")).json()
-        return r if len(r["items"]) == 3 + 5 else None
+        return r if len(r["items"]) == 3 + len(others(a_45)) else None
 
     tl = await eventually(timeline_complete)
     topics_seen = sorted(i["topic"] for i in tl["items"])
@@ -154,6 +159,7 @@ async def test_aging_accounts_timeline_and_summary_through_the_broker(
     joined = " | ".join(i["summary"] for i in tl["items"])
     assert "+1415" not in joined and "example.com" not in joined and "STOP" not in joined  # no contact PII
     assert "opt_out" in joined and "case opened: dispute (high)" in joined
+    assert "override pause by ana (agent): travelling" in joined
 
     async def all_accounts() -> Any:
         r = (await console.get("/api/accounts", params={"q": f"CON-{run}"})).json()

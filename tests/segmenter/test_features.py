@@ -12,7 +12,8 @@ from arrears_segmenter.approvals.service import Verdict, decide, held
 from arrears_segmenter.campaigns import service as campaigns
 from arrears_segmenter.campaigns.models import CampaignIn, CampaignStatus, Criteria
 from arrears_segmenter.policy.models import PolicyError, load_policy, parse_policy
-from arrears_segmenter.policy.service import load_new_version
+from arrears_segmenter.policy.service import adopt_configured, load_new_version
+from arrears_segmenter.policy.store import active
 from arrears_shared.events import Intent
 
 from .support import account, decisions, deps, handle, notices, reply, run_tick, timers
@@ -72,9 +73,13 @@ async def test_new_policy_version_replans_future_steps_only(engine) -> None:
     ids = [n["notice_id"] for n in await notices(engine, "P-1")]
     assert ids[2:] == ["P-1:default:v2:s3:c0:sms", "P-1:default:v2:s3:c0:email"]
     assert len(ids) == len(set(ids)) == 4
-    # back to the packaged thresholds for the other tests of this module
+    # a restart with the packaged v1 keeps the stored v2; a configured file with a newer version is adopted
     async with engine.begin() as c:
-        await load_new_version(c, DEFAULT_YAML.replace("version: 1", "version: 3"), "ops", d, d.clock.now())
+        assert await adopt_configured(c, d, d.clock.now()) is None
+        d.policy = parse_policy(DEFAULT_YAML.replace("version: 1", "version: 3"))
+        adopted = await adopt_configured(c, d, d.clock.now())
+        assert adopted is not None and adopted.version == 3
+        assert (await active(c, d.policy)).version == 3
 
 
 async def test_campaign_lifecycle_and_every_notice_carries_its_campaign(engine) -> None:

@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dlq",  # arrears dlq list|show|replay
     "schemas",  # arrears schemas export: JSON Schemas + AsyncAPI
     "config",  # arrears config: every ARREARS_* variable, generated from the settings classes
+    "simulate",  # arrears simulate --days 30: dry run of the segmenter's policy and compliance gate
     "audit",  # arrears audit verify: the hash-chained audit log of manual actions
 )
 

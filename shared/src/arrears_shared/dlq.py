@@ -88,7 +88,9 @@ class Filter:
         return not (self.until and (at is None or at > self.until))
 
 
-async def scan(kafka_kwargs: dict[str, Any], flt: Filter = Filter(), *, limit: int = 10_000) -> list[DeadLetter]:
+async def scan(
+    kafka_kwargs: dict[str, Any], flt: Filter = Filter(), *, limit: int = 10_000
+) -> list[DeadLetter]:
     """Read every matching record currently in the DLQ topics (from the beginning to the high watermark),
     without joining a consumer group or committing anything."""
     topics = list(flt.topics) or dlq_topics()
@@ -97,7 +99,10 @@ async def scan(kafka_kwargs: dict[str, Any], flt: Filter = Filter(), *, limit: i
     try:
         existing = await consumer.topics()
         tps = [
-            TopicPartition(t, p) for t in topics if t in existing for p in sorted(consumer.partitions_for_topic(t) or ())
+            TopicPartition(t, p)
+            for t in topics
+            if t in existing
+            for p in sorted(consumer.partitions_for_topic(t) or ())
         ]
         if not tps:
             return []
@@ -127,18 +132,26 @@ async def scan(kafka_kwargs: dict[str, Any], flt: Filter = Filter(), *, limit: i
 
 
 async def replay(kafka_kwargs: dict[str, Any], records: Sequence[DeadLetter]) -> int:
-    """Republish to the original topics with the original headers (same ce_id). Returns the count sent."""
+    """Republish to the original topics with the original headers (same ce_id), addressed to the consumer
+    group that dead-lettered each record (other groups on the topic skip it, so a replay can never put a
+    copy into every subscriber's DLQ). Returns the count sent."""
     if not records:
         return 0
-    producer = AIOKafkaProducer(acks="all", client_id=f"arrears-dlq-replay-{uuid.uuid4().hex[:6]}", **kafka_kwargs)
+    producer = AIOKafkaProducer(
+        acks="all", client_id=f"arrears-dlq-replay-{uuid.uuid4().hex[:6]}", **kafka_kwargs
+    )
     await producer.start()
     try:
         futures = []
         for d in records:
             if not d.original_topic:
                 continue
-            headers = [(k, v) for k, v in d.headers if k not in dl.DLQ_HEADERS]
-            headers.append(("arrears-replayed-from", f"{d.dlq_topic}/{d.partition}/{d.offset}".encode()))
+            drop = {*dl.DLQ_HEADERS, dl.REPLAYED_FROM, dl.REPLAY_FOR_GROUP}
+            headers = [(k, v) for k, v in d.headers if k not in drop]
+            headers.append((dl.REPLAYED_FROM, f"{d.dlq_topic}/{d.partition}/{d.offset}".encode()))
+            group = d.h.get(dl.ORIGINAL_GROUP)
+            if group:  # only the group that failed it applies the replay; the others skip it
+                headers.append((dl.REPLAY_FOR_GROUP, group.encode()))
             futures.append(await producer.send(d.original_topic, value=d.value, key=d.key, headers=headers))
         await asyncio.gather(*futures)
         return len(futures)

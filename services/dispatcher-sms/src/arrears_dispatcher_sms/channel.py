@@ -35,6 +35,7 @@ class SmsChannel:
             api_key=settings.quo_api_key.get_secret_value(),
             base_url=settings.quo_base_url,
             timeout_s=settings.quo_timeout_s,
+            max_connections=settings.quo_max_connections,
         )
 
     def render(self, notice: NoticeDue, thread: ThreadRef | None = None) -> Rendered:

@@ -119,6 +119,7 @@ class QuoClient:
         connect_timeout_s: float = 5.0,
         user_id: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 32,
     ) -> None:
         self._user_id = user_id
         self._http = httpx.AsyncClient(
@@ -126,6 +127,8 @@ class QuoClient:
             headers={"Authorization": api_key, "Accept": "application/json"},
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
             transport=transport,
+            # Keep every connection alive (httpx keeps only 20 by default and reconnects for the rest).
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
 
     async def aclose(self) -> None:

@@ -15,6 +15,9 @@ class SmsSettings(DispatchSettings):
     )
     quo_rate_burst: float = Field(1.0, ge=1, description="GCRA burst (1 = evenly spaced sends)")
     quo_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one QUO request")
+    quo_max_connections: int = Field(
+        32, ge=1, description="HTTP connections kept open to QUO (keep-alive pool) per replica"
+    )
     brand_name: str = Field("Arrears Collections", description="Creditor name shown in messages")
     sms_max_segments: int = Field(
         3, ge=1, le=10, description="Segment ceiling of one SMS (GSM-7 153 / UCS-2 67 characters per part)"

@@ -35,7 +35,14 @@ class SmsTemplates:
         )
 
     def render_counted(self, notice: NoticeDue) -> tuple[str, Segments]:
-        """The SMS text and its segment count. ValueError when it cannot be rendered or is too long."""
+        """The SMS text and its segment count. ValueError when it cannot be rendered or is too long.
+
+        A non-dunning notice (the opt-out confirmation, the HELP answer; written by responses) carries its
+        exact `text`: sent as is, no footer (a confirmation must not invite a second opt-out)."""
+        if not notice.is_dunning:
+            if not notice.text:
+                raise ValueError(f"{notice.purpose} notice without text")
+            return notice.text[:MAX_CHARS], count_segments(notice.text[:MAX_CHARS])
         body = " ".join(self.templates.render(notice, notice_context(notice, self.brand)).split())
         if "STOP" not in body.upper():
             body = f"{body} {self.footer}" if body else self.footer

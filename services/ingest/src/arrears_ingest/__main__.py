@@ -44,11 +44,16 @@ def definition(settings: IngestSettings | None = None) -> ServiceDefinition:
             cfg=cfg,
             read=reader.read,
             transaction=ctx.transaction,
-            on_success=writeback.queue if enabled else None,
+            on_chunk=writeback.queue if enabled else None,
             after_commit=writeback.flush_quietly if enabled else None,
+            chunk_rows=settings.ingest_chunk_rows,
         )
         ctx.extra["upload_ingestor"] = UploadIngestor(
-            engine=ctx.engine, schema=ctx.schema, cfg=cfg, transaction=ctx.transaction
+            engine=ctx.engine,
+            schema=ctx.schema,
+            cfg=cfg,
+            transaction=ctx.transaction,
+            chunk_rows=settings.ingest_chunk_rows,
         )
 
     return ServiceDefinition(

@@ -47,6 +47,12 @@ class IngestSettings(ServiceSettings):
         description='Extra header names, JSON {"sheet header": "canonical column"}, e.g. '
         '{"Acct #": "Account ID", "Amount Owed": "Balance"}; matched case/space/punctuation-insensitively',
     )
+    ingest_chunk_rows: int = Field(
+        5000,
+        ge=100,
+        description="Rows validated and committed per transaction of a run (sheet or upload); bounds the "
+        "memory of a run and lets validation overlap the database writes",
+    )
     ingest_upload_max_bytes: int = Field(
         50_000_000, gt=0, description="Largest CSV/XLSX upload accepted by POST /ingest/upload (413 above)"
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from datetime import date, time
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 
 class FrequencyCap(BaseModel):
@@ -83,8 +83,17 @@ class RuleSet(BaseModel):
 
     default: Jurisdiction
     jurisdictions: dict[str, Jurisdiction] = Field(default_factory=dict)
+    _resolved: dict[tuple[str | None, str | None], ResolvedJurisdiction] = PrivateAttr(default_factory=dict)
 
     def resolve(self, country: str | None, region: str | None) -> ResolvedJurisdiction:
+        """The merged rules for a place (cached: a RuleSet is immutable)."""
+        key = (country, region)
+        hit = self._resolved.get(key)
+        if hit is None:
+            hit = self._resolved[key] = self._merge(country, region)
+        return hit
+
+    def _merge(self, country: str | None, region: str | None) -> ResolvedJurisdiction:
         merged: dict[str, object] = {k: v for k, v in self.default.model_dump().items() if v is not None}
         jid = "default"
         keys: list[str] = []

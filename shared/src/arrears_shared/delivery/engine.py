@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -55,8 +56,29 @@ _COLUMNS = (
 )
 PRIMARY = "primary"
 FALLBACK = "fallback"
-# A limiter wait longer than this (a Retry-After pause) releases the claimed row instead of holding it.
-_MAX_HOLD_WAIT_S = 1.0
+# Limiter slots are reserved at most this far ahead: a claimed row waits at most this long for its slot.
+_HORIZON_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    row: DeliveryRow  # now `sending`
+    rendered: Rendered
+    delay_s: float  # from the reservation until the row's limiter slot
+
+
+@dataclass(slots=True)
+class ClaimBatch:
+    claimed: list[Claimed] = field(default_factory=list)
+    handled: int = 0  # rows settled or deferred without a send
+    retry_in_s: float | None = None  # no limiter slot within the horizon: look again after this
+    started: float = 0.0  # time.monotonic() of the reservation (the delays count from it)
+
+
+def _retry_in(ahead_s: float, rate: float, burst: float) -> float:
+    """Seconds until a limiter whose schedule runs `ahead_s` ahead has a slot within the horizon again."""
+    interval = 1.0 / rate
+    return min(5.0, max(0.005, ahead_s + interval - max(1.0, burst) * interval - _HORIZON_S))
 
 
 class HostContext(Protocol):
@@ -127,6 +149,7 @@ class DeliveryEngine:
             FALLBACK: self._breaker(self.fallback.provider if self.fallback else "none"),
         }
         self._quota_exhausted_until: datetime | None = None
+        self._in_flight = asyncio.Semaphore(settings.dispatch_max_in_flight)
 
     def _breaker(self, name: str) -> CircuitBreaker:
         return CircuitBreaker(
@@ -168,7 +191,9 @@ class DeliveryEngine:
     async def _tx(self) -> AsyncIterator[Transaction]:
         async with transaction(self.engine, self._schema, self._service) as tx:
             yield tx
-        self._wake()
+            emitted = bool(tx.records)
+        if emitted:
+            self._wake()
 
     # -- consumer --------------------------------------------------------------------------------------
     async def handle_batch(self, events: Sequence[Envelope], tx: Transaction) -> None:
@@ -260,7 +285,7 @@ class DeliveryEngine:
         failures = 0
         while not stopping.is_set():
             try:
-                did = await self.process_one()
+                done, retry_in = await self.process_batch()
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -273,11 +298,12 @@ class DeliveryEngine:
                     exc_info=level == logging.ERROR,
                     extra={"worker": n, "error": f"{type(e).__name__}: {e}"[:300]},
                 )
-                did = False
                 await _sleep(stopping, min(30.0, 0.5 * 2 ** min(failures, 6)))
                 continue
-            if not did:
-                await _sleep(stopping, self.settings.dispatch_idle_poll_s)
+            if not done:
+                await _sleep(
+                    stopping, retry_in if retry_in is not None else self.settings.dispatch_idle_poll_s
+                )
 
     async def _reconciler(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -309,109 +335,246 @@ class DeliveryEngine:
         r: Any = self.fallback if route == FALLBACK else self.channel
         return r.limiter_name, r.rate_per_s, r.burst
 
-    # -- one delivery ----------------------------------------------------------------------------------
+    # -- one batch of deliveries -----------------------------------------------------------------------
     async def process_one(self) -> bool:
         """Claim the most urgent due delivery and take it as far as it goes. False when nothing was due
         (or no route can send now: the notices wait in the queue)."""
-        claimed = await self.claim_for_send()
-        if claimed is None:
-            return False
-        if claimed == "handled":
-            return True
-        row, rendered = claimed
-        await self.send_claimed(row, rendered)
-        return True
+        done, _ = await self.process_batch(1)
+        return done > 0
 
-    async def _thread_of(self, tx: Transaction, row: DeliveryRow) -> ThreadRef | None:
+    async def process_batch(self, limit: int | None = None) -> tuple[int, float | None]:
+        """Claim up to `limit` due deliveries in one transaction, send them concurrently (each at its
+        limiter slot) and record the accepted ones in one transaction. Returns (deliveries taken as far
+        as they go now, seconds to wait before the limiter has a slot again or None)."""
+        batch = await self.claim_batch(limit or self.settings.dispatch_batch_size)
+        if not batch.claimed:
+            return batch.handled, batch.retry_in_s
+        results = await asyncio.gather(
+            *(self._send_at_slot(batch.started, c) for c in batch.claimed), return_exceptions=True
+        )
+        accepted = [
+            (c.row, r) for c, r in zip(batch.claimed, results, strict=True) if isinstance(r, SendResult)
+        ]
+        if accepted:
+            # A crash before this commit leaves the rows in `sending`: reconciliation finds them sent.
+            await self._settle_sent(accepted)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return len(batch.claimed) + batch.handled, None
+
+    async def _send_at_slot(self, started: float, c: Claimed) -> SendResult | None:
+        """Wait for the row's limiter slot, then make the provider call. A send that could no longer start
+        well inside the in-doubt window (the process was starved) is not made: the row stays `sending`
+        and reconciliation resends it, so no send can still be in flight when a row is reconciled."""
+        await asyncio.sleep(max(0.0, started + c.delay_s - time.monotonic()))
+        s = self.settings
+        slack = max(0.5, (s.dispatch_in_doubt_after_s - s.dispatch_send_timeout_s) / 2)
+        async with self._in_flight:
+            if time.monotonic() > started + c.delay_s + slack:
+                log.warning(
+                    "send started too late; left for reconciliation",
+                    extra={"notice_id": c.row.notice_id, "late_s": time.monotonic() - started - c.delay_s},
+                )
+                return None
+            return await self._attempt(c.row, c.rendered)
+
+    async def _threads_of(self, tx: Transaction, accounts: Sequence[str]) -> dict[str, ThreadRef]:
+        """The last ten notices sent to each account on this channel (email threading), oldest first."""
         rows = (
             await tx.conn.execute(
                 text(
-                    f"SELECT notice_id, thread_id FROM {self._schema}.deliveries WHERE account_id = :a AND"
-                    " channel = :c AND state = 'sent' AND notice_id <> :id ORDER BY updated_at DESC LIMIT 10"
+                    f"SELECT account_id, notice_id, thread_id FROM (SELECT account_id, notice_id, thread_id,"
+                    " updated_at, row_number() OVER (PARTITION BY account_id ORDER BY updated_at DESC) AS k"
+                    f" FROM {self._schema}.deliveries WHERE account_id = ANY(:a) AND channel = :c"
+                    " AND state = 'sent') t WHERE k <= 10 ORDER BY account_id, updated_at DESC"
                 ),
-                {"a": row.account_id, "c": row.channel, "id": row.notice_id},
+                {"a": list(accounts), "c": self.channel.channel},
             )
         ).all()
-        if not rows:
-            return None
-        return ThreadRef(tuple(r.notice_id for r in reversed(rows)), rows[0].thread_id)
+        by: dict[str, list[Any]] = {}
+        for r in rows:
+            by.setdefault(r.account_id, []).append(r)
+        return {
+            a: ThreadRef(tuple(r.notice_id for r in reversed(rs)), rs[0].thread_id) for a, rs in by.items()
+        }
 
     async def claim_for_send(self) -> tuple[DeliveryRow, Rendered] | str | None:
-        """Claim a due row, apply the last-moment checks, take a limiter token and commit `sending`.
+        """Claim one due row, apply the last-moment checks, take a limiter slot, commit `sending` and wait
+        for the slot. Returns the row (now `sending`) and its rendered message, "handled" when the row was
+        settled without a send (suppressed, deferred, failed to render), or None if nothing is due or no
+        route or limiter slot may send now."""
+        batch = await self.claim_batch(1)
+        if batch.claimed:
+            c = batch.claimed[0]
+            await asyncio.sleep(max(0.0, batch.started + c.delay_s - time.monotonic()))
+            return c.row, c.rendered
+        return "handled" if batch.handled else None
 
-        Returns the row (now `sending`) and its rendered message, "handled" when the row was settled
-        without a send (suppressed, deferred, failed to render, limiter paused), or None if nothing is due
-        or no route may send now."""
+    async def claim_batch(self, limit: int) -> ClaimBatch:
+        """Claim up to `limit` due rows (most urgent first, `FOR UPDATE SKIP LOCKED`), apply the
+        last-moment checks to each, reserve limiter slots (and daily quota) for the ones to send and commit
+        them as `sending`, all in one transaction. `updated_at` of a claimed row is its slot: when its send
+        may begin, which bounds the in-doubt window.
+
+        The batch is sized by the limiter first (a plain read), so a slow provider account claims one or
+        two rows at a time and a fast one up to `limit`. Rows left over (no slot, no quota, a second notice
+        to an account already in the batch) are left queued, untouched."""
         await self.ensure_limiter()
         s = self._schema
         route = self.choose_route()
         if route is None:
-            return None
+            return ClaimBatch()
+        if self.breakers[route].state != "closed":
+            limit = 1  # a half-open circuit lets exactly one trial send through
+        name, rate, burst = self._route_params(route)
         async with self._tx() as tx:
-            r = (
-                await tx.conn.execute(
+            tokens, ahead = await limiter.available(tx.conn, s, name, rate, burst, _HORIZON_S)
+            if tokens == 0:
+                return ClaimBatch(retry_in_s=_retry_in(ahead, rate, burst))
+            rows = [
+                _row(r)
+                for r in await tx.conn.execute(
                     text(
                         f"SELECT {_COLUMNS} FROM {s}.deliveries WHERE state = 'queued' AND next_attempt_at <= now()"
-                        " ORDER BY priority DESC, next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED"
-                    )
+                        " ORDER BY priority DESC, next_attempt_at LIMIT :n FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"n": max(1, min(limit, tokens))},
                 )
-            ).one_or_none()
-            if r is None:
-                return None
-            row = _row(r)
+            ]
+            if not rows:
+                return ClaimBatch()
+            batch = ClaimBatch()
+            sendable = await self._checked(tx, rows, batch)
             now = datetime.now(UTC)
-            opted_out = (
-                await tx.conn.execute(
-                    text(f"SELECT 1 FROM {s}.opt_outs WHERE account_id = :a AND channel = :c"),
-                    {"a": row.account_id, "c": row.channel},
-                )
-            ).first()
+            quota_used = 0
+            if sendable and route == PRIMARY and self.daily_quota is not None:
+                quota_used = await self._use_quota(tx, now, len(sendable))
+                if quota_used < len(sendable):
+                    self._quota_exhausted_until = next_utc_midnight(now)
+                    log.warning(
+                        "daily quota used up; primary route paused until the next UTC day",
+                        extra={"quota": self.daily_quota, "until": self._quota_exhausted_until.isoformat()},
+                    )
+                if quota_used == 0:
+                    if self.fallback is None or not self.breakers[FALLBACK].would_allow():
+                        return batch  # the rows stay queued, unchanged
+                    route = FALLBACK
+                    name, rate, burst = self._route_params(route)
+                    sendable = sendable[:1]
+                else:
+                    sendable = sendable[:quota_used]
+            if not sendable:
+                return batch
+            reserved = await limiter.reserve(tx.conn, s, name, rate, burst, len(sendable), _HORIZON_S)
+            batch.started = time.monotonic()
+            granted = len(reserved.delays)
+            if quota_used > granted:
+                await self._unuse_quota(tx, now, quota_used - granted)
+            if granted == 0:
+                batch.retry_in_s = _retry_in(reserved.ahead_s, rate, burst)
+                return batch
+            sendable = sendable[:granted]
+            await tx.conn.execute(
+                text(
+                    f"UPDATE {s}.deliveries d SET state = 'sending', attempts = d.attempts + 1, route = :route,"
+                    " rendered = x.rendered, updated_at = clock_timestamp() + make_interval(secs => x.delay)"
+                    " FROM jsonb_to_recordset(CAST(:js AS jsonb)) AS x(notice_id text, rendered jsonb,"
+                    " delay float8) WHERE d.notice_id = x.notice_id"
+                ),
+                {
+                    "route": route,
+                    "js": json.dumps(
+                        [
+                            {"notice_id": row.notice_id, "rendered": rendered, "delay": delay}
+                            for (row, rendered), delay in zip(sendable, reserved.delays, strict=False)
+                        ]
+                    ),
+                },
+            )
+        for (row, rendered), delay in zip(sendable, reserved.delays, strict=False):
+            sending = DeliveryRow(
+                **{
+                    **_asdict(row),
+                    "state": "sending",
+                    "attempts": row.attempts + 1,
+                    "rendered": rendered,
+                    "route": route,
+                }
+            )
+            batch.claimed.append(Claimed(sending, rendered, delay))
+        return batch
+
+    async def _checked(
+        self, tx: Transaction, rows: Sequence[DeliveryRow], batch: ClaimBatch
+    ) -> list[tuple[DeliveryRow, Rendered]]:
+        """The last-moment checks of claimed rows (opt-out, invalid channel, expiry, compliance gate) and
+        their rendering. Rows that must not be sent are settled or deferred here (counted in
+        `batch.handled`); the rest come back with their rendered message. At most one row per account, so
+        the frequency cap of the next one sees this one's send."""
+        s = self._schema
+        ch = self.channel.channel
+        accounts = sorted({r.account_id for r in rows})
+        opted = {
+            r.account_id
+            for r in await tx.conn.execute(
+                text(f"SELECT account_id FROM {s}.opt_outs WHERE channel = :c AND account_id = ANY(:a)"),
+                {"a": accounts, "c": ch},
+            )
+        }
+        invalid = {
+            (r.account_id, r.address): r.reason
+            for r in await tx.conn.execute(
+                text(
+                    f"SELECT account_id, address, reason FROM {s}.invalid_channels WHERE channel = :c"
+                    " AND account_id = ANY(:a)"
+                ),
+                {"a": accounts, "c": ch},
+            )
+        }
+        recent: dict[str, list[datetime]] = {}
+        for r in await tx.conn.execute(
+            text(
+                f"SELECT account_id, updated_at AS at FROM {s}.deliveries WHERE account_id = ANY(:a)"
+                " AND channel = :c AND state = 'sent' AND updated_at > now() - interval '31 days'"
+            ),
+            {"a": accounts, "c": ch},
+        ):
+            recent.setdefault(r.account_id, []).append(r.at)
+        threaded = getattr(self.channel, "threaded", False)
+        threads = await self._threads_of(tx, accounts) if threaded else {}
+        now = datetime.now(UTC)
+        out: list[tuple[DeliveryRow, Rendered]] = []
+        in_batch: set[str] = set()
+        for row in rows:
             # An answer to the customer's own message (the opt-out confirmation, the HELP text) is exempt
             # from the opt-out it confirms and from the contact-hours gate; dunning notices never are.
             exempt = not row.notice.is_dunning
-            if opted_out and not exempt:
+            if row.account_id in opted and not exempt:
                 await self._settle(tx, row, DeliveryStatus.SUPPRESSED, reason="opted_out")
-                return "handled"
-            invalid = (
-                await tx.conn.execute(
-                    text(
-                        f"SELECT reason FROM {s}.invalid_channels WHERE account_id = :a AND channel = :c"
-                        " AND address = :t"
-                    ),
-                    {"a": row.account_id, "c": row.channel, "t": row.to_address},
-                )
-            ).first()
-            if invalid:
+                batch.handled += 1
+                continue
+            bad = invalid.get((row.account_id, row.to_address))
+            if bad is not None:
                 await self._settle(
-                    tx,
-                    row,
-                    DeliveryStatus.FAILED,
-                    reason=f"channel_invalid: {invalid.reason}"[:500],
-                    permanent=True,
+                    tx, row, DeliveryStatus.FAILED, reason=f"channel_invalid: {bad}"[:500], permanent=True
                 )
-                return "handled"
+                batch.handled += 1
+                continue
             if row.notice.expires_at is not None and row.notice.expires_at <= now:
                 await self._settle(tx, row, DeliveryStatus.SUPPRESSED, reason="expired")
-                return "handled"
-            recent = [
-                x.at
-                for x in await tx.conn.execute(
-                    text(
-                        f"SELECT updated_at AS at FROM {s}.deliveries WHERE account_id = :a AND channel = :c"
-                        " AND state = 'sent' AND updated_at > now() - interval '31 days'"
-                    ),
-                    {"a": row.account_id, "c": row.channel},
-                )
-            ]
-            decision = None if exempt else await self.gate(row.notice, now, recent)
-            if decision is None:
-                pass
-            elif decision.action == "suppress":
+                batch.handled += 1
+                continue
+            if row.account_id in in_batch:
+                continue  # left queued for the next batch
+            decision = None if exempt else await self.gate(row.notice, now, recent.get(row.account_id, []))
+            if decision is not None and decision.action == "suppress":
                 await self._settle(
                     tx, row, DeliveryStatus.SUPPRESSED, reason=f"compliance:{decision.rule or 'gate'}"
                 )
-                return "handled"
-            elif decision.action == "defer":
+                batch.handled += 1
+                continue
+            if decision is not None and decision.action == "defer":
                 until = decision.defer_until or now + timedelta(minutes=15)
                 await self._requeue(
                     tx, row, until, f"deferred:{decision.rule or 'gate'}", attempts=row.attempts
@@ -420,86 +583,105 @@ class DeliveryEngine:
                     "delivery deferred",
                     extra={"notice_id": row.notice_id, "rule": decision.rule, "until": until.isoformat()},
                 )
-                return "handled"
+                batch.handled += 1
+                continue
             rendered = row.rendered
             if rendered is None:
                 try:
-                    if getattr(self.channel, "threaded", False):
-                        rendered = self.channel.render(row.notice, await self._thread_of(tx, row))
+                    if threaded:
+                        rendered = self.channel.render(row.notice, threads.get(row.account_id))
                     else:
                         rendered = self.channel.render(row.notice)
                 except ValueError as e:
                     await self._settle(
                         tx, row, DeliveryStatus.FAILED, reason=f"render: {e}"[:500], permanent=True
                     )
-                    return "handled"
-            if route == PRIMARY and self.daily_quota is not None:
-                used = (
-                    await tx.conn.execute(
-                        text(
-                            f"INSERT INTO {s}.quota_usage AS q (name, day, used) VALUES (:n, :d, 1)"
-                            " ON CONFLICT (name, day) DO UPDATE SET used = q.used + 1 WHERE q.used < :quota"
-                            " RETURNING used"
-                        ),
-                        {"n": self.channel.limiter_name, "d": now.date(), "quota": self.daily_quota},
-                    )
-                ).first()
-                if used is None:
-                    self._quota_exhausted_until = next_utc_midnight(now)
-                    log.warning(
-                        "daily quota used up; primary route paused until the next UTC day",
-                        extra={"quota": self.daily_quota, "until": self._quota_exhausted_until.isoformat()},
-                    )
-                    if self.fallback is None or not self.breakers[FALLBACK].would_allow():
-                        return "handled"  # the row stays queued, unchanged
-                    route = FALLBACK
-            name, rate, burst = self._route_params(route)
-            while True:
-                async with self.engine.begin() as lconn:
-                    got = await limiter.acquire(lconn, s, name, rate, burst)
-                if got.allowed:
-                    break
-                if got.wait_s > _MAX_HOLD_WAIT_S:
-                    # The limiter is paused (Retry-After): release the row and come back later.
-                    await tx.conn.execute(
-                        text(
-                            f"UPDATE {s}.deliveries SET next_attempt_at = now() + make_interval(secs => :w)"
-                            " WHERE notice_id = :id"
-                        ),
-                        {"w": got.wait_s, "id": row.notice_id},
-                    )
-                    if route == PRIMARY and self.daily_quota is not None:
-                        await self._unuse_quota(tx, now)
-                    return "handled"
-                await asyncio.sleep(got.wait_s)
+                    batch.handled += 1
+                    continue
+            in_batch.add(row.account_id)
+            out.append((row, rendered))
+        return out
+
+    async def _use_quota(self, tx: Transaction, now: datetime, n: int) -> int:
+        """Take up to `n` sends of today's daily quota (shared by every replica); returns how many."""
+        s = self._schema
+        params = {"n": self.channel.limiter_name, "d": now.date(), "quota": self.daily_quota, "k": n}
+        await tx.conn.execute(
+            text(f"INSERT INTO {s}.quota_usage (name, day, used) VALUES (:n, :d, 0) ON CONFLICT DO NOTHING"),
+            params,
+        )
+        granted = (
             await tx.conn.execute(
                 text(
-                    f"UPDATE {s}.deliveries SET state = 'sending', attempts = attempts + 1, route = :route,"
-                    " rendered = CAST(:r AS jsonb), updated_at = now() WHERE notice_id = :id"
+                    f"UPDATE {s}.quota_usage q SET used = o.used + least(:k, greatest(0, :quota - o.used))"
+                    f" FROM (SELECT used FROM {s}.quota_usage WHERE name = :n AND day = :d FOR UPDATE) o"
+                    " WHERE q.name = :n AND q.day = :d RETURNING least(:k, greatest(0, :quota - o.used))"
                 ),
-                {"r": json.dumps(rendered), "id": row.notice_id, "route": route},
+                params,
             )
-        sending = DeliveryRow(
-            **{
-                **_asdict(row),
-                "state": "sending",
-                "attempts": row.attempts + 1,
-                "rendered": rendered,
-                "route": route,
-            }
-        )
-        return sending, rendered
+        ).scalar_one()
+        return int(granted)
 
-    async def _unuse_quota(self, tx: Transaction, now: datetime) -> None:
+    async def _unuse_quota(self, tx: Transaction, now: datetime, n: int = 1) -> None:
         await tx.conn.execute(
             text(
-                f"UPDATE {self._schema}.quota_usage SET used = greatest(0, used - 1) WHERE name = :n AND day = :d"
+                f"UPDATE {self._schema}.quota_usage SET used = greatest(0, used - :k) WHERE name = :n AND day = :d"
             ),
-            {"n": self.channel.limiter_name, "d": now.date()},
+            {"n": self.channel.limiter_name, "d": now.date(), "k": n},
         )
 
     async def send_claimed(self, row: DeliveryRow, rendered: Rendered) -> None:
         """The provider call for a row this worker just moved to `sending`, then its outcome."""
+        result = await self._attempt(row, rendered)
+        if result is not None:
+            await self._settle_sent([(row, result)])
+
+    async def _settle_sent(self, accepted: Sequence[tuple[DeliveryRow, SendResult]]) -> None:
+        """Record accepted sends (and their `message-sent` events) in one transaction."""
+        async with self._tx() as tx:
+            done = {
+                r.notice_id
+                for r in await tx.conn.execute(
+                    text(
+                        f"UPDATE {self._schema}.deliveries d SET state = 'sent', provider_message_id = x.pid,"
+                        " thread_id = x.tid, last_error = NULL, updated_at = now()"
+                        " FROM jsonb_to_recordset(CAST(:js AS jsonb)) AS x(notice_id text, pid text, tid text,"
+                        " g int) WHERE d.notice_id = x.notice_id AND d.state = 'sending' AND d.attempts = x.g"
+                        " RETURNING d.notice_id"
+                    ),
+                    {
+                        "js": json.dumps(
+                            [
+                                {
+                                    "notice_id": row.notice_id,
+                                    "pid": res.provider_message_id,
+                                    "tid": res.thread_id,
+                                    "g": row.attempts,
+                                }
+                                for row, res in accepted
+                            ]
+                        )
+                    },
+                )
+            }
+            for row, res in accepted:
+                if row.notice_id not in done:
+                    log.warning(
+                        "delivery changed under us; outcome not recorded",
+                        extra={"notice_id": row.notice_id, "status": "sent"},
+                    )
+                    continue
+                self._emit_outcome(
+                    tx,
+                    row,
+                    DeliveryStatus.SENT,
+                    provider_message_id=res.provider_message_id,
+                    thread_id=res.thread_id,
+                )
+
+    async def _attempt(self, row: DeliveryRow, rendered: Rendered) -> SendResult | None:
+        """The provider call. Returns the result when the provider accepted the message (the caller records
+        it); every other outcome is recorded here and None returned."""
         route = row.route or PRIMARY
         sender: Any = self.fallback if route == FALLBACK and self.fallback is not None else self.channel
         breaker = self.breakers[route]
@@ -518,24 +700,24 @@ class DeliveryEngine:
             if route == PRIMARY:
                 self._quota_exhausted_until = datetime.now(UTC) + timedelta(seconds=e.retry_after_s)
             await self._on_rate_limited(row, e, route)
-            return
+            return None
         except ProviderRateLimited as e:
             outcome = "rate_limited"
             breaker.release()
             await self._on_rate_limited(row, e, route)
-            return
+            return None
         except ProviderAuthError as e:
             # Credentials are a configuration problem, not a problem of this notice: retry like an outage.
             outcome = "auth"
             breaker.failure()
             log.error("provider rejected our credentials", extra={"provider": sender.provider})
             await self._on_transient(row, e)
-            return
+            return None
         except ProviderTransientError as e:
             outcome = "transient"
             breaker.failure()
             await self._on_transient(row, e)
-            return
+            return None
         except ProviderPermanentError as e:
             outcome = "permanent"
             breaker.success()
@@ -549,17 +731,17 @@ class DeliveryEngine:
                     permanent=True,
                     guard_attempts=row.attempts,
                 )
-            return
+            return None
         except (ProviderInDoubt, TimeoutError) as e:
             outcome = "in_doubt"
             breaker.failure()
             await self._on_in_doubt(row, e)
-            return
+            return None
         except ProviderError as e:
             outcome = "error"
             breaker.failure()
             await self._on_transient(row, e)
-            return
+            return None
         except Exception as e:
             # Unclassified: we cannot know whether the provider took it. Reconcile before any resend.
             outcome = "error"
@@ -569,21 +751,13 @@ class DeliveryEngine:
                 extra={"notice_id": row.notice_id},
             )
             await self._on_in_doubt(row, e)
-            return
+            return None
         finally:
             m.PROVIDER_SECONDS.labels(self._service, sender.provider, "send", outcome).observe(
                 time.perf_counter() - started
             )
         breaker.success()
-        async with self._tx() as tx:
-            await self._settle(
-                tx,
-                row,
-                DeliveryStatus.SENT,
-                provider_message_id=result.provider_message_id,
-                thread_id=result.thread_id,
-                guard_attempts=row.attempts,
-            )
+        return result
 
     async def _mark_invalid(self, tx: Transaction, row: DeliveryRow, reason: str) -> None:
         """A permanent rejection of the recipient (invalid number, hard bounce): later notices to this
@@ -839,6 +1013,28 @@ class DeliveryEngine:
                 extra={"notice_id": row.notice_id, "status": status.value},
             )
             return False
+        self._emit_outcome(
+            tx,
+            row,
+            status,
+            reason=reason,
+            permanent=permanent,
+            provider_message_id=provider_message_id,
+            thread_id=thread_id,
+        )
+        return True
+
+    def _emit_outcome(
+        self,
+        tx: Transaction,
+        row: DeliveryRow,
+        status: DeliveryStatus,
+        *,
+        reason: str | None = None,
+        permanent: bool = False,
+        provider_message_id: str | None = None,
+        thread_id: str | None = None,
+    ) -> None:
         n = row.notice
         provider = self.channel.provider
         if row.route == FALLBACK and self.fallback is not None:
@@ -864,7 +1060,6 @@ class DeliveryEngine:
             id=f"{self._service}:{row.notice_id}:{status.value}:{row.attempts}",
         )
         m.MESSAGES_SENT.labels(self._service, self.channel.channel, status.value).inc()
-        return True
 
 
 def _asdict(row: DeliveryRow) -> dict[str, Any]:

@@ -9,6 +9,18 @@ from ..settings import ServiceSettings
 
 class DispatchSettings(ServiceSettings):
     dispatch_workers: int = Field(4, ge=1, description="Concurrent send workers per replica")
+    dispatch_batch_size: int = Field(
+        50,
+        ge=1,
+        description="Due deliveries one worker claims per transaction and sends concurrently (sized down"
+        " to the limiter slots available within the next second)",
+    )
+    dispatch_max_in_flight: int = Field(
+        32,
+        ge=1,
+        description="Provider calls one replica makes at the same time, over all workers (match the"
+        " client's connection pool)",
+    )
     dispatch_max_attempts: int = Field(
         6, ge=1, description="Provider attempts (transient failures) before a delivery is failed"
     )

@@ -1,5 +1,8 @@
 """Production client of the Gmail API v1 (google-api-python-client), with failures classified for the
-dispatcher and the responses service.
+dispatcher and the responses service. Needs the `gmail` extra: `arrears-shared[gmail]`.
+
+(Moved here from `arrears_dispatcher_email.gmail_client` so both services use one client; dispatcher-email
+still has its own copy until it imports this one.)
 
 The blocking client runs in worker threads (`asyncio.to_thread`). httplib2 objects are not thread-safe, so
 every call gets its own ``AuthorizedHttp(credentials, http=httplib2.Http(timeout=...))``; the discovery-based
@@ -34,6 +37,13 @@ from typing import Any, Literal
 import google.auth.exceptions
 import google_auth_httplib2
 import httplib2
+from google.auth.credentials import Credentials as BaseCredentials
+from google.oauth2 import credentials as user_credentials
+from google.oauth2 import service_account
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from pydantic import BaseModel, ConfigDict, Field
+
 from arrears_shared.providers.errors import (
     ProviderAuthError,
     ProviderError,
@@ -43,12 +53,6 @@ from arrears_shared.providers.errors import (
     ProviderRateLimited,
     ProviderTransientError,
 )
-from google.auth.credentials import Credentials as BaseCredentials
-from google.oauth2 import credentials as user_credentials
-from google.oauth2 import service_account
-from googleapiclient.discovery import build
-from googleapiclient.errors import HttpError
-from pydantic import BaseModel, ConfigDict, Field
 
 PROVIDER = "gmail"
 GMAIL_SEND_SCOPE = "https://www.googleapis.com/auth/gmail.send"

@@ -7,6 +7,7 @@ headers (including `ce_id`) are kept, so a replay to the original topic is dedup
 
 from __future__ import annotations
 
+import re
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,10 +58,24 @@ def _fqcn(e: BaseException) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
+REPLAYED_FROM = "arrears-replayed-from"
+REPLAY_FOR_GROUP = "arrears-replay-for-group"
+"""A replayed record is applied only by this consumer group (the one that dead-lettered it)."""
+
+_INPUT_VALUE = re.compile(r"input_value=.*?, input_type=", re.DOTALL)
+
+
+def redact(text: str) -> str:
+    """Drop record content that validation errors quote (pydantic's `input_value=...`): DLQ headers are read
+    by operators and tools that must not see customers' personal data. The payload itself stays in the
+    record value, shown only on request (`arrears dlq show --payload`)."""
+    return _INPUT_VALUE.sub("input_value=<redacted>, input_type=", text)
+
+
 def dead_letter(failure: Failure, *, group: str, now: datetime | None = None) -> OutgoingRecord:
     rec = failure.record
     now = now or datetime.now(UTC)
-    trace = "".join(traceback.format_exception(failure.error))[-_MAX_TRACE:]
+    trace = redact("".join(traceback.format_exception(failure.error)))[-_MAX_TRACE:]
     kept: Headers = [(k, v) for k, v in (rec.headers or ()) if k not in DLQ_HEADERS]
     extra: Headers = [
         (ORIGINAL_TOPIC, rec.topic.encode()),
@@ -69,7 +84,7 @@ def dead_letter(failure: Failure, *, group: str, now: datetime | None = None) ->
         (ORIGINAL_TIMESTAMP, str(rec.timestamp).encode()),
         (ORIGINAL_GROUP, group.encode()),
         (EXCEPTION_FQCN, _fqcn(failure.error).encode()),
-        (EXCEPTION_MESSAGE, str(failure.error)[:_MAX_MESSAGE].encode("utf-8", "replace")),
+        (EXCEPTION_MESSAGE, redact(str(failure.error))[:_MAX_MESSAGE].encode("utf-8", "replace")),
         (EXCEPTION_STACKTRACE, trace.encode("utf-8", "replace")),
         (ATTEMPTS, str(failure.attempts).encode()),
         (SERVICE, group.encode()),

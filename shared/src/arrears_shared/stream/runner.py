@@ -34,7 +34,7 @@ from .. import telemetry as m
 from ..cloudevents import Envelope, InvalidEvent, OutgoingRecord, decode
 from ..settings import ServiceSettings
 from . import inbox, outbox
-from .dead_letter import Failure, dead_letter, is_infrastructure_error
+from .dead_letter import REPLAY_FOR_GROUP, Failure, dead_letter, is_infrastructure_error
 from .transaction import Transaction
 
 log = logging.getLogger(__name__)
@@ -127,10 +127,7 @@ class StreamRunner:
         assert consumer is not None
         try:
             while not self._stopping.is_set():
-                batch = await consumer.getmany(
-                    timeout_ms=self.settings.runner_poll_timeout_ms,
-                    max_records=self.settings.runner_max_batch,
-                )
+                batch = await self._poll(consumer)
                 if batch:
                     records = [r for recs in batch.values() for r in recs]
                     if not await self.process(records):
@@ -168,6 +165,8 @@ class StreamRunner:
         for topic, n in Counter(r.topic for r in records).items():
             m.EVENTS_CONSUMED.labels(self.service, topic).inc(n)
         for rec in records:
+            if not self._addressed_to_us(rec):
+                continue
             try:
                 valid.append((rec, decode(rec.headers, rec.value)))
             except InvalidEvent as e:
@@ -192,6 +191,13 @@ class StreamRunner:
                 )
                 break
         return await self._process_one_by_one(valid, dead)
+
+    def _addressed_to_us(self, rec: ConsumerRecord) -> bool:
+        """A DLQ replay names the group that failed the record; every other group on the topic skips it."""
+        for k, v in rec.headers or ():
+            if k == REPLAY_FOR_GROUP:
+                return bool(v is not None and v.decode("utf-8", "replace") == self.group)
+        return True
 
     async def _process_one_by_one(
         self, valid: list[tuple[ConsumerRecord, Envelope]], dead: list[Failure]

@@ -20,6 +20,7 @@ from arrears_shared.events import (
     Intent,
     MessageSent,
     NoticeDue,
+    OverrideRequested,
     ReplyReceived,
 )
 from arrears_shared.stream.transaction import Transaction
@@ -57,6 +58,11 @@ def summarize(ev: Event) -> str:
         return f"{ev.source} row {ev.row_number} rejected{col}: {ev.reason[:160]}"
     if isinstance(ev, CaseEscalated):
         return f"case opened: {ev.reason} ({ev.priority})"
+    if isinstance(ev, OverrideRequested):
+        step = f" step {ev.step}" if ev.step is not None else ""
+        return f"override {ev.action}{step} by {ev.actor} ({ev.role})" + (
+            f": {ev.reason[:160]}" if ev.reason else ""
+        )
     return type(ev).__name__
 
 

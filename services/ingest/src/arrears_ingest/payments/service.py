@@ -202,7 +202,9 @@ async def adjust_rows(
     conn: AsyncConnection, schema: str, rows: list[AccountRow], now: datetime
 ) -> list[AccountRow]:
     """Apply pending payments to re-read rows (see module doc); reconcile the ones the sheet has booked."""
-    pending = await load_pending(conn, schema)
+    if not rows:
+        return rows
+    pending = await load_pending(conn, schema, [r.account_id for r in rows])
     if not pending:
         return rows
     out: list[AccountRow] = []

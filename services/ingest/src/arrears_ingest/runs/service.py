@@ -1,21 +1,31 @@
-"""One ingest run of the sheet source, end to end.
+"""One ingest run of a source (the sheet, or an upload), end to end.
 
-lock (Postgres advisory lock, so one replica at a time) -> record the run -> read the sheet (worker
-thread) -> one transaction: load snapshot, validate (worker thread), diff, bulk-write snapshot + rejects,
-events to the outbox, run row finished -> metrics.
+run lock (sheet: Postgres advisory lock, so one replica at a time) -> record the run -> read the sheet
+(worker thread) -> snapshot lock (held for the rest of the run) -> chunk by chunk, `chunk_rows` rows each:
+validate (worker thread) -> diff -> one transaction per chunk: snapshot changes + `account-changed` events
++ write-back queue -> a final transaction: removals, the rejects, `ingest-rejected` events, the run row
+finished -> metrics. The next chunk is validated while the previous one is being written.
 
-A sheet that cannot be read (API errors, outage, missing header columns) fails the run and marks the source
-degraded; the last good snapshot stays as it is, so nothing is removed or re-emitted because of an outage.
+Crash safety: each chunk's transaction writes its snapshot changes together with their events, so the
+outbox holds an event if and only if the snapshot holds the change. A run that dies part-way has committed
+some chunks and none of the final step; the next run diffs against that snapshot, finds the committed
+rows unchanged (no event is repeated) and the others still new or changed (no event is lost), and only
+then decides removals and rejects. See docs/ingest.md.
+
+A sheet that cannot be read (API errors, outage, missing header columns) fails the run before any write and
+marks the source degraded; the last good snapshot stays as it is, so nothing is removed or re-emitted
+because of an outage.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -28,13 +38,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .. import metrics
 from ..payments import service as payments
 from ..snapshot import service as snapshots
-from ..validation import SheetResult, ValidationConfig, validate_sheet
+from ..validation import Rejection, SheetResult, SheetValidator, ValidationConfig
+from ..validation.columns import HeaderMap
+from ..validation.rows import Prepared
 from .models import RunSummary, SourceHealth
 
 log = logging.getLogger(__name__)
 
-SOURCE = "sheet"
-Reader = Callable[[], Awaitable[list[list[str]]]]
+SOURCE: snapshots.Source = "sheet"
+CHUNK_ROWS = 5000
+Rows = Iterable[Sequence[Any]]  # header first
+Reader = Callable[[], Awaitable[Rows]]
 TransactionFactory = Callable[[], contextlib.AbstractAsyncContextManager[Transaction]]
 
 
@@ -84,79 +98,187 @@ async def fail_run(engine: AsyncEngine, schema: str, run_id: str, error: str) ->
 
 @dataclass(slots=True)
 class Outcome:
+    """The counts of a run (as stored in its `ingest.runs` row)."""
+
+    rows: int = 0
+    accepted: int = 0  # accepted rows, unchanged ones included
+    rejected: int = 0  # rejected rows
+    unchanged: int = 0
+    created: int = 0
+    updated: int = 0
+    removed: int = 0
+    warnings: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One chunk of a run, as handed to the `on_chunk` hook inside the chunk's transaction."""
+
+    header: HeaderMap
+    rows: Sequence[Sequence[Any]]  # the chunk's sheet rows, from row number `first_row_number` on
+    first_row_number: int
+    result: SheetResult  # accepted rows (pending payments applied), unchanged rows, rejections
+
+
+# Called inside each chunk's transaction (e.g. to queue sheet write-backs atomically with the rows).
+OnChunk = Callable[[Transaction, Chunk], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Validated:
+    rows: list[Sequence[Any]]
+    first_row_number: int
     result: SheetResult
-    created: int
-    updated: int
-    removed: int
+    snap: dict[str, snapshots.SnapEntry]
+
+
+def _take(
+    it: Iterator[Sequence[Any]], n: int, validator: SheetValidator, first: int
+) -> tuple[list, Prepared]:
+    rows = list(itertools.islice(it, n))
+    return rows, validator.prepare(rows, first)
 
 
 async def ingest_values(
-    tx: Transaction,
-    values: Sequence[Sequence[Any]],
+    engine: AsyncEngine,
+    transaction: TransactionFactory,
+    schema: str,
+    values: Rows,
     cfg: ValidationConfig,
     *,
     run_id: str,
     as_of: datetime,
     source: snapshots.Source = SOURCE,
     removal: snapshots.Removal = "sheet",
+    on_chunk: OnChunk | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Outcome:
-    """Validate `values` (header first), diff against the snapshot and write everything in `tx`:
-    snapshot changes, the source's rejects (replaced), `account-changed` and `ingest-rejected` events.
-    Raises `SheetFormatError` for a sheet without a usable header (the transaction then rolls back).
-    Holds the snapshot lock until `tx` ends, so runs of different sources and payments never interleave."""
-    conn, schema = tx.conn, tx.schema
-    await snapshots.lock_snapshot(conn)
-    snap = await snapshots.load_snapshot(conn, schema)
-
-    def known(account_id: str, raw: str) -> bool:
-        e = snap.get(account_id)
-        return e is not None and e.raw_hash == raw
-
-    result = await asyncio.to_thread(validate_sheet, values, cfg, known)
+    """Validate `values` (header first), diff against the snapshot and write it all, chunk by chunk (see
+    the module doc). The caller holds the snapshot lock (`snapshots.hold_snapshot`). Raises
+    `SheetFormatError` for a sheet without a usable header, before anything is written."""
+    it = iter(values)
+    validator = SheetValidator(await asyncio.to_thread(next, it, None), cfg)
     now = utcnow()
-    result.accepted = await payments.adjust_rows(conn, schema, result.accepted, now)
-    plan = snapshots.plan(result, snap, removal)
-    await snapshots.write_rows(conn, schema, [*plan.created, *plan.updated, *plan.refreshed], now, source)
-    await snapshots.move_rows(conn, schema, plan.moved)
-    deleted = await snapshots.delete_rows(conn, schema, plan.removed)
-    known_rejects = await snapshots.reject_keys(conn, schema, source)
-    await snapshots.replace_rejects(conn, schema, source, run_id, result.rejections, now)
+    out = Outcome()
+    rejections: list[Rejection] = []
+    ready: asyncio.Queue[_Validated | BaseException | None] = asyncio.Queue(maxsize=1)
 
-    for kind, rows in (("created", plan.created), ("updated", plan.updated)):
-        for row in rows:
+    async def produce() -> None:
+        """Read + validate chunk k+1 while chunk k is being written (validation runs in a worker thread;
+        the snapshot entries come from a connection of their own)."""
+        try:
+            first = 2
+            async with engine.connect() as conn:
+                while True:
+                    rows, prepared = await asyncio.to_thread(_take, it, chunk_rows, validator, first)
+                    if not rows:
+                        break
+                    snap = await snapshots.load_entries(conn, schema, prepared.account_ids)
+                    await conn.commit()
+
+                    def known(account_id: str, raw: str, snap: dict[str, snapshots.SnapEntry] = snap) -> bool:
+                        e = snap.get(account_id)
+                        return e is not None and e.raw_hash == raw
+
+                    result = await asyncio.to_thread(validator.validate, prepared, known)
+                    await ready.put(_Validated(rows, first, result, snap))
+                    first += len(rows)
+            await ready.put(None)
+        except BaseException as e:  # handed to the writer, which raises it
+            await ready.put(e)
+            if not isinstance(e, Exception):
+                raise
+
+    producer = asyncio.create_task(produce())
+    try:
+        while (item := await ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            rejections.extend(item.result.rejections)
+            await _write_chunk(transaction, item, validator, out, now, as_of, run_id, source, on_chunk)
+            del item  # the chunk's rows, events and JSON are garbage now
+    finally:
+        if not producer.done():
+            producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
+
+    async with transaction() as tx:
+        conn = tx.conn
+        gone = await snapshots.absent(conn, schema, validator.first_row, removal)
+        deleted = await snapshots.delete_rows(conn, schema, gone)
+        known_rejects = await snapshots.reject_keys(conn, schema, source)
+        await snapshots.replace_rejects(conn, schema, source, run_id, rejections, now)
+        for account_id, row_number, content_hash, data in deleted:
             tx.emit(
-                snapshots.account_event(row, kind, as_of, source), id=f"{run_id}:{row.account_id}", time=now
+                snapshots.removed_event(account_id, row_number, content_hash, data, as_of, source),
+                id=f"{run_id}:{account_id}",
+                time=now,
             )
-    for account_id, row_number, content_hash, data in deleted:
-        tx.emit(
-            snapshots.removed_event(account_id, row_number, content_hash, data, as_of, source),
-            id=f"{run_id}:{account_id}",
-            time=now,
+        for i, rej in enumerate(rejections):
+            if snapshots.reject_key(rej) not in known_rejects:  # a reject already reported is not repeated
+                tx.emit(
+                    snapshots.rejected_event(rej, run_id, now, source), id=f"{run_id}:reject:{i}", time=now
+                )
+        out.removed = len(deleted)
+        await conn.execute(
+            text(
+                f"UPDATE {schema}.runs SET status = 'succeeded', finished = :f, rows = :rows, accepted = :acc, "
+                "rejected = :rej, unchanged = :unch, created = :c, updated = :u, removed = :r, warnings = :w "
+                "WHERE id = CAST(:id AS uuid)"
+            ),
+            {
+                "id": run_id,
+                "f": utcnow(),
+                "rows": out.rows,
+                "acc": out.accepted,
+                "rej": out.rejected,
+                "unch": out.unchanged,
+                "c": out.created,
+                "u": out.updated,
+                "r": out.removed,
+                "w": out.warnings,
+            },
         )
-    for i, rej in enumerate(result.rejections):
-        if snapshots.reject_key(rej) not in known_rejects:  # a reject already reported is not repeated
-            tx.emit(snapshots.rejected_event(rej, run_id, now, source), id=f"{run_id}:reject:{i}", time=now)
+    return out
 
-    await conn.execute(
-        text(
-            f"UPDATE {schema}.runs SET status = 'succeeded', finished = :f, rows = :rows, accepted = :acc, "
-            "rejected = :rej, unchanged = :unch, created = :c, updated = :u, removed = :r, warnings = :w "
-            "WHERE id = CAST(:id AS uuid)"
-        ),
-        {
-            "id": run_id,
-            "f": utcnow(),
-            "rows": result.rows,
-            "acc": len(result.accepted) + len(result.unchanged),
-            "rej": result.rejected_rows,
-            "unch": plan.unchanged,
-            "c": len(plan.created),
-            "u": len(plan.updated),
-            "r": len(deleted),
-            "w": result.warnings,
-        },
-    )
-    return Outcome(result, len(plan.created), len(plan.updated), len(deleted))
+
+async def _write_chunk(
+    transaction: TransactionFactory,
+    item: _Validated,
+    validator: SheetValidator,
+    out: Outcome,
+    now: datetime,
+    as_of: datetime,
+    run_id: str,
+    source: snapshots.Source,
+    on_chunk: OnChunk | None,
+) -> None:
+    """One chunk's transaction: snapshot changes, their `account-changed` events, the `on_chunk` hook."""
+    result = item.result
+    async with transaction() as tx:
+        conn, schema = tx.conn, tx.schema
+        result.accepted = await payments.adjust_rows(conn, schema, result.accepted, now)
+        plan = snapshots.plan(result, item.snap)
+        await snapshots.write_rows(conn, schema, [*plan.created, *plan.updated, *plan.refreshed], now, source)
+        await snapshots.move_rows(conn, schema, plan.moved)
+        for kind, rows in (("created", plan.created), ("updated", plan.updated)):
+            for row in rows:
+                tx.emit(
+                    snapshots.account_event(row, kind, as_of, source),
+                    id=f"{run_id}:{row.account_id}",
+                    time=now,
+                )
+        if on_chunk is not None:
+            await on_chunk(tx, Chunk(validator.header, item.rows, item.first_row_number, result))
+    # counted once the chunk is committed
+    out.rows += result.rows
+    out.accepted += len(result.accepted) + len(result.unchanged)
+    out.rejected += result.rejected_rows
+    out.unchanged += plan.unchanged
+    out.created += len(plan.created)
+    out.updated += len(plan.updated)
+    out.warnings += result.warnings
 
 
 async def get_run(engine: AsyncEngine, schema: str, run_id: str) -> RunSummary:
@@ -215,15 +337,14 @@ async def source_health(engine: AsyncEngine, schema: str, source: str = SOURCE) 
     return SourceHealth(source=source, state="ok", last_success=last_success)
 
 
-# Called inside the run's transaction after a successful diff (e.g. to queue sheet write-backs atomically).
-OnSuccess = Callable[[Transaction, Sequence[Sequence[Any]], Outcome], Awaitable[None]]
-# Called after the run's transaction committed (e.g. to flush those write-backs to the sheet).
-AfterCommit = Callable[[], Awaitable[None]]
+# Called after the run committed (e.g. to flush the queued write-backs to the sheet).
+AfterCommit = Callable[[], Awaitable[object]]
 
 
 class SourceRun:
-    """One run of a source: run row -> read -> validate/diff/commit (one transaction) -> metrics + log.
-    A failure of the read or of the commit records a failed run and leaves the snapshot untouched."""
+    """One run of a source: run row -> read -> validate/diff/write chunk by chunk -> metrics + log.
+    A failure of the read fails the run before anything is written; a failure later fails it with the
+    chunks committed so far in place (consistent with their events; the next run carries on from them)."""
 
     def __init__(
         self,
@@ -233,12 +354,14 @@ class SourceRun:
         cfg: ValidationConfig,
         transaction: TransactionFactory,
         source: snapshots.Source,
+        chunk_rows: int = CHUNK_ROWS,
     ) -> None:
         self.engine = engine
         self.schema = schema
         self.cfg = cfg
         self.transaction = transaction
         self.source = source
+        self.chunk_rows = chunk_rows
         self.degraded = False
 
     async def execute(
@@ -247,8 +370,7 @@ class SourceRun:
         read: Reader,
         *,
         removal: snapshots.Removal,
-        on_success: OnSuccess | None = None,
-        after_commit: AfterCommit | None = None,
+        on_chunk: OnChunk | None = None,
     ) -> RunSummary:
         source = self.source
         run_id = str(uuid.uuid4())
@@ -259,14 +381,22 @@ class SourceRun:
         try:
             values = await read()
             phases["read_s"] = time.monotonic() - t0
-            async with self.transaction() as tx:
+            async with snapshots.hold_snapshot(self.engine):
+                phases["lock_s"] = time.monotonic() - t0 - phases["read_s"]
                 outcome = await ingest_values(
-                    tx, values, self.cfg, run_id=run_id, as_of=started, source=source, removal=removal
+                    self.engine,
+                    self.transaction,
+                    self.schema,
+                    values,
+                    self.cfg,
+                    run_id=run_id,
+                    as_of=started,
+                    source=source,
+                    removal=removal,
+                    on_chunk=on_chunk,
+                    chunk_rows=self.chunk_rows,
                 )
-                if on_success is not None:
-                    await on_success(tx, values, outcome)
-                phases["diff_s"] = time.monotonic() - t0 - phases["read_s"]
-            phases["commit_s"] = time.monotonic() - t0 - phases["read_s"] - phases["diff_s"]
+            phases["write_s"] = time.monotonic() - t0 - phases["read_s"] - phases["lock_s"]
         except Exception as e:
             error = f"{type(e).__name__}: {str(e)[:300]}".replace("\n", " ")
             await fail_run(self.engine, self.schema, run_id, error)
@@ -282,12 +412,11 @@ class SourceRun:
             return await get_run(self.engine, self.schema, run_id)
         finally:
             metrics.RUN_SECONDS.labels(source).observe(time.monotonic() - t0)
-        r = outcome.result
         if source == SOURCE:
             metrics.DEGRADED.labels(source).set(0)
         metrics.LAST_SUCCESS.labels(source).set(time.time())
-        metrics.ROWS.labels(source, "accepted").inc(len(r.accepted) + len(r.unchanged))
-        metrics.ROWS.labels(source, "rejected").inc(r.rejected_rows)
+        metrics.ROWS.labels(source, "accepted").inc(outcome.accepted)
+        metrics.ROWS.labels(source, "rejected").inc(outcome.rejected)
         for change, n in (
             ("created", outcome.created),
             ("updated", outcome.updated),
@@ -297,8 +426,6 @@ class SourceRun:
         if self.degraded:
             log.info(f"{source} source recovered", extra={"run_id": run_id})
         self.degraded = False
-        if after_commit is not None:
-            await after_commit()
         summary = await get_run(self.engine, self.schema, run_id)
         # (LogRecord reserves names such as `created`, hence the prefix)
         log.info(
@@ -326,21 +453,34 @@ class SheetIngestor(SourceRun):
         read: Reader,
         transaction: TransactionFactory,
         lock_key: str = "arrears-ingest-sheet",
-        on_success: OnSuccess | None = None,
+        on_chunk: OnChunk | None = None,
         after_commit: AfterCommit | None = None,
+        chunk_rows: int = CHUNK_ROWS,
     ) -> None:
-        super().__init__(engine=engine, schema=schema, cfg=cfg, transaction=transaction, source=SOURCE)
+        super().__init__(
+            engine=engine,
+            schema=schema,
+            cfg=cfg,
+            transaction=transaction,
+            source=SOURCE,
+            chunk_rows=chunk_rows,
+        )
         self.read = read
         self.lock_key = lock_key
-        self.on_success = on_success
+        self.on_chunk = on_chunk
         self.after_commit = after_commit
+        self.running = False  # a run of this process is in progress (its write-backs are still queueing)
 
     async def run(self, trigger: str) -> RunSummary:
         """Run now. Raises `RunInProgress` if another run holds the lock."""
         async with try_advisory_lock(self.engine, self.lock_key) as got:
             if not got:
                 raise RunInProgress("an ingest run of the sheet is already in progress")
-            summary = await self.execute(trigger, self.read, removal="sheet", on_success=self.on_success)
+            self.running = True
+            try:
+                summary = await self.execute(trigger, self.read, removal="sheet", on_chunk=self.on_chunk)
+            finally:
+                self.running = False
         # outside the run lock: a slow write-back (quota backoff) must not block the next run
         if summary.status == "succeeded" and self.after_commit is not None:
             await self.after_commit()
@@ -352,9 +492,22 @@ class UploadIngestor(SourceRun):
     sheet, absent accounts are removed). Accepted while the sheet is degraded: that is their purpose."""
 
     def __init__(
-        self, *, engine: AsyncEngine, schema: str, cfg: ValidationConfig, transaction: TransactionFactory
+        self,
+        *,
+        engine: AsyncEngine,
+        schema: str,
+        cfg: ValidationConfig,
+        transaction: TransactionFactory,
+        chunk_rows: int = CHUNK_ROWS,
     ) -> None:
-        super().__init__(engine=engine, schema=schema, cfg=cfg, transaction=transaction, source="upload")
+        super().__init__(
+            engine=engine,
+            schema=schema,
+            cfg=cfg,
+            transaction=transaction,
+            source="upload",
+            chunk_rows=chunk_rows,
+        )
 
     async def run(
         self, trigger: str, values: list[list[str]], mode: Literal["merge", "replace"]

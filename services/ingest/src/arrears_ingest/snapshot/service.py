@@ -1,8 +1,8 @@
 """Change detection against the stored snapshot, and the bulk writes + events of one run.
 
-`plan()` is pure (sheet result + snapshot -> what changed); `apply()` writes it in the caller's transaction
-with a handful of set-based statements (`unnest` arrays), so a 100k-row sheet costs a few round trips, not
-100k. Rules:
+`plan()` is pure (one chunk's validation result + the snapshot entries of its accounts -> what changed);
+the writes are a handful of set-based statements per chunk (`unnest` arrays), so a 100k-row sheet costs a
+few round trips per chunk, not 100k. Rules:
 - new account id -> `created`; different content hash -> `updated`; same content but different raw cells
   (e.g. Notes edited, "$1,000" reformatted to "1000") -> snapshot refreshed, no event;
 - an account whose row is now rejected keeps its last good snapshot (no `removed`: a typo in Balance must
@@ -11,20 +11,25 @@ with a handful of set-based statements (`unnest` arrays), so a 100k-row sheet co
 - removal policy per run: a sheet run removes absent accounts that the sheet created (`origin = 'sheet'`;
   accounts created by an upload survive until the sheet lists them, then the sheet adopts them); an upload
   in `replace` mode stands in for the whole master sheet and removes every absent account; an upload in
-  `merge` mode removes nothing.
+  `merge` mode removes nothing (`absent()` lists the accounts a run removes, once it has seen every row).
+
+Writers of the snapshot are serialised by one PostgreSQL advisory lock: a run holds it at session level for
+its whole duration (`hold_snapshot`), across the commits of its chunks; a payment takes it for its own
+transaction (`lock_snapshot`). So a run never sees another writer's change half-way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
 from arrears_shared.events import AccountChanged, AccountStatus, IngestRejected
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..validation import AccountRow, Rejection, SheetResult
 
@@ -47,7 +52,6 @@ class Plan:
     updated: list[AccountRow] = field(default_factory=list)
     refreshed: list[AccountRow] = field(default_factory=list)
     moved: list[tuple[str, int]] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
     unchanged: int = 0
 
 
@@ -56,18 +60,60 @@ async def lock_snapshot(conn: AsyncConnection) -> None:
     await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": SNAPSHOT_LOCK})
 
 
-async def load_snapshot(conn: AsyncConnection, schema: str) -> dict[str, SnapEntry]:
+@contextlib.asynccontextmanager
+async def hold_snapshot(engine: AsyncEngine) -> AsyncIterator[None]:
+    """The snapshot lock at session level, on a dedicated connection, for the duration of the block: a
+    run commits chunk by chunk and stays the only writer until it has finished (payments and other runs
+    wait, as they waited for the single transaction runs used to be)."""
+    async with engine.connect() as conn:
+        try:
+            await conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": SNAPSHOT_LOCK})
+            await conn.commit()
+        except BaseException:
+            await conn.invalidate()  # cancelled while waiting: the lock may have been granted meanwhile
+            raise
+        try:
+            yield
+        finally:
+            try:
+                await conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": SNAPSHOT_LOCK})
+                await conn.commit()
+            except BaseException:
+                # never hand a connection that may still hold the lock back to the pool
+                await conn.invalidate()
+                raise
+
+
+async def load_entries(
+    conn: AsyncConnection, schema: str, account_ids: Sequence[str]
+) -> dict[str, SnapEntry]:
+    """The snapshot entries of these accounts (those it holds)."""
+    if not account_ids:
+        return {}
     result = await conn.execute(
-        text(f"SELECT account_id, content_hash, raw_hash, row_number, origin FROM {schema}.snapshot")
+        text(
+            f"SELECT account_id, content_hash, raw_hash, row_number, origin FROM {schema}.snapshot "
+            "WHERE account_id = ANY(CAST(:a AS text[]))"
+        ),
+        {"a": list(account_ids)},
     )
     return {a: SnapEntry(c, r, n, o) for a, c, r, n, o in result.tuples()}
 
 
-def plan(result: SheetResult, snap: Mapping[str, SnapEntry], removal: Removal = "sheet") -> Plan:
+async def absent(conn: AsyncConnection, schema: str, present: Collection[str], removal: Removal) -> list[str]:
+    """The accounts a run of this removal policy removes: held by the snapshot, absent from the source
+    (`present` = every account id the run saw, accepted, unchanged or rejected)."""
+    if removal == "none":
+        return []
+    where = " WHERE origin = 'sheet'" if removal == "sheet" else ""
+    result = await conn.execute(text(f"SELECT account_id FROM {schema}.snapshot{where}"))
+    return [a for (a,) in result.tuples() if a not in present]
+
+
+def plan(result: SheetResult, snap: Mapping[str, SnapEntry]) -> Plan:
+    """What one chunk changes: `snap` holds (at least) the snapshot entries of the chunk's accounts."""
     out = Plan()
-    present: set[str] = set()
     for row in result.accepted:
-        present.add(row.account_id)
         old = snap.get(row.account_id)
         if old is None:
             out.created.append(row)
@@ -78,18 +124,10 @@ def plan(result: SheetResult, snap: Mapping[str, SnapEntry], removal: Removal = 
             if old.raw_hash != row.raw_hash or old.row_number != row.row_number:
                 out.refreshed.append(row)
     for account_id, row_number in result.unchanged:
-        present.add(account_id)
         out.unchanged += 1
         old = snap.get(account_id)
         if old is not None and old.row_number != row_number:
             out.moved.append((account_id, row_number))
-    for rej in result.rejections:
-        if rej.account_id:
-            present.add(rej.account_id)
-    if removal == "all":
-        out.removed = [a for a in snap if a not in present]
-    elif removal == "sheet":
-        out.removed = [a for a, e in snap.items() if a not in present and e.origin == "sheet"]
     return out
 
 

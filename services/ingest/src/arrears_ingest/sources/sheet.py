@@ -1,11 +1,22 @@
-"""Reads the PME master sheet's values through gspread (blocking I/O, run in a worker thread)."""
+"""Reads the PME master sheet's values through gspread (blocking I/O, run in a worker thread).
+
+One `spreadsheets.values.get` of the whole worksheet (a consistent snapshot of the sheet: reading it in
+row ranges could skip or repeat rows moved by an edit between two requests), sent by gspread's HTTP client
+(credentials, endpoint, 429/5xx backoff). The JSON body is parsed lazily, row by row (`ijson`), as the run
+consumes it in chunks: a 100k-row sheet never exists as 2M Python strings at once, only its ~20 MB body.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
+from collections.abc import Iterator
 
 import gspread
+import ijson
+from gspread.urls import SPREADSHEET_VALUES_URL
+from gspread.utils import absolute_range_name, quote
 
 from ..settings import IngestSettings
 from ..sheets.client import open_sheets_client
@@ -49,8 +60,18 @@ class SheetReader:
         spreadsheet = client.open_by_key(self.settings.sheets_spreadsheet_id)
         return spreadsheet.worksheet(self.settings.sheets_worksheet)
 
-    def read_blocking(self) -> list[list[str]]:
-        return [[str(c) for c in row] for row in self.worksheet().get_all_values()]
+    def read_blocking(self) -> Iterator[list[str]]:
+        """The worksheet's rows (header first) as `get_all_values()` would return them, unpadded: the
+        request completes here; the rows are parsed from the body as the iterator is consumed."""
+        ws = self.worksheet()
+        url = SPREADSHEET_VALUES_URL % (ws.spreadsheet_id, quote(absolute_range_name(ws.title)))
+        body = ws.client.request("get", url).content
+        return _rows(body)
 
-    async def read(self) -> list[list[str]]:
+    async def read(self) -> Iterator[list[str]]:
         return await asyncio.to_thread(self.read_blocking)
+
+
+def _rows(body: bytes) -> Iterator[list[str]]:
+    for row in ijson.items(io.BytesIO(body), "values.item", use_float=True):
+        yield [c if isinstance(c, str) else str(c) for c in row]

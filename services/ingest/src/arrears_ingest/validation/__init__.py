@@ -1,7 +1,16 @@
 """Validation of PME master sheet rows (see `rows.py` for the accept/reject policy)."""
 
 from .columns import ALL_COLUMNS, REQUIRED_COLUMNS, Col, SheetFormatError, column_aliases, map_header
-from .rows import AccountRow, Issue, Rejection, SheetResult, ValidationConfig, validate_row, validate_sheet
+from .rows import (
+    AccountRow,
+    Issue,
+    Rejection,
+    SheetResult,
+    SheetValidator,
+    ValidationConfig,
+    validate_row,
+    validate_sheet,
+)
 
 __all__ = [
     "ALL_COLUMNS",
@@ -12,6 +21,7 @@ __all__ = [
     "Rejection",
     "SheetFormatError",
     "SheetResult",
+    "SheetValidator",
     "ValidationConfig",
     "column_aliases",
     "map_header",

@@ -378,64 +378,114 @@ def validate_row(
 KnownRaw = Callable[[str, str], bool]
 
 
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A non-blank row whose account id was not seen before: to validate unless its cells are known."""
+
+    row_number: int
+    account_id: str
+    cells: list[str]
+    rhash: str
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One chunk of rows, in row order: candidates and duplicate-id rejections; plus blank rows."""
+
+    items: list[Candidate | Rejection] = field(default_factory=list)
+    blank_rows: int = 0
+
+    @property
+    def account_ids(self) -> list[str]:
+        return [c.account_id for c in self.items if isinstance(c, Candidate) and c.account_id]
+
+
+class SheetValidator:
+    """Validates a worksheet chunk by chunk (header first), keeping what spans chunks: the header's column
+    positions and the first row of every account id (a later row with the same id is a duplicate).
+
+    `prepare` is cheap (cells, raw hashes, duplicates); `validate` parses the rows whose raw cells the
+    snapshot does not already hold. Raises `SheetFormatError` when the header row is absent or lacks a
+    required column: ingesting such a sheet would remove every account."""
+
+    def __init__(self, header_row: Sequence[Any] | None, cfg: ValidationConfig) -> None:
+        if not header_row or not any(p.clean(x) for x in header_row):
+            raise SheetFormatError("the worksheet is empty (no header row)")
+        self.cfg = cfg
+        self.header: HeaderMap = map_header([str(x) for x in header_row], cfg.aliases)
+        self._positions = self.header.positions()
+        self._id_pos = self.header.index[Col.ACCOUNT_ID]
+        self._fp = cfg.fingerprint()
+        # account id -> the row that first holds it (the ids present in the sheet, for removals)
+        self.first_row: dict[str, int] = {}
+
+    def prepare(self, rows: Sequence[Sequence[Any]], first_row_number: int) -> Prepared:
+        out = Prepared()
+        positions, id_pos, fp, first_row = self._positions, self._id_pos, self._fp, self.first_row
+        for offset, row in enumerate(rows):
+            row_number = first_row_number + offset
+            n = len(row)
+            cells = [
+                "" if pos is None or pos >= n or row[pos] is None else str(row[pos]) for pos in positions
+            ]
+            if not any(x.strip() for x in cells):
+                out.blank_rows += 1
+                continue
+            account_id = p.clean(row[id_pos]) if id_pos < n else ""
+            if account_id and account_id in first_row:
+                out.items.append(
+                    Rejection(
+                        row_number=row_number,
+                        account_id=account_id if len(account_id) <= 64 else None,
+                        column=Col.ACCOUNT_ID.value,
+                        value=p.mask(account_id, "plain"),
+                        reason=f"duplicate Account ID: first seen on row {first_row[account_id]}",
+                    )
+                )
+                continue
+            if account_id:
+                first_row[account_id] = row_number
+            out.items.append(Candidate(row_number, account_id, cells, raw_hash(cells[:_RAW_CELLS], fp)))
+        return out
+
+    def validate(self, prepared: Prepared, known_raw: KnownRaw | None = None) -> SheetResult:
+        """`known_raw(account_id, raw_hash)` returns True when the snapshot already holds this account from
+        exactly these cells under the same settings; such rows are reported as unchanged without
+        re-parsing (this keeps a 100k-row poll of a mostly unchanged sheet fast)."""
+        out = SheetResult(unknown_columns=self.header.unknown, blank_rows=prepared.blank_rows)
+        cfg = self.cfg
+        for item in prepared.items:
+            if isinstance(item, Rejection):  # duplicate account id
+                out.rejected_rows += 1
+                out.rejections.append(item)
+                continue
+            if known_raw is not None and item.account_id and known_raw(item.account_id, item.rhash):
+                out.unchanged.append((item.account_id, item.row_number))
+                continue
+            result = validate_row(item.cells, item.row_number, cfg, item.rhash)
+            if isinstance(result, AccountRow):
+                out.accepted.append(result)
+            else:
+                out.rejected_rows += 1
+                out.rejections.extend(result)
+        return out
+
+
 def validate_sheet(
     values: Sequence[Sequence[Any]], cfg: ValidationConfig, known_raw: KnownRaw | None = None
 ) -> SheetResult:
-    """Validate a whole worksheet (`get_all_values()` output, header first).
-
-    `known_raw(account_id, raw_hash)` returns True when the snapshot already holds this account from
-    exactly these cells under the same settings; such rows are reported as unchanged without re-parsing
-    (this keeps a 100k-row poll of a mostly unchanged sheet fast). Raises `SheetFormatError` when the
-    header row is absent or lacks a required column: ingesting such a sheet would remove every account.
-    """
-    if not values or not any(p.clean(x) for x in values[0]):
-        raise SheetFormatError("the worksheet is empty (no header row)")
-    header: HeaderMap = map_header([str(x) for x in values[0]], cfg.aliases)
-    positions = header.positions()
-    id_pos = header.index[Col.ACCOUNT_ID]
-    fp = cfg.fingerprint()
-    out = SheetResult(unknown_columns=header.unknown)
-    first_row: dict[str, int] = {}
-
-    for offset, row in enumerate(values[1:]):
-        row_number = offset + 2
-        cells = [
-            "" if pos is None or pos >= len(row) or row[pos] is None else str(row[pos]) for pos in positions
-        ]
-        if not any(x.strip() for x in cells):
-            out.blank_rows += 1
-            continue
-        account_id = p.clean(row[id_pos]) if id_pos < len(row) else ""
-        if account_id and account_id in first_row:
-            out.rejected_rows += 1
-            out.rejections.append(
-                Rejection(
-                    row_number=row_number,
-                    account_id=account_id if len(account_id) <= 64 else None,
-                    column=Col.ACCOUNT_ID.value,
-                    value=p.mask(account_id, "plain"),
-                    reason=f"duplicate Account ID: first seen on row {first_row[account_id]}",
-                )
-            )
-            continue
-        if account_id:
-            first_row[account_id] = row_number
-        rhash = raw_hash(cells[:_RAW_CELLS], fp)
-        if known_raw is not None and account_id and known_raw(account_id, rhash):
-            out.unchanged.append((account_id, row_number))
-            continue
-        result = validate_row(cells, row_number, cfg, rhash)
-        if isinstance(result, AccountRow):
-            out.accepted.append(result)
-        else:
-            out.rejected_rows += 1
-            out.rejections.extend(result)
-    return out
+    """Validate a whole worksheet (`get_all_values()` output, header first) in one go; see
+    `SheetValidator` for the rules (runs validate chunk by chunk with the same class)."""
+    validator = SheetValidator(values[0] if values else None, cfg)
+    return validator.validate(validator.prepare(values[1:], 2), known_raw)
 
 
 __all__ = [
     "HASHED_KEYS",
     "AccountRow",
+    "Candidate",
+    "Prepared",
+    "SheetValidator",
     "Issue",
     "KnownRaw",
     "Rejection",

@@ -73,15 +73,16 @@ def desired_outcomes(result: SheetResult) -> list[Desired]:
 
 
 def changed_only(
-    desired: Iterable[Desired], values: Sequence[Sequence[object]], header: HeaderMap
+    desired: Iterable[Desired], values: Sequence[Sequence[object]], header: HeaderMap, first_row: int = 1
 ) -> list[Desired]:
-    """Drop outcomes the sheet already shows."""
+    """Drop outcomes the sheet already shows. `values` are sheet rows from row number `first_row` on
+    (the whole sheet, header included, by default; one chunk of a run otherwise)."""
     s_pos, r_pos = header.index.get(Col.ARREARS_STATUS), header.index.get(Col.ARREARS_REASON)
 
     def cell(row: int, pos: int | None) -> str:
-        if pos is None or row - 1 >= len(values):
+        if pos is None or not 0 <= row - first_row < len(values):
             return ""
-        cells = values[row - 1]
+        cells = values[row - first_row]
         return str(cells[pos]).strip() if pos < len(cells) and cells[pos] is not None else ""
 
     return [

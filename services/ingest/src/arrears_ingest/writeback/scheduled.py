@@ -19,6 +19,8 @@ async def replay_writebacks(ctx: Context) -> None:
         return
     while await ctx.sleep(settings.ingest_writeback_retry_s):
         wb: SheetWriteBack = ctx.extra["sheet_writeback"]
+        if ctx.extra["sheet_ingestor"].running:
+            continue  # the run queues its outcomes chunk by chunk and flushes them all when it ends
         try:
             if await wb.pending():
                 await wb.flush_quietly()

@@ -1,7 +1,7 @@
 """The write-back queue (Postgres) and its flush to the sheet (gspread `values:batchUpdate`).
 
-Durability: a run's outcomes are queued in the run's own transaction (`ingest.writeback`, one row per
-target, the newest outcome wins), then flushed after commit. A flush that fails (sheet down, quota
+Durability: a run's outcomes are queued in the transactions that write their rows (`ingest.writeback`, one
+row per target, the newest outcome wins; one transaction per chunk of rows), then flushed after the run. A flush that fails (sheet down, quota
 exhausted after gspread's backoff retries, timeout) leaves the rows queued; the replay loop retries every
 `ARREARS_INGEST_WRITEBACK_RETRY_S`, so no outcome is lost and none needs the failed run to repeat.
 
@@ -33,7 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import metrics
-from ..runs.service import Outcome, try_advisory_lock
+from ..runs.service import Chunk, try_advisory_lock
 from ..settings import IngestSettings
 from ..validation import ValidationConfig
 from ..validation.columns import Col, SheetFormatError, map_header
@@ -74,10 +74,11 @@ class SheetWriteBack:
         self._flush_lock = asyncio.Lock()
 
     # -- queue ---------------------------------------------------------------------------------------
-    async def queue(self, tx: Transaction, values: Sequence[Sequence[Any]], outcome: Outcome) -> None:
-        """In the run's transaction: queue the outcomes the sheet does not show yet."""
-        header = map_header([str(x) for x in values[0]], self.cfg.aliases)
-        todo = plan.changed_only(plan.desired_outcomes(outcome.result), values, header)
+    async def queue(self, tx: Transaction, chunk: Chunk) -> None:
+        """In the transaction of each chunk of a run: queue the outcomes the sheet does not show yet."""
+        todo = plan.changed_only(
+            plan.desired_outcomes(chunk.result), chunk.rows, chunk.header, chunk.first_row_number
+        )
         if not todo:
             return
         await tx.conn.execute(

@@ -39,3 +39,19 @@ async def load_new_version(conn: AsyncConnection, text: str, actor: str, deps: D
     await store.install(conn, policy, text, actor, deps.policy, now)
     n = await replan_all(conn, policy, now)
     return Loaded(policy_id=policy.id, version=policy.version, replanned_accounts=n)
+
+
+async def adopt_configured(conn: AsyncConnection, deps: Deps, now: datetime) -> Loaded | None:
+    """At start-up: if the configured policy file (ARREARS_SEGMENTER_POLICY_PATH or the packaged one) is a
+    version newer than every stored version of its id, make it active and re-plan; otherwise keep the
+    stored active version (a version loaded through the API is not undone by a restart)."""
+    await store.active(conn, deps.policy)
+    stored = await store.version(conn, deps.policy.id, deps.policy.version)
+    if stored is not None:
+        return None
+    top = await store.latest_version(conn, deps.policy.id)
+    if top is not None and top > deps.policy.version:
+        return None
+    policy = await store.install(conn, deps.policy, "configured file", "startup", deps.policy, now)
+    n = await replan_all(conn, policy, now)
+    return Loaded(policy_id=policy.id, version=policy.version, replanned_accounts=n)

@@ -67,6 +67,11 @@ async def version(conn: AsyncConnection, policy_id: str, ver: int) -> Policy | N
     return _parse(row.body) if row is not None else None
 
 
+async def latest_version(conn: AsyncConnection, policy_id: str) -> int | None:
+    q = text(f"SELECT max(version) FROM {policies.schema}.policies WHERE policy_id = :p")
+    return (await conn.execute(q, {"p": policy_id})).scalar()
+
+
 async def history(conn: AsyncConnection) -> list[Any]:
     return list(
         (

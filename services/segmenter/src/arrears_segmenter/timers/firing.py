@@ -138,7 +138,7 @@ def fire(
             recent_sends=[t for t in sent.times.get(ch.value, ()) if t > now - FREQUENCY_LOOKBACK],
             rules=rules,
         )
-        if d.allowed or d.rule_id.startswith("frequency"):
+        if d.allowed:
             allowed.append((ch, d))
             if step.channel_mode == "fallback":
                 break

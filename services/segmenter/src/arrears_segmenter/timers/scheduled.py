@@ -24,6 +24,15 @@ async def tick(engine: AsyncEngine, schema: str, source: str, deps: Deps, now: d
 
 def make_timer_loop(deps: Deps, tick_s: float) -> Callable[[Context], Awaitable[None]]:
     async def timer_loop(ctx: Context) -> None:
+        from ..policy.service import adopt_configured
+
+        try:
+            async with ctx.transaction() as tx:
+                loaded = await adopt_configured(tx.conn, deps, deps.clock.now())
+            if loaded is not None:
+                log.info("configured policy adopted", extra=loaded.model_dump())
+        except Exception:
+            log.exception("could not adopt the configured policy; the stored active version stays")
         while True:
             handled = 0
             try:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 __all__ = ["fire_due", "notice_id"]
 
 ACCOUNT_COLUMNS = [str(c.name) for c in accounts.columns]
+TIMER_COLUMNS = 8  # the due-query selects 8 timer columns, then every account column in table order
 
 
 async def _load_sent(conn: AsyncConnection, ids: list[str]) -> dict[str, Sent]:
@@ -58,6 +59,17 @@ async def _policy_for(
 async def fire_due(conn: AsyncConnection, tx: Transaction, deps: Deps, now: datetime) -> int:
     """Handle up to `deps.timer_batch` due timers in the caller's transaction. Returns timers handled."""
     policy = await store.active(conn, deps.policy)
+    # The indexed due-query (partial index timers_due on due_at WHERE state = 'pending') picks and locks
+    # the batch; only then are those timers joined to their accounts (whose rows are locked too, skipping
+    # any an event handler holds right now: that timer simply fires on the next tick).
+    picked = (
+        select(timers.c.id)
+        .where(timers.c.state == "pending", timers.c.due_at <= now)
+        .order_by(timers.c.due_at)
+        .limit(deps.timer_batch)
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+    )
     due = (
         await conn.execute(
             select(
@@ -71,11 +83,11 @@ async def fire_due(conn: AsyncConnection, tx: Transaction, deps: Deps, now: date
                 timers.c.approved_by,
                 *[c.label(f"a_{c.name}") for c in accounts.columns],
             )
+            .select_from(picked)
+            .join(timers, timers.c.id == picked.c.id)
             .join(accounts, accounts.c.account_id == timers.c.account_id)
-            .where(timers.c.state == "pending", timers.c.due_at <= now)
             .order_by(timers.c.due_at)
-            .limit(deps.timer_batch)
-            .with_for_update(skip_locked=True)
+            .with_for_update(of=accounts, skip_locked=True)
         )
     ).all()
     if not due:
@@ -88,7 +100,9 @@ async def fire_due(conn: AsyncConnection, tx: Transaction, deps: Deps, now: date
     accts: dict[str, Row] = {}
     results: list[Fired] = []
     for t in due:
-        acct = accts.setdefault(t.a_account_id, {c: getattr(t, f"a_{c}") for c in ACCOUNT_COLUMNS})
+        acct = accts.get(t.a_account_id)
+        if acct is None:
+            acct = accts[t.a_account_id] = dict(zip(ACCOUNT_COLUMNS, t[TIMER_COLUMNS:], strict=True))
         p = await _policy_for(conn, t, policy, cache)
         results.append(fire(acct, t, p, sent[acct["account_id"]], active, deps.rules, ctx))
     by_id = {t.id: t for t in due}
