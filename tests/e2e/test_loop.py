@@ -9,8 +9,7 @@ What is proved, counted at the provider emulators' ledgers:
 - a bad sheet row is rejected with its row number and reason while the good rows flow;
 - a STOP reply stops every later SMS to that account while its email continues;
 - an account marked paid in the sheet gets nothing more;
-- the sheet's due dates move 30 days back (as when finance corrects them): the next tier goes out, once
-  (the e2e policy has no minimum interval between steps, so that no service's clock has to be shifted);
+- time moves on (the segmenter restarted with its clock 30 days ahead): the next tier goes out, once;
 - a reply asking for a call opens a case, and a final notice with no reply opens a no-response case.
 """
 
@@ -28,7 +27,6 @@ from zoneinfo import ZoneInfo
 import httpx
 import phonenumbers
 import pytest
-import yaml
 from arrears_cli.demo_sheet import PME_COLUMNS, load_into_emulator
 from arrears_cli.stack.platform import SPREADSHEET_ID, Platform
 from arrears_cli.stack.postgres import EmbeddedPostgres
@@ -36,6 +34,7 @@ from arrears_cli.stack.postgres import EmbeddedPostgres
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 WAIT_S = 90.0
+DAY_S = 86_400
 DEFAULT_POLICY = (
     Path(__file__).resolve().parents[2] / "services/segmenter/src/arrears_segmenter/policies/default.yaml"
 )
@@ -112,17 +111,6 @@ def sheet_rows(accounts: list[Account], loc: Locale, today: date, bad: list[list
     return rows + bad
 
 
-def e2e_policy(directory: Path) -> Path:
-    """The default policy as data, with no minimum interval between steps."""
-    policy = yaml.safe_load(DEFAULT_POLICY.read_text())
-    policy.update(id="e2e", version=1, description="default policy without minimum intervals (e2e)")
-    for step in policy["steps"]:
-        step["min_interval_days"] = 0
-    path = directory / "e2e-policy.yaml"
-    path.write_text(yaml.safe_dump(policy))
-    return path
-
-
 @pytest.fixture(scope="module")
 def platform(pg: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """Its own broker (consumer groups start clean), the session's PostgreSQL with a fresh database."""
@@ -135,10 +123,7 @@ def platform(pg: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> 
         log_dir=tmp_path_factory.mktemp("e2e-logs"),
         service_overrides={
             "ingest": {"ARREARS_INGEST_POLL_INTERVAL_S": "3600"},
-            "segmenter": {
-                "ARREARS_SEGMENTER_TICK_S": "0.3",
-                "ARREARS_SEGMENTER_POLICY_PATH": str(e2e_policy(data)),
-            },
+            "segmenter": {"ARREARS_SEGMENTER_TICK_S": "0.3"},
             "escalation": {
                 "ARREARS_ESCALATION_NO_RESPONSE_AFTER_S": "3",
                 "ARREARS_ESCALATION_TICK_S": "0.3",
@@ -327,14 +312,9 @@ def run_loop(p: Platform) -> None:
         lambda: any(c["account_id"] == caller.id and c["reason"] == "callback_request" for c in cases(p)),
     )
 
-    # -- phase 2: due dates 30 days earlier: the next tier goes out, except where STOP or payment say no ---
+    # -- phase 2: 30 days later the next tier goes out, except where STOP or payment say no -------------
     before_sms, before_email = ledger(p, "quo")["count"], ledger(p, "gmail")["count"]
-    due_col = PME_COLUMNS.index("Due Date")
-    for row in rows[1 : 1 + len(accounts)]:
-        row[due_col] = (date.fromisoformat(row[due_col]) - timedelta(days=30)).isoformat()
-    load_into_emulator(p.emulator_url("sheets"), SPREADSHEET_ID, rows)
-    shifted = httpx.post(p.service_url("ingest") + "/ingest/sheet", timeout=60).json()
-    assert (shifted["status"], shifted["updated"]) == ("succeeded", len(accounts)), shifted
+    p.restart_service("segmenter", env={"ARREARS_SEGMENTER_CLOCK_OFFSET_S": str(30 * DAY_S)})
     next_tier = [*reminder, email_only, *[a for a in firm if a is not payer], not_yet]
     new_sms = [a for a in next_tier if a.sms_consent and a is not stopper]
     wait_counts(p, sms=before_sms + len(new_sms), email=before_email + len(next_tier))

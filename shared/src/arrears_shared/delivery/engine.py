@@ -149,7 +149,10 @@ class DeliveryEngine:
             FALLBACK: self._breaker(self.fallback.provider if self.fallback else "none"),
         }
         self._quota_exhausted_until: datetime | None = None
-        self._in_flight = asyncio.Semaphore(settings.dispatch_max_in_flight)
+        # Provider calls this replica may still start: a worker claims no more rows than that, so a claimed
+        # row never queues behind other sends (it goes at its limiter slot).
+        self._capacity = settings.dispatch_max_in_flight
+        self._capacity_freed = asyncio.Event()
 
     def _breaker(self, name: str) -> CircuitBreaker:
         return CircuitBreaker(
@@ -346,9 +349,14 @@ class DeliveryEngine:
         """Claim up to `limit` due deliveries in one transaction, send them concurrently (each at its
         limiter slot) and record the accepted ones in one transaction. Returns (deliveries taken as far
         as they go now, seconds to wait before the limiter has a slot again or None)."""
-        batch = await self.claim_batch(limit or self.settings.dispatch_batch_size)
+        want = await self._take_capacity(limit or self.settings.dispatch_batch_size)
+        try:
+            batch = await self.claim_batch(want)
+        finally:
+            self._give_capacity(want)
         if not batch.claimed:
             return batch.handled, batch.retry_in_s
+        self._capacity -= len(batch.claimed)  # given back one by one as the sends finish
         results = await asyncio.gather(
             *(self._send_at_slot(batch.started, c) for c in batch.claimed), return_exceptions=True
         )
@@ -370,7 +378,7 @@ class DeliveryEngine:
         await asyncio.sleep(max(0.0, started + c.delay_s - time.monotonic()))
         s = self.settings
         slack = max(0.5, (s.dispatch_in_doubt_after_s - s.dispatch_send_timeout_s) / 2)
-        async with self._in_flight:
+        try:
             if time.monotonic() > started + c.delay_s + slack:
                 log.warning(
                     "send started too late; left for reconciliation",
@@ -378,6 +386,20 @@ class DeliveryEngine:
                 )
                 return None
             return await self._attempt(c.row, c.rendered)
+        finally:
+            self._give_capacity(1)
+
+    async def _take_capacity(self, limit: int) -> int:
+        while self._capacity <= 0:
+            self._capacity_freed.clear()
+            await self._capacity_freed.wait()
+        n = min(limit, self._capacity)
+        self._capacity -= n
+        return n
+
+    def _give_capacity(self, n: int) -> None:
+        self._capacity += n
+        self._capacity_freed.set()
 
     async def _threads_of(self, tx: Transaction, accounts: Sequence[str]) -> dict[str, ThreadRef]:
         """The last ten notices sent to each account on this channel (email threading), oldest first."""

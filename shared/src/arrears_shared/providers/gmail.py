@@ -1,8 +1,7 @@
 """Production client of the Gmail API v1 (google-api-python-client), with failures classified for the
 dispatcher and the responses service. Needs the `gmail` extra: `arrears-shared[gmail]`.
 
-(Moved here from `arrears_dispatcher_email.gmail_client` so both services use one client; dispatcher-email
-still has its own copy until it imports this one.)
+(One client for both services: `arrears_dispatcher_email.gmail_client` re-exports it.)
 
 The blocking client runs in worker threads (`asyncio.to_thread`). httplib2 objects are not thread-safe, so
 every call gets its own ``AuthorizedHttp(credentials, http=httplib2.Http(timeout=...))``; the discovery-based

@@ -90,7 +90,7 @@ class AccountRow:
 
     def __post_init__(self) -> None:
         # computed once: the diff, the snapshot write and the event all need it
-        object.__setattr__(self, "_content_hash", content_hash(self.account_id, self.hashed_fields()))
+        object.__setattr__(self, "_content_hash", _hash_exact(self.account_id, self.hashed_fields()))
 
     def hashed_fields(self) -> dict[str, Any]:
         """The fields that travel in `account-changed`; their hash decides whether the account changed."""
@@ -145,12 +145,18 @@ HASHED_KEYS: tuple[str, ...] = (
 )
 
 
+# `json.dumps(..., sort_keys=True, separators=(",", ":"))`, built once instead of per call
+_HASH_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def content_hash(account_id: str, fields: dict[str, Any]) -> str:
     """sha256 of the account id and its `HASHED_KEYS` fields (JSON form, as in the snapshot's `data`)."""
-    payload = json.dumps(
-        [account_id, {k: fields.get(k) for k in HASHED_KEYS}], sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return _hash_exact(account_id, {k: fields.get(k) for k in HASHED_KEYS})
+
+
+def _hash_exact(account_id: str, fields: dict[str, Any]) -> str:
+    """`content_hash` of a dict that holds exactly the `HASHED_KEYS`."""
+    return hashlib.sha256(_HASH_JSON([account_id, fields]).encode()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -185,11 +191,9 @@ _RAW_CELLS = ALL_COLUMNS.index(Col.ARREARS_STATUS)
 
 
 def raw_hash(cells: Sequence[str], fingerprint: str) -> str:
-    h = hashlib.sha256(fingerprint.encode())
-    for c in cells:
-        h.update(b"\x1f")
-        h.update(str(c).encode("utf-8", "surrogatepass"))
-    return h.hexdigest()
+    """sha256 of the fingerprint followed by each cell, each preceded by a 0x1F separator."""
+    payload = "".join([fingerprint, *("\x1f" + str(c) for c in cells)])
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _text(value: str, limit: int) -> str | None:
@@ -378,7 +382,7 @@ def validate_row(
 KnownRaw = Callable[[str, str], bool]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Candidate:
     """A non-blank row whose account id was not seen before: to validate unless its cells are known."""
 
@@ -428,7 +432,7 @@ class SheetValidator:
             cells = [
                 "" if pos is None or pos >= n or row[pos] is None else str(row[pos]) for pos in positions
             ]
-            if not any(x.strip() for x in cells):
+            if not "".join(cells).strip():
                 out.blank_rows += 1
                 continue
             account_id = p.clean(row[id_pos]) if id_pos < n else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arrears_shared import compliance
@@ -189,7 +189,9 @@ def fire(
             timezone=acct["timezone"],
             country=acct["country"],
             region=acct["region"],
-            due_at=now,
+            # due when the timer fires; a clock shifted ahead (demos, `arrears simulate`) must not make the
+            # dispatchers hold the notice until that virtual moment
+            due_at=min(now, datetime.now(UTC)),
         )
         row = {
             "notice_id": nid,
