@@ -84,10 +84,11 @@ async def throughput(eng: DeliveryEngine, schema: str, channel: Channel, n: int)
         await run
 
 
-def common(url: str, workers: int) -> dict[str, Any]:
+def common(url: str, workers: int, in_flight: int) -> dict[str, Any]:
     return {
         "database_url": url,
         "dispatch_workers": workers,
+        "dispatch_max_in_flight": in_flight,
         "dispatch_idle_poll_s": 0.05,
         "dispatch_backoff_base_s": 0.1,
         "dispatch_in_doubt_after_s": 30,
@@ -99,6 +100,7 @@ async def main() -> None:
     ap.add_argument("--notices", type=int, default=5000)
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--window", type=float, default=60.0)
+    ap.add_argument("--in-flight", type=int, default=16, help="provider calls at once per replica")
     args = ap.parse_args()
     quo_p, quo = emulator("quo", "--no-rate-limit", "--delivery-delay-ms", "0")
     gmail_p, gmail = emulator("gmail", "--no-rate-limit", "--daily-limit", "100000000")
@@ -109,11 +111,12 @@ async def main() -> None:
             await asyncio.to_thread(upgrade, url, "dispatcher-email")
             ae = make_engine(url, pool_size=args.workers + 4)
             sms_cfg = {
-                **common(url, args.workers),
+                **common(url, args.workers, args.in_flight),
                 "service_name": "dispatcher-sms",
                 "quo_base_url": f"{quo}/v1",
                 "quo_api_key": "bench",
                 "quo_from_number": FROM,
+                "quo_max_connections": args.in_flight,
             }
             sms = build_sms(SmsSettings(**sms_cfg, quo_rate_per_s=1e6, quo_rate_burst=1e6), gate=allow_all)
             sms.bind(ae, "dispatcher_sms", "dispatcher-sms")
@@ -123,7 +126,7 @@ async def main() -> None:
 
             email = build_email(
                 EmailSettings(
-                    **common(url, args.workers),
+                    **common(url, args.workers, args.in_flight),
                     service_name="dispatcher-email",
                     gmail_api_endpoint=gmail,
                     gmail_token="bench",

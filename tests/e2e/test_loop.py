@@ -10,7 +10,8 @@ What is proved, counted at the provider emulators' ledgers:
 - a STOP reply stops every later SMS to that account while its email continues;
 - an account marked paid in the sheet gets nothing more;
 - time moves on (the segmenter restarted with its clock 30 days ahead): the next tier goes out, once;
-- a reply asking for a call opens a case, and a final notice with no reply opens a no-response case.
+- a reply asking for a call (SMS) or disputing the debt (email, read from the Gmail mailbox) opens a case,
+  and a final notice with no reply opens a no-response case.
 """
 
 from __future__ import annotations
@@ -296,6 +297,17 @@ def run_loop(p: Platform) -> None:
     stopper, caller, payer = reminder[0], final[0], firm[0]
     reply_sms(p, stopper.phone, "STOP")
     reply_sms(p, caller.phone, "Can someone call me tomorrow afternoon about this?")
+    disputer = final[1]
+    r = httpx.post(
+        p.emulator_url("gmail") + "/_emulator/inbound",
+        json={
+            "from": disputer.email,
+            "subject": "Re: your account",
+            "body": "I dispute this debt. I never received these services.",
+        },
+        timeout=10,
+    )
+    r.raise_for_status()
     payer_row = 1 + accounts.index(payer) + 1
     rows[payer_row - 1][PME_COLUMNS.index("Status")] = "Paid"
     rows[payer_row - 1][PME_COLUMNS.index("Balance")] = "0.00"
@@ -307,6 +319,10 @@ def run_loop(p: Platform) -> None:
     wait_for("the one opt-out confirmation", lambda: len(sms_texts(p, stopper.phone)) == 2)
     assert "unsubscribed" in sms_texts(p, stopper.phone)[-1]
     wait_for("the payment applied", lambda: (segmenter_account(p, payer.id) or {}).get("status") == "paid")
+    wait_for(
+        "a dispute case from an email reply",
+        lambda: any(c["account_id"] == disputer.id and c["reason"] == "dispute" for c in cases(p)),
+    )
     wait_for(
         "a call-back case",
         lambda: any(c["account_id"] == caller.id and c["reason"] == "callback_request" for c in cases(p)),

@@ -213,6 +213,10 @@ class Platform:
 
     def env_for(self, svc: str) -> dict[str, str]:
         env = service_env(self.stack, svc, self.ports)
+        if svc == "responses" and "gmail" in self.emulator_ports:
+            # read customers' email replies from the emulator's mailbox (real Gmail: opt in via the env var)
+            env["ARREARS_RESPONSES_GMAIL_ENABLED"] = "true"
+            env["ARREARS_RESPONSES_GMAIL_POLL_S"] = "2"
         if svc == "escalation" and not os.environ.get("ARREARS_ESCALATION_API_KEYS"):
             digest = hashlib.sha256(self.admin_api_key.encode()).hexdigest()
             env["ARREARS_ESCALATION_API_KEYS"] = f"dev-admin:admin:{digest}"

@@ -13,6 +13,7 @@ from .settings import IngestSettings
 from .sources.sheet import SheetReader
 from .uploads import views as upload_views
 from .validation import ValidationConfig, column_aliases
+from .validation.pool import ValidationPool
 from .writeback import scheduled as writeback_scheduled
 from .writeback.service import SheetWriteBack
 
@@ -29,6 +30,16 @@ def validation_config(settings: IngestSettings) -> ValidationConfig:
 def definition(settings: IngestSettings | None = None) -> ServiceDefinition:
     settings = settings or IngestSettings(service_name="ingest")
     cfg = validation_config(settings)  # fails fast on a bad ARREARS_INGEST_COLUMN_MAP
+
+    pool = ValidationPool(cfg, settings.ingest_validation_workers)
+
+    async def validation_workers(ctx: Context) -> None:
+        """Starts the validation worker processes with the service, stops them with it."""
+        try:
+            await pool.start()
+            await ctx.stopping.wait()
+        finally:
+            pool.shutdown()
 
     async def on_start(ctx: Context) -> None:
         reader = SheetReader(settings)
@@ -47,6 +58,7 @@ def definition(settings: IngestSettings | None = None) -> ServiceDefinition:
             on_chunk=writeback.queue if enabled else None,
             after_commit=writeback.flush_quietly if enabled else None,
             chunk_rows=settings.ingest_chunk_rows,
+            pool=pool,
         )
         ctx.extra["upload_ingestor"] = UploadIngestor(
             engine=ctx.engine,
@@ -54,6 +66,7 @@ def definition(settings: IngestSettings | None = None) -> ServiceDefinition:
             cfg=cfg,
             transaction=ctx.transaction,
             chunk_rows=settings.ingest_chunk_rows,
+            pool=pool,
         )
 
     return ServiceDefinition(
@@ -61,7 +74,7 @@ def definition(settings: IngestSettings | None = None) -> ServiceDefinition:
         settings=settings,
         consumers=[],
         routers=[views.router, upload_views.router, payment_views.router],
-        loops=[scheduled.poll_sheet, writeback_scheduled.replay_writebacks],
+        loops=[scheduled.poll_sheet, writeback_scheduled.replay_writebacks, validation_workers],
         on_start=on_start,
         readiness={"sheet_source": scheduled.sheet_source_ready},
     )

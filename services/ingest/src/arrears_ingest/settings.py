@@ -53,6 +53,12 @@ class IngestSettings(ServiceSettings):
         description="Rows validated and committed per transaction of a run (sheet or upload); bounds the "
         "memory of a run and lets validation overlap the database writes",
     )
+    ingest_validation_workers: int = Field(
+        1,
+        ge=0,
+        description="Worker processes that validate rows (CPU-bound) beside the service process; 0 = "
+        "validate in a thread of the service process",
+    )
     ingest_upload_max_bytes: int = Field(
         50_000_000, gt=0, description="Largest CSV/XLSX upload accepted by POST /ingest/upload (413 above)"
     )

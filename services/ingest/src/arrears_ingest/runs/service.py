@@ -40,6 +40,7 @@ from ..payments import service as payments
 from ..snapshot import service as snapshots
 from ..validation import Rejection, SheetResult, SheetValidator, ValidationConfig
 from ..validation.columns import HeaderMap
+from ..validation.pool import ValidationPool
 from ..validation.rows import Prepared
 from .models import RunSummary, SourceHealth
 
@@ -152,12 +153,14 @@ async def ingest_values(
     removal: snapshots.Removal = "sheet",
     on_chunk: OnChunk | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    pool: ValidationPool | None = None,
 ) -> Outcome:
     """Validate `values` (header first), diff against the snapshot and write it all, chunk by chunk (see
     the module doc). The caller holds the snapshot lock (`snapshots.hold_snapshot`). Raises
     `SheetFormatError` for a sheet without a usable header, before anything is written."""
     it = iter(values)
     validator = SheetValidator(await asyncio.to_thread(next, it, None), cfg)
+    pool = pool or ValidationPool(cfg, workers=0)
     now = utcnow()
     out = Outcome()
     rejections: list[Rejection] = []
@@ -180,7 +183,10 @@ async def ingest_values(
                         e = snap.get(account_id)
                         return e is not None and e.raw_hash == raw
 
-                    result = await asyncio.to_thread(validator.validate, prepared, known)
+                    todo = validator.pending(prepared, known)
+                    parsed = await pool.validate([(c.cells, c.row_number, c.rhash) for c in todo])
+                    by_row = {c.row_number: v for c, v in zip(todo, parsed, strict=True)}
+                    result = validator.validate(prepared, known, by_row)
                     await ready.put(_Validated(rows, first, result, snap))
                     first += len(rows)
             await ready.put(None)
@@ -355,8 +361,10 @@ class SourceRun:
         transaction: TransactionFactory,
         source: snapshots.Source,
         chunk_rows: int = CHUNK_ROWS,
+        pool: ValidationPool | None = None,
     ) -> None:
         self.engine = engine
+        self.pool = pool or ValidationPool(cfg, workers=0)
         self.schema = schema
         self.cfg = cfg
         self.transaction = transaction
@@ -395,6 +403,7 @@ class SourceRun:
                     removal=removal,
                     on_chunk=on_chunk,
                     chunk_rows=self.chunk_rows,
+                    pool=self.pool,
                 )
             phases["write_s"] = time.monotonic() - t0 - phases["read_s"] - phases["lock_s"]
         except Exception as e:
@@ -456,6 +465,7 @@ class SheetIngestor(SourceRun):
         on_chunk: OnChunk | None = None,
         after_commit: AfterCommit | None = None,
         chunk_rows: int = CHUNK_ROWS,
+        pool: ValidationPool | None = None,
     ) -> None:
         super().__init__(
             engine=engine,
@@ -464,6 +474,7 @@ class SheetIngestor(SourceRun):
             transaction=transaction,
             source=SOURCE,
             chunk_rows=chunk_rows,
+            pool=pool,
         )
         self.read = read
         self.lock_key = lock_key
@@ -499,6 +510,7 @@ class UploadIngestor(SourceRun):
         cfg: ValidationConfig,
         transaction: TransactionFactory,
         chunk_rows: int = CHUNK_ROWS,
+        pool: ValidationPool | None = None,
     ) -> None:
         super().__init__(
             engine=engine,
@@ -507,6 +519,7 @@ class UploadIngestor(SourceRun):
             transaction=transaction,
             source="upload",
             chunk_rows=chunk_rows,
+            pool=pool,
         )
 
     async def run(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -452,10 +452,27 @@ class SheetValidator:
             out.items.append(Candidate(row_number, account_id, cells, raw_hash(cells[:_RAW_CELLS], fp)))
         return out
 
-    def validate(self, prepared: Prepared, known_raw: KnownRaw | None = None) -> SheetResult:
+    @staticmethod
+    def pending(prepared: Prepared, known_raw: KnownRaw | None = None) -> list[Candidate]:
+        """The rows `validate` must parse: candidates whose raw cells the snapshot does not hold."""
+        return [
+            c
+            for c in prepared.items
+            if isinstance(c, Candidate)
+            and not (known_raw is not None and c.account_id and known_raw(c.account_id, c.rhash))
+        ]
+
+    def validate(
+        self,
+        prepared: Prepared,
+        known_raw: KnownRaw | None = None,
+        parsed: Mapping[int, AccountRow | list[Rejection]] | None = None,
+    ) -> SheetResult:
         """`known_raw(account_id, raw_hash)` returns True when the snapshot already holds this account from
         exactly these cells under the same settings; such rows are reported as unchanged without
-        re-parsing (this keeps a 100k-row poll of a mostly unchanged sheet fast)."""
+        re-parsing (this keeps a 100k-row poll of a mostly unchanged sheet fast). `parsed` holds the
+        `validate_row` results of the `pending` rows by row number, when they were computed elsewhere (a
+        worker process); otherwise they are computed here."""
         out = SheetResult(unknown_columns=self.header.unknown, blank_rows=prepared.blank_rows)
         cfg = self.cfg
         for item in prepared.items:
@@ -466,7 +483,10 @@ class SheetValidator:
             if known_raw is not None and item.account_id and known_raw(item.account_id, item.rhash):
                 out.unchanged.append((item.account_id, item.row_number))
                 continue
-            result = validate_row(item.cells, item.row_number, cfg, item.rhash)
+            if parsed is not None:
+                result = parsed[item.row_number]
+            else:
+                result = validate_row(item.cells, item.row_number, cfg, item.rhash)
             if isinstance(result, AccountRow):
                 out.accepted.append(result)
             else:
