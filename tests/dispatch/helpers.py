@@ -99,8 +99,8 @@ def opt_out(account_id: str, channel: Channel = Channel.SMS) -> ReplyReceived:
     )
 
 
-def envelope(ev: Event, ce_id: str | None = None) -> Envelope:
-    return Envelope(ce_id or str(uuid.uuid4()), "test", ev.ce_type, utcnow(), ev.account_id, ev)
+def envelope(ev: Event, ce_id: str | None = None, source: str = "test") -> Envelope:
+    return Envelope(ce_id or str(uuid.uuid4()), source, ev.ce_type, utcnow(), ev.account_id, ev)
 
 
 async def feed(eng: DeliveryEngine, events: Sequence[Event], schema: str) -> None:

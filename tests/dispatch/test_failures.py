@@ -16,7 +16,7 @@ from arrears_dispatcher_email.settings import EmailSettings
 from arrears_shared.cloudevents import Envelope, decode
 from arrears_shared.db.migrate import upgrade
 from arrears_shared.delivery import DeliveryEngine, allow_all
-from arrears_shared.events import Channel
+from arrears_shared.events import Channel, MessageSent
 from arrears_shared.stream.transaction import transaction
 from sqlalchemy import text
 
@@ -25,6 +25,7 @@ from .helpers import (
     bound,
     control,
     drain,
+    envelope,
     feed,
     ledger,
     message_sent_events,
@@ -255,3 +256,56 @@ async def test_retry_after_from_gmail_pauses_the_shared_limiter(
     assert httpx_stats(gmail.url)["rate_limited"] >= 1  # the provider did push back ...
     st = await states(eng.engine, EMAIL_SCHEMA)
     assert all(s["attempts"] == 1 for s in st.values())  # ... and a 429 is not an attempt
+
+
+# -- fallback per policy and late verdicts -------------------------------------------------------------
+async def test_permanent_sms_failure_falls_back_to_email_per_policy(
+    quo: Any, make: Callable[..., DeliveryEngine]
+) -> None:
+    bad = "+15550004322"
+    control(quo.url, "PUT", "numbers", {"invalid": [bad]})
+    eng = make()
+    n = notice(to=bad).model_copy(
+        update={"fallback_channels": [Channel.EMAIL], "fallback_to": {Channel.EMAIL: "jordan@example.com"}}
+    )
+    plain = notice(to=bad)  # no fallback in its policy step
+    await feed(eng, [n, plain], SMS_SCHEMA)
+    await drain(eng)
+    rows = await outbox(eng, SMS_SCHEMA, "notice-due")
+    [fb] = [decode(list(map(tuple, r.headers)), bytes(r.value)).data for r in rows]
+    assert fb.channel == Channel.EMAIL and fb.to == "jordan@example.com"
+    assert fb.notice_id == n.notice_id.removesuffix(":sms") + ":email"
+    assert fb.step == n.step and fb.template_id == n.template_id and fb.fallback_channels == []
+    failed = {e["notice_id"]: e for e in await message_sent_events(eng.engine, SMS_SCHEMA)}
+    assert failed[n.notice_id]["status"] == "failed" and failed[n.notice_id]["permanent"]
+
+
+async def test_a_hard_bounce_reported_by_responses_marks_the_address_invalid(
+    gmail: Any, make_email: Callable[..., DeliveryEngine]
+) -> None:
+    eng = make_email()
+    first = notice(channel=Channel.EMAIL)
+    await feed(eng, [first], EMAIL_SCHEMA)
+    await drain(eng)
+    [sent] = await message_sent_events(eng.engine, EMAIL_SCHEMA)
+    bounce = MessageSent.model_validate(
+        {**sent, "status": "failed", "permanent": True, "reason": "bounced: 5.1.1"}
+    )
+    own = MessageSent.model_validate(
+        {**sent, "to": "other@example.com", "status": "failed", "permanent": True}
+    )
+    async with transaction(eng.engine, EMAIL_SCHEMA, "test") as tx:
+        await eng.handle_batch(
+            [envelope(bounce, source="responses"), envelope(own, source="dispatcher-email")], tx
+        )
+    later = notice(channel=Channel.EMAIL, to=first.to, account_id=first.account_id).model_copy(
+        update={"notice_id": "later-email-1"}
+    )
+    await feed(eng, [later], EMAIL_SCHEMA)
+    await drain(eng)
+    assert ledger(gmail.url)["count"] == 1  # only the first one reached Gmail
+    ev = {e["notice_id"]: e for e in await message_sent_events(eng.engine, EMAIL_SCHEMA)}
+    assert ev["later-email-1"]["reason"] == "channel_invalid: bounced: 5.1.1"
+    async with eng.engine.connect() as c:
+        addresses = (await c.execute(text(f"SELECT address FROM {EMAIL_SCHEMA}.invalid_channels"))).scalars()
+        assert list(addresses) == [first.to]  # our own events are not read back as verdicts

@@ -71,6 +71,9 @@ async def service(
         ingest_writeback_retry_s=0.2,
         ingest_writeback_ranges_per_request=2,
         ingest_column_map={"Acct #": "Account ID"},
+        # in-process host: validate in a thread (worker processes would outlive the test's host in the form
+        # of multiprocessing's resource tracker); the process pool is covered by test_service_e2e
+        ingest_validation_workers=0,
         payments_stripe_webhook_secret=STRIPE_SECRET,
         payments_webhook_secret=GENERIC_SECRET,
     )

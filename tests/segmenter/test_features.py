@@ -205,3 +205,40 @@ async def test_partial_payments_and_broken_promises_shape_the_segment(engine) ->
     assert v2.risk_score > v.risk_score
     assert any(r["rule_id"] == "promise_broken" for r in await decisions(engine, "S-1"))
     assert [n["tier"] for n in await notices(engine, "S-1")] == ["reminder", "reminder"]
+
+
+async def test_fallback_channel_order_and_repeats_of_the_last_step(engine) -> None:
+    d = deps(NOON_NY)
+    doc = (
+        DEFAULT_YAML.replace("version: 1", "version: 10")
+        .replace("    channels: [sms, email]\n", "    channels: [sms, email]\n    channel_mode: fallback\n")
+        .replace(
+            "template_id: final-v1", "template_id: final-v1\n    repeat_every_days: 10\n    max_repeats: 2"
+        )
+    )
+    async with engine.begin() as c:
+        await load_new_version(c, doc, "ops", d, d.clock.now())
+    await handle(
+        engine,
+        d,
+        account("R-both", due_date=date(2026, 2, 1)),
+        account("R-mail", due_date=date(2026, 2, 1), sms_consent=False),
+    )
+    for _ in range(6):
+        await run_tick(engine, d)
+        d.clock.advance(timedelta(days=5))
+    both = await notices(engine, "R-both")
+    assert [(n["step"], n["tier"], n["channel"], n["fallback_channels"]) for n in both] == [
+        (3, "final", "sms", ["email"]),
+        (4, "final", "sms", ["email"]),
+        (5, "final", "sms", ["email"]),
+    ]
+    mail = await notices(engine, "R-mail")
+    assert [(n["step"], n["channel"], n["fallback_channels"]) for n in mail] == [
+        (3, "email", []),
+        (4, "email", []),
+        (5, "email", []),
+    ]
+    d.clock.advance(timedelta(days=60))
+    await run_tick(engine, d)
+    assert len(await notices(engine, "R-both")) == 3  # two repeats at most

@@ -108,6 +108,12 @@ class NoticeDue(Event):
     tier: Tier
     channel: Channel
     fallback_channels: list[Channel] = Field(default_factory=list)
+    fallback_to: dict[Channel, str] = Field(
+        default_factory=dict,
+        description="Address of each fallback channel. When this notice fails permanently, the dispatcher"
+        " emits the same step as a notice-due on the first fallback channel (ARCHITECTURE: the segmenter"
+        " chose the order, the dispatcher only follows it)",
+    )
     template_id: str
     campaign_id: str | None = None
     priority: int = Field(0, description="Higher first when backlogged (final notices highest)")

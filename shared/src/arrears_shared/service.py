@@ -264,6 +264,7 @@ class ServiceHost:
                 schema=self.schema,
                 settings=self.s,
                 service=self.name,
+                on_commit=relay.wake,
             )
             self.runners.append(runner)
             self._spawn(f"consumer-{runner.group}", runner.run)

@@ -188,7 +188,11 @@ def make_relay(s: EmailSettings) -> SmtpRelay:
 
 def make_client(s: EmailSettings) -> GmailClient:
     """Static token (emulator), service account acting as the sender, or an authorized-user file."""
-    common = {"api_endpoint": s.gmail_api_endpoint, "timeout_s": s.gmail_timeout_s}
+    common = {
+        "api_endpoint": s.gmail_api_endpoint,
+        "timeout_s": s.gmail_timeout_s,
+        "max_workers": s.dispatch_max_in_flight,  # the blocking calls of the concurrent sends
+    }
     if s.gmail_token is not None:
         return GmailClient.from_user_token(token=s.gmail_token.get_secret_value(), **common)
     if s.gmail_credentials_file:

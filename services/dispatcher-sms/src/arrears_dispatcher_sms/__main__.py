@@ -36,7 +36,9 @@ def definition(
         settings=settings,
         consumers=[
             Consumer(
-                topics=[topics.NOTICE_DUE, topics.REPLY_RECEIVED], handler=engine.handle_batch, group=group
+                topics=[topics.NOTICE_DUE, topics.REPLY_RECEIVED, topics.MESSAGE_SENT],
+                handler=engine.handle_batch,
+                group=group,
             )
         ],
         loops=[engine.loop],

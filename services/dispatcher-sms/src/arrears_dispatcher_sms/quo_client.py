@@ -35,6 +35,7 @@ M = TypeVar("M", bound=BaseModel)
 PROVIDER = "quo"
 DEFAULT_BASE_URL = "https://api.openphone.com/v1"
 MAX_PAGE_SIZE = 100
+_CONNECTIONS_PER_POOL = 4
 
 
 class QuoMessage(BaseModel):
@@ -122,17 +123,26 @@ class QuoClient:
         max_connections: int = 32,
     ) -> None:
         self._user_id = user_id
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/",
-            headers={"Authorization": api_key, "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            transport=transport,
-            # Keep every connection alive (httpx keeps only 20 by default and reconnects for the rest).
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        )
+        # httpcore checks every pooled connection on each request (a syscall per idle connection), so many
+        # connections in one pool cost more than the requests: shard them over small pools instead.
+        shards = max(1, -(-max_connections // _CONNECTIONS_PER_POOL))
+        per_pool = -(-max_connections // shards)
+        self._pools = [
+            httpx.AsyncClient(
+                base_url=base_url.rstrip("/") + "/",
+                headers={"Authorization": api_key, "Accept": "application/json"},
+                timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+                transport=transport,
+                # Keep every connection alive (httpx keeps only 20 by default and reconnects for the rest).
+                limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
+            )
+            for _ in range(shards)
+        ]
+        self._busy = [0] * shards
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for pool in self._pools:
+            await pool.aclose()
 
     async def __aenter__(self) -> QuoClient:
         return self
@@ -210,7 +220,7 @@ class QuoClient:
     # ---- plumbing ----------------------------------------------------------------------------------
     async def _request(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self._http.request(method, path, **kwargs)
+            response = await self._pooled(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ProviderTransientError(f"cannot reach QUO: {exc!r}", provider=PROVIDER) from exc
         except httpx.TransportError as exc:
@@ -221,6 +231,14 @@ class QuoClient:
             raise ProviderInDoubt(f"QUO send outcome unknown: {exc!r}", provider=PROVIDER) from exc
         self._raise_for_status(response, idempotent=idempotent)
         return response
+
+    async def _pooled(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        i = min(range(len(self._pools)), key=self._busy.__getitem__)
+        self._busy[i] += 1
+        try:
+            return await self._pools[i].request(method, path, **kwargs)
+        finally:
+            self._busy[i] -= 1
 
     @staticmethod
     def _raise_for_status(response: httpx.Response, *, idempotent: bool) -> None:

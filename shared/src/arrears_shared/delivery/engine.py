@@ -208,6 +208,7 @@ class DeliveryEngine:
         notices: list[dict[str, Any]] = []
         revive: list[dict[str, Any]] = []
         opt_outs: list[dict[str, Any]] = []
+        invalid: list[dict[str, Any]] = []
         for env in events:
             ev = env.data
             if isinstance(ev, NoticeDue) and ev.channel.value == self.channel.channel:
@@ -230,6 +231,24 @@ class DeliveryEngine:
                 and ev.channel.value == self.channel.channel
             ):
                 opt_outs.append({"a": ev.account_id, "c": ev.channel.value, "r": ev.reply_id})
+            elif (
+                isinstance(ev, MessageSent)
+                and ev.status is DeliveryStatus.FAILED
+                and ev.permanent
+                and ev.channel.value == self.channel.channel
+                and env.source != (self._service or self.settings.service_name)
+            ):
+                # A later verdict on an address we sent to (a hard bounce found by the responses service):
+                # later notices to it fail at once instead of being sent.
+                invalid.append(
+                    {
+                        "a": ev.account_id,
+                        "c": ev.channel.value,
+                        "t": ev.to,
+                        "r": (ev.reason or "permanent delivery failure")[:500],
+                        "n": ev.notice_id,
+                    }
+                )
         if notices:
             await tx.conn.execute(
                 text(
@@ -251,6 +270,14 @@ class DeliveryEngine:
                     " WHERE notice_id = :id AND state = 'failed' AND dlq_id = :d"
                 ),
                 revive,
+            )
+        if invalid:
+            await tx.conn.execute(
+                text(
+                    f"INSERT INTO {tx.schema}.invalid_channels (account_id, channel, address, reason, notice_id)"
+                    " VALUES (:a, :c, :t, :r, :n) ON CONFLICT DO NOTHING"
+                ),
+                invalid,
             )
         if opt_outs:
             await tx.conn.execute(
@@ -937,6 +964,9 @@ class DeliveryEngine:
                 if r is None:
                     continue
                 row = _row(r)
+                # The provider counts a lookup against the same per-key rate as a send: take a slot too.
+                if not await self._lookup_slot():
+                    break  # the limiter is paused or booked up for now: the next pass goes on
                 started = time.perf_counter()
                 try:
                     found = await asyncio.wait_for(
@@ -980,6 +1010,17 @@ class DeliveryEngine:
                     )
                 settled += 1
         return settled
+
+    async def _lookup_slot(self) -> bool:
+        c = self.channel
+        async with self.engine.begin() as conn:
+            got = await limiter.reserve(
+                conn, self._schema, c.limiter_name, c.rate_per_s, c.burst, 1, _HORIZON_S
+            )
+        if not got.delays:
+            return False
+        await asyncio.sleep(got.delays[0])
+        return True
 
     # -- state changes (inside a transaction) ---------------------------------------------------------
     async def _requeue(
@@ -1082,6 +1123,42 @@ class DeliveryEngine:
             id=f"{self._service}:{row.notice_id}:{status.value}:{row.attempts}",
         )
         m.MESSAGES_SENT.labels(self._service, self.channel.channel, status.value).inc()
+        if status is DeliveryStatus.FAILED and permanent:
+            nxt = fallback_notice(n)
+            if nxt is not None:
+                # Per policy (the segmenter put the channel order and addresses in the notice): the same
+                # step on the next channel. Its notice id is the one the segmenter gives that channel, so
+                # the other dispatcher records it once whoever sends it.
+                tx.emit(nxt, id=f"{self._service}:{n.notice_id}:fallback:{nxt.channel.value}")
+                m.DELIVERY_FALLBACKS.labels(self._service, nxt.channel.value).inc()
+                log.info(
+                    "permanent failure; falling back to the next channel of the policy",
+                    extra={"notice_id": n.notice_id, "fallback_notice_id": nxt.notice_id},
+                )
+
+
+def fallback_notice(n: NoticeDue) -> NoticeDue | None:
+    """The notice for the first usable fallback channel of `n`, or None."""
+    if not n.is_dunning:
+        return None
+    for i, ch in enumerate(n.fallback_channels):
+        to = n.fallback_to.get(ch)
+        if not to or ch == n.channel:
+            continue
+        suffix = f":{n.channel.value}"
+        base = n.notice_id[: -len(suffix)] if n.notice_id.endswith(suffix) else n.notice_id
+        rest = n.fallback_channels[i + 1 :]
+        return n.model_copy(
+            update={
+                "notice_id": f"{base}:{ch.value}",
+                "channel": ch,
+                "to": to,
+                "fallback_channels": rest,
+                "fallback_to": {c: a for c, a in n.fallback_to.items() if c in rest},
+                "due_at": datetime.now(UTC),
+            }
+        )
+    return None
 
 
 def _asdict(row: DeliveryRow) -> dict[str, Any]:

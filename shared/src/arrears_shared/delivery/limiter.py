@@ -145,8 +145,9 @@ async def reserve(
             text(
                 f"""
                 WITH cur AS (
-                    SELECT name, greatest(tat, clock_timestamp()) AS t, clock_timestamp() AS now
-                    FROM {schema}.rate_limiter WHERE name = :n FOR UPDATE
+                    SELECT name, greatest(tat, c.now) AS t, c.now
+                    FROM {schema}.rate_limiter, (SELECT clock_timestamp() AS now) c
+                    WHERE name = :n FOR UPDATE OF rate_limiter
                 ), g AS (
                     SELECT name, t, now, least(:want, greatest(0, floor(
                         (extract(epoch FROM (now - t)) + :horizon + :tolerance) / :interval + 1e-9

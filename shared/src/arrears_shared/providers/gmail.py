@@ -30,6 +30,7 @@ import http.client
 import json
 import socket
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -185,6 +186,8 @@ def classify_exception(exc: BaseException, *, idempotent: bool) -> ProviderError
         return ProviderTransientError(f"cannot reach Google auth: {exc}", provider=PROVIDER)
     if isinstance(exc, ConnectionRefusedError | httplib2.ServerNotFoundError | socket.gaierror):
         return ProviderTransientError(f"cannot reach Gmail: {exc!r}", provider=PROVIDER)
+    if isinstance(exc, ResendRefused):
+        return ProviderInDoubt(f"Gmail send outcome unknown: {exc}", provider=PROVIDER)
     if isinstance(exc, TimeoutError | http.client.HTTPException | OSError):
         if idempotent:
             return ProviderTransientError(f"Gmail request failed: {exc!r}", provider=PROVIDER)
@@ -223,6 +226,37 @@ def _method(collection: str, method: str, params: dict[str, Any]) -> Callable[[A
     return make
 
 
+class ResendRefused(Exception):
+    """httplib2 wanted to transmit a non-idempotent request a second time (see `_NoResendHttp`). Not an
+    `HTTPException`/`OSError`, so httplib2's own retry handling lets it through."""
+
+
+class _NoResendHttp(httplib2.Http):
+    """httplib2 silently transmits a request again when the connection closes before the status line
+    arrives on the first try (a stale keep-alive connection; but also a provider that accepted the send and
+    then lost the connection). For a send that is a possible duplicate: refuse the second transmission, so
+    the call fails as in doubt and is reconciled instead."""
+
+    def _conn_request(self, conn: Any, request_uri: str, method: str, body: Any, headers: Any) -> Any:
+        transmit = conn.request
+        sent = False
+
+        def once(*args: Any, **kwargs: Any) -> Any:
+            nonlocal sent
+            if sent:
+                raise ResendRefused(
+                    f"not re-sending {method} {request_uri}: the first attempt may have arrived"
+                )
+            sent = True
+            return transmit(*args, **kwargs)
+
+        conn.request = once
+        try:
+            return super()._conn_request(conn, request_uri, method, body, headers)
+        finally:
+            conn.request = transmit
+
+
 class GmailClient:
     """Async wrapper of the Gmail API for one mailbox (`user_id`, ``"me"`` by default)."""
 
@@ -234,8 +268,12 @@ class GmailClient:
         user_id: str = "me",
         timeout_s: float = 30.0,
         read_retries: int = 0,
+        max_workers: int | None = None,
     ) -> None:
         self._credentials = credentials
+        # Calls run in the default executor (asyncio.to_thread), or in a pool of their own of `max_workers`
+        # threads (a dispatcher sizes it to its concurrent sends).
+        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="gmail") if max_workers else None
         self._timeout_s = timeout_s
         self._read_retries = read_retries
         self.user_id = user_id
@@ -288,14 +326,13 @@ class GmailClient:
         """A static bearer token against the Gmail emulator."""
         return cls(user_credentials.Credentials(token=token), api_endpoint=api_endpoint, **kwargs)
 
-    def _new_http(self) -> google_auth_httplib2.AuthorizedHttp:
-        return google_auth_httplib2.AuthorizedHttp(
-            self._credentials, http=httplib2.Http(timeout=self._timeout_s)
-        )
+    def _new_http(self, *, resend: bool = True) -> google_auth_httplib2.AuthorizedHttp:
+        http = httplib2.Http(timeout=self._timeout_s) if resend else _NoResendHttp(timeout=self._timeout_s)
+        return google_auth_httplib2.AuthorizedHttp(self._credentials, http=http)
 
     # ---- execution ---------------------------------------------------------------------------------
     def _execute_blocking(self, make: Callable[[Any], Any], idempotent: bool) -> Any:
-        http = self._new_http()
+        http = self._new_http(resend=idempotent)
         try:
             return make(self._service).execute(http=http, num_retries=self._read_retries if idempotent else 0)
         finally:
@@ -303,7 +340,11 @@ class GmailClient:
 
     async def _call(self, make: Callable[[Any], Any], *, idempotent: bool) -> Any:
         try:
-            return await asyncio.to_thread(self._execute_blocking, make, idempotent)
+            if self._executor is None:
+                return await asyncio.to_thread(self._execute_blocking, make, idempotent)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._execute_blocking, make, idempotent
+            )
         except Exception as exc:
             classified = classify_exception(exc, idempotent=idempotent)
             if classified is None:
@@ -441,3 +482,5 @@ class GmailClient:
     def close(self) -> None:
         """Release the service's own http object (per-call connections are closed after each call)."""
         self._service.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)

@@ -87,7 +87,11 @@ class StreamRunner:
         schema: str,
         settings: ServiceSettings,
         service: str | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
+        """`on_commit` is called after each transaction that wrote outbox rows (the service host passes the
+        relay's `wake`, so events go out at once instead of at the relay's next poll)."""
+        self.on_commit = on_commit
         self.group = group
         self.topics = list(topics)
         self.handler = handler
@@ -262,7 +266,10 @@ class StreamRunner:
             tx = Transaction(conn, self.schema, self.service)
             if fresh:
                 await self.handler(fresh, tx)
-            await outbox.write(conn, self.schema, [*tx.records, *dlq])
+            out = [*tx.records, *dlq]
+            await outbox.write(conn, self.schema, out)
+        if out and self.on_commit is not None:
+            self.on_commit()
         if items:
             m.HANDLER_SECONDS.labels(self.service, items[0][0].topic).observe(time.perf_counter() - started)
         self.state.waiting_on_infrastructure = None

@@ -35,7 +35,7 @@ from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .. import metrics
+from .. import gcpause, metrics
 from ..payments import service as payments
 from ..snapshot import service as snapshots
 from ..validation import Rejection, SheetResult, SheetValidator, ValidationConfig
@@ -164,7 +164,7 @@ async def ingest_values(
     now = utcnow()
     out = Outcome()
     rejections: list[Rejection] = []
-    ready: asyncio.Queue[_Validated | BaseException | None] = asyncio.Queue(maxsize=1)
+    ready: asyncio.Queue[_Validated | Exception | None] = asyncio.Queue(maxsize=1)
 
     async def produce() -> None:
         """Read + validate chunk k+1 while chunk k is being written (validation runs in a worker thread;
@@ -190,15 +190,13 @@ async def ingest_values(
                     await ready.put(_Validated(rows, first, result, snap))
                     first += len(rows)
             await ready.put(None)
-        except BaseException as e:  # handed to the writer, which raises it
+        except Exception as e:  # handed to the writer, which raises it
             await ready.put(e)
-            if not isinstance(e, Exception):
-                raise
 
     producer = asyncio.create_task(produce())
     try:
         while (item := await ready.get()) is not None:
-            if isinstance(item, BaseException):
+            if isinstance(item, Exception):
                 raise item
             rejections.extend(item.result.rejections)
             await _write_chunk(transaction, item, validator, out, now, as_of, run_id, source, on_chunk)
@@ -391,20 +389,21 @@ class SourceRun:
             phases["read_s"] = time.monotonic() - t0
             async with snapshots.hold_snapshot(self.engine):
                 phases["lock_s"] = time.monotonic() - t0 - phases["read_s"]
-                outcome = await ingest_values(
-                    self.engine,
-                    self.transaction,
-                    self.schema,
-                    values,
-                    self.cfg,
-                    run_id=run_id,
-                    as_of=started,
-                    source=source,
-                    removal=removal,
-                    on_chunk=on_chunk,
-                    chunk_rows=self.chunk_rows,
-                    pool=self.pool,
-                )
+                with gcpause.paused():
+                    outcome = await ingest_values(
+                        self.engine,
+                        self.transaction,
+                        self.schema,
+                        values,
+                        self.cfg,
+                        run_id=run_id,
+                        as_of=started,
+                        source=source,
+                        removal=removal,
+                        on_chunk=on_chunk,
+                        chunk_rows=self.chunk_rows,
+                        pool=self.pool,
+                    )
             phases["write_s"] = time.monotonic() - t0 - phases["read_s"] - phases["lock_s"]
         except Exception as e:
             error = f"{type(e).__name__}: {str(e)[:300]}".replace("\n", " ")
@@ -494,7 +493,8 @@ class SheetIngestor(SourceRun):
                 self.running = False
         # outside the run lock: a slow write-back (quota backoff) must not block the next run
         if summary.status == "succeeded" and self.after_commit is not None:
-            await self.after_commit()
+            with gcpause.paused():
+                await self.after_commit()
         return summary
 
 

@@ -73,5 +73,5 @@ class SheetReader:
 
 
 def _rows(body: bytes) -> Iterator[list[str]]:
-    for row in ijson.items(io.BytesIO(body), "values.item", use_float=True):
-        yield [c if isinstance(c, str) else str(c) for c in row]
+    # cells are strings (FORMATTED_VALUE); validation applies str() to anything else
+    return ijson.items(io.BytesIO(body), "values.item", use_float=True)  # type: ignore[no-any-return]

@@ -47,6 +47,10 @@ _SYMBOLS = "$€£¥₹₩₱₦₪₫฿₴₽"
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 _AMOUNT_CODE = re.compile(r"^([A-Za-z]{3})\s*|\s*([A-Za-z]{3})$")
 _DIGITS_GROUPED = re.compile(r"^\d{1,3}(?:[,. '’]\d{3})+$")
+_NUMBER_CHARS = re.compile(r"[\d.,' ’]+")
+_NON_DIGITS = re.compile(r"\D")
+_STATUS_SEPARATORS = re.compile(r"[\s_-]+")
+_DOTS_SPACES = re.compile(r"[.\s]+")
 
 
 def minor_exponent(currency: str) -> int:
@@ -81,7 +85,7 @@ def parse_decimal(cell: str) -> Decimal:
     elif s.startswith("+"):
         s = s[1:].strip()
     s = s.strip(_SYMBOLS).strip()
-    if not s or not re.fullmatch(r"[\d.,' ’]+", s) or not any(ch.isdigit() for ch in s):
+    if not s or not _NUMBER_CHARS.fullmatch(s) or not any(ch.isdigit() for ch in s):
         raise CellError("not a number")
     last_dot, last_comma = s.rfind("."), s.rfind(",")
     if last_dot >= 0 and last_comma >= 0:
@@ -101,7 +105,7 @@ def parse_decimal(cell: str) -> Decimal:
         raise CellError("digit grouping is not valid")
     if frac and not frac.isdigit():
         raise CellError("not a number")
-    digits = re.sub(r"\D", "", whole) or "0"
+    digits = _NON_DIGITS.sub("", whole) or "0"
     try:
         value = Decimal(f"{digits}.{frac or '0'}")
     except InvalidOperation as e:  # pragma: no cover - the regexes above make this unreachable
@@ -230,7 +234,7 @@ _STATUS: dict[str, AccountStatus] = {
 
 
 def parse_status(cell: str) -> AccountStatus:
-    s = re.sub(r"[\s_-]+", " ", clean(cell).casefold()).strip()
+    s = _STATUS_SEPARATORS.sub(" ", clean(cell).casefold()).strip()
     try:
         return _STATUS[s]
     except KeyError:
@@ -331,7 +335,7 @@ _COUNTRY_ALIASES = {
 
 
 def parse_country(cell: str) -> str | None:
-    s = re.sub(r"[.\s]+", " ", clean(cell).upper()).strip()
+    s = _DOTS_SPACES.sub(" ", clean(cell).upper()).strip()
     if not s:
         return None
     s = _COUNTRY_ALIASES.get(s, s)
@@ -379,7 +383,7 @@ US_STATE_ZONES: dict[str, str] = {
 
 
 def parse_state(cell: str) -> str | None:
-    s = re.sub(r"[.\s]+", " ", clean(cell).upper()).strip()
+    s = _DOTS_SPACES.sub(" ", clean(cell).upper()).strip()
     if not s:
         return None
     if s in US_STATES:
@@ -412,7 +416,7 @@ def state_from_address(cell: str) -> str | None:
         if code in _US_CODES and (m[2] or "," in s):
             return code
     tail = re.sub(r"[\d\s-]+$", "", s.rsplit(",", 1)[-1]).strip().upper()
-    return US_STATES.get(re.sub(r"[.\s]+", " ", tail))
+    return US_STATES.get(_DOTS_SPACES.sub(" ", tail))
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from .. import gcpause
 from .rows import AccountRow, Rejection, ValidationConfig, validate_row
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ Validated = AccountRow | list[Rejection]
 
 def validate_rows(cfg: ValidationConfig, items: Sequence[Item]) -> list[Validated]:
     """`validate_row` over a batch (the unit of work sent to a worker process)."""
-    return [validate_row(cells, row_number, cfg, rhash) for cells, row_number, rhash in items]
+    with gcpause.paused():
+        return [validate_row(cells, row_number, cfg, rhash) for cells, row_number, rhash in items]
 
 
 def _ready() -> bool:

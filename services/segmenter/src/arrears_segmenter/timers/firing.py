@@ -177,6 +177,7 @@ def fire(
             tier=step.tier,
             channel=ch,
             fallback_channels=fallback,
+            fallback_to={c: acct["phone"] if c is Channel.SMS else acct["email"] for c in fallback},
             template_id=step.template_id,
             campaign_id=campaign_id,
             priority=PRIORITY[step.tier],
