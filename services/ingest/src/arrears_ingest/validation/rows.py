@@ -60,7 +60,7 @@ class Rejection:
     currency: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AccountRow:
     """One accepted, normalised sheet row."""
 
