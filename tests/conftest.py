@@ -132,4 +132,3 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             pass
     psutil.wait_procs(leftovers, timeout=3)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
-

@@ -99,7 +99,7 @@ def valid_records(n: int, start: int = 0) -> list[tuple[bytes, bytes, list]]:
     return out
 
 
-async def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[Any]:
+async def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[Any]:  # noqa: ASYNC109
     c = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
     )
@@ -128,7 +128,7 @@ async def scalar(url: str, sql: str) -> Any:
     return v
 
 
-async def wait_until(pred, timeout: float = 30.0, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
+async def wait_until(pred, timeout: float = 30.0, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]  # noqa: ASYNC109
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:

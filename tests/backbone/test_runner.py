@@ -102,7 +102,7 @@ async def test_poison_records_go_to_the_dlq_with_headers_and_the_partition_keeps
     assert len(dead) == 3
     by_offset = {int(header_map(r.headers)[dl.ORIGINAL_OFFSET]): r for r in dead}
     assert set(by_offset) == {1, 2, 3}
-    for off, rec in by_offset.items():
+    for _off, rec in by_offset.items():
         h = header_map(rec.headers)
         assert h[dl.ORIGINAL_TOPIC] == topic
         assert h[dl.ORIGINAL_PARTITION] == "0"
@@ -125,7 +125,7 @@ async def test_crash_after_db_commit_before_offset_commit_redelivers_and_changes
     n = 60
     await produce(broker.bootstrap_servers, topic, valid_records(n))
 
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: ASYNC221 - the test blocks on purpose until the child is killed
         [
             sys.executable,
             str(PROCS),
@@ -192,7 +192,7 @@ async def test_relay_publishes_exactly_the_committed_events_after_kill_9(broker,
     except RuntimeError:
         pass
 
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - a child to kill -9
         [sys.executable, str(PROCS), "relay", broker.bootstrap_servers, url, schema],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -217,9 +217,7 @@ def test_postgres_and_broker_die_with_a_sigkilled_parent(tmp_path: Path) -> None
 # -- supervision ------------------------------------------------------------------------------------------------
 
 _SLEEPER = "import time; print('ready', flush=True); time.sleep(60)"
-_STUBBORN = (
-    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
-)
+_STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
 _WITH_GRANDCHILD = (
     "import subprocess, sys, time; "
     "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
@@ -290,7 +288,9 @@ def test_side_by_side_instances_do_not_collide(tmp_path: Path) -> None:
             for server in (p1, p2):
                 conn = await asyncpg.connect(server.url)
                 try:
-                    assert await conn.fetchval("select current_setting('data_directory')") == str(server.data_dir)
+                    assert await conn.fetchval("select current_setting('data_directory')") == str(
+                        server.data_dir
+                    )
                 finally:
                     await conn.close()
 
