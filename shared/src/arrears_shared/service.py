@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -292,17 +292,25 @@ class ServiceHost:
             await self._engine.dispose()
 
 
+class _HttpServer(uvicorn.Server):
+    """SIGTERM/SIGINT belong to the service host (stop consuming, commit, leave the group, then stop HTTP),
+    not to uvicorn, which would otherwise take them over while it serves."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve(definition: ServiceDefinition) -> None:
     s = definition.settings
     telemetry.configure_logging(definition.name, s.log_level, s.log_format)
     host = ServiceHost(definition)
     app = host.build_app()
-    server = uvicorn.Server(
+    server = _HttpServer(
         uvicorn.Config(
             app, host=s.http_host, port=s.http_port, log_config=None, access_log=False, lifespan="off"
         )
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, host.stopping.set)
