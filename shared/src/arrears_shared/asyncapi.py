@@ -18,6 +18,7 @@ _PRODUCERS = {
     "reply-received": "responses",
     "ingest-rejected": "ingest",
     "case-escalated": "escalation",
+    "overrides": "escalation",
 }
 
 

@@ -26,11 +26,12 @@ EVENT_TOPICS: tuple[str, ...] = (
 
 # consumer group (= service name) -> topics it consumes
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
-    "segmenter": (ACCOUNT_CHANGED, REPLY_RECEIVED, MESSAGE_SENT),
+    "segmenter": (ACCOUNT_CHANGED, REPLY_RECEIVED, MESSAGE_SENT, OVERRIDES),
     "dispatcher-sms": (NOTICE_DUE, REPLY_RECEIVED),
     "dispatcher-email": (NOTICE_DUE, REPLY_RECEIVED),
     "responses": (MESSAGE_SENT,),
     "escalation": (ACCOUNT_CHANGED, MESSAGE_SENT, REPLY_RECEIVED),
+    "ingest": (MESSAGE_SENT, REPLY_RECEIVED),  # contact facts written back to the PME sheet
     "console": EVENT_TOPICS,
 }
 

@@ -6,10 +6,10 @@ from arrears_shared import topics
 from arrears_shared.service import Consumer, ServiceDefinition
 from arrears_shared.service import main as run
 
-from .accounts.handlers import make_handler
 from .accounts.views import make_router
 from .approvals.views import make_router as approvals_router
 from .campaigns.views import make_router as campaigns_router
+from .consumer import make_handler
 from .deps import Deps
 from .policy.views import make_router as policies_router
 from .settings import SegmenterSettings
@@ -24,7 +24,7 @@ def definition() -> ServiceDefinition:
         settings=settings,
         consumers=[
             Consumer(
-                topics=[topics.ACCOUNT_CHANGED, topics.REPLY_RECEIVED, topics.MESSAGE_SENT],
+                topics=list(topics.SUBSCRIPTIONS["segmenter"]),
                 handler=make_handler(deps),
             )
         ],

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "segmenter"
 metadata = MetaData(schema=SCHEMA)
@@ -71,6 +72,13 @@ accounts = Table(
     Column("balance_band", Text, nullable=False),
     Column("history", Text, nullable=False),
     Column("segment", Text, nullable=False),
+    Column("paused_by", Text),
+    Column("pause_until", DateTime(timezone=True)),
+    Column("pause_reason", Text),
+    Column("channel_preference", Text),
+    Column("sms_do_not_contact", Boolean, nullable=False),
+    Column("email_do_not_contact", Boolean, nullable=False),
+    Column("send_now", JSONB),
 )
 
 decisions = Table(
@@ -141,6 +149,14 @@ class AccountView(BaseModel):
     balance_band: str
     history: str
     segment: str
+    paused_by: str | None = Field(None, description="Who paused the account (manual pause / snooze)")
+    pause_until: datetime | None = Field(None, description="End of the manual pause (None = until resumed)")
+    channel_preference: list[str] = Field(
+        default_factory=list, description="Channels in the order a person set (empty = the policy's order)"
+    )
+    sms_do_not_contact: bool = False
+    email_do_not_contact: bool = False
+    send_now_step: int | None = Field(None, description="Step a person made due now, until it has fired")
     timers: list[TimerView]
 
 

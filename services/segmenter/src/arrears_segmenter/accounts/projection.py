@@ -89,6 +89,13 @@ def new_row(account_id: str, now: datetime) -> Row:
         "balance_band": "low",
         "history": "clean",
         "segment": "",
+        "paused_by": None,
+        "pause_until": None,
+        "pause_reason": None,
+        "channel_preference": None,
+        "sms_do_not_contact": False,
+        "email_do_not_contact": False,
+        "send_now": None,
     }
 
 
@@ -213,6 +220,10 @@ def apply_reply(row: Row, ev: ReplyReceived, ctx: FoldContext) -> list[Row]:
     elif ev.intent is Intent.DISPUTE:
         row.update(hold="dispute", status=effective_status(row["source_status"], "dispute"))
         reason = "debt disputed: sequence paused"
+    elif ev.intent in (Intent.PROMISE_TO_PAY, Intent.PAID_CLAIM) and row["hold"] == "dispute":
+        # a dispute is only lifted by a person (`resume_dunning`); a promise must not end it early
+        row["promise_amount_minor"] = ev.promise_amount_minor
+        reason = "promise noted; the dispute hold stays until a person resolves it"
     elif ev.intent in (Intent.PROMISE_TO_PAY, Intent.PAID_CLAIM):
         until = ev.promise_date or (
             local_date(ctx.now, row["timezone"]) + timedelta(days=ctx.paid_claim_pause_days)
@@ -252,3 +263,26 @@ def promise_resume_at(row: Row) -> datetime | None:
     if row["hold"] == "promise" and row["paused_until"] is not None:
         return local_midnight(row["paused_until"] + timedelta(days=1), row["timezone"])
     return None
+
+
+def paused_until(row: Row) -> datetime | None:
+    """End of a person's timed pause still in force (None: no timed pause). An indefinite pause is a stop
+    condition instead (`manual_pause`, see policy.planner.stop_reason)."""
+    if row["paused_by"] is not None and row["pause_until"] is not None:
+        return row["pause_until"]  # type: ignore[no-any-return]
+    return None
+
+
+def preferred_channels(row: Row) -> list[Channel]:
+    """Channels in the order a person set (`set_channel_preference`); empty = the policy step's own."""
+    return [Channel(c) for c in (row["channel_preference"] or "").split(",") if c]
+
+
+def send_now_of(row: Row, step: int | None = None, cycle: int | None = None) -> dict[str, Any] | None:
+    """The pending `send_now` override of the account's current cycle (optionally: for that step), if any."""
+    so = row["send_now"]
+    if not so or so["cycle"] != row["cycle"] or so["step"] <= row["last_step"]:
+        return None
+    if step is not None and (so["step"], so["cycle"]) != (step, cycle):
+        return None
+    return so  # type: ignore[no-any-return]

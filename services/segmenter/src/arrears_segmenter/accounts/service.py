@@ -113,6 +113,12 @@ async def account_view(
         balance_band=row.balance_band,
         history=row.history,
         segment=row.segment,
+        paused_by=row.paused_by,
+        pause_until=row.pause_until,
+        channel_preference=[c for c in (row.channel_preference or "").split(",") if c],
+        sms_do_not_contact=row.sms_do_not_contact,
+        email_do_not_contact=row.email_do_not_contact,
+        send_now_step=(row.send_now or {}).get("step"),
         timers=[
             TimerView(
                 step=t.step,

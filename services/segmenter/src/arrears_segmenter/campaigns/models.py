@@ -27,6 +27,9 @@ campaigns = Table(
     Column("status", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("paused_by", Text),
+    Column("pause_until", DateTime(timezone=True)),
+    Column("pause_reason", Text),
 )
 
 
@@ -104,6 +107,11 @@ class Campaign(CampaignIn):
     status: CampaignStatus
     created_at: datetime
     updated_at: datetime
+    paused_by: str | None = Field(
+        None, description="Who paused the campaign (manual override); its accounts' steps wait meanwhile"
+    )
+    pause_until: datetime | None = Field(None, description="End of the pause (None = until resumed)")
+    pause_reason: str | None = None
 
 
 class Transition(BaseModel):

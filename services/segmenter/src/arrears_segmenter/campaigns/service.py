@@ -28,6 +28,9 @@ def _model(r: Any) -> Campaign:
         status=CampaignStatus(r.status),
         created_at=r.created_at,
         updated_at=r.updated_at,
+        paused_by=r.paused_by,
+        pause_until=r.pause_until,
+        pause_reason=r.pause_reason,
     )
 
 
@@ -92,3 +95,22 @@ def pick(
         if c.criteria.matches(acct, dpd, bucket, risk_band):
             return c.campaign_id
     return None
+
+
+async def set_pause(
+    conn: AsyncConnection,
+    campaign_id: str,
+    *,
+    by: str | None,
+    until: datetime | None,
+    reason: str | None,
+    now: datetime,
+) -> bool:
+    """Pause (`by` set) or resume (`by` None) a campaign. False if there is no such campaign."""
+    res = await conn.execute(
+        campaigns.update()
+        .where(campaigns.c.campaign_id == campaign_id)
+        .values(paused_by=by, pause_until=until, pause_reason=reason, updated_at=now)
+        .returning(campaigns.c.campaign_id)
+    )
+    return res.first() is not None

@@ -67,23 +67,45 @@ def stop_reason(row: Mapping[str, Any], policy: Policy) -> str | None:
         return "balance_settled"
     if row["source_status"] in CLOSED_STATUSES:
         return f"status_{row['source_status']}"
-    if row["do_not_contact"]:
+    if row["do_not_contact"] or (row["sms_do_not_contact"] and row["email_do_not_contact"]):
         return "do_not_contact"
     if row["hold"] == "dispute" and policy.stops(StopCondition.DISPUTE):
         return "dispute_pause"
+    if row["paused_by"] is not None and row["pause_until"] is None:
+        return "manual_pause"
     if row["sms_opt_out"] and row["email_opt_out"]:
         return "opt_out.all"
     return None
 
 
 def plan_account(row: Mapping[str, Any], policy: Policy, now: datetime) -> Plan | str:
-    """The account's next timer, or the rule id of why it has none."""
-    from ..accounts.projection import promise_resume_at
+    """The account's next timer, or the rule id of why it has none. A step a person made due now
+    (`send_now`) comes first; holds (promise, a person's timed pause) still move it later."""
+    from ..accounts.projection import paused_until, promise_resume_at
 
     why = stop_reason(row, policy)
     if why is not None:
         return why
-    plan = plan_next(
+    plan = next_plan(row, policy, now)
+    if plan is None:
+        return "sequence_complete"
+    resume = promise_resume_at(row) if policy.stops(StopCondition.PROMISE_TO_PAY) else None
+    if resume is not None and resume > plan.due_at:
+        plan = Plan(plan.step, resume)
+    until = paused_until(row)
+    if until is not None and until > plan.due_at:
+        plan = Plan(plan.step, until)
+    return plan
+
+
+def next_plan(row: Mapping[str, Any], policy: Policy, now: datetime) -> Plan | None:
+    """The next step and when, ignoring stops and holds: a pending `send_now`, else the policy's plan."""
+    from ..accounts.projection import send_now_of
+
+    so = send_now_of(row)  # type: ignore[arg-type]
+    if so is not None and so["step"] <= policy.last_step:
+        return Plan(so["step"], datetime.fromisoformat(so["at"]))
+    return plan_next(
         policy,
         last_step=row["last_step"],
         last_step_at=row["last_step_at"],
@@ -91,9 +113,3 @@ def plan_account(row: Mapping[str, Any], policy: Policy, now: datetime) -> Plan 
         tz=row["timezone"],
         now=now,
     )
-    if plan is None:
-        return "sequence_complete"
-    resume = promise_resume_at(row) if policy.stops(StopCondition.PROMISE_TO_PAY) else None
-    if resume is not None and resume > plan.due_at:
-        plan = Plan(plan.step, resume)
-    return plan

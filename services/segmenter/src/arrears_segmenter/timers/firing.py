@@ -12,7 +12,16 @@ from arrears_shared import compliance
 from arrears_shared.compliance import RuleSet
 from arrears_shared.events import Channel, NoticeDue, Tier
 
-from ..accounts.projection import FoldContext, Row, decision, promise_resume_at, refresh_segment
+from ..accounts.projection import (
+    FoldContext,
+    Row,
+    decision,
+    paused_until,
+    preferred_channels,
+    promise_resume_at,
+    refresh_segment,
+    send_now_of,
+)
 from ..campaigns.models import Campaign
 from ..campaigns.service import pick
 from ..policy.models import Policy, StopCondition
@@ -21,6 +30,9 @@ from ..segments import risk_band
 
 PRIORITY = {Tier.REMINDER: 10, Tier.FIRM: 20, Tier.FINAL: 30}
 FREQUENCY_LOOKBACK = timedelta(days=31)
+CAMPAIGN_PAUSE_RECHECK = timedelta(days=1)  # an open-ended campaign pause is looked at again this often
+# a supervisor's gate override lifts time and frequency rules, never a stop the debtor or the law asked for
+NEVER_OVERRIDDEN = ("do_not_contact", "opt_out")
 
 
 def notice_id(account_id: str, policy_id: str, version: int, step: int, cycle: int, channel: str) -> str:
@@ -47,6 +59,8 @@ class Fired:
 
 def channel_block(acct: Row, channel: Channel) -> tuple[str, str] | None:
     """Why the account cannot be reached on `channel` at all (rule id, reason), or None if it can."""
+    if acct[f"{channel.value}_do_not_contact"]:
+        return f"do_not_contact.{channel}", f"a person stopped {channel} contact"
     if channel is Channel.SMS:
         address, consent, invalid = acct["phone"], acct["sms_consent"], acct["sms_invalid"]
     else:
@@ -102,8 +116,19 @@ def fire(
         acct["broken_promises"] += 1
         out.step_done = True  # the account row changed: write it back
         out.decisions.append(decision(acct, ctx, "updated", "promise_broken", "promised date passed unpaid"))
+    until = paused_until(acct)
+    if until is not None and until > now:
+        out.timer.update(due_at=until, attempts=timer.attempts + 1, reason="manual_pause")
+        note = f"paused by {acct['paused_by']}" + (
+            f" ({acct['pause_reason']})" if acct["pause_reason"] else ""
+        )
+        out.decisions.append(decision(acct, ctx, "deferred", "override.pause", note, defer_until=until, **kw))
+        return out
+    if until is not None:  # the pause is over
+        acct.update(paused_by=None, pause_until=None, pause_reason=None)
     refresh_segment(acct, ctx)
-    if timer.approved_by is None:
+    so = send_now_of(acct, step_no, cycle)
+    if timer.approved_by is None and not (so is not None and so.get("approved")):
         held = policy.needs_approval(acct["balance_minor"], acct["complex"])
         if held is not None:
             out.timer.update(state="held", reason=held)
@@ -112,11 +137,28 @@ def fire(
     step = policy.get(step_no)
     dpd, bucket = acct["days_past_due"], acct["aging_bucket"]
     campaign_id = pick(active_campaigns, acct, dpd, bucket, risk_band(acct["risk_score"]))
+    camp = next((c for c in active_campaigns if c.campaign_id == campaign_id), None)
+    if (
+        camp is not None
+        and camp.paused_by is not None
+        and (camp.pause_until is None or camp.pause_until > now)
+    ):
+        until = camp.pause_until or now + CAMPAIGN_PAUSE_RECHECK
+        out.timer.update(due_at=until, attempts=timer.attempts + 1, reason=f"campaign_pause:{campaign_id}")
+        note = f"campaign {campaign_id} paused by {camp.paused_by}" + (
+            f" ({camp.pause_reason})" if camp.pause_reason else ""
+        )
+        out.decisions.append(
+            decision(acct, ctx, "deferred", "override.campaign_pause", note, defer_until=until, **kw)
+        )
+        return out
+    channels = preferred_channels(acct) or step.channels
+    gate_override = so if so is not None and so.get("gate_override") else None
     opted_out = {c for c in (Channel.SMS, Channel.EMAIL) if acct[f"{c.value}_opt_out"]}
     done = sent.channels_by_step.setdefault((cycle, step_no), set())
     defer_until: list[datetime] = []
     allowed: list[tuple[Channel, compliance.Decision]] = []
-    for ch in step.channels:
+    for ch in channels:
         if ch.value in done:
             if step.channel_mode == "fallback":
                 break  # already sent on one channel: the step is done
@@ -138,6 +180,12 @@ def fire(
             recent_sends=[t for t in sent.times.get(ch.value, ()) if t > now - FREQUENCY_LOOKBACK],
             rules=rules,
         )
+        if not d.allowed and gate_override is not None and not d.rule_id.startswith(NEVER_OVERRIDDEN):
+            d = compliance.Decision(
+                allowed=True,
+                rule_id="override.gate",
+                reason=f"{d.rule_id} overridden by {gate_override['actor']}: {gate_override['reason']}",
+            )
         if d.allowed:
             allowed.append((ch, d))
             if step.channel_mode == "fallback":
@@ -165,7 +213,7 @@ def fire(
     version = timer.policy_version or policy.version
     for ch, d in allowed:
         nid = notice_id(acct["account_id"], policy.id, version, step_no, cycle, ch.value)
-        rest = step.channels[step.channels.index(ch) + 1 :] if step.channel_mode == "fallback" else []
+        rest = channels[channels.index(ch) + 1 :] if step.channel_mode == "fallback" else []
         fallback = [c for c in rest if channel_block(acct, c) is None and c not in opted_out]
         ev = NoticeDue(
             account_id=acct["account_id"],
@@ -226,5 +274,7 @@ def fire(
         return out
     out.timer.update(state="fired" if done else "suppressed", reason=None if done else "no channel allowed")
     acct.update(last_step=step_no, last_step_at=now)
+    if acct["send_now"] and acct["send_now"]["step"] <= step_no:
+        acct["send_now"] = None  # done (or overtaken)
     out.step_done = True
     return out

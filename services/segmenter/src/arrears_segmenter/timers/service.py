@@ -153,6 +153,10 @@ async def fire_due(conn: AsyncConnection, tx: Transaction, deps: Deps, now: date
                     "history",
                     "risk_score",
                     "segment",
+                    "paused_by",
+                    "pause_until",
+                    "pause_reason",
+                    "send_now",
                 )
             }
             for a in touched

@@ -1,0 +1,37 @@
+"""The segmenter's consumer: account-changed / reply-received / message-sent are folded set-based per
+batch (accounts.handlers); overrides are applied one by one (rare, and each may touch timers or a whole
+campaign). Batch order is kept: a run of account events, then an override, and so on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from arrears_shared.cloudevents import Envelope
+from arrears_shared.events import OverrideRequested
+from arrears_shared.stream.runner import BatchHandler
+from arrears_shared.stream.transaction import Transaction
+
+from .accounts.handlers import apply_events, load_locked
+from .deps import Deps
+from .overrides.service import apply_override
+
+
+def make_handler(deps: Deps) -> BatchHandler:
+    async def handle_batch(envelopes: Sequence[Envelope], tx: Transaction) -> None:
+        now = deps.clock.now()
+        events = [env.data for env in envelopes]
+        if any(isinstance(e, OverrideRequested) for e in events):
+            # lock every account of the batch at once, in id order, as the event fold does: another
+            # replica's batch then waits instead of deadlocking with this one
+            await load_locked(tx.conn, {e.account_id for e in events})  # type: ignore[attr-defined]
+        run: list[object] = []
+        for ev in events:
+            if isinstance(ev, OverrideRequested):
+                await apply_events(tx.conn, run, deps, now)
+                run = []
+                await apply_override(tx.conn, ev, deps, now)
+            else:
+                run.append(ev)
+        await apply_events(tx.conn, run, deps, now)
+
+    return handle_batch

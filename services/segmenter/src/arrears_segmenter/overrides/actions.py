@@ -1,0 +1,187 @@
+"""What each manual override does to one account row (pure): change the row and say what changed, or
+refuse with a reason a person can act on. The service writes the row, re-plans and logs the decision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from arrears_shared.events import OverrideRequested
+
+from ..accounts.projection import Row, effective_status
+from ..policy.models import Policy
+from ..policy.planner import next_plan, stop_reason
+
+SUPERVISORS = ("supervisor", "admin", "system")
+
+
+class Rejected(ValueError):
+    """The override cannot apply to this account (logged as a `rejected` decision, nothing changes)."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    outcome: str  # updated | ignored (nothing to do)
+    summary: str
+    step: int | None = None  # the step it was about, for the decision log
+    skipped: bool = False  # the step is to be marked skipped
+
+
+def _until(ev: OverrideRequested, now: datetime) -> datetime | None:
+    if ev.until is not None and ev.until <= now:
+        raise Rejected(f"`until` {ev.until.isoformat()} is already past")
+    return ev.until
+
+
+def pause(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    until = _until(ev, now)
+    row.update(paused_by=ev.actor, pause_until=until, pause_reason=ev.reason or None)
+    return Applied("updated", f"paused until {until.isoformat()}" if until else "paused until resumed")
+
+
+def snooze(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    if ev.until is None:
+        raise Rejected("snooze needs `until`")
+    return pause(row, ev, policy, now)
+
+
+def resume(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    """Ends the holds a person decides on: a pause or snooze, and a dispute. A promise to pay is left to
+    run to its date (or to `resume_dunning`)."""
+    ended = []
+    if row["paused_by"] is not None:
+        ended.append(f"pause by {row['paused_by']}")
+        row.update(paused_by=None, pause_until=None, pause_reason=None)
+    if row["hold"] == "dispute":
+        ended.append("dispute hold")
+        row.update(hold=None, status=effective_status(row["source_status"], None))
+    if not ended:
+        return Applied("ignored", "nothing to resume: no pause or dispute hold")
+    return Applied("updated", "resumed: ended " + " and ".join(ended))
+
+
+def _step(row: Row, ev: OverrideRequested, policy: Policy, now: datetime, *, zero_is_next: bool) -> int:
+    step = ev.step
+    if step is None or (step == 0 and zero_is_next):
+        nxt = next_plan(row, policy, now)
+        if step is None and not zero_is_next:
+            raise Rejected(f"{ev.action} needs `step`")
+        if nxt is None:
+            raise Rejected(f"the sequence of cycle {row['cycle']} is complete: no next step")
+        step = nxt.step
+    if not 1 <= step <= policy.last_step:
+        raise Rejected(
+            f"step {step} out of range: policy {policy.id} v{policy.version} has 1..{policy.last_step}"
+        )
+    if step <= row["last_step"]:
+        raise Rejected(f"step {step} of cycle {row['cycle']} is already done (last step {row['last_step']})")
+    return step
+
+
+def skip_step(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    step = _step(row, ev, policy, now, zero_is_next=False)
+    nxt = next_plan(row, policy, now)
+    if nxt is not None and nxt.step != step:
+        raise Rejected(f"step {step} is not the next step (next: {nxt.step}); skip steps in order")
+    row.update(last_step=step, last_step_at=now)
+    if row["send_now"] and row["send_now"]["step"] <= step:
+        row["send_now"] = None
+    return Applied("updated", f"step {step} of cycle {row['cycle']} skipped", step=step, skipped=True)
+
+
+def send_now(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    step = _step(row, ev, policy, now, zero_is_next=True)
+    why = stop_reason(row, policy)
+    if why is not None:
+        raise Rejected(f"dunning is stopped ({why}); nothing can be sent")
+    if ev.gate_override and (ev.role not in SUPERVISORS or not ev.reason.strip()):
+        raise Rejected("a compliance gate override needs a supervisor and a reason")
+    row["send_now"] = {
+        "step": step,
+        "cycle": row["cycle"],
+        "at": now.isoformat(),
+        "actor": ev.actor,
+        "reason": ev.reason,
+        "gate_override": ev.gate_override,
+        "approved": ev.role in SUPERVISORS,  # a supervisor's send-now is also the step's approval
+    }
+    gate = (
+        "compliance gate overridden (opt-out and do-not-contact still apply)"
+        if ev.gate_override
+        else "through the compliance gate"
+    )
+    return Applied("updated", f"step {step} of cycle {row['cycle']} due now, {gate}", step=step)
+
+
+def set_channel_preference(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    order = list(dict.fromkeys(c.value for c in ev.channels))
+    row["channel_preference"] = ",".join(order) or None
+    return Applied(
+        "updated", f"channels from now on: {', '.join(order)}" if order else "channel preference cleared"
+    )
+
+
+def mark_dispute(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    if row["hold"] == "dispute":
+        return Applied("ignored", "already held as disputed")
+    row.update(hold="dispute", status=effective_status(row["source_status"], "dispute"))
+    return Applied("updated", "held as disputed")
+
+
+def do_not_contact(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    if not ev.channels:
+        row["do_not_contact"] = True
+        return Applied("updated", "do-not-contact on every channel")
+    names = sorted({c.value for c in ev.channels})
+    for c in names:
+        row[f"{c}_do_not_contact"] = True
+    return Applied("updated", f"do-not-contact on {', '.join(names)}")
+
+
+def resume_dunning(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    """A broken promise: end the promise hold and make the next step due now (the gate still applies)."""
+    if row["hold"] != "promise":
+        return Applied("ignored", "no promise hold in force (already resumed, superseded or never made)")
+    row.update(
+        hold=None,
+        status=effective_status(row["source_status"], None),
+        paused_until=None,
+        promise_amount_minor=None,
+        broken_promises=row["broken_promises"] + 1,
+    )
+    nxt = next_plan(row, policy, now)
+    if nxt is None:
+        return Applied("updated", "promise hold cleared; the sequence is complete")
+    row["send_now"] = {
+        "step": nxt.step,
+        "cycle": row["cycle"],
+        "at": now.isoformat(),
+        "actor": ev.actor,
+        "reason": ev.reason,
+        "gate_override": False,
+        "approved": False,
+    }
+    return Applied("updated", f"promise broken: hold cleared, step {nxt.step} due now", step=nxt.step)
+
+
+ACTIONS: dict[str, Callable[[Row, OverrideRequested, Policy, datetime], Applied]] = {
+    "pause": pause,
+    "snooze": snooze,
+    "resume": resume,
+    "skip_step": skip_step,
+    "send_now": send_now,
+    "set_channel_preference": set_channel_preference,
+    "mark_dispute": mark_dispute,
+    "do_not_contact": do_not_contact,
+    "resume_dunning": resume_dunning,
+}
+
+
+def apply(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    """Apply one account override to `row` (unchanged when Rejected is raised)."""
+    action: Any = ACTIONS.get(ev.action)
+    if action is None:
+        raise Rejected(f"{ev.action} is not an account override here")
+    return action(row, ev, policy, now)  # type: ignore[no-any-return]
