@@ -40,15 +40,14 @@ from arrears_cli.stack.broker import EmbeddedBroker
 from arrears_cli.stack.postgres import EmbeddedPostgres
 from arrears_cli.stack.processes import ManagedProcess, ProcessSpec
 from arrears_cli.stack.topics import ensure_topics
-from arrears_emulators.common import EmulatorServer, LimitsConfig
+from arrears_emulators.common import LimitsConfig
 from arrears_emulators.gmail.app import GmailConfig
-from arrears_emulators.gmail.app import create_app as create_gmail
 from arrears_emulators.quo.app import QuoConfig
-from arrears_emulators.quo.app import create_app as create_quo
 from arrears_shared.cloudevents import encode
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
 from arrears_shared.events import Channel, Tier
+from pydantic import BaseModel
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -75,6 +74,27 @@ def faults(rate: float, ops: list[str]) -> dict[str, Any]:
         "accept_then_drop": {"probability": rate * 0.25, "operations": ops},
         "slow": {"probability": rate * 0.15, "delay_ms": 400, "operations": ops},
     }
+
+
+class Emulator:
+    """An emulator in its own process (python -m arrears_emulators <name> --config <json>), so that it does
+    not share an interpreter lock with this script."""
+
+    def __init__(self, name: str, config: BaseModel, folder: Path) -> None:
+        cfg = folder / f"{name}.json"
+        cfg.write_text(config.model_dump_json(by_alias=False))
+        argv = [sys.executable, "-m", "arrears_emulators", name, "--port", "0", "--config", str(cfg)]
+        self.process = ManagedProcess(ProcessSpec(name=name, argv=argv, log_file=folder / f"{name}.log"))
+        self.url = ""
+
+    def __enter__(self) -> Emulator:
+        self.process.start()
+        line = self.process.wait_for_line(r"EMULATOR \S+ ready (\S+)", timeout=60)
+        self.url = line.rsplit(" ", 1)[-1].strip()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.stop()
 
 
 def dispatcher(name: str, svc: str, env: dict[str, str], logs: Path) -> ManagedProcess:
@@ -203,23 +223,23 @@ async def main() -> int:
         tempfile.TemporaryDirectory(prefix="chaos") as d,
         EmbeddedBroker() as broker,
         EmbeddedPostgres(Path(d) / "pg", fast=True) as pg,
-        EmulatorServer(
-            create_quo(
-                QuoConfig(
-                    phone_numbers={FROM: "PNchaos0001"},
-                    limits=LimitsConfig(rate=args.sms_rate),
-                    delivery_delay_ms=0,
-                )
-            )
+        Emulator(
+            "quo",
+            QuoConfig(
+                phone_numbers={FROM: "PNchaos0001"},
+                limits=LimitsConfig(rate=args.sms_rate),
+                delivery_delay_ms=0,
+            ),
+            Path(d),
         ) as quo,
-        EmulatorServer(
-            create_gmail(
-                GmailConfig(
-                    user_email=SENDER,
-                    limits=LimitsConfig(rate=args.email_rate * 100, daily_limit=10_000_000),
-                    bounce_domains=set(),
-                )
-            )
+        Emulator(
+            "gmail",
+            GmailConfig(
+                user_email=SENDER,
+                limits=LimitsConfig(rate=args.email_rate * 100, daily_limit=10_000_000),
+                bounce_domains=set(),
+            ),
+            Path(d),
         ) as gmail,
     ):
         logs = Path(d) / "logs"

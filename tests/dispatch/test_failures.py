@@ -272,7 +272,7 @@ async def test_permanent_sms_failure_falls_back_to_email_per_policy(
     await feed(eng, [n, plain], SMS_SCHEMA)
     await drain(eng)
     rows = await outbox(eng, SMS_SCHEMA, "notice-due")
-    [fb] = [decode(list(map(tuple, r.headers)), bytes(r.value)).data for r in rows]
+    [fb] = [decode([(k, v.encode()) for k, v in r.headers], bytes(r.value)).data for r in rows]
     assert fb.channel == Channel.EMAIL and fb.to == "jordan@example.com"
     assert fb.notice_id == n.notice_id.removesuffix(":sms") + ":email"
     assert fb.step == n.step and fb.template_id == n.template_id and fb.fallback_channels == []

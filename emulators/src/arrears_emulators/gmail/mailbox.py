@@ -162,6 +162,10 @@ class Mailbox:
     order: list[str] = field(default_factory=list)
     history: list[HistoryRecord] = field(default_factory=list)
     by_rfc822_id: dict[str, str] = field(default_factory=dict)
+    # every message per Message-ID (a duplicate send shows as two) and the thread ids, so that the lookups a
+    # dispatcher makes per send stay O(1) however full the mailbox gets
+    all_by_rfc822_id: dict[str, list[str]] = field(default_factory=dict)
+    thread_ids: set[str] = field(default_factory=set)
     sends_per_day: dict[str, int] = field(default_factory=dict)
     watch_expiration_ms: int | None = None
 
@@ -170,7 +174,7 @@ class Mailbox:
 
     # ---- storing -------------------------------------------------------------------------------------
     def _thread_for(self, parsed: Message, thread_id_hint: str | None) -> str | None:
-        if thread_id_hint and any(m.thread_id == thread_id_hint for m in self.messages.values()):
+        if thread_id_hint and thread_id_hint in self.thread_ids:
             return thread_id_hint
         refs = _msgids(str(parsed.get("References") or "")) + _msgids(str(parsed.get("In-Reply-To") or ""))
         for ref in reversed(refs):
@@ -200,8 +204,10 @@ class Mailbox:
         )
         self.messages[message_id] = stored
         self.order.append(message_id)
+        self.thread_ids.add(stored.thread_id)
         if stored.message_id:
             self.by_rfc822_id.setdefault(stored.message_id, message_id)
+            self.all_by_rfc822_id.setdefault(stored.message_id, []).append(message_id)
         self.history.append(HistoryRecord(id=self.history_id, at=time.time(), message=stored))
         return stored
 
@@ -231,8 +237,14 @@ class Mailbox:
     # ---- search --------------------------------------------------------------------------------------
     def search(self, query: str | None, label_ids: list[str] | None) -> list[StoredMessage]:
         matcher = Query(query or "")
+        only = _only_msgid(query)
+        candidates = (
+            reversed(self.order)  # newest first, like Gmail
+            if only is None
+            else [i for i in reversed(self.all_by_rfc822_id.get(only, [])) if i in self.messages]
+        )
         out = []
-        for message_id in reversed(self.order):  # newest first, like Gmail
+        for message_id in candidates:
             message = self.messages[message_id]
             if label_ids and not all(label in message.label_ids for label in label_ids):
                 continue
@@ -245,6 +257,14 @@ class Mailbox:
 
     def sends_on(self, today: str) -> int:
         return self.sends_per_day.get(today, 0)
+
+
+def _only_msgid(query: str | None) -> str | None:
+    """The Message-ID of a query that is exactly one ``rfc822msgid:`` term (served from the index)."""
+    terms = list(_TOKEN.finditer(query or ""))
+    if len(terms) != 1 or terms[0].group("neg") or (terms[0].group("op") or "").lower() != "rfc822msgid":
+        return None
+    return norm_msgid(terms[0].group("quoted") or terms[0].group("bare") or "")
 
 
 _TOKEN = re.compile(r'(?P<neg>-)?(?:(?P<op>[A-Za-z][\w-]*):)?(?:"(?P<quoted>[^"]*)"|(?P<bare>\S+))')

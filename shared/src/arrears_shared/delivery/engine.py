@@ -949,73 +949,79 @@ class DeliveryEngine:
                     {"age": age},
                 )
             ]
-        settled = 0
-        for notice_id in ids:
-            async with self._tx() as tx:
-                r = (
-                    await tx.conn.execute(
-                        text(
-                            f"SELECT {_COLUMNS} FROM {s}.deliveries WHERE notice_id = :id AND state = 'sending'"
-                            " AND updated_at < now() - make_interval(secs => :age) FOR UPDATE SKIP LOCKED"
-                        ),
-                        {"id": notice_id, "age": age},
-                    )
-                ).one_or_none()
-                if r is None:
-                    continue
-                row = _row(r)
-                # The provider counts a lookup against the same per-key rate as a send: take a slot too.
-                if not await self._lookup_slot():
-                    break  # the limiter is paused or booked up for now: the next pass goes on
-                started = time.perf_counter()
-                try:
-                    found = await asyncio.wait_for(
-                        self.channel.reconcile(row), timeout=self.settings.dispatch_send_timeout_s
-                    )
-                except CannotReconcile as e:
-                    await self._fail_and_dead_letter(
-                        tx, row, f"in doubt and cannot be reconciled; not resent: {e}"
-                    )
-                    settled += 1
-                    continue
-                except (ProviderError, TimeoutError) as e:
-                    m.PROVIDER_SECONDS.labels(
-                        self._service, self.channel.provider, "reconcile", "error"
-                    ).observe(time.perf_counter() - started)
-                    log.warning(
-                        "reconciliation lookup failed; will retry",
-                        extra={"notice_id": notice_id, "error": f"{type(e).__name__}: {e}"[:200]},
-                    )
-                    continue
-                m.PROVIDER_SECONDS.labels(self._service, self.channel.provider, "reconcile", "ok").observe(
+        lanes = asyncio.Semaphore(max(1, min(4, self.settings.dispatch_max_in_flight)))
+
+        async def one(notice_id: str) -> bool:
+            async with lanes:
+                return await self._reconcile_one(notice_id, age)
+
+        # Rows are independent (each locked in its own transaction): ask the provider about several at once.
+        return sum(await asyncio.gather(*(one(i) for i in ids)))
+
+    async def _reconcile_one(self, notice_id: str, age: float) -> bool:
+        """Settle one in-doubt row; False when it was not (taken by another replica, lookup failed)."""
+        s = self._schema
+        async with self._tx() as tx:
+            r = (
+                await tx.conn.execute(
+                    text(
+                        f"SELECT {_COLUMNS} FROM {s}.deliveries WHERE notice_id = :id AND state = 'sending'"
+                        " AND updated_at < now() - make_interval(secs => :age) FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"id": notice_id, "age": age},
+                )
+            ).one_or_none()
+            if r is None:
+                return False
+            row = _row(r)
+            # The provider counts a lookup against the same per-key rate as a send: take a slot too.
+            if not await self._lookup_slot():
+                return False  # the limiter is paused: the next pass goes on
+            started = time.perf_counter()
+            try:
+                found = await asyncio.wait_for(
+                    self.channel.reconcile(row), timeout=self.settings.dispatch_send_timeout_s
+                )
+            except CannotReconcile as e:
+                await self._fail_and_dead_letter(
+                    tx, row, f"in doubt and cannot be reconciled; not resent: {e}"
+                )
+                return True
+            except (ProviderError, TimeoutError) as e:
+                m.PROVIDER_SECONDS.labels(self._service, self.channel.provider, "reconcile", "error").observe(
                     time.perf_counter() - started
                 )
-                if found is not None:
-                    await self._settle(tx, row, DeliveryStatus.SENT, provider_message_id=found)
-                    log.info("in-doubt delivery found at provider", extra={"notice_id": notice_id})
-                elif row.attempts >= self.settings.dispatch_max_attempts:
-                    await self._fail_and_dead_letter(
-                        tx, row, f"not accepted by the provider after {row.attempts} attempts"
-                    )
-                else:
-                    await self._requeue(
-                        tx,
-                        row,
-                        datetime.now(UTC),
-                        "in doubt: not found at provider; resend",
-                        attempts=row.attempts,
-                    )
-                    log.info(
-                        "in-doubt delivery not found at provider; requeued", extra={"notice_id": notice_id}
-                    )
-                settled += 1
-        return settled
+                log.warning(
+                    "reconciliation lookup failed; will retry",
+                    extra={"notice_id": notice_id, "error": f"{type(e).__name__}: {e}"[:200]},
+                )
+                return False
+            m.PROVIDER_SECONDS.labels(self._service, self.channel.provider, "reconcile", "ok").observe(
+                time.perf_counter() - started
+            )
+            if found is not None:
+                await self._settle(tx, row, DeliveryStatus.SENT, provider_message_id=found)
+                log.info("in-doubt delivery found at provider", extra={"notice_id": notice_id})
+            elif row.attempts >= self.settings.dispatch_max_attempts:
+                await self._fail_and_dead_letter(
+                    tx, row, f"not accepted by the provider after {row.attempts} attempts"
+                )
+            else:
+                await self._requeue(
+                    tx,
+                    row,
+                    datetime.now(UTC),
+                    "in doubt: not found at provider; resend",
+                    attempts=row.attempts,
+                )
+                log.info("in-doubt delivery not found at provider; requeued", extra={"notice_id": notice_id})
+            return True
 
     async def _lookup_slot(self) -> bool:
         c = self.channel
         async with self.engine.begin() as conn:
             got = await limiter.reserve(
-                conn, self._schema, c.limiter_name, c.rate_per_s, c.burst, 1, _HORIZON_S
+                conn, self._schema, c.limiter_name, c.rate_per_s, c.burst, 1, 2 * _HORIZON_S
             )
         if not got.delays:
             return False
