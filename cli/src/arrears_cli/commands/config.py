@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import types
 import typing
 from collections.abc import Sequence
@@ -132,6 +133,8 @@ def _default(info: FieldInfo, secret: bool) -> str:
         value = value.value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict | list):  # what the variable takes: JSON
+        return json.dumps(value, ensure_ascii=False)
     return str(value)
 
 

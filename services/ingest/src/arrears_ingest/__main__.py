@@ -1,11 +1,16 @@
 """`python -m arrears_ingest`: the ingest service (PME master sheet, CSV/XLSX uploads, payment webhooks
--> account-changed / ingest-rejected; sheet write-back of each row's outcome)."""
+-> account-changed / ingest-rejected; sheet write-back of each row's outcome and, from message-sent /
+reply-received, each account's last contact, last reply, intent and promise)."""
 
 from __future__ import annotations
 
-from arrears_shared.service import Context, ServiceDefinition
+import asyncio
+
+from arrears_shared import topics
+from arrears_shared.service import Consumer, Context, ServiceDefinition
 from arrears_shared.service import main as run
 
+from .contacts.handlers import make_handler as contacts_handler
 from .payments import views as payment_views
 from .runs import scheduled, views
 from .runs.service import SheetIngestor, UploadIngestor
@@ -13,6 +18,7 @@ from .settings import IngestSettings
 from .sources.sheet import SheetReader
 from .uploads import views as upload_views
 from .validation import ValidationConfig, column_aliases
+from .validation.columns import check_writeback_headers
 from .validation.pool import ValidationPool
 from .writeback import scheduled as writeback_scheduled
 from .writeback.service import SheetWriteBack
@@ -30,6 +36,9 @@ def validation_config(settings: IngestSettings) -> ValidationConfig:
 def definition(settings: IngestSettings | None = None) -> ServiceDefinition:
     settings = settings or IngestSettings(service_name="ingest")
     cfg = validation_config(settings)  # fails fast on a bad ARREARS_INGEST_COLUMN_MAP
+    # ... and on contact columns that would collide with the sheet's data columns
+    check_writeback_headers(settings.ingest_writeback_contact_columns.values(), cfg.aliases)
+    contacts_changed = asyncio.Event()  # set by the consumer, awaited by the write-back loop
 
     pool = ValidationPool(cfg, settings.ingest_validation_workers)
 
@@ -45,7 +54,12 @@ def definition(settings: IngestSettings | None = None) -> ServiceDefinition:
         reader = SheetReader(settings)
         ctx.extra["sheet_reader"] = reader
         writeback = SheetWriteBack(
-            engine=ctx.engine, schema=ctx.schema, settings=settings, client=reader.worksheet, cfg=cfg
+            engine=ctx.engine,
+            schema=ctx.schema,
+            settings=settings,
+            client=reader.worksheet,
+            cfg=cfg,
+            wake_event=contacts_changed,
         )
         ctx.extra["sheet_writeback"] = writeback
         enabled = settings.ingest_writeback
@@ -72,7 +86,12 @@ def definition(settings: IngestSettings | None = None) -> ServiceDefinition:
     return ServiceDefinition(
         name="ingest",
         settings=settings,
-        consumers=[],
+        consumers=[
+            Consumer(
+                topics=list(topics.SUBSCRIPTIONS["ingest"]),
+                handler=contacts_handler(settings, contacts_changed.set),
+            )
+        ],
         routers=[views.router, upload_views.router, payment_views.router],
         loops=[scheduled.poll_sheet, writeback_scheduled.replay_writebacks, validation_workers],
         on_start=on_start,

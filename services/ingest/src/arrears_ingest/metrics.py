@@ -32,9 +32,10 @@ RUN_SECONDS = Histogram(
 )
 WRITEBACK_PENDING = Gauge(
     "arrears_ingest_writeback_pending",
-    "Row outcomes queued for write-back to the sheet (grows while the sheet is unavailable)",
+    "Row outcomes queued for write-back to the sheet, plus accounts whose contact facts the sheet does not "
+    "show yet (grows while the sheet is unavailable)",
 )
 WRITEBACK_CELLS = Counter(
     "arrears_ingest_writeback_cells_total",
-    "Cells written back to the sheet (Arrears Status / Arrears Reason)",
+    "Cells written back to the sheet (Arrears Status / Reason, contact facts)",
 )

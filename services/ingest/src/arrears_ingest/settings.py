@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Literal
 
 from arrears_shared.settings import ServiceSettings
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+
+ContactFact = Literal["last_contact", "last_reply", "intent", "promise"]
+# sheet header of each contact fact written back (ARREARS_INGEST_WRITEBACK_CONTACT_COLUMNS overrides these)
+DEFAULT_CONTACT_COLUMNS: dict[ContactFact, str] = {
+    "last_contact": "Last Contact",
+    "last_reply": "Last Reply",
+    "intent": "Intent",
+    "promise": "Promise",
+}
 
 
 class IngestSettings(ServiceSettings):
@@ -63,13 +72,28 @@ class IngestSettings(ServiceSettings):
         50_000_000, gt=0, description="Largest CSV/XLSX upload accepted by POST /ingest/upload (413 above)"
     )
     ingest_writeback: bool = Field(
-        True, description="Write Arrears Status / Arrears Reason back to the sheet after each sheet run"
+        True,
+        description="Write Arrears Status / Arrears Reason back to the sheet after each sheet run, and each "
+        "account's contact facts (last contact, last reply, intent, promise) as they change",
     )
     ingest_writeback_retry_s: float = Field(
         30.0, gt=0, description="Seconds between attempts to replay queued sheet write-backs"
     )
     ingest_writeback_ranges_per_request: int = Field(
         500, gt=0, description="Ranges per values:batchUpdate request of the write-back"
+    )
+    ingest_writeback_contact_columns: dict[ContactFact, str] = Field(
+        default_factory=lambda: dict(DEFAULT_CONTACT_COLUMNS),
+        description="Sheet headers of the contact facts written back from message-sent / reply-received, "
+        'JSON merged over the defaults {"last_contact": "Last Contact", "last_reply": "Last Reply", '
+        '"intent": "Intent", "promise": "Promise"}; "" switches a fact off. Missing headers are added after '
+        "the last one",
+    )
+    ingest_writeback_contact_delay_s: float = Field(
+        2.0,
+        ge=0,
+        description="Seconds the write-back waits after new contact facts arrive before it flushes, so a "
+        "burst of events goes to the sheet in one values:batchUpdate",
     )
     sheets_writes_per_minute: int = Field(
         50,
@@ -87,3 +111,14 @@ class IngestSettings(ServiceSettings):
         description="Standard Webhooks secret (whsec_<base64>) of the generic payment webhook; "
         "unset = generic webhook disabled (404)",
     )
+
+    @field_validator("ingest_writeback_contact_columns", mode="after")
+    @classmethod
+    def _merge_contact_columns(cls, value: dict[ContactFact, str]) -> dict[ContactFact, str]:
+        return {**DEFAULT_CONTACT_COLUMNS, **{k: v.strip() for k, v in value.items()}}
+
+    def contact_columns(self) -> dict[ContactFact, str]:
+        """The contact facts written back (fact -> sheet header); empty when write-back is off."""
+        if not (self.ingest_writeback and self.sheets_spreadsheet_id):
+            return {}
+        return {k: v for k, v in self.ingest_writeback_contact_columns.items() if v}

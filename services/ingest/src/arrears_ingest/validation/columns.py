@@ -7,7 +7,7 @@ name the same column), so a reformatted header row does not break ingest.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -114,3 +114,19 @@ def map_header(header: Sequence[str], aliases: Sequence[tuple[str, Col]] = ()) -
     if missing:
         raise SheetFormatError(f"header row is missing required column(s): {', '.join(missing)}")
     return HeaderMap(index, tuple(unknown))
+
+
+def check_writeback_headers(headers: Iterable[str], aliases: Sequence[tuple[str, Col]] = ()) -> None:
+    """Headers Arrears writes besides Arrears Status / Reason (the contact facts) must not name a data
+    column the sheet is read from, nor each other. Raises `ValueError` naming the offender."""
+    by_key = {**_BY_KEY, **dict(aliases)}
+    seen: set[str] = set()
+    for h in headers:
+        key = header_key(h)
+        if not key:
+            continue
+        if key in by_key:
+            raise ValueError(f"write-back column {h!r} is the sheet column {by_key[key].value!r}")
+        if key in seen:
+            raise ValueError(f"write-back column {h!r} is given twice")
+        seen.add(key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from gspread.utils import rowcol_to_a1
 
@@ -18,6 +19,7 @@ from ..validation.columns import Col, HeaderMap
 
 ACCEPTED, WARNINGS, REJECTED = "accepted", "accepted with warnings", "rejected"
 MAX_REASON = 500
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,4 +122,40 @@ def blocks(rows: Sequence[tuple[int, Desired]], status_col: int, reason_col: int
             for col, pick in ((status_col, 0), (reason_col, 1)):
                 a1 = f"{rowcol_to_a1(first, col)}:{rowcol_to_a1(last, col)}"
                 out.append(CellBlock(a1, [[(d.status, d.reason)[pick]] for d in items], items))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class GridBlock(Generic[T]):
+    """A rectangular `values:batchUpdate` entry over any set of columns: consecutive sheet rows ×
+    adjacent columns. `items` are the queued things its rows come from."""
+
+    a1: str
+    values: list[list[str]]
+    items: tuple[T, ...]
+
+
+def grid_blocks(rows: Sequence[tuple[int, Sequence[str], T]], cols: Sequence[int]) -> list[GridBlock[T]]:
+    """(sheet row, one value per column of `cols`, item) -> as few ranges as possible: each run of
+    consecutive rows × each run of adjacent columns (1-based) is one range."""
+    order = sorted(range(len(cols)), key=lambda i: cols[i])
+    col_runs: list[list[int]] = []  # indexes into cols, adjacent columns together
+    for i in order:
+        if col_runs and cols[i] == cols[col_runs[-1][-1]] + 1:
+            col_runs[-1].append(i)
+        else:
+            col_runs.append([i])
+    row_runs: list[list[tuple[int, Sequence[str], T]]] = []
+    for item in sorted(rows, key=lambda x: x[0]):
+        if row_runs and item[0] == row_runs[-1][-1][0] + 1:
+            row_runs[-1].append(item)
+        else:
+            row_runs.append([item])
+    out: list[GridBlock[T]] = []
+    for run in row_runs:
+        first, last = run[0][0], run[-1][0]
+        items = tuple(x[2] for x in run)
+        for cr in col_runs:
+            a1 = f"{rowcol_to_a1(first, cols[cr[0]])}:{rowcol_to_a1(last, cols[cr[-1]])}"
+            out.append(GridBlock(a1, [[x[1][i] for i in cr] for x in run], items))
     return out

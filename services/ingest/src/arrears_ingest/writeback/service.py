@@ -1,4 +1,9 @@
-"""The write-back queue (Postgres) and its flush to the sheet (gspread `values:batchUpdate`).
+"""The write-back queues (Postgres) and their flush to the sheet (gspread `values:batchUpdate`).
+
+Two things are written back: each row's outcome (Arrears Status / Arrears Reason, queued by runs in
+`ingest.writeback`) and each account's contact facts (Last Contact, Last Reply, Intent, Promise: kept in
+`ingest.contact_facts` from `message-sent` / `reply-received`, pending while `version > written_version`).
+One flush writes both, sharing one read of the sheet's header and Account ID column.
 
 Durability: a run's outcomes are queued in the transactions that write their rows (`ingest.writeback`, one
 row per target, the newest outcome wins; one transaction per chunk of rows), then flushed after the run. A
@@ -9,7 +14,9 @@ is still queueing), so no outcome is lost and none needs the failed run to repea
 Conflict resolution on replay: rows may have moved, been inserted or deleted while the sheet was away, so a
 flush first reads the header row and the Account ID column (one `values:batchGet`) and writes each outcome
 to the row that holds its account id *now*; an account no longer in the sheet is dropped from the queue.
-Rows without an id (`row:<n>` targets) are written only if that row still has no id.
+Rows without an id (`row:<n>` targets) are written only if that row still has no id. Contact facts of an
+account that is not in the sheet are marked `unplaced` (not retried) until a run validates that account's
+row again (then they are pending once more).
 
 Quota: one read (header + Account ID column) per flush, plus ceil(ranges /
 ARREARS_INGEST_WRITEBACK_RANGES_PER_REQUEST) writes per page of PAGE_ROWS queued outcomes (a range
@@ -25,8 +32,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import gspread
 from arrears_shared.stream.transaction import Transaction
@@ -35,22 +42,25 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import metrics
+from ..contacts import service as contacts
+from ..contacts.models import Facts
 from ..runs.service import Chunk, try_advisory_lock
-from ..settings import IngestSettings
+from ..settings import ContactFact, IngestSettings
 from ..validation import ValidationConfig
-from ..validation.columns import Col, SheetFormatError, map_header
+from ..validation.columns import Col, SheetFormatError, header_key, map_header
 from ..validation.parse import clean
 from . import plan
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "arrears-ingest-writeback"
+B = TypeVar("B")
 PAGE_ROWS = 20_000  # queued outcomes located and written per page of a flush
 
 
 @dataclass(frozen=True, slots=True)
 class FlushResult:
-    written: int  # outcomes written
-    dropped: int  # outcomes whose row is gone
+    written: int  # outcomes and contact facts written
+    dropped: int  # outcomes whose row is gone, contact facts of accounts not in the sheet
     requests: int  # write requests sent
     remaining: int  # still queued
 
@@ -65,6 +75,7 @@ class SheetWriteBack:
         client: Callable[[], gspread.Worksheet],
         cfg: ValidationConfig,
         sleep: Callable[[float], None] = time.sleep,
+        wake_event: asyncio.Event | None = None,
     ) -> None:
         self.engine = engine
         self.schema = schema
@@ -72,6 +83,8 @@ class SheetWriteBack:
         self.worksheet = client
         self.cfg = cfg
         self.sleep = sleep
+        self.contact_columns: dict[ContactFact, str] = settings.contact_columns()
+        self.woken = wake_event or asyncio.Event()  # set when contact facts changed
         self._last_write = 0.0
         self._pace_lock = threading.Lock()
         self._flush_lock = asyncio.Lock()
@@ -104,10 +117,16 @@ class SheetWriteBack:
         )
 
     async def pending(self) -> int:
+        """Outcomes queued plus accounts whose contact facts the sheet does not show yet."""
         async with self.engine.connect() as conn:
             n = int((await conn.execute(text(f"SELECT count(*) FROM {self.schema}.writeback"))).scalar_one())
+            n += await contacts.count_pending(conn, self.schema)
         metrics.WRITEBACK_PENDING.set(n)
         return n
+
+    def wake(self) -> None:
+        """Contact facts changed: the replay loop flushes after `ARREARS_INGEST_WRITEBACK_CONTACT_DELAY_S`."""
+        self.woken.set()
 
     async def _load(self, after: tuple[int, str] | None, limit: int) -> list[plan.Desired]:
         """The next `limit` queued outcomes in (row number, target) order, after `after`."""
@@ -165,6 +184,15 @@ class SheetWriteBack:
                         index = await asyncio.to_thread(self._index)
                     w, d, r = await self._flush_page(index, items)
                     written, dropped, requests = written + w, dropped + d, requests + r
+                if index is not None and self.contact_columns:
+                    await self._revive_unplaced(index)
+                after_account: str | None = None
+                while facts := await self._load_facts(after_account, PAGE_ROWS):
+                    after_account = facts[-1].account_id
+                    if index is None:
+                        index = await asyncio.to_thread(self._index)
+                    w, d, r = await self._flush_facts(index, facts)
+                    written, dropped, requests = written + w, dropped + d, requests + r
             except Exception as e:
                 error = f"{type(e).__name__}: {str(e)[:300]}".replace("\n", " ")
                 await self._failed(error)
@@ -174,7 +202,7 @@ class SheetWriteBack:
                     extra={"error": error, "written": written, "queued": remaining},
                 )
                 raise
-            if after is None:
+            if index is None:  # nothing was queued
                 metrics.WRITEBACK_PENDING.set(0)
                 return FlushResult(0, 0, 0, 0)
             remaining = await self.pending()
@@ -191,17 +219,14 @@ class SheetWriteBack:
         placed, dropped = self._locate(index, items)
         await self._done(dropped)
         written = requests = 0
-        status_col, reason_col, header_writes = placed.columns
         needed = Counter(d.target for b in placed.blocks for d in b.items)
         sent: Counter[str] = Counter()
         chunks = _chunks(placed.blocks, self.settings.ingest_writeback_ranges_per_request)
-        for i, chunk in enumerate(chunks):
+        for chunk in chunks:
             data = [{"range": b.a1, "values": b.values} for b in chunk]
-            if i == 0:
-                data = header_writes + data
             if not data:
                 continue
-            await asyncio.to_thread(self._write, ws, data)
+            await asyncio.to_thread(self._write, ws, index.header_writes + data)
             index.header_writes = []  # the missing header cells are written now
             requests += 1
             batch = [d for b in chunk for d in b.items]
@@ -212,6 +237,54 @@ class SheetWriteBack:
             metrics.WRITEBACK_CELLS.inc(sum(len(b.values) * len(b.values[0]) for b in chunk))
         return written, len(dropped), requests
 
+    async def _revive_unplaced(self, index: _SheetIndex) -> None:
+        """Facts of accounts that had no row in the sheet and have one now are pending again."""
+        async with self.engine.begin() as conn:
+            await contacts.revive_unplaced(conn, self.schema, index.where.keys())
+
+    async def _load_facts(self, after: str | None, limit: int) -> list[Facts]:
+        if not self.contact_columns:
+            return []
+        async with self.engine.connect() as conn:
+            return await contacts.load_pending(conn, self.schema, after, limit)
+
+    async def _flush_facts(self, index: _SheetIndex, facts: list[Facts]) -> tuple[int, int, int]:
+        """(written, unplaced, write requests) of one page of pending contact facts: every fact column of
+        each account's row, in ranges of consecutive rows × adjacent columns."""
+        fields = list(self.contact_columns)
+        cols = [index.column(self.contact_columns[f]) for f in fields]
+        rows: list[tuple[int, list[str], Facts]] = []
+        unplaced: list[Facts] = []
+        for f in facts:
+            n = index.where.get(f.account_id)
+            if n is None:
+                unplaced.append(f)
+            else:
+                rows.append((n, [f.cell(x) for x in fields], f))
+        async with self.engine.begin() as conn:
+            await contacts.mark_written(conn, self.schema, unplaced, unplaced=True)
+        blocks = plan.grid_blocks(rows, cols)
+        needed = Counter(f.account_id for b in blocks for f in b.items)
+        sent: Counter[str] = Counter()
+        written = requests = 0
+        for chunk in _chunks(blocks, self.settings.ingest_writeback_ranges_per_request):
+            data = [{"range": b.a1, "values": b.values} for b in chunk]
+            if not data:
+                continue
+            await asyncio.to_thread(self._write, index.ws, index.header_writes + data)
+            index.header_writes = []
+            requests += 1
+            batch = [f for b in chunk for f in b.items]
+            sent.update(f.account_id for f in batch)
+            complete = list(
+                {f.account_id: f for f in batch if sent[f.account_id] == needed[f.account_id]}.values()
+            )
+            async with self.engine.begin() as conn:
+                await contacts.mark_written(conn, self.schema, complete)
+            written += len(complete)
+            metrics.WRITEBACK_CELLS.inc(sum(len(b.values) * len(b.values[0]) for b in chunk))
+        return written, len(unplaced), requests
+
     async def flush_quietly(self) -> FlushResult | None:
         """`flush`, logging instead of raising (the outcomes stay queued for the replay loop)."""
         try:
@@ -221,11 +294,11 @@ class SheetWriteBack:
 
     # -- blocking sheet I/O (worker thread) ------------------------------------------------------------
     def _index(self) -> _SheetIndex:
-        """Where things are in the sheet now: the status/reason columns and the row of each account id
-        (one `spreadsheets.get`, the header row and the Account ID column: read once per flush)."""
+        """Where things are in the sheet now: the header row and the row of each account id (one
+        `spreadsheets.get`, the header row and the Account ID column: read once per flush). Write-back
+        columns are located (or added after the last header) when first needed."""
         ws = self.worksheet()
         header_row, id_pos = self._header(ws)
-        status_col, reason_col, header_writes = self._status_columns(header_row)
         id_col = id_pos + 1
         got = ws.batch_get([f"{rowcol_to_a1(1, id_col)}:{rowcol_to_a1(ws.row_count, id_col)}"])
         ids = [clean(r[0]) if r else "" for r in got[0]] if got else []
@@ -233,7 +306,8 @@ class SheetWriteBack:
         for n, aid in enumerate(ids, start=1):
             if n > 1 and aid and aid not in where:
                 where[aid] = n
-        return _SheetIndex(ws, ids, where, status_col, reason_col, header_writes)
+        status_pos = self._status_positions(header_row)
+        return _SheetIndex(ws, ids, where, header_row, status_pos)
 
     @staticmethod
     def _locate(index: _SheetIndex, items: Sequence[plan.Desired]) -> tuple[_Placed, list[plan.Desired]]:
@@ -251,8 +325,10 @@ class SheetWriteBack:
                 dropped.append(d)
             else:
                 rows.append((n, d))
-        columns = (index.status_col, index.reason_col, index.header_writes)
-        return _Placed(plan.blocks(rows, index.status_col, index.reason_col), columns), dropped
+        if not rows:
+            return _Placed([]), dropped
+        status_col, reason_col = index.status_columns()
+        return _Placed(plan.blocks(rows, status_col, reason_col)), dropped
 
     def _header(self, ws: gspread.Worksheet) -> tuple[list[str], int]:
         header_row = [str(x) for x in (ws.row_values(1) or [])]
@@ -262,21 +338,10 @@ class SheetWriteBack:
             raise SheetFormatError(f"cannot write back: {e}") from None
         return header_row, hm.index[Col.ACCOUNT_ID]
 
-    def _status_columns(self, header_row: list[str]) -> tuple[int, int, list[dict[str, Any]]]:
-        """1-based columns of Arrears Status / Reason; missing ones are added after the last header."""
+    def _status_positions(self, header_row: list[str]) -> tuple[int | None, int | None]:
+        """0-based positions of Arrears Status / Reason in the header (None = absent)."""
         hm = map_header(header_row, self.cfg.aliases)
-        writes: list[dict[str, Any]] = []
-        next_col = len(header_row) + 1
-        cols: list[int] = []
-        for col in (Col.ARREARS_STATUS, Col.ARREARS_REASON):
-            pos = hm.index.get(col)
-            if pos is None:
-                writes.append({"range": rowcol_to_a1(1, next_col), "values": [[col.value]]})
-                cols.append(next_col)
-                next_col += 1
-            else:
-                cols.append(pos + 1)
-        return cols[0], cols[1], writes
+        return hm.index.get(Col.ARREARS_STATUS), hm.index.get(Col.ARREARS_REASON)
 
     def _write(self, ws: gspread.Worksheet, data: list[dict[str, Any]]) -> None:
         """One `values:batchUpdate`, paced to the configured writes per minute."""
@@ -294,17 +359,38 @@ class _SheetIndex:
     ws: gspread.Worksheet
     ids: list[str]  # the Account ID column, row 1 first
     where: dict[str, int]  # account id -> the first row holding it
-    status_col: int
-    reason_col: int
-    header_writes: list[dict[str, Any]]  # header cells to add with the first write
+    header: list[str]  # the header row as read
+    status_pos: tuple[int | None, int | None]  # 0-based Arrears Status / Reason positions, None = absent
+    header_writes: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # header cells to add with the next write
+    added: dict[str, int] = field(default_factory=dict)  # header key -> column added by this flush
+
+    def column(self, name: str, pos: int | None = None) -> int:
+        """1-based column of the header `name` (`pos`: its known 0-based position; otherwise matched like
+        headers are, case/space/punctuation-insensitively). A missing one is added after the last header
+        (written with the next write request)."""
+        key = header_key(name)
+        if pos is None:
+            pos = next((i for i, h in enumerate(self.header) if header_key(h) == key), None)
+        if pos is not None:
+            return pos + 1
+        if key not in self.added:
+            col = len(self.header) + len(self.added) + 1
+            self.added[key] = col
+            self.header_writes.append({"range": rowcol_to_a1(1, col), "values": [[name]]})
+        return self.added[key]
+
+    def status_columns(self) -> tuple[int, int]:
+        s, r = self.status_pos
+        return self.column(Col.ARREARS_STATUS.value, s), self.column(Col.ARREARS_REASON.value, r)
 
 
 @dataclass(frozen=True, slots=True)
 class _Placed:
     blocks: list[plan.CellBlock]
-    columns: tuple[int, int, list[dict[str, Any]]]
 
 
-def _chunks(blocks: list[plan.CellBlock], size: int) -> list[list[plan.CellBlock]]:
+def _chunks(blocks: list[B], size: int) -> list[list[B]]:
     out = [blocks[i : i + size] for i in range(0, len(blocks), size)]
     return out or [[]]
