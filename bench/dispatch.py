@@ -105,6 +105,49 @@ def common(url: str, workers: int, in_flight: int) -> dict[str, Any]:
     }
 
 
+def sms_settings(url: str, quo: str, workers: int, in_flight: int, **extra: Any) -> SmsSettings:
+    return SmsSettings(
+        **common(url, workers, in_flight),
+        service_name="dispatcher-sms",
+        quo_base_url=f"{quo}/v1",
+        quo_api_key="bench",
+        quo_from_number=FROM,
+        quo_max_connections=in_flight,
+        **extra,
+    )
+
+
+def email_settings(url: str, gmail: str, workers: int, in_flight: int, **extra: Any) -> EmailSettings:
+    return EmailSettings(
+        **common(url, workers, in_flight),
+        service_name="dispatcher-email",
+        gmail_api_endpoint=gmail,
+        gmail_token="bench",
+        gmail_sender=SENDER,
+        **extra,
+    )
+
+
+async def saturate(
+    eng: DeliveryEngine, schema: str, channel: Channel, emulator_url: str, rate: float, window: float
+) -> tuple[int, int]:
+    """Run one replica against a backlog bigger than `window` seconds at `rate` can drain, with the
+    provider's real limit; returns (messages the provider accepted, 429 answers)."""
+    async with httpx.AsyncClient() as h:
+        (await h.post(f"{emulator_url}/_emulator/reset")).raise_for_status()
+    await load(eng, schema, channel, int(rate * window * 1.5) + 10)
+    stopping = asyncio.Event()
+    run = asyncio.create_task(eng.run(stopping))
+    await asyncio.sleep(window)
+    stopping.set()
+    await run
+    await eng.channel.aclose()  # type: ignore[attr-defined]
+    async with httpx.AsyncClient() as h:
+        stats = (await h.get(f"{emulator_url}/_emulator/stats")).json()
+        entries = (await h.get(f"{emulator_url}/_emulator/ledger")).json()["entries"]
+    return len(entries), int(stats["rate_limited"])
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--notices", type=int, default=5000)
@@ -114,7 +157,8 @@ async def main() -> None:
     ap.add_argument("--phases", default="sms,email,quota", help="comma-separated subset of sms,email,quota")
     args = ap.parse_args()
     phases = set(args.phases.split(","))
-    sms_per_s = email_per_s = utilisation = 0.0
+    sms_per_s = email_per_s = 0.0
+    utilisation = 0.0
     provider_429 = 0
     quo_p, quo = emulator("quo", "--no-rate-limit", "--delivery-delay-ms", "0")
     gmail_p, gmail = emulator("gmail", "--no-rate-limit", "--daily-limit", "100000000")
@@ -123,73 +167,71 @@ async def main() -> None:
             url = pg.create_database("bench")
             await asyncio.to_thread(upgrade, url, "dispatcher-sms")
             await asyncio.to_thread(upgrade, url, "dispatcher-email")
-            ae = make_engine(url, pool_size=args.workers + 4)
-            sms_cfg = {
-                **common(url, args.workers, args.in_flight),
-                "service_name": "dispatcher-sms",
-                "quo_base_url": f"{quo}/v1",
-                "quo_api_key": "bench",
-                "quo_from_number": FROM,
-                "quo_max_connections": args.in_flight,
-            }
-            sms = build_sms(SmsSettings(**sms_cfg, quo_rate_per_s=1e6, quo_rate_burst=1e6), gate=allow_all)
-            sms.bind(ae, "dispatcher_sms", "dispatcher-sms")
-            sms_per_s = await throughput(sms, "dispatcher_sms", Channel.SMS, args.notices)
-            print(f"sms: {args.notices} notices, {sms_per_s:,.0f} sends/s (one replica)", flush=True)
-            await sms.channel.aclose()  # type: ignore[attr-defined]
-
-            email = build_email(
-                EmailSettings(
-                    **common(url, args.workers, args.in_flight),
-                    service_name="dispatcher-email",
-                    gmail_api_endpoint=gmail,
-                    gmail_token="bench",
-                    gmail_sender=SENDER,
-                    gmail_rate_per_s=1e6,
-                    gmail_rate_burst=1e6,
-                    gmail_daily_quota=None,
-                ),
-                gate=allow_all,
-            )
-            email.bind(ae, "dispatcher_email", "dispatcher-email")
-            email_per_s = await throughput(email, "dispatcher_email", Channel.EMAIL, args.notices)
-            print(f"email: {args.notices} notices, {email_per_s:,.0f} sends/s (one replica)", flush=True)
-            await email.channel.aclose()  # type: ignore[attr-defined]
-
-            # Real limits: QUO 10 requests/s per key, our limiter at the same 10/s, a backlog bigger
-            # than the window can drain.
-            rate = 10.0
-            async with httpx.AsyncClient() as h:
-                (
-                    await h.put(f"{quo}/_emulator/limits", json={"enabled": True, "rate": rate})
-                ).raise_for_status()
-                (await h.post(f"{quo}/_emulator/reset")).raise_for_status()
-                (
-                    await h.put(f"{quo}/_emulator/limits", json={"enabled": True, "rate": rate})
-                ).raise_for_status()
-            async with ae.begin() as c:
-                await c.execute(text("TRUNCATE dispatcher_sms.deliveries, dispatcher_sms.rate_limiter"))
-            limited = build_sms(
-                SmsSettings(**{**sms_cfg, "dispatch_workers": 4}, quo_rate_per_s=rate), gate=allow_all
-            )
-            limited.bind(ae, "dispatcher_sms", "dispatcher-sms")
-            await load(limited, "dispatcher_sms", Channel.SMS, int(rate * args.window * 1.5))
-            stopping = asyncio.Event()
-            run = asyncio.create_task(limited.run(stopping))
-            await asyncio.sleep(args.window)
-            stopping.set()
-            await run
-            await limited.channel.aclose()  # type: ignore[attr-defined]
-            async with httpx.AsyncClient() as h:
-                stats = (await h.get(f"{quo}/_emulator/stats")).json()
-                entries = (await h.get(f"{quo}/_emulator/ledger")).json()["entries"]
-            provider_429 = int(stats["rate_limited"])
-            utilisation = min(1.0, len(entries) / (rate * args.window))
-            print(
-                f"real limits: {len(entries)} sends in {args.window:.0f}s at {rate:.0f}/s,"
-                f" utilisation {utilisation:.3f}, {provider_429} provider 429s",
-                flush=True,
-            )
+            ae = make_engine(url, pool_size=2 * args.workers + 4)
+            w, f = args.workers, args.in_flight
+            if "sms" in phases:
+                sms = build_sms(
+                    sms_settings(url, quo, w, f, quo_rate_per_s=1e6, quo_rate_burst=1e6), gate=allow_all
+                )
+                sms.bind(ae, "dispatcher_sms", "dispatcher-sms")
+                sms_per_s = await throughput(sms, "dispatcher_sms", Channel.SMS, args.notices)
+                print(f"sms: {args.notices} notices, {sms_per_s:,.0f} sends/s (one replica)", flush=True)
+                await sms.channel.aclose()  # type: ignore[attr-defined]
+            if "email" in phases:
+                email = build_email(
+                    email_settings(
+                        url, gmail, w, f, gmail_rate_per_s=1e6, gmail_rate_burst=1e6, gmail_daily_quota=None
+                    ),
+                    gate=allow_all,
+                )
+                email.bind(ae, "dispatcher_email", "dispatcher-email")
+                email_per_s = await throughput(email, "dispatcher_email", Channel.EMAIL, args.notices)
+                print(f"email: {args.notices} notices, {email_per_s:,.0f} sends/s (one replica)", flush=True)
+                await email.channel.aclose()  # type: ignore[attr-defined]
+            if "quota" in phases:
+                # The real limits, both providers at once: QUO 10 requests/s per key, Gmail 250 quota units/s
+                # per user (messages.send costs 100 units: 2.5 sends/s); our limiters at the same rates.
+                quo_rate, gmail_units = 10.0, 250.0
+                gmail_rate = gmail_units / 100
+                async with httpx.AsyncClient() as h:
+                    for u, body in (
+                        (quo, {"enabled": True, "rate": quo_rate}),
+                        (gmail, {"enabled": True, "rate": gmail_units}),
+                    ):
+                        (await h.put(f"{u}/_emulator/limits", json=body)).raise_for_status()
+                async with ae.begin() as c:
+                    await c.execute(
+                        text(
+                            "TRUNCATE dispatcher_sms.deliveries, dispatcher_sms.rate_limiter,"
+                            " dispatcher_email.deliveries, dispatcher_email.rate_limiter"
+                        )
+                    )
+                limited_sms = build_sms(sms_settings(url, quo, w, f, quo_rate_per_s=quo_rate), gate=allow_all)
+                limited_sms.bind(ae, "dispatcher_sms", "dispatcher-sms")
+                limited_email = build_email(
+                    email_settings(url, gmail, w, f, gmail_rate_per_s=gmail_rate, gmail_daily_quota=None),
+                    gate=allow_all,
+                )
+                limited_email.bind(ae, "dispatcher_email", "dispatcher-email")
+                (sms_sent, sms_429), (mail_sent, mail_429) = await asyncio.gather(
+                    saturate(limited_sms, "dispatcher_sms", Channel.SMS, quo, quo_rate, args.window),
+                    saturate(
+                        limited_email, "dispatcher_email", Channel.EMAIL, gmail, gmail_rate, args.window
+                    ),
+                )
+                u_sms = sms_sent / (quo_rate * args.window)
+                u_mail = mail_sent / (gmail_rate * args.window)
+                for name, sent, rate, u, n429 in (
+                    ("quo", sms_sent, quo_rate, u_sms, sms_429),
+                    ("gmail", mail_sent, gmail_rate, u_mail, mail_429),
+                ):
+                    print(
+                        f"real limits, {name}: {sent} sends in {args.window:.0f}s at {rate:g}/s,"
+                        f" utilisation {u:.3f}, {n429} provider 429s",
+                        flush=True,
+                    )
+                utilisation = min(1.0, u_sms, u_mail)
+                provider_429 = sms_429 + mail_429
             await ae.dispose()
     finally:
         quo_p.stop()
