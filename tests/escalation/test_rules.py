@@ -21,6 +21,7 @@ from arrears_shared.events import (
     DeliveryStatus,
     Intent,
     MessageSent,
+    PaymentFailed,
     ReplyReceived,
     Tier,
 )
@@ -214,3 +215,52 @@ async def test_permanent_delivery_failure_opens_a_low_priority_case(engine) -> N
         assert [(x.reason, x.priority) for x in await list_cases(c, None, "DF-1")] == [
             ("delivery_failed", "low")
         ]
+
+
+def payment_failed(aid: str, failure_id: str, code: str | None = "card_declined") -> PaymentFailed:
+    return PaymentFailed(
+        account_id=aid,
+        provider="stripe",
+        payment_id="pi_1",
+        failure_id=failure_id,
+        amount_minor=2500,
+        currency="USD",
+        failure_code=code,
+        failure_message="Your card was declined.",
+        balance_minor=10_000,
+        failed_at=T0,
+    )
+
+
+async def test_failed_payment_opens_a_case_and_a_follow_up_task(engine) -> None:
+    d = deps()
+    # the same failure twice (new ce_ids, so past the inbox), then another failure while the case is open
+    await handle(engine, d, payment_failed("FP-1", "ch_1"), payment_failed("FP-1", "ch_1"))
+    await handle(engine, d, payment_failed("FP-1", "ch_2", code="insufficient_funds"))
+    async with engine.connect() as c:
+        cases = await list_cases(c, None, "FP-1")
+        [task] = await list_tasks(c, account_id="FP-1")
+    assert [(x.reason, x.priority, x.rule_id, x.status) for x in cases] == [
+        ("failed_payment", "high", "failed_payment", "open")
+    ]
+    assert "stripe payment pi_1 25.00 USD failed: card_declined" in cases[0].detail
+    assert (task.kind, task.team, task.priority, task.case_id) == (
+        "payment_follow_up",
+        "collectors",
+        "high",
+        cases[0].case_id,
+    )
+    escalated = [o for o in await outbox(engine, "case-escalated") if o["account_id"] == "FP-1"]
+    assert [(o["reason"], o["priority"]) for o in escalated] == [("failed_payment", "high")]
+    async with engine.connect() as c:
+        kinds = (
+            await c.execute(
+                text("SELECT kind, summary FROM escalation.activity WHERE account_id = 'FP-1' ORDER BY at")
+            )
+        ).all()
+    assert [k for k, _ in kinds] == ["payment.failed"] * 3  # on the timeline, each as it came
+    assert kinds[0][1] == "payment 25.00 USD failed (stripe): card_declined"
+    # the rule can be switched off like any other
+    await handle(engine, deps(rules=load_rules(disabled="failed_payment")), payment_failed("FP-2", "ch_3"))
+    async with engine.connect() as c:
+        assert await list_cases(c, None, "FP-2") == []

@@ -20,7 +20,7 @@ import pytest
 from arrears_emulators.sheets.app import SheetsEmulatorConfig, create_app
 from arrears_ingest.__main__ import definition
 from arrears_ingest.settings import IngestSettings
-from arrears_shared.events import AccountChanged, AccountStatus, IngestRejected
+from arrears_shared.events import AccountChanged, AccountStatus, IngestRejected, PaymentFailed
 from arrears_shared.service import ServiceHost
 from openpyxl import Workbook
 from sqlalchemy import text
@@ -538,3 +538,140 @@ async def test_outage_serves_last_snapshot_accepts_uploads_and_payments_then_rec
         int(account_row(9)[HEADER.index("Balance")].replace("$", "").replace(",", "").replace(".", "")) - 100,
         "open",
     )
+
+
+# -- failed payments ---------------------------------------------------------------------------------------
+
+
+def stripe_failure(account: str, pi: str, charge: str, *, kind: str = "charge.failed") -> bytes:
+    if kind == "charge.failed":
+        obj: dict[str, Any] = {
+            "id": charge,
+            "object": "charge",
+            "amount": 2500,
+            "currency": "usd",
+            "payment_intent": pi,
+            "failure_code": "card_declined",
+            "failure_message": "Your card was declined.",
+        }
+    else:
+        obj = {
+            "id": pi,
+            "object": "payment_intent",
+            "amount": 2500,
+            "currency": "usd",
+            "latest_charge": charge,
+            "last_payment_error": {
+                "type": "card_error",
+                "code": "card_declined",
+                "decline_code": "insufficient_funds",
+                "message": "Your card has insufficient funds.",
+                "charge": charge,
+            },
+        }
+    obj |= {"created": int(time.time()), "metadata": {"account_id": account}}
+    return json.dumps(
+        {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": kind, "data": {"object": obj}}
+    ).encode()
+
+
+async def test_failed_payments_are_recorded_once_and_published_balance_unchanged(
+    service: tuple[ServiceHost, httpx.AsyncClient],
+) -> None:
+    host, client = service
+    await seed_accounts(client, "F-", {1: "$100.00", 2: "$40.00"})
+    mark = await last_outbox_id(host)
+    pi, ch = f"pi_{uuid.uuid4().hex[:12]}", f"ch_{uuid.uuid4().hex[:12]}"
+    body = stripe_failure("F-1", pi, ch)
+    r = await client.post("/ingest/payments/stripe", content=body, headers=stripe_headers(body))
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "status": "failed",
+        "account_id": "F-1",
+        "payment_id": pi,
+        "balance_minor": 10_000,
+        "currency": "USD",
+        "account_status": "open",
+        "reason": "card_declined",
+    }
+    # the same declined charge announced by the PaymentIntent event: one failure; a replayed delivery: no-op
+    again = stripe_failure("F-1", pi, ch, kind="payment_intent.payment_failed")
+    assert (
+        await client.post("/ingest/payments/stripe", content=again, headers=stripe_headers(again))
+    ).json()["status"] == "duplicate"
+    assert (await client.post("/ingest/payments/stripe", content=body, headers=stripe_headers(body))).json()[
+        "status"
+    ] == "replayed"
+    # forged or tampered: 400, nothing recorded
+    forged = stripe_failure("F-1", pi, f"ch_{uuid.uuid4().hex[:12]}")
+    for headers, content in (
+        (stripe_headers(forged, secret="whsec_attacker"), forged),
+        (stripe_headers(body), body.replace(b"F-1", b"F-2")),
+        ({"content-type": "application/json"}, forged),
+    ):
+        assert (
+            await client.post("/ingest/payments/stripe", content=content, headers=headers)
+        ).status_code == 400
+    # the customer retries the same PaymentIntent with another card and it fails again: a new failure
+    retry = stripe_failure("F-1", pi, f"ch_{uuid.uuid4().hex[:12]}", kind="payment_intent.payment_failed")
+    out = (await client.post("/ingest/payments/stripe", content=retry, headers=stripe_headers(retry))).json()
+    assert (out["status"], out["reason"]) == ("failed", "insufficient_funds")
+
+    # generic: payment.failed, amount optional (given here as a decimal string)
+    gbody = json.dumps(
+        {
+            "type": "payment.failed",
+            "data": {
+                "payment_id": "gtx-9",
+                "account_id": "F-2",
+                "amount": "40.00",
+                "currency": "usd",
+                "failure_code": "insufficient_funds",
+                "failed_at": "2026-05-04T10:00:00+00:00",
+            },
+        }
+    ).encode()
+    out = (
+        await client.post("/ingest/payments/webhook", content=gbody, headers=generic_headers(gbody))
+    ).json()
+    assert (out["status"], out["balance_minor"]) == ("failed", 4000)
+    assert (
+        await client.post("/ingest/payments/webhook", content=gbody, headers=generic_headers(gbody))
+    ).json()["status"] == "duplicate"
+    bad = json.dumps(
+        {"type": "payment.failed", "data": {"payment_id": "x", "account_id": "F-2", "amount": "1"}}
+    )
+    assert (
+        await client.post(
+            "/ingest/payments/webhook", content=bad.encode(), headers=generic_headers(bad.encode())
+        )
+    ).status_code == 400  # an amount without its currency
+    # unknown account: a payment reject, visible, not lost
+    lost = stripe_failure("NOPE-F", f"pi_{uuid.uuid4().hex[:12]}", f"ch_{uuid.uuid4().hex[:12]}")
+    out = (await client.post("/ingest/payments/stripe", content=lost, headers=stripe_headers(lost))).json()
+    assert (out["status"], out["reason"]) == ("rejected", "unknown account")
+
+    # published: one PaymentFailed per failed attempt on account-changed, keyed by the account; balances as before
+    _, envs = await outbox_since(engine(host), mark)
+    failed = [e for e in envs if isinstance(e.data, PaymentFailed)]
+    assert [(e.data.account_id, e.data.failure_code) for e in failed] == [
+        ("F-1", "card_declined"),
+        ("F-1", "insufficient_funds"),
+        ("F-2", "insufficient_funds"),
+    ]
+    first = failed[0].data
+    assert (first.payment_id, first.failure_id, first.amount_minor, first.currency, first.balance_minor) == (
+        pi,
+        ch,
+        2500,
+        "USD",
+        10_000,
+    )
+    assert failed[0].id == f"payment-failed:stripe:{ch}" and failed[0].data.topic == "account-changed"
+    assert failed[2].data.amount_minor == 4000 and failed[2].data.failed_at.isoformat().startswith(
+        "2026-05-04"
+    )
+    assert not [e for e in envs if isinstance(e.data, AccountChanged)]  # the accounts did not change
+    assert [e.data.account_id for e in envs if isinstance(e.data, IngestRejected)] == ["NOPE-F"]
+    assert await balance_of(host, "F-1") == (10_000, "open")
+    assert await balance_of(host, "F-2") == (4000, "open")

@@ -60,11 +60,17 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
             "bindings": {"kafka": {"key": {"type": "string", "description": "account id"}}},
         }
         consumers = sorted(g for g, ts in SUBSCRIPTIONS.items() if t.topic in ts)
-        channels[t.topic] = {
-            "address": t.topic,
-            "description": f"Produced by {_PRODUCERS.get(t.topic, '?')}; consumed by {', '.join(consumers) or '-'}.",
-            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
-        }
+        channel = channels.setdefault(
+            t.topic,
+            {
+                "address": t.topic,
+                "description": f"Produced by {_PRODUCERS.get(t.topic, '?')}; consumed by "
+                f"{', '.join(consumers) or '-'}.",
+                "messages": {},
+            },
+        )
+        # a topic may carry several types (account-changed: AccountChanged and PaymentFailed)
+        channel["messages"][name] = {"$ref": f"#/components/messages/{name}"}
         operations[f"publish{name}"] = {
             "action": "send",
             "channel": {"$ref": f"#/channels/{t.topic}"},

@@ -90,6 +90,35 @@ class AccountChanged(Event):
     as_of: AwareDatetime
 
 
+class PaymentFailed(Event):
+    """A payment webhook reported a failed payment for the account (declined card, insufficient funds).
+
+    It travels on `account-changed`, in the account's ordered history, but the account itself did not
+    change (balance, status and contacts are as the last `AccountChanged` says). Consumers that do not act
+    on it ignore it by `ce_type`, as they ignore any type they do not know."""
+
+    ce_type: ClassVar[str] = "arrears.payment.failed.v1"
+    topic: ClassVar[str] = topics.ACCOUNT_CHANGED
+
+    provider: str = Field(max_length=32, description="Payment webhook that reported it: stripe, generic, ...")
+    payment_id: str = Field(
+        max_length=255, description="The provider's payment id (Stripe: PaymentIntent id)"
+    )
+    failure_id: str = Field(
+        max_length=255,
+        description="Id of this failed attempt (Stripe: the charge, else the event; generic: the payment id); "
+        "a payment retried after a failure can fail again under a new failure_id",
+    )
+    amount_minor: int | None = Field(None, description="Amount attempted, integer minor units")
+    currency: Currency | None = None
+    failure_code: str | None = Field(
+        None, max_length=100, description="e.g. card_declined, insufficient_funds"
+    )
+    failure_message: str = Field("", max_length=500)
+    balance_minor: int | None = Field(None, description="The account's balance (unchanged by the failure)")
+    failed_at: AwareDatetime
+
+
 NoticePurpose = Literal["dunning", "opt_out_confirmation", "help"]
 
 
@@ -301,9 +330,15 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     IngestRejected,
     CaseEscalated,
     OverrideRequested,
+    PaymentFailed,
 )
 BY_CE_TYPE: dict[str, type[Event]] = {t.ce_type: t for t in EVENT_TYPES}
-BY_TOPIC: dict[str, type[Event]] = {t.topic: t for t in EVENT_TYPES}
+# every type a topic carries, its main type first (account-changed also carries PaymentFailed)
+TYPES_BY_TOPIC: dict[str, tuple[type[Event], ...]] = {
+    topic: tuple(t for t in EVENT_TYPES if t.topic == topic)
+    for topic in dict.fromkeys(t.topic for t in EVENT_TYPES)
+}
+BY_TOPIC: dict[str, type[Event]] = {topic: types[0] for topic, types in TYPES_BY_TOPIC.items()}
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

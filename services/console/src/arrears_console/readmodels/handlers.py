@@ -21,6 +21,7 @@ from arrears_shared.events import (
     MessageSent,
     NoticeDue,
     OverrideRequested,
+    PaymentFailed,
     ReplyReceived,
 )
 from arrears_shared.stream.transaction import Transaction
@@ -63,6 +64,9 @@ def summarize(ev: Event) -> str:
         return f"override {ev.action}{step} by {ev.actor} ({ev.role})" + (
             f": {ev.reason[:160]}" if ev.reason else ""
         )
+    if isinstance(ev, PaymentFailed):
+        amount = f" {money(ev.amount_minor, ev.currency)}" if ev.amount_minor and ev.currency else ""
+        return f"payment{amount} failed ({ev.provider}): {ev.failure_code or ev.failure_message[:120] or '?'}"
     return type(ev).__name__
 
 
@@ -76,6 +80,8 @@ def counter_dims(ev: Event) -> list[str]:
         dims.append(f"intent:{ev.intent.value}")
     elif isinstance(ev, CaseEscalated):
         dims.append(f"reason:{ev.reason}")
+    elif isinstance(ev, PaymentFailed):
+        dims.append("payment:failed")
     return dims
 
 

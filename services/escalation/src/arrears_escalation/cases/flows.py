@@ -10,6 +10,7 @@ from arrears_shared.events import (
     DeliveryStatus,
     Intent,
     MessageSent,
+    PaymentFailed,
     ReplyReceived,
     Tier,
 )
@@ -98,6 +99,25 @@ async def on_account_changed(tx: Transaction, ev: AccountChanged, deps: Deps, no
         account_id=ev.account_id,
         trigger_id=f"cycle:{ev.due_date.isoformat()}",
         detail=f"balance {ev.balance_minor / 100:.2f} {ev.currency}",
+        now=now,
+    )
+
+
+async def on_payment_failed(tx: Transaction, ev: PaymentFailed, deps: Deps, now: datetime) -> None:
+    """A payment webhook reported a failed payment: the `payment_failed` rules (default: a `failed_payment`
+    case and a follow-up task). Idempotent per failed attempt; while such a case is open, no second one."""
+    amount = (
+        f"{ev.amount_minor / 100:.2f} {ev.currency} " if ev.amount_minor is not None and ev.currency else ""
+    )
+    why = ev.failure_code or ev.failure_message or "no reason given"
+    await escalate(
+        tx,
+        deps,
+        "payment_failed",
+        Facts(balance_minor=ev.balance_minor),
+        account_id=ev.account_id,
+        trigger_id=f"payment-failed:{ev.provider}:{ev.failure_id}",
+        detail=f"{ev.provider} payment {ev.payment_id} {amount}failed: {why}"[:500],
         now=now,
     )
 

@@ -1,17 +1,18 @@
-"""Consumer handler: message-sent, reply-received and account-changed for escalation."""
+"""Consumer handler: message-sent, reply-received and account-changed (with its payment-failed events) for
+escalation."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from arrears_shared.cloudevents import Envelope
-from arrears_shared.events import AccountChanged, MessageSent, ReplyReceived
+from arrears_shared.events import AccountChanged, MessageSent, PaymentFailed, ReplyReceived
 from arrears_shared.stream.runner import BatchHandler
 from arrears_shared.stream.transaction import Transaction
 
 from ..deps import Deps
 from ..timeline.service import record_activity
-from .flows import on_account_changed, on_message_sent, on_reply
+from .flows import on_account_changed, on_message_sent, on_payment_failed, on_reply
 
 
 def make_handler(deps: Deps) -> BatchHandler:
@@ -26,5 +27,7 @@ def make_handler(deps: Deps) -> BatchHandler:
                 await on_reply(tx, ev, deps, now)
             elif isinstance(ev, AccountChanged):
                 await on_account_changed(tx, ev, deps, now)
+            elif isinstance(ev, PaymentFailed):
+                await on_payment_failed(tx, ev, deps, now)
 
     return handle_batch

@@ -8,7 +8,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from arrears_shared.events import AccountChanged, Event, MessageSent, ReplyReceived
+from arrears_shared.events import AccountChanged, Event, MessageSent, PaymentFailed, ReplyReceived
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -58,6 +58,22 @@ def _activity(ev: Event, ce_id: str) -> dict[str, Any] | None:
                 "currency": ev.currency,
                 "due_date": ev.due_date.isoformat(),
                 "last_payment_minor": ev.last_payment_minor,
+            },
+        }
+    if isinstance(ev, PaymentFailed):
+        amount = f" {ev.amount_minor / 100:.2f} {ev.currency}" if ev.amount_minor and ev.currency else ""
+        return {
+            "id": ce_id,
+            "a": ev.account_id,
+            "at": ev.failed_at,
+            "k": "payment.failed",
+            "s": f"payment{amount} failed ({ev.provider}): {ev.failure_code or ev.failure_message or '?'}",
+            "d": {
+                "provider": ev.provider,
+                "payment_id": ev.payment_id,
+                "amount_minor": ev.amount_minor,
+                "currency": ev.currency,
+                "failure_code": ev.failure_code,
             },
         }
     return None

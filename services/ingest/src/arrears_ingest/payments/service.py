@@ -12,6 +12,10 @@ still shows the old balance: its cells are unchanged, so runs skip it and the pa
 the row changes for another reason while its Balance still equals the balance the payment was applied to,
 the pending payments are applied to it again (no flip back to the old balance); once the sheet's Balance
 differs from that figure, the sheet has booked the payment and its value wins (the payment is reconciled).
+
+A failed payment (Stripe `payment_intent.payment_failed` / `charge.failed`, generic `payment.failed`)
+changes no balance: it is recorded once per failed attempt (`payment_failures`) and published as
+`PaymentFailed` on `account-changed`, in the same transaction; escalation opens a `failed_payment` case.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from arrears_shared.events import AccountStatus
+from arrears_shared.events import AccountStatus, PaymentFailed
 from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,11 +38,15 @@ from ..validation import AccountRow, Rejection
 from ..validation import parse as p
 from ..validation.rows import content_hash
 from .models import (
+    GENERIC_FAILURE_TYPES,
     GENERIC_PAYMENT_TYPES,
+    STRIPE_FAILURE_TYPES,
     STRIPE_PAYMENT_TYPES,
     GenericPayment,
     GenericPaymentEvent,
+    GenericPaymentFailure,
     Payment,
+    PaymentFailure,
     PaymentResult,
     StripeEvent,
 )
@@ -100,6 +108,93 @@ def parse_stripe(event: StripeEvent) -> Payment | None:
         )
     except ValueError as e:
         raise PaymentDataError(str(e)) from None
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return value.strip()[:limit] or None if isinstance(value, str) else None
+
+
+def parse_stripe_failure(event: StripeEvent) -> PaymentFailure | None:
+    """A PaymentFailure from `payment_intent.payment_failed` or `charge.failed`, None for other types.
+
+    The payment id is the PaymentIntent id where there is one; the failed attempt is the charge (so the two
+    events Stripe sends for one declined charge are one failure, while a later retry of the same
+    PaymentIntent that fails again is a new one). No charge (e.g. authentication never completed): the
+    event id stands for the attempt."""
+    if event.type not in STRIPE_FAILURE_TYPES:
+        return None
+    obj = event.data.get("object")
+    if not isinstance(obj, dict):
+        raise PaymentDataError("data.object is missing")
+    raw_error = obj.get("last_payment_error")
+    error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+    if event.type == "charge.failed":
+        pi, charge = obj.get("payment_intent"), obj.get("id")
+        code = _text(obj.get("failure_code"), 100)
+        message = _text(obj.get("failure_message"), 500)
+    else:
+        pi = obj.get("id")
+        charge = obj.get("latest_charge") or error.get("charge")
+        code = _text(error.get("decline_code") or error.get("code"), 100)
+        message = _text(error.get("message"), 500)
+    if isinstance(charge, dict):  # expanded
+        charge = charge.get("id")
+    payment_id = pi if isinstance(pi, str) and pi else obj.get("id")
+    if not isinstance(payment_id, str) or not payment_id:
+        raise PaymentDataError("payment object has no id")
+    account_id = _stripe_account(obj)
+    if account_id is None:
+        raise PaymentDataError("metadata.account_id (or client_reference_id) is missing")
+    amount = obj.get("amount")
+    currency = obj.get("currency")
+    created = obj.get("created", event.created)
+    try:
+        return PaymentFailure(
+            provider="stripe",
+            payment_id=payment_id,
+            failure_id=charge if isinstance(charge, str) and charge else event.id,
+            event_id=event.id,
+            account_id=account_id[:64],
+            amount_minor=amount
+            if isinstance(amount, int) and not isinstance(amount, bool) and amount > 0
+            else None,
+            currency=currency.upper() if isinstance(currency, str) and len(currency) == 3 else None,
+            failure_code=code,
+            failure_message=message or "",
+            failed_at=datetime.fromtimestamp(created, UTC) if isinstance(created, int) else datetime.now(UTC),
+        )
+    except ValueError as e:
+        raise PaymentDataError(str(e)) from None
+
+
+def parse_generic_failure(delivery_id: str, event: GenericPaymentEvent) -> PaymentFailure | None:
+    """A PaymentFailure from a generic `payment.failed`, None for other types. The failed attempt is the
+    payment id (a gateway that retries a payment sends a new one)."""
+    if event.type not in GENERIC_FAILURE_TYPES:
+        return None
+    try:
+        data = GenericPaymentFailure.model_validate(event.data)
+    except ValueError as e:
+        raise PaymentDataError(str(e)) from None
+    currency = data.currency.upper() if data.currency else None
+    minor = data.amount_minor
+    if data.amount is not None and currency is not None:
+        try:
+            minor = p.to_minor(data.amount, currency)
+        except p.CellError as e:
+            raise PaymentDataError(f"amount: {e}") from None
+    return PaymentFailure(
+        provider="generic",
+        payment_id=data.payment_id,
+        failure_id=data.payment_id,
+        event_id=delivery_id,
+        account_id=data.account_id,
+        amount_minor=minor,
+        currency=currency,
+        failure_code=_text(data.failure_code, 100),
+        failure_message=_text(data.failure_message, 500) or "",
+        failed_at=data.failed_at or datetime.now(UTC),
+    )
 
 
 def parse_generic(delivery_id: str, event: GenericPaymentEvent) -> Payment | None:
@@ -342,6 +437,92 @@ async def record_payment(tx: Transaction, payment: Payment) -> PaymentResult:
     )
 
 
+async def record_failure(tx: Transaction, failure: PaymentFailure) -> PaymentResult:
+    """A failed payment: recorded once per failed attempt and published as `PaymentFailed` (on
+    `account-changed`, ce_id `payment-failed:<provider>:<failure id>`) in the same transaction. The account
+    does not change. Unknown account: an ingest reject (source payment), as for payments."""
+    conn, schema = tx.conn, tx.schema
+    seen = await conn.execute(
+        text(f"SELECT 1 FROM {schema}.payment_failures WHERE provider = :p AND failure_id = :f"),
+        {"p": failure.provider, "f": failure.failure_id},
+    )
+    if seen.first() is not None:
+        return PaymentResult(status="duplicate", account_id=failure.account_id, payment_id=failure.payment_id)
+    snap = (
+        await conn.execute(
+            text(f"SELECT data FROM {schema}.snapshot WHERE account_id = :a"), {"a": failure.account_id}
+        )
+    ).first()
+    if snap is None:
+        batch_id = str(uuid.uuid4())
+        rej = Rejection(
+            row_number=0,
+            account_id=failure.account_id,
+            column="account_id",
+            value=failure.account_id,
+            reason=f"unknown account ({failure.provider} failed payment {failure.payment_id})"[:500],
+            balance_minor=failure.amount_minor,
+            currency=failure.currency,
+        )
+        await snapshots.insert_rejects(conn, schema, "payment", batch_id, [rej], tx.now)
+        tx.emit(
+            snapshots.rejected_event(rej, batch_id, tx.now, source="payment"),
+            id=f"payment-failed:{failure.provider}:{failure.failure_id}:rejected",
+        )
+        return PaymentResult(
+            status="rejected",
+            account_id=failure.account_id,
+            payment_id=failure.payment_id,
+            reason="unknown account",
+        )
+    data = snap[0] if isinstance(snap[0], dict) else json.loads(snap[0])
+    await conn.execute(
+        text(
+            f"INSERT INTO {schema}.payment_failures (provider, failure_id, payment_id, account_id, amount_minor, "
+            "currency, failure_code, failure_message, failed_at, received_at, event_id) "
+            "VALUES (:p, :f, :i, :a, :amt, :cur, :code, :msg, :at, :now, :e)"
+        ),
+        {
+            "p": failure.provider,
+            "f": failure.failure_id,
+            "i": failure.payment_id,
+            "a": failure.account_id,
+            "amt": failure.amount_minor,
+            "cur": failure.currency,
+            "code": failure.failure_code,
+            "msg": failure.failure_message,
+            "at": failure.failed_at,
+            "now": tx.now,
+            "e": failure.event_id,
+        },
+    )
+    balance = int(data["balance_minor"])
+    tx.emit(
+        PaymentFailed(
+            account_id=failure.account_id,
+            provider=failure.provider,
+            payment_id=failure.payment_id,
+            failure_id=failure.failure_id,
+            amount_minor=failure.amount_minor,
+            currency=failure.currency,
+            failure_code=failure.failure_code,
+            failure_message=failure.failure_message,
+            balance_minor=balance,
+            failed_at=failure.failed_at,
+        ),
+        id=f"payment-failed:{failure.provider}:{failure.failure_id}",
+    )
+    return PaymentResult(
+        status="failed",
+        account_id=failure.account_id,
+        payment_id=failure.payment_id,
+        balance_minor=balance,
+        currency=data["currency"],
+        account_status=data.get("status", "open"),
+        reason=failure.failure_code or failure.failure_message or None,
+    )
+
+
 __all__ = [
     "PaymentDataError",
     "Pending",
@@ -350,7 +531,10 @@ __all__ = [
     "claim_delivery",
     "load_pending",
     "parse_generic",
+    "parse_generic_failure",
     "parse_stripe",
+    "parse_stripe_failure",
+    "record_failure",
     "record_payment",
     "set_delivery_outcome",
 ]
