@@ -4,7 +4,7 @@ On the embedded broker (Tansu) and embedded PostgreSQL with the settings `arrear
   plan_s     = 100,000 account-changed events already on the topic, consumed by the segmenter's
                StreamRunner (batch -> one transaction: inbox claim + set-based projection, segments, aging,
                planning, timers, decisions -> offset commit): runner start -> every account planned;
-  tick_10k_s = the timer loop's work (the same `fire_due` the service runs, default batch size, one
+  tick_10k_s = the timer loop's work (the same `tick` the service runs, default batch size and workers, one
                transaction per batch, `FOR UPDATE SKIP LOCKED`) until 10,000 notice-due events are in the
                outbox: compliance gate per channel, campaign pick, notice ledger, decisions, next step planned.
 The last line printed is exactly:
@@ -29,19 +29,19 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from arrears_cli.stack.broker import EmbeddedBroker
 from arrears_cli.stack.postgres import EmbeddedPostgres
-from arrears_segmenter.accounts.handlers import make_handler
 from arrears_segmenter.clock import Clock
+from arrears_segmenter.consumer import make_handler
 from arrears_segmenter.deps import Deps
 from arrears_segmenter.policy.models import load_policy
 from arrears_segmenter.settings import SegmenterSettings
-from arrears_segmenter.timers.service import fire_due
+from arrears_segmenter.timers.scheduled import tick
 from arrears_shared import topics
 from arrears_shared.cloudevents import Envelope, OutgoingRecord, encode
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
 from arrears_shared.events import AccountChanged
 from arrears_shared.stream.runner import StreamRunner
-from arrears_shared.stream.transaction import Transaction, transaction
+from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 
 NOOP = bool(os.environ.get("BENCH_NOOP"))
@@ -168,21 +168,29 @@ async def bench_plan(bootstrap: str, url: str, n: int, partitions: int, deps: De
     return t1 - t0
 
 
-async def bench_tick(url: str, deps: Deps, target: int) -> float:
-    engine = make_engine(url, pool_size=4)
+async def bench_tick(url: str, deps: Deps, target: int, workers: int) -> float:
+    """The service's timer loop under backlog: `workers` concurrent workers, each firing batches of due
+    timers (one transaction each, SKIP LOCKED) until `target` notices are in the outbox."""
+    engine = make_engine(url, pool_size=4 + workers)
     t0 = time.monotonic()
     ticks = handled = 0
-    while await count(engine, "SELECT count(*) FROM segmenter.outbox WHERE topic = 'notice-due'") < target:
-        async with transaction(engine, "segmenter", "segmenter") as tx:
-            handled += await fire_due(tx.conn, tx, deps, NOW)
-        ticks += 1
+
+    async def worker() -> None:
+        nonlocal ticks, handled
+        while (
+            await count(engine, "SELECT count(*) FROM segmenter.outbox WHERE topic = 'notice-due'") < target
+        ):
+            got = await tick(engine, "segmenter", "segmenter", deps, NOW)
+            handled, ticks = handled + got, ticks + 1
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
     t1 = time.monotonic()
     emitted = await count(engine, "SELECT count(*) FROM segmenter.outbox WHERE topic = 'notice-due'")
     held = await count(engine, "SELECT count(*) FROM segmenter.timers WHERE state = 'held'")
     deferred = await count(engine, "SELECT count(*) FROM segmenter.decisions WHERE outcome = 'deferred'")
     print(
-        f"tick: {emitted} notice-due from {handled} timers in {ticks} batches of <= {deps.timer_batch}, "
-        f"{t1 - t0:.2f}s; {held} held for approval, {deferred} deferrals recorded",
+        f"tick: {emitted} notice-due from {handled} timers in {ticks} batches of <= {deps.timer_batch} "
+        f"({workers} workers), {t1 - t0:.2f}s; {held} held for approval, {deferred} deferrals recorded",
         flush=True,
     )
     await engine.dispose()
@@ -206,7 +214,7 @@ async def main() -> None:
         url = pg.create_database("bench")
         await asyncio.to_thread(upgrade, url, "segmenter")
         plan_s = await bench_plan(broker.bootstrap_servers, url, args.accounts, args.partitions, deps)
-        tick_s = await bench_tick(url, deps, args.notices)
+        tick_s = await bench_tick(url, deps, args.notices, s.segmenter_timer_workers)
     # after the stack has stopped, so that its shutdown logs cannot follow the result line
     print(f"BENCH segmenter accounts={args.accounts} plan_s={plan_s:.2f} tick_10k_s={tick_s:.2f}", flush=True)
 

@@ -29,7 +29,7 @@ def definition() -> ServiceDefinition:
             )
         ],
         routers=[make_router(deps), policies_router(deps), campaigns_router(deps), approvals_router(deps)],
-        loops=[make_timer_loop(deps, settings.segmenter_tick_s)],
+        loops=[make_timer_loop(deps, settings.segmenter_tick_s, settings.segmenter_timer_workers)],
     )
 
 

@@ -7,6 +7,12 @@ from pydantic import Field
 class SegmenterSettings(ServiceSettings):
     segmenter_tick_s: float = Field(1.0, description="Seconds between timer-loop ticks")
     segmenter_timer_batch: int = Field(500, description="Max due timers handled per tick (one transaction)")
+    segmenter_timer_workers: int = Field(
+        2,
+        ge=1,
+        description="Concurrent timer-loop workers per replica (each its own transaction; they share the due "
+        "timers through SKIP LOCKED as replicas do, so one's Postgres round trips overlap another's CPU)",
+    )
     segmenter_policy_path: str | None = Field(
         None, description="YAML dunning policy; default: the packaged policies/default.yaml"
     )

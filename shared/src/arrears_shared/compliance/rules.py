@@ -88,10 +88,13 @@ class RuleSet(BaseModel):
     def resolve(self, country: str | None, region: str | None) -> ResolvedJurisdiction:
         """The merged rules for a place (cached: a RuleSet is immutable)."""
         key = (country, region)
-        hit = self._resolved.get(key)
+        # straight to the private dict: `self._resolved` goes through pydantic's __getattr__, which costs a
+        # raised AttributeError per call (measured: 12 % of a timer tick)
+        cache = self.__pydantic_private__["_resolved"]  # type: ignore[index]
+        hit = cache.get(key)
         if hit is None:
-            hit = self._resolved[key] = self._merge(country, region)
-        return hit
+            hit = cache[key] = self._merge(country, region)
+        return hit  # type: ignore[no-any-return]
 
     def _merge(self, country: str | None, region: str | None) -> ResolvedJurisdiction:
         merged: dict[str, object] = {k: v for k, v in self.default.model_dump().items() if v is not None}

@@ -158,6 +158,7 @@ def fire(
     done = sent.channels_by_step.setdefault((cycle, step_no), set())
     defer_until: list[datetime] = []
     allowed: list[tuple[Channel, compliance.Decision]] = []
+    since = now - FREQUENCY_LOOKBACK
     for ch in channels:
         if ch.value in done:
             if step.channel_mode == "fallback":
@@ -177,7 +178,7 @@ def fire(
             region=acct["region"],
             opted_out_channels=opted_out,
             do_not_contact=acct["do_not_contact"],
-            recent_sends=[t for t in sent.times.get(ch.value, ()) if t > now - FREQUENCY_LOOKBACK],
+            recent_sends=[t for t in sent.times.get(ch.value, ()) if t > since],
             rules=rules,
         )
         if not d.allowed and gate_override is not None and not d.rule_id.startswith(NEVER_OVERRIDDEN):
