@@ -110,3 +110,24 @@ async def test_paced_batches_never_exceed_the_provider_rate(
     from .helpers import emulator_stats
 
     assert emulator_stats(quo.url)["rate_limited"] == 0
+
+
+async def test_concurrent_batch_claims_never_take_a_row_twice(
+    quo: Any, make: Callable[..., DeliveryEngine]
+) -> None:
+    """Two replicas, four claims each at the same moment over one queue: every row is claimed by exactly
+    one of them (FOR UPDATE SKIP LOCKED), and each claimed row is `sending` exactly once."""
+    _unlimited(quo)
+    engines = [make(quo_rate_per_s=1e6, quo_rate_burst=1e6) for _ in range(2)]
+    ns = [notice() for _ in range(200)]
+    await feed(engines[0], ns, SCHEMA)
+    batches = await asyncio.gather(*(e.claim_batch(20) for e in engines for _ in range(4)))
+    claimed = [c.row.notice_id for b in batches for c in b.claimed]
+    assert len(claimed) == len(set(claimed)) == 8 * 20
+    st = await states(engines[0].engine, SCHEMA)
+    assert {i for i, s in st.items() if s["state"] == "sending"} == set(claimed)
+    assert all(st[i]["attempts"] == 1 for i in claimed)
+    # the rest is still queued, untouched, and the next claims take exactly it
+    rest = await asyncio.gather(*(e.claim_batch(50) for e in engines))
+    again = [c.row.notice_id for b in rest for c in b.claimed]
+    assert set(again).isdisjoint(claimed) and len(set(again)) == len(again) == 40

@@ -401,10 +401,11 @@ def create_app(config: GmailConfig | None = None) -> FastAPI:
             return google_error(
                 400, "Invalid value at 'message.raw' (TYPE_BYTES), Base64 decoding failed", "invalidArgument"
             )
-        recipients = addresses(parse_raw(raw), "To", "Cc", "Bcc")
+        parsed_raw = parse_raw(raw)
+        recipients = addresses(parsed_raw, "To", "Cc", "Bcc")
         if not recipients:
             return google_error(400, "Recipient address required", "invalidArgument")
-        stored = box.add(raw, ["SENT"], thread_id_hint=body.thread_id)
+        stored = box.add(raw, ["SENT"], thread_id_hint=body.thread_id, parsed=parsed_raw)
         box.count_send(_today())
         parsed = stored.parsed
         x_headers = {name: str(value) for name, value in parsed.items() if name.lower().startswith("x-")}

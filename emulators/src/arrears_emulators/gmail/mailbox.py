@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
 from email.utils import formatdate, getaddresses, make_msgid
 from typing import Any, Literal, cast
@@ -35,8 +36,29 @@ def _msgids(value: str | None) -> list[str]:
     return [norm_msgid(v) for v in re.findall(r"<[^>]+>", value)] or [norm_msgid(value)]
 
 
+class _CachedHeaderRegistry(HeaderRegistry):
+    """`HeaderRegistry` builds a new header class (`type(...)`) on every lookup, for every header of every
+    message parsed; the classes depend only on the header name, so build each once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        cls = self._classes.get(name)
+        if cls is None:
+            cls = super().__getitem__(name)
+            if len(self._classes) < 1000:
+                self._classes[name] = cls
+        return cls
+
+
+# policy.default, with header classes built once (same headers, same values)
+_POLICY = policy.default.clone(header_factory=_CachedHeaderRegistry())
+
+
 def parse_raw(raw: bytes) -> EmailMessage:
-    return cast(EmailMessage, message_from_bytes(raw, policy=policy.default))
+    return cast(EmailMessage, message_from_bytes(raw, policy=_POLICY))
 
 
 def addresses(msg: Message, *names: str) -> list[str]:
@@ -183,8 +205,17 @@ class Mailbox:
                 return self.messages[found].thread_id
         return None
 
-    def add(self, raw: bytes, labels: list[str], *, thread_id_hint: str | None = None) -> StoredMessage:
-        parsed = parse_raw(raw)
+    def add(
+        self,
+        raw: bytes,
+        labels: list[str],
+        *,
+        thread_id_hint: str | None = None,
+        parsed: EmailMessage | None = None,
+    ) -> StoredMessage:
+        """Store a message; `parsed` is `parse_raw(raw)` when the caller already has it."""
+        if parsed is None:
+            parsed = parse_raw(raw)
         if parsed.get("Message-ID") is None:
             raw = f"Message-ID: {make_msgid(domain='mail.gmail.com')}\r\n".encode() + raw
             parsed = parse_raw(raw)

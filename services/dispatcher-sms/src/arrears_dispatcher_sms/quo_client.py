@@ -28,6 +28,7 @@ from arrears_shared.providers.errors import (
     ProviderRateLimited,
     ProviderTransientError,
 )
+from arrears_shared.providers.lean_http import LeanTransport
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -35,7 +36,6 @@ M = TypeVar("M", bound=BaseModel)
 PROVIDER = "quo"
 DEFAULT_BASE_URL = "https://api.openphone.com/v1"
 MAX_PAGE_SIZE = 100
-_CONNECTIONS_PER_POOL = 4
 
 
 class QuoMessage(BaseModel):
@@ -123,26 +123,19 @@ class QuoClient:
         max_connections: int = 32,
     ) -> None:
         self._user_id = user_id
-        # httpcore checks every pooled connection on each request (a syscall per idle connection), so many
-        # connections in one pool cost more than the requests: shard them over small pools instead.
-        shards = max(1, -(-max_connections // _CONNECTIONS_PER_POOL))
-        per_pool = -(-max_connections // shards)
-        self._pools = [
-            httpx.AsyncClient(
-                base_url=base_url.rstrip("/") + "/",
-                headers={"Authorization": api_key, "Accept": "application/json"},
-                timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-                transport=transport,
-                # Keep every connection alive (httpx keeps only 20 by default and reconnects for the rest).
-                limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
-            )
-            for _ in range(shards)
-        ]
-        self._busy = [0] * shards
+        # The lean transport (one socket write per request, no anyio) unless one is given (tests, proxies):
+        # httpx's default costs more CPU per call than the rest of a send.
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            headers={"Authorization": api_key, "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            transport=transport or LeanTransport(max_connections=max_connections),
+            # Keep every connection alive (httpx keeps only 20 by default and reconnects for the rest).
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
 
     async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+        await self._client.aclose()
 
     async def __aenter__(self) -> QuoClient:
         return self
@@ -233,12 +226,7 @@ class QuoClient:
         return response
 
     async def _pooled(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        i = min(range(len(self._pools)), key=self._busy.__getitem__)
-        self._busy[i] += 1
-        try:
-            return await self._pools[i].request(method, path, **kwargs)
-        finally:
-            self._busy[i] -= 1
+        return await self._client.request(method, path, **kwargs)
 
     @staticmethod
     def _raise_for_status(response: httpx.Response, *, idempotent: bool) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from jinja2 import TemplateError, TemplateNotFound, meta
+from jinja2 import Template, TemplateError, TemplateNotFound, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from ..events import NoticeDue
@@ -48,6 +48,11 @@ class TemplateSet:
         self.channel = channel
         self.default_locale = default_locale
         self.env: SandboxedEnvironment = sandbox(package, "templates", override_dir, autoescape=autoescape)
+        # The template chosen per candidate list. Templates are validated at start-up, so a file edited
+        # while the service runs is not picked up (it would not have been validated): restart to change them.
+        # Without this cache every render re-stats each candidate file (Jinja's auto-reload check) and
+        # raises TemplateNotFound for the missing ones.
+        self._chosen: dict[tuple[str, ...], Template] = {}
 
     def candidates(self, notice: NoticeDue, suffix: str) -> list[str]:
         names = [n for n in dict.fromkeys([notice.template_id, notice.tier.value]) if n]
@@ -60,10 +65,15 @@ class TemplateSet:
     def render(self, notice: NoticeDue, context: Mapping[str, Any], suffix: str = ".j2") -> str:
         """Render the best template for the notice. ValueError (naming the template) when it fails."""
         candidates = self.candidates(notice, suffix)
-        try:
-            template = self.env.select_template(candidates)
-        except TemplateNotFound as e:
-            raise ValueError(f"no template among {candidates}") from e
+        key = tuple(candidates)
+        template = self._chosen.get(key)
+        if template is None:
+            try:
+                template = self.env.select_template(candidates)
+            except TemplateNotFound as e:
+                raise ValueError(f"no template among {candidates}") from e
+            if len(self._chosen) < 10_000:
+                self._chosen[key] = template
         try:
             return template.render(context)
         except TemplateError as e:
