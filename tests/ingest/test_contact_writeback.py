@@ -12,6 +12,7 @@ through gspread to the Sheets emulator over HTTP.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from arrears_ingest.__main__ import definition
 from arrears_ingest.settings import IngestSettings
 from arrears_ingest.validation import column_aliases
 from arrears_ingest.validation.columns import check_writeback_headers
+from arrears_ingest.writeback.scheduled import replay_writebacks
 from arrears_shared.cloudevents import encode
 from arrears_shared.events import (
     Channel,
@@ -36,7 +38,7 @@ from arrears_shared.events import (
     ReplyReceived,
     Tier,
 )
-from arrears_shared.service import ServiceHost
+from arrears_shared.service import Context, ServiceHost
 from prometheus_client import generate_latest
 from sqlalchemy import text
 
@@ -86,6 +88,7 @@ async def service(
         ingest_poll_interval_s=3600,
         ingest_writeback_retry_s=0.5,
         ingest_writeback_contact_delay_s=1.0,
+        ingest_writeback_contact_interval_s=0,
         ingest_validation_workers=0,
     )
     host = ServiceHost(definition(settings))
@@ -408,3 +411,55 @@ def test_contact_columns_merge_over_the_defaults_and_must_not_name_data_columns(
             check_writeback_headers(bad)
     with pytest.raises(ValueError, match="Amount Owed"):
         check_writeback_headers(["Amount Owed"], column_aliases({"Amount Owed": "Balance"}))
+
+
+async def test_a_steady_trickle_of_facts_is_flushed_at_a_bounded_rate() -> None:
+    """The replay loop itself (no sheet): facts arriving every 20 ms for 1.2 s, flushes at least 0.4 s
+    apart after a 0.1 s gathering delay -> a handful of flushes, not one per event, and the last facts
+    are flushed too."""
+    settings = IngestSettings(
+        sheets_spreadsheet_id="x",
+        ingest_writeback_retry_s=30,
+        ingest_writeback_contact_delay_s=0.1,
+        ingest_writeback_contact_interval_s=0.4,
+    )
+    flushes: list[float] = []
+
+    class FakeWriteBack:
+        woken = asyncio.Event()
+        facts = 0
+
+        async def pending(self) -> int:
+            return self.facts
+
+        async def flush_quietly(self) -> None:
+            flushes.append(time.monotonic())
+            self.facts = 0
+
+    class NotRunning:
+        running = False
+
+    wb = FakeWriteBack()
+    stopping = asyncio.Event()
+    ctx = Context(
+        settings,
+        "ingest",
+        "ingest",
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        stopping,
+        {"sheet_writeback": wb, "sheet_ingestor": NotRunning()},
+    )
+    loop = asyncio.create_task(replay_writebacks(ctx))
+    start = time.monotonic()
+    while time.monotonic() - start < 1.2:
+        wb.facts += 1
+        wb.woken.set()
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.6)
+    stopping.set()
+    await asyncio.wait_for(loop, 5)
+    assert 2 <= len(flushes) <= 5, flushes
+    assert all(b - a >= 0.39 for a, b in itertools.pairwise(flushes)), flushes
+    assert wb.facts == 0  # what arrived last was flushed as well

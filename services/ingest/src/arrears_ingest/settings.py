@@ -95,6 +95,13 @@ class IngestSettings(ServiceSettings):
         description="Seconds the write-back waits after new contact facts arrive before it flushes, so a "
         "burst of events goes to the sheet in one values:batchUpdate",
     )
+    ingest_writeback_contact_interval_s: float = Field(
+        15.0,
+        ge=0,
+        description="Least seconds between two flushes started by new contact facts: a steady trickle of "
+        "sends and replies costs at most 60/this flushes a minute (each: 3 read requests, 1 write request), "
+        "well inside the Sheets per-user quotas",
+    )
     sheets_writes_per_minute: int = Field(
         50,
         gt=0,
