@@ -12,7 +12,7 @@ import hashlib
 import re
 from datetime import datetime
 from email import policy
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime
 from urllib.parse import quote
@@ -25,6 +25,26 @@ _ADDR = re.compile(
 )
 _MSGID = re.compile(r"^<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[A-Za-z0-9.-]{1,250}>$")
 _TOKEN = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+class _CachedHeaderRegistry(HeaderRegistry):
+    """`HeaderRegistry` builds a new header class (`type(...)`) each time a header is set; the class depends
+    only on the header name, so build each once (same headers, same bytes, a fraction of the CPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        cls = self._classes.get(name)
+        if cls is None:
+            cls = super().__getitem__(name)
+            if len(self._classes) < 1000:
+                self._classes[name] = cls
+        return cls
+
+
+_POLICY = policy.SMTP.clone(header_factory=_CachedHeaderRegistry())
 
 
 def valid_address(addr: str) -> str:
@@ -60,7 +80,7 @@ def build_message(
     notices to this account, oldest first; the last one is `In-Reply-To` (per-account threading)."""
     if not _TOKEN.match(notice_id):
         raise ValueError("notice id is not a printable header token")
-    msg = EmailMessage(policy=policy.SMTP)
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = Address(display_name=one_line(sender_name), addr_spec=valid_address(sender))
     msg["To"] = Address(display_name=one_line(to_name), addr_spec=valid_address(to))
     msg["Subject"] = one_line(subject)

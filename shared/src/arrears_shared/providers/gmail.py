@@ -4,8 +4,9 @@ dispatcher and the responses service. Needs the `gmail` extra: `arrears-shared[g
 (One client for both services: `arrears_dispatcher_email.gmail_client` re-exports it.)
 
 The blocking client runs in worker threads (`asyncio.to_thread`). httplib2 objects are not thread-safe, so
-every call gets its own ``AuthorizedHttp(credentials, http=httplib2.Http(timeout=...))``; the discovery-based
-service object is built once (``static_discovery=True``, ``cache_discovery=False``) and shared.
+every thread has its own ``AuthorizedHttp(credentials, http=httplib2.Http(timeout=...))`` (one for reads, one
+for sends), kept alive between its calls and replaced after an error or 4 s idle; the discovery-based service
+object is built once (``static_discovery=True``, ``cache_discovery=False``) and shared.
 
 Exceptions (from `arrears_shared.providers.errors`, plus `HistoryExpired` here):
 
@@ -29,6 +30,8 @@ import base64
 import http.client
 import json
 import socket
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -59,6 +62,9 @@ GMAIL_SEND_SCOPE = "https://www.googleapis.com/auth/gmail.send"
 GMAIL_READONLY_SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
 DEFAULT_SCOPES: tuple[str, ...] = (GMAIL_SEND_SCOPE, GMAIL_READONLY_SCOPE)
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+
+# An idle kept connection is replaced after this long (servers commonly close idle ones after 5 s or more).
+_KEEPALIVE_S = 4.0
 
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 QUOTA_REASONS = frozenset({"dailyLimitExceeded", "quotaExceeded", "dailyLimitExceededUnreg"})
@@ -226,6 +232,29 @@ def _method(collection: str, method: str, params: dict[str, Any]) -> Callable[[A
     return make
 
 
+class _Collections:
+    """A discovery resource whose sub-collections (``users()``, ``messages()``, ...) are built once: building
+    one creates every method of the collection dynamically, which cost more than the request itself.
+    Methods (always called with arguments) pass through; each call still makes a fresh request object."""
+
+    def __init__(self, resource: Any) -> None:
+        self._resource = resource
+        self._built: dict[str, _Collections] = {}
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        attr = getattr(self._resource, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if args or kwargs:
+                return attr(*args, **kwargs)
+            built = self._built.get(name)
+            if built is None:
+                built = self._built[name] = _Collections(attr())
+            return built
+
+        return call
+
+
 class ResendRefused(Exception):
     """httplib2 wanted to transmit a non-idempotent request a second time (see `_NoResendHttp`). Not an
     `HTTPException`/`OSError`, so httplib2's own retry handling lets it through."""
@@ -275,6 +304,10 @@ class GmailClient:
         # threads (a dispatcher sizes it to its concurrent sends).
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="gmail") if max_workers else None
         self._timeout_s = timeout_s
+        # per-thread keep-alive http objects (httplib2 is not thread-safe), all of them for close()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._https: set[google_auth_httplib2.AuthorizedHttp] = set()
         self._read_retries = read_retries
         self.user_id = user_id
         client_options = {"api_endpoint": api_endpoint} if api_endpoint else None
@@ -286,6 +319,7 @@ class GmailClient:
             cache_discovery=False,
             client_options=client_options,
         )
+        self._api = _Collections(self._service)
 
     # ---- construction ------------------------------------------------------------------------------
     @classmethod
@@ -331,12 +365,41 @@ class GmailClient:
         return google_auth_httplib2.AuthorizedHttp(self._credentials, http=http)
 
     # ---- execution ---------------------------------------------------------------------------------
+    def _thread_http(self, idempotent: bool) -> google_auth_httplib2.AuthorizedHttp:
+        """This thread's http object for reads or for sends, kept between calls (keep-alive: no TCP and TLS
+        handshake per call). One left idle longer than `_KEEPALIVE_S` is replaced first, so a send is not
+        written into a connection the server is about to close (which would make it needlessly in doubt)."""
+        key = "read" if idempotent else "send"
+        kept: tuple[google_auth_httplib2.AuthorizedHttp, float] | None = getattr(self._local, key, None)
+        if kept is not None:
+            h, last_used = kept
+            if time.monotonic() - last_used < _KEEPALIVE_S:
+                return h
+            self._drop_http(key)
+        h = self._new_http(resend=idempotent)
+        setattr(self._local, key, (h, time.monotonic()))
+        with self._lock:
+            self._https.add(h)
+        return h
+
+    def _drop_http(self, key: str) -> None:
+        kept = getattr(self._local, key, None)
+        if kept is not None:
+            setattr(self._local, key, None)
+            with self._lock:
+                self._https.discard(kept[0])
+            kept[0].close()
+
     def _execute_blocking(self, make: Callable[[Any], Any], idempotent: bool) -> Any:
-        http = self._new_http(resend=idempotent)
+        h = self._thread_http(idempotent)
+        key = "read" if idempotent else "send"
         try:
-            return make(self._service).execute(http=http, num_retries=self._read_retries if idempotent else 0)
-        finally:
-            http.close()
+            result = make(self._api).execute(http=h, num_retries=self._read_retries if idempotent else 0)
+        except BaseException:
+            self._drop_http(key)  # the connection's state is unknown: never reuse it
+            raise
+        setattr(self._local, key, (h, time.monotonic()))
+        return result
 
     async def _call(self, make: Callable[[Any], Any], *, idempotent: bool) -> Any:
         try:
@@ -480,7 +543,11 @@ class GmailClient:
         await self._call(lambda s: s.users().stop(userId=self.user_id), idempotent=True)
 
     def close(self) -> None:
-        """Release the service's own http object (per-call connections are closed after each call)."""
+        """Release the service's own http object and every thread's kept connections."""
         self._service.close()
+        with self._lock:
+            kept, self._https = list(self._https), set()
+        for h in kept:
+            h.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
