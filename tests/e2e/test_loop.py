@@ -165,6 +165,21 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_S) -> An
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
+def ingest_sheet(p: Platform) -> dict[str, Any]:
+    """`POST /ingest/sheet`, waiting out a service still starting (503) and its start-up poll (409):
+    `Platform.start` returns once `/healthz` answers, which is before the first poll has run."""
+
+    def attempt() -> dict[str, Any] | None:
+        r = httpx.post(p.service_url("ingest") + "/ingest/sheet", timeout=60)
+        if r.status_code in (409, 503):
+            return None
+        return dict(r.json())
+
+    run: dict[str, Any] = wait_for("an ingest run", attempt, timeout=60)
+    assert run["status"] == "succeeded", run
+    return run
+
+
 def wait_counts(p: Platform, sms: int, email: int) -> None:
     seen: list[tuple[int, int]] = []
 
@@ -265,8 +280,7 @@ def run_loop(p: Platform) -> None:
     load_into_emulator(p.emulator_url("sheets"), SPREADSHEET_ID, rows)
 
     # -- ingest: good rows flow, bad rows are rejected with their row number and reason -------------------
-    run = httpx.post(p.service_url("ingest") + "/ingest/sheet", timeout=60).json()
-    assert run["status"] == "succeeded", run
+    run = ingest_sheet(p)
     assert (run["accepted"], run["rejected"]) == (len(accounts), 2), run
     rejects = httpx.get(p.service_url("ingest") + "/ingest/rejects", timeout=10).json()
     rejected_rows = {item["row_number"]: item for item in rejects["items"]}
@@ -312,7 +326,7 @@ def run_loop(p: Platform) -> None:
     rows[payer_row - 1][PME_COLUMNS.index("Status")] = "Paid"
     rows[payer_row - 1][PME_COLUMNS.index("Balance")] = "0.00"
     load_into_emulator(p.emulator_url("sheets"), SPREADSHEET_ID, rows)
-    rerun = httpx.post(p.service_url("ingest") + "/ingest/sheet", timeout=60).json()
+    rerun = ingest_sheet(p)
     assert (rerun["status"], rerun["updated"], rerun["created"]) == ("succeeded", 1, 0), rerun
 
     wait_for("the STOP applied", lambda: (segmenter_account(p, stopper.id) or {}).get("sms_opt_out"))

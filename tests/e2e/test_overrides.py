@@ -29,6 +29,7 @@ from .test_loop import (
     _dump_logs,
     cases,
     emails_to,
+    ingest_sheet,
     ledger,
     pick_locale,
     reply_sms,
@@ -118,8 +119,8 @@ def run(p: Platform) -> None:
     load_into_emulator(
         p.emulator_url("sheets"), SPREADSHEET_ID, sheet_rows([promiser, paused], loc, today, [])
     )
-    run_ = httpx.post(p.service_url("ingest") + "/ingest/sheet", timeout=60).json()
-    assert (run_["status"], run_["accepted"]) == ("succeeded", 2), run_
+    run_ = ingest_sheet(p)
+    assert run_["accepted"] == 2, run_
     wait_counts(p, sms=2, email=2)  # the reminder (step 1) to both, on both channels
 
     # -- a promise to pay by SMS pauses dunning -----------------------------------------------------------

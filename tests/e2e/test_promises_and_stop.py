@@ -36,6 +36,7 @@ from .test_loop import (
     Account,
     _dump_logs,
     emails_to,
+    ingest_sheet,
     ledger,
     pick_locale,
     reply_sms,
@@ -119,21 +120,6 @@ def sheet_facts(p: Platform) -> dict[str, dict[str, str]]:
         pad = [*row, *[""] * (len(header) - len(row))]
         out[pad[0]] = dict(zip(header, (str(c) for c in pad), strict=True))
     return out
-
-
-def ingest_sheet(p: Platform) -> dict[str, Any]:
-    """`POST /ingest/sheet`, waiting out a service still starting (503) and its start-up poll (409):
-    `Platform.start` returns once `/healthz` answers, which is before the first poll has run."""
-
-    def attempt() -> dict[str, Any] | None:
-        r = httpx.post(p.service_url("ingest") + "/ingest/sheet", timeout=60)
-        if r.status_code in (409, 503):
-            return None
-        return dict(r.json())
-
-    run: dict[str, Any] = wait_for("an ingest run", attempt, timeout=60)
-    assert run["status"] == "succeeded", run
-    return run
 
 
 def stripe_charge_failed(p: Platform, account_id: str) -> httpx.Response:
