@@ -282,3 +282,78 @@ def test_single_cell_parsers_only_raise_cell_error(cell: str) -> None:
             fn()
         except p.CellError:
             pass
+
+
+# -- fast paths: the everyday shapes are read directly, and must read exactly as the general parsers do ------
+
+_NANP_SHAPES = (
+    "({a}) {e}-{l}",
+    "{a}-{e}-{l}",
+    "{a}.{e}.{l}",
+    "{a}{e}{l}",
+    "1-{a}-{e}-{l}",
+    "1 ({a}) {e}-{l}",
+    "1{a}{e}{l}",
+    "+1 {a}-{e}-{l}",
+    "+1{a}{e}{l}",
+    "+1 ({a}) {e} {l}",
+    "+1.{a}.{e}.{l}",
+)
+_REGIONS = ("US", "CA", "GB", "IN", "BS", "DO", "PR", "AU")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.integers(0, 999),
+    st.integers(0, 999),
+    st.integers(0, 9999),
+    st.sampled_from(_NANP_SHAPES),
+    st.sampled_from(_REGIONS),
+)
+def test_nanp_fast_path_reads_as_phonenumbers_does(
+    area: int, exchange: int, line: int, shape: str, region: str
+) -> None:
+    import phonenumbers
+
+    cell = shape.format(a=f"{area:03d}", e=f"{exchange:03d}", l=f"{line:04d}")
+    fast = p.nanp_number(cell, region)
+    if fast is None:
+        return  # not a shape it takes: parsed by phonenumbers
+    assert fast == phonenumbers.parse(cell, region)
+
+
+def test_nanp_fast_path_leaves_other_shapes_to_phonenumbers() -> None:
+    assert p.nanp_number("212-555-0100", "GB") is None  # no +1: the digits mean something else there
+    assert p.nanp_number("+1 212-555-0100", "GB") is not None
+    assert p.nanp_number("112-555-0100", "US") is None  # area codes never start with 0 or 1
+    assert p.nanp_number("212-555-0100 x12", "US") is None  # extension
+    assert p.nanp_number("+44 20 7946 0958", "US") is None
+    assert p.nanp_number("２１２５５５０１００", "US") is None  # full-width digits: phonenumbers' job
+    # and parse_phone still validates what the fast path built
+    with pytest.raises(p.CellError):
+        p.parse_phone("(212) 055-0100", "US")
+    number = p.parse_phone("+1 (416) 555-0100", "US")
+    assert number is not None and p.e164(number) == "+14165550100" and p.phone_region(number) == "CA"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.integers(0, 10**16),
+    st.sampled_from(["", "0", "5", "50", "05", "500", "1234"]),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(["USD", "JPY", "KWD"]),
+)
+def test_plain_amount_fast_path_reads_as_parse_decimal_does(
+    whole: int, frac: str, grouped: bool, dollar: bool, currency: str
+) -> None:
+    cell = ("$" if dollar else "") + (f"{whole:,}" if grouped else str(whole)) + (f".{frac}" if frac else "")
+    try:
+        expected: int | str = p.to_minor(p.parse_decimal(cell), currency)
+    except p.CellError as e:
+        expected = str(e)
+    try:
+        got: int | str = p.parse_amount(cell, currency)
+    except p.CellError as e:
+        got = str(e)
+    assert got == expected

@@ -192,12 +192,13 @@ _RAW_CELLS = ALL_COLUMNS.index(Col.ARREARS_STATUS)
 
 def raw_hash(cells: Sequence[str], fingerprint: str) -> str:
     """sha256 of the fingerprint followed by each cell, each preceded by a 0x1F separator."""
-    payload = "".join([fingerprint, *("\x1f" + str(c) for c in cells)])
+    payload = "\x1f".join([fingerprint, *map(str, cells)])
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _text(value: str, limit: int) -> str | None:
-    v = " ".join(p.clean(value).split())
+    """`value` is a cleaned cell."""
+    v = " ".join(value.split())
     return v[:limit] if v else None
 
 
@@ -205,7 +206,14 @@ def validate_row(
     cells: Sequence[str], row_number: int, cfg: ValidationConfig, rhash: str | None = None
 ) -> AccountRow | list[Rejection]:
     """`cells` are in `ALL_COLUMNS` order ("" for absent columns)."""
-    c: dict[Col, str] = dict(zip(ALL_COLUMNS, (p.clean(x) for x in cells), strict=True))
+    # (`clean`, inlined for the usual printable text cell: 20 calls a row)
+    c: dict[Col, str] = dict(
+        zip(
+            ALL_COLUMNS,
+            [x.strip() if x.__class__ is str and x.isprintable() else p.clean(x) for x in cells],
+            strict=True,
+        )
+    )
     errors: list[tuple[Col, str]] = []
     warnings: list[Issue] = []
 
