@@ -1,16 +1,19 @@
-"""Dispatch benchmark: one dispatcher replica (one DeliveryEngine with its send workers) on the embedded
-PostgreSQL (durable, as `arrears up` runs it), the real QUO / Gmail clients, and the emulators as their
-own processes.
+"""Dispatch benchmark: one dispatcher replica (one DeliveryEngine with its send workers, default settings:
+4 workers, batches of up to 50, 32 provider calls in flight) on the embedded PostgreSQL (durable, as
+`arrears up` runs it), the real QUO / Gmail clients, and the emulators as their own processes.
 
   sms_per_s / email_per_s = notices already in the delivery queue -> all sent, with the emulators' limits
                             lifted and our limiter set out of the way (pure dispatcher throughput);
-  quota_utilisation        = with the real QUO limit (10 requests/s) and our limiter at the same rate, the
-                            share of the provider's capacity used over --window seconds of backlog;
-  provider_429             = 429 answers during that window (target 0).
+  quota_utilisation        = with the real limits (QUO 10 requests/s per key, Gmail 250 quota units/s per
+                            user = 2.5 sends/s) and our limiters at the same rates, both dispatchers at once
+                            against a backlog: the share of each provider's capacity used over --window
+                            seconds (the lower of the two);
+  provider_429             = 429 answers from both providers during that window (target 0).
 The last line printed is exactly:
   BENCH dispatch sms_per_s=<n> email_per_s=<n> quota_utilisation=<0..1> provider_429=<n>
 
-Usage: python bench/dispatch.py [--notices 5000] [--workers 4] [--in-flight 16] [--window 60]
+Usage: python bench/dispatch.py [--notices 5000] [--workers 4] [--in-flight 32] [--window 60]
+                                [--phases sms,email,quota]
 """
 
 from __future__ import annotations
@@ -153,7 +156,9 @@ async def main() -> None:
     ap.add_argument("--notices", type=int, default=5000)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--window", type=float, default=60.0)
-    ap.add_argument("--in-flight", type=int, default=16, help="provider calls at once per replica")
+    ap.add_argument(
+        "--in-flight", type=int, default=32, help="provider calls at once per replica (the default)"
+    )
     ap.add_argument("--phases", default="sms,email,quota", help="comma-separated subset of sms,email,quota")
     args = ap.parse_args()
     phases = set(args.phases.split(","))
