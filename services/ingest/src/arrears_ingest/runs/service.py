@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .. import gcpause, metrics
 from ..payments import service as payments
 from ..snapshot import service as snapshots
-from ..validation import Rejection, SheetResult, SheetValidator, ValidationConfig
+from ..validation import AccountRow, Rejection, SheetResult, SheetValidator, ValidationConfig
 from ..validation.columns import HeaderMap
 from ..validation.pool import ValidationPool
 from ..validation.rows import Prepared
@@ -266,13 +266,17 @@ async def _write_chunk(
         plan = snapshots.plan(result, item.snap)
         await snapshots.write_rows(conn, schema, [*plan.created, *plan.updated, *plan.refreshed], now, source)
         await snapshots.move_rows(conn, schema, plan.moved)
-        for kind, rows in (("created", plan.created), ("updated", plan.updated)):
-            for row in rows:
-                tx.emit(
-                    snapshots.account_event(row, kind, as_of, source),
-                    id=f"{run_id}:{row.account_id}",
-                    time=now,
+        kinds: tuple[tuple[Literal["created", "updated"], list[AccountRow]], ...] = (
+            ("created", plan.created),
+            ("updated", plan.updated),
+        )
+        for kind, rows in kinds:
+            tx.records.extend(
+                snapshots.account_record(
+                    row, kind, as_of, source, ce_source=tx.source, id=f"{run_id}:{row.account_id}", time=now
                 )
+                for row in rows
+            )
         if on_chunk is not None:
             await on_chunk(tx, Chunk(validator.header, item.rows, item.first_row_number, result))
     # counted once the chunk is committed

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
+import pydantic_core
+from arrears_shared.cloudevents import OutgoingRecord, record
 from arrears_shared.events import AccountChanged, AccountStatus, IngestRejected
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -156,6 +158,65 @@ def account_event(row: AccountRow, change: str, as_of: datetime, source: Source 
     )
 
 
+# `account_event(...).model_dump_json()` without building the model: the fields in the model's order,
+# serialised by pydantic's own serializer (same JSON, byte for byte: tested), for the ~100k events of a first
+# run. The row's values are already normalised and typed by validation.
+_EVENT_FIELDS = (
+    "account_id", "change", "source", "source_row", "customer_name", "phone", "email", "balance_minor",
+    "currency", "due_date", "last_payment_date", "last_payment_minor", "timezone", "country", "region",
+    "sms_consent", "email_consent", "status", "content_hash", "as_of",
+)  # fmt: skip
+if tuple(AccountChanged.model_fields) != _EVENT_FIELDS:  # pragma: no cover - caught by any test run
+    raise RuntimeError("AccountChanged changed: update snapshot.service.account_record")
+
+
+def account_record(
+    row: AccountRow,
+    change: Literal["created", "updated"],
+    as_of: datetime,
+    source: Source,
+    *,
+    ce_source: str,
+    id: str,
+    time: datetime,
+) -> OutgoingRecord:
+    """The outbox record of `account_event(row, change, as_of, source)` (see `_EVENT_FIELDS`)."""
+    value = pydantic_core.to_json(
+        {
+            "account_id": row.account_id,
+            "change": change,
+            "source": source,
+            "source_row": row.row_number,
+            "customer_name": row.customer_name,
+            "phone": row.phone,
+            "email": row.email,
+            "balance_minor": row.balance_minor,
+            "currency": row.currency,
+            "due_date": row.due_date,
+            "last_payment_date": row.last_payment_date,
+            "last_payment_minor": row.last_payment_minor,
+            "timezone": row.timezone,
+            "country": row.country,
+            "region": row.region,
+            "sms_consent": row.sms_consent,
+            "email_consent": row.email_consent,
+            "status": row.status,
+            "content_hash": row.content_hash,
+            "as_of": as_of,
+        }
+    )
+    return record(
+        AccountChanged.ce_type,
+        AccountChanged.topic,
+        row.account_id,
+        row.account_id,
+        value,
+        source=ce_source,
+        id=id,
+        time=time,
+    )
+
+
 def data_event(
     account_id: str,
     change: str,
@@ -233,7 +294,7 @@ async def write_rows(
             "c": [r.content_hash for r in rows],
             "r": [r.raw_hash for r in rows],
             "n": [r.row_number for r in rows],
-            "d": [json.dumps(r.to_data(), separators=(",", ":")) for r in rows],
+            "d": [pydantic_core.to_json(r.to_data()).decode() for r in rows],  # twice json.dumps' speed
             "now": now,
         },
     )
