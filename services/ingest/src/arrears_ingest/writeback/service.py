@@ -20,7 +20,7 @@ row again (then they are pending once more).
 
 Quota: one read (header + Account ID column) per flush, plus ceil(ranges /
 ARREARS_INGEST_WRITEBACK_RANGES_PER_REQUEST) writes per page of PAGE_ROWS queued outcomes (a range
-covers consecutive rows), paced to at most ARREARS_SHEETS_WRITES_PER_MINUTE write requests per minute;
+covers consecutive rows), at most ARREARS_SHEETS_WRITES_PER_MINUTE write requests in any minute;
 429s are retried by the client with exponential backoff. Values are sent RAW (never parsed as formulas).
 """
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -50,6 +49,7 @@ from ..validation import ValidationConfig
 from ..validation.columns import Col, SheetFormatError, header_key, map_header
 from ..validation.parse import clean
 from . import plan
+from .pacing import WriteWindow
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "arrears-ingest-writeback"
@@ -85,8 +85,7 @@ class SheetWriteBack:
         self.sleep = sleep
         self.contact_columns: dict[ContactFact, str] = settings.contact_columns()
         self.woken = wake_event or asyncio.Event()  # set when contact facts changed
-        self._last_write = 0.0
-        self._pace_lock = threading.Lock()
+        self._pacer = WriteWindow(settings.sheets_writes_per_minute, 60.0, sleep=lambda s: self.sleep(s))
         self._flush_lock = asyncio.Lock()
 
     # -- queue ---------------------------------------------------------------------------------------
@@ -344,13 +343,8 @@ class SheetWriteBack:
         return hm.index.get(Col.ARREARS_STATUS), hm.index.get(Col.ARREARS_REASON)
 
     def _write(self, ws: gspread.Worksheet, data: list[dict[str, Any]]) -> None:
-        """One `values:batchUpdate`, paced to the configured writes per minute."""
-        interval = 60.0 / self.settings.sheets_writes_per_minute
-        with self._pace_lock:
-            wait = self._last_write + interval - time.monotonic()
-            if wait > 0:
-                self.sleep(wait)
-            self._last_write = time.monotonic()
+        """One `values:batchUpdate`, at most the configured writes in any minute (`pacing`)."""
+        self._pacer.acquire()
         ws.batch_update(data, value_input_option=ValueInputOption.raw)
 
 
