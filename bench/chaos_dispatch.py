@@ -325,9 +325,17 @@ async def main() -> int:
         elapsed = time.monotonic() - started
         quo_ledger = await fetch(f"{quo.url}/_emulator/ledger")
         gmail_ledger = await fetch(f"{gmail.url}/_emulator/ledger")
-        rate_violations = (await fetch(f"{quo.url}/_emulator/stats"))["rate_limited"] + (
-            await fetch(f"{gmail.url}/_emulator/stats")
-        )["rate_limited"]
+        quo_stats = await fetch(f"{quo.url}/_emulator/stats")
+        gmail_stats = await fetch(f"{gmail.url}/_emulator/stats")
+        rate_violations = quo_stats["rate_limited"] + gmail_stats["rate_limited"]
+        for name, stats, led in (("quo", quo_stats, quo_ledger), ("gmail", gmail_stats, gmail_ledger)):
+            dropped = sum(1 for e in led["entries"] if e.get("dropped"))
+            print(
+                f"{name}: {stats['requests_total']} requests {stats['by_operation']},"
+                f" faults injected {stats['faults_injected']}, {dropped} sends accepted then"
+                f" their answer dropped (in doubt, reconciled)",
+                flush=True,
+            )
         st = await outcome(url)
 
     by_recipient = Counter(e["recipient"] for e in quo_ledger["entries"]) + Counter(

@@ -210,3 +210,15 @@ async def test_a_cancelled_request_does_not_poison_the_pool(
         # the cancelled exchange's connection is dropped, never handed the next request's answer
         assert (await c.get("/fast")).text == "fast"
     assert srv.connections == 2
+
+
+async def test_a_full_pool_makes_room_from_idle_connections_to_other_origins(
+    serve: Callable[[Handler], Awaitable[Server]],
+) -> None:
+    a = await serve(json_answers([]))
+    b = await serve(json_answers([]))
+    async with httpx.AsyncClient(transport=LeanTransport(max_connections=1), timeout=2) as c:
+        assert (await c.get(f"{a.url}/")).status_code == 202
+        assert (await c.get(f"{b.url}/")).status_code == 202  # no PoolTimeout: a's idle one was closed
+        assert (await c.get(f"{a.url}/")).status_code == 202
+    assert (a.connections, b.connections) == (2, 1)

@@ -273,6 +273,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 return conn
             self._discard(conn)
         while self._open >= self._max:
+            spare = next((c for conns in self._idle.values() for c in conns), None)
+            if spare is not None:  # an idle connection to another origin: close it to make room
+                self._idle[spare.origin].remove(spare)
+                self._discard(spare)
+                continue
             await self._wait_for_slot(timeouts.get("pool"))
             idle = self._idle.get(origin)
             while idle:
