@@ -41,7 +41,7 @@ from arrears_emulators.gmail.mailbox import (
     addresses,
     b64url,
     b64url_decode,
-    parse_raw,
+    parse_head,
 )
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def build_dsn(original: StoredMessage, failed: str) -> bytes:
     boundary = "000000000000dsn" + original.id
     date = formatdate(usegmt=True)
     original_headers = original.raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].decode("utf-8", "replace")
-    sender = addresses(original.parsed, "From")
+    sender = addresses(original.head, "From")
     lines = [
         "From: Mail Delivery Subsystem <" + MAILER_DAEMON + ">",
         f"To: {sender[0] if sender else ''}",
@@ -401,13 +401,13 @@ def create_app(config: GmailConfig | None = None) -> FastAPI:
             return google_error(
                 400, "Invalid value at 'message.raw' (TYPE_BYTES), Base64 decoding failed", "invalidArgument"
             )
-        parsed_raw = parse_raw(raw)
-        recipients = addresses(parsed_raw, "To", "Cc", "Bcc")
+        head = parse_head(raw)
+        recipients = addresses(head, "To", "Cc", "Bcc")
         if not recipients:
             return google_error(400, "Recipient address required", "invalidArgument")
-        stored = box.add(raw, ["SENT"], thread_id_hint=body.thread_id, parsed=parsed_raw)
+        stored = box.add(raw, ["SENT"], thread_id_hint=body.thread_id, head=head)
         box.count_send(_today())
-        parsed = stored.parsed
+        parsed = stored.head
         x_headers = {name: str(value) for name, value in parsed.items() if name.lower().startswith("x-")}
         to_addresses = addresses(parsed, "To")
         core.ledger.record(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage, Message
+from email.parser import BytesParser
 from email.utils import formatdate, getaddresses, make_msgid
 from typing import Any, Literal, cast
 
@@ -59,6 +60,11 @@ _POLICY = policy.default.clone(header_factory=_CachedHeaderRegistry())
 
 def parse_raw(raw: bytes) -> EmailMessage:
     return cast(EmailMessage, message_from_bytes(raw, policy=_POLICY))
+
+
+def parse_head(raw: bytes) -> EmailMessage:
+    """The top-level headers only (the same header values as `parse_raw`, a tenth of the work)."""
+    return cast(EmailMessage, BytesParser(policy=_POLICY).parsebytes(raw, headersonly=True))
 
 
 def addresses(msg: Message, *names: str) -> list[str]:
@@ -120,11 +126,22 @@ class StoredMessage:
     history_id: int
     internal_date_ms: int
     raw: bytes
-    parsed: EmailMessage
+    head: EmailMessage  # top-level headers (`parse_head`); the whole MIME tree is parsed when first needed
+    _parsed: EmailMessage | None = field(default=None, repr=False)
+    _headers: dict[str, str | None] = field(default_factory=dict, repr=False)
+
+    @property
+    def parsed(self) -> EmailMessage:
+        if self._parsed is None:
+            self._parsed = parse_raw(self.raw)
+        return self._parsed
 
     def header(self, name: str) -> str | None:
-        value = self.parsed.get(name)
-        return None if value is None else str(value)
+        key = name.lower()
+        if key not in self._headers:
+            value = self.head.get(name)
+            self._headers[key] = None if value is None else str(value)
+        return self._headers[key]
 
     @property
     def message_id(self) -> str:
@@ -211,27 +228,27 @@ class Mailbox:
         labels: list[str],
         *,
         thread_id_hint: str | None = None,
-        parsed: EmailMessage | None = None,
+        head: EmailMessage | None = None,
     ) -> StoredMessage:
-        """Store a message; `parsed` is `parse_raw(raw)` when the caller already has it."""
-        if parsed is None:
-            parsed = parse_raw(raw)
-        if parsed.get("Message-ID") is None:
+        """Store a message; `head` is `parse_head(raw)` when the caller already has it."""
+        if head is None:
+            head = parse_head(raw)
+        if head.get("Message-ID") is None:
             raw = f"Message-ID: {make_msgid(domain='mail.gmail.com')}\r\n".encode() + raw
-            parsed = parse_raw(raw)
-        if parsed.get("Date") is None:
+            head = parse_head(raw)
+        if head.get("Date") is None:
             raw = f"Date: {formatdate(localtime=False, usegmt=True)}\r\n".encode() + raw
-            parsed = parse_raw(raw)
+            head = parse_head(raw)
         message_id = _new_id(self.messages)
         self.history_id += 1
         stored = StoredMessage(
             id=message_id,
-            thread_id=self._thread_for(parsed, thread_id_hint) or message_id,
+            thread_id=self._thread_for(head, thread_id_hint) or message_id,
             label_ids=labels,
             history_id=self.history_id,
             internal_date_ms=int(time.time() * 1000),
             raw=raw,
-            parsed=parsed,
+            head=head,
         )
         self.messages[message_id] = stored
         self.order.append(message_id)
@@ -349,7 +366,7 @@ class Query:
         return all(self._term(message, op, value) != neg for neg, op, value in self.terms)
 
     def _term(self, message: StoredMessage, op: str | None, value: str) -> bool:
-        parsed = message.parsed
+        parsed = message.head  # the terms below read top-level headers only
         needle = value.lower()
         match op:
             case None:
