@@ -362,7 +362,7 @@ async def test_crash_mid_run_loses_nothing_and_repeats_nothing(engine: AsyncEngi
 async def test_chunk_boundaries_change_nothing(engine: AsyncEngine) -> None:
     """A 12,345-row sheet with bad rows (and a duplicate id) in different chunks gives the same snapshot,
     the same events and the same rejects, with their row numbers, whether it is ingested in one chunk or
-    in chunks of 1,000 (the default is 5,000: the bad rows sit in several chunks either way)."""
+    in chunks of 1,000 (the default is 2,500: the bad rows sit in several chunks either way)."""
     values = sheet(12_345)
     bad = {2: {"Balance": "lots"}, 1001: {"Due Date": "soon"}, 1002: {"Account ID": ""}}
     bad |= {5001: {"Currency": "DOLLARS"}, 9999: {"Status": "maybe"}, 12_346: {"Customer Name": ""}}

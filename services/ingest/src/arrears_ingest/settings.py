@@ -57,7 +57,7 @@ class IngestSettings(ServiceSettings):
         '{"Acct #": "Account ID", "Amount Owed": "Balance"}; matched case/space/punctuation-insensitively',
     )
     ingest_chunk_rows: int = Field(
-        5000,
+        2500,
         ge=100,
         description="Rows validated and committed per transaction of a run (sheet or upload); bounds the "
         "memory of a run and lets validation overlap the database writes",

@@ -47,7 +47,7 @@ from .models import RunSummary, SourceHealth
 log = logging.getLogger(__name__)
 
 SOURCE: snapshots.Source = "sheet"
-CHUNK_ROWS = 5000
+CHUNK_ROWS = 2500
 Rows = Iterable[Sequence[Any]]  # header first
 Reader = Callable[[], Awaitable[Rows]]
 TransactionFactory = Callable[[], contextlib.AbstractAsyncContextManager[Transaction]]
