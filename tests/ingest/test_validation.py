@@ -357,3 +357,29 @@ def test_plain_amount_fast_path_reads_as_parse_decimal_does(
     except p.CellError as e:
         got = str(e)
     assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(min_size=1, max_size=30),
+    st.sampled_from(["", "2025-01-02"]),
+    st.sampled_from(["", "12.50"]),
+    st.sampled_from(["", "not an email", "a@example.com"]),
+    st.sampled_from(["", "(212) 555-0123", "+44 7911 123456"]),
+    st.sampled_from(["", "CA", "Ontario"]),
+)
+def test_row_content_hash_is_the_json_hash_of_its_fields(
+    name: str, paid: str, amount: str, email: str, phone: str, state: str
+) -> None:
+    """The content hash (written out for speed) is the sha256 of the sorted, compact JSON of the account id
+    and its hashed fields, as stored in every snapshot so far (a different text would make every account
+    look changed)."""
+    import hashlib
+    import json
+
+    values = {"Customer Name": name, "Last Payment Date": paid, "Last Payment Amount": amount}
+    values |= {"Email": email, "Phone": phone, "State": state}
+    row = one(account_row(3, **values))
+    if isinstance(row, AccountRow):
+        text = json.dumps([row.account_id, row.hashed_fields()], sort_keys=True, separators=(",", ":"))
+        assert row.content_hash == hashlib.sha256(text.encode()).hexdigest()

@@ -90,7 +90,7 @@ class AccountRow:
 
     def __post_init__(self) -> None:
         # computed once: the diff, the snapshot write and the event all need it
-        object.__setattr__(self, "_content_hash", _hash_exact(self.account_id, self.hashed_fields()))
+        object.__setattr__(self, "_content_hash", _row_hash(self))
 
     def hashed_fields(self) -> dict[str, Any]:
         """The fields that travel in `account-changed`; their hash decides whether the account changed."""
@@ -157,6 +157,32 @@ def content_hash(account_id: str, fields: dict[str, Any]) -> str:
 def _hash_exact(account_id: str, fields: dict[str, Any]) -> str:
     """`content_hash` of a dict that holds exactly the `HASHED_KEYS`."""
     return hashlib.sha256(_HASH_JSON([account_id, fields]).encode()).hexdigest()
+
+
+_json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # what _HASH_JSON uses
+
+
+def _opt(s: str | None) -> str:
+    return "null" if s is None else _json_str(s)
+
+
+def _row_hash(r: AccountRow) -> str:
+    """`_hash_exact(r.account_id, r.hashed_fields())`, its JSON text written out in sorted key order (the
+    same text, tested; a third of the time of building, sorting and encoding a dict, once per row)."""
+    last = r.last_payment_date
+    minor = r.last_payment_minor
+    text = (
+        f'[{_json_str(r.account_id)},{{"balance_minor":{int.__repr__(r.balance_minor)},'
+        f'"country":{_opt(r.country)},"currency":{_json_str(r.currency)},'
+        f'"customer_name":{_json_str(r.customer_name)},"due_date":"{r.due_date.isoformat()}",'
+        f'"email":{_opt(r.email)},"email_consent":{"true" if r.email_consent else "false"},'
+        f'"last_payment_date":{_opt(last.isoformat() if last else None)},'
+        f'"last_payment_minor":{"null" if minor is None else int.__repr__(minor)},'
+        f'"phone":{_opt(r.phone)},"region":{_opt(r.region)},'
+        f'"sms_consent":{"true" if r.sms_consent else "false"},"status":{_json_str(r.status.value)},'
+        f'"timezone":{_opt(r.timezone)}}}]'
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(slots=True)
