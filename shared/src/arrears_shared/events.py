@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from . import topics
+from .account_status import AccountStatus as AccountStatus  # re-exported: defined apart, pydantic-free
 
 AccountId = Annotated[str, Field(min_length=1, max_length=64, description="PME account id (Kafka key)")]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
@@ -53,14 +54,6 @@ class AgingBucket(StrEnum):
     D61_90 = "61-90"
     D91_120 = "91-120"
     D120_PLUS = "120+"
-
-
-class AccountStatus(StrEnum):
-    OPEN = "open"
-    PROMISE = "promise"
-    DISPUTE = "dispute"
-    PAID = "paid"
-    CLOSED = "closed"
 
 
 class AccountChanged(Event):

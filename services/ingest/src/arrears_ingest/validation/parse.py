@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 import phonenumbers
-from arrears_shared.events import AccountStatus
+from arrears_shared.account_status import AccountStatus  # not .events: workers import no pydantic
 from phonenumbers import timezone as phone_timezone
 
 

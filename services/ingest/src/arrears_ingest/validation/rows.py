@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
-from arrears_shared.events import AccountStatus
+from arrears_shared.account_status import AccountStatus  # not .events: workers import no pydantic
 
 from . import parse as p
 from .columns import ALL_COLUMNS, Col, HeaderMap, SheetFormatError, map_header
