@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from arrears_shared import topics
 from arrears_shared.delivery import DeliveryEngine
 from arrears_shared.delivery.gate import Gate
-from arrears_shared.service import Consumer, ServiceDefinition
+from arrears_shared.delivery.service import dispatcher_definition
+from arrears_shared.service import ServiceDefinition
 from arrears_shared.service import main as run
 
 from .channel import EmailChannel
@@ -26,22 +26,8 @@ def build_engine(settings: EmailSettings, *, gate: Gate | None = None) -> Delive
 def definition(
     settings: EmailSettings | None = None, *, group: str | None = None, gate: Gate | None = None
 ) -> ServiceDefinition:
-    settings = settings or EmailSettings(service_name=NAME)
-    if group and not settings.dispatch_dlq_group:
-        settings = settings.model_copy(update={"dispatch_dlq_group": group})
-    engine = build_engine(settings, gate=gate)
-
-    return ServiceDefinition(
-        name=NAME,
-        settings=settings,
-        consumers=[
-            Consumer(
-                topics=[topics.NOTICE_DUE, topics.REPLY_RECEIVED, topics.MESSAGE_SENT],
-                handler=engine.handle_batch,
-                group=group,
-            )
-        ],
-        loops=[engine.loop],
+    return dispatcher_definition(
+        NAME, settings or EmailSettings(service_name=NAME), build_engine, group=group, gate=gate
     )
 
 

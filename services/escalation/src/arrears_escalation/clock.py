@@ -1,29 +1,5 @@
-"""One injectable source of "now" for handlers, loops and views."""
+"""The shared injectable clock (arrears_shared.clock), re-exported where this service imports it."""
 
-from __future__ import annotations
+from arrears_shared.clock import Clock
 
-from datetime import UTC, datetime, timedelta
-
-
-class Clock:
-    """Wall clock plus an offset; tests pin it with `set()` / `advance()`."""
-
-    def __init__(self, offset_s: float = 0.0, fixed: datetime | None = None) -> None:
-        self._offset = timedelta(seconds=offset_s)
-        self._fixed = fixed
-
-    def now(self) -> datetime:
-        if self._fixed is not None:
-            return self._fixed
-        return datetime.now(UTC) + self._offset
-
-    def set(self, at: datetime) -> None:
-        if at.tzinfo is None:
-            raise ValueError("clock time must be timezone-aware")
-        self._fixed = at.astimezone(UTC)
-
-    def advance(self, by: timedelta) -> None:
-        if self._fixed is None:
-            self._offset += by
-        else:
-            self._fixed += by
+__all__ = ["Clock"]
