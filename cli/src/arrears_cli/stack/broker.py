@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from arrears_cli.stack.ports import free_port, port_open
@@ -16,6 +15,7 @@ from arrears_cli.stack.processes import (
     ManagedProcess,
     ProcessExitedError,
     ProcessSpec,
+    StartStop,
     Supervisor,
     run_coro_sync,
 )
@@ -45,7 +45,7 @@ async def kafka_reachable(bootstrap_servers: str, timeout_s: float = 5.0) -> Non
         await admin.close()
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(StartStop):
     """A Tansu broker on a free port.
 
     Use as `with EmbeddedBroker() as b:` / `async with EmbeddedBroker() as b:` or `.start()` / `.stop()`.
@@ -161,25 +161,3 @@ class EmbeddedBroker:
             time.sleep(0.02)
         proc.start()
         self.wait_ready(timeout)
-
-    # -- context managers -------------------------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        import asyncio
-
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        import asyncio
-
-        await asyncio.to_thread(self.stop)

@@ -19,13 +19,12 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
 
 import psutil
 
-from arrears_cli.stack.processes import ManagedProcess, ProcessSpec, Supervisor, run_coro_sync
+from arrears_cli.stack.processes import ManagedProcess, ProcessSpec, StartStop, Supervisor, run_coro_sync
 
 SYSTEM_USER = "embedded_postgres"  # the OS user the server runs as when we are root
 DB_USER = "postgres"
@@ -148,7 +147,7 @@ def _socket_base() -> Path:
     return base if len(str(base)) <= 40 else Path("/tmp")
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(StartStop):
     """A PostgreSQL server on a Unix socket, data in `data_dir` (initialised on first use, reused after).
 
     `fast=True` turns off fsync, synchronous_commit and full_page_writes (tests, benchmarks): a crash of the
@@ -346,25 +345,3 @@ class EmbeddedPostgres:
                 await conn.close()
 
         run_coro_sync(drop)
-
-    # -- context managers -------------------------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        import asyncio
-
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        import asyncio
-
-        await asyncio.to_thread(self.stop)
