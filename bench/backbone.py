@@ -24,8 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaConsumer
 from arrears_cli.stack.broker import EmbeddedBroker
 from arrears_cli.stack.postgres import EmbeddedPostgres
 from arrears_shared.cloudevents import Envelope, OutgoingRecord, encode
@@ -35,6 +34,7 @@ from arrears_shared.settings import ServiceSettings
 from arrears_shared.stream.relay import OutboxRelay, make_producer
 from arrears_shared.stream.runner import StreamRunner
 from arrears_shared.stream.transaction import Transaction
+from common import create_topics, produce_all  # noqa: E402  (bench/ is on sys.path)
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -56,25 +56,6 @@ def cpu_by_program() -> dict[str, float]:
             name = str(proc.info["name"]).split("-")[0]
             out[name] = out.get(name, 0.0) + times.user + times.system
     return out
-
-
-async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
-    finally:
-        await admin.close()
-
-
-async def produce_all(bootstrap: str, topic: str, recs: Sequence[OutgoingRecord]) -> None:
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20)
-    await p.start()
-    try:
-        futs = [await p.send(topic, value=r.value, key=r.key, headers=r.headers) for r in recs]
-        await asyncio.gather(*futs)
-    finally:
-        await p.stop()
 
 
 async def count_until(bootstrap: str, topic: str, n: int, group: str) -> None:

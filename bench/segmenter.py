@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from arrears_cli.stack.broker import EmbeddedBroker
 from arrears_cli.stack.postgres import EmbeddedPostgres
 from arrears_segmenter.clock import Clock
@@ -42,6 +40,7 @@ from arrears_shared.db.migrate import upgrade
 from arrears_shared.events import AccountChanged
 from arrears_shared.stream.runner import StreamRunner
 from arrears_shared.stream.transaction import Transaction
+from common import create_topics, produce_all  # noqa: E402  (bench/ is on sys.path)
 from sqlalchemy import text
 
 NOOP = bool(os.environ.get("BENCH_NOOP"))
@@ -85,25 +84,6 @@ def accounts(n: int, seed: int = 7) -> list[OutgoingRecord]:
         )
         out.append(encode(ev, source="bench", id=f"acct-{i}"))
     return out
-
-
-async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
-    finally:
-        await admin.close()
-
-
-async def produce_all(bootstrap: str, topic: str, recs: Sequence[OutgoingRecord]) -> None:
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20)
-    await p.start()
-    try:
-        futs = [await p.send(topic, value=r.value, key=r.key, headers=r.headers) for r in recs]
-        await asyncio.gather(*futs)
-    finally:
-        await p.stop()
 
 
 async def count(url_engine, sql: str) -> int:  # type: ignore[no-untyped-def]

@@ -1,0 +1,30 @@
+"""Helpers the benchmark scripts share (each script runs as `python bench/<name>.py`, so this directory is on
+`sys.path`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from arrears_shared.cloudevents import OutgoingRecord
+
+
+async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def produce_all(bootstrap: str, topic: str, recs: Sequence[OutgoingRecord]) -> None:
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20)
+    await p.start()
+    try:
+        futs = [await p.send(topic, value=r.value, key=r.key, headers=r.headers) for r in recs]
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
