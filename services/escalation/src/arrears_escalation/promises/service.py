@@ -111,7 +111,7 @@ async def due_broken(
             {"p": r.promise_id, "at": now},
         )
         metrics.PROMISES.labels("broken").inc()
-    return rows
+    return list(rows)
 
 
 async def list_promises(

@@ -37,7 +37,10 @@ def load_rules(
     )
     data = yaml.safe_load(raw)
     off = {x.strip() for x in disabled.split(",") if x.strip()}
-    over = json.loads(thresholds) if isinstance(thresholds, str) and thresholds.strip() else thresholds or {}
+    if isinstance(thresholds, str):
+        over: dict[str, Any] = json.loads(thresholds) if thresholds.strip() else {}
+    else:
+        over = thresholds or {}
     ids = {r["id"] for r in data.get("rules", [])}
     unknown = (off - ids) | ({k.split(".", 1)[0] for k in over} - ids)
     if unknown:
