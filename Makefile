@@ -33,7 +33,7 @@ lint: env
 	$(RUN) ruff format --check .
 
 typecheck: env
-	$(RUN) mypy shared/src
+	$(RUN) mypy shared/src services/*/src cli/src emulators/src
 
 bench-backbone: env
 	$(RUN) python bench/backbone.py

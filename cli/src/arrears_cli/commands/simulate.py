@@ -39,8 +39,11 @@ def register(app: typer.Typer) -> None:
         from arrears_segmenter.simulate import simulate as run
         from arrears_shared.db.engine import make_engine
 
-        kw = {"database_url": database_url} if database_url else {}
-        settings = SegmenterSettings(service_name="segmenter", **kw)
+        settings = (
+            SegmenterSettings(service_name="segmenter", database_url=database_url)
+            if database_url
+            else SegmenterSettings(service_name="segmenter")
+        )
         deps = Deps.from_settings(settings)
         at = None if start is None else (start if start.tzinfo else start.replace(tzinfo=UTC))
 

@@ -188,7 +188,7 @@ def make_relay(s: EmailSettings) -> SmtpRelay:
 
 def make_client(s: EmailSettings) -> GmailClient:
     """Static token (emulator), service account acting as the sender, or an authorized-user file."""
-    common = {
+    common: dict[str, Any] = {
         "api_endpoint": s.gmail_api_endpoint,
         "timeout_s": s.gmail_timeout_s,
         "max_workers": s.dispatch_max_in_flight,  # the blocking calls of the concurrent sends

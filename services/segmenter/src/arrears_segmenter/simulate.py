@@ -114,10 +114,10 @@ def render(sim: Simulation, details: bool = False) -> str:
         lines.append(f"  {outcome:<10} {rule:<36} {n:>7}")
     if details:
         lines += ["", "Notices:"]
-        for n in sim.notices:
+        for nt in sim.notices:
             lines.append(
-                f"  {n['due_at']}  {n['account_id']:<20} {n['tier']:<8} {n['channel']:<6} "
-                f"step {n['step']}  campaign {n['campaign_id']}"
+                f"  {nt['due_at']}  {nt['account_id']:<20} {nt['tier']:<8} {nt['channel']:<6} "
+                f"step {nt['step']}  campaign {nt['campaign_id']}"
             )
         lines += ["", "Gate decisions:"]
         for g in sim.gate:

@@ -31,7 +31,7 @@ def make_router(deps: Deps) -> RouterFactory:
                     tx,
                     who,
                     account_id=account_id,
-                    action=action,
+                    action=action,  # type: ignore[arg-type]  # each route passes its own literal
                     now=deps.clock.now(),
                     reason=reason,
                     **kw,  # type: ignore[arg-type]

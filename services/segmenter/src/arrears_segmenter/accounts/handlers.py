@@ -7,7 +7,7 @@ instead of several per event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from arrears_shared.cloudevents import Envelope
@@ -27,7 +27,7 @@ from .projection import Row, apply_account_changed, apply_message_sent, apply_re
 ACCOUNT_COLUMNS = [str(c.name) for c in accounts.columns]
 
 
-async def load_locked(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, Row]:
+async def load_locked(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, Row]:
     """Account rows by id, locked in id order (so two writers never deadlock)."""
     rows = await conn.execute(
         select(accounts)

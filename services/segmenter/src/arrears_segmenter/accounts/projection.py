@@ -7,6 +7,7 @@ the results back with one statement per table.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -258,14 +259,14 @@ def apply_message_sent(row: Row, ev: MessageSent, ctx: FoldContext) -> list[Row]
     ]
 
 
-def promise_resume_at(row: Row) -> datetime | None:
+def promise_resume_at(row: Mapping[str, Any]) -> datetime | None:
     """First instant after a promise's date (local midnight of the next day), if a promise is active."""
     if row["hold"] == "promise" and row["paused_until"] is not None:
         return local_midnight(row["paused_until"] + timedelta(days=1), row["timezone"])
     return None
 
 
-def paused_until(row: Row) -> datetime | None:
+def paused_until(row: Mapping[str, Any]) -> datetime | None:
     """End of a person's timed pause still in force (None: no timed pause). An indefinite pause is a stop
     condition instead (`manual_pause`, see policy.planner.stop_reason)."""
     if row["paused_by"] is not None and row["pause_until"] is not None:
