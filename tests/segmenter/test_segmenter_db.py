@@ -218,3 +218,17 @@ async def test_unknown_zone_is_flagged_and_uses_utc_for_aging(engine) -> None:
     await run_tick(engine, d)  # 17:00Z = 09:00 in Los Angeles: every continental zone allows
     ns = await notices(engine, "A-notz")
     assert len(ns) == 2 and ns[0]["timezone"] is None
+
+
+async def test_an_account_seen_first_in_a_reply_has_no_currency_until_the_sheet_names_it(engine) -> None:
+    d = deps(NOON_NY)
+    await handle(engine, d, reply("A-early", Intent.OPT_OUT, Channel.SMS))
+    async with engine.connect() as c:
+        early = await account_view(c, "A-early", d, d.clock.now())
+    assert early is not None and not early.known and early.currency is None
+    assert await timers(engine, "A-early") == []  # nothing is planned for an account the sheet has not named
+    await handle(engine, d, account("A-early"))
+    async with engine.connect() as c:
+        known = await account_view(c, "A-early", d, d.clock.now())
+    assert known is not None and known.known and known.currency == "USD"
+    assert known.sms_opt_out  # the early opt-out was kept

@@ -61,12 +61,12 @@ DayRule = Callable[[date], str | None]
 
 @lru_cache(maxsize=256)
 def _calendar(country: str, subdivision: str | None) -> Any:
-    try:
-        return holidays_lib.country_holidays(country, subdiv=subdivision)
-    except NotImplementedError:
-        if subdivision is None:
-            raise ValueError(f"unknown holiday calendar {country!r}") from None
-        return holidays_lib.country_holidays(country)  # region not a subdivision of this calendar
+    supported = holidays_lib.list_supported_countries()
+    if country not in supported:
+        raise ValueError(f"unknown holiday calendar {country!r}")
+    if subdivision not in supported[country]:
+        subdivision = None  # the region is not a subdivision of this calendar: the national one applies
+    return holidays_lib.country_holidays(country, subdiv=subdivision)
 
 
 def day_rule(j: ResolvedJurisdiction) -> DayRule | None:

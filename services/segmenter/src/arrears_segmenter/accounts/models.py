@@ -33,7 +33,7 @@ accounts = Table(
     Column("phone", Text),
     Column("email", Text),
     Column("balance_minor", BigInteger, nullable=False),
-    Column("currency", Text, nullable=False),
+    Column("currency", Text),  # NULL until the account is known from the sheet
     Column("due_date", Date),
     Column("last_payment_date", Date),
     Column("last_payment_minor", BigInteger),
@@ -117,7 +117,7 @@ class AccountView(BaseModel):
     phone_masked: str | None
     email_masked: str | None
     balance_minor: int
-    currency: str
+    currency: str | None
     due_date: date | None
     timezone: str | None
     timezone_unknown: bool

@@ -51,7 +51,7 @@ def new_row(account_id: str, now: datetime) -> Row:
         "phone": None,
         "email": None,
         "balance_minor": 0,
-        "currency": "XXX",
+        "currency": None,  # set by the first account-changed
         "due_date": None,
         "last_payment_date": None,
         "last_payment_minor": None,
