@@ -80,3 +80,14 @@ def upgrade_delivery_tables_v2(op: object, schema: str) -> None:
     """Use inside the dispatcher's second Alembic revision."""
     for stmt in delivery_tables_v2_ddl(schema):
         op.execute(stmt)  # type: ignore[attr-defined]
+
+
+def downgrade_delivery_tables_v2(op: object, schema: str) -> None:
+    """Undo `upgrade_delivery_tables_v2` (each dispatcher's migration 0002)."""
+    for stmt in (
+        f"DROP TABLE IF EXISTS {schema}.quota_usage",
+        f"DROP TABLE IF EXISTS {schema}.invalid_channels",
+        f"ALTER TABLE {schema}.deliveries DROP COLUMN IF EXISTS dlq_id",
+        f"ALTER TABLE {schema}.deliveries DROP COLUMN IF EXISTS route",
+    ):
+        op.execute(stmt)  # type: ignore[attr-defined]

@@ -117,4 +117,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
+    # tables, not the schema: alembic_version lives in it and alembic still has to update it
+    for t in ("dlq", "cases", "rejects", "counters", "timeline", "opt_outs", "accounts", "outbox", "inbox"):
+        op.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{t}")

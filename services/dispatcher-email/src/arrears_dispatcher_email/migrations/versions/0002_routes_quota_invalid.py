@@ -6,7 +6,7 @@ Create Date: 2025-01-02
 """
 
 from alembic import op
-from arrears_shared.delivery.tables import upgrade_delivery_tables_v2
+from arrears_shared.delivery.tables import downgrade_delivery_tables_v2, upgrade_delivery_tables_v2
 
 revision = "0002"
 down_revision = "0001"
@@ -21,7 +21,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(f"DROP TABLE IF EXISTS {SCHEMA}.quota_usage")
-    op.execute(f"DROP TABLE IF EXISTS {SCHEMA}.invalid_channels")
-    op.execute(f"ALTER TABLE {SCHEMA}.deliveries DROP COLUMN IF EXISTS dlq_id")
-    op.execute(f"ALTER TABLE {SCHEMA}.deliveries DROP COLUMN IF EXISTS route")
+    downgrade_delivery_tables_v2(op, SCHEMA)
