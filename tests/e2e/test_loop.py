@@ -32,6 +32,8 @@ from arrears_cli.demo_sheet import PME_COLUMNS, load_into_emulator
 from arrears_cli.stack.platform import SPREADSHEET_ID, Platform
 from arrears_cli.stack.postgres import EmbeddedPostgres
 
+from .support import run_explained, running_platform
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 WAIT_S = 90.0
@@ -114,38 +116,9 @@ def sheet_rows(accounts: list[Account], loc: Locale, today: date, bad: list[list
 
 @pytest.fixture(scope="module")
 def platform(pg: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """Its own broker (consumer groups start clean), the session's PostgreSQL with a fresh database."""
-    data = tmp_path_factory.mktemp("e2e")
-    p = Platform(
-        data,
-        partitions=3,
-        postgres=pg,
-        database=f"e2e_{int(time.time() * 1000) % 10**9}",
-        log_dir=tmp_path_factory.mktemp("e2e-logs"),
-        service_overrides={
-            "ingest": {"ARREARS_INGEST_POLL_INTERVAL_S": "3600"},
-            "segmenter": {"ARREARS_SEGMENTER_TICK_S": "0.3"},
-            "escalation": {
-                "ARREARS_ESCALATION_NO_RESPONSE_AFTER_S": "3",
-                "ARREARS_ESCALATION_TICK_S": "0.3",
-            },
-        },
-    )
-    try:
-        p.start(timeout=90)
+    overrides = {"escalation": {"ARREARS_ESCALATION_NO_RESPONSE_AFTER_S": "3"}}
+    with running_platform(pg, tmp_path_factory, "e2e", overrides) as p:
         yield p
-    except BaseException:
-        _dump_logs(p)
-        raise
-    finally:
-        p.stop()
-
-
-def _dump_logs(p: Platform) -> None:
-    for name, proc in p.supervisor.processes.items():
-        print(f"----- {name} -----")
-        for line in proc.recent_output(60):
-            print(line)
 
 
 def ledger(p: Platform, emulator: str) -> dict[str, Any]:
@@ -237,15 +210,7 @@ def cases(p: Platform) -> list[dict[str, Any]]:
 
 
 def test_the_whole_loop(platform: Platform) -> None:
-    try:
-        run_loop(platform)
-    except BaseException:
-        _dump_logs(platform)
-        for aid in ("E2E-A01", "E2E-B10", "E2E-F20"):
-            for path in ("", "/decisions"):
-                r = httpx.get(f"{platform.service_url('segmenter')}/accounts/{aid}{path}", timeout=10)
-                print(aid, path, r.status_code, r.text[:3000])
-        raise
+    run_explained(platform, run_loop, ["E2E-A01", "E2E-B10", "E2E-F20"])
 
 
 def run_loop(p: Platform) -> None:

@@ -23,10 +23,10 @@ from arrears_cli.demo_sheet import load_into_emulator
 from arrears_cli.stack.platform import SPREADSHEET_ID, Platform
 from arrears_cli.stack.postgres import EmbeddedPostgres
 
+from .support import run_explained, running_platform
 from .test_loop import (
     DAY_S,
     Account,
-    _dump_logs,
     cases,
     emails_to,
     ingest_sheet,
@@ -45,29 +45,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 @pytest.fixture(scope="module")
 def platform(pg: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    p = Platform(
-        tmp_path_factory.mktemp("e2e-overrides"),
-        partitions=3,
-        postgres=pg,
-        database=f"e2e_ov_{int(time.time() * 1000) % 10**9}",
-        log_dir=tmp_path_factory.mktemp("e2e-overrides-logs"),
-        service_overrides={
-            "ingest": {"ARREARS_INGEST_POLL_INTERVAL_S": "3600"},
-            "segmenter": {"ARREARS_SEGMENTER_TICK_S": "0.3"},
-            "escalation": {
-                "ARREARS_ESCALATION_TICK_S": "0.3",
-                "ARREARS_ESCALATION_THRESHOLDS": json.dumps({"broken_promise.grace_days": 0}),
-            },
-        },
-    )
-    try:
-        p.start(timeout=90)
+    overrides = {
+        "escalation": {"ARREARS_ESCALATION_THRESHOLDS": json.dumps({"broken_promise.grace_days": 0})}
+    }
+    with running_platform(pg, tmp_path_factory, "e2e-overrides", overrides) as p:
         yield p
-    except BaseException:
-        _dump_logs(p)
-        raise
-    finally:
-        p.stop()
 
 
 def api(p: Platform, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -100,15 +82,7 @@ def segmenter_decisions(p: Platform, account_id: str) -> list[dict[str, Any]]:
 
 
 def test_broken_promise_resumes_and_a_supervisor_pause_holds(platform: Platform) -> None:
-    try:
-        run(platform)
-    except BaseException:
-        _dump_logs(platform)
-        for aid in ("E2E-OV-P1", "E2E-OV-S2"):
-            for path in ("", "/decisions"):
-                r = httpx.get(f"{platform.service_url('segmenter')}/accounts/{aid}{path}", timeout=10)
-                print(aid, path, r.status_code, r.text[:3000])
-        raise
+    run_explained(platform, run, ["E2E-OV-P1", "E2E-OV-S2"])
 
 
 def run(p: Platform) -> None:

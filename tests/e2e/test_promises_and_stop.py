@@ -31,10 +31,10 @@ from arrears_cli.stack.platform import SPREADSHEET_ID, Platform
 from arrears_cli.stack.postgres import EmbeddedPostgres
 from stripe import WebhookSignature
 
+from .support import run_explained, running_platform
 from .test_loop import (
     DAY_S,
     Account,
-    _dump_logs,
     emails_to,
     ingest_sheet,
     ledger,
@@ -55,30 +55,14 @@ STRIPE_SECRET = f"whsec_{uuid.uuid4().hex}"
 
 @pytest.fixture(scope="module")
 def platform(pg: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    p = Platform(
-        tmp_path_factory.mktemp("e2e-promises"),
-        partitions=3,
-        postgres=pg,
-        database=f"e2e_pr_{int(time.time() * 1000) % 10**9}",
-        log_dir=tmp_path_factory.mktemp("e2e-promises-logs"),
-        service_overrides={
-            "ingest": {
-                "ARREARS_INGEST_POLL_INTERVAL_S": "3600",
-                "ARREARS_INGEST_WRITEBACK_CONTACT_DELAY_S": "0.5",
-                "ARREARS_PAYMENTS_STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
-            },
-            "segmenter": {"ARREARS_SEGMENTER_TICK_S": "0.3"},
-            "escalation": {"ARREARS_ESCALATION_TICK_S": "0.3"},
-        },
-    )
-    try:
-        p.start(timeout=90)
+    overrides = {
+        "ingest": {
+            "ARREARS_INGEST_WRITEBACK_CONTACT_DELAY_S": "0.5",
+            "ARREARS_PAYMENTS_STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+        }
+    }
+    with running_platform(pg, tmp_path_factory, "e2e-promises", overrides) as p:
         yield p
-    except BaseException:
-        _dump_logs(p)
-        raise
-    finally:
-        p.stop()
 
 
 def escalation_get(p: Platform, path: str) -> Any:
@@ -145,15 +129,7 @@ def stripe_charge_failed(p: Platform, account_id: str) -> httpx.Response:
 
 
 def test_broken_promise_stop_forever_and_failed_payment(platform: Platform) -> None:
-    try:
-        run(platform)
-    except BaseException:
-        _dump_logs(platform)
-        for aid in ("E2E-PR-P1", "E2E-PR-S2", "E2E-PR-F3"):
-            for path in ("", "/decisions"):
-                r = httpx.get(f"{platform.service_url('segmenter')}/accounts/{aid}{path}", timeout=10)
-                print(aid, path, r.status_code, r.text[:3000])
-        raise
+    run_explained(platform, run, ["E2E-PR-P1", "E2E-PR-S2", "E2E-PR-F3"])
 
 
 def run(p: Platform) -> None:

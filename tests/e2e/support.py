@@ -1,0 +1,68 @@
+"""What every end-to-end module shares: a whole platform started as processes, and diagnostics on failure."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from arrears_cli.stack.platform import Platform
+from arrears_cli.stack.postgres import EmbeddedPostgres
+
+# faster clocks than production; ingest runs only when a test asks (no start-up poll racing the test)
+BASE_OVERRIDES: dict[str, dict[str, str]] = {
+    "ingest": {"ARREARS_INGEST_POLL_INTERVAL_S": "3600"},
+    "segmenter": {"ARREARS_SEGMENTER_TICK_S": "0.3"},
+    "escalation": {"ARREARS_ESCALATION_TICK_S": "0.3"},
+}
+
+
+@contextmanager
+def running_platform(
+    pg: EmbeddedPostgres,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    overrides: dict[str, dict[str, str]] | None = None,
+) -> Iterator[Platform]:
+    """Its own broker (consumer groups start clean), the session's PostgreSQL with a fresh database."""
+    merged = {svc: dict(env) for svc, env in BASE_OVERRIDES.items()}
+    for svc, env in (overrides or {}).items():
+        merged.setdefault(svc, {}).update(env)
+    p = Platform(
+        tmp_path_factory.mktemp(name),
+        partitions=3,
+        postgres=pg,
+        database=f"{name.replace('-', '_')}_{int(time.time() * 1000) % 10**9}",
+        log_dir=tmp_path_factory.mktemp(f"{name}-logs"),
+        service_overrides=merged,
+    )
+    try:
+        p.start(timeout=90)
+        yield p
+    except BaseException:
+        dump_logs(p)
+        raise
+    finally:
+        p.stop()
+
+
+def dump_logs(p: Platform) -> None:
+    for name, proc in p.supervisor.processes.items():
+        print(f"----- {name} -----")
+        for line in proc.recent_output(60):
+            print(line)
+
+
+def run_explained(p: Platform, scenario: Callable[[Platform], None], account_ids: list[str]) -> None:
+    """Run a scenario; if it fails, print the services' recent logs and the segmenter's view of each account."""
+    try:
+        scenario(p)
+    except BaseException:
+        dump_logs(p)
+        for aid in account_ids:
+            for path in ("", "/decisions"):
+                r = httpx.get(f"{p.service_url('segmenter')}/accounts/{aid}{path}", timeout=10)
+                print(aid, path, r.status_code, r.text[:3000])
+        raise
