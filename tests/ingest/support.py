@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from arrears_ingest.settings import IngestSettings
 from arrears_shared.cloudevents import Envelope, decode
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,3 +28,23 @@ async def outbox_since(engine: AsyncEngine, after: int, schema: str = "ingest") 
         ).all()
     envs = [decode([(k, v.encode()) for k, v in r.headers], bytes(r.value)) for r in rows]
     return (rows[-1].id if rows else after), envs
+
+
+def fast_settings(
+    bootstrap: str, database_url: str, sheets_url: str, sheet_id: str, **kw: Any
+) -> IngestSettings:
+    """Ingest settings for an in-process test host: quick polls and Sheets retries, no scheduled sheet poll
+    (the test starts runs), against the local Sheets emulator. `kw` overrides or adds."""
+    base: dict[str, Any] = {
+        "kafka_bootstrap_servers": bootstrap,
+        "database_url": database_url,
+        "runner_poll_timeout_ms": 100,
+        "outbox_poll_s": 0.02,
+        "sheets_api_endpoint": sheets_url,
+        "sheets_spreadsheet_id": sheet_id,
+        "sheets_max_retries": 2,
+        "sheets_initial_backoff_s": 0.05,
+        "sheets_max_backoff_s": 0.2,
+        "ingest_poll_interval_s": 3600,
+    }
+    return IngestSettings(**{**base, **kw})

@@ -19,7 +19,6 @@ import httpx
 import pytest
 from arrears_emulators.sheets.app import SheetsEmulatorConfig, create_app
 from arrears_ingest.__main__ import definition
-from arrears_ingest.settings import IngestSettings
 from arrears_shared.events import AccountChanged, AccountStatus, IngestRejected, PaymentFailed
 from arrears_shared.service import ServiceHost
 from openpyxl import Workbook
@@ -28,7 +27,7 @@ from standardwebhooks.webhooks import Webhook
 from stripe import WebhookSignature
 
 from .sheetdata import HEADER, account_row
-from .support import ServerThread, SheetsEmulator, outbox_since
+from .support import ServerThread, SheetsEmulator, fast_settings, outbox_since
 
 SID = f"api{uuid.uuid4().hex[:8]}"
 STRIPE_SECRET = f"whsec_{uuid.uuid4().hex}"
@@ -56,18 +55,12 @@ async def service(
     broker: Any, fresh_database_url: Callable[..., str], emulator: SheetsEmulator
 ) -> AsyncIterator[tuple[ServiceHost, httpx.AsyncClient]]:
     emulator.load(SID, {"Accounts": [SHEET_HEADER, *(sheet_row(i) for i in range(1, 6))]})
-    settings = IngestSettings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        database_url=fresh_database_url("ingest_api"),
-        runner_poll_timeout_ms=100,
-        outbox_poll_s=0.02,
-        sheets_api_endpoint=emulator.url,
-        sheets_spreadsheet_id=SID,
-        sheets_max_retries=2,
-        sheets_initial_backoff_s=0.05,
-        sheets_max_backoff_s=0.2,
+    settings = fast_settings(
+        broker.bootstrap_servers,
+        fresh_database_url("ingest_api"),
+        emulator.url,
+        SID,
         sheets_writes_per_minute=6000,
-        ingest_poll_interval_s=3600,
         ingest_writeback_retry_s=0.2,
         ingest_writeback_ranges_per_request=2,
         ingest_column_map={"Acct #": "Account ID"},

@@ -43,7 +43,7 @@ from prometheus_client import generate_latest
 from sqlalchemy import text
 
 from .sheetdata import HEADER, account_row
-from .support import ServerThread, SheetsEmulator
+from .support import ServerThread, SheetsEmulator, fast_settings
 
 SID = f"cw{uuid.uuid4().hex[:8]}"
 T0 = datetime(2026, 5, 4, 14, 0, tzinfo=UTC)
@@ -74,18 +74,13 @@ async def service(
     broker: Any, fresh_database_url: Callable[..., str], emulator: SheetsEmulator
 ) -> AsyncIterator[ServiceHost]:
     emulator.load(SID, {"Accounts": rows_for("C-", 6)})
-    settings = IngestSettings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        database_url=fresh_database_url("ingest_contacts"),
-        runner_poll_timeout_ms=100,
+    settings = fast_settings(
+        broker.bootstrap_servers,
+        fresh_database_url("ingest_contacts"),
+        emulator.url,
+        SID,
         outbox_poll_s=0.05,
-        sheets_api_endpoint=emulator.url,
-        sheets_spreadsheet_id=SID,
-        sheets_max_retries=2,
-        sheets_initial_backoff_s=0.05,
-        sheets_max_backoff_s=0.2,
         sheets_writes_per_minute=600,
-        ingest_poll_interval_s=3600,
         ingest_writeback_retry_s=0.5,
         ingest_writeback_contact_delay_s=1.0,
         ingest_writeback_contact_interval_s=0,
