@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch chaos-dispatch chaos clean schemas config-docs
+.PHONY: env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch chaos-dispatch chaos clean schemas config-docs security-docs
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -55,6 +55,9 @@ schemas: env
 
 config-docs: env
 	$(RUN) arrears config --format markdown --output docs/configuration.md
+
+security-docs: env
+	$(RUN) arrears security matrix --write docs/security.md
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .arrears

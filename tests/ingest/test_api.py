@@ -12,6 +12,7 @@ import json
 import os
 import time
 import uuid
+import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -273,6 +274,38 @@ async def test_csv_and_xlsx_uploads(service: tuple[ServiceHost, httpx.AsyncClien
     bad = await client.post("/ingest/upload", content=csv_bytes([["Name", "Phone"], ["A", "1"]]))
     assert bad.status_code == 422 and "missing required column" in bad.json()["error"]
     assert (await client.post("/ingest/upload", content=b"\x00\x01" * 10)).status_code == 400
+
+
+async def test_xlsx_decompression_bomb_upload_is_refused_and_nothing_is_ingested(
+    service: tuple[ServiceHost, httpx.AsyncClient],
+) -> None:
+    """A workbook with valid account rows plus a 300 MiB zero-filled part (a ~300 kB upload): 400 with the
+    reason, no run, no event."""
+    host, client = service
+    good = xlsx_bytes([HEADER, *(account_row(i, **{"Account ID": f"B-{i}"}) for i in range(1, 4))])
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(good)) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z,
+    ):
+        for info in src.infolist():
+            z.writestr(info.filename, src.read(info))
+        with z.open("xl/media/image1.bin", "w") as f:
+            for _ in range(300):
+                f.write(bytes(1024 * 1024))
+    bomb = out.getvalue()
+    assert len(bomb) < 1_000_000
+
+    mark = await last_outbox_id(host)
+    async with engine(host).connect() as c:
+        runs_before = (await c.execute(text("SELECT count(*) FROM ingest.runs"))).scalar_one()
+    r = await client.post("/ingest/upload", params={"filename": "pme.xlsx"}, content=bomb)
+    assert r.status_code == 400, r.text
+    assert "possible decompression bomb" in r.json()["detail"], r.text
+    _, envs = await outbox_since(engine(host), mark)
+    assert envs == []
+    async with engine(host).connect() as c:
+        assert (await c.execute(text("SELECT count(*) FROM ingest.runs"))).scalar_one() == runs_before
 
 
 class AccountChangedView:

@@ -18,7 +18,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "schemas",  # arrears schemas export: JSON Schemas + AsyncAPI
     "config",  # arrears config: every ARREARS_* variable, generated from the settings classes
     "simulate",  # arrears simulate --days 30: dry run of the segmenter's policy and compliance gate
-    "audit",  # arrears audit verify: the hash-chained audit log of manual actions
+    "audit",  # arrears audit verify: every service's hash-chained audit log
+    "keys",  # arrears keys create|list|rotate|revoke: API keys
+    "security",  # arrears security matrix: routes x roles, generated
 )
 
 app = typer.Typer(name="arrears", help="Arrears: event-driven debt collections.", no_args_is_help=True)

@@ -1,4 +1,11 @@
-"""FastAPI app factory: every service gets `/healthz`, `/readyz` and `/metrics` the same way.
+"""FastAPI app factory: every service gets `/healthz`, `/readyz`, `/metrics` and the security layer the same way.
+
+- Every route must declare its access (`requires(permission)` or `public(reason)`, arrears_shared.auth);
+  `create_app` raises at start-up when one does not, so a new route cannot serve openly.
+- The gate authenticates every non-public request before routing; `/openapi.json` and `/docs` need a
+  credential too. Public: `/healthz`, `/readyz`, `/metrics` and signature-verified webhooks.
+- Request bodies are capped (`ARREARS_HTTP_MAX_BODY_BYTES`, per-path overrides for uploads); every response
+  carries `X-Request-ID`.
 
 - `/healthz` (liveness) never touches the database or broker, so an outage does not restart every pod;
   it fails only when a consumer is stuck (partitions assigned, lag > 0, no progress for
@@ -14,9 +21,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .auth.access import check_routes, document_access, public, requires
+from .auth.gate import Authenticator, AuthGate
+from .request_context import RequestId
 
 Check = Callable[[], Awaitable[tuple[bool, Any]]]
 
@@ -49,27 +61,62 @@ class Health:
         return ok, detail
 
 
-def create_app(service: str, health: Health, routers: Sequence[APIRouter] = (), **fastapi_kw: Any) -> FastAPI:
-    app = FastAPI(title=f"Arrears {service}", **fastapi_kw)
+OPS_PUBLIC = "probes and Prometheus scrapes; answer no business data (keep /metrics inside the cluster)"
 
-    @app.get("/healthz", tags=["ops"])
+
+def create_app(
+    service: str,
+    health: Health,
+    routers: Sequence[APIRouter] = (),
+    *,
+    authenticator: Authenticator,
+    max_body_bytes: int = 1_048_576,
+    body_limits: dict[str, int] | None = None,
+    login_path: str | None = None,
+    **fastapi_kw: Any,
+) -> FastAPI:
+    app = FastAPI(title=f"Arrears {service}", docs_url=None, redoc_url=None, openapi_url=None, **fastapi_kw)
+    ops = [Depends(public(OPS_PUBLIC))]
+
+    @app.get("/healthz", tags=["ops"], dependencies=ops)
     async def healthz() -> JSONResponse:
         ok, detail = health.live()
         return JSONResponse(
             {"status": "ok" if ok else "failing", "checks": detail}, status_code=200 if ok else 503
         )
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], dependencies=ops)
     async def readyz() -> JSONResponse:
         ok, detail = await health.ready()
         return JSONResponse(
             {"status": "ready" if ok else "not_ready", "checks": detail}, status_code=200 if ok else 503
         )
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], dependencies=ops)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    docs = [Depends(requires("docs.read"))]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=docs)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=docs)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
     for r in routers:
         app.include_router(r)
+    public_routes = check_routes(app)
+    document_access(app)
+    # added last = outermost: request id, then the gate (nothing read before authentication), then sizes
+    from .body_limit import BodySizeLimit
+
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, overrides=body_limits or {})
+    app.state.authenticator = authenticator
+    app.add_middleware(
+        AuthGate, authenticator=authenticator, public_routes=public_routes, login_path=login_path
+    )
+    app.add_middleware(RequestId)
     return app

@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import telemetry
+from .auth.gate import Authenticator
 from .db.engine import make_engine, schema_for
 from .db.migrate import upgrade
 from .http import Health, create_app
@@ -94,6 +95,8 @@ class ServiceDefinition:
     loops: Sequence[Loop] = ()
     on_start: Callable[[Context], Awaitable[None]] | None = None
     readiness: dict[str, Callable[[Context], Awaitable[tuple[bool, Any]]]] = field(default_factory=dict)
+    body_limits: dict[str, int] = field(default_factory=dict)  # path prefix -> max request body bytes
+    login_path: str | None = None  # where a browser without a credential is sent (the console's sign-in)
 
 
 def describe_db(url: str) -> str:
@@ -119,6 +122,7 @@ class ServiceHost:
         self._db_ok = False
         self._engine: AsyncEngine | None = None
         self._producer: AIOKafkaProducer | None = None
+        self.authenticator = Authenticator(self.s)
 
     def _context(self) -> Context:
         if self.ctx is None:
@@ -135,7 +139,15 @@ class ServiceHost:
         self.health.readiness["consumers"] = self._ready_consumers
         for name, check in self.d.readiness.items():
             self.health.readiness[name] = self._bind(check)
-        return create_app(self.name, self.health, [f(self._context) for f in self.d.routers])
+        return create_app(
+            self.name,
+            self.health,
+            [f(self._context) for f in self.d.routers],
+            authenticator=self.authenticator,
+            max_body_bytes=self.s.http_max_body_bytes,
+            body_limits=self.d.body_limits,
+            login_path=self.d.login_path,
+        )
 
     def _bind(
         self, check: Callable[[Context], Awaitable[tuple[bool, Any]]]
@@ -242,7 +254,9 @@ class ServiceHost:
     async def start(self) -> Context:
         self._engine = await self._connect_db()
         url = self.s.database_url.get_secret_value()
+        await asyncio.to_thread(upgrade, url, "iam")  # API keys and sessions, shared by every service
         await asyncio.to_thread(upgrade, url, self.name)
+        self.authenticator.bind(self._engine)
         self._producer = await self._connect_broker()
         relay = OutboxRelay(
             engine=self._engine,

@@ -113,7 +113,67 @@ class RunnerSettings(ArrearsSettings):
     )
 
 
-class ServiceSettings(KafkaSettings, DatabaseSettings, RunnerSettings):
+class MoneySettings(ArrearsSettings):
+    """Mixed into the settings of the services that compare or total money across currencies."""
+
+    fx_rates_file: str | None = Field(
+        None,
+        description="JSON rates table: money thresholds are in minor units of its `reporting_currency`, "
+        'amounts are converted with its dated rates ({"reporting_currency": "USD", "as_of": "2026-12-01", '
+        '"rates": {"EUR": "1.16"}}); default: the packaged arrears_shared/data/fx_rates.json',
+    )
+
+
+class AuthSettings(ArrearsSettings):
+    """Who may call a service's HTTP API (`ARREARS_AUTH_*`); see docs/security.md."""
+
+    auth_oidc_issuer: str | None = Field(
+        None,
+        description="Issuer URL of the company's OpenID Connect provider (exactly the token's `iss`); "
+        "unset = bearer tokens from an identity provider are not accepted, only API keys and console sessions",
+    )
+    auth_oidc_audience: str = Field(
+        "arrears", description="Audience (`aud`) the provider puts in tokens meant for Arrears"
+    )
+    auth_oidc_jwks_url: str | None = Field(
+        None, description="JWKS URL of the provider; unset = `jwks_uri` from the issuer's discovery document"
+    )
+    auth_oidc_roles_claim: str = Field(
+        "roles",
+        description="Claim holding the caller's roles; a dotted path for nested claims (realm_access.roles)",
+    )
+    auth_oidc_role_map: str = Field(
+        "",
+        description="Renames provider roles or groups to Arrears roles: `idp-name=role,...` "
+        "(roles: viewer, collector, supervisor, admin, service); unset = the claim holds Arrears role names",
+    )
+    auth_oidc_name_claim: str = Field(
+        "email",
+        description="Claim recorded as the actor in the audit log (falls back to preferred_username, sub)",
+    )
+    auth_oidc_leeway_s: float = Field(30.0, description="Clock skew allowed on exp / nbf / iat")
+    auth_jwks_cache_s: float = Field(600.0, description="How long the provider's JWKS is cached")
+    auth_failure_window_s: float = Field(
+        60.0, description="Window over which failed authentications are counted per client address"
+    )
+    auth_failure_slowdown_after: int = Field(
+        5, description="Failures in the window after which each further attempt of that client is delayed"
+    )
+    auth_failure_block_after: int = Field(
+        30, description="Failures in the window after which that client gets 429 until the window passes"
+    )
+    auth_session_ttl_s: float = Field(8 * 3600.0, description="Lifetime of a console sign-in session")
+    auth_cookie_secure: bool = Field(
+        True,
+        description="Mark the console session cookie Secure (HTTPS only); `arrears up` sets false for "
+        "its plain-HTTP localhost console",
+    )
+    http_max_body_bytes: int = Field(
+        1_048_576, description="Largest request body accepted by any route without its own limit (413 above)"
+    )
+
+
+class ServiceSettings(KafkaSettings, DatabaseSettings, RunnerSettings, AuthSettings):
     """Settings every service has. Subclass per service for its own options."""
 
     service_name: str = Field(

@@ -2,12 +2,18 @@
 
 Labels never carry account ids, phone numbers or emails (cardinality and PII): only service, topic,
 partition, channel, provider, status and similar small enumerations.
+
+Logs never carry a credential: `configure_logging` installs `RedactSecrets` on its handler (see below).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import re
 import sys
+from typing import IO, Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from pythonjsonlogger.json import JsonFormatter
@@ -67,9 +73,125 @@ _STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
 }
 
 
-def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
-    """Log to stdout, one JSON object per line (`fmt="json"`), with the service name on every line."""
-    handler = logging.StreamHandler(sys.stdout)
+# -- secrets out of logs ------------------------------------------------------------------------------------
+
+REDACTED = "[redacted]"
+# One pass over the text, leftmost match first. The secret part is replaced, the label is kept:
+#   Bearer <token> / Basic <credentials>   -> "Bearer [redacted]"   (any case; see _looks_like_credential)
+#   ark_<key id>_<secret> (our API keys)   -> "ark_<key id>_[redacted]" (the id stays, to trace and revoke)
+#   ark_<anything else url-safe>           -> "ark_[redacted]"
+#   a JWT / JWE (eyJ... dot-separated)     -> "[redacted]"
+#   password= passwd= pwd= token= secret= key= (also api_key=, access_token=, ...) -> "key=[redacted]"
+# Possessive quantifiers and the `(?!\[)` guards make it linear and idempotent (redacting twice changes
+# nothing).
+_SECRET_RE = re.compile(
+    r"(?P<scheme>\b(?i:bearer|basic)[ \t]+)(?P<cred>[A-Za-z0-9\-._~+/]++=*+)"
+    r"|\bark_(?:(?P<kid>[0-9a-f]{12})_(?!\[))?[A-Za-z0-9_-]{4,}+(?!\[)"
+    r"|\beyJ[A-Za-z0-9_-]++(?:\.[A-Za-z0-9_-]*+){2,4}+"
+    r"|(?P<param>(?i:password|passwd|pwd|token|secret|key)=)(?P<value>[^\s&#\"'<>,;()\[\]{}]++)",
+    re.ASCII,
+)
+# lower-case substrings one of which every match contains: a message with none of them is left alone
+_TRIGGERS = ("bearer", "basic", "ark_", "eyj", "password=", "passwd=", "pwd=", "token=", "secret=", "key=")
+# `extra` fields whose name says they hold a secret are redacted whole, whatever their value
+_SECRET_FIELD_RE = re.compile(r"(?i)password|passwd|secret|token|api_?key|authorization|cookie|credential")
+
+
+def _looks_like_credential(cred: str, scheme: str) -> bool:
+    """Tell `Bearer eyJhbGc...` / `Basic dXNlcjpwYXNz` from prose such as "basic validation failed"."""
+    if len(cred) < 8:
+        return False
+    if any(c.isdigit() or c in "+/=._~-" for c in cred) or not (cred.islower() or cred.isupper()):
+        return True
+    if scheme.lower().startswith(
+        "basic"
+    ):  # all one case, letters only: a credential if it decodes to user:pass
+        try:
+            return b":" in base64.b64decode(cred + "=" * (-len(cred) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+    return False
+
+
+def _redact_match(m: re.Match[str]) -> str:
+    if m.group("scheme") is not None:
+        scheme, cred = m.group("scheme"), m.group("cred")
+        return scheme + REDACTED if _looks_like_credential(cred, scheme) else m.group(0)
+    if m.group("param") is not None:
+        return m.group("param") + REDACTED
+    if m.group(0).startswith("ark_"):
+        kid = m.group("kid")
+        return f"ark_{kid}_{REDACTED}" if kid else f"ark_{REDACTED}"
+    return REDACTED  # a JWT
+
+
+def redact(text: str) -> str:
+    """`text` with every credential-looking value replaced by `[redacted]` (cheap when there is none)."""
+    low = text.lower()
+    if not any(t in low for t in _TRIGGERS):
+        return text
+    return _SECRET_RE.sub(_redact_match, text)
+
+
+class RedactSecrets(logging.Filter):
+    """Redact API keys, bearer/basic credentials, JWTs and password/token/key query values in a record's
+    message (after `%` formatting with its args), in its string `extra` fields, and in its traceback and
+    stack text; `extra` fields named like a secret (password, token, api_key, authorization, ...) are
+    redacted whole. Install it on a handler (as `configure_logging` does) so that it sees the records
+    of every logger. It never drops a record and never raises."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            self._redact(record)
+        except Exception:  # pragma: no cover - a log line must never fail because of this filter
+            pass
+        return True
+
+    def _redact(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, dict):  # JsonFormatter merges a dict message into the line
+            record.msg = {k: self._value(k, v) for k, v in record.msg.items()}
+        else:
+            message = record.getMessage()
+            clean = redact(message)
+            if clean is not message and clean != message:
+                record.msg, record.args = clean, None
+        for key, value in list(record.__dict__.items()):
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                new = self._value(key, value)
+                if new is not value:
+                    record.__dict__[key] = new
+        if record.exc_info and record.exc_info[0] is not None:
+            text = record.exc_text or _EXC_FORMATTER.formatException(record.exc_info)
+            clean = redact(text)
+            record.exc_text = clean
+            if clean != text:  # formatters prefer exc_info: drop it so that only the clean text is used
+                record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+
+    @staticmethod
+    def _value(key: object, value: Any) -> Any:
+        if value is None:
+            return value
+        if isinstance(key, str) and _SECRET_FIELD_RE.search(key):
+            return REDACTED
+        if isinstance(value, str):
+            return redact(value)
+        return value
+
+
+_EXC_FORMATTER = logging.Formatter()
+
+
+def configure_logging(
+    service: str, level: str = "INFO", fmt: str = "json", *, stream: IO[str] | None = None
+) -> None:
+    """Log to `stream` (default stdout), one JSON object per line (`fmt="json"`), with the service name on
+    every line, and credentials redacted (`RedactSecrets`)."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.addFilter(RedactSecrets())
     if fmt == "json":
         handler.setFormatter(
             JsonFormatter(

@@ -1,5 +1,5 @@
-"""`arrears audit verify`: recompute escalation's hash-chained audit log and report any edited, deleted or
-truncated entry (exit status 1)."""
+"""`arrears audit verify`: recompute every service's hash-chained audit log and report any edited, deleted
+or truncated entry (exit status 1)."""
 
 from __future__ import annotations
 
@@ -7,52 +7,73 @@ import asyncio
 from typing import Annotated
 
 import typer
-from arrears_escalation.audit.service import VerifyReport, verify
+from arrears_shared.audit import VerifyReport, verify
 from arrears_shared.db.engine import make_engine
 from arrears_shared.settings import DatabaseSettings
+from sqlalchemy import text
 
-audit_app = typer.Typer(help="The audit log of manual actions (escalation).", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="The audit logs of every service's state-changing API calls.", no_args_is_help=True
+)
 
 
-async def _verify(url: str, anchor: tuple[int, str] | None) -> VerifyReport:
+async def audited_schemas(conn: object) -> list[str]:
+    rows = await conn.execute(  # type: ignore[attr-defined]
+        text("SELECT table_schema FROM information_schema.tables WHERE table_name = 'audit_log' ORDER BY 1")
+    )
+    return [r[0] for r in rows]
+
+
+async def _verify(url: str, anchors: dict[str, tuple[int, str]], only: str | None) -> list[VerifyReport]:
     engine = make_engine(url)
     try:
         async with engine.connect() as conn:
-            return await verify(conn, anchor)
+            schemas = [only] if only else await audited_schemas(conn)
+            return [await verify(conn, s, anchors.get(s)) for s in schemas]
     finally:
         await engine.dispose()
 
 
-def _anchor(value: str | None) -> tuple[int, str] | None:
-    if not value:
-        return None
-    seq, _, digest = value.partition(":")
-    if not seq.isdigit() or len(digest) != 64:
-        raise typer.BadParameter("expected <seq>:<sha256 hex>, as printed by a previous verify")
-    return int(seq), digest.lower()
+def _anchors(values: list[str] | None) -> dict[str, tuple[int, str]]:
+    out: dict[str, tuple[int, str]] = {}
+    for value in values or []:
+        schema, _, rest = value.rpartition("=")
+        seq, _, digest = rest.partition(":")
+        if not schema or not seq.isdigit() or len(digest) != 64:
+            raise typer.BadParameter("expected <service>=<seq>:<sha256 hex>, as printed by a previous verify")
+        out[schema.replace("-", "_")] = (int(seq), digest.lower())
+    return out
 
 
 @audit_app.command("verify")
 def verify_command(
     database_url: Annotated[
-        str | None, typer.Option(envvar="ARREARS_DATABASE_URL", help="PostgreSQL URL (escalation's database)")
+        str | None, typer.Option(envvar="ARREARS_DATABASE_URL", help="PostgreSQL URL of the platform")
     ] = None,
     anchor: Annotated[
-        str | None,
-        typer.Option(help="A head `<seq>:<hash>` recorded earlier: detects deleted newest entries too"),
+        list[str] | None,
+        typer.Option(
+            help="A head `<service>=<seq>:<hash>` recorded earlier (repeatable): detects deleted newest entries"
+        ),
     ] = None,
+    service: Annotated[str | None, typer.Option(help="Verify only this service's log")] = None,
 ) -> None:
-    """Verify every entry's hash and the chain; print the head to keep as the next anchor."""
+    """Verify every entry's hash and each chain; print the heads to keep as the next anchors."""
     url = database_url or DatabaseSettings().database_url.get_secret_value()
-    report = asyncio.run(_verify(url, _anchor(anchor)))
-    for problem in report.problems:
-        typer.echo(f"TAMPERED: {problem}", err=True)
-    typer.echo(f"entries: {report.entries}")
-    typer.echo(f"head: {report.head_seq}:{report.head_hash}")
-    if not report.ok:
-        typer.echo(f"audit log FAILED verification ({len(report.problems)} problem(s))", err=True)
+    only = service.replace("-", "_") if service else None
+    reports = asyncio.run(_verify(url, _anchors(anchor), only))
+    failed = 0
+    for report in reports:
+        for problem in report.problems:
+            typer.echo(f"TAMPERED {report.schema}: {problem}", err=True)
+        failed += len(report.problems)
+        typer.echo(
+            f"{report.schema}: entries {report.entries}, head {report.schema}={report.head_seq}:{report.head_hash}"
+        )
+    if failed:
+        typer.echo(f"audit log FAILED verification ({failed} problem(s))", err=True)
         raise typer.Exit(1)
-    typer.echo("audit log OK")
+    typer.echo(f"audit logs OK ({len(reports)} services)")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -76,6 +75,20 @@ class StackInfo:
     gmail_sender: str = GMAIL_SENDER
     sheets_spreadsheet_id: str = SPREADSHEET_ID
     sheets_worksheet: str = WORKSHEET
+
+
+async def issue_admin_key(database_url: str) -> str:
+    """The stack's first admin key (arrears_shared.auth.keys.issue_first_admin); returns the plaintext."""
+    from arrears_shared.auth.keys import issue_first_admin
+    from arrears_shared.db.engine import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            _, plaintext = await issue_first_admin(conn)
+        return plaintext
+    finally:
+        await engine.dispose()
 
 
 def service_env(stack: StackInfo, svc: str, ports: Mapping[str, int]) -> dict[str, str]:
@@ -172,8 +185,9 @@ class Platform:
             os.environ.get("ARREARS_QUO_WEBHOOK_SIGNING_KEY")
             or base64.b64encode(secrets.token_bytes(32)).decode()
         )
-        # the operator API key of this dev stack (admin role); written to <data_dir>/admin-api-key, never logged
-        self.admin_api_key = os.environ.get("ARREARS_DEV_ADMIN_API_KEY") or "dev-" + secrets.token_urlsafe(24)
+        # the first admin API key of this stack, issued after migrations (a new one each start); written to
+        # <data_dir>/admin-api-key (mode 0600), never logged
+        self.admin_api_key = ""
         self._stack: StackInfo | None = None
         self._database_url = ""
         self._stopped = False
@@ -217,9 +231,8 @@ class Platform:
             # read customers' email replies from the emulator's mailbox (real Gmail: opt in via the env var)
             env["ARREARS_RESPONSES_GMAIL_ENABLED"] = "true"
             env["ARREARS_RESPONSES_GMAIL_POLL_S"] = "2"
-        if svc == "escalation" and not os.environ.get("ARREARS_ESCALATION_API_KEYS"):
-            digest = hashlib.sha256(self.admin_api_key.encode()).hexdigest()
-            env["ARREARS_ESCALATION_API_KEYS"] = f"dev-admin:admin:{digest}"
+        # the dev console is plain HTTP on 127.0.0.1: a Secure cookie would never be sent back
+        env.setdefault("ARREARS_AUTH_COOKIE_SECURE", "false")
         return {**env, **self.extra_env, **self.service_overrides.get(svc, {})}
 
     def write_admin_key(self) -> Path:
@@ -324,6 +337,7 @@ class Platform:
         else:
             call_in_fresh_thread(lambda: upgrade_all(self._database_url))
             self._timed("migrations", t)
+            self.admin_api_key = run_coro_sync(lambda: issue_admin_key(self._database_url))
 
     def _spawn_emulators(self) -> None:
         for name in EMULATORS:
@@ -469,9 +483,14 @@ class Platform:
         lines.append(f"  Kafka            {self.bootstrap_servers}")
         lines.append(f"  PostgreSQL       {self.database_url}")
         lines.append(f"  Data dir         {self.data_dir}")
-        if "escalation" in self.services and not os.environ.get("ARREARS_ESCALATION_API_KEYS"):
+        if self.admin_api_key:
             lines.append(
-                f"  Admin API key    in {self.write_admin_key()}  (send as 'Authorization: Bearer <key>')"
+                f"  Admin API key    in {self.write_admin_key()}  (shown nowhere else; a new one each start)"
+            )
+            if "console" in self.services:
+                lines.append(f"  Sign in          {self.service_url('console')}/login with that key")
+            lines.append(
+                "                   APIs: send it as 'Authorization: Bearer <key>'; more: arrears keys create"
             )
         took = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
         lines.append(f"  Start-up         {took}")

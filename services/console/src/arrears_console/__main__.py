@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from arrears_shared import topics
+from arrears_shared.audit.views import audit_router
+from arrears_shared.auth.views import api_keys_router
 from arrears_shared.service import Consumer, ServiceDefinition
 from arrears_shared.service import main as run
 
@@ -19,8 +21,9 @@ def definition(settings: ConsoleSettings | None = None) -> ServiceDefinition:
         name="console",
         settings=settings,
         consumers=[Consumer(topics=list(topics.EVENT_TOPICS), handler=handle_events)],
-        routers=[api_router, web_router],
+        routers=[api_router, web_router, api_keys_router, audit_router],
         loops=[dlq_loop],
+        login_path="/login",
     )
 
 

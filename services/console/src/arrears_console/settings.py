@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from arrears_shared.settings import ServiceSettings
+from arrears_shared.settings import MoneySettings, ServiceSettings
 from pydantic import Field
 
 
-class ConsoleSettings(ServiceSettings):
+class ConsoleSettings(ServiceSettings, MoneySettings):
     service_name: str = "console"
     http_port: int = 8080
 

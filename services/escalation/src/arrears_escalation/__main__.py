@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from arrears_shared import topics
+from arrears_shared.audit.views import audit_router
 from arrears_shared.service import Consumer, ServiceDefinition
 from arrears_shared.service import main as run
 
-from .audit.views import make_router as audit_router
-from .auth.views import bootstrap_keys
-from .auth.views import make_router as keys_router
 from .cases.handlers import make_handler
 from .cases.scheduled import make_timer_loop
 from .cases.views import make_router
@@ -37,11 +35,9 @@ def definition(settings: EscalationSettings | None = None, deps: Deps | None = N
             tasks_router(deps),
             overrides_router(deps),
             timeline_router(),
-            audit_router(),
-            keys_router(),
+            audit_router,
             collection_router(),
         ],
-        on_start=lambda ctx: bootstrap_keys(ctx, settings.escalation_api_keys),
         loops=[make_timer_loop(deps, settings.escalation_tick_s, settings.escalation_metrics_hour_utc)],
     )
 

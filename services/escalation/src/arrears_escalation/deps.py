@@ -4,6 +4,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from arrears_shared.money import RateTable, packaged_rates, rates_from_file
+
 from .clock import Clock
 from .rules.models import RuleSet
 from .rules.service import load_rules
@@ -21,6 +23,7 @@ class Deps:
     priority_teams: dict[str, str] = field(default_factory=lambda: {"critical": "supervisors"})
     supervisor_team: str = "supervisors"
     supervisor_after: timedelta = timedelta(hours=4)
+    rates: RateTable = field(default_factory=packaged_rates)  # money conditions: reporting currency
 
     @classmethod
     def from_settings(cls, s: EscalationSettings) -> Deps:
@@ -33,4 +36,5 @@ class Deps:
             priority_teams=json.loads(s.escalation_priority_teams or "{}"),
             supervisor_team=s.escalation_supervisor_team,
             supervisor_after=timedelta(seconds=s.escalation_supervisor_after_s),
+            rates=rates_from_file(s.fx_rates_file),
         )

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from arrears_shared.settings import ServiceSettings
+from arrears_shared.settings import MoneySettings, ServiceSettings
 from pydantic import Field
 
 
-class EscalationSettings(ServiceSettings):
+class EscalationSettings(ServiceSettings, MoneySettings):
     escalation_no_response_after_s: float = Field(
         7 * 86400.0, description="Open a no_response case this long after a final notice with no reply"
     )
@@ -18,7 +18,8 @@ class EscalationSettings(ServiceSettings):
     escalation_thresholds: str = Field(
         "",
         description='JSON {"<rule id>.<condition>": value} overriding rule conditions, '
-        'e.g. {"high_value.min_balance_minor": 1000000, "broken_promise.grace_days": 2}',
+        'e.g. {"high_value.min_balance_minor": 1000000, "broken_promise.grace_days": 2} '
+        "(min_balance_minor: minor units of the reporting currency, see ARREARS_FX_RATES_FILE)",
     )
     escalation_agents: str = Field(
         "[]",
@@ -32,11 +33,6 @@ class EscalationSettings(ServiceSettings):
     escalation_supervisor_team: str = Field("supervisors", description="Team that receives escalated tasks")
     escalation_supervisor_after_s: float = Field(
         4 * 3600.0, ge=0, description="A task still open this long after its SLA breach goes to a supervisor"
-    )
-    escalation_api_keys: str = Field(
-        "",
-        description="Bootstrap API keys: comma-separated `name:role:sha256hex` (role viewer|agent|supervisor|"
-        "admin); keys are stored hashed, create more with POST /admin/api-keys",
     )
     escalation_metrics_hour_utc: int = Field(
         1,

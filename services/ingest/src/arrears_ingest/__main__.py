@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from arrears_shared import topics
+from arrears_shared.audit.views import audit_router
 from arrears_shared.service import Consumer, Context, ServiceDefinition
 from arrears_shared.service import main as run
 
@@ -92,7 +93,8 @@ def definition(settings: IngestSettings | None = None) -> ServiceDefinition:
                 handler=contacts_handler(settings, contacts_changed.set),
             )
         ],
-        routers=[views.router, upload_views.router, payment_views.router],
+        routers=[views.router, upload_views.router, payment_views.router, audit_router],
+        body_limits={"/ingest/upload": settings.ingest_upload_max_bytes},
         loops=[scheduled.poll_sheet, writeback_scheduled.replay_writebacks, validation_workers],
         on_start=on_start,
         readiness={"sheet_source": scheduled.sheet_source_ready},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from arrears_shared import topics
+from arrears_shared.audit.views import audit_router
 from arrears_shared.service import Consumer, ServiceDefinition
 from arrears_shared.service import main as run
 
@@ -28,7 +29,13 @@ def definition() -> ServiceDefinition:
                 handler=make_handler(deps),
             )
         ],
-        routers=[make_router(deps), policies_router(deps), campaigns_router(deps), approvals_router(deps)],
+        routers=[
+            make_router(deps),
+            policies_router(deps),
+            campaigns_router(deps),
+            approvals_router(deps),
+            audit_router,
+        ],
         loops=[make_timer_loop(deps, settings.segmenter_tick_s, settings.segmenter_timer_workers)],
     )
 

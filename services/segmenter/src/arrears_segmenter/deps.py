@@ -8,11 +8,12 @@ from pathlib import Path
 
 import yaml
 from arrears_shared.compliance import DEFAULT_RULES, RuleSet
+from arrears_shared.money import RateTable, packaged_rates, rates_from_file
 
 from .accounts.projection import FoldContext
 from .aging import DEFAULT_BOUNDARIES, parse_boundaries
 from .clock import Clock
-from .policy.models import Policy, load_policy
+from .policy.models import Policy, PolicyError, check_currencies, load_policy
 from .segments import DEFAULT_BALANCE_BANDS, parse_bands
 from .settings import SegmenterSettings
 
@@ -26,6 +27,7 @@ class Deps:
     paid_claim_pause_days: int = 7
     timer_batch: int = 500
     bands: tuple[int, ...] = DEFAULT_BALANCE_BANDS
+    rates: RateTable = field(default_factory=packaged_rates)
 
     def fold_context(self, now: datetime) -> FoldContext:
         return FoldContext(
@@ -33,6 +35,7 @@ class Deps:
             boundaries=self.boundaries,
             bands=self.bands,
             paid_claim_pause_days=self.paid_claim_pause_days,
+            rates=self.rates,
         )
 
     @classmethod
@@ -42,12 +45,18 @@ class Deps:
             rules = RuleSet.model_validate(
                 yaml.safe_load(Path(s.segmenter_compliance_rules_path).read_text())
             )
+        rates = rates_from_file(s.fx_rates_file)
+        policy = load_policy(s.segmenter_policy_path)
+        problems = check_currencies(policy, rates)
+        if problems:
+            raise PolicyError(problems)
         return cls(
-            policy=load_policy(s.segmenter_policy_path),
+            policy=policy,
             clock=Clock(offset_s=s.segmenter_clock_offset_s),
             rules=rules,
             boundaries=parse_boundaries(s.segmenter_aging_boundaries),
             paid_claim_pause_days=s.segmenter_paid_claim_pause_days,
             timer_batch=s.segmenter_timer_batch,
             bands=parse_bands(s.segmenter_balance_bands),
+            rates=rates,
         )

@@ -5,6 +5,10 @@ The risk score (0-100, higher = riskier) is a transparent sum, so an operator ca
   balance    up to 20  (by balance band)
   history    up to 40  (15 per broken promise, 5 per partial payment, capped)
 An operator may pin a score (`risk_override`), which then wins. Bands: low < 34 <= medium < 67 <= high.
+
+Balance bands are in minor units of the reporting currency (`arrears_shared.money`): the caller converts the
+balance first. A balance in a currency without a rate (None) is put in the top band, `very_high`, so it gets
+more attention rather than less.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-DEFAULT_BALANCE_BANDS: tuple[int, ...] = (10_000, 100_000, 1_000_000)  # minor units: 100, 1k, 10k
+# reporting-currency minor units: 100.00, 1,000.00, 10,000.00
+DEFAULT_BALANCE_BANDS: tuple[int, ...] = (10_000, 100_000, 1_000_000)
 BAND_NAMES = ("low", "medium", "high", "very_high")
 
 
@@ -27,9 +32,12 @@ class Segment:
         return f"{self.balance_band}|{aging_bucket}|{self.history}|risk-{self.risk_band}"
 
 
-def balance_band(balance_minor: int, bands: Sequence[int] = DEFAULT_BALANCE_BANDS) -> str:
+def balance_band(reporting_minor: int | None, bands: Sequence[int] = DEFAULT_BALANCE_BANDS) -> str:
+    """Band of a balance already converted to the reporting currency; None (no rate): the top band."""
+    if reporting_minor is None:
+        return BAND_NAMES[min(len(bands), len(BAND_NAMES) - 1)]
     for bound, name in zip(bands, BAND_NAMES, strict=False):
-        if balance_minor < bound:
+        if reporting_minor < bound:
             return name
     return BAND_NAMES[min(len(bands), len(BAND_NAMES) - 1)]
 
@@ -55,14 +63,14 @@ def risk_band(score: int) -> str:
 
 def segment_of(
     *,
-    balance_minor: int,
+    reporting_minor: int | None,
     dpd: int,
     partial_payments: int,
     broken_promises: int,
     risk_override: int | None = None,
     bands: Sequence[int] = DEFAULT_BALANCE_BANDS,
 ) -> Segment:
-    band = balance_band(balance_minor, bands)
+    band = balance_band(reporting_minor, bands)
     score = (
         risk_override
         if risk_override is not None
@@ -75,6 +83,7 @@ def parse_bands(raw: str) -> tuple[int, ...]:
     parts = tuple(int(p) for p in raw.split(",") if p.strip())
     if len(parts) != 3 or list(parts) != sorted(set(parts)) or parts[0] < 1:
         raise ValueError(
-            "balance bands must be three increasing minor-unit amounts, e.g. 10000,100000,1000000"
+            "balance bands must be three increasing amounts in minor units of the reporting currency, "
+            "e.g. 10000,100000,1000000"
         )
     return parts

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from arrears_shared.settings import ServiceSettings
+from arrears_shared.settings import MoneySettings, ServiceSettings
 from pydantic import Field
 
 
-class SegmenterSettings(ServiceSettings):
+class SegmenterSettings(ServiceSettings, MoneySettings):
     segmenter_tick_s: float = Field(1.0, description="Seconds between timer-loop ticks")
     segmenter_timer_batch: int = Field(500, description="Max due timers handled per tick (one transaction)")
     segmenter_timer_workers: int = Field(
@@ -27,6 +27,7 @@ class SegmenterSettings(ServiceSettings):
     )
     segmenter_balance_bands: str = Field(
         "10000,100000,1000000",
-        description="Upper bounds (minor units) of the low / medium / high balance bands; above: very_high",
+        description="Upper bounds of the low / medium / high balance bands, in minor units of the reporting "
+        "currency (ARREARS_FX_RATES_FILE; balances are converted first); above: very_high",
     )
     segmenter_clock_offset_s: float = Field(0.0, description="Shift 'now' (demos only)")

@@ -25,8 +25,12 @@ from .engine import schema_for
 log = logging.getLogger(__name__)
 
 
+# Platform schemas that belong to no single service: name -> package holding `migrations/`.
+PLATFORM_SCHEMAS: dict[str, str] = {"iam": "arrears_shared.auth"}
+
+
 def _package_for(service: str) -> str:
-    return "arrears_" + service.replace("-", "_")
+    return PLATFORM_SCHEMAS.get(service) or "arrears_" + service.replace("-", "_")
 
 
 def alembic_config(url: str, service: str) -> Config:
@@ -46,7 +50,7 @@ def upgrade(url: str, service: str, revision: str = "head") -> None:
 
 
 def upgrade_all(url: str) -> None:
-    for service in SERVICES:
+    for service in (*PLATFORM_SCHEMAS, *SERVICES):
         upgrade(url, service)
 
 

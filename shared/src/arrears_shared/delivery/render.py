@@ -11,20 +11,18 @@ from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefine
 from jinja2.sandbox import SandboxedEnvironment
 
 from ..events import AgingBucket, Channel, NoticeDue, Tier
+from ..money import minor_exponent
 
-_ZERO_DECIMAL = {"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF", "PYG", "RWF"}
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "INR": "₹", "AUD": "A$", "CAD": "C$"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
 def money(minor: int, currency: str) -> str:
-    """`12345, "USD"` -> `$123.45`; zero-decimal currencies have no fraction."""
+    """`12345, "USD"` -> `$123.45`; the currency's own ISO 4217 exponent (JPY none, KWD three digits)."""
     sign = "-" if minor < 0 else ""
-    minor = abs(minor)
-    if currency in _ZERO_DECIMAL:
-        amount = f"{minor:,}"
-    else:
-        amount = f"{minor // 100:,}.{minor % 100:02d}"
+    exp = minor_exponent(currency)
+    whole, frac = divmod(abs(minor), 10**exp)
+    amount = f"{whole:,}" + (f".{frac:0{exp}d}" if exp else "")
     sym = _SYMBOLS.get(currency)
     return f"{sign}{sym}{amount}" if sym else f"{sign}{amount} {currency}"
 

@@ -24,13 +24,13 @@ from arrears_shared.events import (
     PaymentFailed,
     ReplyReceived,
 )
+from arrears_shared.money import format_minor
 from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 
 
 def money(minor: int, currency: str) -> str:
-    sign = "-" if minor < 0 else ""
-    return f"{sign}{abs(minor) // 100:,}.{abs(minor) % 100:02d} {currency}"
+    return format_minor(minor, currency)  # the currency's own exponent (JPY 0, KWD 3)
 
 
 def summarize(ev: Event) -> str:

@@ -4,20 +4,43 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class AgingRow(BaseModel):
     bucket: str
     currency: str
     accounts: int
-    balance_minor: int
+    balance_minor: int = Field(description="Minor units of `currency`")
+    reporting_minor: int | None = Field(
+        description="balance_minor converted to the reporting currency (minor units, rounded once, half away "
+        "from zero); null when the rates table has no rate for `currency`"
+    )
+
+
+class CurrencyTotal(BaseModel):
+    currency: str
+    accounts: int
+    balance_minor: int = Field(description="Minor units of `currency`")
+    reporting_minor: int | None = Field(description="Sum of the rows' reporting_minor; null: no rate")
 
 
 class AgingReport(BaseModel):
     as_of: date
     buckets: list[str]
     rows: list[AgingRow]
+    reporting_currency: str = Field(description="Currency of every reporting_minor figure")
+    rates_as_of: date = Field(description="Date of the rates table the conversion used")
+    currencies: list[CurrencyTotal] = Field(description="Per-currency totals over every bucket")
+    reporting_by_bucket: dict[str, int] = Field(
+        description="Per bucket: the sum of the converted rows (currencies without a rate left out)"
+    )
+    reporting_total_minor: int = Field(
+        description="All buckets and currencies with a rate, in minor units of the reporting currency"
+    )
+    unpriced_currencies: list[str] = Field(
+        description="Currencies left out of the reporting totals (no rate): the totals are partial if any"
+    )
 
 
 class AccountView(BaseModel):

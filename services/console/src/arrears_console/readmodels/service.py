@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from arrears_shared.events import AgingBucket
+from arrears_shared.money import RateTable, configured_rates, note_unpriced
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -14,6 +15,7 @@ from .models import (
     AgingReport,
     AgingRow,
     ChannelOutcomes,
+    CurrencyTotal,
     DlqItem,
     DlqList,
     RejectItem,
@@ -31,7 +33,14 @@ _BUCKET = f"""CASE WHEN {_DPD} <= 0 THEN 'current' WHEN {_DPD} <= 30 THEN '1-30'
 _OUTSTANDING = "NOT a.removed AND a.balance_minor > 0 AND a.status NOT IN ('paid', 'closed')"
 
 
-async def aging(conn: AsyncConnection, schema: str, today: date) -> AgingReport:
+async def aging(
+    conn: AsyncConnection, schema: str, today: date, rates: RateTable | None = None
+) -> AgingReport:
+    """Outstanding balances by aging bucket and currency, each converted to the reporting currency too.
+
+    `rates`: default the table ARREARS_FX_RATES_FILE names (else the packaged one). Each (bucket, currency)
+    sum is converted once; every reporting total is a sum of those converted cells, so the figures add up."""
+    rates = rates or configured_rates()
     rows = await conn.execute(
         text(
             f"""SELECT {_BUCKET} AS bucket, a.currency, count(*) AS accounts, sum(a.balance_minor) AS balance
@@ -40,15 +49,56 @@ async def aging(conn: AsyncConnection, schema: str, today: date) -> AgingReport:
         {"today": today},
     )
     out = [
-        AgingRow(bucket=r.bucket, currency=r.currency, accounts=r.accounts, balance_minor=r.balance)
+        AgingRow(
+            bucket=r.bucket,
+            currency=r.currency,
+            accounts=r.accounts,
+            balance_minor=r.balance,
+            reporting_minor=rates.to_reporting_minor(int(r.balance), r.currency),
+        )
         for r in rows
     ]
     out.sort(key=lambda r: (r.currency, BUCKETS.index(r.bucket)))
-    return AgingReport(as_of=today, buckets=BUCKETS, rows=out)
+    by_bucket = dict.fromkeys(BUCKETS, 0)
+    totals: dict[str, CurrencyTotal] = {}
+    unpriced: list[str] = []
+    for r in out:
+        t = totals.setdefault(
+            r.currency, CurrencyTotal(currency=r.currency, accounts=0, balance_minor=0, reporting_minor=0)
+        )
+        t.accounts += r.accounts
+        t.balance_minor += r.balance_minor
+        if r.reporting_minor is None:
+            t.reporting_minor = None
+            if r.currency not in unpriced:
+                unpriced.append(r.currency)
+                note_unpriced(r.currency, "console.aging")
+        else:
+            by_bucket[r.bucket] += r.reporting_minor
+            if t.reporting_minor is not None:
+                t.reporting_minor += r.reporting_minor
+    return AgingReport(
+        as_of=today,
+        buckets=BUCKETS,
+        rows=out,
+        reporting_currency=rates.reporting_currency,
+        rates_as_of=rates.as_of,
+        currencies=list(totals.values()),
+        reporting_by_bucket=by_bucket,
+        reporting_total_minor=sum(by_bucket.values()),
+        unpriced_currencies=unpriced,
+    )
 
 
 async def accounts(
-    conn: AsyncConnection, schema: str, today: date, *, bucket: str | None, q: str | None, limit: int
+    conn: AsyncConnection,
+    schema: str,
+    today: date,
+    *,
+    bucket: str | None,
+    q: str | None,
+    limit: int,
+    names: bool = True,
 ) -> AccountList:
     where = ["NOT a.removed"]
     params: dict[str, object] = {"today": today, "limit": limit}
@@ -56,7 +106,9 @@ async def accounts(
         where.append(f"{_BUCKET} = :bucket")
         params["bucket"] = bucket
     if q:
-        where.append("(a.account_id ILIKE :q OR a.customer_name ILIKE :q)")
+        where.append(
+            "(a.account_id ILIKE :q OR a.customer_name ILIKE :q)" if names else "a.account_id ILIKE :q"
+        )
         params["q"] = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     cond = " AND ".join(where)
     rows = await conn.execute(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
+from arrears_shared.auth import Principal, requires
+from arrears_shared.auth.masking import mask_name
 from arrears_shared.events import AgingBucket
 from arrears_shared.service import Context
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from . import service
 from .models import AccountList, AgingReport, DlqList, RejectList, Summary, Timeline
@@ -20,7 +22,10 @@ def today_utc() -> date:
 def api_router(get_context: Callable[[], Context]) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["console"])
 
-    @router.get("/aging", response_model=AgingReport)
+    reports = [Depends(requires("reports.read"))]
+    pii = [Depends(requires("accounts.read"))]
+
+    @router.get("/aging", response_model=AgingReport, dependencies=reports)
     async def aging(as_of: date | None = None) -> AgingReport:
         ctx = get_context()
         async with ctx.engine.connect() as conn:
@@ -29,46 +34,54 @@ def api_router(get_context: Callable[[], Context]) -> APIRouter:
     @router.get("/accounts", response_model=AccountList)
     async def accounts(
         bucket: AgingBucket | None = None,
-        q: str | None = Query(None, max_length=100),
+        q: str | None = Query(None, max_length=100, description="Account id or (with accounts.read) name"),
         limit: int = Query(100, ge=1, le=1000),
         as_of: date | None = None,
+        who: Principal = Depends(requires("reports.read")),
     ) -> AccountList:
+        """Accounts by days past due; without `accounts.read` (viewers) names are masked and `q` matches
+        account ids only."""
         ctx = get_context()
         async with ctx.engine.connect() as conn:
-            return await service.accounts(
+            found = await service.accounts(
                 conn,
                 ctx.schema,
                 as_of or today_utc(),
                 bucket=bucket.value if bucket else None,
                 q=q,
                 limit=limit,
+                names=who.sees_pii,
             )
+        if not who.sees_pii:
+            for item in found.items:
+                item.customer_name = mask_name(item.customer_name)
+        return found
 
-    @router.get("/accounts/{account_id}/timeline", response_model=Timeline)
+    @router.get("/accounts/{account_id}/timeline", response_model=Timeline, dependencies=pii)
     async def account_timeline(account_id: str, limit: int = Query(200, ge=1, le=2000)) -> Timeline:
         ctx = get_context()
         async with ctx.engine.connect() as conn:
             return await service.timeline(conn, ctx.schema, account_id, limit)
 
-    @router.get("/timeline", response_model=Timeline)
+    @router.get("/timeline", response_model=Timeline, dependencies=pii)
     async def recent_timeline(limit: int = Query(50, ge=1, le=1000)) -> Timeline:
         ctx = get_context()
         async with ctx.engine.connect() as conn:
             return await service.timeline(conn, ctx.schema, None, limit)
 
-    @router.get("/summary", response_model=Summary)
+    @router.get("/summary", response_model=Summary, dependencies=reports)
     async def summary() -> Summary:
         ctx = get_context()
         async with ctx.engine.connect() as conn:
             return await service.summary(conn, ctx.schema)
 
-    @router.get("/dlq", response_model=DlqList)
+    @router.get("/dlq", response_model=DlqList, dependencies=[Depends(requires("dlq.read"))])
     async def dlq(topic: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> DlqList:
         ctx = get_context()
         async with ctx.engine.connect() as conn:
             return await service.dlq(conn, ctx.schema, limit, topic)
 
-    @router.get("/rejects", response_model=RejectList)
+    @router.get("/rejects", response_model=RejectList, dependencies=[Depends(requires("ingest.read"))])
     async def rejects(limit: int = Query(100, ge=1, le=1000)) -> RejectList:
         ctx = get_context()
         async with ctx.engine.connect() as conn:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from html import escape
+from urllib.parse import quote
+
+from arrears_shared.money import format_minor
 
 from ..readmodels.models import AgingReport, DlqList, RejectList, Summary, Timeline
 
@@ -20,12 +23,12 @@ h2{font-size:15px;margin:0 0 8px}
 .tile b{display:block;font-size:22px} .tile small{color:#667}
 table{border-collapse:collapse;width:100%} th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eceef2}
 th{font-weight:600;color:#556;font-size:12px;text-transform:uppercase} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.empty{color:#889;font-style:italic}
+.empty{color:#889;font-style:italic} .note{color:#667;font-size:12px;margin:6px 0 0}
 """
 
 
 def _money(minor: int, currency: str) -> str:
-    return f"{minor / 100:,.2f} {currency}"
+    return format_minor(minor, currency)
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: set[int] | None = None) -> str:
@@ -43,19 +46,31 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: se
 
 
 def _aging_table(report: AgingReport) -> str:
-    currencies = sorted({r.currency for r in report.rows})
+    """One row per currency in its own money, then the reporting-currency total of every priced currency."""
     cells = {(r.currency, r.bucket): r for r in report.rows}
+    rep = report.reporting_currency
     rows = []
-    for cur in currencies:
-        total_n = sum(r.accounts for r in report.rows if r.currency == cur)
-        total_b = sum(r.balance_minor for r in report.rows if r.currency == cur)
+    for t in sorted(report.currencies, key=lambda t: t.currency):
+        cur = t.currency
         row: list[object] = [cur]
         for b in report.buckets:
             c = cells.get((cur, b))
             row.append(f"{_money(c.balance_minor, cur)} ({c.accounts})" if c else "–")
-        row.append(f"{_money(total_b, cur)} ({total_n})")
+        row.append(f"{_money(t.balance_minor, cur)} ({t.accounts})")
+        row.append(_money(t.reporting_minor, rep) if t.reporting_minor is not None else "no rate")
         rows.append(row)
-    return _table(["currency", *report.buckets, "total"], rows, set(range(1, len(report.buckets) + 2)))
+    if rows:
+        total: list[object] = [f"total in {rep}"]
+        total += [_money(report.reporting_by_bucket.get(b, 0), rep) for b in report.buckets]
+        total += [_money(report.reporting_total_minor, rep), ""]
+        rows.append(total)
+    table = _table(
+        ["currency", *report.buckets, "total", f"in {rep}"], rows, set(range(1, len(report.buckets) + 3))
+    )
+    note = f"{rep} figures at the rates of {report.rates_as_of.isoformat()}"
+    if report.unpriced_currencies:
+        note += f"; left out of the {rep} totals (no rate): {', '.join(report.unpriced_currencies)}"
+    return f"{table}<p class=note>{escape(note)}</p>"
 
 
 def _time(t: datetime | None) -> str:
@@ -66,11 +81,15 @@ def render(
     *,
     aging: AgingReport,
     summary: Summary,
-    timeline: Timeline,
-    dlq: DlqList,
-    rejects: RejectList,
+    timeline: Timeline | None,
+    dlq: DlqList | None,
+    rejects: RejectList | None,
     refresh_s: int,
+    user: str = "",
+    role: str = "",
+    csrf: str = "",
 ) -> str:
+    """Sections the signed-in person may not see (None) are left out, not shown empty."""
     sent = sum(c.sent for c in summary.messages_by_channel.values())
     failed = sum(c.failed for c in summary.messages_by_channel.values())
     tiles = [
@@ -91,35 +110,46 @@ def render(
     )
     intents = _table(["intent", "replies"], sorted(summary.replies_by_intent.items()), {1})
     topics = _table(["topic", "events"], sorted(summary.events_per_topic.items()), {1})
-    recent = _table(
-        ["time", "account", "event", "summary"],
-        [[_time(i.at), i.account_id, i.topic, i.summary] for i in timeline.items],
-    )
-    dlq_html = _table(
-        ["recorded", "dlq topic", "offset", "type", "service", "attempts", "reason"],
-        [
-            [_time(d.recorded_at), d.topic, f"{d.partition}:{d.offset}", d.ce_type or "", d.service or "",
-             d.attempts if d.attempts is not None else "", d.reason or ""]
-            for d in dlq.items
-        ],
-    )  # fmt: skip
-    rejects_html = _table(
-        ["time", "source", "row", "column", "reason"],
-        [[_time(r.rejected_at), r.source, r.row_number, r.column or "", r.reason] for r in rejects.items],
+    sections = []
+    if timeline is not None:
+        recent = _table(
+            ["time", "account", "event", "summary"],
+            [[_time(i.at), i.account_id, i.topic, i.summary] for i in timeline.items],
+        )
+        sections.append(f"<section><h2>Recent activity</h2>{recent}</section>")
+    if dlq is not None:
+        dlq_html = _table(
+            ["recorded", "dlq topic", "offset", "type", "service", "attempts", "reason"],
+            [
+                [_time(d.recorded_at), d.topic, f"{d.partition}:{d.offset}", d.ce_type or "", d.service or "",
+                 d.attempts if d.attempts is not None else "", d.reason or ""]
+                for d in dlq.items
+            ],
+        )  # fmt: skip
+        sections.append(f"<section><h2>Dead letters ({dlq.count:,})</h2>{dlq_html}</section>")
+    if rejects is not None:
+        rejects_html = _table(
+            ["time", "source", "row", "column", "reason"],
+            [[_time(r.rejected_at), r.source, r.row_number, r.column or "", r.reason] for r in rejects.items],
+        )
+        sections.append(f"<section><h2>Ingest rejects ({rejects.count:,})</h2>{rejects_html}</section>")
+    signed_in = (
+        f' · {escape(user)} ({escape(role)}) <form method="post" style="display:inline" '
+        f'action="/logout?csrf_token={quote(csrf)}"><button style="font-size:11px">Sign out</button></form>'
+        if user
+        else ""
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="{int(refresh_s)}">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>Arrears console</title>
 <style>{CSS}</style></head>
 <body><header><h1>Arrears console</h1><span>aging as of {escape(aging.as_of.isoformat())} ·
-refreshes every {int(refresh_s)} s · <a style="color:#9cf" href="/docs">API</a></span></header>
+refreshes every {int(refresh_s)} s · <a style="color:#9cf" href="/docs">API</a>{signed_in}</span></header>
 <main>
 <div class="tiles">{tiles_html}</div>
 <section><h2>Aging report</h2>{_aging_table(aging)}</section>
 <section style="display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:16px">
 <div><h2>Sends by channel</h2>{channels}</div><div><h2>Replies by intent</h2>{intents}</div>
 <div><h2>Events per topic</h2>{topics}</div></section>
-<section><h2>Recent activity</h2>{recent}</section>
-<section><h2>Dead letters ({dlq.count:,})</h2>{dlq_html}</section>
-<section><h2>Ingest rejects ({rejects.count:,})</h2>{rejects_html}</section>
+{"".join(sections)}
 </main></body></html>"""

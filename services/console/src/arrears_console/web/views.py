@@ -1,36 +1,125 @@
-"""`GET /`: the console page."""
+"""`GET /`: the console page; `/login` and `/logout`: console sign-in sessions (an HttpOnly, SameSite=Strict
+cookie; the session itself lives in the `iam` schema, see arrears_shared.auth.sessions)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
+from html import escape
 from typing import cast
 
+from arrears_shared.audit import record
+from arrears_shared.auth import Principal, public, requires
+from arrears_shared.auth import sessions as auth_sessions
+from arrears_shared.auth.gate import AuthFailure, client_address
 from arrears_shared.service import Context
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel
 
 from ..readmodels import service
 from ..readmodels.views import today_utc
 from ..settings import ConsoleSettings
-from .page import render
+from .page import CSS, render
+
+SIGN_IN_PUBLIC = "the sign-in form and its submission: shows no data; failures are throttled per address"
+
+
+class Me(BaseModel):
+    name: str
+    roles: list[str]
+    kind: str
+    team: str | None
+    permissions: list[str]
+
+
+def _login_page(message: str = "") -> str:
+    note = f'<p style="color:#b00">{escape(message)}</p>' if message else ""
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in · Arrears</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}
+form{{display:grid;gap:8px;max-width:380px}} input{{padding:6px;font:inherit}}</style></head>
+<body><header><h1>Arrears console</h1></header><main><section><h2>Sign in</h2>{note}
+<form method="post" action="/login"><label>API key <input name="api_key" type="password" autocomplete="off"
+required autofocus></label><button>Sign in</button></form>
+<p class=note>`arrears up` prints where the first admin key is; `arrears keys create` makes more.</p>
+</section></main></body></html>"""
 
 
 def web_router(get_context: Callable[[], Context]) -> APIRouter:
     router = APIRouter(tags=["web"])
+    sign_in = [Depends(public(SIGN_IN_PUBLIC))]
 
     @router.get("/", response_class=HTMLResponse)
-    async def index() -> HTMLResponse:
+    async def index(who: Principal = Depends(requires("reports.read"))) -> HTMLResponse:
         ctx = get_context()
         settings = cast(ConsoleSettings, ctx.settings)
         async with ctx.engine.connect() as conn:
             page = render(
                 aging=await service.aging(conn, ctx.schema, today_utc()),
                 summary=await service.summary(conn, ctx.schema),
-                timeline=await service.timeline(conn, ctx.schema, None, 25),
-                dlq=await service.dlq(conn, ctx.schema, 20),
-                rejects=await service.rejects(conn, ctx.schema, 20),
+                timeline=await service.timeline(conn, ctx.schema, None, 25) if who.sees_pii else None,
+                dlq=await service.dlq(conn, ctx.schema, 20) if who.can("dlq.read") else None,
+                rejects=await service.rejects(conn, ctx.schema, 20) if who.can("ingest.read") else None,
                 refresh_s=settings.console_refresh_s,
+                user=who.name,
+                role=who.role,
+                csrf=who.csrf_token or "",
             )
         return HTMLResponse(page)
+
+    @router.get("/login", response_class=HTMLResponse, dependencies=sign_in)
+    async def login_form() -> HTMLResponse:
+        return HTMLResponse(_login_page())
+
+    @router.post("/login", response_class=HTMLResponse, dependencies=sign_in)
+    async def login(request: Request, api_key: str = Form(..., max_length=200)) -> Response:
+        ctx = get_context()
+        authn = request.app.state.authenticator
+        client = client_address(request.scope)
+        if authn.throttle.blocked_for(client):
+            return HTMLResponse(_login_page("Too many failed attempts; wait a minute."), status_code=429)
+        try:
+            principal = await authn.api_key(api_key.strip())
+        except AuthFailure:
+            authn.throttle.record_failure(client)
+            return HTMLResponse(_login_page("That key is not valid."), status_code=401)
+        settings = ctx.settings
+        ttl = timedelta(seconds=settings.auth_session_ttl_s)
+        async with ctx.transaction() as tx:
+            token, _ = await auth_sessions.open_session(tx.conn, principal, ttl)
+            await record(tx.conn, ctx.schema, principal, "session.open", "session", principal.subject)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            auth_sessions.COOKIE,
+            token,
+            max_age=int(ttl.total_seconds()),
+            httponly=True,
+            secure=settings.auth_cookie_secure,
+            samesite="strict",
+            path="/",
+        )
+        return response
+
+    @router.post("/logout")
+    async def logout(request: Request, who: Principal = Depends(requires("session.own"))) -> Response:
+        ctx = get_context()
+        token = request.cookies.get(auth_sessions.COOKIE)
+        async with ctx.transaction() as tx:
+            if token:
+                await auth_sessions.close_session(tx.conn, token)
+            await record(tx.conn, ctx.schema, who, "session.close", "session", who.subject)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(auth_sessions.COOKIE, path="/")
+        return response
+
+    @router.get("/api/me", response_model=Me)
+    async def me(who: Principal = Depends(requires("session.own"))) -> Me:
+        return Me(
+            name=who.name,
+            roles=sorted(who.roles),
+            kind=who.kind,
+            team=who.team,
+            permissions=sorted(who.permissions),
+        )
 
     return router

@@ -14,6 +14,7 @@ from arrears_shared.events import (
     ReplyReceived,
     Tier,
 )
+from arrears_shared.money import format_minor
 from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -91,14 +92,18 @@ async def on_account_changed(tx: Transaction, ev: AccountChanged, deps: Deps, no
     ):
         await cancel_timers(tx.conn, ev.account_id, "account_settled", now)
         return
+    facts = Facts(balance_minor=ev.balance_minor, currency=ev.currency)
+    detail = f"balance {format_minor(ev.balance_minor, ev.currency)}"
+    if facts.unpriced(deps.rates):
+        detail += f" (no {deps.rates.reporting_currency} rate for {ev.currency}: counted as high value)"
     await escalate(
         tx,
         deps,
         "account_changed",
-        Facts(balance_minor=ev.balance_minor),
+        facts,
         account_id=ev.account_id,
         trigger_id=f"cycle:{ev.due_date.isoformat()}",
-        detail=f"balance {ev.balance_minor / 100:.2f} {ev.currency}",
+        detail=detail,
         now=now,
     )
 
@@ -107,14 +112,16 @@ async def on_payment_failed(tx: Transaction, ev: PaymentFailed, deps: Deps, now:
     """A payment webhook reported a failed payment: the `payment_failed` rules (default: a `failed_payment`
     case and a follow-up task). Idempotent per failed attempt; while such a case is open, no second one."""
     amount = (
-        f"{ev.amount_minor / 100:.2f} {ev.currency} " if ev.amount_minor is not None and ev.currency else ""
+        f"{format_minor(ev.amount_minor, ev.currency)} "
+        if ev.amount_minor is not None and ev.currency
+        else ""
     )
     why = ev.failure_code or ev.failure_message or "no reason given"
     await escalate(
         tx,
         deps,
         "payment_failed",
-        Facts(balance_minor=ev.balance_minor),
+        Facts(balance_minor=ev.balance_minor, currency=ev.currency),
         account_id=ev.account_id,
         trigger_id=f"payment-failed:{ev.provider}:{ev.failure_id}",
         detail=f"{ev.provider} payment {ev.payment_id} {amount}failed: {why}"[:500],

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from ..audit.service import append
-from ..auth.deps import requires
-from ..auth.service import Principal
 from ..deps import Deps
 from .models import CaseView, CloseCase
 from .service import CaseNotOpen, close_case, get_case, list_cases
@@ -19,17 +18,18 @@ from .service import CaseNotOpen, close_case, get_case, list_cases
 def make_router(deps: Deps) -> RouterFactory:
     def factory(get_context: Callable[[], Context]) -> APIRouter:
         router = APIRouter(prefix="/cases", tags=["cases"])
-        viewer = Depends(requires(get_context, "viewer"))
-        agent = Depends(requires(get_context, "agent"))
+        viewer = Depends(requires("accounts.read"))
+        agent = Depends(requires("tasks.work"))
 
         @router.get("", response_model=list[CaseView])
         async def cases_list(
             status: Literal["open", "closed"] | None = None,
             account_id: str | None = None,
+            limit: int = Query(100, ge=1, le=500),
             _: Principal = viewer,
         ) -> list[CaseView]:
             async with get_context().engine.connect() as conn:
-                return await list_cases(conn, status, account_id)
+                return await list_cases(conn, status, account_id, limit)
 
         @router.get("/{case_id}", response_model=CaseView)
         async def case_get(case_id: str, _: Principal = viewer) -> CaseView:

@@ -1,4 +1,4 @@
-"""Collection metrics API: read snapshots (viewer), snapshot a day now (admin; idempotent)."""
+"""Collection metrics API: read snapshots (reports.read), snapshot a day now (metrics.snapshot; idempotent, audited)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from arrears_shared.audit import record
+from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
 from fastapi import APIRouter, Depends, Query
 
-from ..auth.deps import requires
-from ..auth.service import Principal
 from .service import read, snapshot
 
 
@@ -23,7 +23,7 @@ def make_router() -> RouterFactory:
             start: date = Query(..., alias="from"),
             end: date = Query(..., alias="to"),
             scope: str | None = Query(None, pattern="^(overall|campaign|aging_bucket|collector)$"),
-            _: Principal = Depends(requires(get_context, "viewer")),
+            _: Principal = Depends(requires("reports.read")),
         ) -> list[dict[str, Any]]:
             """Daily snapshots between two days (inclusive), for trends."""
             async with get_context().engine.connect() as conn:
@@ -31,10 +31,21 @@ def make_router() -> RouterFactory:
 
         @router.post("/snapshot")
         async def metrics_snapshot(
-            day: date, _: Principal = Depends(requires(get_context, "admin"))
+            day: date, who: Principal = Depends(requires("metrics.snapshot"))
         ) -> dict[str, int]:
-            async with get_context().engine.begin() as conn:
-                return {"written": await snapshot(conn, day)}
+            ctx = get_context()
+            async with ctx.transaction() as tx:
+                written = await snapshot(tx.conn, day)
+                await record(
+                    tx.conn,
+                    ctx.schema,
+                    who,
+                    "metrics.snapshot",
+                    "collection_metrics",
+                    day.isoformat(),
+                    after={"written": written},
+                )
+            return {"written": written}
 
         return router
 

@@ -6,13 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from arrears_shared.auth import Principal
 from arrears_shared.events import OverrideAction, OverrideRequested
 from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 
 from .. import metrics
 from ..audit.service import append
-from ..auth.service import Principal
 from ..cases.models import SCHEMA
 from .models import OverrideAccepted
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
 from fastapi import APIRouter, Depends, HTTPException, Path
 
-from ..auth.deps import requires
-from ..auth.service import Principal
 from ..deps import Deps
 from .models import ChannelPreference, DoNotContact, Note, OverrideAccepted, Pause, Reason, SendNow, Snooze
 from .service import add_note, request_override
@@ -20,8 +19,10 @@ AccountId = Path(min_length=1, max_length=64)
 def make_router(deps: Deps) -> RouterFactory:
     def factory(get_context: Callable[[], Context]) -> APIRouter:
         router = APIRouter(tags=["overrides"])
-        agent = Depends(requires(get_context, "agent"))
-        supervisor = Depends(requires(get_context, "supervisor"))
+        work = Depends(requires("accounts.work"))
+        override = Depends(requires("overrides.write"))
+        approver = Depends(requires("approvals.decide"))
+        campaigns = Depends(requires("campaigns.write"))
 
         async def go(
             who: Principal, account_id: str, action: str, reason: str = "", **kw: object
@@ -38,19 +39,19 @@ def make_router(deps: Deps) -> RouterFactory:
                 )
 
         @router.post("/accounts/{account_id}/pause", response_model=OverrideAccepted, status_code=202)
-        async def pause(body: Pause, account_id: str = AccountId, who: Principal = agent) -> OverrideAccepted:
+        async def pause(body: Pause, account_id: str = AccountId, who: Principal = work) -> OverrideAccepted:
             """Pause the account's dunning (until `until`, or until resumed)."""
             return await go(who, account_id, "pause", body.reason, until=body.until)
 
         @router.post("/accounts/{account_id}/resume", response_model=OverrideAccepted, status_code=202)
         async def resume(
-            body: Reason, account_id: str = AccountId, who: Principal = agent
+            body: Reason, account_id: str = AccountId, who: Principal = work
         ) -> OverrideAccepted:
             return await go(who, account_id, "resume", body.reason)
 
         @router.post("/accounts/{account_id}/snooze", response_model=OverrideAccepted, status_code=202)
         async def snooze(
-            body: Snooze, account_id: str = AccountId, who: Principal = agent
+            body: Snooze, account_id: str = AccountId, who: Principal = work
         ) -> OverrideAccepted:
             return await go(who, account_id, "snooze", body.reason, until=body.until)
 
@@ -58,7 +59,7 @@ def make_router(deps: Deps) -> RouterFactory:
             "/accounts/{account_id}/steps/{step}/skip", response_model=OverrideAccepted, status_code=202
         )
         async def skip(
-            body: Reason, step: int, account_id: str = AccountId, who: Principal = agent
+            body: Reason, step: int, account_id: str = AccountId, who: Principal = override
         ) -> OverrideAccepted:
             return await go(who, account_id, "skip_step", body.reason, step=step)
 
@@ -66,20 +67,22 @@ def make_router(deps: Deps) -> RouterFactory:
             "/accounts/{account_id}/steps/{step}/approve", response_model=OverrideAccepted, status_code=202
         )
         async def approve(
-            body: Reason, step: int, account_id: str = AccountId, who: Principal = supervisor
+            body: Reason, step: int, account_id: str = AccountId, who: Principal = approver
         ) -> OverrideAccepted:
             """Release a step held for approval (supervisor)."""
             return await go(who, account_id, "approve_step", body.reason, step=step)
 
         @router.post("/accounts/{account_id}/send-now", response_model=OverrideAccepted, status_code=202)
         async def send_now(
-            body: SendNow, account_id: str = AccountId, who: Principal = agent
+            body: SendNow, account_id: str = AccountId, who: Principal = override
         ) -> OverrideAccepted:
             """Make a step due now. It still passes the compliance gate unless a supervisor sets
             `gate_override` with a reason."""
             if body.gate_override:
-                if not who.at_least("supervisor"):
-                    raise HTTPException(403, "only a supervisor may override the compliance gate")
+                if not who.can("approvals.decide"):
+                    raise HTTPException(
+                        403, "overriding the compliance gate needs the approvals.decide permission"
+                    )
                 if not body.reason.strip():
                     raise HTTPException(422, "a gate override needs a reason")
             return await go(
@@ -90,13 +93,13 @@ def make_router(deps: Deps) -> RouterFactory:
             "/accounts/{account_id}/channel-preference", response_model=OverrideAccepted, status_code=202
         )
         async def channel_preference(
-            body: ChannelPreference, account_id: str = AccountId, who: Principal = agent
+            body: ChannelPreference, account_id: str = AccountId, who: Principal = override
         ) -> OverrideAccepted:
             return await go(who, account_id, "set_channel_preference", body.reason, channels=body.channels)
 
         @router.post("/accounts/{account_id}/dispute", response_model=OverrideAccepted, status_code=202)
         async def dispute(
-            body: Reason, account_id: str = AccountId, who: Principal = agent
+            body: Reason, account_id: str = AccountId, who: Principal = work
         ) -> OverrideAccepted:
             return await go(who, account_id, "mark_dispute", body.reason)
 
@@ -104,13 +107,13 @@ def make_router(deps: Deps) -> RouterFactory:
             "/accounts/{account_id}/do-not-contact", response_model=OverrideAccepted, status_code=202
         )
         async def do_not_contact(
-            body: DoNotContact, account_id: str = AccountId, who: Principal = agent
+            body: DoNotContact, account_id: str = AccountId, who: Principal = override
         ) -> OverrideAccepted:
             return await go(who, account_id, "do_not_contact", body.reason, channels=body.channels)
 
         @router.post("/campaigns/{campaign_id}/pause", response_model=OverrideAccepted, status_code=202)
         async def campaign_pause(
-            body: Pause, campaign_id: str = AccountId, who: Principal = supervisor
+            body: Pause, campaign_id: str = AccountId, who: Principal = campaigns
         ) -> OverrideAccepted:
             """Pause a whole campaign (supervisor). The event's key is `campaign:<id>`."""
             return await go(
@@ -124,12 +127,12 @@ def make_router(deps: Deps) -> RouterFactory:
 
         @router.post("/campaigns/{campaign_id}/resume", response_model=OverrideAccepted, status_code=202)
         async def campaign_resume(
-            body: Reason, campaign_id: str = AccountId, who: Principal = supervisor
+            body: Reason, campaign_id: str = AccountId, who: Principal = campaigns
         ) -> OverrideAccepted:
             return await go(who, f"campaign:{campaign_id}", "resume", body.reason, campaign_id=campaign_id)
 
         @router.post("/accounts/{account_id}/notes", status_code=201)
-        async def note(body: Note, account_id: str = AccountId, who: Principal = agent) -> dict[str, int]:
+        async def note(body: Note, account_id: str = AccountId, who: Principal = work) -> dict[str, int]:
             async with get_context().transaction() as tx:
                 note_id = await add_note(tx, who, account_id, body.body, body.case_id, deps.clock.now())
             return {"note_id": note_id}

@@ -29,7 +29,7 @@ async def escalate(
     opened (this trigger already did, or the same reason is open) skips the rest of that rule's actions.
     Returns the ids of the rules that acted."""
     acted: list[str] = []
-    for rule in matching(deps.rules, trigger, facts):
+    for rule in matching(deps.rules, trigger, facts, deps.rates):
         case_id: str | None = None
         for action in rule.actions:
             if isinstance(action, OpenCase):

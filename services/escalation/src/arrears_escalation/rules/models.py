@@ -30,7 +30,12 @@ class Conditions(BaseModel):
     intents: list[Intent] | None = None
     min_confidence: float | None = Field(None, ge=0, le=1)
     max_confidence: float | None = Field(None, ge=0, le=1)
-    min_balance_minor: int | None = Field(None, ge=0)
+    min_balance_minor: int | None = Field(
+        None,
+        ge=0,
+        description="Balance at least this, in minor units of the reporting currency (the account's balance "
+        "is converted first; a balance in a currency without a rate counts as meeting it)",
+    )
     channels: list[Channel] | None = None
     grace_days: int = Field(
         0, ge=0, description="promise_broken: days after the due date before it is broken"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from arrears_shared.money import RateTable, note_unpriced, packaged_rates
 
 from .models import Rule, RuleSet, Trigger
 
@@ -21,8 +22,13 @@ class Facts:
 
     intent: str | None = None
     confidence: float | None = None
-    balance_minor: int | None = None
+    balance_minor: int | None = None  # minor units of `currency`
+    currency: str | None = None
     channel: str | None = None
+
+    def unpriced(self, rates: RateTable) -> bool:
+        """A balance is known but cannot be converted to the reporting currency (no rate)."""
+        return bool(self.balance_minor) and not rates.has_rate(self.currency)
 
 
 def load_rules(
@@ -55,7 +61,9 @@ def load_rules(
     return RuleSet.model_validate(data)
 
 
-def matches(rule: Rule, facts: Facts) -> bool:
+def matches(rule: Rule, facts: Facts, rates: RateTable | None = None) -> bool:
+    """Do `facts` meet every condition of `rule`? Money conditions are in the reporting currency of `rates`
+    (default: the packaged table); a balance that cannot be converted meets them (a person looks)."""
     c = rule.conditions
     if c.intents is not None and facts.intent not in {i.value for i in c.intents}:
         return False
@@ -63,13 +71,18 @@ def matches(rule: Rule, facts: Facts) -> bool:
         return False
     if c.max_confidence is not None and (facts.confidence is None or facts.confidence > c.max_confidence):
         return False
-    if c.min_balance_minor is not None and (facts.balance_minor or 0) < c.min_balance_minor:
-        return False
+    if c.min_balance_minor is not None:
+        rates = rates or packaged_rates()
+        balance = rates.to_reporting_minor(facts.balance_minor or 0, facts.currency)
+        if balance is None:
+            note_unpriced(facts.currency, f"escalation.{rule.id}")
+        elif balance < c.min_balance_minor:
+            return False
     return not (c.channels is not None and facts.channel not in {ch.value for ch in c.channels})
 
 
-def matching(rules: RuleSet, trigger: Trigger, facts: Facts) -> list[Rule]:
-    return [r for r in rules.rules if r.enabled and r.trigger == trigger and matches(r, facts)]
+def matching(rules: RuleSet, trigger: Trigger, facts: Facts, rates: RateTable | None = None) -> list[Rule]:
+    return [r for r in rules.rules if r.enabled and r.trigger == trigger and matches(r, facts, rates)]
 
 
 def rule(rules: RuleSet, rule_id: str) -> Rule | None:

@@ -1,16 +1,15 @@
-"""Tasks API: list/get (viewer), assign (agent: to themselves; supervisor: to anyone), complete (agent)."""
+"""Tasks API: list/get (accounts.read), claim / complete own tasks (tasks.work), assign to anyone (tasks.assign)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Literal
 
+from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from ..audit.service import append
-from ..auth.deps import requires
-from ..auth.service import Principal
 from ..deps import Deps
 from .models import AssignTask, CompleteTask, TaskView
 from .service import assign_task, complete_task, get_task, list_tasks
@@ -19,8 +18,8 @@ from .service import assign_task, complete_task, get_task, list_tasks
 def make_router(deps: Deps) -> RouterFactory:
     def factory(get_context: Callable[[], Context]) -> APIRouter:
         router = APIRouter(prefix="/tasks", tags=["tasks"])
-        viewer = Depends(requires(get_context, "viewer"))
-        agent = Depends(requires(get_context, "agent"))
+        viewer = Depends(requires("accounts.read"))
+        agent = Depends(requires("tasks.work"))
 
         @router.get("", response_model=list[TaskView])
         async def tasks_list(
@@ -28,11 +27,12 @@ def make_router(deps: Deps) -> RouterFactory:
             account_id: str | None = None,
             assignee: str | None = None,
             team: str | None = None,
+            limit: int = Query(100, ge=1, le=500),
             _: Principal = viewer,
         ) -> list[TaskView]:
             async with get_context().engine.connect() as conn:
                 return await list_tasks(
-                    conn, status=status, account_id=account_id, assignee=assignee, team=team
+                    conn, status=status, account_id=account_id, assignee=assignee, team=team, limit=limit
                 )
 
         @router.get("/{task_id}", response_model=TaskView)
@@ -45,8 +45,8 @@ def make_router(deps: Deps) -> RouterFactory:
 
         @router.post("/{task_id}/assign", response_model=TaskView)
         async def task_assign(task_id: str, body: AssignTask, who: Principal = agent) -> TaskView:
-            if body.assignee != who.name and not who.at_least("supervisor"):
-                raise HTTPException(403, "agents may only assign tasks to themselves")
+            if body.assignee != who.name and not who.can("tasks.assign"):
+                raise HTTPException(403, "without tasks.assign you may only assign tasks to yourself")
             async with get_context().transaction() as tx:
                 before = await get_task(tx.conn, task_id)
                 if before is None:
@@ -74,6 +74,8 @@ def make_router(deps: Deps) -> RouterFactory:
                 before = await get_task(tx.conn, task_id)
                 if before is None:
                     raise HTTPException(404, "task not found")
+                if before.assignee not in (None, who.name) and not who.can("tasks.assign"):
+                    raise HTTPException(403, "this task is assigned to someone else")
                 after = await complete_task(tx.conn, task_id, body.outcome, deps.clock.now())
                 if after is None:
                     raise HTTPException(409, "task is not open")

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from arrears_shared.events import AccountChanged, Event, MessageSent, PaymentFailed, ReplyReceived
+from arrears_shared.money import format_minor
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -50,7 +51,7 @@ def _activity(ev: Event, ce_id: str) -> dict[str, Any] | None:
             "a": ev.account_id,
             "at": ev.as_of,
             "k": f"account.{ev.change}",
-            "s": f"{ev.change} from {ev.source}: balance {ev.balance_minor / 100:.2f} {ev.currency}, "
+            "s": f"{ev.change} from {ev.source}: balance {format_minor(ev.balance_minor, ev.currency)}, "
             f"status {ev.status.value}",
             "d": {
                 "status": ev.status.value,
@@ -61,7 +62,7 @@ def _activity(ev: Event, ce_id: str) -> dict[str, Any] | None:
             },
         }
     if isinstance(ev, PaymentFailed):
-        amount = f" {ev.amount_minor / 100:.2f} {ev.currency}" if ev.amount_minor and ev.currency else ""
+        amount = f" {format_minor(ev.amount_minor, ev.currency)}" if ev.amount_minor and ev.currency else ""
         return {
             "id": ce_id,
             "a": ev.account_id,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
 from fastapi import APIRouter, Depends, Query
 
-from ..auth.deps import requires
-from ..auth.service import Principal
 from .service import TimelineItem, timeline
 
 
@@ -20,7 +19,7 @@ def make_router() -> RouterFactory:
         async def account_timeline(
             account_id: str,
             limit: int = Query(1000, ge=1, le=10000),
-            _: Principal = Depends(requires(get_context, "viewer")),
+            _: Principal = Depends(requires("accounts.read")),
         ) -> list[TimelineItem]:
             """Everything that happened to the account, oldest first."""
             async with get_context().engine.connect() as conn:

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from arrears_shared.money import minor_exponent
+
 from ..settings import ContactFact
-from ..validation.parse import minor_exponent
 
 
 @dataclass(frozen=True, slots=True)

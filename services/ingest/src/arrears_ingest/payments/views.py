@@ -6,8 +6,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from arrears_shared.auth import public
 from arrears_shared.service import Context
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import ValidationError
 
 from . import service
@@ -46,7 +47,13 @@ async def _apply(
 
 
 def router(get_context: Callable[[], Context]) -> APIRouter:
-    r = APIRouter(prefix="/ingest/payments", tags=["payments"])
+    r = APIRouter(
+        prefix="/ingest/payments",
+        tags=["payments"],
+        dependencies=[
+            Depends(public("payment webhooks: each verifies its provider's HMAC signature and timestamp"))
+        ],
+    )
     bad: dict[int | str, dict[str, Any]] = {
         400: {"description": "bad or missing signature, stale timestamp, unreadable payment data"},
         404: {"description": "not configured"},

@@ -6,12 +6,14 @@ import csv
 import io
 from collections.abc import Callable
 
+from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 from sqlalchemy import text
 
 from . import service
+from .audit import audit_run
 from .models import RejectItem, RejectList, RejectSource, RunList, RunSummary
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -67,23 +69,27 @@ def router(get_context: Callable[[], Context]) -> APIRouter:
         response_model=RunSummary,
         responses={409: {"description": "a run is already in progress"}, 503: {"description": "starting"}},
     )
-    async def run_sheet() -> RunSummary:
+    async def run_sheet(who: Principal = Depends(requires("ingest.run"))) -> RunSummary:
         """Read the sheet now. A sheet that cannot be read returns the failed run (status "failed")."""
         ctx = get_context()
         ing = ingestor(ctx)
         if not ctx.settings.sheets_spreadsheet_id:  # type: ignore[attr-defined]
             raise HTTPException(409, "sheet source disabled: ARREARS_SHEETS_SPREADSHEET_ID is not set")
         try:
-            return await ing.run("api")
+            summary = await ing.run("api")
         except service.RunInProgress as e:
             raise HTTPException(409, str(e)) from e
+        await audit_run(ctx, who, "ingest.sheet_run", summary)
+        return summary
 
-    @r.get("/runs", response_model=RunList)
+    read = [Depends(requires("ingest.read"))]
+
+    @r.get("/runs", response_model=RunList, dependencies=read)
     async def runs(limit: int = Query(50, ge=1, le=1000)) -> RunList:
         ctx = get_context()
         return RunList(items=await service.list_runs(ctx.engine, ctx.schema, limit))
 
-    @r.get("/rejects", response_model=RejectList)
+    @r.get("/rejects", response_model=RejectList, dependencies=read)
     async def rejects(
         limit: int = Query(500, ge=1, le=10_000),
         offset: int = Query(0, ge=0),
@@ -93,7 +99,12 @@ def router(get_context: Callable[[], Context]) -> APIRouter:
         source's latest run; payment rejects accumulate."""
         return await fetch_rejects(get_context(), source, limit, offset)
 
-    @r.get("/rejects.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+    @r.get(
+        "/rejects.csv",
+        response_class=Response,
+        responses={200: {"content": {"text/csv": {}}}},
+        dependencies=read,
+    )
     async def rejects_csv(
         source: RejectSource | None = Query(None, description="Only this source (default: all)"),
     ) -> Response:

@@ -10,13 +10,17 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
+import zlib
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Literal
+from xml.etree.ElementTree import ParseError
 
 FileKind = Literal["csv", "xlsx"]
 XLSX_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _MAX_ROWS = 1_000_000
+# what a damaged workbook raises while it is opened or its rows are streamed (corrupt zip data, bad XML)
+_XLSX_ERRORS = (zipfile.BadZipFile, zlib.error, ParseError, KeyError, OSError, ValueError, EOFError)
 
 
 class UnreadableFile(ValueError):
@@ -80,9 +84,15 @@ def _cell_text(v: object) -> str:
 def read_xlsx(data: bytes, worksheet: str | None = None) -> list[list[str]]:
     from openpyxl import load_workbook  # imported on use: openpyxl takes ~0.3 s to import
 
+    from .xlsx_guard import check_xlsx  # imports this module: imported on use
+
+    check_xlsx(data)  # decompression bombs, nested archives, DTDs: refused before openpyxl sees the file
     try:
-        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
+        # read-only: rows are streamed, never the whole sheet in memory; no external links, no VBA
+        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
+    except UnreadableFile:
+        raise
+    except _XLSX_ERRORS as e:
         raise UnreadableFile(f"not a readable XLSX workbook: {type(e).__name__}: {str(e)[:200]}") from None
     try:
         if worksheet is not None:
@@ -97,6 +107,10 @@ def read_xlsx(data: bytes, worksheet: str | None = None) -> list[list[str]]:
             rows.append([_cell_text(v) for v in r])
             if len(rows) > _MAX_ROWS:
                 raise UnreadableFile(f"more than {_MAX_ROWS} rows")
+    except UnreadableFile:
+        raise
+    except _XLSX_ERRORS as e:
+        raise UnreadableFile(f"not a readable XLSX worksheet: {type(e).__name__}: {str(e)[:200]}") from None
     finally:
         wb.close()
     # read-only mode pads every row to the sheet's max column: trim trailing empty cells and rows

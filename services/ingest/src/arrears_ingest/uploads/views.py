@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from ..runs.audit import audit_run
 from ..runs.models import RunSummary
 from ..runs.service import UploadIngestor
 from ..sources.files import XLSX_MEDIA, UnreadableFile, read_upload
@@ -58,6 +60,7 @@ def router(get_context: Callable[[], Context]) -> APIRouter:
             "master sheet (accounts absent from it are removed)",
         ),
         worksheet: str | None = Query(None, max_length=100, description="XLSX worksheet (default: first)"),
+        who: Principal = Depends(requires("ingest.run")),
     ) -> RunSummary | JSONResponse:
         """Ingest a CSV/XLSX export of the PME master sheet: same columns, validation and change
         detection as the sheet. Works while the sheet is unavailable."""
@@ -73,6 +76,7 @@ def router(get_context: Callable[[], Context]) -> APIRouter:
         except UnreadableFile as e:
             raise HTTPException(400, str(e)) from None
         summary = await ing.run("api", values, mode)
+        await audit_run(ctx, who, "ingest.upload", summary, filename=filename, mode=mode, bytes=len(data))
         if summary.status == "failed":
             return JSONResponse(summary.model_dump(mode="json"), status_code=422)
         return summary

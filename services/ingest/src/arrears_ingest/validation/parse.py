@@ -15,6 +15,7 @@ from typing import Literal
 
 import phonenumbers
 from arrears_shared.account_status import AccountStatus  # not .events: workers import no pydantic
+from arrears_shared.money import minor_exponent
 from phonenumbers import timezone as phone_timezone
 
 
@@ -33,16 +34,8 @@ def clean(cell: object) -> str:
 
 
 # -- money ---------------------------------------------------------------------------------------------------
+# ISO 4217 minor-unit exponents: arrears_shared.money.minor_exponent (one table for the whole platform)
 
-# ISO 4217 minor-unit exponents that differ from 2.
-_EXPONENTS: dict[str, int] = {
-    **dict.fromkeys(
-        ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV"]
-        + ["XAF", "XOF", "XPF"],
-        0,
-    ),
-    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
-}
 _SYMBOLS = "$€£¥₹₩₱₦₪₫฿₴₽"
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 _AMOUNT_CODE = re.compile(r"^([A-Za-z]{3})\s*|\s*([A-Za-z]{3})$")
@@ -51,10 +44,6 @@ _NUMBER_CHARS = re.compile(r"[\d.,' ’]+")
 _NON_DIGITS = re.compile(r"\D")
 _STATUS_SEPARATORS = re.compile(r"[\s_-]+")
 _DOTS_SPACES = re.compile(r"[.\s]+")
-
-
-def minor_exponent(currency: str) -> int:
-    return _EXPONENTS.get(currency, 2)
 
 
 def parse_currency(cell: str, default: str) -> str:

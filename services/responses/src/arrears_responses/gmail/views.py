@@ -14,8 +14,9 @@ import logging
 from collections.abc import Callable
 from typing import Any, cast
 
+from arrears_shared.auth import public
 from arrears_shared.service import Context
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel
 
 from .. import metrics
@@ -39,7 +40,13 @@ def make_push_router(wake: asyncio.Event) -> Callable[[Callable[[], Context]], A
     def factory(get_context: Callable[[], Context]) -> APIRouter:
         router = APIRouter(tags=["webhooks"])
 
-        @router.post("/webhooks/gmail/push", status_code=204)
+        @router.post(
+            "/webhooks/gmail/push",
+            status_code=204,
+            dependencies=[
+                Depends(public("Gmail push: a shared token compared in constant time; only wakes the poller"))
+            ],
+        )
         async def gmail_push(body: PushBody, token: str = Query("", max_length=500)) -> Response:
             s = cast(ResponsesSettings, get_context().settings)
             expected = s.responses_gmail_push_token

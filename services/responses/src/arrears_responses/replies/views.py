@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from arrears_shared.auth import requires
 from arrears_shared.service import Context
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy import text
 
 from ..webhooks.models import UnmatchedReplies, UnmatchedReply
@@ -14,7 +15,11 @@ from ..webhooks.models import UnmatchedReplies, UnmatchedReply
 def replies_router(get_context: Callable[[], Context]) -> APIRouter:
     router = APIRouter(tags=["replies"])
 
-    @router.get("/replies/unmatched", response_model=UnmatchedReplies)
+    @router.get(
+        "/replies/unmatched",
+        response_model=UnmatchedReplies,
+        dependencies=[Depends(requires("accounts.read"))],
+    )
     async def unmatched(limit: int = Query(100, ge=1, le=1000)) -> UnmatchedReplies:
         ctx = get_context()
         async with ctx.engine.connect() as conn:

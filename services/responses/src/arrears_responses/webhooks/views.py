@@ -6,9 +6,10 @@ import logging
 from collections.abc import Callable
 from typing import cast
 
+from arrears_shared.auth import public
 from arrears_shared.providers.quo_signature import InvalidSignature, verify_openphone_signature
 from arrears_shared.service import Context
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import ValidationError
 
 from .. import metrics
@@ -22,7 +23,13 @@ log = logging.getLogger(__name__)
 def webhooks_router(get_context: Callable[[], Context]) -> APIRouter:
     router = APIRouter(tags=["webhooks"])
 
-    @router.post("/webhooks/quo", response_model=WebhookAck)
+    @router.post(
+        "/webhooks/quo",
+        response_model=WebhookAck,
+        dependencies=[
+            Depends(public("QUO webhooks: HMAC signature and timestamp verified, replays refused"))
+        ],
+    )
     async def quo_webhook(request: Request) -> WebhookAck:
         ctx = get_context()
         settings = cast(ResponsesSettings, ctx.settings)

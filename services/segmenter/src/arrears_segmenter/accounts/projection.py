@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from arrears_shared.events import (
     MessageSent,
     ReplyReceived,
 )
+from arrears_shared.money import RateTable, note_unpriced, packaged_rates
 
 from ..aging import DEFAULT_BOUNDARIES, aging_bucket, days_past_due, local_date, local_midnight, zone_of
 from ..segments import DEFAULT_BALANCE_BANDS, segment_of
@@ -37,6 +38,7 @@ class FoldContext:
     boundaries: tuple[int, ...] = DEFAULT_BOUNDARIES
     bands: tuple[int, ...] = DEFAULT_BALANCE_BANDS
     paid_claim_pause_days: int = 7
+    rates: RateTable = field(default_factory=packaged_rates)  # money thresholds: reporting currency
 
 
 def new_row(account_id: str, now: datetime) -> Row:
@@ -129,8 +131,11 @@ def refresh_segment(row: Row, ctx: FoldContext) -> None:
     """Recompute days past due, aging bucket and segment for `ctx.now` (debtor's calendar)."""
     dpd = days_past_due(row["due_date"], ctx.now, row["timezone"]) if row["due_date"] else 0
     bucket = aging_bucket(dpd, ctx.boundaries).value
+    reporting = ctx.rates.to_reporting_minor(row["balance_minor"], row["currency"])
+    if reporting is None:
+        note_unpriced(row["currency"], "segmenter.balance_band")  # -> very_high
     seg = segment_of(
-        balance_minor=row["balance_minor"],
+        reporting_minor=reporting,
         dpd=dpd,
         partial_payments=row["partial_payments"],
         broken_promises=row["broken_promises"],

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from arrears_shared.audit import record
+from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from ..deps import Deps
 from .models import AccountView, DecisionView, FlagsUpdate
@@ -16,7 +18,9 @@ def make_router(deps: Deps) -> RouterFactory:
     def factory(get_context: Callable[[], Context]) -> APIRouter:
         router = APIRouter(prefix="/accounts", tags=["accounts"])
 
-        @router.get("/{account_id}", response_model=AccountView)
+        pii = [Depends(requires("accounts.read"))]
+
+        @router.get("/{account_id}", response_model=AccountView, dependencies=pii)
         async def get_account(account_id: str) -> AccountView:
             async with get_context().engine.connect() as conn:
                 view = await account_view(conn, account_id, deps, deps.clock.now())
@@ -24,19 +28,34 @@ def make_router(deps: Deps) -> RouterFactory:
                 raise HTTPException(404, "account not found")
             return view
 
-        @router.get("/{account_id}/decisions", response_model=list[DecisionView])
-        async def get_decisions(account_id: str) -> list[DecisionView]:
+        @router.get("/{account_id}/decisions", response_model=list[DecisionView], dependencies=pii)
+        async def get_decisions(account_id: str, limit: int = Query(200, ge=1, le=500)) -> list[DecisionView]:
             async with get_context().engine.connect() as conn:
-                return await decision_log(conn, account_id)
+                return await decision_log(conn, account_id, limit)
 
         @router.post("/{account_id}/flags", response_model=AccountView)
-        async def post_flags(account_id: str, body: FlagsUpdate) -> AccountView:
+        async def post_flags(
+            account_id: str, body: FlagsUpdate, who: Principal = Depends(requires("overrides.write"))
+        ) -> AccountView:
             """Operator override: complex (approval gate), do-not-contact, risk score."""
-            async with get_context().transaction() as tx:
+            ctx = get_context()
+            async with ctx.transaction() as tx:
+                before = await account_view(tx.conn, account_id, deps, deps.clock.now())
                 ok = await set_flags(tx.conn, account_id, body, deps, deps.clock.now())
                 view = await account_view(tx.conn, account_id, deps, deps.clock.now()) if ok else None
-            if view is None:
-                raise HTTPException(404, "account not found")
+                if view is None or before is None:
+                    raise HTTPException(404, "account not found")
+                flags = ("complex", "do_not_contact", "risk_override")
+                await record(
+                    tx.conn,
+                    ctx.schema,
+                    who,
+                    "account.flags",
+                    "account",
+                    account_id,
+                    before={f: getattr(before, f, None) for f in flags},
+                    after={f: getattr(view, f, None) for f in flags},
+                )
             return view
 
         return router

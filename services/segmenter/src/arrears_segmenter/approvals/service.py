@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,7 +34,6 @@ class HeldStep(BaseModel):
 class Verdict(BaseModel):
     step: int
     cycle: int
-    actor: str = Field(min_length=1, description="Who decided (recorded in the decision log)")
     note: str = ""
 
 
@@ -75,10 +74,11 @@ async def held(conn: AsyncConnection, limit: int = 500) -> list[HeldStep]:
 
 
 async def decide(
-    conn: AsyncConnection, account_id: str, v: Verdict, approve: bool, deps: Deps, now: datetime
+    conn: AsyncConnection, account_id: str, v: Verdict, approve: bool, deps: Deps, now: datetime, actor: str
 ) -> bool:
     """Approve (the step goes through the compliance gate at the next tick) or reject (the step is skipped
-    and the next one planned). False if no such held step."""
+    and the next one planned). `actor` is the authenticated principal (or the override event's actor).
+    False if no such held step."""
     rows = await load_locked(conn, [account_id])
     row = rows.get(account_id)
     key = (timers.c.account_id == account_id, timers.c.step == v.step, timers.c.cycle == v.cycle)
@@ -86,12 +86,12 @@ async def decide(
         return False
     ctx = deps.fold_context(now)
     kw = {"step": v.step, "cycle": v.cycle}
-    note = f"{v.actor}" + (f": {v.note}" if v.note else "")
+    note = actor + (f": {v.note}" if v.note else "")
     if approve:
         res = await conn.execute(
             update(timers)
             .where(*key, timers.c.state == "held")
-            .values(state="pending", approved_by=v.actor, approved_at=now, due_at=now, updated_at=now)
+            .values(state="pending", approved_by=actor, approved_at=now, due_at=now, updated_at=now)
             .returning(timers.c.id)
         )
         if res.first() is None:
@@ -104,7 +104,7 @@ async def decide(
         .values(
             state="suppressed",
             reason="approval.rejected",
-            approved_by=v.actor,
+            approved_by=actor,
             approved_at=now,
             updated_at=now,
         )

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from arrears_shared.events import AgingBucket
+from arrears_shared.money import RateTable, note_unpriced
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Column, DateTime, Integer, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -49,12 +50,16 @@ TRANSITIONS: dict[CampaignStatus, set[CampaignStatus]] = {
 
 
 class Criteria(BaseModel):
-    """Which accounts a campaign targets; every stated condition must hold (omitted = any)."""
+    """Which accounts a campaign targets; every stated condition must hold (omitted = any).
+
+    Balance bounds are minor units of the reporting currency (`arrears_shared.money`); the account's balance
+    is converted first. A campaign with a balance bound does not target an account whose currency has no
+    rate (the account still gets its notices, just not under that campaign)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_balance_minor: int | None = Field(None, ge=0)
-    max_balance_minor: int | None = Field(None, ge=0)
+    min_balance_minor: int | None = Field(None, ge=0, description="Minor units of the reporting currency")
+    max_balance_minor: int | None = Field(None, ge=0, description="Minor units of the reporting currency")
     aging_buckets: list[AgingBucket] | None = None
     min_days_past_due: int | None = Field(None, ge=0)
     max_days_past_due: int | None = Field(None, ge=0)
@@ -78,11 +83,20 @@ class Criteria(BaseModel):
             raise ValueError("min_days_past_due must not exceed max_days_past_due")
         return self
 
-    def matches(self, acct: Mapping[str, Any], dpd: int, bucket: str, risk_band: str) -> bool:
-        bal = acct["balance_minor"]
+    def matches(
+        self, acct: Mapping[str, Any], dpd: int, bucket: str, risk_band: str, rates: RateTable
+    ) -> bool:
+        if self.min_balance_minor is not None or self.max_balance_minor is not None:
+            bal = rates.to_reporting_minor(acct["balance_minor"], acct["currency"])
+            if bal is None:
+                note_unpriced(acct["currency"], "segmenter.campaign")
+                return False
+            if (self.min_balance_minor is not None and bal < self.min_balance_minor) or (
+                self.max_balance_minor is not None and bal > self.max_balance_minor
+            ):
+                return False
         return not (
-            (self.min_balance_minor is not None and bal < self.min_balance_minor)
-            or (self.max_balance_minor is not None and bal > self.max_balance_minor)
+            (self.aging_buckets is not None and bucket not in {b.value for b in self.aging_buckets})
             or (self.aging_buckets is not None and bucket not in {b.value for b in self.aging_buckets})
             or (self.min_days_past_due is not None and dpd < self.min_days_past_due)
             or (self.max_days_past_due is not None and dpd > self.max_days_past_due)

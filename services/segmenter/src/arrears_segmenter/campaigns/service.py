@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from arrears_shared.money import RateTable
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,9 +35,13 @@ def _model(r: Any) -> Campaign:
     )
 
 
-async def list_campaigns(conn: AsyncConnection, status: CampaignStatus | None = None) -> list[Campaign]:
-    q = select(campaigns).order_by(
-        campaigns.c.priority.desc(), campaigns.c.created_at, campaigns.c.campaign_id
+async def list_campaigns(
+    conn: AsyncConnection, status: CampaignStatus | None = None, limit: int = 500
+) -> list[Campaign]:
+    q = (
+        select(campaigns)
+        .order_by(campaigns.c.priority.desc(), campaigns.c.created_at, campaigns.c.campaign_id)
+        .limit(limit)
     )
     if status is not None:
         q = q.where(campaigns.c.status == status.value)
@@ -88,11 +93,16 @@ async def transition(conn: AsyncConnection, campaign_id: str, to: CampaignStatus
 
 
 def pick(
-    active: Sequence[Campaign], acct: Mapping[str, Any], dpd: int, bucket: str, risk_band: str
+    active: Sequence[Campaign],
+    acct: Mapping[str, Any],
+    dpd: int,
+    bucket: str,
+    risk_band: str,
+    rates: RateTable,
 ) -> str | None:
     """The targeting active campaign with the highest priority (then oldest, then id); `active` is sorted."""
     for c in active:
-        if c.criteria.matches(acct, dpd, bucket, risk_band):
+        if c.criteria.matches(acct, dpd, bucket, risk_band, rates):
             return c.campaign_id
     return None
 

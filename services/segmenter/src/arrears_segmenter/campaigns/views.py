@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from arrears_shared.audit import record
+from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from ..deps import Deps
 from . import service
@@ -16,20 +18,36 @@ def make_router(deps: Deps) -> RouterFactory:
     def factory(get_context: Callable[[], Context]) -> APIRouter:
         router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
-        @router.get("", response_model=list[Campaign])
-        async def list_(status: CampaignStatus | None = None) -> list[Campaign]:
+        reports = [Depends(requires("reports.read"))]
+        writer = Depends(requires("campaigns.write"))
+
+        @router.get("", response_model=list[Campaign], dependencies=reports)
+        async def list_(
+            status: CampaignStatus | None = None, limit: int = Query(200, ge=1, le=500)
+        ) -> list[Campaign]:
             async with get_context().engine.connect() as conn:
-                return await service.list_campaigns(conn, status)
+                return await service.list_campaigns(conn, status, limit)
 
         @router.post("", response_model=Campaign, status_code=201)
-        async def create(body: CampaignIn) -> Campaign:
+        async def create(body: CampaignIn, who: Principal = writer) -> Campaign:
+            ctx = get_context()
             try:
-                async with get_context().transaction() as tx:
-                    return await service.create(tx.conn, body, deps.clock.now())
+                async with ctx.transaction() as tx:
+                    made = await service.create(tx.conn, body, deps.clock.now())
+                    await record(
+                        tx.conn,
+                        ctx.schema,
+                        who,
+                        "campaign.create",
+                        "campaign",
+                        made.campaign_id,
+                        after=body.model_dump(mode="json"),
+                    )
+                    return made
             except service.CampaignConflict as e:
                 raise HTTPException(409, str(e)) from None
 
-        @router.get("/{campaign_id}", response_model=Campaign)
+        @router.get("/{campaign_id}", response_model=Campaign, dependencies=reports)
         async def get(campaign_id: str) -> Campaign:
             async with get_context().engine.connect() as conn:
                 c = await service.get(conn, campaign_id)
@@ -38,10 +56,23 @@ def make_router(deps: Deps) -> RouterFactory:
             return c
 
         @router.post("/{campaign_id}/status", response_model=Campaign)
-        async def transition(campaign_id: str, body: Transition) -> Campaign:
+        async def transition(campaign_id: str, body: Transition, who: Principal = writer) -> Campaign:
+            ctx = get_context()
             try:
-                async with get_context().transaction() as tx:
-                    return await service.transition(tx.conn, campaign_id, body.status, deps.clock.now())
+                async with ctx.transaction() as tx:
+                    before = await service.get(tx.conn, campaign_id)
+                    after = await service.transition(tx.conn, campaign_id, body.status, deps.clock.now())
+                    await record(
+                        tx.conn,
+                        ctx.schema,
+                        who,
+                        "campaign.status",
+                        "campaign",
+                        campaign_id,
+                        before={"status": before.status if before else None},
+                        after={"status": after.status},
+                    )
+                    return after
             except KeyError:
                 raise HTTPException(404, "campaign not found") from None
             except service.CampaignConflict as e:

@@ -80,8 +80,8 @@ async def _approve(
         return [
             _log(row["account_id"], ev, ctx, "rejected", "approving a held step needs a supervisor", **kw)
         ]
-    verdict = Verdict(step=ev.step, cycle=row["cycle"], actor=ev.actor, note=ev.reason)
-    if not await decide(conn, row["account_id"], verdict, True, deps, ctx.now):
+    verdict = Verdict(step=ev.step, cycle=row["cycle"], note=ev.reason)
+    if not await decide(conn, row["account_id"], verdict, True, deps, ctx.now, ev.actor):
         why = f"no step {ev.step} of cycle {row['cycle']} is held for approval"
         return [_log(row["account_id"], ev, ctx, "rejected", why, **kw)]
     return []

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from arrears_shared.events import Channel, Tier
+from arrears_shared.events import Channel, Currency, Tier
+from arrears_shared.money import RateTable, note_unpriced
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
@@ -52,12 +53,23 @@ class PolicyStep(BaseModel):
 
 
 class Approval(BaseModel):
-    """Manual override (seed 001): these accounts wait for a person to approve each step."""
+    """Manual override (seed 001): these accounts wait for a person to approve each step.
+
+    The balance threshold is money in one stated currency; each account's balance is converted to the
+    reporting currency (`arrears_shared.money`) before the comparison, and so is the threshold when `currency`
+    is not the reporting currency. A balance in a currency without a rate is held (`approval.unpriced_currency`):
+    a person looks before anything is sent for an amount nobody could value."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     balance_above_minor: int | None = Field(
-        None, ge=0, description="Accounts whose balance exceeds this (minor units) need approval"
+        None,
+        ge=0,
+        description="Accounts whose balance exceeds this need approval: minor units of `currency`",
+    )
+    currency: Currency | None = Field(
+        None,
+        description="Currency of balance_above_minor; omitted: the reporting currency of the rates table",
     )
     complex_accounts: bool = Field(True, description="Accounts flagged complex need approval")
 
@@ -98,13 +110,38 @@ class Policy(BaseModel):
     def stops(self, condition: StopCondition) -> bool:
         return condition in self.stop_conditions
 
-    def needs_approval(self, balance_minor: int, complex_flag: bool) -> str | None:
+    def needs_approval(
+        self, balance_minor: int, currency: str | None, complex_flag: bool, rates: RateTable
+    ) -> str | None:
+        """The approval rule that holds this account's step, or None. Money is compared in the reporting
+        currency; a balance (or threshold) that cannot be converted holds the step."""
         a = self.approval
         if complex_flag and a.complex_accounts:
             return "approval.complex"
-        if a.balance_above_minor is not None and balance_minor > a.balance_above_minor:
+        if a.balance_above_minor is None:
+            return None
+        limit = rates.to_reporting_minor(a.balance_above_minor, a.currency or rates.reporting_currency)
+        balance = rates.to_reporting_minor(balance_minor, currency)
+        if limit is None or balance is None:
+            note_unpriced(currency if balance is None else a.currency, "segmenter.approval")
+            return "approval.unpriced_currency"
+        if balance > limit:
             return "approval.high_balance"
         return None
+
+
+def check_currencies(policy: Policy, rates: RateTable) -> list[dict[str, Any]]:
+    """Problems (PolicyError items) with the currencies a policy states, given the rates in force."""
+    cur = policy.approval.currency
+    if cur is not None and not rates.has_rate(cur):
+        return [
+            {
+                "loc": "approval.currency",
+                "msg": f"no {rates.reporting_currency} rate for {cur} in the rates table "
+                f"({rates.source}, as of {rates.as_of.isoformat()})",
+            }
+        ]
+    return []
 
 
 class PolicyError(ValueError):

@@ -13,7 +13,7 @@ from ..accounts.models import decisions
 from ..deps import Deps
 from ..timers.planning import sync_timers
 from . import store
-from .models import Policy, parse_policy
+from .models import Policy, PolicyError, check_currencies, parse_policy
 
 REPLAN_CHUNK = 2000
 
@@ -36,6 +36,9 @@ async def replan_all(conn: AsyncConnection, policy: Policy, now: datetime) -> in
 async def load_new_version(conn: AsyncConnection, text: str, actor: str, deps: Deps, now: datetime) -> Loaded:
     """Validate (PolicyError with every problem), store as the active version, re-plan every account."""
     policy = parse_policy(text)
+    problems = check_currencies(policy, deps.rates)
+    if problems:
+        raise PolicyError(problems)
     await store.install(conn, policy, text, actor, deps.policy, now)
     n = await replan_all(conn, policy, now)
     return Loaded(policy_id=policy.id, version=policy.version, replanned_accounts=n)

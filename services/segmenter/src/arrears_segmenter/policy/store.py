@@ -72,7 +72,7 @@ async def latest_version(conn: AsyncConnection, policy_id: str) -> int | None:
     return (await conn.execute(q, {"p": policy_id})).scalar()
 
 
-async def history(conn: AsyncConnection) -> list[Any]:
+async def history(conn: AsyncConnection, limit: int = 500) -> list[Any]:
     return list(
         (
             await conn.execute(
@@ -83,7 +83,9 @@ async def history(conn: AsyncConnection) -> list[Any]:
                     policies.c.loaded_by,
                     policies.c.loaded_at,
                     policies.c.body,
-                ).order_by(policies.c.loaded_at.desc(), policies.c.version.desc())
+                )
+                .order_by(policies.c.loaded_at.desc(), policies.c.version.desc())
+                .limit(limit)
             )
         ).all()
     )

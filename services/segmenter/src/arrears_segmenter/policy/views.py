@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from arrears_shared.audit import record
+from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
 
 from ..deps import Deps
 from . import store
@@ -18,15 +20,17 @@ def make_router(deps: Deps) -> RouterFactory:
     def factory(get_context: Callable[[], Context]) -> APIRouter:
         router = APIRouter(prefix="/policies", tags=["policies"])
 
-        @router.get("/active", response_model=Policy)
+        reports = [Depends(requires("reports.read"))]
+
+        @router.get("/active", response_model=Policy, dependencies=reports)
         async def get_active() -> Policy:
             async with get_context().transaction() as tx:
                 return await store.active(tx.conn, deps.policy)
 
-        @router.get("")
-        async def list_versions() -> list[dict[str, Any]]:
+        @router.get("", dependencies=reports)
+        async def list_versions(limit: int = Query(100, ge=1, le=500)) -> list[dict[str, Any]]:
             async with get_context().engine.connect() as conn:
-                rows = await store.history(conn)
+                rows = await store.history(conn, limit)
             return [
                 {
                     "policy_id": r.policy_id,
@@ -41,11 +45,25 @@ def make_router(deps: Deps) -> RouterFactory:
         @router.post("", response_model=Loaded, status_code=201)
         async def load(
             document: str = Body(..., media_type="application/yaml", description="The policy as YAML"),
-            actor: str = Query(..., min_length=1, description="Who loads it"),
+            who: Principal = Depends(requires("policies.write")),
         ) -> Loaded:
+            """Load and activate a new version; the loader recorded is the authenticated caller."""
+            ctx = get_context()
             try:
-                async with get_context().transaction() as tx:
-                    return await load_new_version(tx.conn, document, actor, deps, deps.clock.now())
+                async with ctx.transaction() as tx:
+                    before = await store.active(tx.conn, deps.policy)
+                    loaded = await load_new_version(tx.conn, document, who.name, deps, deps.clock.now())
+                    await record(
+                        tx.conn,
+                        ctx.schema,
+                        who,
+                        "policy.load",
+                        "policy",
+                        loaded.policy_id,
+                        before={"policy_id": before.id, "version": before.version},
+                        after=loaded.model_dump(mode="json"),
+                    )
+                    return loaded
             except PolicyError as e:
                 raise HTTPException(422, {"message": "policy rejected", "errors": e.errors}) from None
 

@@ -129,14 +129,14 @@ def fire(
     refresh_segment(acct, ctx)
     so = send_now_of(acct, step_no, cycle)
     if timer.approved_by is None and not (so is not None and so.get("approved")):
-        held = policy.needs_approval(acct["balance_minor"], acct["complex"])
+        held = policy.needs_approval(acct["balance_minor"], acct["currency"], acct["complex"], ctx.rates)
         if held is not None:
             out.timer.update(state="held", reason=held)
             out.decisions.append(decision(acct, ctx, "held", held, "waiting for a person to approve", **kw))
             return out
     step = policy.get(step_no)
     dpd, bucket = acct["days_past_due"], acct["aging_bucket"]
-    campaign_id = pick(active_campaigns, acct, dpd, bucket, risk_band(acct["risk_score"]))
+    campaign_id = pick(active_campaigns, acct, dpd, bucket, risk_band(acct["risk_score"]), ctx.rates)
     camp = next((c for c in active_campaigns if c.campaign_id == campaign_id), None)
     if (
         camp is not None

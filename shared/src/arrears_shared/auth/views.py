@@ -1,0 +1,126 @@
+"""`/admin/api-keys`: create (the plaintext is in the answer, once), list, rotate, revoke. Admin only; every
+change is in the hosting service's audit log. The console hosts it; `arrears keys` does the same from a shell."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from ..audit.chain import record
+from ..service import Context
+from . import keys
+from .access import requires
+from .principal import Principal
+from .roles import Role
+
+
+class NewKey(BaseModel):
+    name: str = Field(
+        pattern=keys.NAME_PATTERN, description="Who or what uses the key (unique among active keys)"
+    )
+    roles: list[Role] = Field(min_length=1, max_length=5)
+    team: str | None = Field(None, max_length=64)
+    expires_at: datetime | None = Field(None, description="When the key stops working (unset: never)")
+
+
+class KeyView(BaseModel):
+    key_id: str
+    display: str = Field(description="Recognisable prefix and id; the secret is never shown again")
+    name: str
+    roles: list[str]
+    team: str | None
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, k: keys.KeyInfo) -> KeyView:
+        return cls(
+            display=k.display,
+            **{f: getattr(k, f) for f in cls.model_fields if f != "display"} | {"roles": list(k.roles)},
+        )
+
+
+class CreatedKey(KeyView):
+    key: str = Field(description="The API key. Shown once: only its SHA-256 is stored")
+
+
+class Rotation(BaseModel):
+    grace_s: int = Field(0, ge=0, le=7 * 86400, description="Seconds the old key keeps working")
+
+
+def _summary(k: keys.KeyInfo) -> dict[str, object]:
+    return {"name": k.name, "roles": list(k.roles), "team": k.team, "expires_at": k.expires_at}
+
+
+def api_keys_router(get_context: Callable[[], Context]) -> APIRouter:
+    router = APIRouter(prefix="/admin/api-keys", tags=["admin"])
+    admin = Depends(requires("keys.manage"))
+
+    @router.get("", response_model=list[KeyView], dependencies=[admin])
+    async def list_keys(
+        include_revoked: bool = False, limit: int = Query(100, ge=1, le=500)
+    ) -> list[KeyView]:
+        async with get_context().engine.connect() as conn:
+            return [
+                KeyView.of(k)
+                for k in await keys.list_keys(conn, include_revoked=include_revoked, limit=limit)
+            ]
+
+    @router.post("", response_model=CreatedKey, status_code=201)
+    async def create(body: NewKey, who: Principal = admin) -> CreatedKey:
+        ctx = get_context()
+        async with ctx.transaction() as tx:
+            try:
+                info, plaintext = await keys.create(
+                    tx.conn,
+                    name=body.name,
+                    roles=tuple(body.roles),
+                    team=body.team,
+                    expires_at=body.expires_at,
+                    created_by=who.name,
+                )
+            except ValueError as e:
+                raise HTTPException(422, str(e)) from None
+            await record(
+                tx.conn, ctx.schema, who, "api_key.create", "api_key", info.key_id, after=_summary(info)
+            )
+        return CreatedKey(key=plaintext, **KeyView.of(info).model_dump())
+
+    @router.post("/{key_id}/rotate", response_model=CreatedKey, status_code=201)
+    async def rotate(key_id: str, body: Rotation | None = None, who: Principal = admin) -> CreatedKey:
+        ctx = get_context()
+        grace = timedelta(seconds=body.grace_s if body else 0)
+        async with ctx.transaction() as tx:
+            done = await keys.rotate(tx.conn, key_id, rotated_by=who.name, grace=grace)
+            if done is None:
+                raise HTTPException(404, "no such active key")
+            info, plaintext = done
+            await record(
+                tx.conn,
+                ctx.schema,
+                who,
+                "api_key.rotate",
+                "api_key",
+                key_id,
+                after={"new_key_id": info.key_id, "grace_s": int(grace.total_seconds())},
+            )
+        return CreatedKey(key=plaintext, **KeyView.of(info).model_dump())
+
+    @router.delete("/{key_id}", status_code=204)
+    async def revoke(key_id: str, who: Principal = admin) -> None:
+        ctx = get_context()
+        async with ctx.transaction() as tx:
+            before = await keys.get(tx.conn, key_id)
+            if before is None or not await keys.revoke(tx.conn, key_id):
+                raise HTTPException(404, "no such active key")
+            await record(
+                tx.conn, ctx.schema, who, "api_key.revoke", "api_key", key_id, before=_summary(before)
+            )
+
+    return router
