@@ -188,6 +188,7 @@ class AuthGate:
                 return
             if e.status == 401:
                 metrics.FAILURES.labels(e.reason).inc()
+            if e.status == 401 and e.reason != "missing":  # a wrong credential is a guess; none is not
                 delay = self.authn.throttle.record_failure(client)
                 if delay:
                     await asyncio.sleep(delay)
