@@ -156,3 +156,17 @@ def test_relative_links_in_the_docs_resolve() -> None:
             elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
                 broken.append(f"{md.relative_to(ROOT)}: {target} (no such heading)")
     assert not broken, "broken links:\n  " + "\n  ".join(broken)
+
+
+def test_security_matrix_is_generated_from_the_code() -> None:
+    from arrears_cli.commands.security import render_into
+
+    path = DOCS / "security.md"
+    actual = path.read_text()
+    expected = render_into(actual)
+    if actual != expected:
+        pytest.fail(
+            "docs/security.md's routes x roles matrix is out of date with the routes; run `make security-docs`.\n"
+            + _diff(expected, actual, "docs/security.md"),
+            pytrace=False,
+        )

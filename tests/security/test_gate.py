@@ -250,3 +250,10 @@ def test_a_route_without_a_declaration_stops_the_app(iam_engine: AsyncEngine) ->
         create_app("demo", Health(), [twice], authenticator=authn)
     with pytest.raises(KeyError, match="unknown permission"):
         requires("acounts.read")
+
+
+async def test_metrics_are_not_served_through_a_proxy(setup) -> None:
+    client, _, _ = setup
+    assert (await client.get("/metrics")).status_code == 200
+    for header in ({"X-Forwarded-For": "198.51.100.7"}, {"Forwarded": "for=198.51.100.7"}):
+        assert (await client.get("/metrics", headers=header)).status_code == 404

@@ -311,7 +311,9 @@ class OverrideRequested(Event):
     gate_override: bool = False
     reason: str = Field("", max_length=2000)
     actor: str = Field(description="API key name of the person, or `rule:<id>` for an escalation rule")
-    role: Literal["agent", "supervisor", "admin", "system"]
+    role: Literal["collector", "supervisor", "admin", "system", "agent"] = Field(
+        description="Role of the actor; `agent` is the pre-`collector` name, kept for events already on the topic"
+    )
     requested_at: AwareDatetime
 
 

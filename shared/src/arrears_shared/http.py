@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -93,7 +93,11 @@ def create_app(
         )
 
     @app.get("/metrics", tags=["ops"], dependencies=ops)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        """Prometheus scrapes pods directly; a request that came through a proxy or the Ingress (it carries
+        Forwarded / X-Forwarded-For) is from outside the cluster and gets 404."""
+        if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     docs = [Depends(requires("docs.read"))]

@@ -20,6 +20,7 @@ PUBLIC_BEGIN, PUBLIC_END = "<!-- public:begin -->", "<!-- public:end -->"
 _SHAPE_ONLY_ENV = {
     "ARREARS_QUO_FROM_NUMBER": "+15550100000",
     "ARREARS_GMAIL_SENDER": "matrix@example.invalid",
+    "ARREARS_GMAIL_TOKEN": "unused-nothing-is-sent",
 }
 
 

@@ -48,10 +48,15 @@ def render_markdown(tables: Iterable[list[RouteAccess]]) -> str:
 
 
 def render_public(tables: Iterable[list[RouteAccess]]) -> str:
-    lines = [
-        f"- `{r.method} {r.path}` ({r.service}): {r.reason}"
-        for t in tables
-        for r in t
-        if r.permission is None
-    ]
+    """One line per public route; a route every service has is listed once."""
+    all_tables = list(tables)
+    services: dict[tuple[str, str, str], list[str]] = {}
+    for t in all_tables:
+        for r in t:
+            if r.permission is None:
+                services.setdefault((r.method, r.path, r.reason), []).append(r.service)
+    lines = []
+    for (method, path, reason), where in services.items():
+        who = "every service" if len(where) == len(all_tables) else ", ".join(where)
+        lines.append(f"- `{method} {path}` ({who}): {reason}")
     return "\n".join(lines) + "\n"
