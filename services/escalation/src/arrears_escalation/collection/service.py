@@ -139,7 +139,7 @@ async def snapshot(conn: AsyncConnection, day: date) -> int:
 
 
 async def read(
-    conn: AsyncConnection, start: date, end: date, scope: str | None = None
+    conn: AsyncConnection, start: date, end: date, scope: str | None = None, limit: int = 10_000
 ) -> list[dict[str, Any]]:
     q = f"""SELECT day, scope, scope_id, metric, value, numerator, denominator FROM {S}.metric_snapshots
             WHERE day BETWEEN :a AND :b"""
@@ -147,5 +147,6 @@ async def read(
     if scope:
         q += " AND scope = :s"
         params["s"] = scope
-    rows = (await conn.execute(text(q + " ORDER BY day, metric, scope, scope_id"), params)).all()
+    params["n"] = limit
+    rows = (await conn.execute(text(q + " ORDER BY day, metric, scope, scope_id LIMIT :n"), params)).all()
     return [dict(r._mapping) for r in rows]

@@ -23,11 +23,12 @@ def make_router() -> RouterFactory:
             start: date = Query(..., alias="from"),
             end: date = Query(..., alias="to"),
             scope: str | None = Query(None, pattern="^(overall|campaign|aging_bucket|collector)$"),
+            limit: int = Query(2000, ge=1, le=10_000, description="At most this many snapshot rows, oldest first"),
             _: Principal = Depends(requires("reports.read")),
         ) -> list[dict[str, Any]]:
             """Daily snapshots between two days (inclusive), for trends."""
             async with get_context().engine.connect() as conn:
-                return await read(conn, start, end, scope)
+                return await read(conn, start, end, scope, limit)
 
         @router.post("/snapshot")
         async def metrics_snapshot(
