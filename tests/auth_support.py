@@ -1,9 +1,9 @@
 """Credentials for tests: real API keys in the `iam` schema, and an OIDC issuer with keys made here.
 
-    key = issue_key(database_url, "supervisor")          # migrates `iam` if needed; returns the plaintext
-    httpx.get(url, headers=bearer(key))
+key = issue_key(database_url, "supervisor")          # migrates `iam` if needed; returns the plaintext
+httpx.get(url, headers=bearer(key))
 
-    async with engine.begin() as conn: key = await issue_key_async(conn, "admin")
+async with engine.begin() as conn: key = await issue_key_async(conn, "admin")
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ async def issue_key_async(conn: AsyncConnection, role: str, *, name: str | None 
     return plaintext
 
 
-def issue_key(database_url: str, role: str, *, name: str | None = None, migrate: bool = True, **kw: Any) -> str:
+def issue_key(
+    database_url: str, role: str, *, name: str | None = None, migrate: bool = True, **kw: Any
+) -> str:
     """A new API key with `role` in the database at `database_url` (its `iam` schema migrated first)."""
     if migrate:
         upgrade(database_url, "iam")

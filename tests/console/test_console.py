@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +19,7 @@ from arrears_console.dlq.reader import mask_pii, store
 from arrears_console.readmodels.handlers import handle_events
 from arrears_console.settings import ConsoleSettings
 from arrears_shared import topics
+from arrears_shared.auth.masking import mask_name
 from arrears_shared.cloudevents import decode, encode
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
@@ -40,6 +41,7 @@ from arrears_shared.events import (
 from arrears_shared.service import ServiceHost
 from arrears_shared.stream.dead_letter import Failure, dead_letter
 from arrears_shared.stream.transaction import Transaction
+from auth_support import bearer, issue_key_async
 from sqlalchemy import text
 
 CUR = "XTS"  # ISO 4217 "code reserved for testing": no other test's accounts land in these rows
@@ -82,7 +84,7 @@ def others(acc: str) -> list[Event]:
         ),
         OverrideRequested(
             account_id=acc, override_id=f"o-{acc}", action="pause", reason="travelling", actor="ana",
-            role="agent", requested_at=NOW + timedelta(seconds=3),
+            role="collector", requested_at=NOW + timedelta(seconds=3),
         ),
     ]  # fmt: skip
 
@@ -115,7 +117,10 @@ async def eventually(check: Callable[[], Any], within_s: float = 30.0) -> Any:
 
 
 @pytest.fixture(scope="module")
-async def console(broker: Any, fresh_database_url: Callable[..., str]) -> AsyncIterator[httpx.AsyncClient]:
+async def console_service(
+    broker: Any, fresh_database_url: Callable[..., str]
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """The console's service host and an API key per role; the client sends no credential by itself."""
     settings = ConsoleSettings(
         kafka_bootstrap_servers=broker.bootstrap_servers,
         database_url=fresh_database_url("console"),
@@ -126,9 +131,23 @@ async def console(broker: Any, fresh_database_url: Callable[..., str]) -> AsyncI
     host = ServiceHost(definition(settings))
     app = host.build_app()
     await host.start()
+    assert host.ctx is not None
+    async with host.ctx.engine.begin() as conn:
+        keys = {role: await issue_key_async(conn, role) for role in ("viewer", "collector", "supervisor")}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
-        yield client
+        yield client, keys
     await host.stop()
+
+
+@pytest.fixture
+def console(console_service: tuple[httpx.AsyncClient, dict[str, str]]) -> Iterator[httpx.AsyncClient]:
+    """The console as a supervisor sees it (timelines, dead letters, ingest rejects)."""
+    client, keys = console_service
+    client.headers.update(bearer(keys["supervisor"]))
+    try:
+        yield client
+    finally:
+        client.headers.pop("Authorization", None)
 
 
 async def test_aging_accounts_timeline_and_summary_through_the_broker(
@@ -159,7 +178,7 @@ async def test_aging_accounts_timeline_and_summary_through_the_broker(
     joined = " | ".join(i["summary"] for i in tl["items"])
     assert "+1415" not in joined and "example.com" not in joined and "STOP" not in joined  # no contact PII
     assert "opt_out" in joined and "case opened: dispute (high)" in joined
-    assert "override pause by ana (agent): travelling" in joined
+    assert "override pause by ana (collector): travelling" in joined
 
     async def all_accounts() -> Any:
         r = (await console.get("/api/accounts", params={"q": f"CON-{run}"})).json()
@@ -224,6 +243,64 @@ async def test_dead_lettered_record_shows_in_the_dlq_view(console: httpx.AsyncCl
     assert item["service"] == "console" and item["attempts"] == 1 and "InvalidEvent" in item["reason"]
     assert "a@b.co" not in str(item)
     assert (await console.get("/api/summary")).json()["dlq"] >= 1
+
+
+async def test_accounts_mask_names_for_a_viewer_and_show_them_to_a_collector(console_service, broker) -> None:
+    client, keys = console_service
+    run = uuid.uuid4().hex[:6]
+    acc = f"MASK-{run}"
+    name = f"Maria del Carmen Lopez {run}"
+    await produce(
+        broker.bootstrap_servers,
+        [(account(acc, 12_345, 40).model_copy(update={"customer_name": name}), f"m-{run}")],
+    )
+    viewer, collector = bearer(keys["viewer"]), bearer(keys["collector"])
+    assert (await client.get("/api/accounts", params={"q": acc})).status_code == 401
+
+    async def seen_by_collector() -> Any:
+        r = await client.get("/api/accounts", params={"q": acc}, headers=collector)
+        assert r.status_code == 200, r.text
+        return r.json()["items"] or None
+
+    [clear] = await eventually(seen_by_collector)
+    assert clear["customer_name"] == name
+    r = await client.get("/api/accounts", params={"q": acc}, headers=viewer)
+    assert r.status_code == 200, r.text
+    [masked] = r.json()["items"]
+    assert masked["customer_name"] == mask_name(name) == f"M. d. C. L. {run[0]}."
+    assert masked["balance_minor"] == 12_345 and masked["bucket"] == "31-60"  # the aggregates stay
+    assert "Maria" not in r.text and "Lopez" not in r.text
+    # a viewer cannot find accounts by name either (that would reveal it), nor open a timeline
+    by_name = await client.get("/api/accounts", params={"q": "Carmen Lopez"}, headers=viewer)
+    assert by_name.status_code == 200 and acc not in by_name.text
+    found = await client.get("/api/accounts", params={"q": f"Carmen Lopez {run}"}, headers=collector)
+    assert [a["account_id"] for a in found.json()["items"]] == [acc]
+    assert (await client.get(f"/api/accounts/{acc}/timeline", headers=viewer)).status_code == 403
+    assert (await client.get(f"/api/accounts/{acc}/timeline", headers=collector)).status_code == 200
+    for path in ("/api/timeline", "/api/dlq", "/api/rejects"):
+        assert (await client.get(path, headers=viewer)).status_code == 403, path
+    assert (await client.get("/api/dlq", headers=collector)).status_code == 403
+    assert (await client.get("/api/aging", headers=viewer)).status_code == 200
+
+
+async def test_page_leaves_out_what_the_role_may_not_see(console_service) -> None:
+    client, keys = console_service
+    html = {"Accept": "text/html"}
+    anonymous = await client.get("/", headers=html)
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login"
+    assert (await client.get("/")).status_code == 401
+    sections = ("Recent activity", "Dead letters", "Ingest rejects")
+    expected = {
+        "viewer": (),
+        "collector": ("Recent activity",),
+        "supervisor": sections,
+    }
+    for role, visible in expected.items():
+        page = await client.get("/", headers=html | bearer(keys[role]))
+        assert page.status_code == 200, (role, page.text)
+        assert "Aging report" in page.text and "Sends by channel" in page.text, role
+        shown = tuple(h for h in sections if f"<h2>{h}" in page.text)
+        assert shown == visible, (role, shown)
 
 
 async def test_dlq_store_is_idempotent_and_masks_pii(fresh_database_url) -> None:

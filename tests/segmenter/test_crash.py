@@ -24,6 +24,7 @@ from arrears_segmenter.deps import Deps
 from arrears_segmenter.policy.models import load_policy
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
+from auth_support import bearer, issue_key
 from sqlalchemy import text
 
 from .support import account, handle
@@ -187,6 +188,7 @@ def own_broker(stack_supervisor) -> Iterator[EmbeddedBroker]:  # type: ignore[no
 def test_service_killed_mid_tick_and_restarted_sends_each_notice_once(url: str, own_broker, tmp_path) -> None:  # type: ignore[no-untyped-def]
     n = 1500
     asyncio.run(seed(url, "S", n))
+    supervisor = issue_key(url, "supervisor")
     port = free_port()
     env = {
         **os.environ,
@@ -220,20 +222,20 @@ def test_service_killed_mid_tick_and_restarted_sends_each_notice_once(url: str, 
         time.sleep(0.5)  # a late duplicate would show up here
         check_exactly_once(*asyncio.run(ledger(url, "S")), n, "S")
         base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, timeout=10) as http:
+        with httpx.Client(base_url=base, timeout=10, headers=bearer(supervisor)) as http:
             wait_for(lambda: _ok(http, "/healthz"), 120, "the HTTP API", svc)
+            assert httpx.get(f"{base}/accounts/S00007/decisions", timeout=10).status_code == 401
             dec = http.get("/accounts/S00007/decisions").json()
             assert [x["outcome"] for x in dec].count("emitted") == 2
             bad = http.post(
                 "/policies",
-                params={"actor": "t"},
                 content="id: default\nversion: 99\nsteps: []\n",
                 headers={"content-type": "application/yaml"},
             )
             assert bad.status_code == 422 and bad.json()["detail"]["errors"][0]["loc"] == "steps"
             r = http.post("/campaigns", json={"campaign_id": "c1", "name": "C", "owner": "o"})
             assert r.status_code == 201 and r.json()["status"] == "planned"
-            r = http.post("/campaigns/c1/status", json={"status": "completed", "actor": "o"})
+            r = http.post("/campaigns/c1/status", json={"status": "completed"})
             assert r.status_code == 409
             assert http.get("/approvals").status_code == 200
             assert http.get("/policies/active").json()["version"] == 1

@@ -128,14 +128,19 @@ async def test_high_balance_waits_for_a_person_then_goes_through_the_gate(engine
     d.clock.advance(timedelta(hours=3))
     await run_tick(engine, d)  # still held: nothing fires by itself
     assert await notices(engine, "H-1") == []
+    now = d.clock.now()
     async with engine.begin() as c:
-        assert await decide(c, "H-1", Verdict(step=2, cycle=0, actor="supervisor"), True, d, d.clock.now())
-        assert await decide(
-            c, "H-2", Verdict(step=2, cycle=0, actor="supervisor", note="too harsh"), False, d, d.clock.now()
-        )
-        assert not await decide(
-            c, "H-2", Verdict(step=2, cycle=0, actor="supervisor"), True, d, d.clock.now()
-        )
+        assert await decide(c, "H-1", Verdict(step=2, cycle=0), True, d, now, "sup-ana")
+        assert await decide(c, "H-2", Verdict(step=2, cycle=0, note="too harsh"), False, d, now, "sup-ana")
+        assert not await decide(c, "H-2", Verdict(step=2, cycle=0), True, d, now, "sup-ana")
+    # the decision is the actor's: on the timer and in the decision log
+    decided = {a: [t for t in await timers(engine, a) if t["step"] == 2] for a in ("H-1", "H-2")}
+    assert [(t["state"], t["approved_by"]) for t in decided["H-1"]] == [("pending", "sup-ana")]
+    assert [(t["state"], t["approved_by"]) for t in decided["H-2"]] == [("suppressed", "sup-ana")]
+    granted = [r["reason"] for r in await decisions(engine, "H-1") if r["outcome"] == "approved"]
+    assert granted == ["sup-ana"]
+    rejected = [r["reason"] for r in await decisions(engine, "H-2") if r["outcome"] == "rejected"]
+    assert rejected == ["sup-ana: too harsh"]
     await run_tick(engine, d)
     assert [n["step"] for n in await notices(engine, "H-1")] == [2, 2]
     assert await notices(engine, "H-2") == []
@@ -149,29 +154,23 @@ async def test_operator_flags_complex_and_do_not_contact(engine) -> None:
     d = deps(datetime(2026, 3, 5, 17, tzinfo=UTC))
     await handle(engine, d, account("F-1"), account("F-2"))
     async with engine.begin() as c:
-        await set_flags(
-            c,
-            "F-1",
-            FlagsUpdate(actor="agent-7", do_not_contact=True, reason="cease letter"),
-            d,
-            d.clock.now(),
-        )
-        await set_flags(
-            c, "F-2", FlagsUpdate(actor="agent-7", complex=True, risk_override=90), d, d.clock.now()
-        )
-        assert not await set_flags(c, "nope", FlagsUpdate(actor="a"), d, d.clock.now())
+        now = d.clock.now()
+        await set_flags(c, "F-1", FlagsUpdate(do_not_contact=True, reason="cease letter"), d, now, "agent-7")
+        await set_flags(c, "F-2", FlagsUpdate(complex=True, risk_override=90), d, now, "agent-7")
+        assert not await set_flags(c, "nope", FlagsUpdate(), d, now, "a")
     assert not any(t["state"] == "pending" for t in await timers(engine, "F-1"))
     await run_tick(engine, d)
     assert await notices(engine, "F-1") == [] and await notices(engine, "F-2") == []
     rows = await decisions(engine, "F-1")
     assert [r["rule_id"] for r in rows if r["outcome"] == "cancelled"] == ["do_not_contact"]
-    assert "cease letter" in next(r["reason"] for r in rows if r["rule_id"] == "override.flags")
+    flagged = next(r["reason"] for r in rows if r["rule_id"] == "override.flags")
+    assert flagged.startswith("agent-7: do_not_contact False -> True") and "cease letter" in flagged
     async with engine.connect() as c:
         v = await account_view(c, "F-2", d, d.clock.now())
     assert v is not None and v.complex and v.risk_score == 90 and v.segment.endswith("risk-high")
     assert [t.state for t in v.timers] == ["held"]
     async with engine.begin() as c:  # DNC lifted: the sequence resumes
-        await set_flags(c, "F-1", FlagsUpdate(actor="agent-7", do_not_contact=False), d, d.clock.now())
+        await set_flags(c, "F-1", FlagsUpdate(do_not_contact=False), d, d.clock.now(), "agent-7")
     await run_tick(engine, d)
     assert {n["channel"] for n in await notices(engine, "F-1")} == {"sms", "email"}
 

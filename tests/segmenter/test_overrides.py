@@ -84,7 +84,7 @@ async def active_timer(engine: AsyncEngine, aid: str) -> dict[str, Any] | None:
 async def test_pause_stops_the_sequence_until_resume_which_replans(engine) -> None:
     d = await started(engine, "O-P1")
     await consume(
-        engine, d, ov("O-P1", "pause", reason="customer in hospital", actor="agent-3", role="agent")
+        engine, d, ov("O-P1", "pause", reason="customer in hospital", actor="agent-3", role="collector")
     )
     assert await active_timer(engine, "O-P1") is None  # cancelled: nothing is planned while paused
     log = await override_log(engine, "O-P1")
@@ -160,7 +160,7 @@ async def test_approve_step_releases_a_held_step_through_the_approval_code(engin
     await consume(
         engine,
         d,
-        ov("O-A1", "approve_step", step=1, actor="agent-1", role="agent"),  # agents cannot approve
+        ov("O-A1", "approve_step", step=1, actor="agent-1", role="collector"),  # collectors cannot approve
         ov("O-A1", "approve_step", step=2),  # step 2 is not the held one
         ov("O-A1", "approve_step", step=1, reason="called the customer first"),
     )
@@ -180,9 +180,9 @@ async def test_send_now_still_passes_the_gate_unless_a_supervisor_overrides_it(e
     await consume(
         engine,
         d,
-        ov("O-N1", "send_now", step=2, actor="agent-1", role="agent", reason="customer asked"),
+        ov("O-N1", "send_now", step=2, actor="agent-1", role="collector", reason="customer asked"),
         ov("O-N2", "send_now", step=2, gate_override=True, reason="court deadline tomorrow"),
-        ov("O-N3", "send_now", step=2, gate_override=True, actor="agent-1", role="agent", reason="x"),
+        ov("O-N3", "send_now", step=2, gate_override=True, actor="agent-1", role="collector", reason="x"),
     )
     await run_tick(engine, d)
     # the agent's send-now waits for the contact window
@@ -236,7 +236,7 @@ async def test_channel_preference_and_per_channel_do_not_contact(engine) -> None
 async def test_mark_dispute_holds_until_resumed(engine) -> None:
     d = await started(engine, "O-D1")
     await consume(
-        engine, d, ov("O-D1", "mark_dispute", actor="agent-2", role="agent", reason="says not hers")
+        engine, d, ov("O-D1", "mark_dispute", actor="agent-2", role="collector", reason="says not hers")
     )
     assert await active_timer(engine, "O-D1") is None
     assert (await decisions(engine, "O-D1"))[-1]["rule_id"] == "dispute_pause"

@@ -216,7 +216,7 @@ async def scenario(url: str, accts: list[Acct], policy: str, start: datetime, ac
                     from arrears_segmenter.accounts.service import set_flags
 
                     async with engine.begin() as c:
-                        await set_flags(c, aid, FlagsUpdate(actor="prop", do_not_contact=True), d, now)
+                        await set_flags(c, aid, FlagsUpdate(do_not_contact=True), d, now, "prop")
                 facts.stopped_at.setdefault(aid, now)
             elif action == "promise" and aid not in facts.paused:
                 until: date = (now + timedelta(days=3)).date()

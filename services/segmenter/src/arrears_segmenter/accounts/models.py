@@ -187,9 +187,10 @@ def mask_email(email: str | None) -> str | None:
 
 
 class FlagsUpdate(BaseModel):
-    """Operator override of account flags (manual override, seed 001). Omitted fields stay as they are."""
+    """Operator override of account flags (manual override, seed 001). Omitted fields stay as they are.
+    Who made the change is the authenticated caller (recorded in the decision log and the audit log); an
+    `actor` sent in the body is ignored."""
 
-    actor: str = Field(min_length=1, description="Who made the change (recorded in the decision log)")
     complex: bool | None = Field(None, description="Complex case: every step waits for approval")
     do_not_contact: bool | None = Field(None, description="Cease request, attorney, ...: no contact at all")
     risk_override: int | None = Field(None, ge=0, le=100, description="Pin the risk score (0-100)")

@@ -28,9 +28,10 @@ from .projection import decision, refresh_segment
 
 
 async def set_flags(
-    conn: AsyncConnection, account_id: str, body: FlagsUpdate, deps: Deps, now: datetime
+    conn: AsyncConnection, account_id: str, body: FlagsUpdate, deps: Deps, now: datetime, actor: str
 ) -> bool:
-    """Apply an operator's flag change, log it, and re-plan at once (DNC cancels, clearing it re-arms)."""
+    """Apply an operator's flag change, log it, and re-plan at once (DNC cancels, clearing it re-arms).
+    `actor` is the authenticated principal's name."""
     rows = await load_locked(conn, [account_id])
     row = rows.get(account_id)
     if row is None:
@@ -53,8 +54,7 @@ async def set_flags(
             ctx,
             "updated",
             "override.flags",
-            f"{body.actor}: {', '.join(changes) or 'no change'}"
-            + (f" ({body.reason})" if body.reason else ""),
+            f"{actor}: {', '.join(changes) or 'no change'}" + (f" ({body.reason})" if body.reason else ""),
         )
     ]
     out += await sync_timers(conn, [row], await store.active(conn, deps.policy), now)

@@ -129,5 +129,6 @@ class Campaign(CampaignIn):
 
 
 class Transition(BaseModel):
+    """Who made the transition is the authenticated caller (audit log); an `actor` in the body is ignored."""
+
     status: CampaignStatus
-    actor: str = Field(min_length=1)

@@ -1,0 +1,188 @@
+"""Accounts: search (the console's read model; names masked for viewers) and the account page — who, money,
+aging, consents and holds from the segmenter, one timeline merged from escalation's activity (sheet changes,
+messages, replies, cases, tasks, overrides, notes, audit) and the segmenter's scheduling decisions (every
+suppression with its rule), and the actions a person may take, each a call to escalation's override API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from arrears_shared.auth import Principal, requires
+from arrears_shared.auth.masking import mask_name
+from arrears_shared.events import AgingBucket
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from ...readmodels import service
+from ...readmodels.views import today_utc
+from ..templating import page
+from ..upstream import UpstreamError
+from .common import ContextGetter, back, upstreams
+
+# action -> (escalation path suffix, permission, what the confirmation says; "" = no confirmation)
+ACTIONS: dict[str, tuple[str, str, str]] = {
+    "pause": ("pause", "accounts.work", ""),
+    "resume": ("resume", "accounts.work", "Resume reminders to this customer?"),
+    "snooze": ("snooze", "accounts.work", ""),
+    "dispute": ("dispute", "accounts.work", ""),
+    "skip": ("steps/{step}/skip", "overrides.write", ""),
+    "approve": ("steps/{step}/approve", "approvals.decide", "Approve: this step will message the customer."),
+    "send-now": ("send-now", "overrides.write", "Send now: this messages the customer."),
+    "channel-preference": ("channel-preference", "overrides.write", ""),
+    "do-not-contact": ("do-not-contact", "overrides.write", ""),
+}
+
+
+def _merge_timeline(activity: list[dict[str, Any]], decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    items = [
+        {"at": a["at"], "kind": a["kind"].split(".", 1)[0], "label": a["kind"], "summary": a["summary"]}
+        for a in activity
+    ]
+    for d in decisions:
+        where = f"step {d['step']} {d['channel'] or ''}".strip() if d.get("step") is not None else ""
+        items.append(
+            {
+                "at": d["at"],
+                "kind": "decision",
+                "label": f"decision.{d['outcome']}",
+                "summary": f"{where}: {d['outcome']} by rule {d['rule_id']}" + (f" — {d['reason']}" if d["reason"] else ""),
+            }
+        )
+    return sorted(items, key=lambda i: i["at"], reverse=True)
+
+
+def router(get_context: ContextGetter) -> APIRouter:
+    r = APIRouter(tags=["web"], include_in_schema=False)
+
+    @r.get("/accounts", response_class=HTMLResponse)
+    async def search(
+        request: Request,
+        q: str | None = Query(None, max_length=100),
+        bucket: AgingBucket | None = None,
+        limit: int = Query(50, ge=1, le=500),
+        who: Principal = Depends(requires("reports.read")),
+    ) -> HTMLResponse:
+        ctx = get_context()
+        async with ctx.engine.connect() as conn:
+            found = await service.accounts(
+                conn,
+                ctx.schema,
+                today_utc(),
+                bucket=bucket.value if bucket else None,
+                q=q,
+                limit=limit,
+                names=who.sees_pii,
+            )
+        if not who.sees_pii:
+            for item in found.items:
+                item.customer_name = mask_name(item.customer_name)
+        buckets = [b.value for b in AgingBucket]
+        return page(request, who, "accounts.html", found=found, q=q or "", bucket=bucket.value if bucket else "", buckets=buckets)
+
+    @r.get("/accounts/{account_id}", response_class=HTMLResponse)
+    async def account(
+        request: Request, account_id: str, who: Principal = Depends(requires("accounts.read"))
+    ) -> HTMLResponse:
+        up = upstreams(get_context())
+        problems: list[str] = []
+        acct: dict[str, Any] | None = None
+        activity: list[dict[str, Any]] = []
+        decisions: list[dict[str, Any]] = []
+        held: list[dict[str, Any]] = []
+        try:
+            acct = await up.call(request, who, "segmenter", "GET", f"/accounts/{account_id}")
+            decisions = await up.call(request, who, "segmenter", "GET", f"/accounts/{account_id}/decisions", params={"limit": 200})
+        except UpstreamError as e:
+            if e.status != 404:
+                problems.append(f"segmenter: {e.detail}")
+        try:
+            activity = await up.call(request, who, "escalation", "GET", f"/accounts/{account_id}/timeline")
+        except UpstreamError as e:
+            problems.append(f"escalation: {e.detail}")
+        if who.can("approvals.decide"):
+            try:
+                held = [h for h in await up.call(request, who, "segmenter", "GET", "/approvals") if h["account_id"] == account_id]
+            except UpstreamError as e:
+                problems.append(f"approvals: {e.detail}")
+        if acct is None and not activity:
+            return page(request, who, "account.html", status=404, acct=None, account_id=account_id, timeline=[], held=[], problems=problems, actions={})
+        allowed = {name: spec for name, spec in ACTIONS.items() if who.can(spec[1])}
+        return page(
+            request,
+            who,
+            "account.html",
+            acct=acct,
+            account_id=account_id,
+            timeline=_merge_timeline(activity, decisions),
+            held=held,
+            problems=problems,
+            actions=allowed,
+        )
+
+    @r.post("/accounts/{account_id}/act/{name}")
+    async def act(
+        request: Request,
+        account_id: str,
+        name: str,
+        reason: str = Form("", max_length=2000),
+        step: int | None = Form(None, ge=1, le=50),
+        until: str | None = Form(None, max_length=40),
+        channels: list[str] = Form([]),
+        who: Principal = Depends(requires("accounts.work")),
+    ) -> Response:
+        here = f"/accounts/{account_id}"
+        spec = ACTIONS.get(name)
+        if spec is None:
+            return back(here, error=f"unknown action {name}")
+        suffix, permission, _ = spec
+        if not who.can(permission):  # the owning service refuses too; say it plainly here
+            return back(here, error=f"{name} needs the permission {permission}")
+        body: dict[str, Any] = {"reason": reason}
+        if "{step}" in suffix:
+            if step is None:
+                return back(here, error="choose a step")
+            suffix = suffix.format(step=step)
+        if name == "send-now":
+            body["step"] = step
+        if name in ("snooze", "pause") and until:
+            body["until"] = _end_of(until)
+        if name == "snooze" and "until" not in body:
+            return back(here, error="snooze needs a date")
+        if name in ("channel-preference", "do-not-contact"):
+            body["channels"] = channels
+        try:
+            await upstreams(get_context()).call(request, who, "escalation", "POST", f"/accounts/{account_id}/{suffix}", json=body)
+        except UpstreamError as e:
+            return back(here, error=f"{name} refused: {e.detail}")
+        return back(here, flash=f"{name} requested; the segmenter applies it within seconds")
+
+    @r.post("/accounts/{account_id}/note")
+    async def note(
+        request: Request,
+        account_id: str,
+        body: str = Form(..., min_length=1, max_length=5000),
+        who: Principal = Depends(requires("accounts.work")),
+    ) -> Response:
+        here = f"/accounts/{account_id}"
+        try:
+            await upstreams(get_context()).call(request, who, "escalation", "POST", f"{here}/notes", json={"body": body})
+        except UpstreamError as e:
+            return back(here, error=f"note refused: {e.detail}")
+        return back(here, flash="note added")
+
+    return r
+
+
+def _end_of(day: str) -> str:
+    """A date from a form (`2026-12-24`) -> the end of that day in UTC; a full timestamp passes through."""
+    try:
+        d = datetime.fromisoformat(day)
+    except ValueError:
+        return day
+    if len(day) <= 10:
+        d = datetime.combine(d.date(), time(23, 59), UTC)
+    return (d if d.tzinfo else d.replace(tzinfo=UTC)).isoformat()
+
+
+__all__ = ["router", "timedelta"]
