@@ -233,6 +233,9 @@ class Platform:
             env["ARREARS_RESPONSES_GMAIL_POLL_S"] = "2"
         # the dev console is plain HTTP on 127.0.0.1: a Secure cookie would never be sent back
         env.setdefault("ARREARS_AUTH_COOKIE_SECURE", "false")
+        if svc == "console":  # the pages call the owning services as the signed-in person
+            for other in ("segmenter", "escalation", "ingest", "responses"):
+                env[f"ARREARS_CONSOLE_{other.upper()}_URL"] = self.service_url(other)
         return {**env, **self.extra_env, **self.service_overrides.get(svc, {})}
 
     def write_admin_key(self) -> Path:
@@ -351,6 +354,8 @@ class Platform:
             if name == "quo":
                 webhook = f"http://{HOST}:{self.ports['responses']}/webhooks/quo"
                 argv += ["--webhook-url", webhook, "--webhook-signing-key", self.quo_signing_key]
+                # our number in the workspace (GET /phone-numbers gives its PN id to the dispatcher)
+                argv += ["--phone-number", f"{QUO_FROM_NUMBER}=PNarrearsDemo01"]
             self.supervisor.start(
                 f"emulator-{name}", argv, env=self.extra_env, auto_restart=self.auto_restart
             )

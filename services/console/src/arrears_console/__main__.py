@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from arrears_shared import topics
 from arrears_shared.audit.views import audit_router
 from arrears_shared.auth.views import api_keys_router
-from arrears_shared.service import Consumer, ServiceDefinition
+from arrears_shared.service import Consumer, Context, ServiceDefinition
 from arrears_shared.service import main as run
 
 from .dlq.reader import dlq_loop
 from .readmodels.handlers import handle_events
 from .readmodels.views import api_router
 from .settings import ConsoleSettings
+from .web.pages import accounts, aging, approvals, ops, work
+from .web.upstream import Upstreams
 from .web.views import web_router
+
+
+async def start_upstreams(ctx: Context) -> None:
+    """The client the pages use to call the owning services as the signed-in person."""
+    ctx.extra["upstreams"] = Upstreams.from_settings(cast(ConsoleSettings, ctx.settings))
 
 
 def definition(settings: ConsoleSettings | None = None) -> ServiceDefinition:
@@ -21,7 +30,18 @@ def definition(settings: ConsoleSettings | None = None) -> ServiceDefinition:
         name="console",
         settings=settings,
         consumers=[Consumer(topics=list(topics.EVENT_TOPICS), handler=handle_events)],
-        routers=[api_router, web_router, api_keys_router, audit_router],
+        routers=[
+            api_router,
+            web_router,
+            work.router,
+            accounts.router,
+            approvals.router,
+            aging.router,
+            ops.router,
+            api_keys_router,
+            audit_router,
+        ],
+        on_start=start_upstreams,
         loops=[dlq_loop],
         login_path="/login",
     )

@@ -15,15 +15,20 @@ class ConsoleSettings(ServiceSettings, MoneySettings):
     console_refresh_s: int = Field(5, gt=0, description="Auto-refresh interval of the web UI (seconds)")
 
     console_segmenter_url: str = Field(
-        "http://segmenter:8080", description="Segmenter API the console calls on behalf of the signed-in person"
+        "http://segmenter:8080",
+        description="Segmenter API the console calls on behalf of the signed-in person",
     )
     console_escalation_url: str = Field(
-        "http://escalation:8080", description="Escalation API the console calls on behalf of the signed-in person"
+        "http://escalation:8080",
+        description="Escalation API the console calls on behalf of the signed-in person",
     )
     console_ingest_url: str = Field(
         "http://ingest:8080", description="Ingest API the console calls on behalf of the signed-in person"
     )
     console_responses_url: str = Field(
-        "http://responses:8080", description="Responses API the console calls on behalf of the signed-in person"
+        "http://responses:8080",
+        description="Responses API the console calls on behalf of the signed-in person",
     )
-    console_upstream_timeout_s: float = Field(15.0, description="Timeout of one call to another service's API")
+    console_upstream_timeout_s: float = Field(
+        15.0, description="Timeout of one call to another service's API"
+    )

@@ -1,30 +1,14 @@
-"""The console page: one server-rendered HTML document, every value escaped, no external assets."""
+"""The dashboard's content, server-rendered, every value escaped (the layout is templates/base.html)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from html import escape
-from urllib.parse import quote
 
 from arrears_shared.money import format_minor
 
 from ..readmodels.models import AgingReport, DlqList, RejectList, Summary, Timeline
-
-CSS = """
-body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}
-header{background:#1d2330;color:#fff;padding:12px 24px;display:flex;justify-content:space-between;align-items:center}
-header h1{font-size:18px;margin:0} header span{opacity:.7;font-size:12px}
-main{padding:16px 24px;display:grid;gap:16px}
-section{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
-h2{font-size:15px;margin:0 0 8px}
-.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(140px,1fr));gap:12px}
-.tile{background:#fff;border-radius:8px;padding:10px 14px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
-.tile b{display:block;font-size:22px} .tile small{color:#667}
-table{border-collapse:collapse;width:100%} th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eceef2}
-th{font-weight:600;color:#556;font-size:12px;text-transform:uppercase} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.empty{color:#889;font-style:italic} .note{color:#667;font-size:12px;margin:6px 0 0}
-"""
 
 
 def _money(minor: int, currency: str) -> str:
@@ -84,12 +68,9 @@ def render(
     timeline: Timeline | None,
     dlq: DlqList | None,
     rejects: RejectList | None,
-    refresh_s: int,
-    user: str = "",
-    role: str = "",
-    csrf: str = "",
 ) -> str:
-    """Sections the signed-in person may not see (None) are left out, not shown empty."""
+    """The dashboard's content (tiles, aging, outcomes, and the sections the person may see; those they may
+    not see are None and left out, not shown empty). The layout is the console's base template."""
     sent = sum(c.sent for c in summary.messages_by_channel.values())
     failed = sum(c.failed for c in summary.messages_by_channel.values())
     tiles = [
@@ -133,23 +114,9 @@ def render(
             [[_time(r.rejected_at), r.source, r.row_number, r.column or "", r.reason] for r in rejects.items],
         )
         sections.append(f"<section><h2>Ingest rejects ({rejects.count:,})</h2>{rejects_html}</section>")
-    signed_in = (
-        f' · {escape(user)} ({escape(role)}) <form method="post" style="display:inline" '
-        f'action="/logout?csrf_token={quote(csrf)}"><button style="font-size:11px">Sign out</button></form>'
-        if user
-        else ""
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="{int(refresh_s)}">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>Arrears console</title>
-<style>{CSS}</style></head>
-<body><header><h1>Arrears console</h1><span>aging as of {escape(aging.as_of.isoformat())} ·
-refreshes every {int(refresh_s)} s · <a style="color:#9cf" href="/docs">API</a>{signed_in}</span></header>
-<main>
-<div class="tiles">{tiles_html}</div>
+    return f"""<div class="tiles">{tiles_html}</div>
 <section><h2>Aging report</h2>{_aging_table(aging)}</section>
 <section style="display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:16px">
 <div><h2>Sends by channel</h2>{channels}</div><div><h2>Replies by intent</h2>{intents}</div>
 <div><h2>Events per topic</h2>{topics}</div></section>
-{"".join(sections)}
-</main></body></html>"""
+{"".join(sections)}"""

@@ -40,7 +40,10 @@ class Upstreams:
             "ingest": s.console_ingest_url,
             "responses": s.console_responses_url,
         }
-        return cls({k: v.rstrip("/") for k, v in urls.items()}, httpx.AsyncClient(timeout=s.console_upstream_timeout_s))
+        return cls(
+            {k: v.rstrip("/") for k, v in urls.items()},
+            httpx.AsyncClient(timeout=s.console_upstream_timeout_s),
+        )
 
     @staticmethod
     def credentials(request: Request, who: Principal) -> dict[str, str]:
@@ -83,7 +86,11 @@ class Upstreams:
             except ValueError:
                 detail = r.text
             raise UpstreamError(service, r.status_code, detail if isinstance(detail, str) else str(detail))
-        return r.json() if r.content and r.headers.get("content-type", "").startswith("application/json") else None
+        return (
+            r.json()
+            if r.content and r.headers.get("content-type", "").startswith("application/json")
+            else None
+        )
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from html import escape
+from pathlib import Path
 from typing import cast
 
 from arrears_shared.audit import record
@@ -20,7 +20,8 @@ from pydantic import BaseModel
 from ..readmodels import service
 from ..readmodels.views import today_utc
 from ..settings import ConsoleSettings
-from .page import CSS, render
+from .page import render
+from .templating import env, page
 
 SIGN_IN_PUBLIC = "the sign-in form and its submission: shows no data; failures are throttled per address"
 
@@ -33,43 +34,50 @@ class Me(BaseModel):
     permissions: list[str]
 
 
-def _login_page(message: str = "") -> str:
-    note = f'<p style="color:#b00">{escape(message)}</p>' if message else ""
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in · Arrears</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}
-form{{display:grid;gap:8px;max-width:380px}} input{{padding:6px;font:inherit}}</style></head>
-<body><header><h1>Arrears console</h1></header><main><section><h2>Sign in</h2>{note}
-<form method="post" action="/login"><label>API key <input name="api_key" type="password" autocomplete="off"
-required autofocus></label><button>Sign in</button></form>
-<p class=note>`arrears up` prints where the first admin key is; `arrears keys create` makes more.</p>
-</section></main></body></html>"""
+def _login_page(message: str = "", status: int = 200) -> HTMLResponse:
+    return HTMLResponse(env.get_template("login.html").render(message=message, oidc=""), status_code=status)
+
+
+STATIC = Path(__file__).parent / "static"
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
 
 def web_router(get_context: Callable[[], Context]) -> APIRouter:
     router = APIRouter(tags=["web"])
     sign_in = [Depends(public(SIGN_IN_PUBLIC))]
 
+    @router.get("/static/{name}", dependencies=[Depends(public("the console's CSS and JavaScript: no data"))])
+    async def static(name: str) -> Response:
+        path = STATIC / name
+        if "/" in name or path.suffix not in STATIC_TYPES or not path.is_file():
+            return Response(status_code=404)
+        return Response(
+            path.read_bytes(), media_type=STATIC_TYPES[path.suffix], headers={"Cache-Control": "max-age=300"}
+        )
+
     @router.get("/", response_class=HTMLResponse)
-    async def index(who: Principal = Depends(requires("reports.read"))) -> HTMLResponse:
+    async def index(
+        request: Request, fragment: str | None = None, who: Principal = Depends(requires("reports.read"))
+    ) -> HTMLResponse:
         ctx = get_context()
         settings = cast(ConsoleSettings, ctx.settings)
         async with ctx.engine.connect() as conn:
-            page = render(
+            body = render(
                 aging=await service.aging(conn, ctx.schema, today_utc()),
                 summary=await service.summary(conn, ctx.schema),
                 timeline=await service.timeline(conn, ctx.schema, None, 25) if who.sees_pii else None,
                 dlq=await service.dlq(conn, ctx.schema, 20) if who.can("dlq.read") else None,
                 rejects=await service.rejects(conn, ctx.schema, 20) if who.can("ingest.read") else None,
-                refresh_s=settings.console_refresh_s,
-                user=who.name,
-                role=who.role,
-                csrf=who.csrf_token or "",
             )
-        return HTMLResponse(page)
+        if fragment == "dashboard":
+            return HTMLResponse(body)
+        return page(
+            request, who, "dashboard.html", body=body, as_of=today_utc(), refresh_s=settings.console_refresh_s
+        )
 
     @router.get("/login", response_class=HTMLResponse, dependencies=sign_in)
     async def login_form() -> HTMLResponse:
-        return HTMLResponse(_login_page())
+        return _login_page()
 
     @router.post("/login", response_class=HTMLResponse, dependencies=sign_in)
     async def login(request: Request, api_key: str = Form(..., max_length=200)) -> Response:
@@ -77,12 +85,12 @@ def web_router(get_context: Callable[[], Context]) -> APIRouter:
         authn = request.app.state.authenticator
         client = client_address(request.scope)
         if authn.throttle.blocked_for(client):
-            return HTMLResponse(_login_page("Too many failed attempts; wait a minute."), status_code=429)
+            return _login_page("Too many failed attempts; wait a minute.", 429)
         try:
             principal = await authn.api_key(api_key.strip())
         except AuthFailure:
             authn.throttle.record_failure(client)
-            return HTMLResponse(_login_page("That key is not valid."), status_code=401)
+            return _login_page("That key is not valid.", 401)
         settings = ctx.settings
         ttl = timedelta(seconds=settings.auth_session_ttl_s)
         async with ctx.transaction() as tx:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context
+from arrears_shared.spreadsheet import cell_safe as csv_safe
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 from sqlalchemy import text
@@ -16,7 +17,6 @@ from . import service
 from .audit import audit_run
 from .models import RejectItem, RejectList, RejectSource, RunList, RunSummary
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = (
     "row_number",
     "account_id",
@@ -28,12 +28,6 @@ CSV_COLUMNS = (
     "batch_id",
     "source",
 )
-
-
-def csv_safe(value: object) -> str:
-    """Neutralise spreadsheet formula injection (OWASP CSV injection): prefix risky cells with a quote."""
-    s = "" if value is None else str(value)
-    return "'" + s if s.startswith(FORMULA_PREFIXES) else s
 
 
 def ingestor(ctx: Context) -> service.SheetIngestor:

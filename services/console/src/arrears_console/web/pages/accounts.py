@@ -46,7 +46,8 @@ def _merge_timeline(activity: list[dict[str, Any]], decisions: list[dict[str, An
                 "at": d["at"],
                 "kind": "decision",
                 "label": f"decision.{d['outcome']}",
-                "summary": f"{where}: {d['outcome']} by rule {d['rule_id']}" + (f" — {d['reason']}" if d["reason"] else ""),
+                "summary": f"{where}: {d['outcome']} by rule {d['rule_id']}"
+                + (f" — {d['reason']}" if d["reason"] else ""),
             }
         )
     return sorted(items, key=lambda i: i["at"], reverse=True)
@@ -78,7 +79,15 @@ def router(get_context: ContextGetter) -> APIRouter:
             for item in found.items:
                 item.customer_name = mask_name(item.customer_name)
         buckets = [b.value for b in AgingBucket]
-        return page(request, who, "accounts.html", found=found, q=q or "", bucket=bucket.value if bucket else "", buckets=buckets)
+        return page(
+            request,
+            who,
+            "accounts.html",
+            found=found,
+            q=q or "",
+            bucket=bucket.value if bucket else "",
+            buckets=buckets,
+        )
 
     @r.get("/accounts/{account_id}", response_class=HTMLResponse)
     async def account(
@@ -92,7 +101,9 @@ def router(get_context: ContextGetter) -> APIRouter:
         held: list[dict[str, Any]] = []
         try:
             acct = await up.call(request, who, "segmenter", "GET", f"/accounts/{account_id}")
-            decisions = await up.call(request, who, "segmenter", "GET", f"/accounts/{account_id}/decisions", params={"limit": 200})
+            decisions = await up.call(
+                request, who, "segmenter", "GET", f"/accounts/{account_id}/decisions", params={"limit": 200}
+            )
         except UpstreamError as e:
             if e.status != 404:
                 problems.append(f"segmenter: {e.detail}")
@@ -102,11 +113,26 @@ def router(get_context: ContextGetter) -> APIRouter:
             problems.append(f"escalation: {e.detail}")
         if who.can("approvals.decide"):
             try:
-                held = [h for h in await up.call(request, who, "segmenter", "GET", "/approvals") if h["account_id"] == account_id]
+                held = [
+                    h
+                    for h in await up.call(request, who, "segmenter", "GET", "/approvals")
+                    if h["account_id"] == account_id
+                ]
             except UpstreamError as e:
                 problems.append(f"approvals: {e.detail}")
         if acct is None and not activity:
-            return page(request, who, "account.html", status=404, acct=None, account_id=account_id, timeline=[], held=[], problems=problems, actions={})
+            return page(
+                request,
+                who,
+                "account.html",
+                status=404,
+                acct=None,
+                account_id=account_id,
+                timeline=[],
+                held=[],
+                problems=problems,
+                actions={},
+            )
         allowed = {name: spec for name, spec in ACTIONS.items() if who.can(spec[1])}
         return page(
             request,
@@ -152,7 +178,9 @@ def router(get_context: ContextGetter) -> APIRouter:
         if name in ("channel-preference", "do-not-contact"):
             body["channels"] = channels
         try:
-            await upstreams(get_context()).call(request, who, "escalation", "POST", f"/accounts/{account_id}/{suffix}", json=body)
+            await upstreams(get_context()).call(
+                request, who, "escalation", "POST", f"/accounts/{account_id}/{suffix}", json=body
+            )
         except UpstreamError as e:
             return back(here, error=f"{name} refused: {e.detail}")
         return back(here, flash=f"{name} requested; the segmenter applies it within seconds")
@@ -166,7 +194,9 @@ def router(get_context: ContextGetter) -> APIRouter:
     ) -> Response:
         here = f"/accounts/{account_id}"
         try:
-            await upstreams(get_context()).call(request, who, "escalation", "POST", f"{here}/notes", json={"body": body})
+            await upstreams(get_context()).call(
+                request, who, "escalation", "POST", f"{here}/notes", json={"body": body}
+            )
         except UpstreamError as e:
             return back(here, error=f"note refused: {e.detail}")
         return back(here, flash="note added")

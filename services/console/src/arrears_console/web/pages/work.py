@@ -21,7 +21,12 @@ def router(get_context: ContextGetter) -> APIRouter:
     async def queues(request: Request, who: Principal) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         up = upstreams(get_context())
         mine = await up.call(
-            request, who, "escalation", "GET", "/tasks", params={"status": "open", "assignee": who.name, "limit": 200}
+            request,
+            who,
+            "escalation",
+            "GET",
+            "/tasks",
+            params={"status": "open", "assignee": who.name, "limit": 200},
         )
         team_params: dict[str, Any] = {"status": "open", "limit": 200}
         if who.team:
@@ -31,7 +36,9 @@ def router(get_context: ContextGetter) -> APIRouter:
         return by_priority_then_sla(mine), by_priority_then_sla(team)
 
     @r.get("/work", response_class=HTMLResponse)
-    async def worklist(request: Request, who: Principal = worker, fragment: str | None = None) -> HTMLResponse:
+    async def worklist(
+        request: Request, who: Principal = worker, fragment: str | None = None
+    ) -> HTMLResponse:
         try:
             mine, team = await queues(request, who)
         except UpstreamError as e:
@@ -48,13 +55,20 @@ def router(get_context: ContextGetter) -> APIRouter:
 
     @r.post("/work/{task_id}/claim")
     async def claim(request: Request, task_id: str, who: Principal = worker) -> Response:
-        return await act(request, who, f"/tasks/{task_id}/assign", {"assignee": who.name}, f"Task {task_id} is yours")
+        return await act(
+            request, who, f"/tasks/{task_id}/assign", {"assignee": who.name}, f"Task {task_id} is yours"
+        )
 
     @r.post("/work/{task_id}/complete")
     async def complete(
-        request: Request, task_id: str, outcome: str = Form(..., min_length=1, max_length=500), who: Principal = worker
+        request: Request,
+        task_id: str,
+        outcome: str = Form(..., min_length=1, max_length=500),
+        who: Principal = worker,
     ) -> Response:
-        return await act(request, who, f"/tasks/{task_id}/complete", {"outcome": outcome}, f"Task {task_id} done")
+        return await act(
+            request, who, f"/tasks/{task_id}/complete", {"outcome": outcome}, f"Task {task_id} done"
+        )
 
     @r.post("/work/{task_id}/reassign")
     async def reassign(
@@ -65,6 +79,8 @@ def router(get_context: ContextGetter) -> APIRouter:
         who: Principal = Depends(requires("tasks.assign")),
     ) -> Response:
         body = {"assignee": assignee, "reason": reason}
-        return await act(request, who, f"/tasks/{task_id}/assign", body, f"Task {task_id} given to {assignee}")
+        return await act(
+            request, who, f"/tasks/{task_id}/assign", body, f"Task {task_id} given to {assignee}"
+        )
 
     return r
