@@ -305,3 +305,53 @@ async def test_audit_log_is_append_only_and_tampering_is_detected(api, engine, e
     res = await asyncio.to_thread(verify, "--anchor", head)
     assert res.exit_code == 1
     assert "missing (deleted)" in res.output and "truncated" in res.output, res.output
+
+
+async def test_a_promise_taken_by_a_person_is_tracked_published_and_audited(api) -> None:
+    host, client, _, keys = api
+    collector, viewer = bearer(keys["collector"]), bearer(keys["viewer"])
+    body = {"due_date": "2026-07-15", "amount_minor": 25_000, "reason": "on the phone"}
+    assert (await client.post("/accounts/PR-1/promises", json=body, headers=viewer)).status_code == 403
+    r = await client.post("/accounts/PR-1/promises", json=body | {"actor": "spoof"}, headers=collector)
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert accepted["action"] == "record_promise"
+    again = await client.post(
+        "/accounts/PR-1/promises", json=body | {"due_date": "2026-07-20"}, headers=collector
+    )
+    assert again.status_code == 202
+    listed = (await client.get("/accounts/PR-1/promises", headers=collector)).json()
+    pairs = sorted((p["due_date"], p["status"]) for p in listed)  # the test clock is fixed: same made_at
+    assert pairs == [("2026-07-15", "superseded"), ("2026-07-20", "pending")]
+    assert (await client.get("/accounts/PR-1/promises", headers=viewer)).status_code == 403
+    assert host.ctx is not None
+    async with host.ctx.engine.connect() as c:
+        events = [
+            json.loads(bytes(v))
+            for (v,) in (
+                await c.execute(
+                    text("SELECT value FROM escalation.outbox WHERE topic='overrides' ORDER BY id")
+                )
+            ).all()
+        ]
+        collector_of = (
+            (
+                await c.execute(
+                    text("SELECT DISTINCT collector FROM escalation.promises WHERE account_id='PR-1'")
+                )
+            )
+            .scalars()
+            .all()
+        )
+        audit = (
+            await c.execute(
+                text("SELECT actor, action FROM escalation.audit_log WHERE entity_id='PR-1' ORDER BY seq")
+            )
+        ).all()
+    mine = [e for e in events if e["account_id"] == "PR-1"]
+    assert [(e["action"], e["promise_date"], e["promise_amount_minor"], e["actor"]) for e in mine] == [
+        ("record_promise", "2026-07-15", 25_000, user("collector")),
+        ("record_promise", "2026-07-20", 25_000, user("collector")),
+    ]
+    assert collector_of == [user("collector")]
+    assert [tuple(a) for a in audit] == [(user("collector"), "override.record_promise")] * 2

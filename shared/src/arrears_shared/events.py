@@ -283,6 +283,7 @@ OverrideAction = Literal[
     "mark_dispute",
     "do_not_contact",
     "resume_dunning",
+    "record_promise",
 ]
 
 
@@ -296,7 +297,9 @@ class OverrideRequested(Event):
       which only a supervisor may request and always with a `reason`;
     - `set_channel_preference`: `channels` in order of preference;
     - `mark_dispute`: hold the sequence as disputed; `do_not_contact`: stop `channels` (all if empty);
-    - `resume_dunning`: a promise to pay was broken: clear the promise hold and continue the sequence.
+    - `resume_dunning`: a promise to pay was broken: clear the promise hold and continue the sequence;
+    - `record_promise`: a person took a promise to pay (by phone, in person): hold the sequence until
+      `promise_date` (in the debtor's zone), like a promise in a reply; a dispute hold stays.
     """
 
     ce_type: ClassVar[str] = "arrears.override.requested.v1"
@@ -309,6 +312,12 @@ class OverrideRequested(Event):
     step: int | None = None
     channels: list[Channel] = Field(default_factory=list)
     gate_override: bool = False
+    promise_date: date | None = Field(None, description="`record_promise`: the day the customer will pay by")
+    promise_amount_minor: int | None = Field(
+        None,
+        ge=0,
+        description="`record_promise`: the amount promised (minor units of the account's currency)",
+    )
     reason: str = Field("", max_length=2000)
     actor: str = Field(description="API key name of the person, or `rule:<id>` for an escalation rule")
     role: Literal["collector", "supervisor", "admin", "system", "agent"] = Field(

@@ -151,6 +151,19 @@ class AuthSettings(ArrearsSettings):
         "email",
         description="Claim recorded as the actor in the audit log (falls back to preferred_username, sub)",
     )
+    auth_oidc_client_id: str | None = Field(
+        None,
+        description="The console's client id at the identity provider: enables 'Sign in with your company "
+        "account' (authorization-code flow with PKCE); ID tokens must carry it as their audience",
+    )
+    auth_oidc_client_secret: SecretStr | None = Field(
+        None, description="Client secret, if the provider registered the console as a confidential client"
+    )
+    auth_oidc_redirect_url: str | None = Field(
+        None,
+        description="The console's public callback URL registered at the provider "
+        "(https://console.example.com/auth/callback); unset = derived from the request",
+    )
     auth_oidc_leeway_s: float = Field(30.0, description="Clock skew allowed on exp / nbf / iat")
     auth_jwks_cache_s: float = Field(600.0, description="How long the provider's JWKS is cached")
     auth_failure_window_s: float = Field(

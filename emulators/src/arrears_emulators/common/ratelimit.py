@@ -20,7 +20,7 @@ class LimitsConfig(BaseModel):
     window_s: float = Field(1.0, gt=0, description="sliding window length")
     algorithm: Literal["token_bucket", "sliding_window"] = "token_bucket"
     daily_limit: int | None = Field(
-        None, ge=0, description="per-key sends per UTC day (emulators that model one)"
+        None, ge=0, description="per-key sends per rolling 24 hours (emulators that model one)"
     )
 
     @property

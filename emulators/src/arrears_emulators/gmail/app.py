@@ -1,7 +1,12 @@
 """Gmail API v1 emulator serving the paths google-api-python-client calls when built with
 ``client_options={"api_endpoint": "http://127.0.0.1:PORT"}`` (``/gmail/v1/users/{userId}/...``).
 
-Models per-user quota units (250/s; send = 100), a daily sending limit, Google-style error bodies,
+Models per-user quota units (250/s; send = 100), the daily sending limit as Gmail enforces it (a rolling 24
+hours; past it ``429 "User-rate limit exceeded.  Retry after <time> (Mail sending)"`` with the time only in
+the message, no ``Retry-After`` header, and only after ``sending_limit_lag`` more sends were still accepted
+with 200 — https://developers.google.com/workspace/gmail/api/guides/handle-errors#mail-sending_limits),
+``users.watch`` expiring after 7 days (https://developers.google.com/workspace/gmail/api/guides/push),
+Google-style error bodies,
 history with a retention window (404 for too-old start ids), bounces (DSNs from mailer-daemon) and
 customer replies injected through ``POST /_emulator/inbound``.
 """
@@ -75,13 +80,17 @@ class GmailConfig(BaseModel):
     user_email: str = "collections@arrears.test"
     limits: LimitsConfig = Field(
         default_factory=lambda: LimitsConfig(rate=250.0, daily_limit=2000),
-        description="quota units per second per user; daily_limit = sends per user per UTC day",
+        description="quota units per second per user; daily_limit = sends per user per rolling 24 hours",
     )
     bouncing_addresses: set[str] = Field(default_factory=set)
     bounce_domains: set[str] = Field(default_factory=lambda: {"bounce.invalid"})
     history_retention_s: float = Field(7 * 24 * 3600, gt=0)
     initial_history_id: int = Field(1000, ge=1)
     watch_expiration_s: int = Field(7 * 24 * 3600, gt=0)
+    sending_limit_lag: int = Field(
+        0, ge=0, description="sends still accepted (200) past the daily limit before the 429s start"
+    )
+    sending_window_s: float = Field(86400.0, gt=0, description="the rolling window of the sending limit")
     push_url: str | None = Field(
         None, description="Pub/Sub-style push endpoint notified while a watch is active"
     )
@@ -148,8 +157,8 @@ def google_error(
     return JSONResponse(body, status_code=code, headers=headers)
 
 
-def _today() -> str:
-    return datetime.now(UTC).date().isoformat()
+def _rfc3339(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def build_dsn(original: StoredMessage, failed: str) -> bytes:
@@ -210,6 +219,8 @@ class GmailState:
         self.bounce_domains = {d.lower() for d in config.bounce_domains}
         self.bounces = 0
         self.pushes = 0
+        self.watch_calls = 0
+        self.sending_limit_429s = 0
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -264,7 +275,7 @@ class GmailState:
         self.mailboxes.clear()
         self.bouncing = {a.lower() for a in self.config.bouncing_addresses}
         self.bounce_domains = {d.lower() for d in self.config.bounce_domains}
-        self.bounces = self.pushes = 0
+        self.bounces = self.pushes = self.watch_calls = self.sending_limit_429s = 0
 
     async def cancel_tasks(self) -> None:
         tasks = list(self._tasks)
@@ -289,6 +300,8 @@ def create_app(config: GmailConfig | None = None) -> FastAPI:
         lambda: {
             "bounces": state.bounces,
             "pushes": state.pushes,
+            "watch_calls": state.watch_calls,
+            "sending_limit_429s": state.sending_limit_429s,
             "mailboxes": {k: len(v.messages) for k, v in state.mailboxes.items()},
         }
     )
@@ -360,6 +373,7 @@ def create_app(config: GmailConfig | None = None) -> FastAPI:
                 400, "Invalid topicName does not match projects/*/topics/*", "invalidArgument"
             )
         box.watch_expiration_ms = int((time.time() + cfg.watch_expiration_s) * 1000)
+        state.watch_calls += 1
         return {"historyId": str(box.history_id), "expiration": str(box.watch_expiration_ms)}
 
     @api.post("/stop", status_code=204, response_model=None, response_class=Response)
@@ -377,12 +391,19 @@ def create_app(config: GmailConfig | None = None) -> FastAPI:
             return admitted
         box, drop_after = admitted
         limit = core.limits.daily_limit
-        if core.limits.enabled and limit is not None and box.sends_on(_today()) >= limit:
+        now = time.time()
+        if (
+            core.limits.enabled
+            and limit is not None
+            and box.sends_in_window(now, cfg.sending_window_s) >= limit + cfg.sending_limit_lag
+        ):
+            state.sending_limit_429s += 1
             return google_error(
-                403,
-                "Daily user sending limit exceeded. For more information on Google Workspace sending limits, "
-                "see https://support.google.com/a/answer/166852",
-                "dailyLimitExceeded",
+                429,
+                "User-rate limit exceeded.  Retry after "
+                + _rfc3339(box.window_frees_at(cfg.sending_window_s))
+                + " (Mail sending)",
+                "rateLimitExceeded",
                 domain="usageLimits",
             )
         try:
@@ -406,7 +427,7 @@ def create_app(config: GmailConfig | None = None) -> FastAPI:
         if not recipients:
             return google_error(400, "Recipient address required", "invalidArgument")
         stored = box.add(raw, ["SENT"], thread_id_hint=body.thread_id, head=head)
-        box.count_send(_today())
+        box.count_send(now)
         parsed = stored.head
         x_headers = {name: str(value) for name, value in parsed.items() if name.lower().startswith("x-")}
         to_addresses = addresses(parsed, "To")
@@ -591,7 +612,7 @@ def build_config(argv: list[str]) -> GmailConfig:
     parser.add_argument("--config", type=Path, help="JSON file with GmailConfig fields (flags override it)")
     parser.add_argument("--user-email")
     parser.add_argument("--rate-limit", type=float, help="quota units per second per user (default 250)")
-    parser.add_argument("--daily-limit", type=int, help="sends per user per UTC day (default 2000)")
+    parser.add_argument("--daily-limit", type=int, help="sends per user per rolling 24 hours (default 2000)")
     parser.add_argument("--no-rate-limit", action="store_true")
     parser.add_argument("--bounce-address", action="append", default=[])
     parser.add_argument("--history-retention-s", type=float)

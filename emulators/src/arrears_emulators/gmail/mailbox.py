@@ -207,7 +207,7 @@ class Mailbox:
     # dispatcher makes per send stay O(1) however full the mailbox gets
     all_by_rfc822_id: dict[str, list[str]] = field(default_factory=dict)
     thread_ids: set[str] = field(default_factory=set)
-    sends_per_day: dict[str, int] = field(default_factory=dict)
+    send_times: list[float] = field(default_factory=list)  # epoch seconds of sends, oldest first
     watch_expiration_ms: int | None = None
 
     def __post_init__(self) -> None:
@@ -302,11 +302,22 @@ class Mailbox:
                 out.append(message)
         return out
 
-    def count_send(self, today: str) -> None:
-        self.sends_per_day[today] = self.sends_per_day.get(today, 0) + 1
+    # Gmail counts the sending limit over a rolling 24 hours, not per calendar day.
+    def count_send(self, now: float) -> None:
+        self.send_times.append(now)
 
-    def sends_on(self, today: str) -> int:
-        return self.sends_per_day.get(today, 0)
+    def sends_in_window(self, now: float, window_s: float = 86400.0) -> int:
+        cutoff = now - window_s
+        drop = 0
+        while drop < len(self.send_times) and self.send_times[drop] <= cutoff:
+            drop += 1
+        if drop:
+            del self.send_times[:drop]
+        return len(self.send_times)
+
+    def window_frees_at(self, window_s: float = 86400.0) -> float:
+        """When the oldest send in the window leaves it."""
+        return (self.send_times[0] if self.send_times else time.time()) + window_s
 
 
 def _only_msgid(query: str | None) -> str | None:

@@ -1,5 +1,16 @@
-"""QUO (OpenPhone) SMS API emulator: ``/v1/messages`` with auth, validation, a per-key rate limit,
-delivery-status and inbound-message webhooks (signed like QUO's), fault injection and a send ledger.
+"""QUO (OpenPhone) SMS API emulator: ``/v1/messages`` and ``/v1/phone-numbers`` with auth, validation, a
+per-key rate limit, delivery-status and inbound-message webhooks (signed like QUO's, in either of its two
+webhook systems: see `arrears_emulators.quo.webhooks`), fault injection and a send ledger.
+
+What it does as the real API does (documentation pages in `arrears_emulators.quo.models`):
+
+- ``GET /v1/messages`` takes the ``PN…`` id of our number as ``phoneNumberId`` and answers 400 to anything
+  else (an E.164 number included); newest first, ``maxResults`` 1..100 (default 10), ``nextPageToken``.
+- A message to an undeliverable number ends with status ``undelivered`` (seen on lookup); the new webhook
+  system reports it as ``message.failed``; legacy webhooks say nothing (there is no ``message.undelivered``).
+- The dated API generation (https://www.quo.com/docs/2026-03-30/versioning) is served at unversioned paths
+  (``/messages``...) and requires ``Quo-Api-Version`` (400 without it or with an unknown version); the
+  path-versioned ``/v1`` API needs no header.
 
 ``create_app(QuoConfig(...))`` for in-process use; ``python -m arrears_emulators quo --port N`` otherwise.
 """
@@ -32,20 +43,25 @@ from arrears_emulators.common import (
     retry_after_header,
 )
 from arrears_emulators.quo.models import (
+    API_VERSION_HEADER,
     E164_PATTERN,
+    PN_ID_PATTERN,
+    SUPPORTED_API_VERSIONS,
     ErrorDetail,
     InboundSms,
     Message,
     MessageList,
     NumberSets,
+    PhoneNumber,
     QuoError,
     SendMessageBody,
     WebhookTarget,
 )
-from arrears_emulators.quo.webhooks import WebhookSender, iso_now
+from arrears_emulators.quo.webhooks import WebhookSender, WebhookSystem, iso_now
 
 DEFAULT_SIGNING_KEY = base64.b64encode(b"arrears-quo-emulator-signing-key").decode()
 _E164 = re.compile(E164_PATTERN)
+_PN_ID = re.compile(PN_ID_PATTERN)
 
 
 class QuoConfig(BaseModel):
@@ -59,15 +75,21 @@ class QuoConfig(BaseModel):
     default_user_id: str = "USarrearsEmu01"
     invalid_numbers: set[str] = Field(default_factory=set, description="recipients answered with 400")
     undelivered_numbers: set[str] = Field(
-        default_factory=set, description="recipients that end 'undelivered'"
+        default_factory=set,
+        description="recipients whose messages end 'undelivered' (message.failed in the standard system)",
     )
     webhook_url: str | None = None
+    webhook_system: WebhookSystem = Field(
+        "legacy", description="legacy (openphone-signature) or standard (Standard Webhooks, whsec_ secret)"
+    )
     webhook_signing_key: str = DEFAULT_SIGNING_KEY
+    webhook_secret: str | None = Field(None, description="whsec_ secret of the standard webhook system")
     webhook_max_attempts: int = Field(8, ge=1)
     webhook_initial_backoff_s: float = Field(0.2, ge=0)
     webhook_max_backoff_s: float = Field(10.0, ge=0)
     webhook_timeout_s: float = Field(5.0, gt=0)
     delivery_delay_ms: int = Field(20, ge=0, description="queued -> delivered/undelivered after this delay")
+    failure_error_code: str = Field("30003", description="carrier error code of a message.failed event")
     limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig(rate=10.0))
     seed: int | None = None
 
@@ -109,6 +131,8 @@ class QuoState:
         self.webhooks = WebhookSender(
             url=config.webhook_url,
             signing_key=config.webhook_signing_key,
+            system=config.webhook_system,
+            secret=config.webhook_secret,
             max_attempts=config.webhook_max_attempts,
             initial_backoff_s=config.webhook_initial_backoff_s,
             max_backoff_s=config.webhook_max_backoff_s,
@@ -140,6 +164,8 @@ class QuoState:
         self.undelivered_numbers = set(self.config.undelivered_numbers)
         self.webhooks.url = self.config.webhook_url
         self.webhooks.signing_key = self.config.webhook_signing_key
+        self.webhooks.system = self.config.webhook_system
+        self.webhooks.secret = self.config.webhook_secret
 
 
 def create_app(config: QuoConfig | None = None) -> FastAPI:
@@ -161,6 +187,12 @@ def create_app(config: QuoConfig | None = None) -> FastAPI:
     app.state.quo = state
 
     def authorize(request: Request) -> str | JSONResponse:
+        if not request.url.path.startswith("/v1/"):  # the dated generation: the version header is required
+            version = request.headers.get(API_VERSION_HEADER)
+            if not version:
+                return _error(400, "Bad Request", f"The {API_VERSION_HEADER} header is required")
+            if version not in SUPPORTED_API_VERSIONS:
+                return _error(400, "Bad Request", f"Unsupported {API_VERSION_HEADER}: {version}")
         key = request.headers.get("authorization", "")
         if not key or (cfg.api_key is not None and key != cfg.api_key):
             return _error(401, "Unauthorized", "Invalid or missing API key")
@@ -187,15 +219,41 @@ def create_app(config: QuoConfig | None = None) -> FastAPI:
             status = "undelivered" if undelivered else "delivered"
             updated = message.model_copy(update={"status": status, "updated_at": iso_now()})
             state.messages[message_id] = updated
-            state.webhooks.emit(f"message.{status}", updated.webhook_object(_conversation_id(updated)))
+            emit(updated, "message.failed" if undelivered else "message.delivered")
 
         state.webhooks.spawn(run())
+
+    def emit(message: Message, event_type: str) -> dict[str, Any] | None:
+        conversation = _conversation_id(message)
+        if state.webhooks.system == "legacy":
+            return state.webhooks.emit(event_type, message.webhook_object(conversation))
+        resource = message.wire()
+        if event_type == "message.failed":
+            resource["status"] = "failed"
+            resource["errorCode"] = cfg.failure_error_code
+            resource["errorMessage"] = "Unreachable destination handset"
+        context = {"phoneNumberId": message.phone_number_id, "conversationId": conversation}
+        return state.webhooks.emit(event_type, resource, context)
 
     def _conversation_id(message: Message) -> str:
         remote = message.to[0] if message.direction == "outgoing" else message.from_
         return "CN" + hashlib.sha256(f"{message.phone_number_id}|{remote}".encode()).hexdigest()[:24]
 
-    api = APIRouter(prefix="/v1")
+    api = APIRouter()
+
+    @api.get("/phone-numbers")
+    async def list_phone_numbers(request: Request) -> Any:
+        key = authorize(request)
+        if isinstance(key, JSONResponse):
+            return key
+        gated = await gate("phone-numbers", key)
+        if isinstance(gated, JSONResponse):
+            return gated
+        data = [
+            PhoneNumber(id=pn, number=number, formatted_number=number).model_dump(by_alias=True)
+            for number, pn in state.numbers.items()
+        ]
+        return JSONResponse({"data": data})
 
     @api.post("/messages", status_code=202)
     async def send_message(request: Request) -> Any:
@@ -290,6 +348,12 @@ def create_app(config: QuoConfig | None = None) -> FastAPI:
         errors: list[ErrorDetail] = []
         if not phone_number_id:
             errors.append(ErrorDetail(path="/phoneNumberId", message="Required"))
+        elif not _PN_ID.match(phone_number_id):
+            errors.append(
+                ErrorDetail(
+                    path="/phoneNumberId", message="Expected a phone number id (PN...)", value=phone_number_id
+                )
+            )
         if not wanted:
             errors.append(ErrorDetail(path="/participants", message="Required"))
         if not 1 <= max_results <= 100:
@@ -308,7 +372,7 @@ def create_app(config: QuoConfig | None = None) -> FastAPI:
         matches: list[Message] = []
         for message_id in reversed(state.order):  # newest first
             m = state.messages[message_id]
-            if phone_number_id not in (m.phone_number_id, m.from_ if m.direction == "outgoing" else m.to[0]):
+            if m.phone_number_id != phone_number_id:
                 continue
             remote = set(m.to) if m.direction == "outgoing" else {m.from_}
             if remote != wanted:
@@ -337,7 +401,8 @@ def create_app(config: QuoConfig | None = None) -> FastAPI:
             return _error(404, "Not Found", f"Message {message_id} not found")
         return JSONResponse({"data": message.wire()})
 
-    app.include_router(api)
+    app.include_router(api, prefix="/v1")
+    app.include_router(api)  # the dated generation (Quo-Api-Version header)
 
     control = APIRouter(prefix="/_emulator", tags=["emulator control"])
 
@@ -361,8 +426,8 @@ def create_app(config: QuoConfig | None = None) -> FastAPI:
             updated_at=now,
         )
         state.store(message)
-        event = state.webhooks.emit("message.received", message.webhook_object(_conversation_id(message)))
-        return {"message": message.wire(), "event_id": event["id"]}
+        event = emit(message, "message.received")
+        return {"message": message.wire(), "event_id": event["id"] if event else None}
 
     @control.put("/webhook")
     async def set_webhook(target: WebhookTarget) -> Any:
@@ -372,8 +437,12 @@ def create_app(config: QuoConfig | None = None) -> FastAPI:
             except (binascii.Error, ValueError):
                 return _error(400, "Bad Request", "signing_key must be base64")
             state.webhooks.signing_key = target.signing_key
+        if target.system is not None:
+            state.webhooks.system = target.system
+        if target.secret is not None:
+            state.webhooks.secret = target.secret
         state.webhooks.url = target.url
-        return {"url": state.webhooks.url}
+        return {"url": state.webhooks.url, "system": state.webhooks.system}
 
     @control.put("/numbers")
     async def set_numbers(body: NumberSets) -> dict[str, Any]:
@@ -397,7 +466,9 @@ def build_config(argv: list[str]) -> QuoConfig:
     parser.add_argument("--config", type=Path, help="JSON file with QuoConfig fields (flags override it)")
     parser.add_argument("--api-key", help="expected Authorization header value (default: any)")
     parser.add_argument("--webhook-url")
-    parser.add_argument("--webhook-signing-key", help="base64 signing key")
+    parser.add_argument("--webhook-signing-key", help="base64 signing key (legacy webhooks)")
+    parser.add_argument("--webhook-system", choices=["legacy", "standard"])
+    parser.add_argument("--webhook-secret", help="whsec_ secret (standard webhooks)")
     parser.add_argument("--phone-number", action="append", default=[], metavar="E164=PNID")
     parser.add_argument("--invalid-number", action="append", default=[], metavar="E164")
     parser.add_argument("--undelivered-number", action="append", default=[], metavar="E164")
@@ -412,6 +483,8 @@ def build_config(argv: list[str]) -> QuoConfig:
         ("api_key", "api_key"),
         ("webhook_url", "webhook_url"),
         ("webhook_signing_key", "webhook_signing_key"),
+        ("webhook_system", "webhook_system"),
+        ("webhook_secret", "webhook_secret"),
         ("delivery_delay_ms", "delivery_delay_ms"),
         ("seed", "seed"),
     ):

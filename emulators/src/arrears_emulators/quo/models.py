@@ -1,4 +1,9 @@
-"""Wire models of the QUO (OpenPhone) public API v1, as far as the emulator serves it."""
+"""Wire models of the QUO (OpenPhone) public API v1, as far as the emulator serves it.
+
+Followed: https://www.quo.com/docs/mdx/api-reference/messages/list-messages (message resource, list
+parameters: ``phoneNumberId`` is the ``PN…`` id, ``participants`` E.164, ``maxResults`` 1..100 default 10,
+``nextPageToken``), https://www.quo.com/docs/mdx/api-reference/phone-numbers (``GET /v1/phone-numbers``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 E164_PATTERN = r"^\+[1-9]\d{1,14}$"
 DOCS_URL = "https://www.openphone.com/docs/mdx/api-reference/introduction"
+PN_ID_PATTERN = r"^PN[A-Za-z0-9]+$"
+# The dated generation of the API (https://www.quo.com/docs/2026-03-30/versioning): unversioned paths, the
+# version in a required ``Quo-Api-Version`` header (400 without it).
+API_VERSION_HEADER = "Quo-Api-Version"
+SUPPORTED_API_VERSIONS = frozenset({"2026-03-30"})
 
 
 class SendMessageBody(BaseModel):
@@ -32,6 +42,8 @@ class Message(BaseModel):
     phone_number_id: str = Field(alias="phoneNumberId")
     direction: Literal["incoming", "outgoing"]
     user_id: str | None = Field(None, alias="userId")
+    # v1 message statuses; a message the carrier refused ends "undelivered" (there is no such webhook event:
+    # the new webhook system reports it as ``message.failed``, legacy webhooks not at all)
     status: Literal["queued", "sent", "delivered", "undelivered", "received"]
     created_at: str = Field(alias="createdAt")
     updated_at: str = Field(alias="updatedAt")
@@ -84,11 +96,28 @@ class InboundSms(BaseModel):
     content: str = Field(min_length=1, max_length=1600)
 
 
+class PhoneNumber(BaseModel):
+    """Item of ``GET /v1/phone-numbers`` (the fields we use)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    number: str
+    formatted_number: str = Field(alias="formattedNumber")
+    name: str = "Arrears"
+
+
 class WebhookTarget(BaseModel):
     """Body of ``PUT /_emulator/webhook``."""
 
     url: str | None
     signing_key: str | None = Field(None, description="base64 signing key (unchanged if omitted)")
+    system: Literal["legacy", "standard"] | None = Field(
+        None, description="legacy (openphone-signature) or standard (Standard Webhooks); unchanged if omitted"
+    )
+    secret: str | None = Field(
+        None, description="whsec_ secret of the standard system (unchanged if omitted)"
+    )
 
 
 class NumberSets(BaseModel):

@@ -1,4 +1,15 @@
-"""Signed webhook delivery with retries and exponential backoff, one task per event."""
+"""Signed webhook delivery with retries and exponential backoff, one task per event.
+
+Two systems, as QUO runs them (see `arrears_emulators.quo.signing` for the documentation pages):
+
+- ``legacy``: ``openphone-signature``, envelope ``{id, object: "event", apiVersion: "v3", createdAt, type,
+  data: {object: <message>}}``; message events ``message.received`` and ``message.delivered`` only (a
+  failed SMS is not reported by a legacy webhook: only the message's status on lookup tells).
+- ``standard``: Standard Webhooks headers; envelope ``{id, apiVersion: "2026-03-30", createdAt, type,
+  data: {resource, context, links}}`` (https://www.quo.com/docs/2026-03-30/webhooks-overview); message events
+  ``message.received``, ``message.delivered`` and ``message.failed`` (with the carrier error when known).
+  ``webhook-id`` is stable across the retries of one delivery; the event ``id`` is stable too.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +19,16 @@ import logging
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
-from arrears_emulators.quo.signing import sign_openphone
+from arrears_emulators.quo.signing import sign_openphone, sign_standard
+
+WebhookSystem = Literal["legacy", "standard"]
+LEGACY_EVENTS = frozenset({"message.received", "message.delivered"})
+STANDARD_EVENTS = frozenset({"message.received", "message.delivered", "message.failed"})
+STANDARD_API_VERSION = "2026-03-30"
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +43,8 @@ class WebhookSender:
         *,
         url: str | None,
         signing_key: str,
+        system: WebhookSystem = "legacy",
+        secret: str | None = None,
         max_attempts: int,
         initial_backoff_s: float,
         max_backoff_s: float,
@@ -34,6 +52,8 @@ class WebhookSender:
     ) -> None:
         self.url = url
         self.signing_key = signing_key
+        self.system: WebhookSystem = system
+        self.secret = secret
         self.max_attempts = max_attempts
         self.initial_backoff_s = initial_backoff_s
         self.max_backoff_s = max_backoff_s
@@ -53,16 +73,32 @@ class WebhookSender:
             "webhooks_pending": len(self._tasks),
         }
 
-    def emit(self, event_type: str, message_object: dict[str, Any]) -> dict[str, Any]:
-        """Build the event and deliver it in the background (if a webhook URL is configured)."""
-        event = {
-            "id": "EV" + secrets.token_hex(16),
-            "object": "event",
-            "apiVersion": "v3",
-            "createdAt": iso_now(),
-            "type": event_type,
-            "data": {"object": message_object},
-        }
+    def emit(
+        self, event_type: str, message_object: dict[str, Any], context: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """Build the event of the configured system and deliver it in the background (if a webhook URL is
+        configured). None when that system has no such event (a failure under legacy webhooks)."""
+        if self.system == "legacy":
+            if event_type not in LEGACY_EVENTS:
+                return None
+            event: dict[str, Any] = {
+                "id": "EV" + secrets.token_hex(16),
+                "object": "event",
+                "apiVersion": "v3",
+                "createdAt": iso_now(),
+                "type": event_type,
+                "data": {"object": message_object},
+            }
+        else:
+            if event_type not in STANDARD_EVENTS:
+                return None
+            event = {
+                "id": "EV" + secrets.token_hex(16),
+                "apiVersion": STANDARD_API_VERSION,
+                "createdAt": iso_now(),
+                "type": event_type,
+                "data": {"resource": message_object, "context": context or {}, "links": {"quo": None}},
+            }
         self.events.append(event)
         if self.url:
             self.spawn(self._deliver(event, self.url))
@@ -78,14 +114,20 @@ class WebhookSender:
             self._client = httpx.AsyncClient(timeout=self.timeout_s)
         body = json.dumps(event, separators=(",", ":")).encode()
         backoff = self.initial_backoff_s
+        webhook_id = "msg_" + secrets.token_hex(12)  # one delivery: the same id on every retry
         for attempt in range(1, self.max_attempts + 1):
-            signature = sign_openphone(body, self.signing_key, int(time.time() * 1000))
-            try:
-                response = await self._client.post(
-                    url,
-                    content=body,
-                    headers={"content-type": "application/json", "openphone-signature": signature},
+            headers = {"content-type": "application/json"}
+            if self.system == "legacy":
+                headers["openphone-signature"] = sign_openphone(
+                    body, self.signing_key, int(time.time() * 1000)
                 )
+            else:
+                if not self.secret:
+                    log.warning("standard webhook system without a secret; not delivering %s", event["id"])
+                    return
+                headers.update(sign_standard(body, [self.secret], webhook_id, int(time.time())))
+            try:
+                response = await self._client.post(url, content=body, headers=headers)
                 if 200 <= response.status_code < 300:
                     self.delivered += 1
                     return

@@ -1,5 +1,8 @@
-"""`GET /`: the console page; `/login` and `/logout`: console sign-in sessions (an HttpOnly, SameSite=Strict
-cookie; the session itself lives in the `iam` schema, see arrears_shared.auth.sessions)."""
+"""`GET /`: the dashboard; `/login` (API key), `/auth/login` + `/auth/callback` (the identity provider,
+authorization code with PKCE) and `/logout`: console sessions in an HttpOnly, Secure, SameSite=Lax cookie
+(Lax, not Strict: the provider's redirect back is a cross-site navigation, and a Strict cookie set there is
+not sent on the redirect that follows; every change still needs the session's CSRF token). The session
+itself lives in the `iam` schema (arrears_shared.auth.sessions)."""
 
 from __future__ import annotations
 
@@ -7,13 +10,17 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import cast
+from urllib.parse import urlsplit
 
 from arrears_shared.audit import record
 from arrears_shared.auth import Principal, public, requires
 from arrears_shared.auth import sessions as auth_sessions
 from arrears_shared.auth.gate import AuthFailure, client_address
+from arrears_shared.auth.oidc import OidcVerifier, parse_role_map
+from arrears_shared.auth.oidc_login import OidcLogin, SignInError
 from arrears_shared.service import Context
-from fastapi import APIRouter, Depends, Form, Request
+from arrears_shared.settings import AuthSettings
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
@@ -34,8 +41,32 @@ class Me(BaseModel):
     permissions: list[str]
 
 
-def _login_page(message: str = "", status: int = 200) -> HTMLResponse:
-    return HTMLResponse(env.get_template("login.html").render(message=message, oidc=""), status_code=status)
+def _login_page(message: str = "", status: int = 200, provider: str = "") -> HTMLResponse:
+    return HTMLResponse(
+        env.get_template("login.html").render(message=message, oidc=provider), status_code=status
+    )
+
+
+def _provider(settings: AuthSettings) -> str:
+    """The identity provider's host, when people may sign in with it."""
+    if not (settings.auth_oidc_issuer and settings.auth_oidc_client_id):
+        return ""
+    return urlsplit(settings.auth_oidc_issuer).hostname or "your company account"
+
+
+def _login_flow(settings: AuthSettings) -> OidcLogin:
+    assert settings.auth_oidc_issuer and settings.auth_oidc_client_id
+    verifier = OidcVerifier(
+        issuer=settings.auth_oidc_issuer,
+        audience=settings.auth_oidc_client_id,
+        jwks_url=settings.auth_oidc_jwks_url,
+        roles_claim=settings.auth_oidc_roles_claim,
+        name_claim=settings.auth_oidc_name_claim,
+        role_map=parse_role_map(settings.auth_oidc_role_map),
+        leeway_s=settings.auth_oidc_leeway_s,
+    )
+    secret = settings.auth_oidc_client_secret
+    return OidcLogin(verifier, settings.auth_oidc_client_id, secret.get_secret_value() if secret else None)
 
 
 STATIC = Path(__file__).parent / "static"
@@ -77,22 +108,14 @@ def web_router(get_context: Callable[[], Context]) -> APIRouter:
 
     @router.get("/login", response_class=HTMLResponse, dependencies=sign_in)
     async def login_form() -> HTMLResponse:
-        return _login_page()
+        return _login_page(provider=_provider(get_context().settings))
 
-    @router.post("/login", response_class=HTMLResponse, dependencies=sign_in)
-    async def login(request: Request, api_key: str = Form(..., max_length=200)) -> Response:
+    def callback_url(request: Request) -> str:
+        return get_context().settings.auth_oidc_redirect_url or str(request.url_for("auth_callback"))
+
+    async def open_session_for(principal: Principal) -> Response:
         ctx = get_context()
-        authn = request.app.state.authenticator
-        client = client_address(request.scope)
-        if authn.throttle.blocked_for(client):
-            return _login_page("Too many failed attempts; wait a minute.", 429)
-        try:
-            principal = await authn.api_key(api_key.strip())
-        except AuthFailure:
-            authn.throttle.record_failure(client)
-            return _login_page("That key is not valid.", 401)
-        settings = ctx.settings
-        ttl = timedelta(seconds=settings.auth_session_ttl_s)
+        ttl = timedelta(seconds=ctx.settings.auth_session_ttl_s)
         async with ctx.transaction() as tx:
             token, _ = await auth_sessions.open_session(tx.conn, principal, ttl)
             await record(tx.conn, ctx.schema, principal, "session.open", "session", principal.subject)
@@ -102,11 +125,57 @@ def web_router(get_context: Callable[[], Context]) -> APIRouter:
             token,
             max_age=int(ttl.total_seconds()),
             httponly=True,
-            secure=settings.auth_cookie_secure,
-            samesite="strict",
+            secure=ctx.settings.auth_cookie_secure,
+            samesite="lax",  # the identity provider's redirect back is a cross-site top-level GET
             path="/",
         )
         return response
+
+    @router.get("/auth/login", dependencies=sign_in)
+    async def auth_login(request: Request) -> Response:
+        """Start signing in with the identity provider (authorization code + PKCE)."""
+        ctx = get_context()
+        if not _provider(ctx.settings):
+            return _login_page("Signing in with an identity provider is not configured.", 404)
+        try:
+            async with ctx.engine.begin() as conn:
+                url = await _login_flow(ctx.settings).begin(conn, callback_url(request))
+        except SignInError as e:
+            return _login_page(str(e), 502, _provider(ctx.settings))
+        return RedirectResponse(url, status_code=303)
+
+    @router.get("/auth/callback", name="auth_callback", dependencies=sign_in)
+    async def auth_callback(
+        request: Request,
+        code: str = Query("", max_length=2000),
+        state: str = Query("", max_length=200),
+        error: str = Query("", max_length=200),
+    ) -> Response:
+        ctx = get_context()
+        provider = _provider(ctx.settings)
+        if not provider:
+            return _login_page("Signing in with an identity provider is not configured.", 404)
+        if error or not code or not state:
+            return _login_page("The identity provider did not sign you in.", 401, provider)
+        try:
+            async with ctx.engine.begin() as conn:
+                principal = await _login_flow(ctx.settings).finish(conn, code, state, callback_url(request))
+        except SignInError as e:
+            return _login_page(str(e), 401, provider)
+        return await open_session_for(principal)
+
+    @router.post("/login", response_class=HTMLResponse, dependencies=sign_in)
+    async def login(request: Request, api_key: str = Form(..., max_length=200)) -> Response:
+        authn = request.app.state.authenticator
+        client = client_address(request.scope)
+        if authn.throttle.blocked_for(client):
+            return _login_page("Too many failed attempts; wait a minute.", 429)
+        try:
+            principal = await authn.api_key(api_key.strip())
+        except AuthFailure:
+            authn.throttle.record_failure(client)
+            return _login_page("That key is not valid.", 401)
+        return await open_session_for(principal)
 
     @router.post("/logout")
     async def logout(request: Request, who: Principal = Depends(requires("session.own"))) -> Response:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from arrears_shared.events import Channel
 from pydantic import AwareDatetime, BaseModel, Field
@@ -33,6 +33,13 @@ class ChannelPreference(Reason):
 
 class DoNotContact(Reason):
     channels: list[Channel] = Field(default_factory=list, description="Empty = every channel")
+
+
+class RecordPromise(Reason):
+    due_date: date = Field(description="The day the customer promised to pay by (their local date)")
+    amount_minor: int | None = Field(
+        None, ge=0, description="Amount promised, minor units of the account's currency (empty: the balance)"
+    )
 
 
 class Note(BaseModel):

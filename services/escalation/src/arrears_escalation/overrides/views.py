@@ -7,10 +7,21 @@ from collections.abc import Callable
 
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from ..deps import Deps
-from .models import ChannelPreference, DoNotContact, Note, OverrideAccepted, Pause, Reason, SendNow, Snooze
+from ..promises.service import PromiseView, add_promise, list_promises
+from .models import (
+    ChannelPreference,
+    DoNotContact,
+    Note,
+    OverrideAccepted,
+    Pause,
+    Reason,
+    RecordPromise,
+    SendNow,
+    Snooze,
+)
 from .service import add_note, request_override
 
 AccountId = Path(min_length=1, max_length=64)
@@ -130,6 +141,47 @@ def make_router(deps: Deps) -> RouterFactory:
             body: Reason, campaign_id: str = AccountId, who: Principal = campaigns
         ) -> OverrideAccepted:
             return await go(who, f"campaign:{campaign_id}", "resume", body.reason, campaign_id=campaign_id)
+
+        @router.post("/accounts/{account_id}/promises", response_model=OverrideAccepted, status_code=202)
+        async def promise(
+            body: RecordPromise, account_id: str = AccountId, who: Principal = work
+        ) -> OverrideAccepted:
+            """Record a promise to pay a person took (phone, visit): the sequence holds until `due_date`, and
+            the promise is tracked (kept when a payment covers it, broken after its date + grace)."""
+            now = deps.clock.now()
+            async with get_context().transaction() as tx:
+                accepted = await request_override(
+                    tx,
+                    who,
+                    account_id=account_id,
+                    action="record_promise",
+                    now=now,
+                    reason=body.reason,
+                    promise_date=body.due_date,
+                    promise_amount_minor=body.amount_minor,
+                )
+                await add_promise(
+                    tx.conn,
+                    promise_id=f"manual:{accepted.override_id}",
+                    account_id=account_id,
+                    amount_minor=body.amount_minor,
+                    due_date=body.due_date,
+                    made_at=now,
+                    channel=None,
+                    collector=who.name,
+                )
+            return accepted
+
+        @router.get(
+            "/accounts/{account_id}/promises",
+            response_model=list[PromiseView],
+            dependencies=[Depends(requires("accounts.read"))],
+        )
+        async def promises(
+            account_id: str = AccountId, limit: int = Query(50, ge=1, le=200)
+        ) -> list[PromiseView]:
+            async with get_context().engine.connect() as conn:
+                return await list_promises(conn, account_id, limit)
 
         @router.post("/accounts/{account_id}/notes", status_code=201)
         async def note(body: Note, account_id: str = AccountId, who: Principal = work) -> dict[str, int]:

@@ -32,14 +32,39 @@ class PromiseView(BaseModel):
 
 
 async def record_promise(conn: AsyncConnection, ev: ReplyReceived, collector: str | None = None) -> bool:
+    """A promise found in a reply."""
     if ev.promise_date is None:
         return False
+    return await add_promise(
+        conn,
+        promise_id=ev.reply_id,
+        account_id=ev.account_id,
+        amount_minor=ev.promise_amount_minor,
+        due_date=ev.promise_date,
+        made_at=ev.received_at,
+        channel=ev.channel.value,
+        collector=collector,
+    )
+
+
+async def add_promise(
+    conn: AsyncConnection,
+    *,
+    promise_id: str,
+    account_id: str,
+    amount_minor: int | None,
+    due_date: date,
+    made_at: datetime,
+    channel: str | None,
+    collector: str | None,
+) -> bool:
+    """Record a promise (from a reply, or taken by a person); it supersedes the pending one."""
     await conn.execute(
         text(
             f"""UPDATE {SCHEMA}.promises SET status = 'superseded', settled_at = :at
             WHERE account_id = :a AND status = 'pending' AND promise_id <> :p"""
         ),
-        {"a": ev.account_id, "p": ev.reply_id, "at": ev.received_at},
+        {"a": account_id, "p": promise_id, "at": made_at},
     )
     row = (
         await conn.execute(
@@ -49,12 +74,12 @@ async def record_promise(conn: AsyncConnection, ev: ReplyReceived, collector: st
                 VALUES (:p, :a, :amt, :d, 'pending', :at, :ch, :col) ON CONFLICT DO NOTHING RETURNING 1"""
             ),
             {
-                "p": ev.reply_id,
-                "a": ev.account_id,
-                "amt": ev.promise_amount_minor,
-                "d": ev.promise_date,
-                "at": ev.received_at,
-                "ch": ev.channel.value,
+                "p": promise_id,
+                "a": account_id,
+                "amt": amount_minor,
+                "d": due_date,
+                "at": made_at,
+                "ch": channel,
                 "col": collector,
             },
         )

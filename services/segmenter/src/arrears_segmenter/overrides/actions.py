@@ -11,6 +11,7 @@ from typing import Any
 from arrears_shared.events import OverrideRequested
 
 from ..accounts.projection import Row, effective_status
+from ..aging import local_date
 from ..policy.models import Policy
 from ..policy.planner import next_plan, stop_reason
 
@@ -166,6 +167,25 @@ def resume_dunning(row: Row, ev: OverrideRequested, policy: Policy, now: datetim
     return Applied("updated", f"promise broken: hold cleared, step {nxt.step} due now", step=nxt.step)
 
 
+def record_promise(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    """A promise a person took: the same hold as a promise in a reply (until the promised day, in the
+    debtor's zone), and a dispute hold is never lifted by it."""
+    if ev.promise_date is None:
+        raise Rejected("record_promise needs `promise_date`")
+    if ev.promise_date < local_date(now, row["timezone"]):
+        raise Rejected(f"the promised day {ev.promise_date.isoformat()} is already past")
+    if row["hold"] == "dispute":
+        row["promise_amount_minor"] = ev.promise_amount_minor
+        return Applied("updated", "promise noted; the dispute hold stays until a person resolves it")
+    row.update(
+        hold="promise",
+        status=effective_status(row["source_status"], "promise"),
+        paused_until=ev.promise_date,
+        promise_amount_minor=ev.promise_amount_minor,
+    )
+    return Applied("updated", f"promise to pay by {ev.promise_date.isoformat()}: sequence paused until then")
+
+
 ACTIONS: dict[str, Callable[[Row, OverrideRequested, Policy, datetime], Applied]] = {
     "pause": pause,
     "snooze": snooze,
@@ -174,6 +194,7 @@ ACTIONS: dict[str, Callable[[Row, OverrideRequested, Policy, datetime], Applied]
     "send_now": send_now,
     "set_channel_preference": set_channel_preference,
     "mark_dispute": mark_dispute,
+    "record_promise": record_promise,
     "do_not_contact": do_not_contact,
     "resume_dunning": resume_dunning,
 }
