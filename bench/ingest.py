@@ -37,6 +37,9 @@ from arrears_cli.demo_sheet import generate_pme_rows, load_into_emulator
 from arrears_cli.stack.broker import EmbeddedBroker
 from arrears_cli.stack.ports import free_port
 from arrears_cli.stack.postgres import EmbeddedPostgres
+from arrears_shared.auth import keys
+from arrears_shared.db.engine import make_engine
+from arrears_shared.db.migrate import upgrade
 
 SPREADSHEET_ID = "bench-pme"
 
@@ -112,8 +115,27 @@ def wait_drained(db: str, limit_s: float = 120) -> None:
         time.sleep(0.05)
 
 
-def run_sheet(base: str) -> dict[str, object]:
-    r = httpx.post(f"{base}/ingest/sheet", timeout=600)
+def issue_service_key(db: str) -> str:
+    """An API key with the `service` role (a scheduler's: it may run the sheet), in the platform's `iam`
+    schema (migrated first); returns the plaintext."""
+    upgrade(db, "iam")
+
+    async def create() -> str:
+        engine = make_engine(db)
+        try:
+            async with engine.begin() as conn:
+                _, plaintext = await keys.create(
+                    conn, name="bench-ingest", roles=("service",), created_by="bench"
+                )
+            return plaintext
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(create())
+
+
+def run_sheet(base: str, key: str) -> dict[str, object]:
+    r = httpx.post(f"{base}/ingest/sheet", headers={"Authorization": f"Bearer {key}"}, timeout=600)
     r.raise_for_status()
     run = r.json()
     if run["status"] != "succeeded":
@@ -134,6 +156,7 @@ def main() -> None:
         EmbeddedPostgres(Path(d) / "pg") as pg,
     ):
         db = pg.create_database("ingest_bench")
+        key = issue_service_key(db)
         emu_port, http_port = free_port("127.0.0.1"), free_port("127.0.0.1")
         emu_url, base = f"http://127.0.0.1:{emu_port}", f"http://127.0.0.1:{http_port}"
         env = {
@@ -161,7 +184,7 @@ def main() -> None:
                 # the start-up poll ran against a missing spreadsheet (failed run); now load the sheet
                 load_into_emulator(emu_url, SPREADSHEET_ID, rows, timeout_s=300)
                 t0 = time.monotonic()
-                first = run_sheet(base)
+                first = run_sheet(base, key)
                 wait_drained(db)
                 first_s = time.monotonic() - t0
                 print(
@@ -171,7 +194,7 @@ def main() -> None:
                 )
                 mark, _ = outbox(db)
                 t0 = time.monotonic()
-                second = run_sheet(base)
+                second = run_sheet(base, key)
                 unchanged_s = time.monotonic() - t0
                 after, _ = outbox(db)
                 unchanged_events = after - mark

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from arrears_cli.stack.processes import run_coro_sync
+from arrears_cli.stack.processes import call_in_fresh_thread
 from arrears_shared.auth import keys
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
@@ -35,8 +35,8 @@ def issue_key(
     database_url: str, role: str, *, name: str | None = None, migrate: bool = True, **kw: Any
 ) -> str:
     """A new API key with `role` in the database at `database_url` (its `iam` schema migrated first)."""
-    if migrate:
-        upgrade(database_url, "iam")
+    if migrate:  # alembic runs its own event loop: never in a thread that may run one (Playwright)
+        call_in_fresh_thread(lambda: upgrade(database_url, "iam"))
 
     async def go() -> str:
         engine = make_engine(database_url)
@@ -46,4 +46,4 @@ def issue_key(
         finally:
             await engine.dispose()
 
-    return run_coro_sync(go)
+    return str(call_in_fresh_thread(go))  # a thread of its own: callers may run an event loop (Playwright)

@@ -8,7 +8,7 @@ import csv
 import io
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,9 @@ import pytest
 from arrears_cli.demo_sheet import load_into_emulator
 from arrears_cli.stack.platform import SPREADSHEET_ID, Platform
 from arrears_cli.stack.postgres import EmbeddedPostgres
+from arrears_emulators.common import EmulatorServer
+from arrears_emulators.oidc.app import IssuerState, User, create_app, new_rsa_key
+from arrears_shared.topics import SERVICES
 from auth_support import bearer, issue_key
 from e2e.support import running_platform
 from e2e.test_loop import Account, pick_locale, sheet_rows
@@ -29,8 +32,27 @@ HIGH = "WEB-H01"  # 20,000.00 USD: held for approval, and a senior_review task
 
 
 @pytest.fixture(scope="module")
-def platform(pg: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    with running_platform(pg, tmp_path_factory, "browser") as p:
+def idp() -> Iterator[tuple[str, IssuerState]]:
+    state = IssuerState(keys=[new_rsa_key("idp-1")])
+    state.users["maria"] = User(
+        "maria-pass-42", {"sub": "u-maria", "email": "maria@example.com", "roles": ["collections-leads"]}
+    )
+    with EmulatorServer(create_app(state)) as server:
+        yield server.url, state
+
+
+@pytest.fixture(scope="module")
+def platform(
+    pg: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory, idp: tuple[str, IssuerState]
+) -> Iterator[Platform]:
+    url, state = idp
+    oidc = {
+        "ARREARS_AUTH_OIDC_ISSUER": url,
+        "ARREARS_AUTH_OIDC_CLIENT_ID": "arrears-console",
+        "ARREARS_AUTH_OIDC_ROLE_MAP": "collections-leads=supervisor",
+    }
+    with running_platform(pg, tmp_path_factory, "browser", {svc: dict(oidc) for svc in SERVICES}) as p:
+        state.clients["arrears-console"] = [p.service_url("console") + "/auth/callback"]
         loc = pick_locale(datetime.now(UTC))
         accounts = [Account(HIGH, loc.phone(1), "web.h01@example.com", 12)] + [
             Account(f"WEB-N{i:02d}", loc.phone(10 + i), f"web.n{i:02d}@example.com", 5 + i)
@@ -107,6 +129,15 @@ def test_a_collector_finds_an_account_works_its_task_and_notes_it(
         "the note on the timeline", lambda: page.reload() or "call back after 5pm" in timeline.inner_text()
     )
     assert "task.complete" in timeline.inner_text() or "task" in timeline.inner_text()
+    page.get_by_text("Record a promise").click()
+    page.get_by_label("Pays by").fill((date.today() + timedelta(days=7)).isoformat())
+    page.get_by_label("Amount (USD)").fill("500.00")
+    page.get_by_role("button", name="Record promise").click()
+    expect(page.get_by_role("status")).to_contain_text("promise to pay by")
+    expect(page.locator("#h-promises + ul")).to_contain_text("pending")
+    wait_for(
+        "the promise on the timeline", lambda: page.reload() or "record_promise" in timeline.inner_text()
+    )
     shot(page, screenshots, "account")
     audit = httpx.get(
         p.service_url("escalation") + "/audit",
@@ -197,3 +228,23 @@ def test_pages_answer_fast(platform: Platform) -> None:
             started = time.perf_counter()
             assert c.get(path).status_code == 200, path
             assert time.perf_counter() - started < 1.0, path
+
+
+def test_sign_in_with_the_identity_provider_and_out(
+    platform: Platform, browser: Browser, screenshots: Path
+) -> None:
+    p = platform
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    page.goto(p.service_url("console") + "/login")
+    shot(page, screenshots, "login")
+    page.get_by_role("link", name="Sign in with 127.0.0.1").click()
+    page.get_by_label("User name").fill("maria")
+    page.get_by_label("Password").fill("maria-pass-42")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    expect(page.locator("header")).to_contain_text("maria@example.com (supervisor)")
+    shot(page, screenshots, "dashboard-phone")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(p.service_url("console") + "/login")
+    page.goto(p.service_url("console") + "/work")
+    expect(page).to_have_url(p.service_url("console") + "/login")

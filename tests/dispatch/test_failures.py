@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from typing import Any
 
@@ -309,3 +310,82 @@ async def test_a_hard_bounce_reported_by_responses_marks_the_address_invalid(
     async with eng.engine.connect() as c:
         addresses = (await c.execute(text(f"SELECT address FROM {EMAIL_SCHEMA}.invalid_channels"))).scalars()
         assert list(addresses) == [first.to]  # our own events are not read back as verdicts
+
+
+# -- wire fidelity (issue #13) -----------------------------------------------------------------------------
+async def test_in_doubt_sms_the_carrier_refused_is_settled_failed_never_resent(
+    quo: Any, make: Callable[..., DeliveryEngine]
+) -> None:
+    """An in-doubt SMS is looked up by the PN id of our number (resolved once from GET /phone-numbers; the
+    emulator refuses the E.164 form like QUO does). Found with status `undelivered`, it was accepted and
+    then refused by the carrier: failed, not resent."""
+    n = notice()
+    control(quo.url, "PUT", "numbers", {"undelivered": [n.to]})
+    control(quo.url, "POST", "faults", {"accept_then_drop": {"next": 1, "operations": ["send"]}})
+    eng = make()
+    await feed(eng, [n], SMS_SCHEMA)
+    await drain(eng)
+    assert (await states(eng.engine, SMS_SCHEMA))[n.notice_id]["state"] == "sending"
+    await asyncio.sleep(1.2)
+    assert await eng.reconcile_in_doubt() == 1
+    await drain(eng)
+    st = (await states(eng.engine, SMS_SCHEMA))[n.notice_id]
+    led = ledger(quo.url)
+    assert led["count"] == 1  # never resent
+    assert st["state"] == "failed" and st["provider_message_id"] == led["entries"][0]["provider_id"]
+    [ev] = await message_sent_events(eng.engine, SMS_SCHEMA)
+    assert ev["status"] == "failed" and "undelivered" in ev["reason"] and not ev["permanent"]
+    stats = httpx_stats(quo.url)
+    assert stats["by_operation"]["phone-numbers"] == 1 and stats["by_status"].get("400", 0) == 0
+
+
+async def test_gmail_sending_limit_pauses_the_mailbox_for_every_replica(
+    gmail: Any, smtp: tuple[Controller, Relay], make_email: Callable[..., DeliveryEngine]
+) -> None:
+    """Gmail's 429 "(Mail sending)" names the retry time in its message only: the mailbox is paused until
+    then for every replica (not a 1-second retry loop) and the steps go by the SMTP relay meanwhile."""
+    control(gmail.url, "PUT", "limits", {"daily_limit": 1})  # Gmail's real limit is below our own count
+    ctl, relay = smtp
+    relay_kw = {"smtp_host": "127.0.0.1", "smtp_port": ctl.port, "smtp_starttls": False}
+    first = make_email(gmail_daily_quota=100, **relay_kw)
+    ns = [notice(channel=Channel.EMAIL) for _ in range(3)]
+    await feed(first, ns, EMAIL_SCHEMA)
+    await settle(first, EMAIL_SCHEMA, lambda st: all(s["state"] == "sent" for s in st.values()))
+    assert ledger(gmail.url)["count"] == 1 and len(relay.messages) == 2
+    st = await states(first.engine, EMAIL_SCHEMA)
+    assert all(s["attempts"] == 1 for s in st.values())  # the 429 was not an attempt
+    async with first.engine.connect() as c:
+        until = (await c.execute(text(f"SELECT until FROM {EMAIL_SCHEMA}.route_pauses"))).scalar_one()
+    hours = (until - datetime.now(UTC)).total_seconds() / 3600
+    assert 23 < hours <= 24  # the rolling window frees 24 h after the first send, not at UTC midnight
+
+    second = make_email(gmail_daily_quota=100, **relay_kw)  # another replica, told nothing itself
+    more = [notice(channel=Channel.EMAIL) for _ in range(2)]
+    await feed(second, more, EMAIL_SCHEMA)
+    await settle(second, EMAIL_SCHEMA, lambda st: all(s["state"] == "sent" for s in st.values()))
+    assert len(relay.messages) == 4
+    assert httpx_stats(gmail.url)["extra"]["sending_limit_429s"] == 1  # nobody knocked again
+
+
+async def test_rolling_daily_quota_is_not_reset_at_midnight(
+    gmail: Any, make_email: Callable[..., DeliveryEngine]
+) -> None:
+    """Our own count is a rolling 24 h: sends of 23 h ago still count, sends of 25 h ago do not."""
+    eng = make_email(gmail_daily_quota=3)
+    await eng.ensure_limiter()
+    name = eng.channel.limiter_name
+    async with eng.engine.begin() as c:
+        await c.execute(
+            text(
+                f"INSERT INTO {EMAIL_SCHEMA}.quota_window (name, bucket, used) VALUES"
+                " (:n, date_trunc('minute', now()) - interval '23 hours', 2),"
+                " (:n, date_trunc('minute', now()) - interval '25 hours', 5)"
+            ),
+            {"n": name},
+        )
+    ns = [notice(channel=Channel.EMAIL) for _ in range(3)]
+    await feed(eng, ns, EMAIL_SCHEMA)
+    await drain(eng)
+    st = await states(eng.engine, EMAIL_SCHEMA)
+    assert sorted(s["state"] for s in st.values()) == ["queued", "queued", "sent"]
+    assert ledger(gmail.url)["count"] == 1

@@ -1,4 +1,5 @@
-"""What every end-to-end module shares: a whole platform started as processes, and diagnostics on failure."""
+"""What every end-to-end module shares: a whole platform started as processes, credentials for its APIs,
+and diagnostics on failure."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 from arrears_cli.stack.platform import Platform
 from arrears_cli.stack.postgres import EmbeddedPostgres
+from auth_support import bearer, issue_key
 
 # faster clocks than production; ingest runs only when a test asks (no start-up poll racing the test)
 BASE_OVERRIDES: dict[str, dict[str, str]] = {
@@ -17,6 +19,26 @@ BASE_OVERRIDES: dict[str, dict[str, str]] = {
     "segmenter": {"ARREARS_SEGMENTER_TICK_S": "0.3"},
     "escalation": {"ARREARS_ESCALATION_TICK_S": "0.3"},
 }
+
+
+_keys: dict[tuple[str, str], str] = {}
+
+
+def key_for(p: Platform, role: str = "admin") -> str:
+    """An API key with `role` on this platform: the stack's own first admin key, or one issued (once per
+    platform and role) in its `iam` schema, so each call can use the narrowest role that may make it."""
+    if role == "admin":
+        assert p.admin_api_key.startswith("ark_"), "the platform issued no admin API key"
+        return p.admin_api_key
+    cached = (p.database_url, role)
+    if cached not in _keys:
+        _keys[cached] = issue_key(p.database_url, role, migrate=False)  # `iam` is migrated by the platform
+    return _keys[cached]
+
+
+def auth(p: Platform, role: str = "admin") -> dict[str, str]:
+    """`Authorization: Bearer <key>` headers for a caller with `role`."""
+    return bearer(key_for(p, role))
 
 
 @contextmanager
@@ -63,6 +85,8 @@ def run_explained(p: Platform, scenario: Callable[[Platform], None], account_ids
         dump_logs(p)
         for aid in account_ids:
             for path in ("", "/decisions"):
-                r = httpx.get(f"{p.service_url('segmenter')}/accounts/{aid}{path}", timeout=10)
+                r = httpx.get(
+                    f"{p.service_url('segmenter')}/accounts/{aid}{path}", headers=auth(p), timeout=10
+                )
                 print(aid, path, r.status_code, r.text[:3000])
         raise

@@ -32,7 +32,7 @@ from arrears_cli.demo_sheet import PME_COLUMNS, load_into_emulator
 from arrears_cli.stack.platform import SPREADSHEET_ID, Platform
 from arrears_cli.stack.postgres import EmbeddedPostgres
 
-from .support import run_explained, running_platform
+from .support import auth, run_explained, running_platform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -143,7 +143,8 @@ def ingest_sheet(p: Platform) -> dict[str, Any]:
     `Platform.start` returns once `/healthz` answers, which is before the first poll has run."""
 
     def attempt() -> dict[str, Any] | None:
-        r = httpx.post(p.service_url("ingest") + "/ingest/sheet", timeout=60)
+        # a scheduler's call: the machine role may run the sheet
+        r = httpx.post(p.service_url("ingest") + "/ingest/sheet", headers=auth(p, "service"), timeout=60)
         if r.status_code in (409, 503):
             return None
         return dict(r.json())
@@ -195,14 +196,17 @@ def reply_sms(p: Platform, phone: str, text: str) -> None:
 
 
 def segmenter_account(p: Platform, account_id: str) -> dict[str, Any] | None:
-    r = httpx.get(f"{p.service_url('segmenter')}/accounts/{account_id}", timeout=10)
+    r = httpx.get(
+        f"{p.service_url('segmenter')}/accounts/{account_id}", headers=auth(p, "collector"), timeout=10
+    )
+    assert r.status_code not in (401, 403), r.text  # a refused credential must not read as "not there yet"
     return r.json() if r.status_code == 200 else None
 
 
 def cases(p: Platform) -> list[dict[str, Any]]:
     r = httpx.get(
         p.service_url("escalation") + "/cases",
-        headers={"Authorization": f"Bearer {p.admin_api_key}"},
+        headers=auth(p),
         timeout=10,
     )
     r.raise_for_status()
@@ -247,7 +251,12 @@ def run_loop(p: Platform) -> None:
     # -- ingest: good rows flow, bad rows are rejected with their row number and reason -------------------
     run = ingest_sheet(p)
     assert (run["accepted"], run["rejected"]) == (len(accounts), 2), run
-    rejects = httpx.get(p.service_url("ingest") + "/ingest/rejects", timeout=10).json()
+    assert httpx.get(p.service_url("ingest") + "/ingest/rejects", timeout=10).status_code == 401
+    rejects = httpx.get(
+        p.service_url("ingest") + "/ingest/rejects", headers=auth(p, "supervisor"), timeout=10
+    )
+    assert rejects.status_code == 200, rejects.text
+    rejects = rejects.json()
     rejected_rows = {item["row_number"]: item for item in rejects["items"]}
     assert set(rejected_rows) == {len(accounts) + 2, len(accounts) + 3}, rejects
     assert rejected_rows[len(accounts) + 2]["column"].lower() == "balance"
@@ -324,7 +333,11 @@ def run_loop(p: Platform) -> None:
     assert all(n == 1 for n in gmail["by_notice"].values()), "a notice was emailed twice"
 
     # -- the read side saw it all ----------------------------------------------------------------------------
-    summary = httpx.get(p.service_url("console") + "/api/summary", timeout=10)
-    assert summary.status_code == 200
-    timeline = httpx.get(f"{p.service_url('console')}/api/accounts/{stopper.id}/timeline", timeout=10).json()
+    summary = httpx.get(p.service_url("console") + "/api/summary", headers=auth(p, "viewer"), timeout=10)
+    assert summary.status_code == 200, summary.text
+    timeline = httpx.get(
+        f"{p.service_url('console')}/api/accounts/{stopper.id}/timeline",
+        headers=auth(p, "collector"),
+        timeout=10,
+    ).json()
     assert timeline, "the console timeline is empty"

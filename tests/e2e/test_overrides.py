@@ -23,7 +23,7 @@ from arrears_cli.demo_sheet import load_into_emulator
 from arrears_cli.stack.platform import SPREADSHEET_ID, Platform
 from arrears_cli.stack.postgres import EmbeddedPostgres
 
-from .support import run_explained, running_platform
+from .support import auth, run_explained, running_platform
 from .test_loop import (
     DAY_S,
     Account,
@@ -56,7 +56,7 @@ def api(p: Platform, path: str, body: dict[str, Any]) -> dict[str, Any]:
     r = httpx.post(
         p.service_url("escalation") + path,
         json=body,
-        headers={"Authorization": f"Bearer {p.admin_api_key}"},
+        headers=auth(p, "supervisor"),
         timeout=10,
     )
     assert r.status_code == 202, r.text
@@ -66,7 +66,7 @@ def api(p: Platform, path: str, body: dict[str, Any]) -> dict[str, Any]:
 def timeline_kinds(p: Platform, account_id: str) -> set[str]:
     r = httpx.get(
         f"{p.service_url('escalation')}/accounts/{account_id}/timeline",
-        headers={"Authorization": f"Bearer {p.admin_api_key}"},
+        headers=auth(p),
         timeout=10,
     )
     if r.status_code == 503:  # just restarted, not ready yet: ask again
@@ -76,7 +76,11 @@ def timeline_kinds(p: Platform, account_id: str) -> set[str]:
 
 
 def segmenter_decisions(p: Platform, account_id: str) -> list[dict[str, Any]]:
-    r = httpx.get(f"{p.service_url('segmenter')}/accounts/{account_id}/decisions", timeout=10)
+    r = httpx.get(
+        f"{p.service_url('segmenter')}/accounts/{account_id}/decisions",
+        headers=auth(p, "collector"),
+        timeout=10,
+    )
     r.raise_for_status()
     return list(r.json())
 

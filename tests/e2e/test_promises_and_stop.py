@@ -31,7 +31,7 @@ from arrears_cli.stack.platform import SPREADSHEET_ID, Platform
 from arrears_cli.stack.postgres import EmbeddedPostgres
 from stripe import WebhookSignature
 
-from .support import run_explained, running_platform
+from .support import auth, run_explained, running_platform
 from .test_loop import (
     DAY_S,
     Account,
@@ -68,7 +68,7 @@ def platform(pg: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> 
 def escalation_get(p: Platform, path: str) -> Any:
     r = httpx.get(
         p.service_url("escalation") + path,
-        headers={"Authorization": f"Bearer {p.admin_api_key}"},
+        headers=auth(p),
         timeout=10,
     )
     if r.status_code == 503:  # restarting: ask again
@@ -78,7 +78,11 @@ def escalation_get(p: Platform, path: str) -> Any:
 
 
 def decisions(p: Platform, account_id: str) -> list[dict[str, Any]]:
-    r = httpx.get(f"{p.service_url('segmenter')}/accounts/{account_id}/decisions", timeout=10)
+    r = httpx.get(
+        f"{p.service_url('segmenter')}/accounts/{account_id}/decisions",
+        headers=auth(p, "collector"),
+        timeout=10,
+    )
     if r.status_code == 503:  # restarted, still starting (a restart waits for /healthz only)
         return []
     r.raise_for_status()
@@ -192,7 +196,7 @@ def run(p: Platform) -> None:
     r = httpx.post(
         f"{p.service_url('escalation')}/accounts/{stopper.id}/send-now",
         json={"step": 0, "gate_override": True, "reason": "customer asked for the notice today"},
-        headers={"Authorization": f"Bearer {p.admin_api_key}"},
+        headers=auth(p),
         timeout=10,
     )
     assert r.status_code == 202, r.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import os
@@ -11,6 +12,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from arrears_dispatcher_sms.quo_client import QuoClient
 from arrears_emulators.quo.signing import sign_openphone
@@ -50,17 +52,17 @@ async def test_send_is_recorded_and_reconcilable(quo: Control, quo_client: QuoCl
     assert ledger["count"] == 1 and ledger["by_recipient"] == {CUSTOMER: 1}
     assert ledger["entries"][0]["provider_id"] == sent.id and not ledger["entries"][0]["dropped"]
 
-    for phone in (QUO_PN_ID, QUO_FROM):
+    for phone in (QUO_PN_ID,):
         found = await quo_client.list_messages(
-            phone_number_id_or_from=phone,
+            phone_number_id=phone,
             participant=CUSTOMER,
             created_after=before,
             created_before=datetime.now(UTC) + timedelta(seconds=1),
         )
         assert [m.id for m in found] == [sent.id]
-    assert await quo_client.list_messages(phone_number_id_or_from=QUO_PN_ID, participant="+15550000001") == []
+    assert await quo_client.list_messages(phone_number_id=QUO_PN_ID, participant="+15550000001") == []
     later = await quo_client.list_messages(
-        phone_number_id_or_from=QUO_PN_ID,
+        phone_number_id=QUO_PN_ID,
         participant=CUSTOMER,
         created_after=datetime.now(UTC) + timedelta(hours=1),
     )
@@ -72,13 +74,11 @@ async def test_send_is_recorded_and_reconcilable(quo: Control, quo_client: QuoCl
 
 async def test_list_follows_page_tokens(quo: Control, quo_client: QuoClient) -> None:
     ids = [(await quo_client.send_message(content=f"m{i}", from_=QUO_FROM, to=CUSTOMER)).id for i in range(5)]
-    found = await quo_client.list_messages(
-        phone_number_id_or_from=QUO_PN_ID, participant=CUSTOMER, max_results=2
-    )
+    found = await quo_client.list_messages(phone_number_id=QUO_PN_ID, participant=CUSTOMER, max_results=2)
     assert sorted(m.id for m in found) == sorted(ids)
     assert quo.stats()["by_operation"]["list"] == 3
     limited = await quo_client.list_messages(
-        phone_number_id_or_from=QUO_PN_ID, participant=CUSTOMER, max_results=2, limit=3
+        phone_number_id=QUO_PN_ID, participant=CUSTOMER, max_results=2, limit=3
     )
     assert len(limited) == 3
 
@@ -108,10 +108,7 @@ async def test_wrong_api_key_is_an_auth_error(quo: Control) -> None:
 async def test_rate_limit_10_per_second(quo: Control, quo_client: QuoClient) -> None:
     started = time.monotonic()
     results = await asyncio.gather(
-        *(
-            quo_client.list_messages(phone_number_id_or_from=QUO_PN_ID, participant=CUSTOMER)
-            for _ in range(25)
-        ),
+        *(quo_client.list_messages(phone_number_id=QUO_PN_ID, participant=CUSTOMER) for _ in range(25)),
         return_exceptions=True,
     )
     elapsed = time.monotonic() - started
@@ -124,10 +121,7 @@ async def test_rate_limit_10_per_second(quo: Control, quo_client: QuoClient) -> 
 
     quo.limits(enabled=False)
     results = await asyncio.gather(
-        *(
-            quo_client.list_messages(phone_number_id_or_from=QUO_PN_ID, participant=CUSTOMER)
-            for _ in range(20)
-        )
+        *(quo_client.list_messages(phone_number_id=QUO_PN_ID, participant=CUSTOMER) for _ in range(20))
     )
     assert len(results) == 20
 
@@ -160,7 +154,7 @@ async def test_accept_then_drop_is_in_doubt_and_reconcilable(quo: Control, quo_c
     ledger = quo.ledger()
     assert ledger["count"] == 1 and ledger["entries"][0]["dropped"] is True
     found = await quo_client.list_messages(
-        phone_number_id_or_from=QUO_FROM, participant=CUSTOMER, created_after=start
+        phone_number_id=QUO_PN_ID, participant=CUSTOMER, created_after=start
     )
     assert [m.id for m in found] == [ledger["entries"][0]["provider_id"]]
     assert found[0].text == "Final notice"
@@ -173,7 +167,7 @@ async def test_timeout_is_in_doubt_for_send_and_transient_for_reads(quo: Control
         with pytest.raises(ProviderInDoubt):
             await client.send_message(content="hello", from_=QUO_FROM, to=CUSTOMER)
         with pytest.raises(ProviderTransientError):
-            await client.list_messages(phone_number_id_or_from=QUO_FROM, participant=CUSTOMER)
+            await client.list_messages(phone_number_id=QUO_PN_ID, participant=CUSTOMER)
         assert time.monotonic() - started < 2
     assert quo.ledger()["count"] == 0
 
@@ -195,25 +189,29 @@ async def test_slow_and_probabilistic_faults(quo: Control, quo_client: QuoClient
 
 
 async def test_signed_webhooks(quo: Control, quo_client: QuoClient, receiver: Receiver) -> None:
+    """Legacy webhooks (openphone-signature): message.received and message.delivered only; an undelivered
+    SMS sends no event at all (there is no message.undelivered) and shows only in the message's status."""
     quo.put("/_emulator/webhook", {"url": receiver.url})
     sent = await quo_client.send_message(content="hello", from_=QUO_FROM, to=CUSTOMER)
-    await quo_client.send_message(content="hello", from_=QUO_FROM, to=UNDELIVERED_NUMBER)
+    refused = await quo_client.send_message(content="hello", from_=QUO_FROM, to=UNDELIVERED_NUMBER)
     quo.post("/_emulator/inbound", {"from": CUSTOMER, "to": QUO_FROM, "content": "STOP"})
 
-    requests = await receiver.wait_for(3)
+    requests = await receiver.wait_for(2)
+    await asyncio.sleep(0.2)  # nothing else arrives
+    assert len(receiver.requests) == 2
     events = {}
     for headers, body in requests:
         verify_openphone_signature(headers, body, SIGNING_KEY)
         event = json.loads(body)
         assert event["object"] == "event" and event["id"].startswith("EV") and event["apiVersion"] == "v3"
         events[event["type"]] = event["data"]["object"]
-    assert set(events) == {"message.delivered", "message.undelivered", "message.received"}
+    assert set(events) == {"message.delivered", "message.received"}
     assert events["message.delivered"]["id"] == sent.id
-    assert events["message.undelivered"]["to"] == [UNDELIVERED_NUMBER]
+    assert (await quo_client.get_message(refused.id)).status == "undelivered"
     received = events["message.received"]
     assert received["direction"] == "incoming" and received["from"] == CUSTOMER and received["text"] == "STOP"
 
-    incoming = await quo_client.list_messages(phone_number_id_or_from=QUO_PN_ID, participant=CUSTOMER)
+    incoming = await quo_client.list_messages(phone_number_id=QUO_PN_ID, participant=CUSTOMER)
     assert {m.direction for m in incoming} == {"incoming", "outgoing"}
     assert quo.ledger()["count"] == 2  # the ledger holds sends only
 
@@ -286,3 +284,72 @@ async def test_command_line_dispatcher() -> None:
         returncode = await asyncio.wait_for(proc.wait(), timeout=10)
     # uvicorn re-raises the captured SIGTERM after its graceful shutdown
     assert returncode in (0, -signal.SIGTERM)
+
+
+# -- wire fidelity (issue #13) ----------------------------------------------------------------------------
+async def test_standard_webhooks_verify_with_the_reference_library(
+    quo: Control, quo_client: QuoClient, receiver: Receiver
+) -> None:
+    """New webhooks: Standard Webhooks headers (checked with the spec's library), the 2026-03-30 envelope
+    (data.resource / data.context) and message.failed for an SMS the carrier refused."""
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+    secret = "whsec_" + base64.b64encode(b"quo-standard-webhook-secret-0001").decode()
+    quo.put("/_emulator/webhook", {"url": receiver.url, "system": "standard", "secret": secret})
+    sent = await quo_client.send_message(content="hello", from_=QUO_FROM, to=CUSTOMER)
+    refused = await quo_client.send_message(content="hello", from_=QUO_FROM, to=UNDELIVERED_NUMBER)
+    requests = await receiver.wait_for(2)
+    events = {}
+    for headers, body in requests:
+        assert "openphone-signature" not in headers
+        assert headers["webhook-signature"].startswith("v1,") and headers["webhook-id"]
+        assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60  # seconds, not milliseconds
+        event = Webhook(secret).verify(body, dict(headers))
+        assert event["apiVersion"] == "2026-03-30" and "object" not in event["data"]
+        events[event["type"]] = event["data"]
+    assert set(events) == {"message.delivered", "message.failed"}
+    assert events["message.delivered"]["resource"]["id"] == sent.id
+    failed = events["message.failed"]
+    assert failed["resource"]["id"] == refused.id and failed["resource"]["errorCode"]
+    assert failed["context"]["phoneNumberId"] == QUO_PN_ID
+    headers, body = requests[0]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(body.replace(b"message", b"massage"), dict(headers))
+
+
+async def test_phone_number_id_is_required_for_message_lookups(quo: Control, quo_client: QuoClient) -> None:
+    """GET /messages takes the PN id: the E.164 form is a 400 (the real API refuses it too); the id is
+    found with GET /phone-numbers."""
+    [pn] = await quo_client.list_phone_numbers()
+    assert pn.id == QUO_PN_ID and pn.number == QUO_FROM
+    assert await quo_client.resolve_phone_number_id(QUO_FROM) == QUO_PN_ID
+    with pytest.raises(ProviderPermanentError):
+        await quo_client.resolve_phone_number_id("+15550100999")
+    async with httpx.AsyncClient(base_url=quo.url, headers={"Authorization": QUO_API_KEY}) as raw:
+        r = await raw.get("/v1/messages", params={"phoneNumberId": QUO_FROM, "participants": CUSTOMER})
+        assert r.status_code == 400 and r.json()["errors"][0]["path"] == "/phoneNumberId"
+    with pytest.raises(ValueError):
+        await quo_client.list_messages(phone_number_id=QUO_FROM, participant=CUSTOMER)
+
+
+async def test_list_pagination_reads_every_page_newest_first(quo: Control, quo_client: QuoClient) -> None:
+    quo.limits(enabled=False)
+    ids = [(await quo_client.send_message(content=f"m{i}", from_=QUO_FROM, to=CUSTOMER)).id for i in range(5)]
+    found = await quo_client.list_messages(phone_number_id=QUO_PN_ID, participant=CUSTOMER, max_results=2)
+    assert [m.id for m in found] == list(reversed(ids))  # 3 pages of maxResults=2, newest first
+
+
+async def test_dated_api_version_is_a_setting(quo: Control) -> None:
+    """The dated API generation needs Quo-Api-Version on unversioned paths; the client sends it when
+    configured (ARREARS_QUO_API_VERSION), and speaks /v1 without it by default."""
+    async with httpx.AsyncClient(base_url=quo.url, headers={"Authorization": QUO_API_KEY}) as raw:
+        r = await raw.get("/phone-numbers")
+        assert r.status_code == 400 and "Quo-Api-Version" in r.json()["message"]
+        r = await raw.get("/phone-numbers", headers={"Quo-Api-Version": "2020-01-01"})
+        assert r.status_code == 400
+    async with QuoClient(api_key=QUO_API_KEY, base_url=quo.url, api_version="2026-03-30") as dated:
+        sent = await dated.send_message(content="dated", from_=QUO_FROM, to=CUSTOMER)
+        assert (await dated.get_message(sent.id)).text == "dated"
+    async with QuoClient(api_key=QUO_API_KEY, base_url=quo.url) as unversioned:
+        with pytest.raises(ProviderPermanentError):
+            await unversioned.list_phone_numbers()

@@ -368,3 +368,34 @@ def test_client_factory_service_account() -> None:
     assert isinstance(gc.http_client.auth, service_account.Credentials)
     assert gc.http_client.auth.service_account_email == info["client_email"]
     assert isinstance(gc.http_client, BoundedBackOffHTTPClient)
+
+
+def test_quota_429s_are_waited_out_within_a_bound(
+    sheets_emulator: SheetsEmulator, accounts: gspread.Worksheet
+) -> None:
+    """Issue #13: the Sheets quota refills per minute, so a 429 is waited out (reported through
+    `on_quota_wait`, which ingest uses to mark the source degraded) instead of spending the few retries of
+    an error; bounded by `quota_wait_max_s`."""
+    sheets_emulator.limits(read_requests_per_minute_per_user=2, window_s=2.0)
+    waits: list[float] = []
+    gc = client(
+        sheets_emulator,
+        backoff=True,
+        max_retries=0,  # no retries for errors at all: only the quota wait can save the read
+        initial_backoff_s=0.4,
+        quota_wait_max_s=15.0,
+        on_quota_wait=waits.append,
+    )
+    ws = gc.open_by_key(SID).worksheet("Accounts")  # two reads: the quota is used up
+    assert ws.get_values("A1") == [["Account ID"]]
+    assert waits and sum(waits) <= 15.0
+
+    sheets_emulator.limits(read_requests_per_minute_per_user=2, window_s=60.0)
+    bounded = client(
+        sheets_emulator, backoff=True, initial_backoff_s=0.2, quota_wait_max_s=1.0, emulator_token="u-bounded"
+    )
+    bws = bounded.open_by_key(SID).worksheet("Accounts")
+    started = time.monotonic()
+    with pytest.raises(APIError) as exc:
+        bws.get_values("A1")
+    assert exc.value.code == 429 and time.monotonic() - started < 3

@@ -140,3 +140,73 @@ async def test_snapshot_if_due_runs_once_after_the_hour(engine) -> None:
             {"d": day_after - timedelta(days=1)},
         )
         assert n.scalar() > 0
+
+
+E = date(2026, 6, 1)  # before every other test's activity here: the overall figures are this test's own
+
+
+def account_state(aid: str, balance: int, due: date, when: datetime, **kw: Any) -> AccountChanged:
+    return AccountChanged(
+        account_id=aid,
+        change=kw.pop("change", "created"),
+        source=kw.pop("source", "sheet"),
+        customer_name="X",
+        balance_minor=balance,
+        currency="USD",
+        due_date=due,
+        content_hash=f"{aid}-{balance}-{when.isoformat()}",
+        as_of=when,
+        **kw,
+    )
+
+
+async def test_collection_rate_by_campaign_and_collector_and_days_in_arrears_coverage(engine) -> None:
+    d = Deps(clock=Clock(fixed=at(8, E - timedelta(days=20))), agents=[Agent(id="cora", team="collectors")])
+    await handle(
+        engine,
+        d,
+        account_state("K-1", 20_000, E - timedelta(days=40), at(8, E - timedelta(days=20))),
+        account_state(
+            "K-2", 7_000, E - timedelta(days=100), at(8, E - timedelta(days=20))
+        ),  # never contacted
+        account_state("K-3", 9_000, E + timedelta(days=10), at(8, E - timedelta(days=20))),  # not due yet
+        account_state("K-4", 0, E - timedelta(days=50), at(8, E - timedelta(days=20))),  # nothing left
+        account_state("K-5", 4_000, E - timedelta(days=10), at(8, E - timedelta(days=20))),
+    )
+    msg = sent("K-1", "c9").model_copy(update={"sent_at": at(10, E - timedelta(days=3))})
+    await handle(engine, d, msg)
+    d.clock.set(at(9, E - timedelta(days=2)))
+    await handle(engine, d, replied("K-5", Intent.CALLBACK_REQUEST, at(9, E - timedelta(days=2))))
+    async with engine.connect() as c:
+        [task] = await list_tasks(c, account_id="K-5")
+    assert task.kind == "call_back" and task.assignee == "cora"
+    async with engine.begin() as c:
+        await complete_task(c, task.task_id, "called", at(11, E - timedelta(days=1)))
+    d.clock.set(at(15, E))
+    await handle(
+        engine,
+        d,
+        account_state("K-1", 15_000, E - timedelta(days=40), at(15, E), change="payment", source="payment",
+                      last_payment_minor=5_000, last_payment_date=E),
+        account_state("K-5", 3_000, E - timedelta(days=10), at(15, E), change="payment", source="payment",
+                      last_payment_minor=1_000, last_payment_date=E),
+    )  # fmt: skip
+
+    async with engine.begin() as c:
+        assert await snapshot(c, E) > 0
+    async with engine.connect() as c:
+        got = {(r["metric"], r["scope"], r["scope_id"]): r for r in await read(c, E, E)}
+
+    def ratio(key: tuple[str, str, str], num: float, den: float) -> None:
+        assert key in got, (key, sorted(got))
+        assert (got[key]["numerator"], got[key]["denominator"]) == (num, den), (key, got[key])
+        assert abs(got[key]["value"] - num / den) < 1e-9
+
+    ratio(("collection_rate", "campaign", "c9"), 5_000, 20_000)  # K-1: last message before it paid
+    ratio(("collection_rate", "collector", "cora"), 1_000, 4_000)  # K-5: cora's call-back task
+    ratio(("collection_rate", "overall", "all"), 6_000, 24_000)
+    # in arrears at the end of E: K-1 (messaged), K-2 (never contacted), K-5 (called); K-3 not due, K-4 nil
+    ratio(("days_in_arrears_coverage", "overall", "all"), 2, 3)
+    ratio(("days_in_arrears_coverage", "aging_bucket", "31-60"), 1, 1)
+    ratio(("days_in_arrears_coverage", "aging_bucket", "91-120"), 0, 1)
+    ratio(("days_in_arrears_coverage", "aging_bucket", "1-30"), 1, 1)

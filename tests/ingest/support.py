@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
+import httpx
 from arrears_ingest.settings import IngestSettings
 from arrears_shared.cloudevents import Envelope, decode
 from sqlalchemy import text
@@ -14,7 +16,22 @@ try:  # tests/ is not a package: the module is `ingest.support` under pytest's r
 except ImportError:  # pragma: no cover - imported as tests.ingest.support (bench, IDEs)
     from tests.emulators.conftest_sheets import ServerThread, SheetsEmulator
 
-__all__ = ["ServerThread", "SheetsEmulator", "outbox_since"]
+__all__ = ["ServerThread", "SheetsEmulator", "WebhooksStayAnonymous", "outbox_since"]
+
+PUBLIC_PREFIXES = ("/ingest/payments/",)
+
+
+class WebhooksStayAnonymous(httpx.Auth):
+    """`Authorization: Bearer <key>` on every request except the public payment webhooks, which are sent
+    without any credential (as the payment providers send them). A request's own `Authorization` wins."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if not request.url.path.startswith(PUBLIC_PREFIXES) and "Authorization" not in request.headers:
+            request.headers["Authorization"] = f"Bearer {self.key}"
+        yield request
 
 
 async def outbox_since(engine: AsyncEngine, after: int, schema: str = "ingest") -> tuple[int, list[Envelope]]:

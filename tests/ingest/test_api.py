@@ -22,13 +22,14 @@ from arrears_emulators.sheets.app import SheetsEmulatorConfig, create_app
 from arrears_ingest.__main__ import definition
 from arrears_shared.events import AccountChanged, AccountStatus, IngestRejected, PaymentFailed
 from arrears_shared.service import ServiceHost
+from auth_support import bearer, issue_key_async
 from openpyxl import Workbook
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 from stripe import WebhookSignature
 
 from .sheetdata import HEADER, account_row
-from .support import ServerThread, SheetsEmulator, fast_settings, outbox_since
+from .support import ServerThread, SheetsEmulator, WebhooksStayAnonymous, fast_settings, outbox_since
 
 SID = f"api{uuid.uuid4().hex[:8]}"
 STRIPE_SECRET = f"whsec_{uuid.uuid4().hex}"
@@ -74,15 +75,25 @@ async def service(
     host = ServiceHost(definition(settings))
     app = host.build_app()
     await host.start()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest") as client:
+    try:
+        async with engine(host).begin() as conn:
+            key = await issue_key_async(conn, "supervisor")
+        # the supervisor's key on every call but the payment webhooks: those are public (signed), and the
+        # tests below keep proving they work without any credential
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://ingest",
+            auth=WebhooksStayAnonymous(key),
+        ) as client:
 
-        async def startup_poll_done() -> bool:
-            items = (await client.get("/ingest/runs")).json()["items"]
-            return bool(items) and items[0]["status"] == "succeeded"
+            async def startup_poll_done() -> bool:
+                items = (await client.get("/ingest/runs")).json()["items"]
+                return bool(items) and items[0]["status"] == "succeeded"
 
-        await wait_for(startup_poll_done, what="the start-up poll")
-        yield host, client
-    await host.stop()
+            await wait_for(startup_poll_done, what="the start-up poll")
+            yield host, client
+    finally:
+        await host.stop()
 
 
 def engine(host: ServiceHost) -> Any:
@@ -701,3 +712,63 @@ async def test_failed_payments_are_recorded_once_and_published_balance_unchanged
     assert [e.data.account_id for e in envs if isinstance(e.data, IngestRejected)] == ["NOPE-F"]
     assert await balance_of(host, "F-1") == (10_000, "open")
     assert await balance_of(host, "F-2") == (4000, "open")
+
+
+# -- access: who may upload and read rejects, and the audit entry of an upload ------------------------------
+
+
+async def test_an_upload_is_audited_under_the_key_name_and_roles_are_enforced(
+    service: tuple[ServiceHost, httpx.AsyncClient],
+) -> None:
+    host, client = service
+    name = f"pme-supervisor-{uuid.uuid4().hex[:8]}"
+    async with engine(host).begin() as conn:
+        supervisor = await issue_key_async(conn, "supervisor", name=name)
+        collector = await issue_key_async(conn, "collector")
+        viewer = await issue_key_async(conn, "viewer")
+
+    async def run_count() -> int:
+        async with engine(host).connect() as c:
+            return int((await c.execute(text("SELECT count(*) FROM ingest.runs"))).scalar_one())
+
+    body = csv_bytes([HEADER, *(account_row(i, **{"Account ID": f"AU-{i}"}) for i in (1, 2))])
+    runs_before = await run_count()
+    # no credential: 401; a collector (works accounts, does not feed the master data): 403; nothing runs
+    anonymous = await client.post("/ingest/upload", content=body, auth=None)
+    assert anonymous.status_code == 401, anonymous.text
+    refused = await client.post("/ingest/upload", content=body, headers=bearer(collector))
+    assert refused.status_code == 403, refused.text
+    assert "ingest.run" in refused.json()["detail"]
+    assert await run_count() == runs_before
+
+    r = await client.post(
+        "/ingest/upload", params={"filename": "audited.csv"}, content=body, headers=bearer(supervisor)
+    )
+    assert r.status_code == 200, r.text
+    run = r.json()
+    assert (run["source"], run["created"]) == ("upload", 2)
+    async with engine(host).connect() as c:
+        entries = (
+            await c.execute(
+                text(
+                    "SELECT actor, role, action, entity, entity_id, after FROM ingest.audit_log "
+                    "WHERE action = 'ingest.upload' AND entity_id = :id"
+                ),
+                {"id": str(run["id"])},
+            )
+        ).all()
+    assert len(entries) == 1, entries
+    (entry,) = entries
+    assert (entry.actor, entry.role, entry.entity) == (name, "supervisor", "ingest_run")
+    assert entry.after["filename"] == "audited.csv" and entry.after["mode"] == "merge"
+    assert (entry.after["status"], entry.after["created"], entry.after["bytes"]) == (
+        "succeeded",
+        2,
+        len(body),
+    )
+
+    # rejected rows carry raw sheet values: a viewer (aggregates only) may not read them
+    denied = await client.get("/ingest/rejects", headers=bearer(viewer))
+    assert denied.status_code == 403, denied.text
+    assert (await client.get("/ingest/rejects.csv", headers=bearer(viewer))).status_code == 403
+    assert (await client.get("/ingest/rejects", headers=bearer(supervisor))).status_code == 200

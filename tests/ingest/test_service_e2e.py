@@ -30,6 +30,7 @@ from arrears_emulators.sheets.app import create_app
 from arrears_shared import topics
 from arrears_shared.cloudevents import Envelope, decode
 from arrears_shared.events import AccountChanged, IngestRejected
+from auth_support import bearer, issue_key
 from typer.testing import CliRunner
 
 from .sheetdata import HEADER, account_row
@@ -164,11 +165,14 @@ async def test_ingest_service_end_to_end(
     load_sheet(sheets_emulator, spreadsheet_id, values)
 
     http_port = free_port()
+    database_url = fresh_database_url("ingest_e2e")
+    # migrates `iam` first (the service finds it at head); sync, so off the event loop
+    key = await asyncio.to_thread(issue_key, database_url, "supervisor")
     env = {
         **os.environ,
         "ARREARS_SERVICE_NAME": "ingest",
         "ARREARS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "ARREARS_DATABASE_URL": fresh_database_url("ingest_e2e"),
+        "ARREARS_DATABASE_URL": database_url,
         "ARREARS_HTTP_HOST": "127.0.0.1",
         "ARREARS_HTTP_PORT": str(http_port),
         "ARREARS_SHEETS_API_ENDPOINT": sheets_emulator,
@@ -184,7 +188,7 @@ async def test_ingest_service_end_to_end(
     await tap.consumer.start()
     base = f"http://127.0.0.1:{http_port}"
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=base, timeout=30, headers=bearer(key)) as http:
 
             async def runs() -> list[dict[str, Any]]:
                 with contextlib.suppress(httpx.HTTPError):
@@ -278,11 +282,17 @@ async def test_ingest_service_end_to_end(
             assert len(tap.changed()) == 20
 
             # -- the CLI drives the same API: `arrears ingest sheet|file|rejects|runs` -----------------------
-            cli_env = {"ARREARS_INGEST_URL": base}
+            cli_env = {"ARREARS_INGEST_URL": base, "ARREARS_API_KEY": key}
 
             def cli(*args: str) -> Any:
                 return CliRunner().invoke(cli_app, ["ingest", *args], env=cli_env)
 
+            no_key = await asyncio.to_thread(
+                lambda: CliRunner().invoke(
+                    cli_app, ["ingest", "runs"], env={"ARREARS_INGEST_URL": base, "ARREARS_API_KEY": None}
+                )
+            )
+            assert no_key.exit_code == 1 and "ARREARS_API_KEY" in no_key.output, no_key.output
             out = await asyncio.to_thread(cli, "sheet")
             assert out.exit_code == 0 and ": succeeded" in out.output and "created=0" in out.output, (
                 out.output

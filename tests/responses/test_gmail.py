@@ -30,6 +30,7 @@ from arrears_shared.events import Channel, DeliveryStatus, Intent, MessageSent, 
 from arrears_shared.providers.gmail import GmailClient
 from arrears_shared.service import ServiceHost
 from arrears_shared.stream.transaction import transaction
+from auth_support import bearer, issue_key_async
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -297,5 +298,46 @@ async def test_pubsub_push_wakes_the_poller(push_service: Any, gmail: Any) -> No
     while await stored() == 0:
         assert time.monotonic() < deadline, "the push did not make the service poll"
         await asyncio.sleep(0.1)
-    unmatched = (await client.get("/replies/unmatched")).json()["items"]
+    async with host.ctx.engine.begin() as conn:
+        key = await issue_key_async(conn, "collector")
+    unmatched = (await client.get("/replies/unmatched", headers=bearer(key))).json()["items"]
     assert [u["intent"] for u in unmatched if u["channel"] == "email"] == ["callback_request"]
+
+
+# -- users.watch renewal (issue #13) ---------------------------------------------------------------------
+async def watch_calls(url: str) -> int:
+    async with httpx.AsyncClient() as c:
+        return int((await c.get(f"{url}/_emulator/stats")).json()["extra"]["watch_calls"])
+
+
+async def test_watch_is_renewed_daily_once_per_mailbox_across_replicas_and_restarts(
+    gmail: Any, db: AsyncEngine
+) -> None:
+    """A watch lasts 7 days: renewed when due (a row per mailbox, durable), by one replica at a time."""
+    from arrears_responses.gmail.watch import renew_watch_once
+
+    s = settings(gmail.url, responses_gmail_watch_topic="projects/arrears/topics/gmail")
+    replicas = [GmailClient.for_emulator(gmail.url), GmailClient.for_emulator(gmail.url)]
+    try:
+
+        async def renew(client: GmailClient) -> bool:
+            async with transaction(db, "responses", "responses") as tx:
+                return await renew_watch_once(tx, client, s)
+
+        # two replicas at once: one renews, the other skips the locked row
+        assert sorted(await asyncio.gather(*(renew(c) for c in replicas))) == [False, True]
+        assert (await watch_calls(gmail.url)) == 1
+        # "restarted" replicas: the schedule is in Postgres, nothing is due for a day
+        assert not await renew(GmailClient.for_emulator(gmail.url))
+        async with db.connect() as c:
+            row = (await c.execute(text("SELECT * FROM responses.gmail_watch"))).one()
+        assert row.renewals == 1 and row.expires_at > datetime.now(UTC)
+        assert 23.9 < (row.next_renewal_at - datetime.now(UTC)).total_seconds() / 3600 <= 24
+        # a day later it is due again
+        async with db.begin() as c:
+            await c.execute(text("UPDATE responses.gmail_watch SET next_renewal_at = now() - interval '1 s'"))
+        assert await renew(replicas[1])
+        assert (await watch_calls(gmail.url)) == 2
+    finally:
+        for c in replicas:
+            c.close()

@@ -24,11 +24,13 @@ from arrears_shared import topics
 from arrears_shared.cloudevents import decode, encode
 from arrears_shared.events import Channel, DeliveryStatus, Intent, MessageSent, ReplyReceived, Tier
 from arrears_shared.service import ServiceHost
+from auth_support import bearer, issue_key_async
 from sqlalchemy import text
 
 KEY = base64.b64encode(b"test-signing-key-0123456789abcdef").decode()
 OTHER_KEY = base64.b64encode(b"attacker-key-xxxxxxxxxxxxxxxxxxx").decode()
 OUR_NUMBER = "+14155550000"
+WHSEC = "whsec_" + base64.b64encode(b"quo-new-webhooks-secret-0123456").decode()
 
 
 def sign(
@@ -78,6 +80,7 @@ async def service(
         kafka_bootstrap_servers=broker.bootstrap_servers,
         database_url=fresh_database_url("responses"),
         quo_webhook_signing_key=KEY,
+        quo_webhook_secret=WHSEC,
         runner_poll_timeout_ms=100,
         outbox_poll_s=0.02,
     )
@@ -254,12 +257,19 @@ async def test_replayed_event_id_is_a_no_op(service) -> None:
 
 
 async def test_unknown_number_is_stored_unmatched_without_event(service, broker) -> None:
-    _, client = service
+    host, client = service
     number = unique_number()
     body = inbound(number, "wrong number")
-    r = await client.post("/webhooks/quo", content=body, headers=sign(body))
+    r = await client.post("/webhooks/quo", content=body, headers=sign(body))  # public: no credential
     assert r.json()["status"] == "unmatched"
-    listed = (await client.get("/replies/unmatched", params={"limit": 1000})).json()
+    # the replies hold personal data: a credential with accounts.read is needed to list them
+    assert (await client.get("/replies/unmatched")).status_code == 401
+    async with host.ctx.engine.begin() as conn:
+        collector, viewer = await issue_key_async(conn, "collector"), await issue_key_async(conn, "viewer")
+    assert (await client.get("/replies/unmatched", headers=bearer(viewer))).status_code == 403
+    listed = (
+        await client.get("/replies/unmatched", params={"limit": 1000}, headers=bearer(collector))
+    ).json()
     mine = [i for i in listed["items"] if i["from_address"] == number]
     assert len(mine) == 1 and mine[0]["intent"] == "wrong_number" and listed["count"] >= 1
 
@@ -371,3 +381,103 @@ async def test_auto_replies_can_be_switched_off(service, broker) -> None:
         )
         assert n.scalar() == 0
     assert await collect_notices(broker.bootstrap_servers, account, within_s=3) == []
+
+
+# -- QUO's new webhook system (Standard Webhooks), issue #13 ---------------------------------------------
+def sign_standard(
+    body: bytes, secret: str = WHSEC, *, wid: str | None = None, ts: int | None = None
+) -> dict[str, str]:
+    """Signed the way the emulator (and QUO) do, by hand from the spec: the service verifies with the
+    standardwebhooks library, so a disagreement between the two would show here."""
+    from arrears_emulators.quo.signing import sign_standard as emulator_sign
+
+    headers = emulator_sign(body, [secret], wid or f"msg_{uuid.uuid4().hex}", ts or int(time.time()))
+    return headers | {"content-type": "application/json"}
+
+
+def standard_event(type_: str, resource: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {
+            "id": f"EV{uuid.uuid4().hex}",
+            "apiVersion": "2026-03-30",
+            "createdAt": datetime.now(UTC).isoformat(),
+            "type": type_,
+            "data": {"resource": resource, "context": {"phoneNumberId": "PN123"}, "links": {"quo": None}},
+        }
+    ).encode()
+
+
+async def test_standard_webhook_reply_is_processed_and_its_delivery_id_is_replay_protected(
+    service, broker
+) -> None:
+    host, client = service
+    account, number = f"PME-S-{uuid.uuid4().hex[:6]}", unique_number()
+    await index_contact(host, broker, account, number, "n-std")
+    body = standard_event(
+        "message.received",
+        {
+            "id": f"AC{uuid.uuid4().hex}",
+            "from": number,
+            "to": [OUR_NUMBER],
+            "direction": "incoming",
+            "text": "call me please",
+            "createdAt": datetime.now(UTC).isoformat(),
+        },
+    )
+    headers = sign_standard(body)
+    r = await client.post("/webhooks/quo", content=body, headers=headers)
+    assert r.status_code == 200 and r.json()["status"] == "processed", r.text
+    # the same delivery again (a replay inside the window, or QUO's retry): a no-op on webhook-id
+    r = await client.post("/webhooks/quo", content=body, headers=headers)
+    assert r.json()["status"] == "duplicate"
+    # forged, stale, or a new-system delivery signed with the legacy key: refused, never downgraded
+    assert (
+        await client.post(
+            "/webhooks/quo", content=body, headers=sign_standard(body, secret="whsec_" + OTHER_KEY)
+        )
+    ).status_code == 401
+    stale = sign_standard(body, ts=int(time.time()) - 3600)
+    assert (await client.post("/webhooks/quo", content=body, headers=stale)).status_code == 401
+    mixed = sign(body) | {"webhook-id": "msg_x", "webhook-timestamp": str(int(time.time()))}
+    assert (await client.post("/webhooks/quo", content=body, headers=mixed)).status_code == 401
+
+
+async def test_message_failed_is_recorded_on_the_notice(service, broker) -> None:
+    host, client = service
+    account, number, pmid = f"PME-F-{uuid.uuid4().hex[:6]}", unique_number(), f"AC{uuid.uuid4().hex}"
+    await index_contact(host, broker, account, number, "n-failed", pmid)
+    body = standard_event(
+        "message.failed",
+        {
+            "id": pmid,
+            "from": OUR_NUMBER,
+            "to": [number],
+            "direction": "outgoing",
+            "status": "failed",
+            "text": "Reply STOP to opt out",
+            "errorCode": "30003",
+            "createdAt": datetime.now(UTC).isoformat(),
+        },
+    )
+    r = await client.post("/webhooks/quo", content=body, headers=sign_standard(body))
+    assert r.json()["status"] == "delivery_status"
+    async with host.ctx.engine.connect() as c:
+        row = (
+            await c.execute(
+                text("SELECT status, notice_id FROM responses.delivery_status WHERE provider_message_id=:p"),
+                {"p": pmid},
+            )
+        ).one()
+    assert tuple(row) == ("failed", "n-failed")
+    # message.undelivered exists in neither system: ignored, not a status
+    legacy = json.dumps(
+        {
+            "id": f"EV{uuid.uuid4().hex}",
+            "object": "event",
+            "type": "message.undelivered",
+            "data": {"object": {"id": pmid, "from": OUR_NUMBER}},
+        }
+    ).encode()
+    assert (await client.post("/webhooks/quo", content=legacy, headers=sign(legacy))).json()[
+        "status"
+    ] == "ignored"

@@ -89,15 +89,23 @@ def test_arrears_up_runs_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> N
         for svc in ("ingest", "segmenter", "dispatcher-sms", "dispatcher-email", "responses", "escalation"):
             url = up.wait_for(rf"^\s+{svc}\s+(http://\S+)\s", 5).group(1)
             assert httpx.get(url + "/metrics", timeout=10).status_code == 200, svc
+        # the first admin key is written for the operator (0600) and shown nowhere else
+        key_file = data / "admin-api-key"
+        assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"
+        admin_key = key_file.read_text().strip()
+        assert admin_key.startswith("ark_") and not any(admin_key in line for line in up.lines)
+        assert httpx.get(console + "/api/summary", timeout=10).status_code == 401
         # the demo sheet flows: the console sees the accounts ingest accepted
         deadline = time.monotonic() + 60
         accounts = 0
         while time.monotonic() < deadline and accounts < 250:
-            accounts = httpx.get(console + "/api/summary", timeout=10).json().get("accounts", 0)
+            r = httpx.get(
+                console + "/api/summary", headers={"Authorization": f"Bearer {admin_key}"}, timeout=10
+            )
+            assert r.status_code == 200, r.text
+            accounts = r.json().get("accounts", 0)
             time.sleep(0.5)
         assert accounts >= 250, f"only {accounts} of ~290 valid demo accounts reached the console"
-        key_file = data / "admin-api-key"
-        assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"
 
         children = up.descendants()
         assert len(children) >= 11, children  # broker, postgres, 3 emulators, 7 services

@@ -75,6 +75,17 @@ def to_decimal(amount_minor: int, currency: str) -> Decimal:
     return Decimal(amount_minor).scaleb(-minor_exponent(currency))
 
 
+def to_minor(amount: Decimal, currency: str) -> int:
+    """An amount in units -> minor units (`Decimal("123.45"), "USD"` -> `12345`); more decimals than the
+    currency has, a negative or a non-finite amount is a ValueError (never rounded silently)."""
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"not an amount: {amount}")
+    minor = amount.scaleb(minor_exponent(currency))
+    if minor != minor.to_integral_value():
+        raise ValueError(f"{amount} has more decimals than {currency} allows")
+    return int(minor)
+
+
 def format_minor(amount_minor: int, currency: str) -> str:
     """`1234567, "USD"` -> `12,345.67 USD`; `1234, "JPY"` -> `1,234 JPY`; `1234, "KWD"` -> `1.234 KWD`."""
     exp = minor_exponent(currency)

@@ -1,7 +1,10 @@
 """`arrears ingest sheet|file|rejects|runs`: drive the ingest service over its HTTP API.
 
 The service URL comes from `--url` or `ARREARS_INGEST_URL` (default `http://127.0.0.1:8001`, the ingest
-service's default port).
+service's default port). Every call needs an API key, from `--api-key` or `ARREARS_API_KEY`, sent as
+`Authorization: Bearer <key>`: `sheet` and `file` need the permission `ingest.run` (supervisor, admin or
+service), `rejects` and `runs` need `ingest.read` (supervisor or admin). `arrears up` writes its admin key
+to `<data dir>/admin-api-key`; `arrears keys create` makes narrower ones.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ DEFAULT_URL = "http://127.0.0.1:8001"
 XLSX_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 ingest_app = typer.Typer(
-    help="PME master sheet ingest: run the sheet now, upload a CSV/XLSX file, list rejects and runs.",
+    help="PME master sheet ingest: run the sheet now, upload a CSV/XLSX file, list rejects and runs. "
+    "Every command needs an API key (--api-key or ARREARS_API_KEY): sheet and file need a supervisor, "
+    "admin or service key; rejects and runs a supervisor or admin key.",
     no_args_is_help=True,
 )
 
@@ -25,13 +30,30 @@ UrlOpt = Annotated[
     str, typer.Option("--url", envvar="ARREARS_INGEST_URL", help="Base URL of the ingest service")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer")]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="ARREARS_API_KEY",
+        show_envvar=True,
+        help="API key (ark_...) sent as 'Authorization: Bearer <key>'; `arrears up` writes its admin key "
+        "to <data dir>/admin-api-key, `arrears keys create` makes others",
+    ),
+]
 
 
-def _client(url: str, timeout: float = 600) -> httpx.Client:
-    return httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+def _client(url: str, api_key: str | None, timeout: float = 600) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {api_key.strip()}"} if api_key and api_key.strip() else {}
+    return httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers)
 
 
 def _fail(r: httpx.Response) -> None:
+    if r.status_code == 401:
+        typer.echo(
+            "error 401: the ingest service needs a valid API key: pass --api-key or set ARREARS_API_KEY",
+            err=True,
+        )
+        raise typer.Exit(1)
     try:
         detail: Any = r.json()
         detail = detail.get("detail", detail.get("error", detail)) if isinstance(detail, dict) else detail
@@ -57,9 +79,9 @@ def _summary(run: dict[str, Any], as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-def _request(url: str, method: str, path: str, **kw: Any) -> httpx.Response:
+def _request(url: str, api_key: str | None, method: str, path: str, **kw: Any) -> httpx.Response:
     try:
-        with _client(url) as c:
+        with _client(url, api_key) as c:
             return c.request(method, path, **kw)
     except httpx.HTTPError as e:
         typer.echo(f"cannot reach the ingest service at {url}: {e}", err=True)
@@ -67,9 +89,10 @@ def _request(url: str, method: str, path: str, **kw: Any) -> httpx.Response:
 
 
 @ingest_app.command()
-def sheet(url: UrlOpt = DEFAULT_URL, as_json: JsonOpt = False) -> None:
-    """Read the PME master sheet now (the poll schedule continues as configured)."""
-    r = _request(url, "POST", "/ingest/sheet")
+def sheet(url: UrlOpt = DEFAULT_URL, api_key: ApiKeyOpt = None, as_json: JsonOpt = False) -> None:
+    """Read the PME master sheet now (the poll schedule continues as configured). Needs a supervisor,
+    admin or service API key."""
+    r = _request(url, api_key, "POST", "/ingest/sheet")
     if r.status_code != 200:
         _fail(r)
     _summary(r.json(), as_json)
@@ -90,15 +113,18 @@ def file_(
     ] = "merge",
     worksheet: Annotated[str | None, typer.Option(help="XLSX worksheet (default: the first)")] = None,
     url: UrlOpt = DEFAULT_URL,
+    api_key: ApiKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Upload a CSV/XLSX export of the PME master sheet (works while the sheet is unavailable)."""
+    """Upload a CSV/XLSX export of the PME master sheet (works while the sheet is unavailable). Needs a
+    supervisor, admin or service API key."""
     if mode not in ("merge", "replace"):
         raise typer.BadParameter("--mode must be merge or replace")
     kind: Literal["xlsx", "csv"] = "xlsx" if path.suffix.lower() in (".xlsx", ".xlsm") else "csv"
     params = {"filename": path.name, "mode": mode} | ({"worksheet": worksheet} if worksheet else {})
     r = _request(
         url,
+        api_key,
         "POST",
         "/ingest/upload",
         params=params,
@@ -121,12 +147,14 @@ def rejects(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Rows to list (without --csv)")] = 50,
     url: UrlOpt = DEFAULT_URL,
+    api_key: ApiKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Current rejects, sorted by impact (balance), with row, column, masked value and reason."""
+    """Current rejects, sorted by impact (balance), with row, column, masked value and reason. Needs a
+    supervisor or admin API key."""
     params = {"source": source} if source else {}
     if csv_path is not None:
-        r = _request(url, "GET", "/ingest/rejects.csv", params=params)
+        r = _request(url, api_key, "GET", "/ingest/rejects.csv", params=params)
         if r.status_code != 200:
             _fail(r)
         if csv_path == "-":
@@ -135,7 +163,7 @@ def rejects(
             Path(csv_path).write_text(r.text, encoding="utf-8")
             typer.echo(f"wrote {max(r.text.count(chr(10)) - 1, 0)} reject(s) to {csv_path}", err=True)
         return
-    r = _request(url, "GET", "/ingest/rejects", params=params | {"limit": limit})
+    r = _request(url, api_key, "GET", "/ingest/rejects", params=params | {"limit": limit})
     if r.status_code != 200:
         _fail(r)
     data = r.json()
@@ -155,10 +183,11 @@ def rejects(
 def runs(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 10,
     url: UrlOpt = DEFAULT_URL,
+    api_key: ApiKeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The latest ingest runs (sheet and uploads), newest first."""
-    r = _request(url, "GET", "/ingest/runs", params={"limit": limit})
+    """The latest ingest runs (sheet and uploads), newest first. Needs a supervisor or admin API key."""
+    r = _request(url, api_key, "GET", "/ingest/runs", params={"limit": limit})
     if r.status_code != 200:
         _fail(r)
     items = r.json()["items"]

@@ -1,24 +1,29 @@
-"""`arrears migrate`: apply every service's Alembic migrations (each service also does it at start-up)."""
+"""`arrears migrate`: apply the platform schemas' (`iam`) and every service's Alembic migrations (each
+service also does it at start-up)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
-from arrears_shared.db.migrate import upgrade
+from arrears_shared.db.migrate import PLATFORM_SCHEMAS, upgrade
 from arrears_shared.settings import DatabaseSettings
 from arrears_shared.topics import SERVICES
 
 
 def migrate(
-    service: Annotated[list[str] | None, typer.Option("--service", "-s", help="Only these services")] = None,
+    service: Annotated[
+        list[str] | None,
+        typer.Option("--service", "-s", help="Only these services (or platform schemas, e.g. iam)"),
+    ] = None,
     database_url: Annotated[
         str | None, typer.Option(envvar="ARREARS_DATABASE_URL", help="PostgreSQL URL")
     ] = None,
 ) -> None:
-    """Migrate the services' schemas to head (idempotent; safe to run beside running services)."""
+    """Migrate the platform schemas (iam: API keys, sessions) and the services' schemas to head (idempotent;
+    safe to run beside running services)."""
     url = database_url or DatabaseSettings().database_url.get_secret_value()
-    for s in service or SERVICES:
+    for s in service or (*PLATFORM_SCHEMAS, *SERVICES):
         upgrade(url, s)
         typer.echo(f"{s}: at head")
 

@@ -66,15 +66,6 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"policy rejected: {e}", err=True)
             raise typer.Exit(2) from None
         if as_json:
-            typer.echo(
-                json.dumps(
-                    {
-                        "start": sim.start.isoformat(),
-                        "end": sim.end.isoformat(),
-                        "notices": sim.notices,
-                        "gate": sim.gate,
-                    }
-                )
-            )
+            typer.echo(json.dumps(sim.to_dict()))
         else:
             typer.echo(render(sim, details))

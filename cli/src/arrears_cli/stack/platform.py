@@ -236,6 +236,8 @@ class Platform:
         if svc == "console":  # the pages call the owning services as the signed-in person
             for other in ("segmenter", "escalation", "ingest", "responses"):
                 env[f"ARREARS_CONSOLE_{other.upper()}_URL"] = self.service_url(other)
+            for other in ("dispatcher-sms", "dispatcher-email"):  # the Providers page
+                env[f"ARREARS_CONSOLE_{other.upper().replace('-', '_')}_URL"] = self.service_url(other)
         return {**env, **self.extra_env, **self.service_overrides.get(svc, {})}
 
     def write_admin_key(self) -> Path:

@@ -11,10 +11,11 @@ from arrears_shared.service import Consumer, Context, ServiceDefinition
 from arrears_shared.service import main as run
 
 from .dlq.reader import dlq_loop
+from .readmodels.aging_history import aging_snapshot_loop
 from .readmodels.handlers import handle_events
 from .readmodels.views import api_router
 from .settings import ConsoleSettings
-from .web.pages import accounts, aging, approvals, ops, work
+from .web.pages import accounts, aging, approvals, campaigns, kpis, ops, policies, work
 from .web.upstream import Upstreams
 from .web.views import web_router
 
@@ -37,12 +38,15 @@ def definition(settings: ConsoleSettings | None = None) -> ServiceDefinition:
             accounts.router,
             approvals.router,
             aging.router,
+            kpis.router,
+            campaigns.router,
+            policies.router,
             ops.router,
             api_keys_router,
             audit_router,
         ],
         on_start=start_upstreams,
-        loops=[dlq_loop],
+        loops=[dlq_loop, aging_snapshot_loop],
         login_path="/login",
     )
 

@@ -13,6 +13,12 @@ class ConsoleSettings(ServiceSettings, MoneySettings):
     console_dlq_group: str = Field("console-dlq", description="Consumer group of the DLQ view's reader")
     console_dlq_batch: int = Field(500, gt=0, description="Max DLQ records read per poll")
     console_refresh_s: int = Field(5, gt=0, description="Auto-refresh interval of the web UI (seconds)")
+    console_aging_snapshot_check_s: int = Field(
+        300,
+        gt=0,
+        description="Seconds between checks for today's aging snapshot (taken once per UTC day, and at start "
+        "when missing)",
+    )
 
     console_segmenter_url: str = Field(
         "http://segmenter:8080",
@@ -28,6 +34,19 @@ class ConsoleSettings(ServiceSettings, MoneySettings):
     console_responses_url: str = Field(
         "http://responses:8080",
         description="Responses API the console calls on behalf of the signed-in person",
+    )
+    console_dispatcher_sms_url: str = Field(
+        "http://dispatcher-sms:8080",
+        description="dispatcher-sms API (provider health) the console calls on behalf of the signed-in person",
+    )
+    console_dispatcher_email_url: str = Field(
+        "http://dispatcher-email:8080",
+        description="dispatcher-email API (provider health) the console calls on behalf of the signed-in person",
+    )
+    console_dlq_replay_max: int = Field(
+        100,
+        gt=0,
+        description="Most dead letters one replay from the console may send (narrow the filter above)",
     )
     console_upstream_timeout_s: float = Field(
         15.0, description="Timeout of one call to another service's API"

@@ -45,8 +45,9 @@ class EmailSettings(DispatchSettings):
     gmail_daily_quota: int | None = Field(
         2000,
         ge=1,
-        description="Sends per UTC day of the mailbox, all replicas together (Workspace ~2000, consumer ~500);"
-        " when used up, email goes by the SMTP relay if configured, else waits for the next day",
+        description="Sends per rolling 24 hours of the mailbox, all replicas together (Workspace ~2000, consumer"
+        " ~500); when used up (or Gmail answers 429 Mail sending), email goes by the SMTP relay if configured,"
+        " else waits until the window frees",
     )
     smtp_host: str | None = Field(
         None, description="SMTP relay host for the fallback route; None = no fallback"

@@ -1,17 +1,27 @@
-"""The QUO-specific part of SMS delivery: render, send, reconcile."""
+"""The QUO-specific part of SMS delivery: render, send, reconcile.
+
+Reconciliation looks our message up with ``GET /messages?phoneNumberId=<PN id>``: the id of our number is
+taken from ``ARREARS_QUO_PHONE_NUMBER_ID`` or resolved once from ``GET /phone-numbers`` (at start-up, or at
+the first lookup if QUO was unreachable then). A message found with status ``undelivered``/``failed`` was
+accepted by QUO and then refused by the carrier: the delivery is settled as failed, never resent.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 
-from arrears_shared.delivery import DeliveryRow, Rendered, SendResult, ThreadRef
+from arrears_shared.delivery import DeliveryRow, Rendered, SendResult, ThreadRef, Undelivered
 from arrears_shared.events import NoticeDue
+from arrears_shared.providers.errors import ProviderError
 
-from .quo_client import QuoClient
+from .quo_client import FAILED_STATUSES, QuoClient
 from .settings import SmsSettings
 from .templates_sms import SmsTemplates
 
 RECONCILE_WINDOW = timedelta(minutes=5)
+log = logging.getLogger(__name__)
 
 
 class SmsChannel:
@@ -21,6 +31,10 @@ class SmsChannel:
     def __init__(self, settings: SmsSettings, client: QuoClient | None = None) -> None:
         self.settings = settings
         self.from_number = settings.quo_from_number
+        self.phone_number_id: str | None = settings.quo_phone_number_id or (
+            settings.quo_from_number if settings.quo_from_number.startswith("PN") else None
+        )
+        self._resolving = asyncio.Lock()
         self.limiter_name = f"quo:{settings.quo_from_number or 'default'}"
         self.rate_per_s = settings.quo_rate_per_s
         self.burst = settings.quo_rate_burst
@@ -36,6 +50,7 @@ class SmsChannel:
             base_url=settings.quo_base_url,
             timeout_s=settings.quo_timeout_s,
             max_connections=settings.quo_max_connections,
+            api_version=settings.quo_api_version,
         )
 
     def render(self, notice: NoticeDue, thread: ThreadRef | None = None) -> Rendered:
@@ -48,12 +63,28 @@ class SmsChannel:
         )
         return SendResult(msg.id)
 
-    async def reconcile(self, row: DeliveryRow) -> str | None:
-        """Our message to this recipient with exactly this content, created around when the send began."""
+    async def start(self) -> None:
+        """At start-up: resolve our number's PN id once (a failure is retried at the first lookup)."""
+        try:
+            await self.resolve_phone_number_id()
+        except ProviderError as e:
+            log.warning("cannot resolve the QUO phone-number id yet", extra={"error": str(e)[:200]})
+
+    async def resolve_phone_number_id(self) -> str:
+        if self.phone_number_id is None:
+            async with self._resolving:
+                if self.phone_number_id is None:
+                    self.phone_number_id = await self.client.resolve_phone_number_id(self.from_number)
+                    log.info("QUO phone-number id resolved", extra={"phone_number_id": self.phone_number_id})
+        return self.phone_number_id
+
+    async def reconcile(self, row: DeliveryRow) -> str | Undelivered | None:
+        """Our message to this recipient with exactly this content, created around when the send began.
+        Found but not delivered by the carrier -> `Undelivered` (settled failed, not resent)."""
         if not row.rendered:
             return None
         messages = await self.client.list_messages(
-            phone_number_id_or_from=self.from_number,
+            phone_number_id=await self.resolve_phone_number_id(),
             participant=row.to_address,
             created_after=row.updated_at - RECONCILE_WINDOW,
             created_before=datetime.now(UTC) + timedelta(minutes=1),
@@ -61,6 +92,8 @@ class SmsChannel:
         content = row.rendered["content"]
         for m in messages:
             if m.direction == "outgoing" and m.text == content and row.to_address in m.to:
+                if m.status in FAILED_STATUSES:
+                    return Undelivered(m.id, f"undelivered: QUO message {m.id} status {m.status}")
                 return m.id
         return None
 

@@ -1,4 +1,16 @@
-"""Production client of the QUO (OpenPhone) REST API v1, with every failure classified for the dispatcher.
+"""Production client of the QUO (OpenPhone) REST API, with every failure classified for the dispatcher.
+
+API version: the client speaks the path-versioned **v1** API (``https://api.openphone.com/v1``,
+https://www.quo.com/docs/mdx/api-reference/introduction) — the one whose message and phone-number
+resources are documented and emulated. QUO also serves a dated generation
+(https://www.quo.com/docs/2026-03-30/versioning): unversioned paths and a required ``Quo-Api-Version``
+header. Passing ``api_version="2026-03-30"`` (``ARREARS_QUO_API_VERSION``) sends that header on every request;
+point ``base_url`` at the unversioned root then. A version change is that setting, not a code change (the
+resources we read ignore unknown fields, which is the only way a dated version changes underneath us).
+
+Phone-number ids: ``GET /messages`` takes the ``PN…`` id of our number as ``phoneNumberId``, never its E.164
+form (https://www.quo.com/docs/mdx/api-reference/messages/list-messages); `resolve_phone_number_id` finds it
+with ``GET /phone-numbers``.
 
 Exceptions (from `arrears_shared.providers.errors`):
 
@@ -36,6 +48,9 @@ M = TypeVar("M", bound=BaseModel)
 PROVIDER = "quo"
 DEFAULT_BASE_URL = "https://api.openphone.com/v1"
 MAX_PAGE_SIZE = 100
+API_VERSION_HEADER = "Quo-Api-Version"
+# Message statuses that mean the carrier did not deliver (v1 `undelivered`; `failed` in the new webhooks).
+FAILED_STATUSES = frozenset({"undelivered", "failed"})
 
 
 class QuoMessage(BaseModel):
@@ -53,6 +68,20 @@ class QuoMessage(BaseModel):
     status: str | None = None
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime | None = Field(None, alias="updatedAt")
+
+
+class QuoPhoneNumber(BaseModel):
+    """An item of ``GET /phone-numbers``."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    id: str
+    number: str | None = None
+    formatted_number: str | None = Field(None, alias="formattedNumber")
+
+
+class _PhoneNumberList(BaseModel):
+    data: list[QuoPhoneNumber]
 
 
 class QuoSendRequest(BaseModel):
@@ -121,13 +150,18 @@ class QuoClient:
         user_id: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 32,
+        api_version: str | None = None,
     ) -> None:
         self._user_id = user_id
+        self.api_version = api_version
+        headers = {"Authorization": api_key, "Accept": "application/json"}
+        if api_version:
+            headers[API_VERSION_HEADER] = api_version
         # The lean transport (one socket write per request, no anyio) unless one is given (tests, proxies):
         # httpx's default costs more CPU per call than the rest of a send.
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
-            headers={"Authorization": api_key, "Accept": "application/json"},
+            headers=headers,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
             transport=transport or LeanTransport(max_connections=max_connections),
             # Keep every connection alive (httpx keeps only 20 by default and reconnects for the rest).
@@ -176,7 +210,7 @@ class QuoClient:
     async def list_messages(
         self,
         *,
-        phone_number_id_or_from: str,
+        phone_number_id: str,
         participant: str,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
@@ -185,9 +219,13 @@ class QuoClient:
     ) -> list[QuoMessage]:
         """``GET /messages`` for the conversation with `participant`, following ``nextPageToken``.
 
-        `max_results` is the page size (1..100); `limit` caps the total returned (default: all pages)."""
+        `phone_number_id` is the ``PN…`` id (QUO refuses the E.164 form there). `max_results` is the page
+        size (1..100); `limit` caps the total returned (default: all pages). The order of the items is not
+        relied on: every page is read."""
+        if not phone_number_id.startswith("PN"):
+            raise ValueError(f"phoneNumberId must be a PN… id, not {phone_number_id!r}")
         params: dict[str, Any] = {
-            "phoneNumberId": phone_number_id_or_from,
+            "phoneNumberId": phone_number_id,
             "participants": [participant],
             "maxResults": max(1, min(max_results, MAX_PAGE_SIZE)),
         }
@@ -205,6 +243,23 @@ class QuoClient:
             if not page.next_page_token or not page.data:
                 return out
             params["pageToken"] = page.next_page_token
+
+    async def list_phone_numbers(self) -> list[QuoPhoneNumber]:
+        """``GET /phone-numbers``: the workspace's numbers with their ``PN…`` ids."""
+        response = await self._request("GET", "phone-numbers", idempotent=True)
+        return self._parse(_PhoneNumberList, response, idempotent=True).data
+
+    async def resolve_phone_number_id(self, number_or_id: str) -> str:
+        """The ``PN…`` id of our number (given as E.164 or already as an id). Raises
+        `ProviderPermanentError` when the workspace has no such number (a configuration error)."""
+        if number_or_id.startswith("PN"):
+            return number_or_id
+        for pn in await self.list_phone_numbers():
+            if pn.number == number_or_id:
+                return pn.id
+        raise ProviderPermanentError(
+            f"QUO has no phone number {number_or_id} in this workspace", provider=PROVIDER, status=404
+        )
 
     async def get_message(self, message_id: str) -> QuoMessage:
         response = await self._request("GET", f"messages/{message_id}", idempotent=True)

@@ -10,6 +10,18 @@ class SmsSettings(DispatchSettings):
     quo_base_url: str = Field("https://api.openphone.com/v1", description="QUO (OpenPhone) API base URL")
     quo_api_key: SecretStr = Field(SecretStr(""), description="QUO API key (Authorization header)")
     quo_from_number: str = Field("", description="Our QUO number (E.164) or phone-number id to send from")
+    quo_phone_number_id: str | None = Field(
+        None,
+        pattern=r"^PN[A-Za-z0-9]+$",
+        description="PN… id of ARREARS_QUO_FROM_NUMBER (message lookups need it); unset = looked up once"
+        " with GET /phone-numbers at start-up",
+    )
+    quo_api_version: str | None = Field(
+        None,
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="Dated QUO API version sent as the Quo-Api-Version header (e.g. 2026-03-30; point"
+        " ARREARS_QUO_BASE_URL at the unversioned root); unset = the path-versioned v1 API",
+    )
     quo_rate_per_s: float = Field(
         10.0, gt=0, description="Sends per second for the key, all replicas together"
     )

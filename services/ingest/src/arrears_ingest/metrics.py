@@ -9,6 +9,11 @@ DEGRADED = Gauge(
     "1 while a source cannot be read (the last good snapshot is kept)",
     ["source"],
 )
+QUOTA_WAIT = Counter(
+    "arrears_ingest_quota_wait_seconds_total",
+    "Seconds a source spent waiting out the Sheets per-minute quota (429)",
+    ["source"],
+)
 LAST_SUCCESS = Gauge(
     "arrears_ingest_last_success_timestamp_seconds",
     "Unix time of the last successful ingest run of a source",

@@ -39,6 +39,12 @@ class IngestSettings(ServiceSettings):
     sheets_initial_backoff_s: float = Field(1.0, gt=0, description="First retry delay; doubles per retry")
     sheets_max_backoff_s: float = Field(16.0, gt=0, description="Longest retry delay")
     sheets_timeout_s: float = Field(30.0, gt=0, description="Per-request timeout of Sheets API calls")
+    sheets_quota_wait_max_s: float = Field(
+        300.0,
+        gt=0,
+        description="Longest a Sheets request waits out 429s (the quota refills per minute) before the run"
+        " fails; the source is reported degraded while it waits",
+    )
     ingest_poll_interval_s: float = Field(
         300.0, gt=0, description="Seconds between sheet polls (the first poll runs at start-up)"
     )

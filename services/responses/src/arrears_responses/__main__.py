@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 
 from arrears_shared import topics
+from arrears_shared.audit.views import audit_router
 from arrears_shared.service import Consumer, ServiceDefinition
 from arrears_shared.service import main as run
 
 from .contacts.handlers import handle_message_sent
+from .corrections.views import corrections_router
 from .gmail.poller import make_gmail_loop
 from .gmail.views import make_push_router
+from .gmail.watch import make_watch_loop
 from .replies.views import replies_router
 from .settings import ResponsesSettings
 from .webhooks.views import webhooks_router
@@ -23,8 +26,8 @@ def definition(settings: ResponsesSettings | None = None) -> ServiceDefinition:
         name="responses",
         settings=settings,
         consumers=[Consumer(topics=[topics.MESSAGE_SENT], handler=handle_message_sent)],
-        routers=[webhooks_router, replies_router, make_push_router(wake)],
-        loops=[make_gmail_loop(wake)],
+        routers=[webhooks_router, replies_router, corrections_router, make_push_router(wake), audit_router],
+        loops=[make_gmail_loop(wake), make_watch_loop()],
     )
 
 

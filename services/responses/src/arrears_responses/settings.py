@@ -12,10 +12,19 @@ class ResponsesSettings(ServiceSettings):
 
     quo_webhook_signing_key: SecretStr | None = Field(
         None,
-        description="Base64 signing key of the QUO (OpenPhone) webhook; unset = every webhook is rejected",
+        description="Base64 signing key of a legacy QUO (OpenPhone) webhook (openphone-signature header);"
+        " unset = legacy webhooks are rejected",
+    )
+    quo_webhook_secret: SecretStr | None = Field(
+        None,
+        description="whsec_ secret of a QUO webhook of the new system (Standard Webhooks: webhook-id,"
+        " webhook-timestamp, webhook-signature); unset = such webhooks are rejected",
     )
     responses_webhook_tolerance_s: int = Field(
-        300, gt=0, description="Max age (seconds) of a webhook signature timestamp; older = replay, rejected"
+        300,
+        gt=0,
+        description="Max age (seconds) of a webhook signature timestamp; older = replay, rejected"
+        " (the Standard Webhooks library also caps it at 300)",
     )
 
     responses_brand_name: str = Field("Arrears Collections", description="Creditor name in automatic answers")
@@ -62,6 +71,19 @@ class ResponsesSettings(ServiceSettings):
     )
     responses_gmail_resync_days: int = Field(
         7, gt=0, description="Full resync after an expired history id reads the inbox of this many days"
+    )
+    responses_gmail_watch_topic: str | None = Field(
+        None,
+        pattern=r"^projects/[^/]+/topics/[^/]+$",
+        description="Pub/Sub topic of the Gmail push (users.watch), renewed daily; unset = no watch (polling only)",
+    )
+    responses_gmail_watch_renew_s: float = Field(
+        86400.0, gt=0, le=6 * 86400, description="Seconds between users.watch renewals (a watch lasts 7 days)"
+    )
+    responses_gmail_watch_check_s: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds between checks whether the watch renewal is due (one replica renews)",
     )
     responses_gmail_push_token: SecretStr | None = Field(
         None,

@@ -41,6 +41,7 @@ PERMISSIONS: dict[str, str] = {
     "audit.verify": "verify the audit log's hash chain",
     "dlq.read": "list and inspect dead letters",
     "dlq.replay": "replay dead letters to their topic",
+    "providers.read": "provider health: circuit breakers, rate limits, quotas, sends in flight and in doubt",
     "keys.manage": "create, list, rotate and revoke API keys",
     "metrics.snapshot": "recompute the daily collection metrics",
 }
@@ -57,9 +58,10 @@ _SUPERVISOR = _COLLECTOR | {
     "ingest.run",
     "audit.read",
     "dlq.read",
+    "providers.read",
 }
 _ADMIN = _SUPERVISOR | {"audit.verify", "dlq.replay", "keys.manage", "metrics.snapshot"}
-_SERVICE = {"session.own", "docs.read", "reports.read", "ingest.run", "metrics.snapshot"}
+_SERVICE = {"session.own", "docs.read", "reports.read", "ingest.run", "metrics.snapshot", "providers.read"}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     "viewer": frozenset(_VIEWER),

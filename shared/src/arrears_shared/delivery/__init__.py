@@ -6,7 +6,16 @@ limiter shared by all replicas and in-doubt reconciliation.
 """
 
 from .breaker import CircuitBreaker
-from .channel import CannotReconcile, Channel, DeliveryRow, Rendered, Route, SendResult, ThreadRef
+from .channel import (
+    CannotReconcile,
+    Channel,
+    DeliveryRow,
+    Rendered,
+    Route,
+    SendResult,
+    ThreadRef,
+    Undelivered,
+)
 from .engine import DeliveryEngine
 from .gate import GateDecision, allow_all, compliance_gate
 from .settings import DispatchSettings
@@ -18,6 +27,7 @@ __all__ = [
     "CircuitBreaker",
     "Route",
     "ThreadRef",
+    "Undelivered",
     "DeliveryEngine",
     "DeliveryRow",
     "DispatchSettings",

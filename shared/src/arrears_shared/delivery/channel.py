@@ -46,6 +46,15 @@ class ThreadRef:
     thread_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    """What `Channel.reconcile` returns for a message the provider accepted and then could not deliver
+    (QUO status ``undelivered``): the delivery is settled failed with this reason and never resent."""
+
+    provider_message_id: str
+    reason: str
+
+
 class CannotReconcile(Exception):
     """The route an in-doubt send took cannot tell whether it accepted the message (e.g. an SMTP relay).
     The engine then fails the delivery and dead-letters it instead of risking a second send."""
@@ -69,9 +78,11 @@ class Channel(Protocol):
     - `render` turns a notice into the provider message; raising `ValueError` fails the notice permanently.
     - `send` makes the one provider call and raises the classified `arrears_shared.providers.errors`.
     - `reconcile` asks the provider whether an in-doubt delivery was accepted: its message id, or None when
-      the provider certainly has no such message (then it is resent); `CannotReconcile` when it cannot tell.
+      the provider certainly has no such message (then it is resent); `Undelivered` when it was accepted but
+      not delivered (settled failed, not resent); `CannotReconcile` when it cannot tell.
+    - `start` (optional, async): called once when the engine starts (e.g. to resolve provider ids).
 
-    Optional attributes (read with `getattr`): `daily_quota: int | None` (sends per UTC day of the primary
+    Optional attributes (read with `getattr`): `daily_quota: int | None` (sends per rolling 24 hours of the primary
     route), `fallback: Route | None`, `threaded: bool` (render receives a `ThreadRef`).
     """
 
@@ -85,4 +96,4 @@ class Channel(Protocol):
 
     async def send(self, row: DeliveryRow, rendered: Rendered) -> SendResult: ...
 
-    async def reconcile(self, row: DeliveryRow) -> str | None: ...
+    async def reconcile(self, row: DeliveryRow) -> str | Undelivered | None: ...

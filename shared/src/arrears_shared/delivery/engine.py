@@ -44,7 +44,16 @@ from ..stream.dead_letter import is_infrastructure_error
 from ..stream.transaction import Transaction, transaction
 from . import limiter
 from .breaker import CircuitBreaker
-from .channel import CannotReconcile, Channel, DeliveryRow, Rendered, Route, SendResult, ThreadRef
+from .channel import (
+    CannotReconcile,
+    Channel,
+    DeliveryRow,
+    Rendered,
+    Route,
+    SendResult,
+    ThreadRef,
+    Undelivered,
+)
 from .gate import Gate, compliance_gate
 from .settings import DispatchSettings
 
@@ -291,6 +300,9 @@ class DeliveryEngine:
     # -- workers ---------------------------------------------------------------------------------------
     async def run(self, stopping: asyncio.Event) -> None:
         await self.ensure_limiter()
+        start = getattr(self.channel, "start", None)
+        if start is not None:
+            await start()
         tasks = [
             asyncio.create_task(self._worker(stopping, i), name=f"send-worker-{i}")
             for i in range(self.settings.dispatch_workers)
@@ -478,6 +490,15 @@ class DeliveryEngine:
             limit = 1  # a half-open circuit lets exactly one trial send through
         name, rate, burst = self._route_params(route)
         async with self._tx() as tx:
+            if route == PRIMARY and self.daily_quota is not None:
+                # another replica may have been told the quota is used up: take the fallback route too
+                paused = await self._route_paused_until(tx, datetime.now(UTC))
+                if paused is not None:
+                    self._quota_exhausted_until = paused
+                    route = self.choose_route()
+                    if route is None:
+                        return ClaimBatch()
+                    name, rate, burst = self._route_params(route)
             tokens, ahead = await limiter.available(tx.conn, s, name, rate, burst, _HORIZON_S)
             if tokens == 0:
                 return ClaimBatch(retry_in_s=_retry_in(ahead, rate, burst))
@@ -498,13 +519,16 @@ class DeliveryEngine:
             now = datetime.now(UTC)
             quota_used = 0
             if sendable and route == PRIMARY and self.daily_quota is not None:
-                quota_used = await self._use_quota(tx, now, len(sendable))
-                if quota_used < len(sendable):
-                    self._quota_exhausted_until = next_utc_midnight(now)
+                paused = await self._route_paused_until(tx, now)
+                quota_used = 0 if paused is not None else await self._use_quota(tx, now, len(sendable))
+                if paused is None and quota_used < len(sendable):
+                    paused = await self._window_frees_at(tx, now)
                     log.warning(
-                        "daily quota used up; primary route paused until the next UTC day",
-                        extra={"quota": self.daily_quota, "until": self._quota_exhausted_until.isoformat()},
+                        "daily quota used up (rolling 24 h); primary route paused",
+                        extra={"quota": self.daily_quota, "until": paused.isoformat()},
                     )
+                if paused is not None:
+                    self._quota_exhausted_until = paused
                 if quota_used == 0:
                     if self.fallback is None or not self.breakers[FALLBACK].would_allow():
                         return batch  # the rows stay queued, unchanged
@@ -652,31 +676,80 @@ class DeliveryEngine:
         return out
 
     async def _use_quota(self, tx: Transaction, now: datetime, n: int) -> int:
-        """Take up to `n` sends of today's daily quota (shared by every replica); returns how many."""
+        """Take up to `n` sends of the daily quota, counted over the last 24 hours (a rolling window, as
+        Gmail counts its sending limit) in per-minute buckets shared by every replica; returns how many."""
         s = self._schema
-        params = {"n": self.channel.limiter_name, "d": now.date(), "quota": self.daily_quota, "k": n}
-        await tx.conn.execute(
-            text(f"INSERT INTO {s}.quota_usage (name, day, used) VALUES (:n, :d, 0) ON CONFLICT DO NOTHING"),
-            params,
-        )
-        granted = (
+        name = self.channel.limiter_name
+        await tx.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{s}.quota:{name}"})
+        used = (
             await tx.conn.execute(
                 text(
-                    f"UPDATE {s}.quota_usage q SET used = o.used + least(:k, greatest(0, :quota - o.used))"
-                    f" FROM (SELECT used FROM {s}.quota_usage WHERE name = :n AND day = :d FOR UPDATE) o"
-                    " WHERE q.name = :n AND q.day = :d RETURNING least(:k, greatest(0, :quota - o.used))"
+                    f"SELECT coalesce(sum(used), 0) FROM {s}.quota_window WHERE name = :n"
+                    " AND bucket > CAST(:now AS timestamptz) - interval '24 hours'"
                 ),
-                params,
+                {"n": name, "now": now},
             )
         ).scalar_one()
-        return int(granted)
+        granted = max(0, min(n, int(self.daily_quota or 0) - int(used)))
+        if granted:
+            await tx.conn.execute(
+                text(
+                    f"INSERT INTO {s}.quota_window (name, bucket, used) VALUES (:n,"
+                    " date_trunc('minute', CAST(:now AS timestamptz)), :k) ON CONFLICT (name, bucket) DO UPDATE"
+                    f" SET used = {s}.quota_window.used + EXCLUDED.used"
+                ),
+                {"n": name, "now": now, "k": granted},
+            )
+            await tx.conn.execute(
+                text(
+                    f"DELETE FROM {s}.quota_window WHERE name = :n"
+                    " AND bucket < CAST(:now AS timestamptz) - interval '25 hours'"
+                ),
+                {"n": name, "now": now},
+            )
+        return granted
 
     async def _unuse_quota(self, tx: Transaction, now: datetime, n: int = 1) -> None:
         await tx.conn.execute(
             text(
-                f"UPDATE {self._schema}.quota_usage SET used = greatest(0, used - :k) WHERE name = :n AND day = :d"
+                f"UPDATE {self._schema}.quota_window SET used = greatest(0, used - :k) WHERE name = :n"
+                " AND bucket = date_trunc('minute', CAST(:now AS timestamptz))"
             ),
-            {"n": self.channel.limiter_name, "d": now.date(), "k": n},
+            {"n": self.channel.limiter_name, "now": now, "k": n},
+        )
+
+    async def _window_frees_at(self, tx: Transaction, now: datetime) -> datetime:
+        """When the oldest send of the rolling window leaves it (a slot of the quota frees)."""
+        oldest = (
+            await tx.conn.execute(
+                text(
+                    f"SELECT min(bucket) FROM {self._schema}.quota_window WHERE name = :n AND used > 0"
+                    " AND bucket > CAST(:now AS timestamptz) - interval '24 hours'"
+                ),
+                {"n": self.channel.limiter_name, "now": now},
+            )
+        ).scalar_one()
+        if oldest is None:
+            return now + timedelta(minutes=1)
+        return max(now + timedelta(seconds=1), oldest + timedelta(hours=24, minutes=1))
+
+    async def _route_paused_until(self, tx: Transaction, now: datetime) -> datetime | None:
+        """The primary route's pause (the provider said its quota is used up until then), all replicas."""
+        until = (
+            await tx.conn.execute(
+                text(f"SELECT until FROM {self._schema}.route_pauses WHERE name = :n AND until > :now"),
+                {"n": self.channel.limiter_name, "now": now},
+            )
+        ).scalar_one_or_none()
+        return until  # type: ignore[no-any-return]
+
+    async def _pause_route(self, tx: Transaction, until: datetime, reason: str) -> None:
+        await tx.conn.execute(
+            text(
+                f"INSERT INTO {self._schema}.route_pauses (name, until, reason) VALUES (:n, :u, :r)"
+                " ON CONFLICT (name) DO UPDATE SET until = EXCLUDED.until, reason = EXCLUDED.reason"
+            ),
+            {"n": self.channel.limiter_name, "u": until, "r": reason[:300]},
         )
 
     async def send_claimed(self, row: DeliveryRow, rendered: Rendered) -> None:
@@ -744,10 +817,18 @@ class DeliveryEngine:
                 sender.send(row, rendered), timeout=self.settings.dispatch_send_timeout_s
             )
         except ProviderQuotaExhausted as e:
+            # e.g. Gmail's 429 "(Mail sending)": the mailbox is paused until the time Gmail names, for every
+            # replica (route_pauses); meanwhile the step goes by the fallback route (SMTP relay) if any.
             outcome = "quota"
             breaker.release()
             if route == PRIMARY:
                 self._quota_exhausted_until = datetime.now(UTC) + timedelta(seconds=e.retry_after_s)
+                async with self._tx() as tx:
+                    await self._pause_route(tx, self._quota_exhausted_until, e.message)
+                log.warning(
+                    "provider quota used up; primary route paused",
+                    extra={"until": self._quota_exhausted_until.isoformat(), "error": e.message[:200]},
+                )
             await self._on_rate_limited(row, e, route)
             return None
         except ProviderRateLimited as e:
@@ -999,7 +1080,17 @@ class DeliveryEngine:
             m.PROVIDER_SECONDS.labels(self._service, self.channel.provider, "reconcile", "ok").observe(
                 time.perf_counter() - started
             )
-            if found is not None:
+            if isinstance(found, Undelivered):
+                # Accepted by the provider, refused by the carrier: a failed delivery, never a resend.
+                await self._settle(
+                    tx,
+                    row,
+                    DeliveryStatus.FAILED,
+                    reason=found.reason[:500],
+                    provider_message_id=found.provider_message_id,
+                )
+                log.info("in-doubt delivery found undelivered at provider", extra={"notice_id": notice_id})
+            elif found is not None:
                 await self._settle(tx, row, DeliveryStatus.SENT, provider_message_id=found)
                 log.info("in-doubt delivery found at provider", extra={"notice_id": notice_id})
             elif row.attempts >= self.settings.dispatch_max_attempts:

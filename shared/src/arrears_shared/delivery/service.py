@@ -12,6 +12,7 @@ from ..service import Consumer, ServiceDefinition
 from .engine import DeliveryEngine
 from .gate import Gate
 from .settings import DispatchSettings
+from .views import status_router
 
 S = TypeVar("S", bound=DispatchSettings)
 
@@ -39,4 +40,5 @@ def dispatcher_definition(
             )
         ],
         loops=[engine.loop],
+        routers=[status_router(engine)],
     )

@@ -91,3 +91,36 @@ def downgrade_delivery_tables_v2(op: object, schema: str) -> None:
         f"ALTER TABLE {schema}.deliveries DROP COLUMN IF EXISTS route",
     ):
         op.execute(stmt)  # type: ignore[attr-defined]
+
+
+def delivery_tables_v3_ddl(schema: str) -> list[str]:
+    """Third revision: daily quotas counted over a rolling 24 hours (Gmail's sending limit is rolling, not
+    per UTC day) in per-minute buckets, and route pauses shared by every replica (a provider's "quota used
+    up until T" moves all of them to the fallback route, not only the replica that was told)."""
+    s = schema
+    return [
+        f"""CREATE TABLE {s}.quota_window (
+            name text NOT NULL,
+            bucket timestamptz NOT NULL,
+            used integer NOT NULL DEFAULT 0,
+            PRIMARY KEY (name, bucket)
+        )""",
+        f"""CREATE TABLE {s}.route_pauses (
+            name text PRIMARY KEY,
+            until timestamptz NOT NULL,
+            reason text
+        )""",
+    ]
+
+
+def upgrade_delivery_tables_v3(op: object, schema: str) -> None:
+    for stmt in delivery_tables_v3_ddl(schema):
+        op.execute(stmt)  # type: ignore[attr-defined]
+
+
+def downgrade_delivery_tables_v3(op: object, schema: str) -> None:
+    for stmt in (
+        f"DROP TABLE IF EXISTS {schema}.route_pauses",
+        f"DROP TABLE IF EXISTS {schema}.quota_window",
+    ):
+        op.execute(stmt)  # type: ignore[attr-defined]

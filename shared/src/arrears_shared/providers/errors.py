@@ -5,7 +5,7 @@ How a caller should react:
 - `ProviderRateLimited` — the provider refused because of a rate limit; nothing was sent. Pause the shared
   limiter for `retry_after_s` and retry.
 - `ProviderQuotaExhausted` (a `ProviderRateLimited`) — a daily quota is used up; `retry_after_s` runs to the
-  provider's next quota window (next UTC midnight for Gmail's sending limit).
+  time the provider names (Gmail's sending limit is a rolling 24 hours: the time is in its error message).
 - `ProviderTransientError` — 5xx, connect failures and timeouts where the request certainly did not take
   effect (or the call is idempotent); retry with backoff, count towards the circuit breaker.
 - `ProviderPermanentError` — the provider rejected this request (invalid number, malformed message ...);

@@ -10,8 +10,13 @@ object is built once (``static_discovery=True``, ``cache_discovery=False``) and 
 
 Exceptions (from `arrears_shared.providers.errors`, plus `HistoryExpired` here):
 
-- 429, or 403 ``rateLimitExceeded``/``userRateLimitExceeded`` -> `ProviderRateLimited`
-- 403/429 ``dailyLimitExceeded``/``quotaExceeded`` -> `ProviderQuotaExhausted` (retry at next UTC midnight)
+- 429, or 403 ``rateLimitExceeded``/``userRateLimitExceeded`` -> `ProviderRateLimited`, waiting the time the
+  message names ("Retry after <RFC 3339 time>"), else ``Retry-After``, else 1 s
+- 429 "User-rate limit exceeded ... (Mail sending)": the mailbox's daily sending limit
+  (https://developers.google.com/workspace/gmail/api/guides/handle-errors#mail-sending_limits): the retry time
+  is only in the message (no header), the limit is a rolling 24 hours (not the UTC day), and it may start
+  minutes after sends still returned 200 -> `ProviderQuotaExhausted` until that time (1 h when it names none)
+- 403/429 ``dailyLimitExceeded``/``quotaExceeded`` -> `ProviderQuotaExhausted` (same retry time)
 - 5xx, connect failures -> `ProviderTransientError`; 502/504 on a send -> `ProviderInDoubt`
 - 400/404 and other 4xx -> `ProviderPermanentError`; 401 / other 403 -> `ProviderAuthError`
 - a timeout or dropped/truncated response while sending -> `ProviderInDoubt`
@@ -29,12 +34,13 @@ import asyncio
 import base64
 import http.client
 import json
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import google.auth.exceptions
@@ -68,6 +74,10 @@ _KEEPALIVE_S = 4.0
 
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 QUOTA_REASONS = frozenset({"dailyLimitExceeded", "quotaExceeded", "dailyLimitExceededUnreg"})
+MAIL_SENDING = "(Mail sending)"
+# When Gmail names no retry time for the sending limit: look again in an hour (the window is rolling).
+QUOTA_DEFAULT_RETRY_S = 3600.0
+_RETRY_AFTER_TIME = re.compile(r"Retry after\s+(\d{4}-\d{2}-\d{2}T[0-9:.]+(?:Z|[+-]\d{2}:?\d{2})?)", re.I)
 
 
 class HistoryExpired(ProviderError):
@@ -130,10 +140,18 @@ class GmailWatch(BaseModel):
     expiration_ms: int
 
 
-def _seconds_to_next_utc_midnight(now: datetime | None = None) -> float:
-    current = now or datetime.now(UTC)
-    midnight = (current + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (midnight - current).total_seconds()
+def retry_after_from_message(message: str, now: datetime | None = None) -> float | None:
+    """Seconds until the "Retry after <time>" a Gmail error message names, or None."""
+    match = _RETRY_AFTER_TIME.search(message or "")
+    if match is None:
+        return None
+    try:
+        when = datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _error_reason(exc: HttpError) -> tuple[str | None, str]:
@@ -157,17 +175,24 @@ def classify_http_error(exc: HttpError, *, idempotent: bool) -> ProviderError:
     status = int(exc.resp.status)
     reason, message = _error_reason(exc)
     retry_after_header = exc.resp.get("retry-after")
-    if reason in QUOTA_REASONS and status in (403, 429):
+    named = retry_after_from_message(message)
+    if status in (403, 429) and (reason in QUOTA_REASONS or (status == 429 and MAIL_SENDING in message)):
         return ProviderQuotaExhausted(
-            _seconds_to_next_utc_midnight(), message, provider=PROVIDER, status=status, reason=reason
+            named if named is not None else QUOTA_DEFAULT_RETRY_S,
+            message,
+            provider=PROVIDER,
+            status=status,
+            reason=reason or "mailSending",
         )
     if status == 429 or (status == 403 and reason in RATE_REASONS):
-        retry_after = 1.0
+        header_s: float | None = None
         if retry_after_header:
             try:
-                retry_after = float(retry_after_header)
+                header_s = float(retry_after_header)
             except ValueError:
-                retry_after = 1.0
+                header_s = None
+        known = [v for v in (named, header_s) if v is not None]
+        retry_after = max(known) if known else 1.0  # the later of the two when both are given
         return ProviderRateLimited(retry_after, message, provider=PROVIDER, status=status, reason=reason)
     if status >= 500:
         if not idempotent and status in (502, 504):

@@ -21,7 +21,12 @@ NAV = [  # (label, path, permission)
     ("Accounts", "/accounts", "reports.read"),
     ("Approvals", "/approvals", "approvals.decide"),
     ("Aging", "/aging", "reports.read"),
+    ("KPIs", "/kpis", "reports.read"),
+    ("Campaigns", "/campaigns", "reports.read"),
+    ("Policies", "/policies", "reports.read"),
     ("Dead letters", "/ops/dlq", "dlq.read"),
+    ("Ingest", "/ops/ingest", "ingest.read"),
+    ("Providers", "/ops/providers", "providers.read"),
 ]
 
 

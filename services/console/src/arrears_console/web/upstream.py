@@ -22,9 +22,10 @@ from ..settings import ConsoleSettings
 
 
 class UpstreamError(Exception):
-    def __init__(self, service: str, status: int, detail: str) -> None:
+    def __init__(self, service: str, status: int, detail: str, payload: Any = None) -> None:
         super().__init__(f"{service}: {status} {detail}")
         self.service, self.status, self.detail = service, status, detail
+        self.payload = payload  # the response's `detail` as sent (e.g. a 422's list of errors), if JSON
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Upstreams:
             "escalation": s.console_escalation_url,
             "ingest": s.console_ingest_url,
             "responses": s.console_responses_url,
+            "dispatcher-sms": s.console_dispatcher_sms_url,
+            "dispatcher-email": s.console_dispatcher_email_url,
         }
         return cls(
             {k: v.rstrip("/") for k, v in urls.items()},
@@ -70,13 +73,21 @@ class Upstreams:
         params: dict[str, Any] | None = None,
         content: bytes | str | None = None,
         content_type: str | None = None,
+        timeout: float | None = None,
     ) -> Any:
         headers = self.credentials(request, who)
         if content_type:
             headers["content-type"] = content_type
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}  # default: the client's
         try:
             r = await self.http.request(
-                method, self.urls[service] + path, json=json, params=params, content=content, headers=headers
+                method,
+                self.urls[service] + path,
+                json=json,
+                params=params,
+                content=content,
+                headers=headers,
+                **extra,
             )
         except httpx.HTTPError as e:
             raise UpstreamError(service, 503, f"{service} is unreachable ({type(e).__name__})") from e
@@ -85,7 +96,9 @@ class Upstreams:
                 detail = r.json().get("detail", r.text)
             except ValueError:
                 detail = r.text
-            raise UpstreamError(service, r.status_code, detail if isinstance(detail, str) else str(detail))
+            raise UpstreamError(
+                service, r.status_code, detail if isinstance(detail, str) else str(detail), payload=detail
+            )
         return (
             r.json()
             if r.content and r.headers.get("content-type", "").startswith("application/json")

@@ -2,7 +2,12 @@
 
 For day D (and the 7-day window W = D-6 .. D for the rates that need time to happen):
 - `collection_rate` by aging bucket: paid on D / (paid on D + balance left), bucket = days past due at
-  the payment (current, 1-30, 31-60, 61-90, 91-120, 120+);
+  the payment (current, 1-30, 31-60, 61-90, 91-120, 120+); by campaign (the campaign of the last automatic
+  message sent to the account before the payment) and by collector (the assignee of the account's latest
+  task created before the payment) too;
+- `days_in_arrears_coverage`: accounts in arrears at the end of D (latest known state: balance left, due
+  date passed, not paid/closed/removed) that had an automatic message or a person's contact (completed call
+  task) in the 30 days up to D / accounts in arrears — overall and by aging bucket (days past due on D);
 - `promise_fulfilment`: promises kept / promises settled (kept + broken) on D; `promise_punctuality`:
   kept on or before the due date / kept;
 - `automated_notification_rate`: automatic messages sent / (those + person-made contacts: completed call
@@ -25,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..cases.models import SCHEMA
 
 S = SCHEMA
+COVERAGE_DAYS = 30  # an account in arrears is covered when contacted within this many days
 CONTACT_TASKS = ("call_back", "call_customer", "follow_up_promise", "hardship_review")
 
 _BUCKET = """CASE WHEN dpd <= 0 THEN 'current' WHEN dpd <= 30 THEN '1-30' WHEN dpd <= 60 THEN '31-60'
@@ -33,13 +39,44 @@ _BUCKET = """CASE WHEN dpd <= 0 THEN 'current' WHEN dpd <= 30 THEN '1-30' WHEN d
 QUERIES: dict[str, str] = {
     "collection_rate": f"""
         WITH p AS (
-          SELECT COALESCE((data->>'last_payment_minor')::bigint, 0) AS paid,
+          SELECT account_id, at, COALESCE((data->>'last_payment_minor')::bigint, 0) AS paid,
                  GREATEST((data->>'balance_minor')::bigint, 0) AS left_,
                  (at::date - (data->>'due_date')::date) AS dpd
-          FROM {S}.activity WHERE kind = 'account.payment' AND at >= :d0 AND at < :d1)
+          FROM {S}.activity WHERE kind = 'account.payment' AND at >= :d0 AND at < :d1),
+        pa AS (
+          SELECT p.*,
+            (SELECT m.data->>'campaign_id' FROM {S}.activity m
+             WHERE m.account_id = p.account_id AND m.kind = 'message_out.sent' AND m.at <= p.at
+             ORDER BY m.at DESC LIMIT 1) AS campaign,
+            (SELECT t.assignee FROM {S}.tasks t
+             WHERE t.account_id = p.account_id AND t.assignee IS NOT NULL AND t.created_at <= p.at
+             ORDER BY t.created_at DESC LIMIT 1) AS collector
+          FROM p)
         SELECT 'aging_bucket' AS scope, {_BUCKET} AS scope_id, sum(paid) AS num, sum(paid + left_) AS den
         FROM p GROUP BY 2
-        UNION ALL SELECT 'overall', 'all', sum(paid), sum(paid + left_) FROM p""",
+        UNION ALL SELECT 'overall', 'all', sum(paid), sum(paid + left_) FROM p
+        UNION ALL SELECT 'campaign', campaign, sum(paid), sum(paid + left_) FROM pa
+          WHERE campaign IS NOT NULL AND campaign <> '' GROUP BY campaign
+        UNION ALL SELECT 'collector', collector, sum(paid), sum(paid + left_) FROM pa
+          WHERE collector IS NOT NULL GROUP BY collector""",
+    "days_in_arrears_coverage": f"""
+        WITH state AS (
+          SELECT DISTINCT ON (account_id) account_id, kind, data FROM {S}.activity
+          WHERE starts_with(kind, 'account.') AND at < :d1 ORDER BY account_id, at DESC),
+        arrears AS (
+          SELECT account_id, (CAST(:d0 AS date) - (data->>'due_date')::date) AS dpd FROM state
+          WHERE kind <> 'account.removed' AND COALESCE((data->>'balance_minor')::bigint, 0) > 0
+            AND COALESCE(data->>'status', 'open') NOT IN ('paid', 'closed')
+            AND (data->>'due_date')::date < CAST(:d0 AS date)),
+        contacted AS (
+          SELECT account_id FROM {S}.activity WHERE kind = 'message_out.sent' AND at >= :c0 AND at < :d1
+          UNION
+          SELECT account_id FROM {S}.tasks WHERE status = 'done' AND kind = ANY(:contact)
+            AND completed_at >= :c0 AND completed_at < :d1),
+        a AS (SELECT a.dpd, c.account_id IS NOT NULL AS covered FROM arrears a LEFT JOIN contacted c USING (account_id))
+        SELECT 'overall' AS scope, 'all' AS scope_id, count(*) FILTER (WHERE covered) AS num, count(*) AS den FROM a
+        UNION ALL
+        SELECT 'aging_bucket', {_BUCKET}, count(*) FILTER (WHERE covered), count(*) FROM a GROUP BY 2""",
     "promise_fulfilment": f"""
         SELECT 'overall' AS scope, 'all' AS scope_id, count(*) FILTER (WHERE status = 'kept') AS num,
                count(*) AS den
@@ -97,6 +134,7 @@ async def compute(conn: AsyncConnection, day: date) -> list[dict[str, Any]]:
         "d0": day,
         "d1": day + timedelta(days=1),
         "w0": day - timedelta(days=6),
+        "c0": day - timedelta(days=COVERAGE_DAYS - 1),
         "contact": list(CONTACT_TASKS),
     }
     out: list[dict[str, Any]] = []

@@ -23,7 +23,9 @@ def make_router() -> RouterFactory:
             start: date = Query(..., alias="from"),
             end: date = Query(..., alias="to"),
             scope: str | None = Query(None, pattern="^(overall|campaign|aging_bucket|collector)$"),
-            limit: int = Query(2000, ge=1, le=10_000, description="At most this many snapshot rows, oldest first"),
+            limit: int = Query(
+                2000, ge=1, le=10_000, description="At most this many snapshot rows, oldest first"
+            ),
             _: Principal = Depends(requires("reports.read")),
         ) -> list[dict[str, Any]]:
             """Daily snapshots between two days (inclusive), for trends."""

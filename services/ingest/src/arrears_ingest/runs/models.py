@@ -44,6 +44,7 @@ class RejectItem(BaseModel):
     column: str | None
     value: str | None = Field(description="Offending value, PII masked and truncated")
     reason: str
+    fix: str | None = Field(None, description="What to change in the sheet (or payment) to clear this reject")
     balance_minor: int | None
     currency: str | None
     rejected_at: datetime

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 from sqlalchemy import text
 
+from ..validation.fixes import fix_for
 from . import service
 from .audit import audit_run
 from .models import RejectItem, RejectList, RejectSource, RunList, RunSummary
@@ -23,6 +24,7 @@ CSV_COLUMNS = (
     "column",
     "value",
     "reason",
+    "fix",
     "balance_minor",
     "currency",
     "batch_id",
@@ -51,7 +53,12 @@ async def fetch_rejects(ctx: Context, source: str | None, limit: int | None, off
             ),
             {"s": source, "lim": limit, "off": offset},
         )
-        items = [RejectItem.model_validate({**r._mapping, "batch_id": str(r.batch_id)}) for r in rows]
+        items = [
+            RejectItem.model_validate(
+                {**r._mapping, "batch_id": str(r.batch_id), "fix": fix_for(r.reason, r.column)}
+            )
+            for r in rows
+        ]
     return RejectList(source=source or "all", total=total, items=items)
 
 

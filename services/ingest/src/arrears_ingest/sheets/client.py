@@ -97,6 +97,13 @@ class BoundedBackOffHTTPClient(BackOffHTTPClient):
     * does not retry transport errors (timeouts, refused connections): a timed-out write may have been
       applied, so that decision belongs to the caller.
 
+    **429 is a quota, not an error.** The Sheets API quotas are per minute and refill every minute
+    (https://developers.google.com/workspace/sheets/api/limits: "quotas are refilled every minute"; on 429
+    "use a truncated exponential backoff"). A 429 therefore does not spend ``max_retries``: it is waited out
+    with backoff up to ``quota_backoff_max_s`` (longer than a minute) for at most ``quota_wait_max_s`` in
+    total per request, then the last ``APIError`` is raised. ``on_quota_wait(seconds)`` is called before each
+    such wait, so the caller can mark the run degraded while it waits.
+
     Settings are class attributes so that gspread, which instantiates the class itself, picks them up;
     :func:`open_sheets_client` sets them per instance.
     """
@@ -104,17 +111,37 @@ class BoundedBackOffHTTPClient(BackOffHTTPClient):
     max_retries: int = 6
     initial_backoff_s: float = 1.0
     max_backoff_s: float = 64.0
+    quota_wait_max_s: float = 300.0
+    quota_backoff_max_s: float = 65.0
+    on_quota_wait: Callable[[float], None] | None = None
     sleep: Callable[[float], None] = staticmethod(time.sleep)
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        attempt = 0
+        attempt = 0  # retries of other errors (408, 5xx)
+        quota_attempt = 0
+        quota_waited = 0.0
         while True:
             try:
                 return HTTPClient.request(self, *args, **kwargs)
             except APIError as err:
-                if attempt >= self.max_retries or not self._retryable(err):
+                if not self._retryable(err):
                     raise
-                delay = self._retry_after(err.response)
+                if err.code == HTTPStatus.TOO_MANY_REQUESTS:
+                    delay = self._retry_after(err.response, self.quota_backoff_max_s)
+                    if delay is None:
+                        backoff = min(self.initial_backoff_s * (2**quota_attempt), self.quota_backoff_max_s)
+                        delay = backoff * random.uniform(0.5, 1.0)
+                    if quota_waited + delay > self.quota_wait_max_s:
+                        raise
+                    quota_attempt += 1
+                    quota_waited += delay
+                    if self.on_quota_wait is not None:
+                        self.on_quota_wait(delay)
+                    self.sleep(delay)
+                    continue
+                if attempt >= self.max_retries:
+                    raise
+                delay = self._retry_after(err.response, self.max_backoff_s)
                 if delay is None:
                     backoff = min(self.initial_backoff_s * (2**attempt), self.max_backoff_s)
                     delay = backoff * random.uniform(0.5, 1.0)
@@ -129,7 +156,7 @@ class BoundedBackOffHTTPClient(BackOffHTTPClient):
         errors = err.error.get("errors") if isinstance(err.error, Mapping) else None
         return bool(code == HTTPStatus.FORBIDDEN and errors and errors[0].get("domain") == "usageLimits")
 
-    def _retry_after(self, response: requests.Response) -> float | None:
+    def _retry_after(self, response: requests.Response, cap: float) -> float | None:
         value = response.headers.get("Retry-After")
         if not value:
             return None
@@ -140,7 +167,7 @@ class BoundedBackOffHTTPClient(BackOffHTTPClient):
                 seconds = parsedate_to_datetime(value).timestamp() - time.time()
             except (TypeError, ValueError):
                 return None
-        return max(0.0, min(seconds, self.max_backoff_s))
+        return max(0.0, min(seconds, cap))
 
 
 def load_credentials(
@@ -193,6 +220,8 @@ def open_sheets_client(
     max_retries: int = 6,
     initial_backoff_s: float = 1.0,
     max_backoff_s: float = 64.0,
+    quota_wait_max_s: float = 300.0,
+    on_quota_wait: Callable[[float], None] | None = None,
     emulator_token: str = DEFAULT_EMULATOR_TOKEN,
 ) -> gspread.Client:
     """Return a gspread client for Google Sheets or for a Sheets-compatible endpoint (the emulator).
@@ -234,6 +263,8 @@ def open_sheets_client(
         client.http_client.max_retries = max_retries
         client.http_client.initial_backoff_s = initial_backoff_s
         client.http_client.max_backoff_s = max_backoff_s
+        client.http_client.quota_wait_max_s = quota_wait_max_s
+        client.http_client.on_quota_wait = on_quota_wait
     if api_endpoint is not None:
         client.http_client.session.mount(GOOGLE_SHEETS_ORIGIN + "/", EndpointRewriteAdapter(api_endpoint))
     client.set_timeout(timeout_s)

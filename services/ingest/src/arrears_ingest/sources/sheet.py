@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
 from collections.abc import Iterator
 
@@ -18,8 +19,12 @@ import ijson
 from gspread.urls import SPREADSHEET_VALUES_URL
 from gspread.utils import absolute_range_name, quote
 
+from .. import metrics
 from ..settings import IngestSettings
 from ..sheets.client import open_sheets_client
+
+log = logging.getLogger(__name__)
+SOURCE = "sheet"
 
 
 class SheetNotConfigured(RuntimeError):
@@ -33,6 +38,20 @@ class SheetReader:
         self.settings = settings
         self._client: gspread.Client | None = None
         self._lock = threading.Lock()
+        self.quota_waits = 0
+        self.quota_waited_s = 0.0
+
+    def _quota_wait(self, seconds: float) -> None:
+        """Before each wait for the Sheets quota (from the reading thread): the source is degraded meanwhile
+        (the gauge goes back to 0 when the run succeeds)."""
+        self.quota_waits += 1
+        self.quota_waited_s += seconds
+        metrics.DEGRADED.labels(SOURCE).set(1)
+        metrics.QUOTA_WAIT.labels(SOURCE).inc(seconds)
+        log.warning(
+            "Sheets quota exhausted (429); waiting it out, source degraded meanwhile",
+            extra={"wait_s": round(seconds, 1), "waits": self.quota_waits},
+        )
 
     @property
     def configured(self) -> bool:
@@ -49,6 +68,8 @@ class SheetReader:
                     max_retries=self.settings.sheets_max_retries,
                     initial_backoff_s=self.settings.sheets_initial_backoff_s,
                     max_backoff_s=self.settings.sheets_max_backoff_s,
+                    quota_wait_max_s=self.settings.sheets_quota_wait_max_s,
+                    on_quota_wait=self._quota_wait,
                 )
             return self._client
 

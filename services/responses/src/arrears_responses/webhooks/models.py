@@ -8,9 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 MESSAGE_RECEIVED = "message.received"
+# Delivery events of QUO's webhooks: both systems send message.delivered; only the new system reports a
+# failure (message.failed, with the carrier error when known). There is no "message.undelivered" event.
 DELIVERY_TYPES = {
     "message.delivered": "delivered",
-    "message.undelivered": "undelivered",
     "message.failed": "failed",
 }
 
@@ -28,6 +29,8 @@ class QuoMessage(BaseModel):
     direction: str | None = None
     status: str | None = None
     createdAt: datetime | None = None
+    errorCode: str | int | None = None
+    errorMessage: str | None = None
 
     @property
     def content(self) -> str:
@@ -41,13 +44,22 @@ class QuoMessage(BaseModel):
 
 
 class QuoWebhookEvent(BaseModel):
+    """The envelope of both systems: legacy ``data.object`` (apiVersion v1..v4), new ``data.resource`` with
+    ``data.context`` (apiVersion 2026-03-30, https://www.quo.com/docs/2026-03-30/webhooks-overview)."""
+
     model_config = ConfigDict(extra="ignore")
 
     id: str = Field(min_length=1, max_length=200)
     object: str = "event"
+    apiVersion: str | None = None
     type: str = Field(min_length=1, max_length=100)
     createdAt: datetime | None = None
     data: dict[str, Any]
+
+    def message(self) -> QuoMessage:
+        """The message of a ``message.*`` event, whichever system sent it (KeyError if there is none)."""
+        obj = self.data.get("resource") if "resource" in self.data else self.data["object"]
+        return QuoMessage.model_validate(obj)
 
 
 class WebhookAck(BaseModel):

@@ -48,18 +48,29 @@ async def handle_quo_event(
     *,
     settings: ResponsesSettings | None = None,
     now: datetime | None = None,
+    delivery_id: str | None = None,
 ) -> WebhookAck:
-    """Apply one verified webhook inside `tx` (the caller commits)."""
+    """Apply one verified webhook inside `tx` (the caller commits). `delivery_id` is the ``webhook-id`` of a
+    new-system delivery: the idempotency key QUO documents, claimed besides the event id, so a replayed
+    delivery is a no-op whatever its body says."""
+    if delivery_id is not None and not await claim_event(tx.conn, tx.schema, f"wh:{delivery_id}", event.type):
+        return WebhookAck(status="duplicate")
     if not await claim_event(tx.conn, tx.schema, event.id, event.type):
         return WebhookAck(status="duplicate")
     if event.type == MESSAGE_RECEIVED:
-        return await record_inbound_sms(
-            tx, QuoMessage.model_validate(event.data["object"]), settings=settings, now=now
-        )
+        return await record_inbound_sms(tx, event.message(), settings=settings, now=now)
     if event.type in DELIVERY_TYPES:
-        msg = QuoMessage.model_validate(event.data["object"])
-        at = msg.createdAt or event.createdAt or now or datetime.now(UTC)
-        await record_delivery_status(tx.conn, tx.schema, msg.id, DELIVERY_TYPES[event.type], event.id, at)
+        msg = event.message()
+        at = event.createdAt or msg.createdAt or now or datetime.now(UTC)
+        status = DELIVERY_TYPES[event.type]
+        await record_delivery_status(tx.conn, tx.schema, msg.id, status, event.id, at)
+        if status == "failed":
+            # The carrier refused a message QUO accepted: recorded against the notice (joined through
+            # message-sent), never a reason to send again (the dispatcher's delivery stays settled).
+            log.warning(
+                "QUO reports an SMS not delivered",
+                extra={"provider_message_id": msg.id, "error_code": msg.errorCode, "error": msg.errorMessage},
+            )
         return WebhookAck(status="delivery_status")
     return WebhookAck(status="ignored")
 

@@ -1,4 +1,4 @@
-"""`POST /webhooks/quo`: signed QUO (OpenPhone) webhooks."""
+"""`POST /webhooks/quo`: signed QUO (OpenPhone) webhooks, of either system (see `.signatures`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import cast
 
 from arrears_shared.auth import public
-from arrears_shared.providers.quo_signature import InvalidSignature, verify_openphone_signature
 from arrears_shared.service import Context
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import ValidationError
@@ -16,6 +15,7 @@ from .. import metrics
 from ..settings import ResponsesSettings
 from .models import QuoWebhookEvent, WebhookAck
 from .service import handle_quo_event
+from .signatures import WebhookRejected, verify_quo_webhook
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +34,16 @@ def webhooks_router(get_context: Callable[[], Context]) -> APIRouter:
         ctx = get_context()
         settings = cast(ResponsesSettings, ctx.settings)
         raw = await request.body()
-        key = settings.quo_webhook_signing_key
-        if key is None:
-            log.error("QUO webhook rejected: ARREARS_QUO_WEBHOOK_SIGNING_KEY is not set")
-            metrics.WEBHOOKS.labels("quo", "rejected").inc()
-            raise HTTPException(401, "webhook signing key not configured")
         try:
-            verify_openphone_signature(
-                request.headers,
-                raw,
-                key.get_secret_value(),
-                tolerance_s=settings.responses_webhook_tolerance_s,
-            )
-        except InvalidSignature as e:
+            verified = verify_quo_webhook(request.headers, raw, settings)
+        except WebhookRejected as e:
             log.warning("QUO webhook rejected", extra={"reason": str(e)[:200]})
             metrics.WEBHOOKS.labels("quo", "rejected").inc()
-            raise HTTPException(401, f"invalid signature: {e}") from e
+            raise HTTPException(401, str(e)[:200]) from e
         try:
             event = QuoWebhookEvent.model_validate_json(raw)
             async with ctx.transaction() as tx:
-                ack = await handle_quo_event(tx, event, settings=settings)
+                ack = await handle_quo_event(tx, event, settings=settings, delivery_id=verified.delivery_id)
         except (ValidationError, KeyError, TypeError) as e:
             metrics.WEBHOOKS.labels("quo", "malformed").inc()
             raise HTTPException(400, f"malformed webhook body: {type(e).__name__}") from e

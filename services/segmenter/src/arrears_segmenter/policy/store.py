@@ -25,15 +25,20 @@ policies = Table(
     Column("loaded_at", DateTime(timezone=True), nullable=False),
 )
 
-_cache: dict[tuple[str, int], Policy] = {}
+# (id, version) -> (body, parsed). The body is compared too: a version installed in a transaction that was
+# rolled back (a simulation, a failed load) must not shadow a different document stored later under the
+# same number.
+_cache: dict[tuple[str, int], tuple[Any, Policy]] = {}
 
 
 def _parse(body: Any) -> Policy:
     data = json.loads(body) if isinstance(body, str) else body
     key = (data["id"], data["version"])
-    if key not in _cache:
-        _cache[key] = Policy.model_validate(data)
-    return _cache[key]
+    hit = _cache.get(key)
+    if hit is None or hit[0] != data:
+        hit = (data, Policy.model_validate(data))
+        _cache[key] = hit
+    return hit[1]
 
 
 async def active(conn: AsyncConnection, bootstrap: Policy) -> Policy:

@@ -1,4 +1,5 @@
-"""HTTP API of dunning policies (no business logic here). POST a YAML document to load a new version."""
+"""HTTP API of dunning policies (no business logic here). POST a YAML document to load a new version, or to
+/policies/simulate to see what it would do against the active one first (a dry run: nothing is written)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from arrears_shared.service import Context, RouterFactory
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
 
 from ..deps import Deps
+from ..simulate import compare
 from . import store
 from .models import Policy, PolicyError
 from .service import Loaded, load_new_version
+
+SIMULATE_MAX_S = 30.0  # wall-time cap of each of the two runs: bounds how long they hold their row locks
 
 
 def make_router(deps: Deps) -> RouterFactory:
@@ -66,6 +70,28 @@ def make_router(deps: Deps) -> RouterFactory:
                     return loaded
             except PolicyError as e:
                 raise HTTPException(422, {"message": "policy rejected", "errors": e.errors}) from None
+
+        @router.post("/simulate")
+        async def simulate(
+            document: str = Body(..., media_type="application/yaml", description="The candidate as YAML"),
+            days: int = Query(30, ge=1, le=90, description="Virtual days to run"),
+            _who: Principal = Depends(requires("policies.write")),
+        ) -> dict[str, Any]:
+            """Dry run: what the candidate and the active policy would each send, defer, suppress or hold over
+            the next `days` days against current data (by tier and channel, by day, by gate rule). The
+            candidate is validated exactly as `POST /policies` does (422 with every problem). Both runs are
+            rolled back: nothing is stored, emitted or audited."""
+            try:
+                result = await compare(
+                    get_context().engine,
+                    deps,
+                    days=days,
+                    candidate_text=document,
+                    max_seconds=SIMULATE_MAX_S,
+                )
+            except PolicyError as e:
+                raise HTTPException(422, {"message": "policy rejected", "errors": e.errors}) from None
+            return result.to_dict()
 
         return router
 

@@ -5,12 +5,14 @@ suppression with its rule), and the actions a person may take, each a call to es
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from arrears_shared.auth import Principal, requires
 from arrears_shared.auth.masking import mask_name
-from arrears_shared.events import AgingBucket
+from arrears_shared.events import AgingBucket, Intent
+from arrears_shared.money import to_minor
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
@@ -34,9 +36,20 @@ ACTIONS: dict[str, tuple[str, str, str]] = {
 }
 
 
+INTENTS = [i.value for i in Intent]
+BUCKETS = [b.value for b in AgingBucket]
+
+
 def _merge_timeline(activity: list[dict[str, Any]], decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     items = [
-        {"at": a["at"], "kind": a["kind"].split(".", 1)[0], "label": a["kind"], "summary": a["summary"]}
+        {
+            "at": a["at"],
+            "kind": a["kind"].split(".", 1)[0],
+            "label": a["kind"],
+            "summary": a["summary"],
+            "reply_id": (a.get("data") or {}).get("reply_id") if a["kind"] == "message_in" else None,
+            "intent": (a.get("data") or {}).get("intent"),
+        }
         for a in activity
     ]
     for d in decisions:
@@ -60,7 +73,7 @@ def router(get_context: ContextGetter) -> APIRouter:
     async def search(
         request: Request,
         q: str | None = Query(None, max_length=100),
-        bucket: AgingBucket | None = None,
+        bucket: str = Query("", max_length=20, description="An aging bucket; empty: any"),
         limit: int = Query(50, ge=1, le=500),
         who: Principal = Depends(requires("reports.read")),
     ) -> HTMLResponse:
@@ -70,7 +83,7 @@ def router(get_context: ContextGetter) -> APIRouter:
                 conn,
                 ctx.schema,
                 today_utc(),
-                bucket=bucket.value if bucket else None,
+                bucket=bucket if bucket in BUCKETS else None,
                 q=q,
                 limit=limit,
                 names=who.sees_pii,
@@ -78,15 +91,14 @@ def router(get_context: ContextGetter) -> APIRouter:
         if not who.sees_pii:
             for item in found.items:
                 item.customer_name = mask_name(item.customer_name)
-        buckets = [b.value for b in AgingBucket]
         return page(
             request,
             who,
             "accounts.html",
             found=found,
             q=q or "",
-            bucket=bucket.value if bucket else "",
-            buckets=buckets,
+            bucket=bucket if bucket in BUCKETS else "",
+            buckets=BUCKETS,
         )
 
     @r.get("/accounts/{account_id}", response_class=HTMLResponse)
@@ -99,6 +111,7 @@ def router(get_context: ContextGetter) -> APIRouter:
         activity: list[dict[str, Any]] = []
         decisions: list[dict[str, Any]] = []
         held: list[dict[str, Any]] = []
+        promises: list[dict[str, Any]] = []
         try:
             acct = await up.call(request, who, "segmenter", "GET", f"/accounts/{account_id}")
             decisions = await up.call(
@@ -109,6 +122,7 @@ def router(get_context: ContextGetter) -> APIRouter:
                 problems.append(f"segmenter: {e.detail}")
         try:
             activity = await up.call(request, who, "escalation", "GET", f"/accounts/{account_id}/timeline")
+            promises = await up.call(request, who, "escalation", "GET", f"/accounts/{account_id}/promises")
         except UpstreamError as e:
             problems.append(f"escalation: {e.detail}")
         if who.can("approvals.decide"):
@@ -132,6 +146,9 @@ def router(get_context: ContextGetter) -> APIRouter:
                 held=[],
                 problems=problems,
                 actions={},
+                promises=[],
+                upcoming=[],
+                intents=INTENTS,
             )
         allowed = {name: spec for name, spec in ACTIONS.items() if who.can(spec[1])}
         return page(
@@ -144,6 +161,11 @@ def router(get_context: ContextGetter) -> APIRouter:
             held=held,
             problems=problems,
             actions=allowed,
+            promises=promises,
+            upcoming=[
+                t for t in (acct or {}).get("timers", []) if t["state"] in ("pending", "held", "deferred")
+            ],
+            intents=INTENTS,
         )
 
     @r.post("/accounts/{account_id}/act/{name}")
@@ -185,6 +207,55 @@ def router(get_context: ContextGetter) -> APIRouter:
             return back(here, error=f"{name} refused: {e.detail}")
         return back(here, flash=f"{name} requested; the segmenter applies it within seconds")
 
+    @r.post("/accounts/{account_id}/promise")
+    async def promise(
+        request: Request,
+        account_id: str,
+        due_date: date = Form(...),
+        amount: str = Form("", max_length=30),
+        currency: str = Form("USD", max_length=3),
+        reason: str = Form("", max_length=2000),
+        who: Principal = Depends(requires("accounts.work")),
+    ) -> Response:
+        here = f"/accounts/{account_id}"
+        body: dict[str, Any] = {"due_date": due_date.isoformat(), "reason": reason}
+        if amount.strip():
+            try:
+                body["amount_minor"] = to_minor(Decimal(amount.replace(",", "").strip()), currency)
+            except (InvalidOperation, ValueError):
+                return back(here, error=f"not an amount in {currency}: {amount}")
+        try:
+            await upstreams(get_context()).call(
+                request, who, "escalation", "POST", f"{here}/promises", json=body
+            )
+        except UpstreamError as e:
+            return back(here, error=f"promise refused: {e.detail}")
+        return back(
+            here, flash=f"promise to pay by {due_date.isoformat()} recorded; reminders wait until then"
+        )
+
+    @r.post("/accounts/{account_id}/replies/{reply_id}/intent")
+    async def correct_intent(
+        request: Request,
+        account_id: str,
+        reply_id: str,
+        intent: Intent = Form(...),
+        who: Principal = Depends(requires("accounts.work")),
+    ) -> Response:
+        here = f"/accounts/{account_id}"
+        try:
+            await upstreams(get_context()).call(
+                request,
+                who,
+                "responses",
+                "POST",
+                f"/replies/{reply_id}/intent",
+                json={"intent": intent.value},
+            )
+        except UpstreamError as e:
+            return back(here, error=f"correction refused: {e.detail}")
+        return back(here, flash=f"reply marked as {intent.value}; kept as a training example")
+
     @r.post("/accounts/{account_id}/note")
     async def note(
         request: Request,
@@ -213,6 +284,3 @@ def _end_of(day: str) -> str:
     if len(day) <= 10:
         d = datetime.combine(d.date(), time(23, 59), UTC)
     return (d if d.tzinfo else d.replace(tzinfo=UTC)).isoformat()
-
-
-__all__ = ["router", "timedelta"]

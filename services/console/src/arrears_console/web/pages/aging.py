@@ -1,24 +1,28 @@
 """Aging dashboard: buckets x currency as a server-rendered SVG chart and a table, reporting-currency totals,
 drill-down to the account list, and the same view exported as CSV or XLSX that no spreadsheet can run as a
-formula (arrears_shared.spreadsheet)."""
+formula (arrears_shared.spreadsheet). Below, the trend over a chosen number of days from the console's daily
+aging snapshots (readmodels.aging_history), also served alone as the `?fragment=trend` fragment."""
 
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from html import escape
 from typing import Any
 
 from arrears_shared.auth import Principal, requires
-from arrears_shared.money import format_minor
+from arrears_shared.money import configured_rates, format_minor
 from arrears_shared.spreadsheet import FORMULA_PREFIXES, cell_safe, csv_text
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from openpyxl import Workbook
 
 from ...readmodels import service
+from ...readmodels.aging_history import AgingTrend, aging_trend
 from ...readmodels.models import AgingReport
 from ...readmodels.views import today_utc
-from ..templating import page
+from ..charts import Series, line_chart
+from ..templating import env, page
 from .common import ContextGetter
 
 HEADER = (
@@ -65,6 +69,23 @@ def chart_svg(report: AgingReport) -> str:
     return "".join(parts)
 
 
+TREND_PERIODS = (7, 30, 90, 365)
+
+
+def trend_svg(trend: AgingTrend) -> str:
+    """Outstanding per bucket over the snapshot days, in the reporting currency, and the total."""
+    cur = trend.reporting_currency
+    series = [Series(b, trend.series(b)) for b in trend.buckets]
+    series.append(Series("Total", trend.totals()))
+    return line_chart(
+        "aging-trend-chart",
+        f"Outstanding by aging bucket over time, in {cur}",
+        trend.days,
+        series,
+        lambda v: format_minor(round(v), cur),
+    )
+
+
 def xlsx_bytes(report: AgingReport) -> bytes:
     wb = Workbook()
     ws = wb.active
@@ -92,11 +113,33 @@ def router(get_context: ContextGetter) -> APIRouter:
         async with ctx.engine.connect() as conn:
             return await service.aging(conn, ctx.schema, today_utc())
 
+    async def trend(days: int, reporting_currency: str) -> AgingTrend:
+        ctx = get_context()
+        end = today_utc()
+        async with ctx.engine.connect() as conn:
+            return await aging_trend(
+                conn, ctx.schema, end - timedelta(days=days - 1), end, reporting_currency
+            )
+
     @r.get("/aging", response_class=HTMLResponse)
-    async def aging(request: Request, who: Principal = reader) -> HTMLResponse:
+    async def aging(
+        request: Request,
+        who: Principal = reader,
+        fragment: str | None = Query(None, pattern="^trend$", description="Only the trend section"),
+        days: int = Query(30, ge=2, le=366, description="Days of trend, ending today"),
+    ) -> HTMLResponse:
+        tr = await trend(days, configured_rates().reporting_currency)
+        trend_ctx: dict[str, Any] = {
+            "trend": tr,
+            "trend_chart": trend_svg(tr),
+            "days": days,
+            "periods": TREND_PERIODS,
+        }
+        if fragment == "trend":
+            return HTMLResponse(env.get_template("aging_trend.html").render(**trend_ctx))
         rep = await report()
         cells = {(row.currency, row.bucket): row for row in rep.rows}
-        return page(request, who, "aging.html", report=rep, cells=cells, chart=chart_svg(rep))
+        return page(request, who, "aging.html", report=rep, cells=cells, chart=chart_svg(rep), **trend_ctx)
 
     @r.get("/aging.csv")
     async def aging_csv(who: Principal = reader) -> Response:

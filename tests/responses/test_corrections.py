@@ -1,0 +1,78 @@
+"""A person corrects a reply's intent: stored with the reply's text as a labelled example, audited as them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from arrears_responses.__main__ import definition
+from arrears_responses.settings import ResponsesSettings
+from arrears_shared.service import ServiceHost
+from auth_support import bearer, issue_key_async
+from sqlalchemy import text
+
+
+@pytest.fixture(scope="module")
+async def responses(
+    broker: Any, fresh_database_url: Callable[..., str]
+) -> AsyncIterator[tuple[ServiceHost, httpx.AsyncClient, dict[str, str]]]:
+    settings = ResponsesSettings(
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        database_url=fresh_database_url("responses_corr"),
+        runner_poll_timeout_ms=100,
+    )
+    host = ServiceHost(definition(settings))
+    app = host.build_app()
+    await host.start()
+    assert host.ctx is not None
+    async with host.ctx.engine.begin() as conn:
+        keys = {role: await issue_key_async(conn, role, name=f"{role}-c") for role in ("viewer", "collector")}
+        await conn.execute(
+            text(
+                """INSERT INTO responses.replies (reply_id, channel, from_address, text, account_id, intent,
+                    confidence, received_at)
+                VALUES ('r-1', 'sms', '+15550100001', 'no voy a pagar, no es mi deuda', 'AC-1', 'other', 0.41,
+                        now())"""
+            )
+        )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://responses") as c:
+        yield host, c, keys
+    await host.stop()
+
+
+async def test_a_correction_is_kept_as_a_labelled_example_and_audited(responses) -> None:
+    host, client, keys = responses
+    body = {"intent": "dispute"}
+    assert (
+        await client.post("/replies/r-1/intent", json=body, headers=bearer(keys["viewer"]))
+    ).status_code == 403
+    assert (
+        await client.post(
+            "/replies/r-1/intent", json={"intent": "nonsense"}, headers=bearer(keys["collector"])
+        )
+    ).status_code == 422
+    assert (
+        await client.post("/replies/nope/intent", json=body, headers=bearer(keys["collector"]))
+    ).status_code == 404
+    r = await client.post("/replies/r-1/intent", json=body, headers=bearer(keys["collector"]))
+    assert r.status_code == 200, r.text
+    assert (r.json()["predicted_intent"], r.json()["intent"], r.json()["corrected_by"]) == (
+        "other",
+        "dispute",
+        "collector-c",
+    )
+    assert host.ctx is not None
+    async with host.ctx.engine.connect() as conn:
+        example = (
+            await conn.execute(
+                text("SELECT text, intent, predicted_intent FROM responses.intent_corrections")
+            )
+        ).one()
+        audit = (
+            await conn.execute(text("SELECT actor, action, before, after FROM responses.audit_log"))
+        ).one()
+    assert tuple(example) == ("no voy a pagar, no es mi deuda", "dispute", "other")
+    assert (audit.actor, audit.action) == ("collector-c", "reply.intent_corrected")
+    assert audit.before["predicted"] == "other" and audit.after["intent"] == "dispute"
