@@ -28,7 +28,8 @@ from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.e2e
-HIGH = "WEB-H01"  # 20,000.00 USD: held for approval, and a senior_review task
+HIGH = "WEB-H01"  # 20,000.00 USD: held for approval, and a senior_review task (the collector works it)
+HELD = "WEB-H02"  # 20,000.00 USD too: the supervisor approves its held step
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +55,15 @@ def platform(
     with running_platform(pg, tmp_path_factory, "browser", {svc: dict(oidc) for svc in SERVICES}) as p:
         state.clients["arrears-console"] = [p.service_url("console") + "/auth/callback"]
         loc = pick_locale(datetime.now(UTC))
-        accounts = [Account(HIGH, loc.phone(1), "web.h01@example.com", 12)] + [
+        accounts = [
+            Account(HIGH, loc.phone(1), "web.h01@example.com", 12),
+            Account(HELD, loc.phone(2), "web.h02@example.com", 12),
+        ] + [
             Account(f"WEB-N{i:02d}", loc.phone(10 + i), f"web.n{i:02d}@example.com", 5 + i)
             for i in range(1, 4)
         ]
         rows = sheet_rows(accounts, loc, date.today(), [["WEB-BAD", '=HYPERLINK("x")', "", "", "-5"]])
-        rows[1][4] = "$20,000.00"
+        rows[1][4] = rows[2][4] = "$20,000.00"
         load_into_emulator(p.emulator_url("sheets"), SPREADSHEET_ID, rows)
         admin = bearer(p.admin_api_key)
         wait_for("an ingest run", lambda: _run(p, admin))
@@ -105,7 +109,8 @@ def test_a_collector_finds_an_account_works_its_task_and_notes_it(
     page.get_by_role("link", name="Accounts").click()
     page.get_by_label("Search").fill(HIGH)
     page.get_by_role("button", name="Search").click()
-    expect(page.get_by_role("cell", name=f"Customer {HIGH}")).to_be_visible()
+    cell = page.get_by_role("cell", name=f"Customer {HIGH}")
+    wait_for("the account in the console's read model", lambda: cell.count() > 0 or page.reload() and False)
     shot(page, screenshots, "accounts")
     page.get_by_role("link", name="Worklist").click()
     task_row = page.get_by_role("row").filter(has_text=HIGH).filter(has_text="senior_review")
@@ -153,12 +158,12 @@ def test_a_supervisor_approves_a_held_step_and_the_sms_is_sent(
 ) -> None:
     p = platform
     phone = phonenumbers.format_number(
-        phonenumbers.parse(p.locale.phone(1)),
+        phonenumbers.parse(p.locale.phone(2)),
         phonenumbers.PhoneNumberFormat.E164,  # type: ignore[attr-defined]
     )
     page = sign_in(browser, p, issue_key(p.database_url, "supervisor", name="lead"))
     page.get_by_role("link", name="Approvals").click()
-    row = page.get_by_role("row").filter(has_text=HIGH)
+    row = page.get_by_role("row").filter(has_text=HELD)
     wait_for("the held step", lambda: page.reload() or row.count() > 0)
     shot(page, screenshots, "approvals")
     assert _sms_to(p, phone) == 0  # held: nothing sent yet
@@ -169,7 +174,7 @@ def test_a_supervisor_approves_a_held_step_and_the_sms_is_sent(
     time.sleep(2)
     assert _sms_to(p, phone) == 1  # once
     decisions = httpx.get(
-        f"{p.service_url('segmenter')}/accounts/{HIGH}/decisions", headers=bearer(p.admin_api_key), timeout=10
+        f"{p.service_url('segmenter')}/accounts/{HELD}/decisions", headers=bearer(p.admin_api_key), timeout=10
     ).json()
     assert any(d["outcome"] == "approved" and "lead" in d["reason"] for d in decisions)
 
@@ -190,6 +195,9 @@ def test_a_viewer_sees_masked_names_and_no_actions(
     page.get_by_role("link", name="Accounts").click()
     page.get_by_label("Search").fill("WEB-N0")
     page.get_by_role("button", name="Search").click()
+    wait_for(
+        "the accounts", lambda: "WEB-N01" in page.locator("main").inner_text() or page.reload() and False
+    )
     body = page.locator("main").inner_text()
     assert "WEB-N01" in body and "Customer WEB-N01" not in body and "C. W." in body
     expect(page.locator("main form[method=post]")).to_have_count(0)
@@ -208,7 +216,7 @@ def test_the_aging_export_has_no_live_formula(
     shot(page, screenshots, "aging")
     with page.expect_download() as got:
         page.get_by_role("link", name="Export XLSX").click()
-    wb = load_workbook(got.value.path())
+    wb = load_workbook(io.BytesIO(Path(got.value.path()).read_bytes()))  # the temp file has no .xlsx suffix
     cells = [c for row in wb.active.iter_rows() for c in row]
     assert cells and all(c.data_type != "f" for c in cells)
     assert any(c.value == "USD" for c in cells)

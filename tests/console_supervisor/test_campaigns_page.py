@@ -95,13 +95,14 @@ async def test_a_supervisor_creates_activates_and_pauses_a_campaign(stack: Stack
         assert "cannot go from active to active" in (await sup.get(r.headers["location"])).text
 
         r = await sup.post(
-            f"/campaigns/big-90/pause?csrf_token={csrf}", data={"reason": "letters being reviewed", "until": ""}
+            f"/campaigns/big-90/pause?csrf_token={csrf}",
+            data={"reason": "letters being reviewed", "until": ""},
         )
         assert r.status_code == 303
-        assert "pause requested" in (await sup.get(r.headers["location"])).text
+        assert "pause requested" in (await sup.get(r.headers["location"])).text, r.headers["location"]
         # escalation recorded the override as the supervisor, and the segmenter applies it
         assert await rows(
-            stack, "SELECT actor, action, reason FROM escalation.audit_log WHERE entity_id = 'campaign:big-90'"
+            stack, "SELECT actor, action, reason FROM escalation.audit_log WHERE entity_id = 'big-90'"
         ) == [(SUPERVISOR, "override.pause", "letters being reviewed")]
         assert await deliver_overrides(stack, "campaign:big-90") == 1
         page = (await sup.get("/campaigns")).text

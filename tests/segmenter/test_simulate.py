@@ -66,5 +66,11 @@ def test_cli_simulate_prints_the_report(segmenter_url) -> None:
     )
     assert r.exit_code == 0, r.output
     assert "Would send" in r.output and "firm" in r.output and "Nothing was sent" in r.output
+    as_json = CliRunner().invoke(
+        app, ["simulate", "--json", "--database-url", segmenter_url, "--start", "2026-03-02T15:00:00"]
+    )
+    assert as_json.exit_code == 0, as_json.output
+    summary = __import__("json").loads(as_json.output)["summary"]  # the same summary the API returns
+    assert summary["totals"]["sent"] == sum(r["sent"] for r in summary["by_tier_channel"])
     bad = CliRunner().invoke(app, ["simulate", "--database-url", segmenter_url, "--policy", __file__])
     assert bad.exit_code == 2 and "policy rejected" in bad.output

@@ -26,7 +26,9 @@ DEFAULT_YAML = (
 YAML = {"content-type": "application/yaml"}
 # the candidate: version 2, and the reminder by email only
 EMAIL_REMINDER = DEFAULT_YAML.replace("version: 1", "version: 2").replace(
-    "channels: [sms, email]\n    template_id: reminder-v1", "channels: [email]\n    template_id: reminder-v1", 1
+    "channels: [sms, email]\n    template_id: reminder-v1",
+    "channels: [email]\n    template_id: reminder-v1",
+    1,
 )
 
 
@@ -38,7 +40,9 @@ def sim_url(fresh_database_url: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-async def api(broker: Any, sim_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, AsyncEngine, dict[str, str]]]:
+async def api(
+    broker: Any, sim_url: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, AsyncEngine, dict[str, str]]]:
     url = sim_url
     env = {"ARREARS_DATABASE_URL": url, "ARREARS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}
     with pytest.MonkeyPatch.context() as mp:
@@ -64,7 +68,16 @@ async def snapshot(engine: AsyncEngine) -> list[tuple[Any, ...]]:
     """Every table a simulation could touch: row count and a digest of the rows."""
     out = []
     async with engine.connect() as c:
-        for t in ("outbox", "timers", "notices", "decisions", "accounts", "policies", "campaigns", "audit_log"):
+        for t in (
+            "outbox",
+            "timers",
+            "notices",
+            "decisions",
+            "accounts",
+            "policies",
+            "campaigns",
+            "audit_log",
+        ):
             q = f"SELECT count(*), md5(string_agg(t::text, ',' ORDER BY t::text)) FROM segmenter.{t} t"
             out.append((t, *tuple((await c.execute(text(q))).one())))
     return out
@@ -92,7 +105,9 @@ async def test_simulate_compares_candidate_and_active_and_writes_nothing(api) ->
         assert r.status_code == 403 and "policies.write" in r.json()["detail"]
     before = await snapshot(engine)
 
-    r = await client.post("/policies/simulate", params={"days": 30}, content=EMAIL_REMINDER, headers=YAML | sup)
+    r = await client.post(
+        "/policies/simulate", params={"days": 30}, content=EMAIL_REMINDER, headers=YAML | sup
+    )
     assert r.status_code == 200, r.text
     got = r.json()
     cand, act = got["candidate"], got["active"]

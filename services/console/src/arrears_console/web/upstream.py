@@ -73,12 +73,12 @@ class Upstreams:
         params: dict[str, Any] | None = None,
         content: bytes | str | None = None,
         content_type: str | None = None,
-        timeout: float | None = None,
+        timeout_s: float | None = None,
     ) -> Any:
         headers = self.credentials(request, who)
         if content_type:
             headers["content-type"] = content_type
-        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}  # default: the client's
+        extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}  # else: the client's
         try:
             r = await self.http.request(
                 method,

@@ -25,6 +25,9 @@ from .models import (
 from .service import add_note, request_override
 
 AccountId = Path(min_length=1, max_length=64)
+# its own Path(): FastAPI binds a Path() instance to the first parameter name it is used with, so sharing
+# AccountId made every campaign route ask for a missing `account_id` (422)
+CampaignId = Path(min_length=1, max_length=64)
 
 
 def make_router(deps: Deps) -> RouterFactory:
@@ -124,7 +127,7 @@ def make_router(deps: Deps) -> RouterFactory:
 
         @router.post("/campaigns/{campaign_id}/pause", response_model=OverrideAccepted, status_code=202)
         async def campaign_pause(
-            body: Pause, campaign_id: str = AccountId, who: Principal = campaigns
+            body: Pause, campaign_id: str = CampaignId, who: Principal = campaigns
         ) -> OverrideAccepted:
             """Pause a whole campaign (supervisor). The event's key is `campaign:<id>`."""
             return await go(
@@ -138,7 +141,7 @@ def make_router(deps: Deps) -> RouterFactory:
 
         @router.post("/campaigns/{campaign_id}/resume", response_model=OverrideAccepted, status_code=202)
         async def campaign_resume(
-            body: Reason, campaign_id: str = AccountId, who: Principal = campaigns
+            body: Reason, campaign_id: str = CampaignId, who: Principal = campaigns
         ) -> OverrideAccepted:
             return await go(who, f"campaign:{campaign_id}", "resume", body.reason, campaign_id=campaign_id)
 

@@ -130,7 +130,7 @@ def router(get_context: ContextGetter) -> APIRouter:
                 params={"days": days},
                 content=document,
                 content_type=YAML,
-                timeout=SIMULATE_TIMEOUT_S,
+                timeout_s=SIMULATE_TIMEOUT_S,
             )
         except UpstreamError as e:
             return await render(request, who, status=e.status, document=document, errors=_errors(e))
