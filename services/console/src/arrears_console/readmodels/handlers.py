@@ -116,6 +116,7 @@ async def handle_events(events: Sequence[Envelope], tx: Transaction) -> None:
     opt_outs: dict[tuple[str, str], datetime] = {}
     rejects: list[tuple[Envelope, IngestRejected]] = []
     cases: dict[str, CaseEscalated] = {}
+    campaigns: dict[str, str] = {}  # account -> campaign of its latest notice in this batch
     counts: Counter[tuple[str, str]] = Counter()
     last_at: dict[tuple[str, str], datetime] = {}
     tl: dict[str, list[Any]] = {"ce": [], "acc": [], "topic": [], "type": [], "at": [], "sum": []}
@@ -139,6 +140,8 @@ async def handle_events(events: Sequence[Envelope], tx: Transaction) -> None:
             opt_outs.setdefault((ev.account_id, ev.channel.value), ev.received_at)
         elif isinstance(ev, IngestRejected):
             rejects.append((env, ev))
+        elif isinstance(ev, NoticeDue) and ev.campaign_id:
+            campaigns[ev.account_id] = ev.campaign_id
         elif isinstance(ev, CaseEscalated):
             cases[ev.case_id] = ev
 
@@ -146,13 +149,14 @@ async def handle_events(events: Sequence[Envelope], tx: Transaction) -> None:
     await _bulk(
         tx,
         """INSERT INTO {s}.accounts (account_id, customer_name, balance_minor, currency, due_date, status, source,
-               removed, sms_consent, email_consent, last_payment_date, as_of)
+               removed, sms_consent, email_consent, last_payment_date, as_of, phone, email)
            SELECT * FROM {unnest}
            ON CONFLICT (account_id) DO UPDATE SET customer_name = EXCLUDED.customer_name,
                balance_minor = EXCLUDED.balance_minor, currency = EXCLUDED.currency, due_date = EXCLUDED.due_date,
                status = EXCLUDED.status, source = EXCLUDED.source, removed = EXCLUDED.removed,
                sms_consent = EXCLUDED.sms_consent, email_consent = EXCLUDED.email_consent,
-               last_payment_date = EXCLUDED.last_payment_date, as_of = EXCLUDED.as_of, updated_at = now()
+               last_payment_date = EXCLUDED.last_payment_date, as_of = EXCLUDED.as_of, phone = EXCLUDED.phone,
+               email = EXCLUDED.email, updated_at = now()
            WHERE {s}.accounts.as_of <= EXCLUDED.as_of""",
         {
             "id": ("text", [a.account_id for a in acc]),
@@ -167,8 +171,18 @@ async def handle_events(events: Sequence[Envelope], tx: Transaction) -> None:
             "ec": ("boolean", [a.email_consent for a in acc]),
             "lp": ("date", [a.last_payment_date for a in acc]),
             "asof": ("timestamptz", [a.as_of for a in acc]),
+            "ph": ("text", [a.phone for a in acc]),
+            "em": ("text", [a.email for a in acc]),
         },
     )
+    if campaigns:
+        ids = sorted(campaigns)
+        await _bulk(
+            tx,
+            """UPDATE {s}.accounts a SET campaign_id = c.campaign_id FROM {unnest} AS c(account_id, campaign_id)
+               WHERE a.account_id = c.account_id""",
+            {"id": ("text", ids), "cmp": ("text", [campaigns[i] for i in ids])},
+        )
     await copy_timeline(tx, tl)
     keys = sorted(counts)  # a stable lock order across concurrent batches
     await _bulk(

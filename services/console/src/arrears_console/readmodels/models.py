@@ -58,6 +58,9 @@ class AccountView(BaseModel):
     opt_outs: list[str]
     last_payment_date: date | None
     as_of: datetime
+    phone: str | None = None
+    email: str | None = None
+    campaign_id: str | None = Field(None, description="Campaign of the account's latest notice")
 
 
 class AccountList(BaseModel):

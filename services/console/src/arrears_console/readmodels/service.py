@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from arrears_shared.auth.masking import mask_email, mask_name, mask_phone
 from arrears_shared.events import AgingBucket
 from arrears_shared.money import RateTable, configured_rates, note_unpriced
 from sqlalchemy import text
@@ -99,16 +100,31 @@ async def accounts(
     q: str | None,
     limit: int,
     names: bool = True,
+    status: str | None = None,
+    campaign: str | None = None,
 ) -> AccountList:
+    """Accounts by days past due. `q` matches part of the account id and, when `names` (the caller may see
+    personal data), of the name, the email or the phone number (digits only: "555 0142" finds +15550142…)."""
     where = ["NOT a.removed"]
     params: dict[str, object] = {"today": today, "limit": limit}
     if bucket:
         where.append(f"{_BUCKET} = :bucket")
         params["bucket"] = bucket
+    if status:
+        where.append("a.status = :status")
+        params["status"] = status
+    if campaign:
+        where.append("a.campaign_id = :campaign")
+        params["campaign"] = campaign
     if q:
-        where.append(
-            "(a.account_id ILIKE :q OR a.customer_name ILIKE :q)" if names else "a.account_id ILIKE :q"
-        )
+        like = ["a.account_id ILIKE :q"]
+        if names:
+            like += ["a.customer_name ILIKE :q", "a.email ILIKE :q"]
+            digits = "".join(c for c in q if c.isdigit())
+            if len(digits) >= 4:
+                like.append("a.phone LIKE :digits")
+                params["digits"] = f"%{digits}%"
+        where.append("(" + " OR ".join(like) + ")")
         params["q"] = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     cond = " AND ".join(where)
     rows = await conn.execute(
@@ -140,6 +156,9 @@ async def accounts(
             opt_outs=list(r.opt_outs),
             last_payment_date=r.last_payment_date,
             as_of=r.as_of,
+            phone=r.phone,
+            email=r.email,
+            campaign_id=r.campaign_id,
         )
         for r in rows
     ]
@@ -220,3 +239,20 @@ async def rejects(conn: AsyncConnection, schema: str, limit: int) -> RejectList:
     )
     count = (await conn.execute(text(f"SELECT count(*) FROM {schema}.rejects"))).scalar_one()
     return RejectList(items=[RejectItem.model_validate(r._asdict()) for r in rows], count=count)
+
+
+def mask_personal(found: AccountList) -> AccountList:
+    """Names, phones and emails masked, for callers without `accounts.read` (viewers)."""
+    for item in found.items:
+        item.customer_name = mask_name(item.customer_name)
+        item.phone = mask_phone(item.phone) if item.phone else None
+        item.email = mask_email(item.email) if item.email else None
+    return found
+
+
+async def campaign_of(conn: AsyncConnection, schema: str, account_id: str) -> str | None:
+    """The campaign of the account's latest notice (None: the default policy, or no notice yet)."""
+    found = await conn.execute(
+        text(f"SELECT campaign_id FROM {schema}.accounts WHERE account_id = :a"), {"a": account_id}
+    )
+    return found.scalar()

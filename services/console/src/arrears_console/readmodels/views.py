@@ -6,7 +6,6 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from arrears_shared.auth import Principal, requires
-from arrears_shared.auth.masking import mask_name
 from arrears_shared.events import AgingBucket
 from arrears_shared.service import Context
 from fastapi import APIRouter, Depends, Query
@@ -34,7 +33,13 @@ def api_router(get_context: Callable[[], Context]) -> APIRouter:
     @router.get("/accounts", response_model=AccountList)
     async def accounts(
         bucket: AgingBucket | None = None,
-        q: str | None = Query(None, max_length=100, description="Account id or (with accounts.read) name"),
+        q: str | None = Query(
+            None,
+            max_length=100,
+            description="Part of the account id or (with accounts.read) name, email or phone",
+        ),
+        status: str | None = Query(None, max_length=20),
+        campaign: str | None = Query(None, max_length=64),
         limit: int = Query(100, ge=1, le=1000),
         as_of: date | None = None,
         who: Principal = Depends(requires("reports.read")),
@@ -51,11 +56,10 @@ def api_router(get_context: Callable[[], Context]) -> APIRouter:
                 q=q,
                 limit=limit,
                 names=who.sees_pii,
+                status=status,
+                campaign=campaign,
             )
-        if not who.sees_pii:
-            for item in found.items:
-                item.customer_name = mask_name(item.customer_name)
-        return found
+        return found if who.sees_pii else service.mask_personal(found)
 
     @router.get("/accounts/{account_id}/timeline", response_model=Timeline, dependencies=pii)
     async def account_timeline(account_id: str, limit: int = Query(200, ge=1, le=2000)) -> Timeline:

@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from arrears_shared.account_status import AccountStatus
 from arrears_shared.auth import Principal, requires
-from arrears_shared.auth.masking import mask_name
 from arrears_shared.events import AgingBucket, Intent
 from arrears_shared.money import to_minor
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -38,6 +38,7 @@ ACTIONS: dict[str, tuple[str, str, str]] = {
 
 INTENTS = [i.value for i in Intent]
 BUCKETS = [b.value for b in AgingBucket]
+STATUSES = [s.value for s in AccountStatus]
 
 
 def _merge_timeline(activity: list[dict[str, Any]], decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -74,6 +75,8 @@ def router(get_context: ContextGetter) -> APIRouter:
         request: Request,
         q: str | None = Query(None, max_length=100),
         bucket: str = Query("", max_length=20, description="An aging bucket; empty: any"),
+        status: str = Query("", max_length=20),
+        campaign: str = Query("", max_length=64),
         limit: int = Query(50, ge=1, le=500),
         who: Principal = Depends(requires("reports.read")),
     ) -> HTMLResponse:
@@ -87,10 +90,11 @@ def router(get_context: ContextGetter) -> APIRouter:
                 q=q,
                 limit=limit,
                 names=who.sees_pii,
+                status=status or None,
+                campaign=campaign or None,
             )
         if not who.sees_pii:
-            for item in found.items:
-                item.customer_name = mask_name(item.customer_name)
+            service.mask_personal(found)
         return page(
             request,
             who,
@@ -99,13 +103,19 @@ def router(get_context: ContextGetter) -> APIRouter:
             q=q or "",
             bucket=bucket if bucket in BUCKETS else "",
             buckets=BUCKETS,
+            status_filter=status,
+            statuses=STATUSES,
+            campaign=campaign,
         )
 
     @r.get("/accounts/{account_id}", response_class=HTMLResponse)
     async def account(
         request: Request, account_id: str, who: Principal = Depends(requires("accounts.read"))
     ) -> HTMLResponse:
-        up = upstreams(get_context())
+        ctx = get_context()
+        up = upstreams(ctx)
+        async with ctx.engine.connect() as conn:
+            campaign = await service.campaign_of(conn, ctx.schema, account_id)
         problems: list[str] = []
         acct: dict[str, Any] | None = None
         activity: list[dict[str, Any]] = []
@@ -162,6 +172,7 @@ def router(get_context: ContextGetter) -> APIRouter:
             problems=problems,
             actions=allowed,
             promises=promises,
+            campaign=campaign,
             upcoming=[
                 t for t in (acct or {}).get("timers", []) if t["state"] in ("pending", "held", "deferred")
             ],
