@@ -215,8 +215,9 @@ async def test_aging_accounts_timeline_and_summary_through_the_broker(
     assert any(r["account_id"] == a_45 and r["column"] == "Balance" for r in rej["items"])
 
     page = await console.get("/")
-    assert page.status_code == 200 and "Aging report" in page.text and 'http-equiv="refresh"' in page.text
-    assert "XTS" in page.text and "<script" not in page.text
+    assert page.status_code == 200 and "Aging report" in page.text and 'data-poll="' in page.text  # live
+    assert "XTS" in page.text and '<script src="/static/app.js" defer></script>' in page.text
+    assert page.text.count("<script") == 1  # no inline script: values never become code
 
 
 async def test_dead_lettered_record_shows_in_the_dlq_view(console: httpx.AsyncClient, broker) -> None:

@@ -66,7 +66,6 @@ async def test_aging_report_has_reporting_currency_totals(fresh_database_url: Ca
                 timeline=await service.timeline(conn, "console", None, 5),
                 dlq=await service.dlq(conn, "console", 5),
                 rejects=await service.rejects(conn, "console", 5),
-                refresh_s=5,
             )
     finally:
         await engine.dispose()
