@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch chaos-dispatch chaos clean schemas config-docs security-docs
+.PHONY: env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console chaos-dispatch chaos clean schemas config-docs security-docs
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -46,6 +46,9 @@ bench-ingest: env
 
 bench-dispatch: env
 	$(RUN) python bench/dispatch.py
+
+bench-console: env
+	$(RUN) python bench/console.py
 
 chaos-dispatch: env
 	$(RUN) python bench/chaos_dispatch.py
