@@ -39,10 +39,15 @@ SECRET_ENV: dict[str, dict[str, tuple[str, bool]]] = {
     "segmenter": {},
     "dispatcher-sms": {"ARREARS_QUO_API_KEY": ("quo-api-key", False)},
     "dispatcher-email": {},
-    # Unsigned QUO webhooks are rejected only when a signing key is configured: make it mandatory.
-    "responses": {"ARREARS_QUO_WEBHOOK_SIGNING_KEY": ("quo-webhook-signing-key", False)},
+    # QUO webhooks: the Standard Webhooks secret (whsec_...) and/or the legacy openphone-signature key; a
+    # delivery signed with a system that has no key configured is refused.
+    "responses": {
+        "ARREARS_QUO_WEBHOOK_SECRET": ("quo-webhook-secret", True),
+        "ARREARS_QUO_WEBHOOK_SIGNING_KEY": ("quo-webhook-signing-key", True),
+    },
     "escalation": {},
-    "console": {},
+    # Only for a confidential OIDC client (console sign-in with the identity provider).
+    "console": {"ARREARS_AUTH_OIDC_CLIENT_SECRET": ("oidc-client-secret", True)},
 }
 # Google service-account / OAuth JSON files mounted from the secret: env var -> secret key (= file name)
 SECRET_FILES: dict[str, dict[str, str]] = {

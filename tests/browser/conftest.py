@@ -28,8 +28,10 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Module-scoped: Playwright's sync API drives an event loop in this thread while it is open, which the
+    asyncio tests that run after the browser tests must not inherit."""
     path = chromium_path()
     with sync_playwright() as pw:
         b = pw.chromium.launch(
