@@ -21,6 +21,17 @@ CHROMIUM_HINT = (
 )
 
 
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 def chromium_path() -> str:
     found = os.environ.get("ARREARS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
@@ -36,15 +47,7 @@ def browser() -> Iterator[Browser]:
     with sync_playwright() as pw:
         b = pw.chromium.launch(
             executable_path=path,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
+            args=LAUNCH_ARGS,
         )
         yield b
         b.close()

@@ -118,6 +118,9 @@ def test_a_collector_finds_an_account_works_its_task_and_notes_it(
     shot(page, screenshots, "worklist")
     task_row.get_by_role("button", name="Claim").click()
     expect(page.get_by_role("status")).to_contain_text("is yours")
+    page.goto(p.service_url("console") + "/accounts?assignee=ana")  # search by assignee: ana's open tasks
+    expect(page.get_by_role("cell", name=f"Customer {HIGH}")).to_be_visible()
+    page.get_by_role("link", name="Worklist").click()
     mine = page.locator("section", has=page.get_by_role("heading", name="My tasks (1)"))
     mine.get_by_label("Outcome").fill("called, will pay Friday")
     mine.get_by_role("button", name="Complete").click()

@@ -56,6 +56,7 @@ async def test_search_by_every_field_and_filter(fresh_database_url: Callable[...
         assert await ids(q=None, status="promise") == ["S-3"]
         assert await ids(q=None, campaign="big-90") == ["S-1", "S-3"]
         assert await ids(q="ruiz", campaign="big-90", status="open") == []
+        assert await ids(q=None, only=["S-2", "S-9"]) == ["S-2"]  # e.g. one assignee's open tasks
         # a viewer: the id only, and no personal data in what comes back
         assert await ids(q="lopez", names=False) == []
         assert await ids(q="5550142", names=False) == []

@@ -125,11 +125,14 @@ class StreamRunner:
         self._stopping.set()
 
     async def run(self) -> None:
-        if self._consumer is None:
-            await self.start()
-        consumer = self._consumer
-        assert consumer is not None
         try:
+            if self._consumer is None:
+                # aiokafka's start() waits for the first partition assignment, which can take a whole
+                # rebalance: a stop arriving meanwhile cancels us here, and the consumer must still be
+                # closed (else it stays in the group, heartbeating, holding partitions nobody consumes)
+                await self.start()
+            consumer = self._consumer
+            assert consumer is not None
             while not self._stopping.is_set():
                 batch = await self._poll(consumer)
                 if batch:
@@ -140,7 +143,10 @@ class StreamRunner:
                     self.state.last_progress = time.monotonic()
                 await self._update_lag(consumer, batch)
         finally:
-            await consumer.stop()
+            # a run restarted after a crash (the service host's supervisor) starts a new consumer
+            leaving, self._consumer = self._consumer, None
+            if leaving is not None:
+                await leaving.stop()
 
     async def _poll(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
         """One batch: wait for the first records, then linger briefly to fill the batch (bigger transactions

@@ -102,6 +102,7 @@ async def accounts(
     names: bool = True,
     status: str | None = None,
     campaign: str | None = None,
+    only: list[str] | None = None,
 ) -> AccountList:
     """Accounts by days past due. `q` matches part of the account id and, when `names` (the caller may see
     personal data), of the name, the email or the phone number (digits only: "555 0142" finds +15550142…)."""
@@ -116,6 +117,9 @@ async def accounts(
     if campaign:
         where.append("a.campaign_id = :campaign")
         params["campaign"] = campaign
+    if only is not None:  # e.g. the accounts of one assignee's open tasks
+        where.append("a.account_id = ANY(CAST(:only AS text[]))")
+        params["only"] = only
     if q:
         like = ["a.account_id ILIKE :q"]
         if names:

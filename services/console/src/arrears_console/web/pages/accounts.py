@@ -77,10 +77,21 @@ def router(get_context: ContextGetter) -> APIRouter:
         bucket: str = Query("", max_length=20, description="An aging bucket; empty: any"),
         status: str = Query("", max_length=20),
         campaign: str = Query("", max_length=64),
+        assignee: str = Query("", max_length=100, description="Accounts with an open task of this person"),
         limit: int = Query(50, ge=1, le=500),
         who: Principal = Depends(requires("reports.read")),
     ) -> HTMLResponse:
         ctx = get_context()
+        only: list[str] | None = None
+        if assignee and who.can("accounts.read"):
+            try:
+                tasks = await upstreams(ctx).call(
+                    request, who, "escalation", "GET", "/tasks",
+                    params={"assignee": assignee, "status": "open", "limit": 500},
+                )  # fmt: skip
+            except UpstreamError as e:
+                return page(request, who, "error.html", status=502, message=f"tasks unavailable: {e.detail}")
+            only = sorted({t["account_id"] for t in tasks})
         async with ctx.engine.connect() as conn:
             found = await service.accounts(
                 conn,
@@ -92,6 +103,7 @@ def router(get_context: ContextGetter) -> APIRouter:
                 names=who.sees_pii,
                 status=status or None,
                 campaign=campaign or None,
+                only=only,
             )
         if not who.sees_pii:
             service.mask_personal(found)
@@ -106,6 +118,7 @@ def router(get_context: ContextGetter) -> APIRouter:
             status_filter=status,
             statuses=STATUSES,
             campaign=campaign,
+            assignee=assignee,
         )
 
     @r.get("/accounts/{account_id}", response_class=HTMLResponse)
