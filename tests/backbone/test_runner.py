@@ -302,3 +302,61 @@ async def test_database_outage_is_waited_out_not_dead_lettered(broker, pg) -> No
         await engine.dispose()
         await admin.dispose()
     assert await scalar(url, f"SELECT count(*) FROM {schema}.outbox") == 0  # nothing dead-lettered
+
+
+async def test_a_runner_cancelled_while_joining_its_group_still_closes_its_consumer(broker, pg) -> None:
+    """aiokafka's start() waits for the first assignment, which takes a rebalance (every member rejoins), so
+    a service stopped in the middle of a join is cancelled there once its shutdown grace runs out: the
+    consumer must still be closed and leave the group, or it stays a member in the background, holding
+    partitions nobody consumes, and the next instance never sees their records."""
+    url = pg.create_database(unique("db"))
+    schema, topic, group = unique("svc"), unique("in"), unique("grp")
+    await create_topics(broker.bootstrap_servers, [topic, dlq_topic(topic, group)], partitions=3)
+    await create_schema(url, schema)
+    engine = make_engine(url)
+
+    def runner() -> StreamRunner:
+        return StreamRunner(
+            group=group,
+            topics=[topic],
+            handler=recording_handler(schema, None),
+            engine=engine,
+            schema=schema,
+            settings=settings(broker.bootstrap_servers, url),
+        )
+
+    try:
+        member = runner()  # a member already in the group: a newcomer's join waits until it rejoins
+        member_task = asyncio.create_task(member.run())
+
+        async def member_joined() -> bool:
+            return member.state.joined
+
+        await wait_until(member_joined)
+        late = runner()
+        late_task = asyncio.create_task(late.run())
+
+        async def joining() -> bool:  # the group coordinator exists: the join has begun
+            return late._consumer is not None and late._consumer._coordinator is not None
+
+        await wait_until(joining, interval=0.005)
+        consumer = late._consumer
+        assert consumer is not None and not late.state.joined
+        late_task.cancel()  # what the service host does when the grace period runs out
+        await asyncio.gather(late_task, return_exceptions=True)
+        assert consumer._closed, "a cancelled runner left its consumer in the group"
+        member.stop()
+        await asyncio.wait_for(member_task, 30)
+
+        # the next instance alone in the group gets every partition and applies every record
+        await produce(broker.bootstrap_servers, topic, valid_records(6))
+        nxt = runner()
+        nxt_task = asyncio.create_task(nxt.run())
+        try:
+            await wait_until(lambda: _eq(scalar(url, f"SELECT count(*) FROM {schema}.applied"), 6))
+            assert nxt.state.assigned == {TopicPartition(topic, p) for p in range(3)}
+        finally:
+            nxt.stop()
+            await asyncio.wait_for(nxt_task, 30)
+    finally:
+        await engine.dispose()

@@ -117,8 +117,16 @@ async def test_kpis_show_the_snapshot_figures(kpis: dict[str, Any]) -> None:
     assert "&lt;b&gt;odd&lt;/b&gt;" in html and "<b>odd</b>" not in html  # escaped
     cora = row("cora")
     assert "75.0%" in cora and ">7<" in cora.replace(" ", "")  # 3 of 4 promises kept; 3 + 4 tasks
-    assert "Not measured yet for this view: Days-in-arrears coverage, Recovery rate" in html  # campaigns
-    assert "Not measured yet" in html and "Collection efficiency" in html
+    # every KPI is measured by campaign and by collector; by bucket, only collection rate and coverage
+    sections = {
+        h: re.search(rf'<section aria-labelledby="h-{h}">.*?</section>', html, re.S).group(0)  # type: ignore[union-attr]
+        for h in ("buckets", "campaigns", "collectors", "missing")
+    }
+    assert "Not measured yet for this view: Automated notification rate, Recovery rate" in sections["buckets"]
+    assert "Not measured yet for this view" not in sections["campaigns"] + sections["collectors"]
+    assert "Promise punctuality" in sections["campaigns"] and "Response rate" in sections["collectors"]
+    missing = re.findall(r"<li><b>(.*?)</b>", sections["missing"])
+    assert missing == ["Collection efficiency"]  # named in seed 004, never defined
     assert '<th scope="col">Campaign</th>' in html and "<caption" in html
 
 

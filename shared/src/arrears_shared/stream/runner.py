@@ -39,6 +39,25 @@ from .transaction import Transaction
 
 log = logging.getLogger(__name__)
 
+# consumers still leaving their group after their runner was cancelled (a reference keeps the task alive)
+_LEAVING: set[asyncio.Task[None]] = set()
+CANCELLED_CLOSE_WAIT_S = 1.5
+
+
+async def _close_after_cancel(consumer: AIOKafkaConsumer) -> None:
+    """Close a consumer whose runner was cancelled (the host's shutdown grace ran out). aiokafka's stop()
+    first finishes a join in flight, which can take a whole rebalance: wait for it briefly, then let it
+    finish in the background, so the stop still fits the grace period and the consumer still leaves its
+    group instead of staying in it, heartbeating and holding partitions nobody consumes."""
+    task = asyncio.ensure_future(consumer.stop())
+    _LEAVING.add(task)
+    task.add_done_callback(_LEAVING.discard)
+    try:
+        await asyncio.wait_for(asyncio.shield(task), CANCELLED_CLOSE_WAIT_S)
+    except TimeoutError:
+        log.info("consumer still leaving its group in the background")
+
+
 BatchHandler = Callable[[Sequence[Envelope], Transaction], Awaitable[None]]
 
 
@@ -125,11 +144,12 @@ class StreamRunner:
         self._stopping.set()
 
     async def run(self) -> None:
+        cancelled = False
         try:
             if self._consumer is None:
                 # aiokafka's start() waits for the first partition assignment, which can take a whole
-                # rebalance: a stop arriving meanwhile cancels us here, and the consumer must still be
-                # closed (else it stays in the group, heartbeating, holding partitions nobody consumes)
+                # rebalance: a stop arriving meanwhile ends in a cancellation here, and the consumer must
+                # still be closed
                 await self.start()
             consumer = self._consumer
             assert consumer is not None
@@ -142,11 +162,14 @@ class StreamRunner:
                     await self._commit(consumer, batch)
                     self.state.last_progress = time.monotonic()
                 await self._update_lag(consumer, batch)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
             # a run restarted after a crash (the service host's supervisor) starts a new consumer
             leaving, self._consumer = self._consumer, None
             if leaving is not None:
-                await leaving.stop()
+                await (_close_after_cancel(leaving) if cancelled else leaving.stop())
 
     async def _poll(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
         """One batch: wait for the first records, then linger briefly to fill the batch (bigger transactions

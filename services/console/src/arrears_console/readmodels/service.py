@@ -131,9 +131,9 @@ async def accounts(
         where.append("(" + " OR ".join(like) + ")")
         params["q"] = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     cond = " AND ".join(where)
-    rows = await conn.execute(
+    found = await conn.execute(
         text(
-            f"""SELECT a.*, {_DPD} AS dpd, {_BUCKET} AS bucket,
+            f"""SELECT a.*, {_DPD} AS dpd, {_BUCKET} AS bucket, count(*) OVER () AS total,
                    COALESCE((SELECT array_agg(o.channel ORDER BY o.channel) FROM {schema}.opt_outs o
                              WHERE o.account_id = a.account_id), '{{}}') AS opt_outs
             FROM {schema}.accounts a WHERE {cond}
@@ -141,9 +141,8 @@ async def accounts(
         ),
         params,
     )
-    count = (
-        await conn.execute(text(f"SELECT count(*) FROM {schema}.accounts a WHERE {cond}"), params)
-    ).scalar_one()
+    rows = found.all()
+    count = rows[0].total if rows else 0  # one scan: the window count is taken before the LIMIT
     items = [
         AccountView(
             account_id=r.account_id,

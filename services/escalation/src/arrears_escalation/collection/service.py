@@ -1,22 +1,27 @@
 """Collection metrics (seed 004), computed for one UTC day and snapshotted, so trends are a plain query.
 
 For day D (and the 7-day window W = D-6 .. D for the rates that need time to happen):
-- `collection_rate` by aging bucket: paid on D / (paid on D + balance left), bucket = days past due at
-  the payment (current, 1-30, 31-60, 61-90, 91-120, 120+); by campaign (the campaign of the last automatic
-  message sent to the account before the payment) and by collector (the assignee of the account's latest
-  task created before the payment) too;
+- `collection_rate`: paid on D / (paid on D + balance left); aging bucket = days past due at the payment
+  (current, 1-30, 31-60, 61-90, 91-120, 120+);
 - `days_in_arrears_coverage`: accounts in arrears at the end of D (latest known state: balance left, due
   date passed, not paid/closed/removed) that had an automatic message or a person's contact (completed call
-  task) in the 30 days up to D / accounts in arrears — overall and by aging bucket (days past due on D);
+  task) in the 30 days up to D / accounts in arrears; aging bucket = days past due on D;
 - `promise_fulfilment`: promises kept / promises settled (kept + broken) on D; `promise_punctuality`:
   kept on or before the due date / kept;
 - `automated_notification_rate`: automatic messages sent / (those + person-made contacts: completed call
-  tasks) on D — by campaign too;
-- `response_rate`: accounts messaged in W that replied in W / accounts messaged in W — by campaign too;
-- `recovery_rate`: paid in W / (paid in W + balance left of the accounts that paid);
-- `tasks_completed` by collector (assignee) on D, and `promise_fulfilment` by collector (the assignee of
-  the promise follow-up task, when there was one).
-Scopes: `overall` (scope_id `all`), `campaign`, `aging_bucket`, `collector`.
+  tasks) on D;
+- `response_rate`: accounts messaged in W that replied in W / accounts messaged in W;
+- `recovery_rate`: paid in W / (paid in W + balance left of the accounts that paid) — by campaign or
+  collector: of the payments attributed to it, plus the balance left of the accounts that made them;
+- `tasks_completed`: tasks completed on D.
+Scopes: `overall` (scope_id `all`; not for `tasks_completed`), `aging_bucket` (`collection_rate` and
+`days_in_arrears_coverage`), and `campaign` and `collector` for every metric. Each campaign / collector
+breakdown attributes its event (a payment; a message sent; a promise's settlement; a completed task or call;
+for coverage, the end of D) the same way:
+- campaign = the campaign of the account's latest automatic message (`message_out.sent`) at or before it;
+- collector = the assignee of the account's latest task created at or before it; for a promise, the person
+  who recorded it (`promises.collector`) first; for a completed task, its own assignee.
+An event with no campaign or no collector counts overall only (never under a null scope_id).
 """
 
 from __future__ import annotations
@@ -36,6 +41,23 @@ CONTACT_TASKS = ("call_back", "call_customer", "follow_up_promise", "hardship_re
 _BUCKET = """CASE WHEN dpd <= 0 THEN 'current' WHEN dpd <= 30 THEN '1-30' WHEN dpd <= 60 THEN '31-60'
   WHEN dpd <= 90 THEN '61-90' WHEN dpd <= 120 THEN '91-120' ELSE '120+' END"""
 
+
+def _campaign(account: str, when: str) -> str:
+    """The campaign of `account`'s latest automatic message sent `when` (e.g. "<= p.at"): one probe of the
+    activity_account (account_id, at) index, newest first."""
+    return f"""(SELECT m.data->>'campaign_id' FROM {S}.activity m
+             WHERE m.account_id = {account} AND m.kind = 'message_out.sent' AND m.at {when}
+             ORDER BY m.at DESC LIMIT 1)"""
+
+
+def _collector(account: str, when: str) -> str:
+    """The assignee of `account`'s latest task created `when`: one probe of tasks_account (account_id,
+    created_at), newest first."""
+    return f"""(SELECT t.assignee FROM {S}.tasks t
+             WHERE t.account_id = {account} AND t.assignee IS NOT NULL AND t.created_at {when}
+             ORDER BY t.created_at DESC LIMIT 1)"""
+
+
 QUERIES: dict[str, str] = {
     "collection_rate": f"""
         WITH p AS (
@@ -44,19 +66,14 @@ QUERIES: dict[str, str] = {
                  (at::date - (data->>'due_date')::date) AS dpd
           FROM {S}.activity WHERE kind = 'account.payment' AND at >= :d0 AND at < :d1),
         pa AS (
-          SELECT p.*,
-            (SELECT m.data->>'campaign_id' FROM {S}.activity m
-             WHERE m.account_id = p.account_id AND m.kind = 'message_out.sent' AND m.at <= p.at
-             ORDER BY m.at DESC LIMIT 1) AS campaign,
-            (SELECT t.assignee FROM {S}.tasks t
-             WHERE t.account_id = p.account_id AND t.assignee IS NOT NULL AND t.created_at <= p.at
-             ORDER BY t.created_at DESC LIMIT 1) AS collector
+          SELECT p.*, {_campaign("p.account_id", "<= p.at")} AS campaign,
+                 {_collector("p.account_id", "<= p.at")} AS collector
           FROM p)
         SELECT 'aging_bucket' AS scope, {_BUCKET} AS scope_id, sum(paid) AS num, sum(paid + left_) AS den
         FROM p GROUP BY 2
         UNION ALL SELECT 'overall', 'all', sum(paid), sum(paid + left_) FROM p
         UNION ALL SELECT 'campaign', campaign, sum(paid), sum(paid + left_) FROM pa
-          WHERE campaign IS NOT NULL AND campaign <> '' GROUP BY campaign
+          WHERE campaign <> '' GROUP BY campaign
         UNION ALL SELECT 'collector', collector, sum(paid), sum(paid + left_) FROM pa
           WHERE collector IS NOT NULL GROUP BY collector""",
     "days_in_arrears_coverage": f"""
@@ -73,59 +90,112 @@ QUERIES: dict[str, str] = {
           UNION
           SELECT account_id FROM {S}.tasks WHERE status = 'done' AND kind = ANY(:contact)
             AND completed_at >= :c0 AND completed_at < :d1),
-        a AS (SELECT a.dpd, c.account_id IS NOT NULL AS covered FROM arrears a LEFT JOIN contacted c USING (account_id))
+        a AS (
+          SELECT r.dpd, c.account_id IS NOT NULL AS covered,
+                 {_campaign("r.account_id", "< :d1")} AS campaign,
+                 {_collector("r.account_id", "< :d1")} AS collector
+          FROM arrears r LEFT JOIN contacted c USING (account_id))
         SELECT 'overall' AS scope, 'all' AS scope_id, count(*) FILTER (WHERE covered) AS num, count(*) AS den FROM a
         UNION ALL
-        SELECT 'aging_bucket', {_BUCKET}, count(*) FILTER (WHERE covered), count(*) FROM a GROUP BY 2""",
+        SELECT 'aging_bucket', {_BUCKET}, count(*) FILTER (WHERE covered), count(*) FROM a GROUP BY 2
+        UNION ALL
+        SELECT 'campaign', campaign, count(*) FILTER (WHERE covered), count(*) FROM a
+        WHERE campaign <> '' GROUP BY campaign
+        UNION ALL
+        SELECT 'collector', collector, count(*) FILTER (WHERE covered), count(*) FROM a
+        WHERE collector IS NOT NULL GROUP BY collector""",
     "promise_fulfilment": f"""
+        WITH p AS (
+          SELECT p.status, {_campaign("p.account_id", "<= p.settled_at")} AS campaign,
+                 COALESCE(p.collector, {_collector("p.account_id", "<= p.settled_at")}) AS collector
+          FROM {S}.promises p
+          WHERE p.status IN ('kept', 'broken') AND p.settled_at >= :d0 AND p.settled_at < :d1)
         SELECT 'overall' AS scope, 'all' AS scope_id, count(*) FILTER (WHERE status = 'kept') AS num,
-               count(*) AS den
-        FROM {S}.promises WHERE status IN ('kept', 'broken') AND settled_at >= :d0 AND settled_at < :d1
+               count(*) AS den FROM p
         UNION ALL
-        SELECT 'collector', t.assignee, count(*) FILTER (WHERE p.status = 'kept'), count(*)
-        FROM {S}.promises p JOIN {S}.tasks t ON t.account_id = p.account_id AND t.kind = 'follow_up_promise'
-        WHERE p.status IN ('kept', 'broken') AND p.settled_at >= :d0 AND p.settled_at < :d1
-          AND t.assignee IS NOT NULL GROUP BY t.assignee""",
+        SELECT 'campaign', campaign, count(*) FILTER (WHERE status = 'kept'), count(*) FROM p
+        WHERE campaign <> '' GROUP BY campaign
+        UNION ALL
+        SELECT 'collector', collector, count(*) FILTER (WHERE status = 'kept'), count(*) FROM p
+        WHERE collector IS NOT NULL GROUP BY collector""",
     "promise_punctuality": f"""
+        WITH p AS (
+          SELECT p.on_time, {_campaign("p.account_id", "<= p.settled_at")} AS campaign,
+                 COALESCE(p.collector, {_collector("p.account_id", "<= p.settled_at")}) AS collector
+          FROM {S}.promises p WHERE p.status = 'kept' AND p.settled_at >= :d0 AND p.settled_at < :d1)
         SELECT 'overall' AS scope, 'all' AS scope_id, count(*) FILTER (WHERE on_time) AS num, count(*) AS den
-        FROM {S}.promises WHERE status = 'kept' AND settled_at >= :d0 AND settled_at < :d1""",
-    "automated_notification_rate": f"""
-        WITH auto AS (
-          SELECT COALESCE(data->>'campaign_id', '') AS campaign FROM {S}.activity
-          WHERE kind = 'message_out.sent' AND at >= :d0 AND at < :d1),
-        manual AS (
-          SELECT count(*) AS n FROM {S}.tasks
-          WHERE status = 'done' AND kind = ANY(:contact) AND completed_at >= :d0 AND completed_at < :d1)
-        SELECT 'overall' AS scope, 'all' AS scope_id, (SELECT count(*) FROM auto) AS num,
-               (SELECT count(*) FROM auto) + (SELECT n FROM manual) AS den
+        FROM p
         UNION ALL
-        SELECT 'campaign', campaign, count(*), count(*) FROM auto WHERE campaign <> '' GROUP BY campaign""",
+        SELECT 'campaign', campaign, count(*) FILTER (WHERE on_time), count(*) FROM p
+        WHERE campaign <> '' GROUP BY campaign
+        UNION ALL
+        SELECT 'collector', collector, count(*) FILTER (WHERE on_time), count(*) FROM p
+        WHERE collector IS NOT NULL GROUP BY collector""",
+    "automated_notification_rate": f"""
+        WITH contact AS (
+          SELECT true AS auto, COALESCE(m.data->>'campaign_id', '') AS campaign,
+                 {_collector("m.account_id", "<= m.at")} AS collector
+          FROM {S}.activity m WHERE m.kind = 'message_out.sent' AND m.at >= :d0 AND m.at < :d1
+          UNION ALL
+          SELECT false, {_campaign("k.account_id", "<= k.completed_at")}, k.assignee
+          FROM {S}.tasks k WHERE k.status = 'done' AND k.kind = ANY(:contact)
+            AND k.completed_at >= :d0 AND k.completed_at < :d1)
+        SELECT 'overall' AS scope, 'all' AS scope_id, count(*) FILTER (WHERE auto) AS num, count(*) AS den
+        FROM contact
+        UNION ALL
+        SELECT 'campaign', campaign, count(*) FILTER (WHERE auto), count(*) FROM contact
+        WHERE campaign <> '' GROUP BY campaign
+        UNION ALL
+        SELECT 'collector', collector, count(*) FILTER (WHERE auto), count(*) FROM contact
+        WHERE collector IS NOT NULL GROUP BY collector""",
     "response_rate": f"""
         WITH sent AS (
-          SELECT DISTINCT account_id, COALESCE(data->>'campaign_id', '') AS campaign FROM {S}.activity
-          WHERE kind = 'message_out.sent' AND at >= :w0 AND at < :d1),
+          SELECT m.account_id, COALESCE(m.data->>'campaign_id', '') AS campaign,
+                 {_collector("m.account_id", "<= m.at")} AS collector
+          FROM {S}.activity m WHERE m.kind = 'message_out.sent' AND m.at >= :w0 AND m.at < :d1),
         replied AS (
-          SELECT DISTINCT account_id FROM {S}.activity WHERE kind = 'message_in' AND at >= :w0 AND at < :d1)
+          SELECT DISTINCT account_id FROM {S}.activity WHERE kind = 'message_in' AND at >= :w0 AND at < :d1),
+        s AS (SELECT sent.*, r.account_id IS NOT NULL AS answered FROM sent LEFT JOIN replied r USING (account_id))
         SELECT 'overall' AS scope, 'all' AS scope_id,
-               count(DISTINCT s.account_id) FILTER (WHERE r.account_id IS NOT NULL) AS num,
-               count(DISTINCT s.account_id) AS den
-        FROM sent s LEFT JOIN replied r USING (account_id)
+               count(DISTINCT account_id) FILTER (WHERE answered) AS num, count(DISTINCT account_id) AS den
+        FROM s
         UNION ALL
-        SELECT 'campaign', s.campaign, count(DISTINCT s.account_id) FILTER (WHERE r.account_id IS NOT NULL),
-               count(DISTINCT s.account_id)
-        FROM sent s LEFT JOIN replied r USING (account_id) WHERE s.campaign <> '' GROUP BY s.campaign""",
+        SELECT 'campaign', campaign, count(DISTINCT account_id) FILTER (WHERE answered),
+               count(DISTINCT account_id)
+        FROM s WHERE campaign <> '' GROUP BY campaign
+        UNION ALL
+        SELECT 'collector', collector, count(DISTINCT account_id) FILTER (WHERE answered),
+               count(DISTINCT account_id)
+        FROM s WHERE collector IS NOT NULL GROUP BY collector""",
     "recovery_rate": f"""
         WITH p AS (
           SELECT account_id, COALESCE((data->>'last_payment_minor')::bigint, 0) AS paid, at,
                  GREATEST((data->>'balance_minor')::bigint, 0) AS left_
           FROM {S}.activity WHERE kind = 'account.payment' AND at >= :w0 AND at < :d1),
-        last AS (SELECT DISTINCT ON (account_id) account_id, left_ FROM p ORDER BY account_id, at DESC)
+        last AS (SELECT DISTINCT ON (account_id) account_id, left_ FROM p ORDER BY account_id, at DESC),
+        pa AS (
+          SELECT p.account_id, p.paid, {_campaign("p.account_id", "<= p.at")} AS campaign,
+                 {_collector("p.account_id", "<= p.at")} AS collector
+          FROM p),
+        by_account AS (  -- paid per (scope, account): the account's balance left then counts once per scope
+          SELECT 'campaign' AS scope, campaign AS scope_id, account_id, sum(paid) AS paid FROM pa
+          WHERE campaign <> '' GROUP BY campaign, account_id
+          UNION ALL
+          SELECT 'collector', collector, account_id, sum(paid) FROM pa
+          WHERE collector IS NOT NULL GROUP BY collector, account_id)
         SELECT 'overall' AS scope, 'all' AS scope_id, (SELECT sum(paid) FROM p) AS num,
-               (SELECT sum(paid) FROM p) + (SELECT sum(left_) FROM last) AS den""",
+               (SELECT sum(paid) FROM p) + (SELECT sum(left_) FROM last) AS den
+        UNION ALL
+        SELECT scope, scope_id, sum(b.paid), sum(b.paid + l.left_)
+        FROM by_account b JOIN last l USING (account_id) GROUP BY scope, scope_id""",
     "tasks_completed": f"""
+        WITH done AS (
+          SELECT k.assignee, {_campaign("k.account_id", "<= k.completed_at")} AS campaign
+          FROM {S}.tasks k WHERE k.status = 'done' AND k.completed_at >= :d0 AND k.completed_at < :d1)
         SELECT 'collector' AS scope, assignee AS scope_id, count(*) AS num, NULL::bigint AS den
-        FROM {S}.tasks WHERE status = 'done' AND completed_at >= :d0 AND completed_at < :d1
-          AND assignee IS NOT NULL GROUP BY assignee""",
+        FROM done WHERE assignee IS NOT NULL GROUP BY assignee
+        UNION ALL
+        SELECT 'campaign', campaign, count(*), NULL FROM done WHERE campaign <> '' GROUP BY campaign""",
 }
 
 
