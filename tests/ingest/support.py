@@ -62,6 +62,7 @@ def fast_settings(
         "sheets_max_retries": 2,
         "sheets_initial_backoff_s": 0.05,
         "sheets_max_backoff_s": 0.2,
+        "sheets_quota_wait_max_s": 1.0,  # tests that exhaust the quota must not wait a real minute out
         "ingest_poll_interval_s": 3600,
     }
     return IngestSettings(**{**base, **kw})
