@@ -209,6 +209,34 @@ async def test_writeback_queued_on_quota_exhaustion_and_replayed_to_moved_rows(
     assert cells["Q-99"] == ("", "")  # not validated yet: nothing was queued for it
 
 
+async def test_run_that_waited_out_the_read_quota_is_marked_degraded(
+    service: tuple[ServiceHost, httpx.AsyncClient], emulator: SheetsEmulator
+) -> None:
+    """Issue #13: a 429 on the read is waited out (the quota refills) and the run says so: `degraded`, and
+    how long it waited (`quota_waited_s`), in `GET /ingest/runs`; a run that did not wait is not degraded."""
+    _, client = service
+    emulator.load(SID, {"Accounts": [SHEET_HEADER, *(sheet_row(i, "D-") for i in range(1, 4))]})
+    try:
+        emulator.limits(lifted=True)  # whatever earlier tests spent: this run must not wait
+        normal = (await client.post("/ingest/sheet")).json()
+        assert normal["status"] == "succeeded", normal
+        assert normal["degraded"] is False and normal["quota_waited_s"] == 0
+        # one read per 0.4 s: a request that finds the window spent gets a 429 and waits it out (the
+        # emulator's Retry-After, whole seconds), inside the test's 1 s bound per request
+        emulator.limits(read_requests_per_minute_per_user=1, window_s=0.4, send_retry_after=True)
+        waited = (await client.post("/ingest/sheet")).json()
+    finally:
+        emulator.limits()  # defaults again
+    assert waited["status"] == "succeeded", waited
+    assert waited["degraded"] is True and waited["quota_waited_s"] > 0, waited
+    runs = {r["id"]: r for r in (await client.get("/ingest/runs")).json()["items"]}
+    assert (runs[waited["id"]]["degraded"], runs[waited["id"]]["quota_waited_s"]) == (
+        True,
+        waited["quota_waited_s"],
+    )
+    assert (runs[normal["id"]]["degraded"], runs[normal["id"]]["quota_waited_s"]) == (False, 0)
+
+
 # -- uploads ----------------------------------------------------------------------------------------------
 
 

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from arrears_ingest import metrics
+from arrears_ingest import metrics, quota
 from arrears_ingest.runs.service import (
     CHUNK_ROWS,
     Chunk,
     OnChunk,
     RunInProgress,
     SheetIngestor,
+    get_run,
     source_health,
     try_advisory_lock,
 )
@@ -243,13 +244,35 @@ async def test_unreadable_sheet_keeps_snapshot_and_marks_degraded(engine: AsyncE
     _, envs = await outbox_since(engine, pos)
     assert envs == []
     assert await scalar(engine, f"SELECT count(*) FROM {SCHEMA}.snapshot") == 4
+    assert failed.degraded and again.degraded and failed.quota_waited_s == 0  # unreadable: degraded
 
     src.values = sheet(4)
     ok = await ing.run("test")
     assert (ok.status, ok.unchanged, ok.created) == ("succeeded", 4, 0)
+    assert not ok.degraded
     assert (await source_health(engine, SCHEMA)).state == "ok"
     assert metrics.DEGRADED.labels("sheet")._value.get() == 0
     assert metrics.LAST_SUCCESS.labels("sheet")._value.get() > time.time() - 60
+
+
+async def test_run_records_the_quota_wait_of_its_own_read(engine: AsyncEngine) -> None:
+    """The Sheets client reports each 429 wait from the reading thread; the run that read is charged with it
+    (`quota_waited_s`, `degraded`), a wait outside any run (the write-back's) with nothing."""
+    src = FakeSheet(sheet(3))
+    plain = src.read
+
+    async def read_after_a_quota_wait() -> list[list[str]]:
+        await asyncio.to_thread(quota.record, 0.25)  # as SheetReader._quota_wait does, in the worker thread
+        return await plain()
+
+    ing = make_ingestor(engine, src)
+    normal = await ing.run("test")
+    assert (normal.status, normal.degraded, normal.quota_waited_s) == ("succeeded", False, 0.0)
+    ing.read = read_after_a_quota_wait
+    waited = await ing.run("test")
+    assert (waited.status, waited.degraded, waited.quota_waited_s) == ("succeeded", True, 0.25)
+    quota.record(5.0)  # outside a run: counted nowhere
+    assert (await get_run(engine, SCHEMA, waited.id)).quota_waited_s == 0.25
 
 
 async def test_one_run_at_a_time(engine: AsyncEngine) -> None:

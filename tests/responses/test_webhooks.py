@@ -481,3 +481,93 @@ async def test_message_failed_is_recorded_on_the_notice(service, broker) -> None
     assert (await client.post("/webhooks/quo", content=legacy, headers=sign(legacy))).json()[
         "status"
     ] == "ignored"
+
+
+async def failures_published(host: ServiceHost, pmid: str) -> list[Any]:
+    """The failed `message-sent` events responses wrote to its outbox for provider message `pmid`."""
+    async with host.ctx.engine.connect() as c:  # type: ignore[union-attr]
+        rows = (
+            await c.execute(
+                text("SELECT headers, value FROM responses.outbox WHERE topic = :t ORDER BY id"),
+                {"t": topics.MESSAGE_SENT},
+            )
+        ).all()
+    envs = [decode([(k, v.encode()) for k, v in r.headers], bytes(r.value)) for r in rows]
+    return [e for e in envs if isinstance(e.data, MessageSent) and e.data.provider_message_id == pmid]
+
+
+def failed_sms(pmid: str, number: str, code: str) -> bytes:
+    return standard_event(
+        "message.failed",
+        {
+            "id": pmid,
+            "from": OUR_NUMBER,
+            "to": [number],
+            "direction": "outgoing",
+            "status": "failed",
+            "text": "Reply STOP to opt out",
+            "errorCode": code,
+            "errorMessage": "Unreachable destination handset" if code == "30003" else "Unknown error",
+            "createdAt": datetime.now(UTC).isoformat(),
+        },
+    )
+
+
+async def test_message_failed_publishes_a_failed_message_sent_once(service, broker) -> None:
+    """Issue #13: QUO's message.failed becomes a failed `message-sent` for the notice (through the outbox,
+    in the webhook's transaction), `permanent` from the carrier code, published once however it is redelivered."""
+    host, client = service
+    account, number, pmid = f"PME-FP-{uuid.uuid4().hex[:6]}", unique_number(), f"AC{uuid.uuid4().hex}"
+    await index_contact(host, broker, account, number, "n-fail-perm", pmid)
+    body = failed_sms(pmid, number, "30003")  # unreachable destination handset: a bad number
+    headers = sign_standard(body)
+    assert (await client.post("/webhooks/quo", content=body, headers=headers)).json()["status"] == (
+        "delivery_status"
+    )
+    [env] = await failures_published(host, pmid)
+    assert env.id == f"sms-failed:{pmid}" and env.subject == account
+    ev = env.data
+    assert isinstance(ev, MessageSent)
+    assert (ev.status, ev.permanent, ev.channel, ev.notice_id) == (
+        DeliveryStatus.FAILED,
+        True,
+        Channel.SMS,
+        "n-fail-perm",
+    )
+    assert (ev.tier, ev.step, ev.to, ev.provider) == (Tier.REMINDER, 1, number, "quo")
+    assert ev.reason is not None and ev.reason.startswith("quo 30003: Unreachable")
+    # QUO redelivers the same webhook; the same failure arrives again under a new event id: nothing new
+    assert (await client.post("/webhooks/quo", content=body, headers=headers)).json()["status"] == "duplicate"
+    again = failed_sms(pmid, number, "30003")
+    assert (
+        await client.post("/webhooks/quo", content=again, headers=sign_standard(again))
+    ).status_code == 200
+    assert len(await failures_published(host, pmid)) == 1
+
+    # a transient carrier error (30008 unknown error) is published too, but not as a bad number
+    transient_pmid = f"AC{uuid.uuid4().hex}"
+    await index_contact(host, broker, account, unique_number(), "n-fail-transient", transient_pmid)
+    body = failed_sms(transient_pmid, number, "30008")
+    assert (await client.post("/webhooks/quo", content=body, headers=sign_standard(body))).status_code == 200
+    [env] = await failures_published(host, transient_pmid)
+    assert env.id == f"sms-failed:{transient_pmid}"
+    assert env.data.status is DeliveryStatus.FAILED and env.data.permanent is False
+    assert env.data.notice_id == "n-fail-transient"
+
+
+async def test_message_failed_before_its_message_sent_is_published_when_it_arrives(service, broker) -> None:
+    """The webhook can beat the dispatcher's `message-sent`: the failure waits on delivery_status and is
+    published (once) when responses consumes that `message-sent`."""
+    host, client = service
+    account, number, pmid = f"PME-FE-{uuid.uuid4().hex[:6]}", unique_number(), f"AC{uuid.uuid4().hex}"
+    body = failed_sms(pmid, number, "21614")  # not a mobile number
+    assert (await client.post("/webhooks/quo", content=body, headers=sign_standard(body))).status_code == 200
+    assert await failures_published(host, pmid) == []  # unknown message: nothing to publish yet
+    await index_contact(host, broker, account, number, "n-fail-early", pmid)
+
+    async def published() -> list[Any]:
+        return await failures_published(host, pmid)
+
+    [env] = await wait_for(published)
+    assert env.id == f"sms-failed:{pmid}" and env.data.permanent is True
+    assert env.data.notice_id == "n-fail-early" and env.data.account_id == account

@@ -27,8 +27,9 @@ EVENT_TOPICS: tuple[str, ...] = (
 # consumer group (= service name) -> topics it consumes
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "segmenter": (ACCOUNT_CHANGED, REPLY_RECEIVED, MESSAGE_SENT, OVERRIDES),
-    "dispatcher-sms": (NOTICE_DUE, REPLY_RECEIVED),
-    "dispatcher-email": (NOTICE_DUE, REPLY_RECEIVED),
+    # message-sent: a permanent failure on the channel (a bounce, a carrier refusal) marks the address invalid
+    "dispatcher-sms": (NOTICE_DUE, REPLY_RECEIVED, MESSAGE_SENT),
+    "dispatcher-email": (NOTICE_DUE, REPLY_RECEIVED, MESSAGE_SENT),
     "responses": (MESSAGE_SENT,),
     "escalation": (ACCOUNT_CHANGED, MESSAGE_SENT, REPLY_RECEIVED),
     "ingest": (MESSAGE_SENT, REPLY_RECEIVED),  # contact facts written back to the PME sheet

@@ -195,10 +195,15 @@ def runs(
         typer.echo(json.dumps(items, indent=2))
         return
     for run in items:
+        degraded = (
+            f"degraded (waited {run.get('quota_waited_s', 0):.1f} s for the Sheets quota)  "
+            if run.get("degraded")
+            else ""
+        )
         typer.echo(
             f"{run['started']}  {run['source']:<6} {run['trigger']:<5} {run['status']:<9} rows={run['rows']} "
             f"created={run['created']} updated={run['updated']} removed={run['removed']} "
-            f"rejected={run['rejected']}  {run.get('error') or ''}"
+            f"rejected={run['rejected']}  {degraded}{run.get('error') or ''}"
         )
 
 

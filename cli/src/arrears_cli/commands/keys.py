@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
+import arrears_shared.auth.keys as keys
 import typer
 from arrears_shared.audit import append
-from arrears_shared.auth import keys
 from arrears_shared.auth.roles import ROLES
 from arrears_shared.db.engine import make_engine
 from arrears_shared.settings import DatabaseSettings

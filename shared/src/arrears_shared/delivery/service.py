@@ -34,7 +34,7 @@ def dispatcher_definition(
         settings=settings,
         consumers=[
             Consumer(
-                topics=[topics.NOTICE_DUE, topics.REPLY_RECEIVED, topics.MESSAGE_SENT],
+                topics=list(topics.SUBSCRIPTIONS[name]),  # one declaration: DLQs, AsyncAPI, deploy follow it
                 handler=engine.handle_batch,
                 group=group,
             )

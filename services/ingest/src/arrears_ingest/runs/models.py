@@ -27,6 +27,14 @@ class RunSummary(BaseModel):
     )
     status: Literal["running", "succeeded", "failed"]
     error: str | None = None
+    quota_waited_s: float = Field(
+        0.0, description="Seconds this run waited out the Sheets quota (429s; the quota refills per minute)"
+    )
+    degraded: bool = Field(
+        False,
+        description="The sheet source was degraded during this run: it waited for the Sheets quota, or the "
+        "sheet could not be read (the `arrears_ingest_degraded` gauge was 1)",
+    )
 
 
 class RunList(BaseModel):

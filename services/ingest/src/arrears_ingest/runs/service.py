@@ -35,7 +35,7 @@ from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .. import gcpause, metrics
+from .. import gcpause, metrics, quota
 from ..payments import service as payments
 from ..snapshot import service as snapshots
 from ..validation import AccountRow, Rejection, SheetResult, SheetValidator, ValidationConfig
@@ -83,6 +83,17 @@ async def start_run(
                 "VALUES (CAST(:id AS uuid), :s, :t, :st, 'running')"
             ),
             {"id": run_id, "s": source, "t": trigger, "st": started},
+        )
+
+
+async def record_quota(
+    engine: AsyncEngine, schema: str, run_id: str, waited_s: float, *, degraded: bool
+) -> None:
+    """How long the run waited out the Sheets quota, and whether the source was degraded during it."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(f"UPDATE {schema}.runs SET quota_waited_s = :q, degraded = :d WHERE id = CAST(:id AS uuid)"),
+            {"id": run_id, "q": round(waited_s, 3), "d": degraded},
         )
 
 
@@ -388,6 +399,38 @@ class SourceRun:
         t0 = time.monotonic()
         await start_run(self.engine, self.schema, run_id, trigger, started, source)
         phases: dict[str, float] = {}
+        with quota.measure() as waited:
+            failed = await self._run(run_id, started, t0, read, removal, on_chunk, phases)
+        # degraded: it waited for the Sheets quota, or (the sheet) could not be read at all
+        if waited.seconds > 0 or (failed and source == SOURCE):
+            await record_quota(self.engine, self.schema, run_id, waited.seconds, degraded=True)
+        summary = await get_run(self.engine, self.schema, run_id)
+        if failed:
+            return summary
+        # (LogRecord reserves names such as `created`, hence the prefix)
+        log.info(
+            f"{source} ingested",
+            extra={
+                f"run_{k}": getattr(summary, k)
+                for k in ("rows", "accepted", "rejected", "created", "updated", "removed", "warnings")
+            }
+            | {"run_id": run_id, "seconds": round(time.monotonic() - t0, 3), "quota_waited_s": waited.seconds}
+            | {k: round(v, 3) for k, v in phases.items()},
+        )
+        return summary
+
+    async def _run(
+        self,
+        run_id: str,
+        started: datetime,
+        t0: float,
+        read: Reader,
+        removal: snapshots.Removal,
+        on_chunk: OnChunk | None,
+        phases: dict[str, float],
+    ) -> bool:
+        """Read, validate and write; True if the run failed (recorded as such)."""
+        source = self.source
         try:
             values = await read()
             phases["read_s"] = time.monotonic() - t0
@@ -421,7 +464,7 @@ class SourceRun:
                 self.degraded = True
             else:
                 log.warning(f"{source} run failed", extra={"run_id": run_id, "error": error})
-            return await get_run(self.engine, self.schema, run_id)
+            return True
         finally:
             metrics.RUN_SECONDS.labels(source).observe(time.monotonic() - t0)
         if source == SOURCE:
@@ -438,18 +481,7 @@ class SourceRun:
         if self.degraded:
             log.info(f"{source} source recovered", extra={"run_id": run_id})
         self.degraded = False
-        summary = await get_run(self.engine, self.schema, run_id)
-        # (LogRecord reserves names such as `created`, hence the prefix)
-        log.info(
-            f"{source} ingested",
-            extra={
-                f"run_{k}": getattr(summary, k)
-                for k in ("rows", "accepted", "rejected", "created", "updated", "removed", "warnings")
-            }
-            | {"run_id": run_id, "seconds": round(time.monotonic() - t0, 3)}
-            | {k: round(v, 3) for k, v in phases.items()},
-        )
-        return summary
+        return False
 
 
 class SheetIngestor(SourceRun):

@@ -19,7 +19,7 @@ import ijson
 from gspread.urls import SPREADSHEET_VALUES_URL
 from gspread.utils import absolute_range_name, quote
 
-from .. import metrics
+from .. import metrics, quota
 from ..settings import IngestSettings
 from ..sheets.client import open_sheets_client
 
@@ -46,6 +46,7 @@ class SheetReader:
         (the gauge goes back to 0 when the run succeeds)."""
         self.quota_waits += 1
         self.quota_waited_s += seconds
+        quota.record(seconds)  # charged to the run whose read waits (not to a concurrent write-back)
         metrics.DEGRADED.labels(SOURCE).set(1)
         metrics.QUOTA_WAIT.labels(SOURCE).inc(seconds)
         log.warning(

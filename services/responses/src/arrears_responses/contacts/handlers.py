@@ -1,5 +1,7 @@
 """Consumes `message-sent`: builds the contact index (channel + address -> account, latest notice) and the
-provider message id -> notice map used for delivery status webhooks."""
+provider message id -> notice map used for delivery status webhooks (with the notice's fields, so a QUO
+`message.failed` can be published as a failed `message-sent`: webhooks/failures.py). Only `sent` events are
+indexed; the failed `message-sent` responses publishes itself comes back here and is skipped."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 
 from ..gmail.service import msgid_hash
+from ..webhooks.failures import publish_sms_failure
 from ..webhooks.service import normalize_phone
 
 
@@ -83,12 +86,21 @@ async def handle_message_sent(events: Sequence[Envelope], tx: Transaction) -> No
             "acc": [e.account_id for _, e in items],
             "nid": [e.notice_id for _, e in items],
             "at": [e.sent_at for _, e in items],
+            "ad": [e.to for _, e in items],  # as the dispatcher sent it: it matches its own deliveries
+            "pv": [e.provider for _, e in items],
+            "tier": [e.tier.value for _, e in items],
+            "step": [e.step for _, e in items],
+            "cmp": [e.campaign_id for _, e in items],
+            "att": [e.attempts for _, e in items],
         }
         await tx.conn.execute(
             text(
-                f"""INSERT INTO {s}.sent_messages (provider_message_id, channel, account_id, notice_id, sent_at)
+                f"""INSERT INTO {s}.sent_messages (provider_message_id, channel, account_id, notice_id, sent_at,
+                    address, provider, tier, step, campaign_id, attempts)
                 SELECT * FROM unnest(CAST(:pm AS text[]), CAST(:ch AS text[]), CAST(:acc AS text[]),
-                                     CAST(:nid AS text[]), CAST(:at AS timestamptz[]))
+                                     CAST(:nid AS text[]), CAST(:at AS timestamptz[]), CAST(:ad AS text[]),
+                                     CAST(:pv AS text[]), CAST(:tier AS text[]), CAST(:step AS integer[]),
+                                     CAST(:cmp AS text[]), CAST(:att AS integer[]))
                 ON CONFLICT (provider_message_id) DO NOTHING"""
             ),
             params,
@@ -103,3 +115,14 @@ async def handle_message_sent(events: Sequence[Envelope], tx: Transaction) -> No
             ),
             {"pm": params["pm"]},
         )
+        # ... and a failure reported before its message-sent is published now (once: failures.py)
+        early = await tx.conn.execute(
+            text(
+                f"""SELECT provider_message_id, error_code, error_message, status_at FROM {s}.delivery_status
+                WHERE status = 'failed' AND provider_message_id = ANY(CAST(:pm AS text[]))
+                ORDER BY provider_message_id"""
+            ),
+            {"pm": [k for k, e in items if e.channel is Channel.SMS]},
+        )
+        for f in early.all():
+            await publish_sms_failure(tx, f.provider_message_id, f.error_code, f.error_message, f.status_at)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..autoreplies.service import maybe_answer
 from ..intents import classify
 from ..settings import ResponsesSettings
+from .failures import publish_sms_failure
 from .models import DELIVERY_TYPES, MESSAGE_RECEIVED, QuoMessage, QuoWebhookEvent, WebhookAck
 
 log = logging.getLogger(__name__)
@@ -63,14 +64,26 @@ async def handle_quo_event(
         msg = event.message()
         at = event.createdAt or msg.createdAt or now or datetime.now(UTC)
         status = DELIVERY_TYPES[event.type]
-        await record_delivery_status(tx.conn, tx.schema, msg.id, status, event.id, at)
-        if status == "failed":
+        failed = status == "failed"
+        await record_delivery_status(
+            tx.conn,
+            tx.schema,
+            msg.id,
+            status,
+            event.id,
+            at,
+            error_code=str(msg.errorCode) if failed and msg.errorCode is not None else None,
+            error_message=msg.errorMessage if failed else None,
+        )
+        if failed:
             # The carrier refused a message QUO accepted: recorded against the notice (joined through
-            # message-sent), never a reason to send again (the dispatcher's delivery stays settled).
+            # message-sent) and published as a failed message-sent for that notice (failures.py), in this
+            # transaction. Never a reason to send again (the dispatcher's delivery stays settled).
             log.warning(
                 "QUO reports an SMS not delivered",
                 extra={"provider_message_id": msg.id, "error_code": msg.errorCode, "error": msg.errorMessage},
             )
+            await publish_sms_failure(tx, msg.id, msg.errorCode, msg.errorMessage, at)
         return WebhookAck(status="delivery_status")
     return WebhookAck(status="ignored")
 
@@ -164,22 +177,39 @@ async def record_inbound_sms(
 
 
 async def record_delivery_status(
-    conn: AsyncConnection, schema: str, provider_message_id: str, status: str, event_id: str, at: datetime
+    conn: AsyncConnection,
+    schema: str,
+    provider_message_id: str,
+    status: str,
+    event_id: str,
+    at: datetime,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
 ) -> None:
     """Store the latest delivery status of a sent message (later status timestamps win)."""
     await conn.execute(
         text(
             f"""INSERT INTO {schema}.delivery_status
-                  (provider_message_id, notice_id, account_id, status, event_id, status_at)
-                SELECT :pmid, sm.notice_id, sm.account_id, :st, :eid, :at
+                  (provider_message_id, notice_id, account_id, status, event_id, status_at, error_code,
+                   error_message)
+                SELECT :pmid, sm.notice_id, sm.account_id, :st, :eid, :at, :ec, :em
                 FROM (SELECT 1) one
                 LEFT JOIN {schema}.sent_messages sm ON sm.provider_message_id = :pmid
                 ON CONFLICT (provider_message_id) DO UPDATE SET
                   status = EXCLUDED.status, event_id = EXCLUDED.event_id, status_at = EXCLUDED.status_at,
+                  error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message,
                   notice_id = COALESCE({schema}.delivery_status.notice_id, EXCLUDED.notice_id),
                   account_id = COALESCE({schema}.delivery_status.account_id, EXCLUDED.account_id),
                   updated_at = now()
                 WHERE {schema}.delivery_status.status_at <= EXCLUDED.status_at"""
         ),
-        {"pmid": provider_message_id, "st": status, "eid": event_id, "at": at},
+        {
+            "pmid": provider_message_id,
+            "st": status,
+            "eid": event_id,
+            "at": at,
+            "ec": error_code,
+            "em": error_message,
+        },
     )
