@@ -103,13 +103,16 @@ def _name(info: zipfile.ZipInfo) -> str:
 
 def _check_part(zf: zipfile.ZipFile, info: zipfile.ZipInfo, allow_nested_archives: bool) -> None:
     is_xml = info.filename.lower().endswith(_XML_SUFFIXES)
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):  # what Excel and Sheets write
+        raise UnsafeXlsx(
+            f"not a readable XLSX: part {_name(info)} uses compression method {info.compress_type}"
+        )
     try:
         with zf.open(info) as f:
             head = f.read(_PROLOG_SCAN_BYTES if is_xml else 8)
     except (
         zipfile.BadZipFile,
         zlib.error,
-        NotImplementedError,
         RuntimeError,
         OSError,
         ValueError,
