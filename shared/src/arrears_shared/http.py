@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .auth.access import check_routes, document_access, public, requires
 from .auth.gate import Authenticator, AuthGate
+from .body_limit import BodySizeLimit
 from .request_context import RequestId
 
 Check = Callable[[], Awaitable[tuple[bool, Any]]]
@@ -115,8 +116,6 @@ def create_app(
     public_routes = check_routes(app)
     document_access(app)
     # added last = outermost: request id, then the gate (nothing read before authentication), then sizes
-    from .body_limit import BodySizeLimit
-
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, overrides=body_limits or {})
     app.state.authenticator = authenticator
     app.add_middleware(
