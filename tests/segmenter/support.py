@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
 
+import httpx
+import pytest
+from arrears_segmenter.__main__ import definition
 from arrears_segmenter.accounts.handlers import make_handler
 from arrears_segmenter.clock import Clock
 from arrears_segmenter.deps import Deps
 from arrears_segmenter.policy.models import load_policy
 from arrears_segmenter.timers.scheduled import tick
 from arrears_shared.cloudevents import Envelope, decode, encode
+from arrears_shared.db.engine import make_engine
 from arrears_shared.events import AccountChanged, Channel, Event, Intent, ReplyReceived
+from arrears_shared.service import ServiceHost
 from arrears_shared.stream.transaction import transaction
+from auth_support import issue_key_async
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -109,3 +118,29 @@ async def timers(engine: AsyncEngine, account_id: str) -> list[dict[str, Any]]:
             )
         ).mappings()
         return [dict(r) for r in rows]
+
+
+@contextlib.asynccontextmanager
+async def segmenter_api(
+    bootstrap: str, url: str, key_names: dict[str, str | None]
+) -> AsyncIterator[tuple[httpx.AsyncClient, AsyncEngine, dict[str, str]]]:
+    """The segmenter's own routers over `url` (no consumers or timer loop: the test drives those, so nothing
+    is published), a client, an engine, and one API key per role in `key_names` (role -> key name)."""
+    env = {"ARREARS_DATABASE_URL": url, "ARREARS_KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        real = definition()
+    host = ServiceHost(dataclasses.replace(real, consumers=(), loops=()))
+    app = host.build_app()
+    await host.start()
+    assert host.ctx is not None
+    async with host.ctx.engine.begin() as conn:
+        keys = {role: await issue_key_async(conn, role, name=name) for role, name in key_names.items()}
+    engine = make_engine(url)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://seg") as client:
+            yield client, engine, keys
+    finally:
+        await engine.dispose()
+        await host.stop()

@@ -4,22 +4,18 @@ decision log, on the timer and in the hash-chained `segmenter.audit_log`."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from arrears_segmenter.__main__ import definition
-from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
-from arrears_shared.service import ServiceHost
-from auth_support import bearer, issue_key_async
+from auth_support import bearer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .support import account, decisions, deps, handle, run_tick, timers
+from .support import account, decisions, deps, handle, run_tick, segmenter_api, timers
 
 NOON_NY = datetime(2026, 4, 15, 16, 0, tzinfo=UTC)
 SUPERVISOR = "sup-ana"  # the supervisor key's name: what every record below must show as the actor
@@ -39,31 +35,9 @@ def api_url(fresh_database_url: Any) -> str:
 async def api(
     broker: Any, api_url: str
 ) -> AsyncIterator[tuple[httpx.AsyncClient, AsyncEngine, dict[str, str]]]:
-    url = api_url
-    env = {"ARREARS_DATABASE_URL": url, "ARREARS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        real = definition()
-    # the service's own routers; no consumers or timer loop (the test drives those), so nothing is published
-    host = ServiceHost(dataclasses.replace(real, consumers=(), loops=()))
-    app = host.build_app()
-    await host.start()
-    assert host.ctx is not None
-    async with host.ctx.engine.begin() as conn:
-        keys = {
-            "viewer": await issue_key_async(conn, "viewer"),
-            "collector": await issue_key_async(conn, "collector"),
-            "supervisor": await issue_key_async(conn, "supervisor", name=SUPERVISOR),
-            "admin": await issue_key_async(conn, "admin"),
-        }
-    engine = make_engine(url)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://seg") as client:
-            yield client, engine, keys
-    finally:
-        await engine.dispose()
-        await host.stop()
+    names = {"viewer": None, "collector": None, "supervisor": SUPERVISOR, "admin": None}
+    async with segmenter_api(broker.bootstrap_servers, api_url, names) as api:
+        yield api
 
 
 async def audit_entries(engine: AsyncEngine, entity_id: str) -> list[tuple[Any, ...]]:

@@ -3,22 +3,18 @@ through the real service host with real API keys. Validated like `POST /policies
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from arrears_segmenter.__main__ import definition
-from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
-from arrears_shared.service import ServiceHost
-from auth_support import bearer, issue_key_async
+from auth_support import bearer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .support import account, deps, handle
+from .support import account, deps, handle, segmenter_api
 
 DEFAULT_YAML = (
     __import__("importlib.resources").resources.files("arrears_segmenter") / "policies" / "default.yaml"
@@ -43,25 +39,9 @@ def sim_url(fresh_database_url: Any) -> str:
 async def api(
     broker: Any, sim_url: str
 ) -> AsyncIterator[tuple[httpx.AsyncClient, AsyncEngine, dict[str, str]]]:
-    url = sim_url
-    env = {"ARREARS_DATABASE_URL": url, "ARREARS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        real = definition()
-    host = ServiceHost(dataclasses.replace(real, consumers=(), loops=()))
-    app = host.build_app()
-    await host.start()
-    assert host.ctx is not None
-    async with host.ctx.engine.begin() as conn:
-        keys = {r: await issue_key_async(conn, r) for r in ("viewer", "collector", "supervisor")}
-    engine = make_engine(url)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://seg") as client:
-            yield client, engine, keys
-    finally:
-        await engine.dispose()
-        await host.stop()
+    names: dict[str, str | None] = {"viewer": None, "collector": None, "supervisor": None}
+    async with segmenter_api(broker.bootstrap_servers, sim_url, names) as api:
+        yield api
 
 
 async def snapshot(engine: AsyncEngine) -> list[tuple[Any, ...]]:

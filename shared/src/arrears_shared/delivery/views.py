@@ -2,7 +2,7 @@
 Providers page and for monitoring.
 
 Per route (primary provider, fallback): the circuit breaker of the replica that answers (breakers are per
-replica), the shared limiter's schedule (a provider's Retry-After shows as a pause) and, for the primary
+replica), the shared limiter's schedule (how far ahead it is booked: a paced backlog or a provider's Retry-After) and, for the primary
 route, a route pause shared by every replica (the provider said its quota is used up). Per dispatcher (all
 replicas, from its tables): the daily quota used over the rolling 24 hours against the limit, the deliveries
 by state, the sends in flight (`sending`, younger than the in-doubt age) and the in-doubt sends awaiting
@@ -38,7 +38,7 @@ class RouteStatus(BaseModel):
     breaker: BreakerStatus = Field(description="This replica's circuit breaker for the route")
     rate_per_s: float
     limiter_ahead_s: float | None = Field(
-        None, description="How far the shared limiter's schedule runs ahead of now (a Retry-After pause)"
+        None, description="How far the shared limiter's schedule runs ahead of now (a backlog being paced, or a provider Retry-After)"
     )
     paused_until: datetime | None = Field(
         None, description="Route paused for every replica until then (provider quota used up)"
