@@ -11,6 +11,7 @@ import httpx
 import pytest
 from arrears_cli.stack.platform import Platform
 from arrears_cli.stack.postgres import EmbeddedPostgres
+from arrears_shared.topics import SERVICES
 from auth_support import bearer, issue_key
 
 # faster clocks than production; ingest runs only when a test asks (no start-up poll racing the test)
@@ -47,9 +48,13 @@ def running_platform(
     tmp_path_factory: pytest.TempPathFactory,
     name: str,
     overrides: dict[str, dict[str, str]] | None = None,
+    every_service: dict[str, str] | None = None,
 ) -> Iterator[Platform]:
-    """Its own broker (consumer groups start clean), the session's PostgreSQL with a fresh database."""
-    merged = {svc: dict(env) for svc, env in BASE_OVERRIDES.items()}
+    """Its own broker (consumer groups start clean), the session's PostgreSQL with a fresh database.
+    `overrides` is per service; `every_service` is given to all of them (e.g. the identity provider)."""
+    merged = {svc: dict(every_service or {}) for svc in SERVICES}
+    for svc, env in BASE_OVERRIDES.items():
+        merged[svc].update(env)
     for svc, env in (overrides or {}).items():
         merged.setdefault(svc, {}).update(env)
     p = Platform(

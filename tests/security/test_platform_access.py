@@ -53,7 +53,7 @@ def platform(
         "ARREARS_AUTH_FAILURE_SLOWDOWN_AFTER": "1000000",
         "ARREARS_AUTH_FAILURE_BLOCK_AFTER": "1000000",
     }
-    with running_platform(pg, tmp_path_factory, "security", {svc: dict(oidc) for svc in SERVICES}) as p:
+    with running_platform(pg, tmp_path_factory, "security", every_service=oidc) as p:
         yield p
 
 
