@@ -38,7 +38,8 @@ class RouteStatus(BaseModel):
     breaker: BreakerStatus = Field(description="This replica's circuit breaker for the route")
     rate_per_s: float
     limiter_ahead_s: float | None = Field(
-        None, description="How far the shared limiter's schedule runs ahead of now (a backlog being paced, or a provider Retry-After)"
+        None,
+        description="How far the shared limiter's schedule runs ahead of now (a backlog being paced, or a provider Retry-After)",
     )
     paused_until: datetime | None = Field(
         None, description="Route paused for every replica until then (provider quota used up)"
