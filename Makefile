@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console chaos-dispatch chaos clean schemas config-docs security-docs
+.PHONY: env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos clean schemas config-docs security-docs
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -49,6 +49,12 @@ bench-dispatch: env
 
 bench-console: env
 	$(RUN) python bench/console.py
+
+bench-intents: env
+	$(RUN) python bench/intents.py
+
+intents-model: env
+	$(RUN) arrears intents train
 
 chaos-dispatch: env
 	$(RUN) python bench/chaos_dispatch.py

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "audit",  # arrears audit verify: every service's hash-chained audit log
     "keys",  # arrears keys create|list|rotate|revoke: API keys
     "security",  # arrears security matrix: routes x roles, generated
+    "intents",  # arrears intents split|train|evaluate|retrain|models: the reply classifier
 )
 
 app = typer.Typer(name="arrears", help="Arrears: event-driven debt collections.", no_args_is_help=True)

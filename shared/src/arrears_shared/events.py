@@ -200,6 +200,8 @@ class MessageSent(Event):
     permanent: bool = False
     attempts: int = 1
     sent_at: AwareDatetime
+    timezone: str | None = Field(None, description="The debtor's IANA time zone (from the notice)")
+    currency: Currency | None = Field(None, description="The account's currency (from the notice)")
 
 
 class Intent(StrEnum):
@@ -228,9 +230,28 @@ class ReplyReceived(Event):
     confidence: float = Field(ge=0, le=1)
     promise_amount_minor: int | None = None
     promise_date: date | None = None
+    promise_currency: str | None = Field(None, description="ISO 4217 of the promised amount")
+    promise_plan_every: Literal["week", "fortnight", "month"] | None = Field(
+        None, description="An instalment offer: `promise_amount_minor` is paid every week / fortnight / month"
+    )
     provider_message_id: str | None = None
     in_reply_to_notice_id: str | None = None
     received_at: AwareDatetime
+    suggested_intent: Intent | None = Field(
+        None, description="The classifier's best guess when it was not sure enough to act (`intent` = other)"
+    )
+    needs_review: bool = Field(False, description="Below the confidence threshold: a person reads the reply")
+    possible_opt_out: bool = Field(
+        False,
+        description="Fail-safe: the reply may be an opt-out the classifier is unsure of; the channel's "
+        "dispatcher pauses messages to the account until a person decides (a reviewed event)",
+    )
+    reviewed_by: str | None = Field(
+        None,
+        description="Set on a person's decision about an earlier reply (same `reply_id`): `intent` is theirs; "
+        "it releases (or, for an opt-out, confirms) a fail-safe pause",
+    )
+    model_version: str | None = Field(None, description="Version of the intent model that classified it")
 
 
 class IngestRejected(Event):
@@ -266,6 +287,7 @@ class CaseEscalated(Event):
         "failed_payment",
         "unclear_reply",
         "delivery_failed",
+        "possible_opt_out",
     ]
     priority: Literal["low", "normal", "high", "critical"]
     detail: str = ""

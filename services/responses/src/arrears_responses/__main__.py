@@ -14,6 +14,7 @@ from .corrections.views import corrections_router
 from .gmail.poller import make_gmail_loop
 from .gmail.views import make_push_router
 from .gmail.watch import make_watch_loop
+from .intents.loop import intent_model_loop, intent_model_ready, load_active_model
 from .replies.views import replies_router
 from .settings import ResponsesSettings
 from .webhooks.views import webhooks_router
@@ -27,7 +28,9 @@ def definition(settings: ResponsesSettings | None = None) -> ServiceDefinition:
         settings=settings,
         consumers=[Consumer(topics=[topics.MESSAGE_SENT], handler=handle_message_sent)],
         routers=[webhooks_router, replies_router, corrections_router, make_push_router(wake), audit_router],
-        loops=[make_gmail_loop(wake), make_watch_loop()],
+        loops=[make_gmail_loop(wake), make_watch_loop(), intent_model_loop],
+        on_start=load_active_model,
+        readiness={"intent_model": intent_model_ready},
     )
 
 

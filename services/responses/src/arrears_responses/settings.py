@@ -49,6 +49,24 @@ class ResponsesSettings(ServiceSettings):
         True, description="Answer SMS HELP and confirm SMS opt-outs (through notice-due -> dispatcher-sms)"
     )
 
+    responses_intent_review_below: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A reply the model is less sure of than this (calibrated probability) is not acted on:"
+        " intent `other`, flagged for a person with the model's guess",
+    )
+    responses_intent_possible_opt_out_at: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Fail-safe: an opt-out probability at least this (and not a confident opt-out) pauses"
+        " messages on that channel to the account until a person decides",
+    )
+    responses_intent_model_refresh_s: float = Field(
+        60.0, gt=0, description="Seconds between checks for a newly activated intent model"
+    )
+
     responses_gmail_enabled: bool = Field(
         False, description="Poll the Gmail mailbox for replies, bounces and automatic replies"
     )

@@ -67,6 +67,7 @@ PRIMARY = "primary"
 FALLBACK = "fallback"
 # Limiter slots are reserved at most this far ahead: a claimed row waits at most this long for its slot.
 _HORIZON_S = 1.0
+HOLD_RECHECK_S = 300.0  # a held delivery (possible opt-out awaiting a person) is looked at again this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +218,8 @@ class DeliveryEngine:
         notices: list[dict[str, Any]] = []
         revive: list[dict[str, Any]] = []
         opt_outs: list[dict[str, Any]] = []
+        holds: list[dict[str, Any]] = []
+        released: list[dict[str, Any]] = []
         invalid: list[dict[str, Any]] = []
         for env in events:
             ev = env.data
@@ -234,12 +237,16 @@ class DeliveryEngine:
                 )
                 if env.id.startswith("dlq:"):
                     revive.append({"id": ev.notice_id, "d": env.id})
-            elif (
-                isinstance(ev, ReplyReceived)
-                and ev.intent == Intent.OPT_OUT
-                and ev.channel.value == self.channel.channel
-            ):
-                opt_outs.append({"a": ev.account_id, "c": ev.channel.value, "r": ev.reply_id})
+            elif isinstance(ev, ReplyReceived):
+                if ev.reviewed_by is not None:
+                    # a person decided about the reply: its fail-safe hold ends (on every channel)
+                    released.append({"a": ev.account_id, "r": ev.reply_id})
+                if ev.channel.value != self.channel.channel:
+                    continue
+                if ev.intent == Intent.OPT_OUT:
+                    opt_outs.append({"a": ev.account_id, "c": ev.channel.value, "r": ev.reply_id})
+                elif ev.possible_opt_out and ev.reviewed_by is None:
+                    holds.append({"a": ev.account_id, "c": ev.channel.value, "r": ev.reply_id})
             elif (
                 isinstance(ev, MessageSent)
                 and ev.status is DeliveryStatus.FAILED
@@ -295,6 +302,27 @@ class DeliveryEngine:
                     " VALUES (:a, :c, :r) ON CONFLICT DO NOTHING"
                 ),
                 opt_outs,
+            )
+        if holds:
+            await tx.conn.execute(
+                text(
+                    f"INSERT INTO {tx.schema}.contact_holds (account_id, channel, source_reply_id, reason)"
+                    " VALUES (:a, :c, :r, 'possible opt-out awaiting a person') ON CONFLICT DO NOTHING"
+                ),
+                holds,
+            )
+        if released:
+            await tx.conn.execute(
+                text(f"DELETE FROM {tx.schema}.contact_holds WHERE account_id = :a AND source_reply_id = :r"),
+                released,
+            )
+            # what waited for the decision is due again now (the opt-out check above still applies)
+            await tx.conn.execute(
+                text(
+                    f"UPDATE {tx.schema}.deliveries SET next_attempt_at = now() WHERE account_id = :a"
+                    " AND state = 'queued' AND last_error LIKE 'held:%'"
+                ),
+                [{"a": r["a"]} for r in released],
             )
 
     # -- workers ---------------------------------------------------------------------------------------
@@ -595,6 +623,13 @@ class DeliveryEngine:
                 {"a": accounts, "c": ch},
             )
         }
+        held = {
+            r.account_id
+            for r in await tx.conn.execute(
+                text(f"SELECT account_id FROM {s}.contact_holds WHERE channel = :c AND account_id = ANY(:a)"),
+                {"a": accounts, "c": ch},
+            )
+        }
         invalid = {
             (r.account_id, r.address): r.reason
             for r in await tx.conn.execute(
@@ -625,6 +660,14 @@ class DeliveryEngine:
             exempt = not row.notice.is_dunning
             if row.account_id in opted and not exempt:
                 await self._settle(tx, row, DeliveryStatus.SUPPRESSED, reason="opted_out")
+                batch.handled += 1
+                continue
+            if row.account_id in held and not exempt:
+                # fail-safe: a possible opt-out waits for a person; check again later, never send meanwhile
+                until = now + timedelta(seconds=HOLD_RECHECK_S)
+                await self._requeue(
+                    tx, row, until, "held: possible opt-out awaiting a person", attempts=row.attempts
+                )
                 batch.handled += 1
                 continue
             bad = invalid.get((row.account_id, row.to_address))
@@ -1216,6 +1259,8 @@ class DeliveryEngine:
                 permanent=permanent,
                 attempts=row.attempts,
                 sent_at=datetime.now(UTC),
+                timezone=n.timezone,
+                currency=n.currency,
             ),
             id=f"{self._service}:{row.notice_id}:{status.value}:{row.attempts}",
         )

@@ -124,3 +124,28 @@ def downgrade_delivery_tables_v3(op: object, schema: str) -> None:
         f"DROP TABLE IF EXISTS {schema}.quota_window",
     ):
         op.execute(stmt)  # type: ignore[attr-defined]
+
+
+def delivery_tables_v4_ddl(schema: str) -> list[str]:
+    """Fourth revision: fail-safe holds. A reply that may be an opt-out the classifier is unsure of pauses
+    dunning on that channel for the account until a person decides (a reviewed reply-received)."""
+    s = schema
+    return [
+        f"""CREATE TABLE {s}.contact_holds (
+            account_id text NOT NULL,
+            channel text NOT NULL,
+            source_reply_id text NOT NULL,
+            reason text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (account_id, channel, source_reply_id)
+        )""",
+    ]
+
+
+def upgrade_delivery_tables_v4(op: object, schema: str) -> None:
+    for stmt in delivery_tables_v4_ddl(schema):
+        op.execute(stmt)  # type: ignore[attr-defined]
+
+
+def downgrade_delivery_tables_v4(op: object, schema: str) -> None:
+    op.execute(f"DROP TABLE IF EXISTS {schema}.contact_holds")  # type: ignore[attr-defined]

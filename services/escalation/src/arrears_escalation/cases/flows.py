@@ -24,6 +24,7 @@ from ..deps import Deps
 from ..promises.service import due_broken, on_payment, record_promise
 from ..rules.flows import escalate
 from ..rules.service import Facts
+from ..tasks.service import complete_task, task_id_for
 from .models import timers
 from .service import NO_RESPONSE
 
@@ -67,7 +68,33 @@ async def on_message_sent(tx: Transaction, ev: MessageSent, deps: Deps, now: dat
     )
 
 
+def reply_detail(ev: ReplyReceived) -> str:
+    if ev.reviewed_by is not None:
+        return f"{ev.intent.value} reply via {ev.channel.value} (decided by {ev.reviewed_by})"
+    if ev.possible_opt_out:
+        guess = (ev.suggested_intent or ev.intent).value
+        return (
+            f"possible opt-out via {ev.channel.value} (classifier: {guess}, {ev.confidence:.2f}): "
+            f"{ev.channel.value} paused until someone decides"
+        )
+    if ev.needs_review and ev.suggested_intent is not None:
+        return f"unclear reply via {ev.channel.value} (best guess {ev.suggested_intent.value}, {ev.confidence:.2f})"
+    return f"{ev.intent.value} reply via {ev.channel.value} (confidence {ev.confidence:.2f})"
+
+
+REVIEW_TASK_KINDS = ("review_opt_out", "read_reply")
+
+
 async def on_reply(tx: Transaction, ev: ReplyReceived, deps: Deps, now: datetime) -> None:
+    if ev.reviewed_by is not None:
+        # a person decided about a reply: the task that asked them to read it is done
+        for kind in REVIEW_TASK_KINDS:
+            await complete_task(
+                tx.conn,
+                task_id_for(ev.account_id, kind, ev.reply_id),
+                f"{ev.reviewed_by} marked the reply {ev.intent.value}",
+                now,
+            )
     await cancel_timers(tx.conn, ev.account_id, f"reply:{ev.intent.value}", now)
     if ev.intent is Intent.PROMISE_TO_PAY:
         await record_promise(tx.conn, ev)
@@ -75,10 +102,16 @@ async def on_reply(tx: Transaction, ev: ReplyReceived, deps: Deps, now: datetime
         tx,
         deps,
         "reply",
-        Facts(intent=ev.intent.value, confidence=ev.confidence, channel=ev.channel.value),
+        Facts(
+            intent=ev.intent.value,
+            confidence=ev.confidence,
+            channel=ev.channel.value,
+            needs_review=ev.needs_review,
+            possible_opt_out=ev.possible_opt_out,
+        ),
         account_id=ev.account_id,
         trigger_id=ev.reply_id,
-        detail=f"{ev.intent.value} reply via {ev.channel.value} (confidence {ev.confidence:.2f})",
+        detail=reply_detail(ev),
         now=now,
     )
 

@@ -20,6 +20,7 @@ CaseReason = Literal[
     "broken_promise",
     "failed_payment",
     "unclear_reply",
+    "possible_opt_out",
     "delivery_failed",
 ]
 
@@ -37,6 +38,12 @@ class Conditions(BaseModel):
         "is converted first; a balance in a currency without a rate counts as meeting it)",
     )
     channels: list[Channel] | None = None
+    needs_review: bool | None = Field(
+        None, description="reply: the classifier was (true) / was not (false) sure enough to act on it"
+    )
+    possible_opt_out: bool | None = Field(
+        None, description="reply: a possible opt-out the classifier is unsure of (SMS to it is paused)"
+    )
     grace_days: int = Field(
         0, ge=0, description="promise_broken: days after the due date before it is broken"
     )

@@ -25,6 +25,8 @@ class Facts:
     balance_minor: int | None = None  # minor units of `currency`
     currency: str | None = None
     channel: str | None = None
+    needs_review: bool = False  # the classifier was not sure: a person reads the reply
+    possible_opt_out: bool = False  # ... and it may be an opt-out (messages on that channel are paused)
 
     def unpriced(self, rates: RateTable) -> bool:
         """A balance is known but cannot be converted to the reporting currency (no rate)."""
@@ -78,6 +80,10 @@ def matches(rule: Rule, facts: Facts, rates: RateTable | None = None) -> bool:
             note_unpriced(facts.currency, f"escalation.{rule.id}")
         elif balance < c.min_balance_minor:
             return False
+    if c.needs_review is not None and facts.needs_review is not c.needs_review:
+        return False
+    if c.possible_opt_out is not None and facts.possible_opt_out is not c.possible_opt_out:
+        return False
     return not (c.channels is not None and facts.channel not in {ch.value for ch in c.channels})
 
 

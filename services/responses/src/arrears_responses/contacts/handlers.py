@@ -63,11 +63,14 @@ async def handle_message_sent(events: Sequence[Envelope], tx: Transaction) -> No
         rows = list(latest.items())
         await tx.conn.execute(
             text(
-                f"""INSERT INTO {s}.contacts (channel, address, account_id, notice_id, sent_at)
+                f"""INSERT INTO {s}.contacts (channel, address, account_id, notice_id, sent_at, timezone, currency)
                 SELECT * FROM unnest(CAST(:ch AS text[]), CAST(:ad AS text[]), CAST(:acc AS text[]),
-                                     CAST(:nid AS text[]), CAST(:at AS timestamptz[]))
+                                     CAST(:nid AS text[]), CAST(:at AS timestamptz[]), CAST(:tz AS text[]),
+                                     CAST(:cur AS text[]))
                 ON CONFLICT (channel, address) DO UPDATE SET account_id = EXCLUDED.account_id,
-                    notice_id = EXCLUDED.notice_id, sent_at = EXCLUDED.sent_at
+                    notice_id = EXCLUDED.notice_id, sent_at = EXCLUDED.sent_at,
+                    timezone = coalesce(EXCLUDED.timezone, {s}.contacts.timezone),
+                    currency = coalesce(EXCLUDED.currency, {s}.contacts.currency)
                 WHERE {s}.contacts.sent_at <= EXCLUDED.sent_at"""
             ),
             {
@@ -76,6 +79,8 @@ async def handle_message_sent(events: Sequence[Envelope], tx: Transaction) -> No
                 "acc": [e.account_id for _, e in rows],
                 "nid": [e.notice_id for _, e in rows],
                 "at": [e.sent_at for _, e in rows],
+                "tz": [e.timezone for _, e in rows],
+                "cur": [e.currency for _, e in rows],
             },
         )
     if sent:

@@ -6,10 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from arrears_shared.events import Intent
+from arrears_shared.events import Channel, Intent, ReplyReceived
+from arrears_shared.stream.transaction import Transaction
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..autoreplies.service import maybe_answer
+from ..intents.classifier import Classification
+from ..intents.registry import ACTIVE
+from ..replies.debtor import debtor_of
+from ..settings import ResponsesSettings
 
 
 class Correction(BaseModel):
@@ -27,13 +34,15 @@ class Corrected(BaseModel):
 
 async def correct(
     conn: AsyncConnection, schema: str, reply_id: str, intent: Intent, who: str, now: datetime
-) -> tuple[Corrected, dict[str, Any]] | None:
-    """Store the correction; returns it and the reply's previous labels, or None if no such reply."""
+) -> tuple[Corrected, dict[str, Any], Any] | None:
+    """Store the correction; returns it, the reply's previous labels and the reply, or None if no such
+    reply."""
     reply = (
         await conn.execute(
             text(
-                f"""SELECT r.reply_id, r.account_id, r.channel, r.text, r.intent, r.confidence,
-                       c.intent AS corrected
+                f"""SELECT r.reply_id, r.account_id, r.channel, r.text, r.intent, r.confidence, r.from_address,
+                       r.provider_message_id, r.notice_id, r.received_at, r.possible_opt_out,
+                       r.suggested_intent, c.intent AS corrected
                 FROM {schema}.replies r LEFT JOIN {schema}.intent_corrections c USING (reply_id)
                 WHERE r.reply_id = :id"""
             ),
@@ -62,7 +71,17 @@ async def correct(
             "at": now,
         },
     )
-    before = {"predicted": reply.intent, "confidence": reply.confidence, "corrected": reply.corrected}
+    await conn.execute(
+        text(f"UPDATE {schema}.replies SET reviewed_by = :by, reviewed_at = :at WHERE reply_id = :id"),
+        {"id": reply_id, "by": who, "at": now},
+    )
+    before = {
+        "predicted": reply.intent,
+        "suggested": reply.suggested_intent,
+        "confidence": reply.confidence,
+        "possible_opt_out": reply.possible_opt_out,
+        "corrected": reply.corrected,
+    }
     return (
         Corrected(
             reply_id=reply.reply_id,
@@ -73,6 +92,30 @@ async def correct(
             corrected_at=now,
         ),
         before,
+        reply,
+    )
+
+
+def decision_event(reply: Any, intent: Intent, who: str, details: Classification | None) -> ReplyReceived:
+    """A person's decision about a reply, published like a reply (same `reply_id`, `reviewed_by` set):
+    the segmenter and escalation act on the corrected intent, and a fail-safe pause ends (or, for an
+    opt-out, becomes the opt-out)."""
+    promise = details.event_fields() if details is not None and intent is Intent.PROMISE_TO_PAY else {}
+    return ReplyReceived(
+        account_id=reply.account_id,
+        reply_id=reply.reply_id,
+        channel=Channel(reply.channel),
+        from_address=reply.from_address,
+        text=reply.text[:5000],
+        provider_message_id=reply.provider_message_id,
+        in_reply_to_notice_id=reply.notice_id,
+        received_at=reply.received_at,
+        **{
+            **{k: v for k, v in promise.items() if k.startswith("promise_")},
+            "intent": intent,
+            "confidence": 1.0,
+            "reviewed_by": who,
+        },
     )
 
 
@@ -86,3 +129,34 @@ async def labelled_examples(conn: AsyncConnection, schema: str, limit: int = 10_
         {"n": limit},
     )
     return [dict(r._mapping) for r in rows]
+
+
+async def publish_decision(
+    tx: Transaction, settings: ResponsesSettings, reply: Any, intent: Intent, who: str, now: datetime
+) -> None:
+    """Emit the decision (one event per correction) and, for an SMS opt-out a person confirmed, the one
+    opt-out confirmation the customer is owed."""
+    details = None
+    if intent is Intent.PROMISE_TO_PAY:
+        debtor = await debtor_of(tx, reply.account_id)
+        details = ACTIVE.classifier.classify(
+            reply.text,
+            reply.received_at,
+            channel=reply.channel,
+            timezone=debtor.timezone if debtor else None,
+            currency=debtor.currency if debtor else None,
+        )
+    tx.emit(
+        decision_event(reply, intent, who, details),
+        id=f"reply-received:{reply.reply_id}:decided:{now.isoformat()}",
+    )
+    if intent is Intent.OPT_OUT and reply.channel == "sms":
+        await maybe_answer(
+            tx,
+            settings,
+            intent=intent,
+            account_id=reply.account_id,
+            reply_id=reply.reply_id,
+            address=reply.from_address,
+            received_at=now,
+        )

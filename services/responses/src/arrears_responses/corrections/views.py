@@ -12,7 +12,7 @@ from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
-from .service import Corrected, Correction, correct, labelled_examples
+from .service import Corrected, Correction, correct, labelled_examples, publish_decision
 
 
 def corrections_router(get_context: Callable[[], Context]) -> APIRouter:
@@ -25,11 +25,14 @@ def corrections_router(get_context: Callable[[], Context]) -> APIRouter:
         who: Principal = Depends(requires("accounts.work")),
     ) -> Corrected:
         ctx = get_context()
+        now = datetime.now(UTC)
         async with ctx.transaction() as tx:
-            done = await correct(tx.conn, ctx.schema, reply_id, body.intent, who.name, datetime.now(UTC))
+            done = await correct(tx.conn, ctx.schema, reply_id, body.intent, who.name, now)
             if done is None:
                 raise HTTPException(404, "no such reply")
-            corrected, before = done
+            corrected, before, reply = done
+            if reply.account_id is not None:
+                await publish_decision(tx, ctx.settings, reply, body.intent, who.name, now)  # type: ignore[arg-type]
             await record(
                 tx.conn, ctx.schema, who, "reply.intent_corrected", "reply", reply_id,
                 before=before, after={"intent": corrected.intent, "account_id": corrected.account_id},

@@ -15,7 +15,9 @@ from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 
 from .. import metrics
-from ..intents import classify
+from ..intents.classifier import REPLY_COLUMNS, REPLY_VALUES
+from ..intents.registry import ACTIVE
+from ..replies.debtor import debtor_of
 from .parse import EmailKind, InboundEmail
 
 log = logging.getLogger(__name__)
@@ -94,14 +96,22 @@ async def record_email(
     sender = email.bounce_recipient if email.kind is EmailKind.BOUNCE else email.from_address
     match, sent = await match_email(tx, email, thread_id, sender)
     body = email.text or _RE_PREFIX.sub("", email.subject)
-    c = classify(body, received_at)
+    debtor = await debtor_of(tx, match.account_id) if match else None
+    c = ACTIVE.classifier.classify(
+        body,
+        received_at,
+        channel="email",
+        timezone=debtor.timezone if debtor else None,
+        currency=debtor.currency if debtor else None,
+    )
+    columns = c.columns()
+    if email.kind is not EmailKind.REPLY:
+        columns.update(rule=email.kind.value, review=False, poo=False)
     await tx.conn.execute(
         text(
             f"""INSERT INTO {s}.replies (reply_id, channel, provider_message_id, from_address, to_address,
-                text, account_id, notice_id, intent, confidence, rule, promise_amount_minor, promise_date,
-                received_at, kind, matched_by)
-            VALUES (:rid, 'email', :pmid, :frm, :to, :txt, :acc, :nid, :intent, :conf, :rule, :amt, :pd, :at,
-                    :kind, :by)
+                text, account_id, notice_id, received_at, kind, matched_by, {REPLY_COLUMNS})
+            VALUES (:rid, 'email', :pmid, :frm, :to, :txt, :acc, :nid, :at, :kind, :by, {REPLY_VALUES})
             ON CONFLICT (reply_id) DO NOTHING"""
         ),
         {
@@ -112,14 +122,10 @@ async def record_email(
             "txt": body[:5000],
             "acc": match.account_id if match else None,
             "nid": match.notice_id if match else None,
-            "intent": c.intent.value,
-            "conf": c.confidence,
-            "rule": c.rule if email.kind is EmailKind.REPLY else email.kind.value,
-            "amt": c.promise_amount_minor,
-            "pd": c.promise_date,
             "at": received_at,
             "kind": email.kind.value,
             "by": match.by if match else None,
+            **columns,
         },
     )
     metrics.REPLIES.labels(
@@ -160,13 +166,10 @@ async def record_email(
             channel=Channel.EMAIL,
             from_address=email.from_address,
             text=body[:5000],
-            intent=c.intent,
-            confidence=c.confidence,
-            promise_amount_minor=c.promise_amount_minor,
-            promise_date=c.promise_date,
             provider_message_id=gmail_id,
             in_reply_to_notice_id=match.notice_id,
             received_at=received_at,
+            **c.event_fields(),
         ),
         id=f"reply-received:{reply_id}",
     )

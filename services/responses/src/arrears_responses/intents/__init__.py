@@ -1,6 +1,5 @@
-"""Reply understanding: rules (data) + a small matcher + amount/date extraction."""
+"""Reply understanding: safety rules (carrier keywords), a trained model, promise extraction."""
 
-from .classifier import Classification, classify
-from .rules import RULES, Rule
+from .classifier import Classification, ReplyClassifier, classify
 
-__all__ = ["RULES", "Classification", "Rule", "classify"]
+__all__ = ["Classification", "ReplyClassifier", "classify"]

@@ -1,61 +1,209 @@
-"""Match a reply against the rules (data in `rules.py`) and extract promise details."""
+"""Classify one reply: safety rules first, then the trained model, then promise details.
+
+1. the text is cleaned (email quotes and signatures removed: clean.py);
+2. an exact carrier keyword of any locale decides (safety.py: opt-out / HELP, confidence 1);
+3. otherwise the model's calibrated probabilities decide. Below `review_below` the reply is not acted on:
+   its intent is `other` with `needs_review` (a person reads it; the model's guess is `suggested_intent`);
+4. **fail-safe**: when the opt-out probability is at least `possible_opt_out_at` and the reply is not a
+   confident opt-out, `possible_opt_out` is set: the dispatcher of that channel pauses messages to the
+   account until a person decides (a correction of the reply's intent releases or confirms it);
+5. for a promise to pay, amount / currency / date / instalment plan are extracted (extract.py), the date
+   resolved in the debtor's time zone.
+"""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from arrears_shared.events import Intent
 
-from .extract import extract_amount_minor, extract_date
-from .normalize import compact, normalize, words
-from .rules import COURTESY_WORDS, FALLBACK_CONFIDENCE, RULES, Match, Needs, Rule
+from .clean import reply_text
+from .extract import PromiseDetails, extract_amount, extract_date, extract_plan
+from .features import features
+from .lexicon import lexicon
+from .model import IntentModel
+from .normalize import normalize
+from .safety import keyword_intent
+
+BUNDLED_MODEL = Path(__file__).with_name("model") / "intents.npz"
+REVIEW_BELOW = 0.5
+POSSIBLE_OPT_OUT_AT = 0.2
 
 
 @dataclass(frozen=True, slots=True)
 class Classification:
-    intent: Intent
+    intent: Intent  # what automation acts on (`other` when sent to a person)
     confidence: float
-    rule: str
+    rule: str  # opt_out_keyword | help_keyword | opt_out_keyword_polite | model | review | empty
     promise_amount_minor: int | None = None
     promise_date: date | None = None
+    promise_currency: str | None = None
+    promise_plan_every: str | None = None
+    suggested_intent: Intent | None = None  # the best guess, also when sent to a person
+    needs_review: bool = False
+    possible_opt_out: bool = False
+    model_version: str | None = None
+
+    def event_fields(self) -> dict[str, Any]:
+        """The classification as `ReplyReceived` fields."""
+        return {
+            "intent": self.intent,
+            "confidence": self.confidence,
+            "promise_amount_minor": self.promise_amount_minor,
+            "promise_date": self.promise_date,
+            "promise_currency": self.promise_currency,
+            "promise_plan_every": self.promise_plan_every,
+            "suggested_intent": self.suggested_intent if self.needs_review else None,
+            "needs_review": self.needs_review,
+            "possible_opt_out": self.possible_opt_out,
+            "model_version": self.model_version,
+        }
+
+    def columns(self) -> dict[str, Any]:
+        """The classification as `responses.replies` bind parameters (see REPLY_COLUMNS)."""
+        return {
+            "intent": self.intent.value,
+            "conf": self.confidence,
+            "rule": self.rule,
+            "amt": self.promise_amount_minor,
+            "pd": self.promise_date,
+            "pcur": self.promise_currency,
+            "plan": self.promise_plan_every,
+            "sugg": self.suggested_intent.value if self.suggested_intent else None,
+            "review": self.needs_review,
+            "poo": self.possible_opt_out,
+            "mv": self.model_version,
+        }
 
 
-def _matches(rule: Rule, norm: str, flat: str, tokens: list[str]) -> bool:
-    if rule.match is Match.KEYWORD:
-        return flat in rule.keywords
-    if rule.match is Match.KEYWORD_POLITE:
-        hits = [w for w in tokens if w in rule.keywords]
-        if flat.startswith("optout") or " opt out" in f" {norm}":
-            rest = [w for w in tokens if w not in ("opt", "out", "optout")]
-            return all(w in COURTESY_WORDS for w in rest)
-        return len(set(hits)) == 1 and all(w in rule.keywords or w in COURTESY_WORDS for w in tokens)
-    return any(p.search(norm) for p in rule.compiled)
+# the classification's columns of `responses.replies` and their bind parameters (Classification.columns)
+REPLY_COLUMNS = (
+    "intent, confidence, rule, promise_amount_minor, promise_date, promise_currency, promise_plan_every, "
+    "suggested_intent, needs_review, possible_opt_out, model_version"
+)
+REPLY_VALUES = ":intent, :conf, :rule, :amt, :pd, :pcur, :plan, :sugg, :review, :poo, :mv"
 
 
-def classify(text: str, received_at: datetime | date | None = None) -> Classification:
-    """Classify one reply. `received_at` anchors relative dates ("Friday", "tomorrow")."""
-    today = (
-        received_at.date()
-        if isinstance(received_at, datetime)
-        else received_at
-        if isinstance(received_at, date)
-        else date.today()
-    )
+def signals(text: str) -> tuple[str, ...]:
+    """Extractor hints the model sees as features (does the reply name money, a date, a plan?)."""
+    out = []
+    if extract_amount(text) is not None:
+        out.append("amount")
+    if extract_date(text, date(2026, 1, 1)) is not None:
+        out.append("date")
+    if extract_plan(text) is not None:
+        out.append("plan")
     norm = normalize(text)
-    flat = compact(text)
-    tokens = words(text)
-    amount: int | None = None
-    when: date | None = None
-    details_done = False
-    for rule in RULES:
-        if rule.needs is Needs.PROMISE_DETAILS or rule.intent is Intent.PROMISE_TO_PAY:
-            if not details_done:
-                amount, when, details_done = extract_amount_minor(text), extract_date(text, today), True
-            if rule.needs is Needs.PROMISE_DETAILS and amount is None and when is None:
-                continue
-        if _matches(rule, norm, flat, tokens):
-            if rule.intent is Intent.PROMISE_TO_PAY:
-                return Classification(rule.intent, rule.confidence, rule.name, amount, when)
-            return Classification(rule.intent, rule.confidence, rule.name)
-    return Classification(Intent.OTHER, FALLBACK_CONFIDENCE, "fallback")
+    out += [f"cue:{name}" for name, pattern in lexicon().cues.items() if pattern.search(norm)]
+    return tuple(out)
+
+
+def model_features(text: str) -> list[str]:
+    return features(text, signals(text))
+
+
+def local_day(received_at: datetime | date | None, timezone: str | None) -> date:
+    if isinstance(received_at, datetime):
+        zone: tzinfo | None = None
+        if timezone:
+            try:
+                zone = ZoneInfo(timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                zone = None
+        if received_at.tzinfo is None:
+            received_at = received_at.replace(tzinfo=UTC)
+        return received_at.astimezone(zone).date() if zone else received_at.date()
+    if isinstance(received_at, date):
+        return received_at
+    return datetime.now(UTC).date()
+
+
+class ReplyClassifier:
+    def __init__(
+        self,
+        model: IntentModel,
+        *,
+        review_below: float = REVIEW_BELOW,
+        possible_opt_out_at: float = POSSIBLE_OPT_OUT_AT,
+    ) -> None:
+        self.model = model
+        self.review_below = review_below
+        self.possible_opt_out_at = possible_opt_out_at
+        self._opt_out = model.classes.index(Intent.OPT_OUT)
+
+    def classify(
+        self,
+        text: str,
+        received_at: datetime | date | None = None,
+        *,
+        channel: str = "sms",
+        timezone: str | None = None,
+        currency: str | None = None,
+    ) -> Classification:
+        body = reply_text(text) if channel == "email" else " ".join(text.split())
+        version = self.model.version
+        if not body:
+            return Classification(Intent.OTHER, 0.0, "empty", needs_review=True, model_version=version)
+        if hit := keyword_intent(body):
+            intent, rule = hit
+            return Classification(intent, 1.0, rule, suggested_intent=intent, model_version=version)
+        p = self.model.proba(model_features(body))
+        best = int(p.argmax())
+        guess, confidence = self.model.classes[best], float(p[best])
+        p_opt_out = float(p[self._opt_out])
+        confident = confidence >= self.review_below
+        intent = guess if confident else Intent.OTHER
+        possible_opt_out = intent is not Intent.OPT_OUT and p_opt_out >= self.possible_opt_out_at
+        details = PromiseDetails()
+        if guess is Intent.PROMISE_TO_PAY:
+            today = local_day(received_at, timezone)
+            amount = extract_amount(body, currency or "USD", allow_bare=True)
+            plan = extract_plan(body)
+            details = PromiseDetails(
+                amount[0] if amount else None,
+                amount[1] if amount else None,
+                extract_date(body, today),
+                plan if amount or plan else None,
+            )
+        return Classification(
+            intent,
+            round(confidence, 4),
+            "model" if confident else "review",
+            promise_amount_minor=details.amount_minor,
+            promise_date=details.date,
+            promise_currency=details.currency,
+            promise_plan_every=details.plan_every,
+            suggested_intent=guess,
+            needs_review=not confident or possible_opt_out,
+            possible_opt_out=possible_opt_out,
+            model_version=version,
+        )
+
+
+@functools.cache
+def bundled_model() -> IntentModel:
+    return IntentModel.load(BUNDLED_MODEL)
+
+
+@functools.cache
+def default_classifier() -> ReplyClassifier:
+    return ReplyClassifier(bundled_model())
+
+
+def classify(
+    text: str,
+    received_at: datetime | date | None = None,
+    *,
+    channel: str = "sms",
+    timezone: str | None = None,
+    currency: str | None = None,
+) -> Classification:
+    """Classify with the model shipped in the package (the service uses the active model instead)."""
+    return default_classifier().classify(
+        text, received_at, channel=channel, timezone=timezone, currency=currency
+    )

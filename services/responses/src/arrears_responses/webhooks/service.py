@@ -12,7 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..autoreplies.service import maybe_answer
-from ..intents import classify
+from ..intents.classifier import REPLY_COLUMNS, REPLY_VALUES
+from ..intents.registry import ACTIVE
 from ..settings import ResponsesSettings
 from .failures import publish_sms_failure
 from .models import DELIVERY_TYPES, MESSAGE_RECEIVED, QuoMessage, QuoWebhookEvent, WebhookAck
@@ -105,19 +106,27 @@ async def record_inbound_sms(
     body = msg.content[:MAX_TEXT]
     contact = (
         await tx.conn.execute(
-            text(f"SELECT account_id, notice_id FROM {s}.contacts WHERE channel = 'sms' AND address = :a"),
+            text(
+                f"SELECT account_id, notice_id, timezone, currency FROM {s}.contacts"
+                " WHERE channel = 'sms' AND address = :a"
+            ),
             {"a": sender},
         )
     ).first()
-    c = classify(body, received_at)
+    c = ACTIVE.classifier.classify(
+        body,
+        received_at,
+        channel="sms",
+        timezone=contact.timezone if contact else None,
+        currency=contact.currency if contact else None,
+    )
     reply_id = f"quo:{msg.id}"
     inserted = (
         await tx.conn.execute(
             text(
                 f"""INSERT INTO {s}.replies (reply_id, channel, provider_message_id, from_address, to_address,
-                    text, account_id, notice_id, intent, confidence, rule, promise_amount_minor, promise_date,
-                    received_at)
-                VALUES (:rid, 'sms', :pmid, :frm, :to, :txt, :acc, :nid, :intent, :conf, :rule, :amt, :pd, :at)
+                    text, account_id, notice_id, received_at, {REPLY_COLUMNS})
+                VALUES (:rid, 'sms', :pmid, :frm, :to, :txt, :acc, :nid, :at, {REPLY_VALUES})
                 ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id"""
             ),
             {
@@ -128,12 +137,8 @@ async def record_inbound_sms(
                 "txt": body,
                 "acc": contact.account_id if contact else None,
                 "nid": contact.notice_id if contact else None,
-                "intent": c.intent.value,
-                "conf": c.confidence,
-                "rule": c.rule,
-                "amt": c.promise_amount_minor,
-                "pd": c.promise_date,
                 "at": received_at,
+                **c.columns(),
             },
         )
     ).first()
@@ -149,13 +154,10 @@ async def record_inbound_sms(
             channel=Channel.SMS,
             from_address=sender,
             text=body,
-            intent=c.intent,
-            confidence=c.confidence,
-            promise_amount_minor=c.promise_amount_minor,
-            promise_date=c.promise_date,
             provider_message_id=msg.id,
             in_reply_to_notice_id=contact.notice_id,
             received_at=received_at,
+            **c.event_fields(),
         ),
         id=f"reply-received:{reply_id}",
     )
@@ -171,7 +173,15 @@ async def record_inbound_sms(
         )
     log.info(
         "reply received",
-        extra={"reply_id": reply_id, "intent": c.intent.value, "confidence": c.confidence, "rule": c.rule},
+        extra={
+            "reply_id": reply_id,
+            "intent": c.intent.value,
+            "confidence": c.confidence,
+            "rule": c.rule,
+            "needs_review": c.needs_review,
+            "possible_opt_out": c.possible_opt_out,
+            "model_version": c.model_version,
+        },
     )
     return WebhookAck(status="processed", reply_id=reply_id, intent=c.intent.value)
 

@@ -1,0 +1,115 @@
+"""Learning from people: train a candidate on the corpus's train split plus every person's correction,
+evaluate it and the active model on the test split, activate it only if it is not worse (the gate), and
+record the decision either way (`intent_models` + the audit log)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from arrears_shared.events import Intent
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .classifier import ReplyClassifier, bundled_model
+from .corpus import corpus_sha256, load_corpus, load_split, split_corpus
+from .model import IntentModel
+from .normalize import normalize
+from .registry import store_model
+from .train import Report, evaluate, train
+
+# How much worse than the active model a candidate may be on each metric and still be activated: none on
+# opt-out recall (a missed opt-out is the costliest mistake), half a point on the rest (one or two replies
+# of a few hundred: noise, not a regression).
+GATE_TOLERANCE = {"opt_out_recall": 0.0, "opt_out_precision": 0.005, "accuracy": 0.005, "macro_f1": 0.005}
+
+
+@dataclass
+class Decision:
+    version: str
+    activated: bool
+    reasons: list[str]
+    candidate: dict[str, Any]
+    baseline: dict[str, Any]
+    baseline_version: str
+
+
+def gate(candidate: Report, baseline: Report) -> list[str]:
+    """Why the candidate may not replace the baseline (empty: it may)."""
+    why = []
+    for metric, slack in GATE_TOLERANCE.items():
+        new, old = getattr(candidate, metric), getattr(baseline, metric)
+        if new < old - slack:
+            why.append(f"{metric} {new:.4f} < active {old:.4f}" + (f" - {slack}" if slack else ""))
+    return why
+
+
+def metrics_of(r: Report) -> dict[str, Any]:
+    keys = ("n", "accuracy", "macro_f1", "opt_out_recall", "opt_out_precision", "fail_safe_recall",
+            "review_rate", "auto_accuracy", "p99_ms")  # fmt: skip
+    return {k: round(getattr(r, k), 4) if isinstance(getattr(r, k), float) else getattr(r, k) for k in keys}
+
+
+async def corrections(conn: AsyncConnection, schema: str) -> list[tuple[str, Intent]]:
+    rows = await conn.execute(
+        text(f"SELECT text, intent FROM {schema}.intent_corrections ORDER BY corrected_at")
+    )
+    return [(r.text, Intent(r.intent)) for r in rows]
+
+
+async def active_model(conn: AsyncConnection, schema: str) -> IntentModel:
+    blob = (
+        await conn.execute(text(f"SELECT artifact FROM {schema}.intent_models WHERE status = 'active'"))
+    ).scalar_one_or_none()
+    return bundled_model() if blob is None else IntentModel.from_bytes(bytes(blob))
+
+
+async def retrain(conn: AsyncConnection, schema: str, who: str, *, now: datetime | None = None) -> Decision:
+    """Runs inside the caller's transaction (the decision is stored there)."""
+    now = now or datetime.now(UTC)
+    examples = load_corpus()
+    train_set, test_set = split_corpus(examples, load_split())
+    held_out = {normalize(e.text) for e in test_set}
+    people = [(t, i) for t, i in await corrections(conn, schema) if normalize(t) not in held_out]
+    current = await active_model(conn, schema)
+    sha = corpus_sha256()
+
+    def work() -> tuple[IntentModel, Report, Report]:
+        stamp = hashlib.sha256(f"{sha}:{len(people)}:{now.isoformat()}".encode()).hexdigest()[:8]
+        candidate = train(
+            train_set,
+            extra=people,
+            meta={
+                "version": f"intents-{now:%Y%m%d%H%M%S}-{stamp}",
+                "corpus_sha256": sha,
+                "source": "retrain",
+            },
+        )
+        new = evaluate(ReplyClassifier(candidate), test_set)
+        old = evaluate(ReplyClassifier(current), test_set)
+        candidate.meta["metrics"] = metrics_of(new)
+        return candidate, new, old
+
+    candidate, new, old = await asyncio.to_thread(work)
+    reasons = gate(new, old)
+    activated = not reasons
+    decision = (
+        f"activated: not worse than {current.version} on the test split"
+        if activated
+        else "rejected: " + "; ".join(reasons)
+    )
+    await store_model(
+        conn,
+        schema,
+        candidate,
+        status="active" if activated else "rejected",
+        source="retrain",
+        created_by=who,
+        decision=decision,
+        metrics=metrics_of(new),
+        baseline={"version": current.version, **metrics_of(old)},
+    )
+    return Decision(candidate.version, activated, reasons, metrics_of(new), metrics_of(old), current.version)
