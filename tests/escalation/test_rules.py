@@ -122,12 +122,55 @@ async def test_round_robin_assignment_and_unclear_reply_task(engine) -> None:
     assert sorted(names[:2]) == ["ana", "ben"] and names[2] == names[0]  # inactive "off" never gets one
     assert {t.kind for t in got} == {"call_back"} and {t.case_id is not None for t in got} == {True}
     # an unsure reply is a task for a person, without a case; a confident "ok" is nothing
-    await handle(engine, d, reply("UN-1", Intent.OTHER, rid="un-1", confidence=0.2))
+    unsure = reply(
+        "UN-1", Intent.OTHER, rid="un-1", confidence=0.4, needs_review=True, suggested_intent=Intent.DISPUTE
+    )
+    await handle(engine, d, unsure)
     await handle(engine, d, reply("UN-2", Intent.OTHER, rid="un-2", confidence=0.9))
     async with engine.connect() as c:
         [t] = await list_tasks(c, account_id="UN-1")
-        assert (t.kind, t.case_id, t.priority) == ("read_reply", None, "low")
+        assert (t.kind, t.case_id, t.priority, t.status) == ("read_reply", None, "normal", "open")
         assert await list_tasks(c, account_id="UN-2") == [] and await list_cases(c, None, "UN-1") == []
+    # the person's decision (the corrected intent, published as a reviewed reply) completes the task and is
+    # acted on like any reply: a dispute opens its case
+    decided = unsure.model_copy(
+        update={"intent": Intent.DISPUTE, "confidence": 1.0, "needs_review": False, "reviewed_by": "carla"}
+    )
+    await handle(engine, d, decided)
+    async with engine.connect() as c:
+        tasks = {t.kind: t for t in await list_tasks(c, account_id="UN-1")}
+        assert tasks["read_reply"].status == "done" and "carla" in (tasks["read_reply"].outcome or "")
+        assert "validate_debt" in tasks
+        assert [x.reason for x in await list_cases(c, None, "UN-1")] == ["dispute"]
+
+
+async def test_possible_opt_out_is_an_urgent_review(engine) -> None:
+    d = deps()
+    ev = reply(
+        "PO-1", Intent.OTHER, rid="po-1", confidence=0.55, needs_review=True, possible_opt_out=True,
+        suggested_intent=Intent.OTHER,
+    )  # fmt: skip
+    await handle(engine, d, ev)
+    async with engine.connect() as c:
+        [t] = await list_tasks(c, account_id="PO-1")
+        assert (t.kind, t.priority, t.status) == ("review_opt_out", "high", "open")
+        [case] = await list_cases(c, None, "PO-1")
+        assert case.reason == "possible_opt_out" and "paused" in (case.detail or "")
+    await handle(
+        engine,
+        d,
+        ev.model_copy(
+            update={
+                "intent": Intent.OPT_OUT,
+                "reviewed_by": "dev",
+                "possible_opt_out": False,
+                "needs_review": False,
+            }
+        ),
+    )
+    async with engine.connect() as c:
+        [t] = await list_tasks(c, account_id="PO-1")
+        assert t.status == "done"
 
 
 async def test_sla_breach_then_supervisor_escalation(engine) -> None:

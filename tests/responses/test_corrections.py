@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -76,3 +77,22 @@ async def test_a_correction_is_kept_as_a_labelled_example_and_audited(responses)
     assert tuple(example) == ("no voy a pagar, no es mi deuda", "dispute", "other")
     assert (audit.actor, audit.action) == ("collector-c", "reply.intent_corrected")
     assert audit.before["predicted"] == "other" and audit.after["intent"] == "dispute"
+    # the decision is published like a reply (same reply id, the person's intent, `reviewed_by`): it is
+    # what releases a fail-safe hold in the dispatchers and what escalation and the segmenter act on
+    async with host.ctx.engine.connect() as conn:
+        values = [
+            json.loads(bytes(v))
+            for (v,) in (
+                await conn.execute(text("SELECT value FROM responses.outbox WHERE topic = 'reply-received'"))
+            ).all()
+        ]
+        reviewed = (
+            await conn.execute(text("SELECT reviewed_by FROM responses.replies WHERE reply_id = 'r-1'"))
+        ).scalar_one()
+    [decision] = [v for v in values if v["reply_id"] == "r-1"]
+    assert (decision["intent"], decision["reviewed_by"], decision["account_id"]) == (
+        "dispute",
+        "collector-c",
+        "AC-1",
+    )
+    assert reviewed == "collector-c"

@@ -222,9 +222,9 @@ def test_a_confident_opt_out_is_not_held_for_review() -> None:
 
 
 def test_thresholds_are_configurable() -> None:
-    toy = _toy_model({Intent.OPT_OUT: 0.1, Intent.OTHER: 0.9})
+    toy = _toy_model({Intent.OPT_OUT: 0.05, Intent.OTHER: 0.95})
     assert not ReplyClassifier(toy).classify("hmm").possible_opt_out
-    assert ReplyClassifier(toy, possible_opt_out_at=0.05).classify("hmm").possible_opt_out
+    assert ReplyClassifier(toy, possible_opt_out_at=0.04).classify("hmm").possible_opt_out
     assert ReplyClassifier(toy, review_below=0.95).classify("hmm").needs_review
 
 

@@ -253,6 +253,26 @@ class ReplyReceived(Event):
     )
     model_version: str | None = Field(None, description="Version of the intent model that classified it")
 
+    def summary(self) -> str:
+        """One line for timelines: intent, confidence, promise, and who decided or what waits for whom."""
+        promise = ""
+        if self.promise_amount_minor is not None or self.promise_date is not None:
+            amount = (
+                f"{self.promise_amount_minor / 100:,.2f}" if self.promise_amount_minor is not None else "?"
+            )
+            every = f" every {self.promise_plan_every}" if self.promise_plan_every else ""
+            when = self.promise_date.isoformat() if self.promise_date else "?"
+            promise = f", promise {amount}{' ' + self.promise_currency if self.promise_currency else ''}{every} from {when}"
+        line = f"{self.channel.value} reply: {self.intent.value} ({self.confidence:.2f}){promise}"
+        if self.reviewed_by:
+            return f"{line}, decided by {self.reviewed_by}"
+        if self.possible_opt_out:
+            guess = (self.suggested_intent or self.intent).value
+            return f"{line}: possible opt-out (best guess {guess}), {self.channel.value} paused until someone decides"
+        if self.needs_review and self.suggested_intent:
+            return f"{line}: unsure (best guess {self.suggested_intent.value}), for a person to read"
+        return line
+
 
 class IngestRejected(Event):
     """A source row was rejected; `account_id` is the row's id if it had one, else `row:<n>`."""

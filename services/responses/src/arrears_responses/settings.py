@@ -57,7 +57,7 @@ class ResponsesSettings(ServiceSettings):
         " intent `other`, flagged for a person with the model's guess",
     )
     responses_intent_possible_opt_out_at: float = Field(
-        0.2,
+        0.1,
         ge=0,
         le=1,
         description="Fail-safe: an opt-out probability at least this (and not a confident opt-out) pauses"

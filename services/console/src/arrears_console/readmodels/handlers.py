@@ -49,11 +49,7 @@ def summarize(ev: Event) -> str:
         extra = f": {ev.reason[:120]}" if ev.reason else ""
         return f"{ev.channel.value} {ev.status.value} ({ev.tier.value}, step {ev.step}){extra}"
     if isinstance(ev, ReplyReceived):
-        promise = ""
-        if ev.promise_amount_minor is not None or ev.promise_date is not None:
-            amount = f"{ev.promise_amount_minor / 100:,.2f}" if ev.promise_amount_minor is not None else "?"
-            promise = f", promise {amount} on {ev.promise_date.isoformat() if ev.promise_date else '?'}"
-        return f"reply via {ev.channel.value}: {ev.intent.value} ({ev.confidence:.2f}){promise}"
+        return ev.summary()
     if isinstance(ev, IngestRejected):
         col = f" column {ev.column}" if ev.column else ""
         return f"{ev.source} row {ev.row_number} rejected{col}: {ev.reason[:160]}"

@@ -68,20 +68,6 @@ async def on_message_sent(tx: Transaction, ev: MessageSent, deps: Deps, now: dat
     )
 
 
-def reply_detail(ev: ReplyReceived) -> str:
-    if ev.reviewed_by is not None:
-        return f"{ev.intent.value} reply via {ev.channel.value} (decided by {ev.reviewed_by})"
-    if ev.possible_opt_out:
-        guess = (ev.suggested_intent or ev.intent).value
-        return (
-            f"possible opt-out via {ev.channel.value} (classifier: {guess}, {ev.confidence:.2f}): "
-            f"{ev.channel.value} paused until someone decides"
-        )
-    if ev.needs_review and ev.suggested_intent is not None:
-        return f"unclear reply via {ev.channel.value} (best guess {ev.suggested_intent.value}, {ev.confidence:.2f})"
-    return f"{ev.intent.value} reply via {ev.channel.value} (confidence {ev.confidence:.2f})"
-
-
 REVIEW_TASK_KINDS = ("review_opt_out", "read_reply")
 
 
@@ -111,7 +97,7 @@ async def on_reply(tx: Transaction, ev: ReplyReceived, deps: Deps, now: datetime
         ),
         account_id=ev.account_id,
         trigger_id=ev.reply_id,
-        detail=reply_detail(ev),
+        detail=ev.summary(),
         now=now,
     )
 

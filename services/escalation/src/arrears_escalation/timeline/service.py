@@ -42,8 +42,16 @@ def _activity(ev: Event, ce_id: str) -> dict[str, Any] | None:
             "a": ev.account_id,
             "at": ev.received_at,
             "k": "message_in",
-            "s": f"{ev.channel.value} reply: {ev.intent.value} ({ev.confidence:.2f})",
-            "d": {"reply_id": ev.reply_id, "text": ev.text[:500], "intent": ev.intent.value},
+            "s": ev.summary(),
+            "d": {
+                "reply_id": ev.reply_id,
+                "text": ev.text[:500],
+                "intent": ev.intent.value,
+                "suggested_intent": ev.suggested_intent.value if ev.suggested_intent else None,
+                "needs_review": ev.needs_review,
+                "possible_opt_out": ev.possible_opt_out,
+                "reviewed_by": ev.reviewed_by,
+            },
         }
     if isinstance(ev, AccountChanged):
         return {

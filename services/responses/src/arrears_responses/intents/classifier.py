@@ -32,7 +32,7 @@ from .safety import keyword_intent
 
 BUNDLED_MODEL = Path(__file__).with_name("model") / "intents.npz"
 REVIEW_BELOW = 0.5
-POSSIBLE_OPT_OUT_AT = 0.2
+POSSIBLE_OPT_OUT_AT = 0.1
 
 
 @dataclass(frozen=True, slots=True)
