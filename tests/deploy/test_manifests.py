@@ -65,8 +65,31 @@ COUNTERS_AND_GAUGES = {
     "arrears_ingest_degraded",
 }
 HISTOGRAMS = {"arrears_handler_seconds", "arrears_provider_request_seconds"}
+
+
+def service_metrics() -> set[str]:
+    """Every sample name a service's own `metrics` module registers (imported: they register on import)."""
+    import prometheus_client
+
+    for svc in ("ingest", "responses", "escalation"):
+        importlib.import_module(f"arrears_{svc}.metrics")
+    return {
+        sample.name
+        for family in prometheus_client.REGISTRY.collect()
+        for sample in family.samples
+        if sample.name.startswith("arrears_")
+    } | {
+        f"{family.name}_total"
+        for family in prometheus_client.REGISTRY.collect()
+        if family.type == "counter" and family.name.startswith("arrears_")
+    }
+
+
 KNOWN_METRICS = (
-    COUNTERS_AND_GAUGES | HISTOGRAMS | {f"{h}_{s}" for h in HISTOGRAMS for s in ("bucket", "sum", "count")}
+    COUNTERS_AND_GAUGES
+    | HISTOGRAMS
+    | {f"{h}_{s}" for h in HISTOGRAMS for s in ("bucket", "sum", "count")}
+    | service_metrics()
 )
 PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "by", "without", "on", "ignoring"}
 

@@ -15,6 +15,7 @@ from .gmail.poller import make_gmail_loop
 from .gmail.views import make_push_router
 from .gmail.watch import make_watch_loop
 from .intents.loop import intent_model_loop, intent_model_ready, load_active_model
+from .intents.views import intents_router
 from .replies.views import replies_router
 from .settings import ResponsesSettings
 from .webhooks.views import webhooks_router
@@ -27,7 +28,14 @@ def definition(settings: ResponsesSettings | None = None) -> ServiceDefinition:
         name="responses",
         settings=settings,
         consumers=[Consumer(topics=[topics.MESSAGE_SENT], handler=handle_message_sent)],
-        routers=[webhooks_router, replies_router, corrections_router, make_push_router(wake), audit_router],
+        routers=[
+            webhooks_router,
+            replies_router,
+            corrections_router,
+            intents_router,
+            make_push_router(wake),
+            audit_router,
+        ],
         loops=[make_gmail_loop(wake), make_watch_loop(), intent_model_loop],
         on_start=load_active_model,
         readiness={"intent_model": intent_model_ready},

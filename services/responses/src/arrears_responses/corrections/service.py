@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .. import metrics
 from ..autoreplies.service import maybe_answer
 from ..intents.classifier import Classification
 from ..intents.registry import ACTIVE
@@ -146,6 +147,7 @@ async def publish_decision(
             timezone=debtor.timezone if debtor else None,
             currency=debtor.currency if debtor else None,
         )
+    metrics.DECISIONS.labels(intent.value).inc()
     tx.emit(
         decision_event(reply, intent, who, details),
         id=f"reply-received:{reply.reply_id}:decided:{now.isoformat()}",

@@ -133,6 +133,8 @@ async def record_email(
         c.intent.value if email.kind is EmailKind.REPLY else email.kind.value,
         "matched" if match else "unmatched",
     ).inc()
+    if email.kind is EmailKind.REPLY:
+        metrics.count_review("email", c.needs_review, c.possible_opt_out)
     if match is None:
         return "unmatched"
     if email.kind is EmailKind.AUTO_REPLY:

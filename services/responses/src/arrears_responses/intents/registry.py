@@ -16,10 +16,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .. import metrics
 from .classifier import POSSIBLE_OPT_OUT_AT, REVIEW_BELOW, ReplyClassifier, bundled_model
 from .model import IntentModel
 
 log = logging.getLogger(__name__)
+_labelled: set[str] = set()  # versions with an INTENT_MODEL series
 
 
 class ActiveModel:
@@ -66,7 +68,12 @@ class ActiveModel:
                 )
             ).scalar_one()
             model = await asyncio.to_thread(IntentModel.from_bytes, bytes(blob))
+            if self._classifier is not None and self.version in _labelled:
+                metrics.INTENT_MODEL.remove(self.version)
+                _labelled.discard(self.version)
             self._classifier = self._wrap(model)
+            metrics.INTENT_MODEL.labels(model.version).set(1)
+            _labelled.add(model.version)
         log.info("intent model loaded", extra={"model_version": model.version})
         return True
 

@@ -11,6 +11,7 @@ from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .. import metrics
 from ..autoreplies.service import maybe_answer
 from ..intents.classifier import REPLY_COLUMNS, REPLY_VALUES
 from ..intents.registry import ACTIVE
@@ -144,6 +145,7 @@ async def record_inbound_sms(
     ).first()
     if inserted is None:  # the same message under another webhook event id
         return WebhookAck(status="duplicate", reply_id=reply_id)
+    metrics.count_review("sms", c.needs_review, c.possible_opt_out)
     if contact is None:
         log.info("inbound sms from an unknown number stored as unmatched", extra={"reply_id": reply_id})
         return WebhookAck(status="unmatched", reply_id=reply_id, intent=c.intent.value)
