@@ -307,3 +307,28 @@ async def test_failed_payment_opens_a_case_and_a_follow_up_task(engine) -> None:
     await handle(engine, deps(rules=load_rules(disabled="failed_payment")), payment_failed("FP-2", "ch_3"))
     async with engine.connect() as c:
         assert await list_cases(c, None, "FP-2") == []
+
+
+async def test_an_instalment_offer_is_recorded_as_a_plan(engine) -> None:
+    d = deps()
+    plan = reply(
+        "PL-1", Intent.PROMISE_TO_PAY, rid="pl-1", promise_amount_minor=5_000, promise_currency="USD",
+        promise_plan_every="week",
+    )  # fmt: skip
+    dated = reply(
+        "PL-2", Intent.PROMISE_TO_PAY, rid="pl-2", promise_amount_minor=20_000, promise_currency="MXN",
+        promise_plan_every="month", promise_date=date(2026, 12, 15),
+    )  # fmt: skip
+    await handle(engine, d, plan)
+    await handle(engine, d, dated)
+    async with engine.connect() as c:
+        [p1] = await list_promises(c, "PL-1")
+        [p2] = await list_promises(c, "PL-2")
+    assert (p1.amount_minor, p1.currency, p1.plan_every) == (5_000, "USD", "week")
+    assert p1.due_date == plan.received_at.date() + timedelta(days=7), "no start named: due within one period"
+    assert (p2.amount_minor, p2.currency, p2.plan_every, p2.due_date) == (
+        20_000,
+        "MXN",
+        "month",
+        date(2026, 12, 15),
+    )

@@ -13,7 +13,7 @@ import asyncio
 import getpass
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from arrears_responses.intents.classifier import BUNDLED_MODEL, ReplyClassifier
@@ -155,10 +155,10 @@ def models(database_url: DbUrl = None) -> None:
             await engine.dispose()
 
     for m in asyncio.run(go()):
-        metrics = m["metrics"] or {}
+        metrics: dict[str, Any] = dict(m["metrics"] or {})  # type: ignore[call-overload]
         typer.echo(
-            f"{m['version']:<40} {m['status']:<9} {m['source']:<8} acc={metrics.get('accuracy')} "  # type: ignore[union-attr]
-            f"opt_out_recall={metrics.get('opt_out_recall')} {m['decision']}"  # type: ignore[union-attr]
+            f"{m['version']:<40} {m['status']:<9} {m['source']:<8} acc={metrics.get('accuracy')} "
+            f"opt_out_recall={metrics.get('opt_out_recall')} {m['decision']}"
         )
 
 

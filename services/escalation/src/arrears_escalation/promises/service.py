@@ -29,21 +29,31 @@ class PromiseView(BaseModel):
     paid_minor: int | None
     on_time: bool | None
     channel: str | None
+    currency: str | None = None
+    plan_every: str | None = None  # an instalment plan: amount_minor every week / fortnight / month
+
+
+PLAN_PERIOD = {"week": timedelta(days=7), "fortnight": timedelta(days=14), "month": timedelta(days=31)}
 
 
 async def record_promise(conn: AsyncConnection, ev: ReplyReceived, collector: str | None = None) -> bool:
-    """A promise found in a reply."""
-    if ev.promise_date is None:
+    """A promise found in a reply. An instalment offer without a start date is due within one period."""
+    due = ev.promise_date
+    if due is None and ev.promise_plan_every is not None:
+        due = ev.received_at.date() + PLAN_PERIOD[ev.promise_plan_every]
+    if due is None:
         return False
     return await add_promise(
         conn,
         promise_id=ev.reply_id,
         account_id=ev.account_id,
         amount_minor=ev.promise_amount_minor,
-        due_date=ev.promise_date,
+        due_date=due,
         made_at=ev.received_at,
         channel=ev.channel.value,
         collector=collector,
+        currency=ev.promise_currency,
+        plan_every=ev.promise_plan_every,
     )
 
 
@@ -57,6 +67,8 @@ async def add_promise(
     made_at: datetime,
     channel: str | None,
     collector: str | None,
+    currency: str | None = None,
+    plan_every: str | None = None,
 ) -> bool:
     """Record a promise (from a reply, or taken by a person); it supersedes the pending one."""
     await conn.execute(
@@ -70,8 +82,9 @@ async def add_promise(
         await conn.execute(
             text(
                 f"""INSERT INTO {SCHEMA}.promises (promise_id, account_id, amount_minor, due_date, status,
-                    made_at, channel, collector)
-                VALUES (:p, :a, :amt, :d, 'pending', :at, :ch, :col) ON CONFLICT DO NOTHING RETURNING 1"""
+                    made_at, channel, collector, currency, plan_every)
+                VALUES (:p, :a, :amt, :d, 'pending', :at, :ch, :col, :cur, :plan)
+                ON CONFLICT DO NOTHING RETURNING 1"""
             ),
             {
                 "p": promise_id,
@@ -81,6 +94,8 @@ async def add_promise(
                 "at": made_at,
                 "ch": channel,
                 "col": collector,
+                "cur": currency,
+                "plan": plan_every,
             },
         )
     ).first()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -31,7 +32,7 @@ class PromiseDetails:
         return self.amount_minor is None and self.date is None and self.plan_every is None
 
 
-def _alt(words: tuple[str, ...] | list[str] | set[str]) -> str:
+def _alt(words: Iterable[str]) -> str:
     return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
 
 

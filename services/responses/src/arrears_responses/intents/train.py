@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -64,8 +65,8 @@ def _full_logits(clf: Any, x: Any) -> np.ndarray:
 
 
 def train(
-    examples: list[Example], *, extra: list[tuple[str, Intent]] = (), meta: dict[str, Any] | None = None
-) -> IntentModel:  # type: ignore[assignment]
+    examples: list[Example], *, extra: Sequence[tuple[str, Intent]] = (), meta: dict[str, Any] | None = None
+) -> IntentModel:
     """Fit on `examples` (+ `extra` (text, intent) pairs, e.g. people's corrections)."""
     from sklearn.model_selection import StratifiedKFold
 
