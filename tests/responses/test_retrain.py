@@ -36,7 +36,7 @@ def report(**kw: float) -> Report:
     base = {"accuracy": 0.97, "macro_f1": 0.97, "opt_out_recall": 0.98, "opt_out_precision": 0.98}
     base.update(kw)
     return Report(
-        n=300, per_intent={}, fail_safe_recall=1.0, review_rate=0.03, auto_accuracy=0.98, promise={},
+        n=300, per_intent={}, fail_safe_recall=1.0, acted_opt_out_precision=1.0, acted_opt_out_recall=0.95, review_rate=0.03, auto_accuracy=0.98, promise={},
         p50_ms=0.2, p99_ms=1.0, **base,
     )  # fmt: skip
 

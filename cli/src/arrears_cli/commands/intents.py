@@ -55,6 +55,10 @@ def print_report(r: Report, *, misses: bool = False) -> None:
         f"review_rate={r.review_rate:.3f} auto_accuracy={r.auto_accuracy:.4f} "
         f"fail_safe_opt_out_recall={r.fail_safe_recall:.4f}"
     )
+    typer.echo(
+        f"acted on without a person: opt-out precision={r.acted_opt_out_precision:.4f} "
+        f"recall={r.acted_opt_out_recall:.4f} (the rest of the opt-outs were held for a person)"
+    )
     if misses:
         by_id = {e.id: e for e in load_corpus()}
         for rid, gold, got, conf in r.misses:

@@ -49,7 +49,7 @@ def gate(candidate: Report, baseline: Report) -> list[str]:
 
 def metrics_of(r: Report) -> dict[str, Any]:
     keys = ("n", "accuracy", "macro_f1", "opt_out_recall", "opt_out_precision", "fail_safe_recall",
-            "review_rate", "auto_accuracy", "p99_ms")  # fmt: skip
+            "acted_opt_out_precision", "acted_opt_out_recall", "review_rate", "auto_accuracy", "p99_ms")  # fmt: skip
     return {k: round(getattr(r, k), 4) if isinstance(getattr(r, k), float) else getattr(r, k) for k in keys}
 
 

@@ -117,6 +117,8 @@ class Report:
     opt_out_recall: float
     opt_out_precision: float
     fail_safe_recall: float  # opt-outs classified as opt-out OR held for a person
+    acted_opt_out_precision: float  # of the replies acted on as opt-outs (confident), how many were
+    acted_opt_out_recall: float  # of the opt-outs, how many were acted on as such without a person
     review_rate: float
     auto_accuracy: float  # accuracy on the replies acted on without a person
     promise: dict[str, float]
@@ -137,7 +139,7 @@ def evaluate(classifier: ReplyClassifier, examples: list[Example]) -> Report:
     gold: list[Intent] = []
     pred: list[Intent] = []
     durations: list[float] = []
-    reviewed = auto_right = held_opt_outs = 0
+    reviewed = auto_right = held_opt_outs = acted = acted_right = 0
     misses: list[tuple[str, str, str, float]] = []
     promise_checks: Counter[str] = Counter()
     for e in examples:
@@ -153,6 +155,9 @@ def evaluate(classifier: ReplyClassifier, examples: list[Example]) -> Report:
             auto_right += 1
         if e.intent is Intent.OPT_OUT and (guess is Intent.OPT_OUT or c.possible_opt_out):
             held_opt_outs += 1
+        if c.intent is Intent.OPT_OUT:
+            acted += 1
+            acted_right += e.intent is Intent.OPT_OUT
         if guess is not e.intent:
             misses.append((e.id, e.intent.value, guess.value, c.confidence))
         if e.intent is Intent.PROMISE_TO_PAY and e.promise is not None and guess is Intent.PROMISE_TO_PAY:
@@ -186,6 +191,8 @@ def evaluate(classifier: ReplyClassifier, examples: list[Example]) -> Report:
         opt_out_recall=per[Intent.OPT_OUT.value]["recall"],
         opt_out_precision=per[Intent.OPT_OUT.value]["precision"],
         fail_safe_recall=held_opt_outs / opt_out_support,
+        acted_opt_out_precision=acted_right / acted if acted else 1.0,
+        acted_opt_out_recall=acted_right / opt_out_support,
         review_rate=reviewed / n,
         auto_accuracy=auto_right / max(1, n - reviewed),
         promise={
