@@ -79,7 +79,29 @@ async def test_possible_opt_out_holds_until_a_person_releases(
     assert (await states(eng.engine, SCHEMA))[n.notice_id]["state"] == "sent"
     assert sorted(e["recipient"] for e in ledger(quo.url)["entries"]) == sorted([bystander.to, n.to])
     async with eng.engine.connect() as c:
-        assert (await c.execute(text(f"SELECT count(*) FROM {SCHEMA}.contact_holds"))).scalar_one() == 0
+        open_holds = f"SELECT count(*) FROM {SCHEMA}.contact_holds WHERE released_at IS NULL"
+        assert (await c.execute(text(open_holds))).scalar_one() == 0
+    # a replay of the original unsure reply (a DLQ replay, a reprocessed partition) after the decision holds
+    # nothing: the decided row stays; a later notice is sent
+    await feed(eng, [reply], SCHEMA)
+    later = n.model_copy(update={"notice_id": n.notice_id.replace(":s1:", ":s2:"), "step": 2})
+    await feed(eng, [later], SCHEMA)
+    await drain(eng)
+    assert (await states(eng.engine, SCHEMA))[later.notice_id]["state"] == "sent"
+    async with eng.engine.connect() as c:
+        assert (await c.execute(text(open_holds))).scalar_one() == 0
+
+
+async def test_a_decision_before_its_reply_prevents_the_hold(
+    quo: Any, make: Callable[..., DeliveryEngine]
+) -> None:
+    eng = make()
+    n = notice()
+    reply = unsure(n.account_id, "quo:unsure-4")
+    await feed(eng, [decided(reply, Intent.OTHER)], SCHEMA)  # the original arrives later (a DLQ replay)
+    await feed(eng, [reply, n], SCHEMA)
+    await drain(eng)
+    assert (await states(eng.engine, SCHEMA))[n.notice_id]["state"] == "sent"
 
 
 async def test_possible_opt_out_confirmed_by_a_person_is_an_opt_out(

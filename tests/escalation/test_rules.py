@@ -154,8 +154,11 @@ async def test_possible_opt_out_is_an_urgent_review(engine) -> None:
     async with engine.connect() as c:
         [t] = await list_tasks(c, account_id="PO-1")
         assert (t.kind, t.priority, t.status) == ("review_opt_out", "high", "open")
-        [case] = await list_cases(c, None, "PO-1")
-        assert case.reason == "possible_opt_out" and "paused" in (case.detail or "")
+        assert "paused" in t.detail and await list_cases(c, None, "PO-1") == []
+    # a second unsure reply while the first waits: its own task (each hold needs its own decision)
+    await handle(engine, d, ev.model_copy(update={"reply_id": "po-2"}))
+    async with engine.connect() as c:
+        assert len(await list_tasks(c, account_id="PO-1")) == 2
     await handle(
         engine,
         d,
@@ -169,8 +172,8 @@ async def test_possible_opt_out_is_an_urgent_review(engine) -> None:
         ),
     )
     async with engine.connect() as c:
-        [t] = await list_tasks(c, account_id="PO-1")
-        assert t.status == "done"
+        statuses = {t.status for t in await list_tasks(c, account_id="PO-1")}
+        assert statuses == {"done", "open"}, "only the decided reply's task is done"
 
 
 async def test_sla_breach_then_supervisor_escalation(engine) -> None:

@@ -28,6 +28,7 @@ from arrears_responses.intents.corpus import (
     split_corpus,
 )
 from arrears_responses.intents.extract import extract_amount, extract_date, extract_plan, extract_promise
+from arrears_responses.intents.features import features_sha256
 from arrears_responses.intents.lexicon import lexicon
 from arrears_responses.intents.model import IntentModel
 from arrears_responses.intents.safety import keyword_intent
@@ -81,7 +82,7 @@ def test_help_keywords(keyword: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["STOP please", "stop pls", "ALTO por favor", "Baja porfa", "STOP. Thanks", "PARAR ya"]
+    "text", ["STOP please", "stop pls", "ALTO por favor", "Baja porfa", "PARAR ya", "ok stop"]
 )
 def test_keyword_with_courtesy_words_is_an_opt_out(text: str) -> None:
     assert keyword_intent(text) == (Intent.OPT_OUT, "opt_out_keyword_polite")
@@ -90,15 +91,28 @@ def test_keyword_with_courtesy_words_is_an_opt_out(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "don't stop",
-        "I never said stop",
-        "stop by the office",
-        "fin de mes te pago",
-        "alto el saldo",
-        "end of month",
-        "cancel my autopay",
+        "STOP. I will pay 200 on the 15th",  # an opt-out wins over the promise next to it
+        "ALTO, le pago el viernes",
+        "Unsubscribe. I dispute this debt",
+        "STOP I already paid",  # a capitalised keyword opening the reply
+        "I already paid STOP",
+        "who is this? stop",
+        "STOP. Thanks",
     ],
 )
+def test_a_stop_keyword_as_its_own_sentence_wins(text: str) -> None:
+    assert keyword_intent(text) == (Intent.OPT_OUT, "opt_out_keyword_sentence")
+    assert classify(text, WEDNESDAY).intent is Intent.OPT_OUT
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "don't stop", "I never said stop", "stop by the office", "fin de mes te pago", "alto el saldo",
+        "end of month", "cancel my autopay", "DON'T STOP", "PLEASE DON'T STOP SENDING", "please don't STOP",
+        "STOP CALLING ME AT WORK", "end it all", "The end", "Ok fin", "Cancelar todo", "you end", "bus stop",
+    ],
+)  # fmt: skip
 def test_a_keyword_inside_a_sentence_is_not_a_rule_match(text: str) -> None:
     assert keyword_intent(text) is None
 
@@ -147,6 +161,7 @@ def test_split_was_made_once_with_the_fixed_seed() -> None:
 def test_shipped_model_is_trained_from_this_corpus() -> None:
     meta = bundled_model().meta
     assert meta["corpus_sha256"] == corpus_sha256(), "corpus changed: run `arrears intents train`"
+    assert meta["features_sha256"] == features_sha256(), "feature code changed: run `arrears intents train`"
     assert meta["metrics"]["n"] == len(load_split())
 
 
@@ -221,10 +236,11 @@ def test_thresholds_are_configurable() -> None:
 
 
 def test_empty_reply_goes_to_a_person() -> None:
-    c = classify(
-        "\n\nOn Tue, Nov 24, 2026 at 9:02 AM Acme <a@b.example> wrote:\n> pay now\n", channel="email"
-    )
+    c = classify("  \n \n", channel="email")
     assert (c.intent, c.needs_review, c.rule) == (Intent.OTHER, True, "empty")
+    # quotes only (nothing new above or below): the whole text is judged, never nothing
+    quoted = "On Tue, Nov 24, 2026 at 9:02 AM Acme <a@b.example> wrote:\n> please stop texting me\n"
+    assert classify(quoted, channel="email").rule != "empty"
 
 
 @pytest.mark.parametrize(
@@ -284,6 +300,12 @@ def test_email_quotes_signatures_and_client_footers_are_not_the_reply() -> None:
     bottom = "On Tue, Nov 24, 2026 at 9:02 AM Acme <a@b.example> wrote:\n> Reply STOP to opt out\n\nplease remove me"
     assert reply_text(bottom) == "please remove me"
     assert reply_text("On friday I will pay 200.\n--\nJohn") == "On friday I will pay 200."
+    # the customer's own lines that look like headers are kept: only a real header block ends the text
+    assert (
+        reply_text("To: whoever reads this\nStop emailing me.") == "To: whoever reads this Stop emailing me."
+    )
+    assert reply_text("De: Maria\nno me escriban mas") == "De: Maria no me escriban mas"
+    assert reply_text("Confidential: I am sick\nstop") == "Confidential: I am sick stop"
 
 
 def test_quoted_stop_footer_does_not_make_a_promise_an_opt_out() -> None:

@@ -12,7 +12,14 @@ from datetime import UTC, datetime
 import pytest
 from arrears_responses.intents.classifier import bundled_model
 from arrears_responses.intents.corpus import load_corpus, load_split, split_corpus
-from arrears_responses.intents.registry import ACTIVE, ActiveModel, ensure_registered, list_models
+from arrears_responses.intents.model import IntentModel
+from arrears_responses.intents.registry import (
+    ACTIVE,
+    ActiveModel,
+    ensure_registered,
+    list_models,
+    store_model,
+)
 from arrears_responses.intents.retrain import GATE_TOLERANCE, gate, retrain
 from arrears_responses.intents.train import Report
 from arrears_shared.db.engine import make_engine
@@ -112,3 +119,25 @@ async def add_corrections(c, items: list[tuple[str, str, str]]) -> None:  # type
             ),
             {"r": rid, "t": body, "i": intent},
         )
+
+
+async def test_a_model_built_with_other_feature_code_is_never_used(engine: AsyncEngine) -> None:
+    """A rolling update: the active model was trained with feature code this replica does not run. It is
+    not loaded here, and registering finds it unusable and activates the shipped, matching model."""
+    stale = IntentModel.from_bytes(bundled_model().to_bytes())
+    stale.meta.update(
+        version="intents-stale-features", features_sha256="0" * 64, trained_at="2030-01-01T00:00:00+00:00"
+    )
+    async with engine.begin() as c:
+        await store_model(
+            c, SCHEMA, stale, status="active", source="bundled", created_by="test", decision="test", metrics={}
+        )  # fmt: skip
+    holder = ActiveModel()
+    async with engine.connect() as c:
+        assert await holder.refresh(c, SCHEMA) is False
+    assert holder.version == bundled_model().version  # still the shipped model in memory
+    async with engine.begin() as c:
+        assert await ensure_registered(c, SCHEMA) == bundled_model().version
+    async with engine.connect() as c:
+        statuses = {m["version"]: m["status"] for m in await list_models(c, SCHEMA)}
+    assert statuses["intents-stale-features"] == "retired" and statuses[bundled_model().version] == "active"

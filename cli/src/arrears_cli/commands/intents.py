@@ -25,6 +25,7 @@ from arrears_responses.intents.corpus import (
     make_split,
     split_corpus,
 )
+from arrears_responses.intents.features import features_sha256
 from arrears_responses.intents.model import IntentModel
 from arrears_responses.intents.train import Report, evaluate, train
 from arrears_shared.audit import append
@@ -84,9 +85,8 @@ def train_cmd(
     """Train the shipped model on the train split; evaluate and record its metrics on the test split."""
     train_set, test_set = split_corpus(load_corpus(), load_split())
     sha = corpus_sha256()
-    model = train(
-        train_set, meta={"version": f"intents-corpus-{sha[:12]}", "corpus_sha256": sha, "source": "bundled"}
-    )
+    version = f"intents-corpus-{sha[:12]}-f{features_sha256()[:8]}"
+    model = train(train_set, meta={"version": version, "corpus_sha256": sha, "source": "bundled"})
     report = evaluate(ReplyClassifier(model), test_set)
     evaluate(ReplyClassifier(model), test_set)  # warm: the recorded latency is steady state
     report_warm = evaluate(ReplyClassifier(model), test_set)

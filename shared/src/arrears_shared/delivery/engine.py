@@ -238,11 +238,14 @@ class DeliveryEngine:
                 if env.id.startswith("dlq:"):
                     revive.append({"id": ev.notice_id, "d": env.id})
             elif isinstance(ev, ReplyReceived):
-                if ev.reviewed_by is not None:
-                    # a person decided about the reply: its fail-safe hold ends (on every channel)
-                    released.append({"a": ev.account_id, "r": ev.reply_id})
                 if ev.channel.value != self.channel.channel:
                     continue
+                if ev.reviewed_by is not None:
+                    # a person decided about the reply: its fail-safe hold ends, for good (a replay of the
+                    # original reply finds the decided row and holds nothing)
+                    released.append(
+                        {"a": ev.account_id, "c": ev.channel.value, "r": ev.reply_id, "by": ev.reviewed_by}
+                    )
                 if ev.intent == Intent.OPT_OUT:
                     opt_outs.append({"a": ev.account_id, "c": ev.channel.value, "r": ev.reply_id})
                 elif ev.possible_opt_out and ev.reviewed_by is None:
@@ -313,7 +316,13 @@ class DeliveryEngine:
             )
         if released:
             await tx.conn.execute(
-                text(f"DELETE FROM {tx.schema}.contact_holds WHERE account_id = :a AND source_reply_id = :r"),
+                text(
+                    f"INSERT INTO {tx.schema}.contact_holds (account_id, channel, source_reply_id, reason,"
+                    " released_at, released_by) VALUES (:a, :c, :r, 'decided by a person', now(), :by)"
+                    " ON CONFLICT (account_id, channel, source_reply_id) DO UPDATE SET"
+                    f" released_at = coalesce({tx.schema}.contact_holds.released_at, now()),"
+                    f" released_by = coalesce({tx.schema}.contact_holds.released_by, EXCLUDED.released_by)"
+                ),
                 released,
             )
             # what waited for the decision is due again now (the opt-out check above still applies)
@@ -626,7 +635,10 @@ class DeliveryEngine:
         held = {
             r.account_id
             for r in await tx.conn.execute(
-                text(f"SELECT account_id FROM {s}.contact_holds WHERE channel = :c AND account_id = ANY(:a)"),
+                text(
+                    f"SELECT account_id FROM {s}.contact_holds WHERE channel = :c AND account_id = ANY(:a)"
+                    " AND released_at IS NULL"
+                ),
                 {"a": accounts, "c": ch},
             )
         }

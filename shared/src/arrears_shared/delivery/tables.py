@@ -128,7 +128,8 @@ def downgrade_delivery_tables_v3(op: object, schema: str) -> None:
 
 def delivery_tables_v4_ddl(schema: str) -> list[str]:
     """Fourth revision: fail-safe holds. A reply that may be an opt-out the classifier is unsure of pauses
-    dunning on that channel for the account until a person decides (a reviewed reply-received)."""
+    dunning on that channel for the account until a person decides (a reviewed reply-received). A decided
+    hold keeps its row (`released_at`), so a replay of the original reply cannot hold the account again."""
     s = schema
     return [
         f"""CREATE TABLE {s}.contact_holds (
@@ -137,8 +138,11 @@ def delivery_tables_v4_ddl(schema: str) -> list[str]:
             source_reply_id text NOT NULL,
             reason text NOT NULL,
             created_at timestamptz NOT NULL DEFAULT now(),
+            released_at timestamptz,
+            released_by text,
             PRIMARY KEY (account_id, channel, source_reply_id)
         )""",
+        f"CREATE INDEX contact_holds_open ON {s}.contact_holds (account_id, channel) WHERE released_at IS NULL",
     ]
 
 

@@ -70,7 +70,14 @@ async def add_promise(
     currency: str | None = None,
     plan_every: str | None = None,
 ) -> bool:
-    """Record a promise (from a reply, or taken by a person); it supersedes the pending one."""
+    """Record a promise (from a reply, or taken by a person); it supersedes the pending one. A promise
+    already recorded under this id (a replay, or a person's decision about the same reply) changes
+    nothing: it must not supersede a newer promise and then fail to take its place."""
+    known = (
+        await conn.execute(text(f"SELECT 1 FROM {SCHEMA}.promises WHERE promise_id = :p"), {"p": promise_id})
+    ).first()
+    if known:
+        return False
     await conn.execute(
         text(
             f"""UPDATE {SCHEMA}.promises SET status = 'superseded', settled_at = :at

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import metrics
 from ..autoreplies.service import maybe_answer
-from ..intents.classifier import Classification
-from ..intents.registry import ACTIVE
+from ..intents.classifier import promise_details
+from ..intents.extract import PromiseDetails
 from ..replies.debtor import debtor_of
 from ..settings import ResponsesSettings
 
@@ -97,11 +97,18 @@ async def correct(
     )
 
 
-def decision_event(reply: Any, intent: Intent, who: str, details: Classification | None) -> ReplyReceived:
+def decision_event(reply: Any, intent: Intent, who: str, details: PromiseDetails | None) -> ReplyReceived:
     """A person's decision about a reply, published like a reply (same `reply_id`, `reviewed_by` set):
     the segmenter and escalation act on the corrected intent, and a fail-safe pause ends (or, for an
     opt-out, becomes the opt-out)."""
-    promise = details.event_fields() if details is not None and intent is Intent.PROMISE_TO_PAY else {}
+    promise: dict[str, Any] = {}
+    if details is not None and intent is Intent.PROMISE_TO_PAY:
+        promise = {
+            "promise_amount_minor": details.amount_minor,
+            "promise_currency": details.currency,
+            "promise_date": details.date,
+            "promise_plan_every": details.plan_every,
+        }
     return ReplyReceived(
         account_id=reply.account_id,
         reply_id=reply.reply_id,
@@ -111,12 +118,10 @@ def decision_event(reply: Any, intent: Intent, who: str, details: Classification
         provider_message_id=reply.provider_message_id,
         in_reply_to_notice_id=reply.notice_id,
         received_at=reply.received_at,
-        **{
-            **{k: v for k, v in promise.items() if k.startswith("promise_")},
-            "intent": intent,
-            "confidence": 1.0,
-            "reviewed_by": who,
-        },
+        intent=intent,
+        confidence=1.0,
+        reviewed_by=who,
+        **promise,
     )
 
 
@@ -138,9 +143,11 @@ async def publish_decision(
     """Emit the decision (one event per correction) and, for an SMS opt-out a person confirmed, the one
     opt-out confirmation the customer is owed."""
     details = None
-    if intent is Intent.PROMISE_TO_PAY:
+    if (
+        intent is Intent.PROMISE_TO_PAY
+    ):  # the person says it is a promise: read its terms whatever the model said
         debtor = await debtor_of(tx, reply.account_id)
-        details = ACTIVE.classifier.classify(
+        details = promise_details(
             reply.text,
             reply.received_at,
             channel=reply.channel,

@@ -123,6 +123,27 @@ def local_day(received_at: datetime | date | None, timezone: str | None) -> date
     return datetime.now(UTC).date()
 
 
+def promise_details(
+    body: str,
+    received_at: datetime | date | None,
+    *,
+    channel: str = "sms",
+    timezone: str | None = None,
+    currency: str | None = None,
+) -> PromiseDetails:
+    """Amount, currency, date (in the debtor's time zone) and instalment plan named in a reply."""
+    if channel == "email":
+        body = reply_text(body) or body
+    amount = extract_amount(body, currency or "USD", allow_bare=True)
+    plan = extract_plan(body)
+    return PromiseDetails(
+        amount[0] if amount else None,
+        amount[1] if amount else None,
+        extract_date(body, local_day(received_at, timezone)),
+        plan if amount or plan else None,
+    )
+
+
 class ReplyClassifier:
     def __init__(
         self,
@@ -148,6 +169,9 @@ class ReplyClassifier:
         body = reply_text(text) if channel == "email" else " ".join(text.split())
         version = self.model.version
         if not body:
+            # nothing left after removing quotes and signatures: judge the whole text rather than nothing
+            body = " ".join(text.split())
+        if not body:
             return Classification(Intent.OTHER, 0.0, "empty", needs_review=True, model_version=version)
         if hit := keyword_intent(body):
             intent, rule = hit
@@ -158,18 +182,12 @@ class ReplyClassifier:
         p_opt_out = float(p[self._opt_out])
         confident = confidence >= self.review_below
         intent = guess if confident else Intent.OTHER
-        possible_opt_out = intent is not Intent.OPT_OUT and p_opt_out >= self.possible_opt_out_at
+        possible_opt_out = intent is not Intent.OPT_OUT and (
+            guess is Intent.OPT_OUT or p_opt_out >= self.possible_opt_out_at
+        )
         details = PromiseDetails()
         if guess is Intent.PROMISE_TO_PAY:
-            today = local_day(received_at, timezone)
-            amount = extract_amount(body, currency or "USD", allow_bare=True)
-            plan = extract_plan(body)
-            details = PromiseDetails(
-                amount[0] if amount else None,
-                amount[1] if amount else None,
-                extract_date(body, today),
-                plan if amount or plan else None,
-            )
+            details = promise_details(body, received_at, timezone=timezone, currency=currency)
         return Classification(
             intent,
             round(confidence, 4),

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from arrears_shared.events import Intent
 
+from .clean import reply_text
 from .normalize import compact
 
 CORPUS_DIR = Path(__file__).with_name("corpus")
@@ -97,10 +98,10 @@ def load_split(path: Path = SPLIT_FILE) -> set[str]:
     return set(json.loads(path.read_text(encoding="utf-8"))["test"])
 
 
-def same_text(text: str) -> str:
-    """What two replies must share to count as the same reply (case, accents, spacing and punctuation
-    ignored)."""
-    return compact(text)
+def same_text(text: str, channel: str = "sms") -> str:
+    """What two replies must share to count as the same reply: the customer's own words (an email's quotes
+    and signature removed), case, accents, spacing and punctuation ignored."""
+    return compact(reply_text(text) if channel == "email" else text)
 
 
 def split_corpus(examples: list[Example], test_ids: set[str]) -> tuple[list[Example], list[Example]]:
@@ -108,6 +109,6 @@ def split_corpus(examples: list[Example], test_ids: set[str]) -> tuple[list[Exam
     same text as a test reply (written twice by different authors): it never trains, so the test split
     stays unseen."""
     test = [e for e in examples if e.id in test_ids]
-    held_out = {same_text(e.text) for e in test}
-    train = [e for e in examples if e.id not in test_ids and same_text(e.text) not in held_out]
+    held_out = {same_text(e.text, e.channel) for e in test}
+    train = [e for e in examples if e.id not in test_ids and same_text(e.text, e.channel) not in held_out]
     return train, test

@@ -38,7 +38,13 @@ def _alt(words: Iterable[str]) -> str:
 
 _NOT_MONEY_BEFORE = {"at", "by", "around", "after", "before", "until", "till", "til", "las", "la", "antes", "despues",
                      "room", "apt", "unit", "ext", "#", "no", "number", "numero"}  # fmt: skip
-_NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
+# US thousands (1,250.50), European thousands (1.500,00), a decimal comma (12,50), plain (1250, 12.5)
+_NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d{1,3}(?:\.\d{3})+(?:,\d{1,2})?|\d+,\d{2}(?!\d)|\d+(?:\.\d{1,2})?"
+_EU = re.compile(r"\d{1,3}(?:\.\d{3})+(?:,\d{1,2})?|\d+,\d{2}")
+# a number that is an identifier, not money: phone numbers, long digit runs, after "account", "zip", "#"…
+_PHONE = re.compile(r"\b\d{3}[-. ]\d{3}[-. ]\d{4}\b|\b\d{3}[-. ]\d{4}\b|\(\d{3}\) ?\d{3}[-. ]\d{4}")
+_ID_WORDS = {"account", "acct", "acc", "zip", "cell", "phone", "tel", "order", "ref", "reference", "invoice",
+             "case", "ticket", "confirmation", "conf", "cuenta", "codigo", "folio", "recibo", "referencia", "celular"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ def _patterns(lx: Lexicon) -> _Patterns:
     spelled = re.compile(rf"\b(?P<w>\d{{1,2}}|{_alt(lx.numbers)})(?: (?P<h>hundred|cientos?))?\b")
     # a bare number used as money: "can I do 50 a week", "te pago 300 el viernes"
     bare = re.compile(
-        rf"(?<![\d/.:#$])\b(?P<n>{_NUM})\b(?!\s?(?:st|nd|rd|th|am|pm|%|/|de (?:{months})|of (?:{months}))\b)(?![/:.]\d)"
+        rf"(?<![\d/.:#$])\b(?P<n>{_NUM})\b(?!\s?(?:st|nd|rd|th|am|pm|/|de (?:{months})|of (?:{months}))\b)(?!\s?%)(?![/:.]\d)"
     )
     plan = {
         period: re.compile(
@@ -75,7 +81,8 @@ def _patterns(lx: Lexicon) -> _Patterns:
     }
     dates = (
         ("after_tomorrow", re.compile(rf"\b(?:{w('day_after_tomorrow')})\b")),
-        ("numeric", re.compile(r"(?<![\d$.,])(?P<a>\d{1,2})[/-](?P<b>\d{1,2})(?:[/-](?P<y>\d{2,4}))?(?![\d%])")),
+        ("iso", re.compile(r"\b(?P<y>20\d\d)-(?P<m>\d{1,2})-(?P<d>\d{1,2})\b")),
+        ("numeric", re.compile(r"(?<![\d$.,/-])(?P<a>\d{1,2})[/-](?P<b>\d{1,2})(?:[/-](?P<y>\d{2,4}))?(?![\d%/-])(?! (?:of|de|del)\b)")),
         ("month_day", re.compile(rf"\b(?P<m>{months})\.? (?P<d>\d{{1,2}})(?:st|nd|rd|th)?\b(?!:)")),
         ("day_month", re.compile(rf"\b(?P<d>\d{{1,2}})(?:st|nd|rd|th|ro|ero|do|to|vo)? (?:de |of )?(?P<m>{months})\b")),
         ("in_n", re.compile(rf"\b(?:{w('in_words')}) (?P<n>\d{{1,2}}|an?|{_alt(lx.numbers)}) (?P<u>{w('day_units')}|{w('week_units')})\b")),
@@ -93,8 +100,9 @@ def _patterns(lx: Lexicon) -> _Patterns:
 
 
 def _minor(number: str, thousands: str | None = None) -> int | None:
+    plain = number.replace(".", "").replace(",", ".") if _EU.fullmatch(number) else number.replace(",", "")
     try:
-        value = Decimal(number.replace(",", ""))
+        value = Decimal(plain)
     except InvalidOperation:
         return None
     if thousands:
@@ -125,10 +133,18 @@ def extract_amount(
         _, minor, cur = min(found)
         return minor, cur
     if allow_bare:
-        for m in p.bare.finditer(_without_dates(t, p)):
-            before = t[: m.start()].rstrip().rsplit(" ", 1)[-1]
-            if before in _NOT_MONEY_BEFORE:  # "at 5", "around 6": a time, not money
-                continue
+        scan = _PHONE.sub(" ", _without_dates(t, p))
+        for m in p.bare.finditer(scan):
+            before = scan[: m.start()].rstrip().rsplit(" ", 1)[-1].strip("#:")
+            if (
+                before in _NOT_MONEY_BEFORE
+                or before in _ID_WORDS
+                or not before
+                and scan[: m.start()].rstrip().endswith("#")
+            ):
+                continue  # "at 5", "around 6": a time; "account 123456", "#4471": an identifier
+            if len(m.group("n").replace(",", "").replace(".", "")) >= 6 and "," not in m.group("n"):
+                continue  # a long run of digits without separators is an id, not an offer
             minor = _minor(m.group("n"))
             if minor and minor >= 1000:  # under 10: a day, an hour or a count, not an offer
                 return minor, default_currency
@@ -147,7 +163,7 @@ def extract_amount_minor(text: str) -> int | None:
 
 def _without_dates(t: str, p: _Patterns) -> str:
     for name, pattern in p.dates:
-        if name in ("numeric", "month_day", "day_month", "in_n", "ordinal", "ordinal_bare"):
+        if name in ("iso", "numeric", "month_day", "day_month", "in_n", "ordinal", "ordinal_bare"):
             t = pattern.sub(" ", t)
     return re.sub(r"\b\d{1,2}(?::\d{2})? ?(?:am|pm)\b|\b\d{1,2}:\d{2}\b", " ", t)
 
@@ -178,6 +194,11 @@ def _day_of_month(today: date, day: int) -> date | None:
 def _resolve(name: str, m: re.Match[str], today: date, lx: Lexicon) -> date | None:
     if name == "after_tomorrow":
         return today + timedelta(days=2)
+    if name == "iso":
+        try:
+            return date(int(m.group("y")), int(m.group("m")), int(m.group("d")))
+        except ValueError:
+            return None
     if name == "numeric":
         y = m.group("y")
         year = None if y is None else (int(y) + 2000 if len(y) == 2 else int(y))

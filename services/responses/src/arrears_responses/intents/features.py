@@ -5,9 +5,16 @@ and the numpy scorer at run time, so the two cannot drift."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
+from pathlib import Path
 
 from .normalize import normalize
+
+HERE = Path(__file__).parent
+# the code and data that turn a reply into features: a model is only valid with the same ones
+FEATURE_SOURCES = ("features.py", "classifier.py", "extract.py", "clean.py", "normalize.py", "lexicon.py")
 
 _TOKEN = re.compile(r"[a-z0-9$€]+(?:'[a-z]+)?|[^\sa-z0-9]")
 _DIGIT = re.compile(r"\d")
@@ -34,3 +41,14 @@ def features(text: str, signals: tuple[str, ...] = ()) -> list[str]:
         out.append("x:short")
     out += [f"x:{s}" for s in signals for _ in range(SIGNAL_WEIGHT)]
     return out
+
+
+@functools.cache
+def features_sha256() -> str:
+    """Hash of everything that turns a reply into features (this module, the signals, the extractors, the
+    cleaning, the locale files). Stored with every trained model; a model with another hash is not used."""
+    h = hashlib.sha256()
+    for path in [*(HERE / name for name in FEATURE_SOURCES), *sorted((HERE / "locales").glob("*.yaml"))]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()

@@ -21,6 +21,8 @@ class Lexicon:
     locales: tuple[str, ...]
     opt_out_keywords: frozenset[str]  # compact form: "optout", "darsedebaja"
     help_keywords: frozenset[str]
+    opt_out_anywhere: frozenset[str]  # compact form: keywords that count inside a longer reply
+    courtesy_phrases: tuple[str, ...]  # normalised multi-word courtesy phrases ("por favor")
     courtesy: frozenset[str]  # normalised words allowed around a keyword
     today: tuple[str, ...]
     tomorrow: tuple[str, ...]
@@ -56,7 +58,7 @@ def lexicon(directory: Path = LOCALES_DIR) -> Lexicon:
     if not files:
         raise RuntimeError(f"no locale files in {directory}")
     acc: dict[str, Any] = {
-        "locales": [], "opt_out": set(), "help": set(), "courtesy": set(), "weekdays": {}, "months": {}, "numbers": {},
+        "locales": [], "opt_out": set(), "help": set(), "courtesy": set(), "anywhere": set(), "phrases": [], "weekdays": {}, "months": {}, "numbers": {},
         "money_after": {}, "money_before": {}, "instalments": {}, "cues": {},
     }  # fmt: skip
     lists = ("today", "tomorrow", "day_after_tomorrow", "next_week", "next_month", "end_of_month",
@@ -68,7 +70,12 @@ def lexicon(directory: Path = LOCALES_DIR) -> Lexicon:
         acc["locales"].append(data["locale"])
         acc["opt_out"] |= {compact(k) for k in data["keywords"]["opt_out"]}
         acc["help"] |= {compact(k) for k in data["keywords"]["help"]}
-        acc["courtesy"] |= {w for phrase in data.get("courtesy", []) for w in normalize(str(phrase)).split()}
+        acc["anywhere"] |= {compact(k) for k in data["keywords"].get("opt_out_anywhere", [])}
+        for phrase in (normalize(str(p)) for p in data.get("courtesy", [])):
+            if " " in phrase:
+                acc["phrases"].append(phrase)
+            else:
+                acc["courtesy"].add(phrase)
         d = data["dates"]
         for name in lists:
             acc[name] += [p for p in _phrases(d.get(name, [])) if p not in acc[name]]
@@ -89,6 +96,8 @@ def lexicon(directory: Path = LOCALES_DIR) -> Lexicon:
         opt_out_keywords=frozenset(acc["opt_out"]),
         help_keywords=frozenset(acc["help"]),
         courtesy=frozenset(acc["courtesy"]),
+        opt_out_anywhere=frozenset(acc["anywhere"]),
+        courtesy_phrases=tuple(sorted(acc["phrases"], key=len, reverse=True)),
         weekdays=acc["weekdays"],
         months=acc["months"],
         numbers=acc["numbers"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import metrics
 from .classifier import POSSIBLE_OPT_OUT_AT, REVIEW_BELOW, ReplyClassifier, bundled_model
+from .features import features_sha256
 from .model import IntentModel
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,14 @@ class ActiveModel:
                 )
             ).scalar_one()
             model = await asyncio.to_thread(IntentModel.from_bytes, bytes(blob))
+            if model.meta.get("features_sha256") != features_sha256():
+                # built with other feature code (a rolling update in progress): scoring it here would be
+                # silently wrong; keep the model in use until this replica runs the matching code
+                log.warning(
+                    "intent model not loaded: built with other feature code",
+                    extra={"model_version": row.version},
+                )
+                return False
             if self._classifier is not None and self.version in _labelled:
                 metrics.INTENT_MODEL.remove(self.version)
                 _labelled.discard(self.version)
@@ -101,9 +111,9 @@ async def store_model(
     await conn.execute(
         text(
             f"""INSERT INTO {schema}.intent_models (version, status, source, created_by, activated_at, decision,
-                metrics, baseline, train_size, corrections, corpus_sha256, artifact)
+                metrics, baseline, train_size, corrections, corpus_sha256, features_sha256, trained_at, artifact)
             VALUES (:v, :st, :src, :by, CASE WHEN :st = 'active' THEN now() END, :d, CAST(:m AS jsonb),
-                    CAST(:b AS jsonb), :n, :c, :sha, :a)
+                    CAST(:b AS jsonb), :n, :c, :sha, :fsha, :tat, :a)
             ON CONFLICT (version) DO NOTHING"""
         ),
         {
@@ -117,23 +127,35 @@ async def store_model(
             "n": int(model.meta.get("train_size", 0)),
             "c": int(model.meta.get("corrections", 0)),
             "sha": str(model.meta.get("corpus_sha256", "")),
+            "fsha": str(model.meta.get("features_sha256", "")),
+            "tat": datetime.fromisoformat(str(model.meta["trained_at"])),
             "a": model.to_bytes(),
         },
     )
 
 
 async def ensure_registered(conn: AsyncConnection, schema: str) -> str:
-    """Make sure a model is active: the shipped one when none is, or when the active one is an older
-    shipped model. Returns the active version. Safe to run from every replica at once."""
+    """Make sure a model this code can use is active: the shipped one when none is, when the active one was
+    built with other feature code (`features_sha256`), or when the active one is an *older* shipped model.
+    A retrained model with matching features stays. Returns the active version. Safe to run from every
+    replica at once (advisory lock); during a rolling update old pods never re-activate their older model."""
     await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{schema}.intent_models"})
     shipped = bundled_model()
+    shipped_at = datetime.fromisoformat(str(shipped.meta["trained_at"]))
     row = (
         await conn.execute(
-            text(f"SELECT version, source FROM {schema}.intent_models WHERE status = 'active'")
+            text(
+                f"SELECT version, source, features_sha256, trained_at FROM {schema}.intent_models"
+                " WHERE status = 'active'"
+            )
         )
     ).first()
-    if row is not None and (row.source != "bundled" or row.version == shipped.version):
-        return str(row.version)
+    if row is not None:
+        usable = row.features_sha256 == features_sha256()
+        if usable and (
+            row.source != "bundled" or row.version == shipped.version or row.trained_at >= shipped_at
+        ):
+            return str(row.version)
     known = (
         await conn.execute(
             text(f"SELECT 1 FROM {schema}.intent_models WHERE version = :v"), {"v": shipped.version}

@@ -23,6 +23,7 @@ from arrears_shared.events import Intent
 from .classifier import ReplyClassifier, model_features
 from .clean import reply_text
 from .corpus import Example
+from .features import features_sha256
 from .model import IntentModel
 
 CLASSES: tuple[Intent, ...] = tuple(Intent)
@@ -94,6 +95,7 @@ def train(
         "temperature": round(temperature, 4),
         "train_seconds": round(time.perf_counter() - started, 2),
         "scikit_learn": sklearn.__version__,
+        "features_sha256": features_sha256(),
         "C": C,
         **(meta or {}),
     }

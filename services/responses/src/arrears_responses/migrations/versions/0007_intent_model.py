@@ -50,6 +50,8 @@ def upgrade() -> None:
             train_size integer NOT NULL,
             corrections integer NOT NULL DEFAULT 0,
             corpus_sha256 text NOT NULL,
+            features_sha256 text NOT NULL,
+            trained_at timestamptz NOT NULL,
             artifact bytea NOT NULL
         )"""
     )
