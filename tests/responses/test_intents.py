@@ -15,7 +15,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 from arrears_responses.intents import ReplyClassifier, classify
-from arrears_responses.intents.classifier import bundled_model, model_features
+from arrears_responses.intents.classifier import bundled_model
 from arrears_responses.intents.clean import reply_text
 from arrears_responses.intents.corpus import (
     SPLIT_FILE,
@@ -28,7 +28,7 @@ from arrears_responses.intents.corpus import (
     split_corpus,
 )
 from arrears_responses.intents.extract import extract_amount, extract_date, extract_plan, extract_promise
-from arrears_responses.intents.features import features_sha256
+from arrears_responses.intents.features import features_sha256, model_features
 from arrears_responses.intents.lexicon import lexicon
 from arrears_responses.intents.model import IntentModel
 from arrears_responses.intents.safety import keyword_intent
@@ -226,6 +226,22 @@ def test_a_possible_opt_out_is_fail_safe(probs: dict[Intent, float]) -> None:
 def test_a_confident_opt_out_is_not_held_for_review() -> None:
     c = ReplyClassifier(_toy_model({Intent.OPT_OUT: 0.95, Intent.OTHER: 0.05})).classify("hmm")
     assert (c.intent, c.needs_review, c.possible_opt_out) == (Intent.OPT_OUT, False, False)
+
+
+def test_an_opt_out_is_acted_on_only_when_the_model_is_quite_sure() -> None:
+    """An opt-out is permanent: between the review threshold and `opt_out_at` the reply is held for a
+    person (fail-safe) instead of opting the customer out."""
+    toy = _toy_model({Intent.OPT_OUT: 0.6, Intent.OTHER: 0.4})
+    c = ReplyClassifier(toy).classify("hmm")
+    assert (c.intent, c.suggested_intent, c.needs_review, c.possible_opt_out) == (
+        Intent.OTHER,
+        Intent.OPT_OUT,
+        True,
+        True,
+    )
+    assert ReplyClassifier(toy, opt_out_at=0.55).classify("hmm").intent is Intent.OPT_OUT
+    other = _toy_model({Intent.DISPUTE: 0.6, Intent.OTHER: 0.4})
+    assert ReplyClassifier(other).classify("hmm").intent is Intent.DISPUTE  # the usual threshold elsewhere
 
 
 def test_thresholds_are_configurable() -> None:

@@ -63,6 +63,13 @@ class ResponsesSettings(ServiceSettings):
         description="Fail-safe: an opt-out probability at least this (and not a confident opt-out) pauses"
         " messages on that channel to the account until a person decides",
     )
+    responses_intent_opt_out_at: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="An opt-out is permanent: the model acts on one only at this confidence or above; a less"
+        " sure opt-out pauses messages (fail-safe) until a person decides",
+    )
     responses_intent_model_refresh_s: float = Field(
         60.0, gt=0, description="Seconds between checks for a newly activated intent model"
     )

@@ -2,8 +2,9 @@
 
 1. the text is cleaned (email quotes and signatures removed: clean.py);
 2. an exact carrier keyword of any locale decides (safety.py: opt-out / HELP, confidence 1);
-3. otherwise the model's calibrated probabilities decide. Below `review_below` the reply is not acted on:
-   its intent is `other` with `needs_review` (a person reads it; the model's guess is `suggested_intent`);
+3. otherwise the model's calibrated probabilities decide. Below `review_below` (for an opt-out, which is
+   permanent: below `opt_out_at`) the reply is not acted on: its intent is `other` with `needs_review` (a
+   person reads it; the model's guess is `suggested_intent`);
 4. **fail-safe**: when the opt-out probability is at least `possible_opt_out_at` and the reply is not a
    confident opt-out, `possible_opt_out` is set: the dispatcher of that channel pauses messages to the
    account until a person decides (a correction of the reply's intent releases or confirms it);
@@ -24,15 +25,14 @@ from arrears_shared.events import Intent
 
 from .clean import reply_text
 from .extract import PromiseDetails, extract_amount, extract_date, extract_plan
-from .features import features
-from .lexicon import lexicon
+from .features import model_features
 from .model import IntentModel
-from .normalize import normalize
 from .safety import keyword_intent
 
 BUNDLED_MODEL = Path(__file__).with_name("model") / "intents.npz"
 REVIEW_BELOW = 0.5
 POSSIBLE_OPT_OUT_AT = 0.1
+OPT_OUT_AT = 0.7  # an opt-out is permanent: the model acts on one only this sure; below, a person decides
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,24 +89,6 @@ REPLY_COLUMNS = (
 REPLY_VALUES = ":intent, :conf, :rule, :amt, :pd, :pcur, :plan, :sugg, :review, :poo, :mv"
 
 
-def signals(text: str) -> tuple[str, ...]:
-    """Extractor hints the model sees as features (does the reply name money, a date, a plan?)."""
-    out = []
-    if extract_amount(text) is not None:
-        out.append("amount")
-    if extract_date(text, date(2026, 1, 1)) is not None:
-        out.append("date")
-    if extract_plan(text) is not None:
-        out.append("plan")
-    norm = normalize(text)
-    out += [f"cue:{name}" for name, pattern in lexicon().cues.items() if pattern.search(norm)]
-    return tuple(out)
-
-
-def model_features(text: str) -> list[str]:
-    return features(text, signals(text))
-
-
 def local_day(received_at: datetime | date | None, timezone: str | None) -> date:
     if isinstance(received_at, datetime):
         zone: tzinfo | None = None
@@ -151,10 +133,12 @@ class ReplyClassifier:
         *,
         review_below: float = REVIEW_BELOW,
         possible_opt_out_at: float = POSSIBLE_OPT_OUT_AT,
+        opt_out_at: float = OPT_OUT_AT,
     ) -> None:
         self.model = model
         self.review_below = review_below
         self.possible_opt_out_at = possible_opt_out_at
+        self.opt_out_at = max(opt_out_at, review_below)
         self._opt_out = model.classes.index(Intent.OPT_OUT)
 
     def classify(
@@ -180,7 +164,7 @@ class ReplyClassifier:
         best = int(p.argmax())
         guess, confidence = self.model.classes[best], float(p[best])
         p_opt_out = float(p[self._opt_out])
-        confident = confidence >= self.review_below
+        confident = confidence >= (self.opt_out_at if guess is Intent.OPT_OUT else self.review_below)
         intent = guess if confident else Intent.OTHER
         possible_opt_out = intent is not Intent.OPT_OUT and (
             guess is Intent.OPT_OUT or p_opt_out >= self.possible_opt_out_at

@@ -8,13 +8,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from datetime import date
 from pathlib import Path
 
+from .extract import extract_amount, extract_date, extract_plan
+from .lexicon import lexicon
 from .normalize import normalize
 
 HERE = Path(__file__).parent
 # the code and data that turn a reply into features: a model is only valid with the same ones
-FEATURE_SOURCES = ("features.py", "classifier.py", "extract.py", "clean.py", "normalize.py", "lexicon.py")
+FEATURE_SOURCES = ("features.py", "extract.py", "clean.py", "normalize.py", "lexicon.py")
 
 _TOKEN = re.compile(r"[a-z0-9$€]+(?:'[a-z]+)?|[^\sa-z0-9]")
 _DIGIT = re.compile(r"\d")
@@ -52,3 +55,21 @@ def features_sha256() -> str:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def signals(text: str) -> tuple[str, ...]:
+    """Extractor hints the model sees as features (does the reply name money, a date, a plan?)."""
+    out = []
+    if extract_amount(text) is not None:
+        out.append("amount")
+    if extract_date(text, date(2026, 1, 1)) is not None:
+        out.append("date")
+    if extract_plan(text) is not None:
+        out.append("plan")
+    norm = normalize(text)
+    out += [f"cue:{name}" for name, pattern in lexicon().cues.items() if pattern.search(norm)]
+    return tuple(out)
+
+
+def model_features(text: str) -> list[str]:
+    return features(text, signals(text))

@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 async def load_active_model(ctx: Context) -> None:
     """on_start: register the shipped model if none is active, then load the active one."""
     s: ResponsesSettings = ctx.settings  # type: ignore[assignment]
-    ACTIVE.configure(s.responses_intent_review_below, s.responses_intent_possible_opt_out_at)
+    ACTIVE.configure(
+        s.responses_intent_review_below, s.responses_intent_possible_opt_out_at, s.responses_intent_opt_out_at
+    )
     async with ctx.engine.begin() as conn:
         await ensure_registered(conn, ctx.schema)
     async with ctx.engine.connect() as conn:

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import metrics
-from .classifier import POSSIBLE_OPT_OUT_AT, REVIEW_BELOW, ReplyClassifier, bundled_model
+from .classifier import OPT_OUT_AT, POSSIBLE_OPT_OUT_AT, REVIEW_BELOW, ReplyClassifier, bundled_model
 from .features import features_sha256
 from .model import IntentModel
 
@@ -32,17 +32,27 @@ class ActiveModel:
     def __init__(self) -> None:
         self.review_below = REVIEW_BELOW
         self.possible_opt_out_at = POSSIBLE_OPT_OUT_AT
+        self.opt_out_at = OPT_OUT_AT
         self._classifier: ReplyClassifier | None = None
         self._lock = asyncio.Lock()
 
-    def configure(self, review_below: float, possible_opt_out_at: float) -> None:
-        self.review_below, self.possible_opt_out_at = review_below, possible_opt_out_at
+    def configure(
+        self, review_below: float, possible_opt_out_at: float, opt_out_at: float = OPT_OUT_AT
+    ) -> None:
+        self.review_below, self.possible_opt_out_at, self.opt_out_at = (
+            review_below,
+            possible_opt_out_at,
+            opt_out_at,
+        )
         if self._classifier is not None:
             self._classifier = self._wrap(self._classifier.model)
 
     def _wrap(self, model: IntentModel) -> ReplyClassifier:
         return ReplyClassifier(
-            model, review_below=self.review_below, possible_opt_out_at=self.possible_opt_out_at
+            model,
+            review_below=self.review_below,
+            possible_opt_out_at=self.possible_opt_out_at,
+            opt_out_at=self.opt_out_at,
         )
 
     @property

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 from arrears_shared.events import Intent
 
-from .classifier import ReplyClassifier, model_features
+from .classifier import ReplyClassifier
 from .clean import reply_text
 from .corpus import Example
-from .features import features_sha256
+from .features import features_sha256, model_features
 from .model import IntentModel
 
 CLASSES: tuple[Intent, ...] = tuple(Intent)

@@ -27,6 +27,7 @@ def intents_router(get_context: Callable[[], Context]) -> APIRouter:
             "train_size": m.meta.get("train_size"),
             "review_below": ACTIVE.review_below,
             "possible_opt_out_at": ACTIVE.possible_opt_out_at,
+            "opt_out_at": ACTIVE.opt_out_at,
         }
 
     @router.get("/intents/models")
