@@ -179,6 +179,19 @@ def test_a_supervisor_approves_a_held_step_and_the_sms_is_sent(
         f"{p.service_url('segmenter')}/accounts/{HELD}/decisions", headers=bearer(p.admin_api_key), timeout=10
     ).json()
     assert any(d["outcome"] == "approved" and "lead" in d["reason"] for d in decisions)
+    # the customer answers with an instalment offer: the console shows it as a plan on the account page
+    r = httpx.post(
+        p.emulator_url("quo") + "/_emulator/inbound",
+        json={"from": phone, "to": p.stack.quo_from_number, "content": "I can do $50 a week starting friday"},
+        timeout=10,
+    )
+    r.raise_for_status()
+    page.goto(p.service_url("console") + f"/accounts/{HELD}")
+    promises = page.locator("#h-promises + ul")
+    wait_for("the plan on the account page", lambda: page.reload() or "every week" in promises.inner_text())
+    expect(promises).to_contain_text("first payment by")
+    expect(promises).to_contain_text("(instalments)")
+    shot(page, screenshots, "account-plan")
 
 
 def _sms_to(p: Platform, e164: str) -> int:

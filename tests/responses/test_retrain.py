@@ -14,7 +14,6 @@ from arrears_responses.intents.classifier import bundled_model
 from arrears_responses.intents.corpus import load_corpus, load_split, split_corpus
 from arrears_responses.intents.model import IntentModel
 from arrears_responses.intents.registry import (
-    ACTIVE,
     ActiveModel,
     ensure_registered,
     list_models,
@@ -106,7 +105,6 @@ async def test_retrain_activates_a_candidate_that_is_not_worse_and_rejects_one_t
         assert rows[rejected.version]["status"] == "rejected"
         assert rows[rejected.version]["decision"].startswith("rejected: ")
         assert rows[decision.version]["status"] == "active", "a rejected candidate leaves the active model"
-    assert ACTIVE is not None
 
 
 async def add_corrections(c, items: list[tuple[str, str, str]]) -> None:  # type: ignore[no-untyped-def]
@@ -141,3 +139,28 @@ async def test_a_model_built_with_other_feature_code_is_never_used(engine: Async
     async with engine.connect() as c:
         statuses = {m["version"]: m["status"] for m in await list_models(c, SCHEMA)}
     assert statuses["intents-stale-features"] == "retired" and statuses[bundled_model().version] == "active"
+
+
+def test_retrain_and_models_from_the_shell(fresh_database_url: Callable[..., str]) -> None:
+    """`arrears intents retrain` records its decision (table + audit log as cli:<user>); `models` lists it."""
+    from arrears_cli.__main__ import app as cli
+    from typer.testing import CliRunner
+
+    url = fresh_database_url("cli_intents")
+    upgrade(url, "responses")
+    run = CliRunner()
+    retrained = run.invoke(cli, ["intents", "retrain", "--database-url", url])
+    assert retrained.exit_code == 0, retrained.output
+    assert "activated" in retrained.output.splitlines()[0], retrained.output  # same data: not worse
+    listed = run.invoke(cli, ["intents", "models", "--database-url", url])
+    assert listed.exit_code == 0 and " active " in listed.output, listed.output
+
+    async def audit() -> list[str]:
+        eng = make_engine(url)
+        try:
+            async with eng.connect() as c:
+                return [r.actor for r in await c.execute(text(f"SELECT actor FROM {SCHEMA}.audit_log"))]
+        finally:
+            await eng.dispose()
+
+    assert [a.startswith("cli:") for a in asyncio.run(audit())] == [True]

@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,16 +27,14 @@ from arrears_responses.intents.features import features_sha256
 from arrears_responses.intents.model import IntentModel
 from arrears_responses.intents.train import Report, evaluate, train
 from arrears_shared.audit import append
-from arrears_shared.db.engine import make_engine
-from arrears_shared.settings import DatabaseSettings
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from arrears_cli.db import DbUrl, cli_actor, run_in_transaction
 
 intents_app = typer.Typer(
     help="Reply classifier: corpus split, training, evaluation, retraining.", no_args_is_help=True
 )
 SCHEMA = "responses"
-DbUrl = Annotated[
-    str | None, typer.Option(envvar="ARREARS_DATABASE_URL", help="PostgreSQL URL", show_envvar=True)
-]
 
 
 def print_report(r: Report, *, misses: bool = False) -> None:
@@ -112,37 +108,27 @@ def evaluate_cmd(
     typer.echo(json.dumps({k: v for k, v in r.as_dict().items() if k not in ("per_intent", "promise")}))
 
 
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:
-        return "cli:unknown"
-
-
 @intents_app.command()
 def retrain(database_url: DbUrl = None) -> None:
     """Train on corpus + corrections; activate only if not worse on the test split."""
+    from arrears_responses.intents.retrain import Decision
     from arrears_responses.intents.retrain import retrain as run_retrain
 
-    async def go() -> None:
-        engine = make_engine(database_url or DatabaseSettings().database_url.get_secret_value())
-        try:
-            async with engine.begin() as conn:
-                d = await run_retrain(conn, SCHEMA, _actor())
-                await append(
-                    conn, SCHEMA, actor=_actor(), role="admin", action="intent_model.retrained",
-                    entity="intent_model", entity_id=d.version,
-                    before={"version": d.baseline_version, **d.baseline},
-                    after={"activated": d.activated, "reasons": d.reasons, **d.candidate},
-                )  # fmt: skip
-        finally:
-            await engine.dispose()
-        verdict = "activated" if d.activated else "rejected: " + "; ".join(d.reasons)
-        typer.echo(f"candidate {d.version}: {verdict}")
-        typer.echo(f"  candidate {json.dumps(d.candidate)}")
-        typer.echo(f"  active    {d.baseline_version} {json.dumps(d.baseline)}")
+    async def work(conn: AsyncConnection) -> Decision:
+        d = await run_retrain(conn, SCHEMA, cli_actor())
+        await append(
+            conn, SCHEMA, actor=cli_actor(), role="admin", action="intent_model.retrained",
+            entity="intent_model", entity_id=d.version,
+            before={"version": d.baseline_version, **d.baseline},
+            after={"activated": d.activated, "reasons": d.reasons, **d.candidate},
+        )  # fmt: skip
+        return d
 
-    asyncio.run(go())
+    d = run_in_transaction(database_url, work)
+    verdict = "activated" if d.activated else "rejected: " + "; ".join(d.reasons)
+    typer.echo(f"candidate {d.version}: {verdict}")
+    typer.echo(f"  candidate {json.dumps(d.candidate)}")
+    typer.echo(f"  active    {d.baseline_version} {json.dumps(d.baseline)}")
 
 
 @intents_app.command()
@@ -150,15 +136,10 @@ def models(database_url: DbUrl = None) -> None:
     """List intent model versions (newest first)."""
     from arrears_responses.intents.registry import list_models
 
-    async def go() -> list[dict[str, object]]:
-        engine = make_engine(database_url or DatabaseSettings().database_url.get_secret_value())
-        try:
-            async with engine.connect() as conn:
-                return await list_models(conn, SCHEMA)
-        finally:
-            await engine.dispose()
+    async def work(conn: AsyncConnection) -> list[dict[str, Any]]:
+        return await list_models(conn, SCHEMA)
 
-    for m in asyncio.run(go()):
+    for m in run_in_transaction(database_url, work):
         metrics: dict[str, Any] = dict(m["metrics"] or {})  # type: ignore[call-overload]
         typer.echo(
             f"{m['version']:<40} {m['status']:<9} {m['source']:<8} acc={metrics.get('accuracy')} "

@@ -4,53 +4,26 @@ rules as the console's /admin/api-keys). Each change is written to the console's
 
 from __future__ import annotations
 
-import asyncio
-import getpass
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import arrears_shared.auth.keys as keys
 import typer
 from arrears_shared.audit import append
 from arrears_shared.auth.roles import ROLES
-from arrears_shared.db.engine import make_engine
-from arrears_shared.settings import DatabaseSettings
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from arrears_cli.db import DbUrl, cli_actor, run_in_transaction
 
 keys_app = typer.Typer(help="API keys: create, list, rotate, revoke.", no_args_is_help=True)
 AUDIT_SCHEMA = "console"  # the console hosts the keys API; its audit log records key changes
-T = TypeVar("T")
-
-DbUrl = Annotated[
-    str | None, typer.Option(envvar="ARREARS_DATABASE_URL", help="PostgreSQL URL", show_envvar=True)
-]
-
-
-def _run(url: str | None, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    async def go() -> T:
-        engine = make_engine(url or DatabaseSettings().database_url.get_secret_value())
-        try:
-            async with engine.begin() as conn:
-                return await work(conn)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:
-        return "cli:unknown"
 
 
 async def _audit(conn: AsyncConnection, action: str, key_id: str, **after: Any) -> None:
     await append(
         conn,
         AUDIT_SCHEMA,
-        actor=_actor(),
+        actor=cli_actor(),
         role="admin",
         action=action,
         entity="api_key",
@@ -79,13 +52,13 @@ def create(
 
     async def work(conn: AsyncConnection) -> tuple[keys.KeyInfo, str]:
         info, plaintext = await keys.create(
-            conn, name=name, roles=tuple(role), team=team, expires_at=expires, created_by=_actor()
+            conn, name=name, roles=tuple(role), team=team, expires_at=expires, created_by=cli_actor()
         )
         await _audit(conn, "api_key.create", info.key_id, name=name, roles=list(info.roles), team=team)
         return info, plaintext
 
     try:
-        info, plaintext = _run(database_url, work)
+        info, plaintext = run_in_transaction(database_url, work)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     typer.echo(_show(info))
@@ -99,7 +72,7 @@ def list_(
     database_url: DbUrl = None,
 ) -> None:
     """List keys (never their secrets)."""
-    for k in _run(database_url, lambda c: keys.list_keys(c, include_revoked=include_revoked)):
+    for k in run_in_transaction(database_url, lambda c: keys.list_keys(c, include_revoked=include_revoked)):
         typer.echo(_show(k))
 
 
@@ -116,7 +89,7 @@ def rotate(
         if old is None:
             return None
         done = await keys.rotate(
-            conn, old.key_id, rotated_by=_actor(), grace=timedelta(minutes=grace_minutes)
+            conn, old.key_id, rotated_by=cli_actor(), grace=timedelta(minutes=grace_minutes)
         )
         if done:
             await _audit(
@@ -124,7 +97,7 @@ def rotate(
             )
         return done
 
-    done = _run(database_url, work)
+    done = run_in_transaction(database_url, work)
     if done is None:
         typer.echo(f"no active key {key!r}", err=True)
         raise typer.Exit(1)
@@ -143,7 +116,7 @@ def revoke(key: Annotated[str, typer.Argument(help="Key id or name")], database_
         await _audit(conn, "api_key.revoke", old.key_id, name=old.name)
         return old.key_id
 
-    revoked = _run(database_url, work)
+    revoked = run_in_transaction(database_url, work)
     if revoked is None:
         typer.echo(f"no active key {key!r}", err=True)
         raise typer.Exit(1)
