@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos clean schemas config-docs security-docs
+.PHONY: env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos clean schemas config-docs security-docs topology
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -58,6 +58,11 @@ intents-model: env
 
 chaos-dispatch: env
 	$(RUN) python bench/chaos_dispatch.py
+
+topology: env
+	$(RUN) python deploy/gen_topics.py
+	$(RUN) python deploy/gen_workloads.py
+	$(RUN) arrears schemas export docs/schemas
 
 schemas: env
 	$(RUN) arrears schemas export docs/schemas

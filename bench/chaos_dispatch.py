@@ -46,7 +46,7 @@ from arrears_emulators.quo.app import QuoConfig
 from arrears_shared.cloudevents import encode
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
-from arrears_shared.events import Channel, Tier
+from arrears_shared.events import Tier
 from pydantic import BaseModel
 from sqlalchemy import text
 
@@ -208,8 +208,8 @@ async def main() -> int:
     day, night = daytime_zone(), night_zone()
     notices, opted, nights = [], set(), set()
     for i in range(args.notices):
-        ch = Channel.SMS if i < n_sms else Channel.EMAIL
-        to = f"+1555{i:07d}" if ch == Channel.SMS else f"debtor{i}@example.com"
+        ch = "sms" if i < n_sms else "email"
+        to = f"+1555{i:07d}" if ch == "sms" else f"debtor{i}@example.com"
         zone = night if i % 100 == 0 else day
         n = notice(channel=ch, to=to, tier=rng.choice(list(Tier)), timezone=zone)
         notices.append(n)
@@ -343,7 +343,7 @@ async def main() -> int:
     )
     delivered = failed = lost = duplicates = violations = 0
     for n in notices:
-        key = n.to if n.channel == Channel.SMS else n.notice_id
+        key = n.to if n.channel == "sms" else n.notice_id
         seen = by_recipient.get(key, 0)
         duplicates += max(0, seen - 1)
         row = st.get(n.notice_id)

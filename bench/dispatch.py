@@ -58,7 +58,7 @@ async def load(eng: DeliveryEngine, schema: str, channel: Channel, n: int) -> No
     batch = 500
     for i in range(0, n, batch):
         ns = [
-            notice(channel=channel, to=f"+1555{j:07d}" if channel == Channel.SMS else f"d{j}@example.com")
+            notice(channel=channel, to=f"+1555{j:07d}" if channel == "sms" else f"d{j}@example.com")
             for j in range(i, min(n, i + batch))
         ]
         await feed(eng, ns, schema)
@@ -87,7 +87,7 @@ async def throughput(eng: DeliveryEngine, schema: str, channel: Channel, n: int)
         wall = time.monotonic() - t0
         cpu = time.process_time() - cpu0
         print(
-            f"{channel.value}: dispatcher CPU {cpu / n * 1000:.2f} ms per send"
+            f"{channel}: dispatcher CPU {cpu / n * 1000:.2f} ms per send"
             f" ({cpu / wall:.0%} of one core used; the rest was waiting or starved)",
             flush=True,
         )
@@ -179,7 +179,7 @@ async def main() -> None:
                     sms_settings(url, quo, w, f, quo_rate_per_s=1e6, quo_rate_burst=1e6), gate=allow_all
                 )
                 sms.bind(ae, "dispatcher_sms", "dispatcher-sms")
-                sms_per_s = await throughput(sms, "dispatcher_sms", Channel.SMS, args.notices)
+                sms_per_s = await throughput(sms, "dispatcher_sms", "sms", args.notices)
                 print(f"sms: {args.notices} notices, {sms_per_s:,.0f} sends/s (one replica)", flush=True)
                 await sms.channel.aclose()  # type: ignore[attr-defined]
             if "email" in phases:
@@ -190,7 +190,7 @@ async def main() -> None:
                     gate=allow_all,
                 )
                 email.bind(ae, "dispatcher_email", "dispatcher-email")
-                email_per_s = await throughput(email, "dispatcher_email", Channel.EMAIL, args.notices)
+                email_per_s = await throughput(email, "dispatcher_email", "email", args.notices)
                 print(f"email: {args.notices} notices, {email_per_s:,.0f} sends/s (one replica)", flush=True)
                 await email.channel.aclose()  # type: ignore[attr-defined]
             if "quota" in phases:
@@ -219,10 +219,8 @@ async def main() -> None:
                 )
                 limited_email.bind(ae, "dispatcher_email", "dispatcher-email")
                 (sms_sent, sms_429), (mail_sent, mail_429) = await asyncio.gather(
-                    saturate(limited_sms, "dispatcher_sms", Channel.SMS, quo, quo_rate, args.window),
-                    saturate(
-                        limited_email, "dispatcher_email", Channel.EMAIL, gmail, gmail_rate, args.window
-                    ),
+                    saturate(limited_sms, "dispatcher_sms", "sms", quo, quo_rate, args.window),
+                    saturate(limited_email, "dispatcher_email", "email", gmail, gmail_rate, args.window),
                 )
                 u_sms = sms_sent / (quo_rate * args.window)
                 u_mail = mail_sent / (gmail_rate * args.window)

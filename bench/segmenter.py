@@ -27,13 +27,13 @@ from pathlib import Path
 
 from arrears_cli.stack.broker import EmbeddedBroker
 from arrears_cli.stack.postgres import EmbeddedPostgres
-from arrears_segmenter.clock import Clock
 from arrears_segmenter.consumer import make_handler
 from arrears_segmenter.deps import Deps
-from arrears_segmenter.policy.models import load_policy
+from arrears_segmenter.schedule.models import load_policy
 from arrears_segmenter.settings import SegmenterSettings
 from arrears_segmenter.timers.scheduled import tick
 from arrears_shared import topics
+from arrears_shared.clock import Clock
 from arrears_shared.cloudevents import Envelope, OutgoingRecord, encode
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade

@@ -1,7 +1,7 @@
 """Generate one Deployment + Service + PodDisruptionBudget per service into `kustomize/base/services/`.
 
 The seven services share one image and differ only in module, secrets and resources, so the manifests come
-from the table below rather than seven hand-kept copies. Run after changing it (or `arrears_shared.topics`):
+from the table below rather than seven hand-kept copies. Run after changing it (or a service's `topology.py`):
 
     .tools/bin/uv run --frozen --no-sync python deploy/gen_workloads.py          # rewrite
     .tools/bin/uv run --frozen --no-sync python deploy/gen_workloads.py --check  # exit 1 if stale (CI test does this)
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from arrears_shared import topics
+from arrears_shared import topology
 
 DEPLOY = Path(__file__).resolve().parent
 OUT = DEPLOY / "kustomize/base/services"
@@ -31,7 +31,7 @@ GOOGLE_DIR = "/etc/arrears/google"
 KAFKA_CA_DIR = "/etc/arrears/kafka-ca"
 
 # Services autoscaled by KEDA get no `replicas` field, so `kubectl apply` never fights the HPA.
-AUTOSCALED = {"segmenter", "dispatcher-sms", "dispatcher-email"}
+AUTOSCALED = {s.name for s in topology.declared().values() if s.scaling is not None}
 
 # env var -> (secret key, optional)
 SECRET_ENV: dict[str, dict[str, tuple[str, bool]]] = {
@@ -39,11 +39,15 @@ SECRET_ENV: dict[str, dict[str, tuple[str, bool]]] = {
     "segmenter": {},
     "dispatcher-sms": {"ARREARS_QUO_API_KEY": ("quo-api-key", False)},
     "dispatcher-email": {},
+    "dispatcher-whatsapp": {"ARREARS_WHATSAPP_ACCESS_TOKEN": ("whatsapp-access-token", False)},
     # QUO webhooks: the Standard Webhooks secret (whsec_...) and/or the legacy openphone-signature key; a
     # delivery signed with a system that has no key configured is refused.
     "responses": {
         "ARREARS_QUO_WEBHOOK_SECRET": ("quo-webhook-secret", True),
         "ARREARS_QUO_WEBHOOK_SIGNING_KEY": ("quo-webhook-signing-key", True),
+        # WhatsApp webhooks (the channel's inbound adapter, mounted by responses); unset: not served
+        "ARREARS_WHATSAPP_APP_SECRET": ("whatsapp-app-secret", True),
+        "ARREARS_WHATSAPP_VERIFY_TOKEN": ("whatsapp-verify-token", True),
     },
     "escalation": {},
     # Only for a confidential OIDC client (console sign-in with the identity provider).
@@ -62,7 +66,7 @@ RESOURCES: dict[str, dict[str, dict[str, str]]] = {
 
 
 def module(service: str) -> str:
-    return "arrears_" + service.replace("-", "_")
+    return topology.service(service).package
 
 
 def selector(service: str) -> dict[str, str]:
@@ -250,12 +254,12 @@ def _dump(docs: list[dict[str, Any]]) -> str:
 
 
 def render() -> dict[Path, str]:
-    files = {OUT / f"{s}.yaml": _dump([deployment(s), service_obj(s), pdb(s)]) for s in topics.SERVICES}
+    files = {OUT / f"{s}.yaml": _dump([deployment(s), service_obj(s), pdb(s)]) for s in topology.services()}
     files[OUT / "kustomization.yaml"] = HEADER + yaml.safe_dump(
         {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
-            "resources": [f"{s}.yaml" for s in topics.SERVICES],
+            "resources": [f"{s}.yaml" for s in topology.services()],
         },
         sort_keys=False,
     )

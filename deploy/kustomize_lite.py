@@ -246,15 +246,15 @@ def strategic_merge(base: Any, patch: Any, field: str | None = None) -> Any:
                 out[key] = copy.deepcopy(value)
         return out
     if isinstance(patch, list) and isinstance(base, list) and field in MERGE_KEYS:
+        # as kubectl does without a $setElementOrder directive: the patch's items (merged into their base
+        # item) in patch order, then the base items the patch does not name
         key = MERGE_KEYS[field]
-        merged = copy.deepcopy(base)
+        named = {item.get(key) for item in patch}
+        merged = []
         for item in patch:
-            match = next((i for i, b in enumerate(merged) if b.get(key) == item.get(key)), None)
-            if match is None:
-                merged.append(copy.deepcopy(item))
-            else:
-                merged[match] = strategic_merge(merged[match], item, None)
-        return merged
+            match = next((b for b in base if b.get(key) == item.get(key)), None)
+            merged.append(copy.deepcopy(item) if match is None else strategic_merge(match, item, None))
+        return merged + [copy.deepcopy(b) for b in base if b.get(key) not in named]
     return copy.deepcopy(patch)
 
 

@@ -5,7 +5,8 @@
 - `docs/schemas/` is exactly what `arrears schemas export` writes (`make schemas`);
 - `docs/topics.md` names every topic and DLQ topic, and links every event schema;
 - README.md names every `arrears` command and every make target, and only real ones;
-- relative links (and their #anchors) in README.md, docs/ and deploy/README.md resolve.
+- relative links (and their #anchors) in README.md, docs/ and the other READMEs resolve, inside the repository;
+- no doc, docstring or comment names a `../` path that is not a file of this repository.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from arrears_cli.__main__ import app
 from arrears_cli.commands.config import collect, render_markdown, undocumented
 from arrears_cli.commands.schemas import export
 from arrears_shared.events import EVENT_TYPES
-from arrears_shared.topics import all_topics
+from arrears_shared.topology import all_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -83,8 +84,9 @@ def test_schemas_in_docs_are_generated_from_the_models(tmp_path: Path) -> None:
 
 def test_topics_doc_covers_every_topic_and_schema() -> None:
     text = (DOCS / "topics.md").read_text()
-    missing = [t for t in all_topics() if f"`{t}`" not in text]
-    assert not missing, f"docs/topics.md does not mention these topics: {missing}"
+    generated = (DOCS / "topology.md").read_text()  # from the services' topology.py (make topology)
+    missing = [t for t in all_topics() if f"`{t}`" not in text + generated]
+    assert not missing, f"docs/topics.md and docs/topology.md do not mention these topics: {missing}"
     unlinked = [t.ce_type for t in EVENT_TYPES if f"(schemas/{t.ce_type}.json)" not in text]
     assert not unlinked, f"docs/topics.md does not link the schema of: {unlinked}"
 
@@ -140,7 +142,17 @@ def _anchors(md: Path) -> set[str]:
 
 
 def _doc_files() -> list[Path]:
-    return [p for p in [README, ROOT / "deploy" / "README.md", *sorted(DOCS.glob("*.md"))] if p.exists()]
+    readmes = [*sorted(ROOT.glob("*/README.md")), *sorted(ROOT.glob("services/*/README.md"))]
+    readmes = [p for p in readmes if not p.parent.name.startswith(".")]  # not .venv, .pytest_cache, ...
+    return [p for p in [README, *readmes, *sorted(DOCS.glob("*.md"))] if p.exists()]
+
+
+def _source_files() -> list[Path]:
+    return [
+        p
+        for d in ("shared", "services", "cli", "emulators", "deploy", "bench")
+        for p in sorted((ROOT / d).rglob("*.py"))
+    ]
 
 
 def test_relative_links_in_the_docs_resolve() -> None:
@@ -151,11 +163,30 @@ def test_relative_links_in_the_docs_resolve() -> None:
                 continue
             path, _, anchor = target.partition("#")
             dest = (md.parent / path).resolve() if path else md
-            if not dest.exists():
+            if not dest.is_relative_to(ROOT):
+                broken.append(f"{md.relative_to(ROOT)}: {target} (outside the repository)")
+            elif not dest.exists():
                 broken.append(f"{md.relative_to(ROOT)}: {target} (no such file)")
             elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
                 broken.append(f"{md.relative_to(ROOT)}: {target} (no such heading)")
     assert not broken, "broken links:\n  " + "\n  ".join(broken)
+
+
+_UP_PATH = re.compile(r"`(\.\./[^`\s]+)`")
+
+
+def test_no_doc_or_docstring_names_a_file_outside_the_repository() -> None:
+    """The docs stand alone: a `../path` written in backticks (docs, docstrings, comments) names a file of this
+    repository, relative to the file it is written in, never one beside the repository."""
+    bad = []
+    for f in [*_doc_files(), *_source_files()]:
+        for ref in _UP_PATH.findall(f.read_text()):
+            dest = (f.parent / ref.partition("#")[0]).resolve()
+            if not dest.is_relative_to(ROOT):
+                bad.append(f"{f.relative_to(ROOT)}: {ref} (outside the repository)")
+            elif not dest.exists():
+                bad.append(f"{f.relative_to(ROOT)}: {ref} (no such file)")
+    assert not bad, "references to files that are not in the repository:\n  " + "\n  ".join(bad)
 
 
 def test_security_matrix_is_generated_from_the_code() -> None:

@@ -89,7 +89,7 @@ def test_json_schemas_are_valid_and_accept_real_events() -> None:
 
 
 def test_asyncapi_document_covers_every_topic_and_dlq() -> None:
-    from arrears_shared.topics import all_topics
+    from arrears_shared.topology import all_topics
 
     doc = document()
     assert doc["asyncapi"] == "3.0.0"

@@ -9,9 +9,9 @@ import asyncio
 import pytest
 from alembic import command
 from arrears_cli.__main__ import app as cli_app
+from arrears_shared import topology
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import PLATFORM_SCHEMAS, alembic_config, upgrade
-from arrears_shared.topics import SERVICES
 from auth_support import issue_key
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -30,7 +30,7 @@ async def _tables(url: str, schema: str) -> list[str]:
         await engine.dispose()
 
 
-@pytest.mark.parametrize("service", [*PLATFORM_SCHEMAS, *SERVICES])
+@pytest.mark.parametrize("service", [*PLATFORM_SCHEMAS, *topology.services()])
 def test_migrations_go_down_and_up_again(fresh_database_url, service: str) -> None:  # type: ignore[no-untyped-def]
     url = fresh_database_url("mig")
     upgrade(url, service)

@@ -27,7 +27,6 @@ from arrears_shared.events import (
     AccountChanged,
     AgingBucket,
     CaseEscalated,
-    Channel,
     DeliveryStatus,
     Event,
     IngestRejected,
@@ -64,15 +63,15 @@ def others(acc: str) -> list[Event]:
     return [
         NoticeDue(
             account_id=acc, notice_id=f"n-{acc}", policy_id="default", policy_version=1, step=1, tier=Tier.FIRM,
-            channel=Channel.SMS, template_id="t", to="+14155550123", customer_name="n", balance_minor=1000,
+            channel="sms", template_id="t", to="+14155550123", customer_name="n", balance_minor=1000,
             currency=CUR, days_past_due=45, aging_bucket=AgingBucket.D31_60, timezone=None, due_at=NOW,
         ),
         MessageSent(
-            account_id=acc, notice_id=f"n-{acc}", channel=Channel.SMS, status=DeliveryStatus.SENT, provider="quo",
+            account_id=acc, notice_id=f"n-{acc}", channel="sms", status=DeliveryStatus.SENT, provider="quo",
             to="+14155550123", tier=Tier.FIRM, step=1, sent_at=NOW,
         ),
         ReplyReceived(
-            account_id=acc, reply_id=f"r-{acc}", channel=Channel.SMS, from_address="+14155550123",
+            account_id=acc, reply_id=f"r-{acc}", channel="sms", from_address="+14155550123",
             text="STOP", intent=Intent.OPT_OUT, confidence=1.0, received_at=NOW + timedelta(seconds=1),
         ),
         CaseEscalated(

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from arrears_console.__main__ import definition as console_definition
 from arrears_console.settings import ConsoleSettings
-from arrears_emulators.sheets.app import SheetsEmulatorConfig, create_app
+from arrears_emulators.sheets import SheetsEmulatorConfig, create_app
 from arrears_ingest.__main__ import definition as ingest_definition
 from arrears_ingest.validation.fixes import fix_for
 from arrears_shared.service import ServiceHost

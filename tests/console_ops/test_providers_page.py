@@ -87,8 +87,7 @@ async def stack(
                         kafka_bootstrap_servers=broker.bootstrap_servers,
                         database_url=db,
                         runner_poll_timeout_ms=100,
-                        console_dispatcher_sms_url=sms_url,
-                        console_dispatcher_email_url=email_url,
+                        console_dispatcher_urls={"dispatcher-sms": sms_url, "dispatcher-email": email_url},
                     )
                 )
             )

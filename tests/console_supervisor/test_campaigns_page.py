@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from arrears_segmenter.clock import Clock
 from arrears_segmenter.consumer import make_handler
 from arrears_segmenter.deps import Deps
-from arrears_segmenter.policy.models import load_policy
+from arrears_segmenter.schedule.models import load_policy
+from arrears_shared.clock import Clock
 from arrears_shared.cloudevents import decode
 from arrears_shared.stream.transaction import transaction
 from sqlalchemy import text

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ import kubernetes_validate.utils
 import pytest
 import referencing
 import yaml
-from arrears_shared import topics
+from arrears_shared import topics, topology
+from arrears_shared.inbound import ENTRY_POINT_GROUP as INBOUND_GROUP
 from arrears_shared.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -254,9 +256,9 @@ def test_core_objects_match_kubernetes_schemas(rendered: dict[str, list[dict[str
 def test_one_deployment_per_service_running_its_module(rendered: dict[str, list[dict[str, Any]]]) -> None:
     for name, docs in rendered.items():
         deployments = objs(docs, "Deployment")
-        assert set(deployments) == set(topics.SERVICES), name
+        assert set(deployments) == set(topology.services()), name
         for svc, dep in deployments.items():
-            module = "arrears_" + svc.replace("-", "_")
+            module = topology.service(svc).package
             assert (ROOT / "services" / svc / "src" / module).is_dir(), f"no package {module} for {svc}"
             c = app_container(dep)
             assert c["command"] == ["python", "-m", module], svc
@@ -340,7 +342,8 @@ def test_no_secret_values_in_manifests(rendered: dict[str, list[dict[str, Any]]]
             for e in app_container(dep)["env"]:
                 if SECRET_LIKE.search(e["name"]) and not e["name"].endswith("_FILE"):
                     assert "value" not in e, f"{name}/{svc}: literal value for {e['name']}"
-                    assert e["valueFrom"]["secretKeyRef"]["name"] == "arrears-secrets", e
+                    # the operator's secret, or (prod Kafka) the one Strimzi keeps for the service's KafkaUser
+                    assert e["valueFrom"]["secretKeyRef"]["name"] in {"arrears-secrets", f"arrears-{svc}"}, e
         for path, value in walk(docs):
             if isinstance(value, str):
                 assert not re.search(r"postgres(ql)?://[^/\s]*:[^@/\s]+@", value), (
@@ -412,13 +415,17 @@ def _class_fields(module: str, name: str) -> frozenset[str]:
 
 @functools.cache
 def settings_vars(service: str) -> frozenset[str]:
-    """ARREARS_* variables the settings classes of `arrears_<service>.settings` read."""
-    module = f"arrears_{service.replace('-', '_')}.settings"
-    tree = ast.parse(_module_file(module).read_text())
+    """ARREARS_* variables the settings classes of `arrears_<service>.settings` read (for responses, also
+    those of the inbound adapters it mounts: channel plugins under the `arrears.inbound` entry point)."""
+    modules = [f"{topology.service(service).package}.settings"]
+    if service == "responses":
+        modules += [ep.module for ep in entry_points(group=INBOUND_GROUP)]
     fields: set[str] = set(ServiceSettings.model_fields)
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name.endswith("Settings"):
-            fields |= _class_fields(module, node.name)
+    for module in modules:
+        tree = ast.parse(_module_file(module).read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Settings"):
+                fields |= _class_fields(module, node.name)
     return frozenset(f"ARREARS_{f.upper()}" for f in fields)
 
 
@@ -430,7 +437,7 @@ def test_settings_reader_sees_inherited_fields() -> None:
 
 
 def test_config_keys_are_real_settings(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    any_service = frozenset().union(*(settings_vars(s) for s in topics.SERVICES))
+    any_service = frozenset().union(*(settings_vars(s) for s in topology.services()))
     for name, docs in rendered.items():
         for key in config_data(docs):
             assert key in any_service, f"{name}: {key} is not a setting any service reads"
@@ -465,7 +472,7 @@ def test_kafka_security_per_overlay(rendered: dict[str, list[dict[str, Any]]]) -
 
 
 def test_every_topic_and_dlq_has_a_kafka_topic(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    expected = set(topics.all_topics())
+    expected = set(topology.all_topics())
     assert "notice-due.dispatcher-sms.dlq" in expected
     for name, docs in rendered.items():
         kt = objs(docs, "KafkaTopic")
@@ -480,7 +487,8 @@ def test_keda_scaledobjects_target_deployments_and_groups(rendered: dict[str, li
     for name, docs in rendered.items():
         deployments, kafka_topics = objs(docs, "Deployment"), objs(docs, "KafkaTopic")
         scaled = objs(docs, "ScaledObject")
-        assert set(scaled) == {"segmenter", "dispatcher-sms", "dispatcher-email"}, name
+        declared = {s.name: s for s in topology.declared().values() if s.scaling}
+        assert set(scaled) == set(declared) >= {"segmenter", "dispatcher-sms", "dispatcher-email"}, name
         bootstrap = config_data(docs)["ARREARS_KAFKA_BOOTSTRAP_SERVERS"]
         for so_name, so in scaled.items():
             target = so["spec"]["scaleTargetRef"]
@@ -488,11 +496,11 @@ def test_keda_scaledobjects_target_deployments_and_groups(rendered: dict[str, li
             assert "replicas" not in deployments[target["name"]]["spec"], "HPA-managed: no replicas field"
             assert 1 <= so["spec"]["minReplicaCount"] <= so["spec"]["maxReplicaCount"]
             triggers = so["spec"]["triggers"]
-            assert {t["metadata"]["topic"] for t in triggers} == set(topics.SUBSCRIPTIONS[target["name"]])
+            assert {t["metadata"]["topic"] for t in triggers} == set(declared[target["name"]].consumes)
             for t in triggers:
                 md = t["metadata"]
                 assert t["type"] == "kafka"
-                assert md["consumerGroup"] == target["name"] and md["consumerGroup"] in topics.SUBSCRIPTIONS
+                assert md["consumerGroup"] == target["name"] == declared[target["name"]].group
                 assert md["bootstrapServers"] == bootstrap, f"{name}: KEDA and services use different brokers"
                 assert int(md["lagThreshold"]) > 0
                 partitions = kafka_topics[md["topic"]]["spec"]["partitions"]
@@ -500,6 +508,38 @@ def test_keda_scaledobjects_target_deployments_and_groups(rendered: dict[str, li
                 if name == "prod":
                     assert md["sasl"] and md["tls"] == "enable"
                     assert t["authenticationRef"]["name"] in objs(docs, "TriggerAuthentication")
+
+
+def test_every_service_has_a_kafka_user_whose_acls_are_its_declaration(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Least privilege from the same map the code uses: reading a topic needs it in `consumes` (the
+    console's DLQ browsing aside), writing needs it in `produces` or its own dead-letter topics."""
+    users = objs(rendered["prod"], "KafkaUser")
+    assert set(users) == {f"arrears-{s}" for s in topology.services()}
+    all_dlqs = set(topology.dlq_topics())
+    for svc in topology.declared().values():
+        acls = users[f"arrears-{svc.name}"]["spec"]["authorization"]["acls"]
+        grants: dict[tuple[str, str], set[str]] = {}
+        for a in acls:
+            grants.setdefault((a["resource"]["type"], a["resource"]["name"]), set()).update(a["operations"])
+        read = {n for (k, n), ops in grants.items() if k == "topic" and "Read" in ops}
+        write = {n for (k, n), ops in grants.items() if k == "topic" and "Write" in ops}
+        groups = {n for (k, n), ops in grants.items() if k == "group"}
+        assert read == set(svc.consumes) | (all_dlqs if svc.replays_dead_letters else set()), svc.name
+        assert write == set(svc.produces) | set(svc.dead_letter_topics) | (
+            set(topics.EVENT_TOPICS) if svc.replays_dead_letters else set()
+        ), svc.name
+        assert svc.group in groups or not svc.consumes
+        assert all(ops <= {"Read", "Write", "Describe", "IdempotentWrite"} for ops in grants.values())
+    # the prod Deployments sign in as their own user, whose password Strimzi keeps in a Secret of that name
+    for name, dep in objs(rendered["prod"], "Deployment").items():
+        env = {e["name"]: e for e in app_container(dep)["env"]}
+        assert env["ARREARS_KAFKA_SASL_USERNAME"] == {
+            "name": "ARREARS_KAFKA_SASL_USERNAME",
+            "value": f"arrears-{name}",
+        }
+        assert env["ARREARS_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"arrears-{name}"
 
 
 # ---------------------------------------------------------------------------------------- observability

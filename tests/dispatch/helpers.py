@@ -54,7 +54,7 @@ def phone() -> str:
 
 def notice(
     *,
-    channel: Channel = Channel.SMS,
+    channel: Channel = "sms",
     to: str | None = None,
     tier: Tier = Tier.REMINDER,
     priority: int = 0,
@@ -66,15 +66,15 @@ def notice(
     acct = account_id or f"A-{uuid.uuid4().hex[:10]}"
     return NoticeDue(
         account_id=acct,
-        notice_id=f"{acct}:p1:v1:s1:c0:{channel.value}",
+        notice_id=f"{acct}:p1:v1:s1:c0:{channel}",
         policy_id="p1",
         policy_version=1,
         step=1,
         tier=tier,
         channel=channel,
-        template_id=f"{channel.value}.{tier.value}",
+        template_id=f"{channel}.{tier.value}",
         priority=priority,
-        to=to or (phone() if channel == Channel.SMS else f"{acct.lower()}@example.com"),
+        to=to or (phone() if channel == "sms" else f"{acct.lower()}@example.com"),
         customer_name=customer_name,
         balance_minor=25_000,
         currency="USD",
@@ -86,7 +86,7 @@ def notice(
     )
 
 
-def opt_out(account_id: str, channel: Channel = Channel.SMS) -> ReplyReceived:
+def opt_out(account_id: str, channel: Channel = "sms") -> ReplyReceived:
     return ReplyReceived(
         account_id=account_id,
         reply_id=f"r-{uuid.uuid4().hex[:8]}",

@@ -59,7 +59,7 @@ async def test_crash_after_the_sends_before_the_record_sends_nothing_twice(
     await feed(eng, ns, SCHEMA)
     batch = await eng.claim_batch(50)
     # The provider accepts every send; the process dies before the transaction recording them commits.
-    results = [await eng._attempt(c.row, c.rendered) for c in batch.claimed]
+    results = [await eng.attempt(c.row, c.rendered) for c in batch.claimed]
     assert all(isinstance(r, SendResult) for r in results)
     await asyncio.sleep(1.2)
     survivor = make(quo_rate_per_s=1000.0, quo_rate_burst=1000.0)

@@ -13,7 +13,6 @@ from arrears_dispatcher_email.__main__ import build_engine
 from arrears_dispatcher_email.settings import EmailSettings
 from arrears_shared.db.migrate import upgrade
 from arrears_shared.delivery import DeliveryEngine, allow_all
-from arrears_shared.events import Channel
 
 from .helpers import SENDER, bound, control, drain, feed, ledger, message_sent_events, notice, states
 
@@ -53,7 +52,7 @@ async def make(
 
 def test_header_injection_is_impossible(make: Callable[..., DeliveryEngine]) -> None:
     eng = make()
-    n = notice(channel=Channel.EMAIL, customer_name="Eve\r\nBcc: attacker@evil.test\r\nX-Evil: 1")
+    n = notice(channel="email", customer_name="Eve\r\nBcc: attacker@evil.test\r\nX-Evil: 1")
     raw = base64.b64decode(eng.channel.render(n)["raw"])
     msg = message_from_bytes(raw, policy=policy.default)
     assert msg["Bcc"] is None and msg["X-Evil"] is None
@@ -64,12 +63,12 @@ def test_header_injection_is_impossible(make: Callable[..., DeliveryEngine]) -> 
     assert msg["Message-ID"].endswith("@arrears.test>")
     assert {p.get_content_type() for p in msg.iter_parts()} == {"text/plain", "text/html"}
     with pytest.raises(ValueError):
-        eng.channel.render(notice(channel=Channel.EMAIL, to="victim@example.com\r\nBcc: x@evil.test"))
+        eng.channel.render(notice(channel="email", to="victim@example.com\r\nBcc: x@evil.test"))
 
 
 async def test_send_once_and_replay(gmail: Any, make: Callable[..., DeliveryEngine]) -> None:
     eng = make()
-    notices = [notice(channel=Channel.EMAIL) for _ in range(3)]
+    notices = [notice(channel="email") for _ in range(3)]
     await feed(eng, notices, SCHEMA)
     await feed(eng, notices, SCHEMA)
     await drain(eng)
@@ -85,7 +84,7 @@ async def test_accept_then_drop_reconciled_by_header(gmail: Any, make: Callable[
         gmail.url, "POST", "faults", {"accept_then_drop": {"next": 1, "operations": ["users.messages.send"]}}
     )
     eng = make()
-    n = notice(channel=Channel.EMAIL)
+    n = notice(channel="email")
     await feed(eng, [n], SCHEMA)
     await drain(eng)
     assert ledger(gmail.url, notice_id=n.notice_id)["count"] == 1, "the client resent an in-doubt send"
@@ -99,7 +98,7 @@ async def test_accept_then_drop_reconciled_by_header(gmail: Any, make: Callable[
 
 async def test_crash_before_call_resends_once(gmail: Any, make: Callable[..., DeliveryEngine]) -> None:
     eng = make()
-    n = notice(channel=Channel.EMAIL)
+    n = notice(channel="email")
     await feed(eng, [n], SCHEMA)
     assert not isinstance(await eng.claim_for_send(), str | None)
     await asyncio.sleep(1.2)

@@ -189,7 +189,7 @@ async def test_opt_out_while_waiting_suppresses(quo: Any, make: Callable[..., De
     n, other = notice(due_in_s=1.0), notice(due_in_s=1.0)
     await feed(eng, [n, other], SCHEMA)
     await feed(eng, [opt_out(n.account_id)], SCHEMA)
-    await feed(eng, [opt_out(other.account_id, channel=notice().channel.EMAIL)], SCHEMA)  # other channel
+    await feed(eng, [opt_out(other.account_id, channel="email")], SCHEMA)  # other channel
     assert await eng.process_one() is False  # not due yet
     await asyncio.sleep(1.1)
     await drain(eng)

@@ -126,7 +126,7 @@ async def test_possible_opt_out_confirmed_by_a_person_is_an_opt_out(
 async def test_hold_on_email_does_not_pause_sms(quo: Any, make: Callable[..., DeliveryEngine]) -> None:
     eng = make()
     n = notice()
-    email_reply = unsure(n.account_id, "gmail:unsure-3").model_copy(update={"channel": n.channel.EMAIL})
+    email_reply = unsure(n.account_id, "gmail:unsure-3").model_copy(update={"channel": "email"})
     await feed(eng, [email_reply, n], SCHEMA)
     await drain(eng)
     assert (await states(eng.engine, SCHEMA))[n.notice_id]["state"] == "sent"

@@ -17,7 +17,7 @@ from arrears_dispatcher_email.settings import EmailSettings
 from arrears_shared.cloudevents import Envelope, decode
 from arrears_shared.db.migrate import upgrade
 from arrears_shared.delivery import DeliveryEngine, allow_all
-from arrears_shared.events import Channel, MessageSent
+from arrears_shared.events import MessageSent
 from arrears_shared.stream.transaction import transaction
 from sqlalchemy import text
 
@@ -196,7 +196,7 @@ async def test_daily_quota_then_smtp_fallback(
     gmail: Any, smtp: tuple[Controller, Relay], make_email: Callable[..., DeliveryEngine]
 ) -> None:
     eng = make_email(gmail_daily_quota=2)
-    ns = [notice(channel=Channel.EMAIL) for _ in range(3)]
+    ns = [notice(channel="email") for _ in range(3)]
     await feed(eng, ns, EMAIL_SCHEMA)
     await drain(eng)
     st = await states(eng.engine, EMAIL_SCHEMA)
@@ -235,7 +235,7 @@ async def test_gmail_outage_falls_back_to_smtp(
         dispatch_breaker_failures=2,
         dispatch_breaker_cooldown_s=60,
     )
-    ns = [notice(channel=Channel.EMAIL) for _ in range(4)]
+    ns = [notice(channel="email") for _ in range(4)]
     await feed(eng, ns, EMAIL_SCHEMA)
     await settle(eng, EMAIL_SCHEMA, lambda st: all(s["state"] == "sent" for s in st.values()))
     assert eng.breakers["primary"].state == "open"
@@ -250,7 +250,7 @@ async def test_retry_after_from_gmail_pauses_the_shared_limiter(
 ) -> None:
     control(gmail.url, "PUT", "limits", {"rate": 100.0, "burst": 100.0})  # one send per second
     eng = make_email(gmail_rate_per_s=20.0, gmail_rate_burst=5.0)  # we are looser than the provider
-    ns = [notice(channel=Channel.EMAIL) for _ in range(3)]
+    ns = [notice(channel="email") for _ in range(3)]
     await feed(eng, ns, EMAIL_SCHEMA)
     await settle(eng, EMAIL_SCHEMA, lambda st: all(s["state"] == "sent" for s in st.values()))
     assert ledger(gmail.url)["count"] == 3
@@ -259,24 +259,21 @@ async def test_retry_after_from_gmail_pauses_the_shared_limiter(
     assert all(s["attempts"] == 1 for s in st.values())  # ... and a 429 is not an attempt
 
 
-# -- fallback per policy and late verdicts -------------------------------------------------------------
-async def test_permanent_sms_failure_falls_back_to_email_per_policy(
+# -- permanent failures and late verdicts -------------------------------------------------------------
+async def test_a_permanent_failure_is_reported_and_the_dispatcher_never_falls_back_itself(
     quo: Any, make: Callable[..., DeliveryEngine]
 ) -> None:
+    """Fallback is the segmenter's (it owns the channel order, tests/segmenter/test_fallback.py): the
+    dispatcher only reports the permanent failure, even for a notice whose step lists other channels."""
     bad = "+15550004322"
     control(quo.url, "PUT", "numbers", {"invalid": [bad]})
     eng = make()
     n = notice(to=bad).model_copy(
-        update={"fallback_channels": [Channel.EMAIL], "fallback_to": {Channel.EMAIL: "jordan@example.com"}}
+        update={"fallback_channels": ["email"], "fallback_to": {"email": "jordan@example.com"}}
     )
-    plain = notice(to=bad)  # no fallback in its policy step
-    await feed(eng, [n, plain], SMS_SCHEMA)
+    await feed(eng, [n], SMS_SCHEMA)
     await drain(eng)
-    rows = await outbox(eng, SMS_SCHEMA, "notice-due")
-    [fb] = [decode([(k, v.encode()) for k, v in r.headers], bytes(r.value)).data for r in rows]
-    assert fb.channel == Channel.EMAIL and fb.to == "jordan@example.com"
-    assert fb.notice_id == n.notice_id.removesuffix(":sms") + ":email"
-    assert fb.step == n.step and fb.template_id == n.template_id and fb.fallback_channels == []
+    assert await outbox(eng, SMS_SCHEMA, "notice-due") == []
     failed = {e["notice_id"]: e for e in await message_sent_events(eng.engine, SMS_SCHEMA)}
     assert failed[n.notice_id]["status"] == "failed" and failed[n.notice_id]["permanent"]
 
@@ -285,7 +282,7 @@ async def test_a_hard_bounce_reported_by_responses_marks_the_address_invalid(
     gmail: Any, make_email: Callable[..., DeliveryEngine]
 ) -> None:
     eng = make_email()
-    first = notice(channel=Channel.EMAIL)
+    first = notice(channel="email")
     await feed(eng, [first], EMAIL_SCHEMA)
     await drain(eng)
     [sent] = await message_sent_events(eng.engine, EMAIL_SCHEMA)
@@ -299,7 +296,7 @@ async def test_a_hard_bounce_reported_by_responses_marks_the_address_invalid(
         await eng.handle_batch(
             [envelope(bounce, source="responses"), envelope(own, source="dispatcher-email")], tx
         )
-    later = notice(channel=Channel.EMAIL, to=first.to, account_id=first.account_id).model_copy(
+    later = notice(channel="email", to=first.to, account_id=first.account_id).model_copy(
         update={"notice_id": "later-email-1"}
     )
     await feed(eng, [later], EMAIL_SCHEMA)
@@ -348,7 +345,7 @@ async def test_gmail_sending_limit_pauses_the_mailbox_for_every_replica(
     ctl, relay = smtp
     relay_kw = {"smtp_host": "127.0.0.1", "smtp_port": ctl.port, "smtp_starttls": False}
     first = make_email(gmail_daily_quota=100, **relay_kw)
-    ns = [notice(channel=Channel.EMAIL) for _ in range(3)]
+    ns = [notice(channel="email") for _ in range(3)]
     await feed(first, ns, EMAIL_SCHEMA)
     await settle(first, EMAIL_SCHEMA, lambda st: all(s["state"] == "sent" for s in st.values()))
     assert ledger(gmail.url)["count"] == 1 and len(relay.messages) == 2
@@ -360,7 +357,7 @@ async def test_gmail_sending_limit_pauses_the_mailbox_for_every_replica(
     assert 23 < hours <= 24  # the rolling window frees 24 h after the first send, not at UTC midnight
 
     second = make_email(gmail_daily_quota=100, **relay_kw)  # another replica, told nothing itself
-    more = [notice(channel=Channel.EMAIL) for _ in range(2)]
+    more = [notice(channel="email") for _ in range(2)]
     await feed(second, more, EMAIL_SCHEMA)
     await settle(second, EMAIL_SCHEMA, lambda st: all(s["state"] == "sent" for s in st.values()))
     assert len(relay.messages) == 4
@@ -383,7 +380,7 @@ async def test_rolling_daily_quota_is_not_reset_at_midnight(
             ),
             {"n": name},
         )
-    ns = [notice(channel=Channel.EMAIL) for _ in range(3)]
+    ns = [notice(channel="email") for _ in range(3)]
     await feed(eng, ns, EMAIL_SCHEMA)
     await drain(eng)
     st = await states(eng.engine, EMAIL_SCHEMA)

@@ -13,7 +13,7 @@ from arrears_dispatcher_email.settings import EmailSettings
 from arrears_dispatcher_sms.segments import count_segments
 from arrears_dispatcher_sms.templates_sms import SmsTemplates
 from arrears_shared.delivery import ThreadRef
-from arrears_shared.events import Channel, Tier
+from arrears_shared.events import Tier
 
 from .helpers import SENDER, notice
 
@@ -90,7 +90,7 @@ def email_channel(**kw: object) -> EmailChannel:
 def test_email_mime_threading_and_disclosures() -> None:
     ch = email_channel(email_postal_address="Acme Collections, 1 Main St, Springfield")
     ch.templates.validate()
-    n = notice(channel=Channel.EMAIL, tier=Tier.FIRM, customer_name="<b>Zoë</b> Test")
+    n = notice(channel="email", tier=Tier.FIRM, customer_name="<b>Zoë</b> Test")
     earlier = ["A-1:s1:email", "A-1:s2:email"]
     rendered = ch.render(n, ThreadRef(tuple(earlier), "thread-9"))
     assert rendered["thread_id"] == "thread-9"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from arrears_cli.stack.platform import Platform
 from arrears_cli.stack.postgres import EmbeddedPostgres
-from arrears_shared.topics import SERVICES
+from arrears_shared import topology
 from auth_support import bearer, issue_key
 
 # faster clocks than production; ingest runs only when a test asks (no start-up poll racing the test)
@@ -52,7 +52,7 @@ def running_platform(
 ) -> Iterator[Platform]:
     """Its own broker (consumer groups start clean), the session's PostgreSQL with a fresh database.
     `overrides` is per service; `every_service` is given to all of them (e.g. the identity provider)."""
-    merged = {svc: dict(every_service or {}) for svc in SERVICES}
+    merged = {svc: dict(every_service or {}) for svc in topology.services()}
     for svc, env in BASE_OVERRIDES.items():
         merged[svc].update(env)
     for svc, env in (overrides or {}).items():

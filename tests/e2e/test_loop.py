@@ -31,6 +31,8 @@ import pytest
 from arrears_cli.demo_sheet import PME_COLUMNS, load_into_emulator
 from arrears_cli.stack.platform import SPREADSHEET_ID, Platform
 from arrears_cli.stack.postgres import EmbeddedPostgres
+from arrears_shared import topology
+from prometheus_client.parser import text_string_to_metric_families
 
 from .support import auth, run_explained, running_platform
 
@@ -203,6 +205,11 @@ def segmenter_account(p: Platform, account_id: str) -> dict[str, Any] | None:
     return r.json() if r.status_code == 200 else None
 
 
+def channel_state(acct: dict[str, Any] | None, channel: str) -> dict[str, Any]:
+    """One channel of a segmenter account (`GET /accounts/{id}`), {} if the account has none."""
+    return next((c for c in (acct or {}).get("channels", []) if c["channel"] == channel), {})
+
+
 def cases(p: Platform) -> list[dict[str, Any]]:
     r = httpx.get(
         p.service_url("escalation") + "/cases",
@@ -215,6 +222,32 @@ def cases(p: Platform) -> list[dict[str, Any]]:
 
 def test_the_whole_loop(platform: Platform) -> None:
     run_explained(platform, run_loop, ["E2E-A01", "E2E-B10", "E2E-F20"])
+
+
+def test_running_services_match_their_declared_topology(platform: Platform) -> None:
+    """After the loop ran: every running service reads exactly the topics its `topology.py` declares, with
+    its own consumer group, and every topic it wrote to is one its declaration allows. (The host and the
+    transaction enforce this; this is what a live process reports.)"""
+    written: dict[str, set[str]] = {}
+    for svc, declared in topology.declared().items():
+        ready = httpx.get(platform.service_url(svc) + "/readyz", timeout=10).json()
+        groups = ready["checks"]["consumers"]["detail"]
+        assert set(groups) == {declared.group}, svc
+        assert groups[declared.group]["topics"] == list(declared.consumes), svc
+        text = httpx.get(platform.service_url(svc) + "/metrics", timeout=10).text
+        written[svc] = {
+            s.labels["topic"]
+            for fam in text_string_to_metric_families(text)
+            if fam.name == "arrears_events_produced"
+            for s in fam.samples
+            if s.name.endswith("_total") and s.value > 0 and s.labels.get("service") == svc
+        }
+        assert all(declared.may_write(t) for t in written[svc]), (svc, written[svc], declared.writes)
+    # the loop exercised the pipeline, so the check above looked at real writes
+    assert {"account-changed", "notice-due", "message-sent", "reply-received"} <= set().union(
+        *written.values()
+    )
+    assert "notice-due" in written["segmenter"] and "message-sent" in written["dispatcher-sms"]
 
 
 def run_loop(p: Platform) -> None:
@@ -303,7 +336,9 @@ def run_loop(p: Platform) -> None:
     rerun = ingest_sheet(p)
     assert (rerun["status"], rerun["updated"], rerun["created"]) == ("succeeded", 1, 0), rerun
 
-    wait_for("the STOP applied", lambda: (segmenter_account(p, stopper.id) or {}).get("sms_opt_out"))
+    wait_for(
+        "the STOP applied", lambda: channel_state(segmenter_account(p, stopper.id), "sms").get("opted_out")
+    )
     wait_for("the one opt-out confirmation", lambda: len(sms_texts(p, stopper.phone)) == 2)
     assert "unsubscribed" in sms_texts(p, stopper.phone)[-1]
     wait_for("the payment applied", lambda: (segmenter_account(p, payer.id) or {}).get("status") == "paid")

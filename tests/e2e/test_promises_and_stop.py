@@ -35,6 +35,7 @@ from .support import auth, run_explained, running_platform
 from .test_loop import (
     DAY_S,
     Account,
+    channel_state,
     emails_to,
     ingest_sheet,
     ledger,
@@ -163,7 +164,9 @@ def run(p: Platform) -> None:
     assert declined.status_code == 200 and declined.json()["status"] == "failed", declined.text
 
     wait_for("the promise hold", lambda: (segmenter_account(p, promiser.id) or {}).get("hold") == "promise")
-    wait_for("the STOP applied", lambda: (segmenter_account(p, stopper.id) or {}).get("sms_opt_out"))
+    wait_for(
+        "the STOP applied", lambda: channel_state(segmenter_account(p, stopper.id), "sms").get("opted_out")
+    )
     wait_for("the one opt-out confirmation", lambda: len(sms_texts(p, stopper.phone)) == 2)
     wait_for(
         "a failed-payment case and its task",
@@ -192,7 +195,8 @@ def run(p: Platform) -> None:
         "the edit applied", lambda: (segmenter_account(p, stopper.id) or {}).get("balance_minor") == 110_000
     )
     acct = segmenter_account(p, stopper.id) or {}
-    assert (acct["sms_consent"], acct["sms_opt_out"]) == (True, True), acct
+    sms = channel_state(acct, "sms")
+    assert (sms["consent"], sms["opted_out"]) == (True, True), acct
     r = httpx.post(
         f"{p.service_url('escalation')}/accounts/{stopper.id}/send-now",
         json={"step": 0, "gate_override": True, "reason": "customer asked for the notice today"},

@@ -17,13 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
-from arrears_dispatcher_email.gmail_client import GmailClient
 from arrears_dispatcher_sms.quo_client import QuoClient
 from arrears_emulators.common import EmulatorServer
 from arrears_emulators.gmail.app import GmailConfig
 from arrears_emulators.gmail.app import create_app as create_gmail_app
 from arrears_emulators.quo.app import QuoConfig
 from arrears_emulators.quo.app import create_app as create_quo_app
+from arrears_shared.providers.gmail import GmailClient
 from fastapi import FastAPI, Request, Response
 
 QUO_API_KEY = "quo-test-key"

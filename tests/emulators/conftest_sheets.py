@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 import uvicorn
-from arrears_emulators.sheets.app import SheetsEmulatorConfig, create_app
+from arrears_emulators.sheets import SheetsEmulatorConfig, create_app
 
 
 class ServerThread:

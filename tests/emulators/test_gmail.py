@@ -10,13 +10,13 @@ from email.message import EmailMessage
 
 import httpx
 import pytest
-from arrears_dispatcher_email.gmail_client import GmailClient, HistoryExpired
 from arrears_shared.providers.errors import (
     ProviderInDoubt,
     ProviderQuotaExhausted,
     ProviderRateLimited,
     ProviderTransientError,
 )
+from arrears_shared.providers.gmail import GmailClient, HistoryExpired
 
 from .conftest import GMAIL_USER, Control
 

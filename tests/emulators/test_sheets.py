@@ -303,7 +303,7 @@ def test_no_threads_left_behind_by_clients(
 
 
 def test_server_thread_stops() -> None:
-    from arrears_emulators.sheets.app import create_app
+    from arrears_emulators.sheets import create_app
 
     before = threading.active_count()
     server = ServerThread(create_app()).start()

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from arrears_cli.__main__ import app as cli
 from arrears_escalation.__main__ import definition
-from arrears_escalation.clock import Clock
 from arrears_escalation.deps import Deps
 from arrears_escalation.settings import EscalationSettings
 from arrears_escalation.tasks.assignment import Agent
 from arrears_shared.auth.roles import PERMISSIONS, ROLE_PERMISSIONS, ROLES, roles_with
+from arrears_shared.clock import Clock
 from arrears_shared.events import Intent
 from arrears_shared.service import ServiceHost
 from auth_support import bearer, issue_key_async

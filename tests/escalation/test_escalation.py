@@ -13,15 +13,14 @@ from aiokafka import AIOKafkaProducer
 from arrears_escalation.cases.handlers import make_handler
 from arrears_escalation.cases.scheduled import tick
 from arrears_escalation.cases.service import CaseNotOpen, case_id_for, close_case, list_cases
-from arrears_escalation.clock import Clock
 from arrears_escalation.deps import Deps
 from arrears_escalation.settings import EscalationSettings
-from arrears_shared import topics
+from arrears_shared import topology
+from arrears_shared.clock import Clock
 from arrears_shared.cloudevents import Envelope, decode, encode
 from arrears_shared.db.engine import make_engine
 from arrears_shared.events import (
     AccountChanged,
-    Channel,
     DeliveryStatus,
     Event,
     Intent,
@@ -40,7 +39,7 @@ def reply(aid: str, intent: Intent, rid: str | None = None) -> ReplyReceived:
     return ReplyReceived(
         account_id=aid,
         reply_id=rid or f"r-{aid}-{intent}",
-        channel=Channel.SMS,
+        channel="sms",
         from_address="+14155550100",
         text="please call me",
         intent=intent,
@@ -55,7 +54,7 @@ def final_sent(
     return MessageSent(
         account_id=aid,
         notice_id=f"{aid}:default:v1:s3:c0:sms",
-        channel=Channel.SMS,
+        channel="sms",
         status=status,
         provider="quo",
         to="+14155550100",
@@ -210,7 +209,7 @@ async def test_runner_against_the_real_broker_opens_one_case_for_a_duplicated_re
     engine = make_engine(escalation_url)
     runner = StreamRunner(
         group=f"escalation-test-{tag}",
-        topics=list(topics.SUBSCRIPTIONS["escalation"]),
+        topics=topology.service("escalation").consumes,
         handler=make_handler(d),
         engine=engine,
         schema="escalation",

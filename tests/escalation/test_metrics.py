@@ -1,4 +1,4 @@
-"""Collection metrics (seed 004) from real events through the handler, snapshotted once per day."""
+"""Collection metrics from real events through the handler, snapshotted once per day."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ from typing import Any
 
 from arrears_console.web.pages.kpis import KPIS
 from arrears_escalation.cases.scheduled import tick
-from arrears_escalation.clock import Clock
 from arrears_escalation.collection.scheduled import snapshot_if_due
 from arrears_escalation.collection.service import compute, read, snapshot
 from arrears_escalation.deps import Deps
 from arrears_escalation.tasks.assignment import Agent
 from arrears_escalation.tasks.service import complete_task, list_tasks
+from arrears_shared.clock import Clock
 from arrears_shared.events import (
     AccountChanged,
-    Channel,
     DeliveryStatus,
     Intent,
     MessageSent,
@@ -38,7 +37,7 @@ def sent(aid: str, campaign: str | None) -> MessageSent:
     return MessageSent(
         account_id=aid,
         notice_id=f"{aid}:n1",
-        channel=Channel.SMS,
+        channel="sms",
         status=DeliveryStatus.SENT,
         provider="quo",
         to="+14155550100",
@@ -53,7 +52,7 @@ def replied(aid: str, intent: Intent, when: datetime, **kw: Any) -> ReplyReceive
     return ReplyReceived(
         account_id=aid,
         reply_id=f"{aid}:{intent}",
-        channel=Channel.SMS,
+        channel="sms",
         from_address="+14155550100",
         text="x",
         intent=intent,

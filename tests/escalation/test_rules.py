@@ -9,15 +9,14 @@ from typing import Any
 import pytest
 from arrears_escalation.cases.scheduled import tick
 from arrears_escalation.cases.service import list_cases
-from arrears_escalation.clock import Clock
 from arrears_escalation.deps import Deps
 from arrears_escalation.promises.service import list_promises
 from arrears_escalation.rules.service import load_rules
 from arrears_escalation.tasks.assignment import Agent
 from arrears_escalation.tasks.service import list_tasks
+from arrears_shared.clock import Clock
 from arrears_shared.events import (
     AccountChanged,
-    Channel,
     DeliveryStatus,
     Intent,
     MessageSent,
@@ -47,7 +46,7 @@ def reply(aid: str, intent: Intent, rid: str, confidence: float = 0.9, **kw: Any
     return ReplyReceived(
         account_id=aid,
         reply_id=rid,
-        channel=Channel.SMS,
+        channel="sms",
         from_address="+14155550100",
         text="x",
         intent=intent,
@@ -246,7 +245,7 @@ async def test_permanent_delivery_failure_opens_a_low_priority_case(engine) -> N
     failed = MessageSent(
         account_id="DF-1",
         notice_id="DF-1:n1",
-        channel=Channel.EMAIL,
+        channel="email",
         status=DeliveryStatus.FAILED,
         provider="gmail",
         to="x@bounce.invalid",

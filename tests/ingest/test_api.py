@@ -1,6 +1,6 @@
 """The ingest service in-process (real broker, real PostgreSQL, Sheets emulator over HTTP through gspread):
 uploads, payment webhooks (signatures, replays, balance/status), sheet write-back (batched, queued while
-the sheet is unavailable and replayed when it returns), the outage scenario of seed 002."""
+the sheet is unavailable and replayed when it returns), the sheet outage scenario (degraded mode)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from arrears_emulators.sheets.app import SheetsEmulatorConfig, create_app
+from arrears_emulators.sheets import SheetsEmulatorConfig, create_app
 from arrears_ingest.__main__ import definition
 from arrears_shared.events import AccountChanged, AccountStatus, IngestRejected, PaymentFailed
 from arrears_shared.service import ServiceHost
@@ -554,7 +554,7 @@ async def test_payment_survives_sheet_runs_until_the_sheet_books_it(
     assert await balance_of(host, "R-1") == (4500, "open")
 
 
-# -- outage (seed 002) ---------------------------------------------------------------------------------------
+# -- outage ------------------------------------------------------------------------------------------------
 
 
 async def test_outage_serves_last_snapshot_accepts_uploads_and_payments_then_recovers(

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from arrears_emulators.sheets.app import SheetsEmulatorConfig, create_app
+from arrears_emulators.sheets import SheetsEmulatorConfig, create_app
 from arrears_ingest.__main__ import definition
 from arrears_ingest.settings import IngestSettings
 from arrears_ingest.validation import column_aliases
@@ -117,15 +117,15 @@ async def publish(p: AIOKafkaProducer, events: Sequence[Event]) -> None:
 
 
 def sent(
-    aid: str, at: datetime, channel: Channel = Channel.SMS, status: DeliveryStatus = DeliveryStatus.SENT
+    aid: str, at: datetime, channel: Channel = "sms", status: DeliveryStatus = DeliveryStatus.SENT
 ) -> MessageSent:
     return MessageSent(
         account_id=aid,
-        notice_id=f"{aid}:default:v1:s1:c0:{channel.value}:{at.timestamp():.0f}",
+        notice_id=f"{aid}:default:v1:s1:c0:{channel}:{at.timestamp():.0f}",
         channel=channel,
         status=status,
-        provider="quo" if channel is Channel.SMS else "gmail",
-        to="+14155550100" if channel is Channel.SMS else "x@example.com",
+        provider="quo" if channel == "sms" else "gmail",
+        to="+14155550100" if channel == "sms" else "x@example.com",
         tier=Tier.REMINDER,
         step=1,
         reason="mailbox full" if status is DeliveryStatus.FAILED else None,
@@ -140,7 +140,7 @@ def reply(
     *,
     amount: int | None = None,
     on: date | None = None,
-    channel: Channel = Channel.SMS,
+    channel: Channel = "sms",
 ) -> ReplyReceived:
     return ReplyReceived(
         account_id=aid,
@@ -230,15 +230,15 @@ async def test_newest_facts_reach_the_sheet_whatever_the_order(
         sent("C-1", T0),
         reply("C-1", T0 + timedelta(hours=1), Intent.PROMISE_TO_PAY, amount=20_000, on=date(2026, 5, 15)),
         # ... and facts that are older, arriving after them: ignored
-        sent("C-1", T0 - timedelta(days=3), Channel.EMAIL),
+        sent("C-1", T0 - timedelta(days=3), "email"),
         reply("C-1", T0 - timedelta(days=2), Intent.DISPUTE),
         # C-2: the newest attempt failed (email); the older SMS was sent
         sent("C-2", T0 - timedelta(days=1)),
-        sent("C-2", T0 + timedelta(minutes=5), Channel.EMAIL, DeliveryStatus.FAILED),
+        sent("C-2", T0 + timedelta(minutes=5), "email", DeliveryStatus.FAILED),
         # C-3: suppressed by the last-moment gate: nothing left us, no contact
         sent("C-3", T0, status=DeliveryStatus.SUPPRESSED),
         # C-4: a reply with no contact recorded yet (the message-sent may come later)
-        reply("C-4", T0 + timedelta(minutes=30), Intent.CALLBACK_REQUEST, channel=Channel.EMAIL),
+        reply("C-4", T0 + timedelta(minutes=30), Intent.CALLBACK_REQUEST, channel="email"),
         # an account that is not in the sheet: kept, never blocks the rest
         sent("NOT-IN-SHEET", T0),
     ]
@@ -267,7 +267,7 @@ async def test_newest_facts_reach_the_sheet_whatever_the_order(
     later: list[Event] = [
         reply("C-1", T0 + timedelta(days=1), Intent.OTHER),
         reply("C-1", T0 + timedelta(hours=2), Intent.HARDSHIP),
-        sent("C-4", T0 - timedelta(days=9), Channel.EMAIL),
+        sent("C-4", T0 - timedelta(days=9), "email"),
         sent("C-2", T0 + timedelta(days=1, hours=1)),
     ]
     await publish(producer, later)
@@ -310,7 +310,7 @@ async def test_a_burst_of_1000_accounts_is_written_in_a_few_batch_calls(
     mark = await inbox_size(host)
     events: list[Event] = []
     for i in range(1, n + 1):
-        events.append(sent(f"B-{i}", T0 + timedelta(seconds=i), Channel.EMAIL))
+        events.append(sent(f"B-{i}", T0 + timedelta(seconds=i), "email"))
         if i % 2 == 0:
             events.append(
                 reply(f"B-{i}", T0 + timedelta(hours=1, seconds=i), Intent.PROMISE_TO_PAY, amount=i * 100)
@@ -359,7 +359,7 @@ async def test_quota_exhaustion_is_retried_and_nothing_is_lost(
             reply(f"Q-{i}", T0 + timedelta(hours=1), Intent.PROMISE_TO_PAY, on=date(2026, 6, 1))
             for i in (3, 4)
         ]
-        more.append(sent("Q-5", T0 + timedelta(days=1), Channel.EMAIL))
+        more.append(sent("Q-5", T0 + timedelta(days=1), "email"))
         await publish(producer, more)
         await wait_for(lambda: consumed(host, len(more), mark), what="the later events consumed")
         assert (await pending(host))[1] == 20

@@ -26,7 +26,7 @@ import pytest
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 from arrears_cli.__main__ import app as cli_app
-from arrears_emulators.sheets.app import create_app
+from arrears_emulators.sheets import create_app
 from arrears_shared import topics
 from arrears_shared.cloudevents import Envelope, decode
 from arrears_shared.events import AccountChanged, IngestRejected

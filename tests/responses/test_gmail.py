@@ -26,7 +26,7 @@ from arrears_responses.settings import ResponsesSettings
 from arrears_shared.cloudevents import decode, encode
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
-from arrears_shared.events import Channel, DeliveryStatus, Intent, MessageSent, Tier
+from arrears_shared.events import DeliveryStatus, Intent, MessageSent, Tier
 from arrears_shared.providers.gmail import GmailClient
 from arrears_shared.service import ServiceHost
 from arrears_shared.stream.transaction import transaction
@@ -85,7 +85,7 @@ def sent_email(account: str, notice: str, to: str, thread_id: str | None = None)
     return MessageSent(
         account_id=account,
         notice_id=notice,
-        channel=Channel.EMAIL,
+        channel="email",
         status=DeliveryStatus.SENT,
         provider="gmail",
         provider_message_id=f"m-{notice}",

@@ -22,7 +22,7 @@ from arrears_responses.webhooks.models import QuoWebhookEvent
 from arrears_responses.webhooks.service import handle_quo_event
 from arrears_shared import topics
 from arrears_shared.cloudevents import decode, encode
-from arrears_shared.events import Channel, DeliveryStatus, Intent, MessageSent, ReplyReceived, Tier
+from arrears_shared.events import DeliveryStatus, Intent, MessageSent, ReplyReceived, Tier
 from arrears_shared.service import ServiceHost
 from auth_support import bearer, issue_key_async
 from sqlalchemy import text
@@ -119,7 +119,7 @@ def message_sent(account: str, number: str, notice: str, pmid: str | None = None
     return MessageSent(
         account_id=account,
         notice_id=notice,
-        channel=Channel.SMS,
+        channel="sms",
         status=DeliveryStatus.SENT,
         provider="quo",
         provider_message_id=pmid or f"AC{uuid.uuid4().hex}",
@@ -198,7 +198,7 @@ async def test_signed_stop_reply_from_known_number_emits_exactly_one_reply_recei
     ev = envs[0].data
     assert isinstance(ev, ReplyReceived)
     assert ev.intent is Intent.OPT_OUT and ev.confidence >= 0.95
-    assert ev.channel is Channel.SMS and ev.from_address == number
+    assert ev.channel == "sms" and ev.from_address == number
     assert ev.in_reply_to_notice_id == notice and ev.provider_message_id == msg_id
     assert envs[0].type == ReplyReceived.ce_type and envs[0].source == "responses"
 
@@ -360,7 +360,7 @@ async def test_sms_opt_out_is_confirmed_once_and_help_is_answered(service, broke
     by_purpose = {n.purpose: n for n in notices}
     assert sorted(n.purpose for n in notices) == ["help", "opt_out_confirmation"], notices
     confirmation, help_ = by_purpose["opt_out_confirmation"], by_purpose["help"]
-    assert confirmation.to == number and confirmation.channel is Channel.SMS
+    assert confirmation.to == number and confirmation.channel == "sms"
     assert "unsubscribed" in (confirmation.text or "") and "STOP" in (help_.text or "")
     assert confirmation.priority > 0 and confirmation.expires_at is not None
     replies = await collect_replies(broker.bootstrap_servers, account, settle_s=0.5)
@@ -531,7 +531,7 @@ async def test_message_failed_publishes_a_failed_message_sent_once(service, brok
     assert (ev.status, ev.permanent, ev.channel, ev.notice_id) == (
         DeliveryStatus.FAILED,
         True,
-        Channel.SMS,
+        "sms",
         "n-fail-perm",
     )
     assert (ev.tier, ev.step, ev.to, ev.provider) == (Tier.REMINDER, 1, number, "quo")

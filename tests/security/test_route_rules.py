@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from arrears_cli.commands.security import _SHAPE_ONLY_ENV
+from arrears_shared import topology
 from arrears_shared.service import ServiceHost
-from arrears_shared.topics import SERVICES
 
 ACTOR_NAMES = {"actor", "user", "username", "by", "approved_by", "loaded_by", "who"}
 
@@ -21,7 +21,7 @@ def documents(monkeypatch_module: pytest.MonkeyPatch) -> dict[str, dict[str, Any
     for k, v in _SHAPE_ONLY_ENV.items():
         monkeypatch_module.setenv(k, v)
     out = {}
-    for svc in SERVICES:
+    for svc in topology.services():
         module = importlib.import_module(f"arrears_{svc.replace('-', '_')}.__main__")
         out[svc] = ServiceHost(module.definition()).build_app().openapi()
     return out

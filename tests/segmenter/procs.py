@@ -13,7 +13,7 @@ import sys
 
 from arrears_segmenter import bulk
 from arrears_segmenter.deps import Deps
-from arrears_segmenter.policy.models import load_policy
+from arrears_segmenter.schedule.models import load_policy
 from arrears_segmenter.timers.scheduled import tick
 from arrears_shared.db.engine import make_engine
 

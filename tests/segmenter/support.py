@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 from arrears_segmenter.__main__ import definition
-from arrears_segmenter.accounts.handlers import make_handler
-from arrears_segmenter.clock import Clock
+from arrears_segmenter.consumer import make_handler
 from arrears_segmenter.deps import Deps
-from arrears_segmenter.policy.models import load_policy
+from arrears_segmenter.schedule.models import load_policy
 from arrears_segmenter.timers.scheduled import tick
+from arrears_shared.clock import Clock
 from arrears_shared.cloudevents import Envelope, decode, encode
 from arrears_shared.db.engine import make_engine
 from arrears_shared.events import AccountChanged, Channel, Event, Intent, ReplyReceived
@@ -55,7 +55,7 @@ def account(aid: str, **kw: Any) -> AccountChanged:
     return AccountChanged(**(base | kw))
 
 
-def reply(aid: str, intent: Intent, channel: Channel = Channel.SMS, **kw: Any) -> ReplyReceived:
+def reply(aid: str, intent: Intent, channel: Channel = "sms", **kw: Any) -> ReplyReceived:
     base: dict[str, Any] = {
         "account_id": aid,
         "reply_id": f"r-{aid}-{intent}-{channel}",

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 from arrears_cli.stack.broker import EmbeddedBroker
-from arrears_segmenter.clock import Clock
 from arrears_segmenter.deps import Deps
-from arrears_segmenter.policy.models import load_policy
+from arrears_segmenter.schedule.models import load_policy
+from arrears_shared.clock import Clock
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
 from auth_support import bearer, issue_key

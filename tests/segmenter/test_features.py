@@ -11,9 +11,9 @@ from arrears_segmenter.accounts.service import account_view, set_flags
 from arrears_segmenter.approvals.service import Verdict, decide, held
 from arrears_segmenter.campaigns import service as campaigns
 from arrears_segmenter.campaigns.models import CampaignIn, CampaignStatus, Criteria
-from arrears_segmenter.policy.models import PolicyError, load_policy, parse_policy
-from arrears_segmenter.policy.service import adopt_configured, load_new_version
-from arrears_segmenter.policy.store import active
+from arrears_segmenter.schedule.models import PolicyError, load_policy, parse_policy
+from arrears_segmenter.schedule.service import adopt_configured, load_new_version
+from arrears_segmenter.schedule.store import active
 from arrears_shared.events import Intent
 
 from .support import account, decisions, deps, handle, notices, reply, run_tick, timers

@@ -4,16 +4,18 @@ and Postgres)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from arrears_segmenter.accounts.projection import FoldContext, new_row, refresh_segment
+from arrears_segmenter.accounts.account import Account
+from arrears_segmenter.accounts.projection import FoldContext, refresh_segment
 from arrears_segmenter.accounts.service import account_view
 from arrears_segmenter.approvals.service import held
 from arrears_segmenter.campaigns.models import Criteria
-from arrears_segmenter.policy.models import Policy, PolicyError, check_currencies, load_policy
-from arrears_segmenter.policy.service import load_new_version
+from arrears_segmenter.schedule.models import Policy, PolicyError, check_currencies, load_policy
+from arrears_segmenter.schedule.service import load_new_version
 from arrears_segmenter.segments import BAND_NAMES, DEFAULT_BALANCE_BANDS, balance_band
 from arrears_shared.money import RateTable, packaged_rates
 from hypothesis import given
@@ -104,9 +106,9 @@ def test_bands_follow_the_converted_balance(currency: str, a: int, b: int) -> No
 
 def test_band_of_inr_jpy_and_unknown_currency() -> None:
     def band(balance: int, currency: str | None) -> str:
-        row = new_row("B-1", NOON_NY) | {"balance_minor": balance, "currency": currency}
-        refresh_segment(row, FoldContext(now=NOON_NY))
-        return str(row["balance_band"])
+        acct = replace(Account.new("B-1", NOON_NY), balance_minor=balance, currency=currency)
+        refresh_segment(acct, FoldContext(now=NOON_NY))
+        return acct.balance_band
 
     assert DEFAULT_BALANCE_BANDS == (10_000, 100_000, 1_000_000)
     assert band(4_500_000, "INR") == "medium"  # 45,000.00 INR = 540.00 USD (not very_high as before)
@@ -118,18 +120,18 @@ def test_band_of_inr_jpy_and_unknown_currency() -> None:
         now=NOON_NY,
         rates=RateTable(reporting_currency="INR", as_of=date(2026, 12, 1), rates={"USD": Decimal("83.3")}),
     )
-    row = new_row("B-2", NOON_NY) | {"balance_minor": 4_500_000, "currency": "INR"}
-    refresh_segment(row, other)
-    assert row["balance_band"] == "very_high"  # in an INR-reporting setup 45,000 INR is above 10,000 INR
+    acct = replace(Account.new("B-2", NOON_NY), balance_minor=4_500_000, currency="INR")
+    refresh_segment(acct, other)
+    assert acct.balance_band == "very_high"  # in an INR-reporting setup 45,000 INR is above 10,000 INR
 
 
 def test_campaign_balance_criteria_are_in_the_reporting_currency() -> None:
     c = Criteria(min_balance_minor=40_000)  # 400.00 USD
-    acct = {"history": "clean", "country": "IN"}
-    assert c.matches(acct | {"balance_minor": 4_500_000, "currency": "INR"}, 45, "31-60", "low", RATES)
-    assert not c.matches(acct | {"balance_minor": 3_000_000, "currency": "INR"}, 45, "31-60", "low", RATES)
-    assert not c.matches(acct | {"balance_minor": 10**9, "currency": "XTS"}, 45, "31-60", "low", RATES)
-    assert Criteria().matches(acct | {"balance_minor": 10**9, "currency": "XTS"}, 45, "31-60", "low", RATES)
+    acct = replace(Account.new("C-1", NOON_NY), history="clean", country="IN")
+    assert c.matches(replace(acct, balance_minor=4_500_000, currency="INR"), 45, "31-60", "low", RATES)
+    assert not c.matches(replace(acct, balance_minor=3_000_000, currency="INR"), 45, "31-60", "low", RATES)
+    assert not c.matches(replace(acct, balance_minor=10**9, currency="XTS"), 45, "31-60", "low", RATES)
+    assert Criteria().matches(replace(acct, balance_minor=10**9, currency="XTS"), 45, "31-60", "low", RATES)
 
 
 async def test_gate_through_the_handler_and_tick(engine) -> None:  # type: ignore[no-untyped-def]

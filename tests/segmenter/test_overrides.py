@@ -17,10 +17,10 @@ from arrears_segmenter.campaigns.models import CampaignIn, CampaignStatus, Crite
 from arrears_segmenter.consumer import make_handler
 from arrears_segmenter.deps import Deps
 from arrears_segmenter.settings import SegmenterSettings
-from arrears_shared import topics
+from arrears_shared import topics, topology
 from arrears_shared.cloudevents import encode, header_map
 from arrears_shared.db.engine import make_engine
-from arrears_shared.events import Channel, Event, Intent, OverrideRequested
+from arrears_shared.events import Event, Intent, OverrideRequested
 from arrears_shared.stream import dead_letter as dl
 from arrears_shared.stream.relay import OutboxRelay, make_producer
 from arrears_shared.stream.runner import StreamRunner
@@ -174,7 +174,7 @@ async def test_approve_step_releases_a_held_step_through_the_approval_code(engin
 
 async def test_send_now_still_passes_the_gate_unless_a_supervisor_overrides_it(engine) -> None:
     d = await started(engine, "O-N1", "O-N2", "O-N3")
-    await consume(engine, d, reply("O-N2", Intent.OPT_OUT, Channel.SMS))
+    await consume(engine, d, reply("O-N2", Intent.OPT_OUT, "sms"))
     night = datetime(2026, 4, 16, 7, tzinfo=UTC)  # 03:00 in New York: quiet hours
     d.clock.set(night)
     await consume(
@@ -218,8 +218,8 @@ async def test_channel_preference_and_per_channel_do_not_contact(engine) -> None
     await consume(
         engine,
         d,
-        ov("O-C1", "set_channel_preference", channels=[Channel.EMAIL], reason="works nights"),
-        ov("O-C2", "do_not_contact", channels=[Channel.SMS], reason="employer forbids texts"),
+        ov("O-C1", "set_channel_preference", channels=["email"], reason="works nights"),
+        ov("O-C2", "do_not_contact", channels=["sms"], reason="employer forbids texts"),
     )
     assert (await override_log(engine, "O-C1"))[-1][2] == "sup-1: channels from now on: email (works nights)"
     d.clock.set(NOON_NY + timedelta(days=26))
@@ -228,7 +228,7 @@ async def test_channel_preference_and_per_channel_do_not_contact(engine) -> None
     assert await steps_sent(engine, "O-C2") == [(1, "sms"), (1, "email"), (2, "email")]
     stopped = [r for r in await decisions(engine, "O-C2") if r["outcome"] == "suppressed"]
     assert [(r["step"], r["rule_id"]) for r in stopped] == [(2, "do_not_contact.sms")]
-    await consume(engine, d, ov("O-C2", "do_not_contact", channels=[Channel.EMAIL]))
+    await consume(engine, d, ov("O-C2", "do_not_contact", channels=["email"]))
     assert await active_timer(engine, "O-C2") is None  # no channel left: the sequence stops
     assert (await decisions(engine, "O-C2"))[-1]["rule_id"] == "do_not_contact"
 
@@ -399,7 +399,7 @@ async def test_overrides_through_the_broker_dedupe_by_ce_id_and_dead_letter_malf
     )
     runner = StreamRunner(
         group=group,
-        topics=list(topics.SUBSCRIPTIONS["segmenter"]),
+        topics=topology.service("segmenter").consumes,
         handler=make_handler(d),
         engine=engine,
         schema=SCHEMA,

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from arrears_segmenter.aging import aging_bucket, days_past_due, moment_dpd_reaches, parse_boundaries
-from arrears_segmenter.policy.models import Policy, load_policy
-from arrears_segmenter.policy.planner import first_step, plan_next
+from arrears_segmenter.schedule.models import Policy, load_policy
+from arrears_segmenter.schedule.planner import first_step, plan_next
 from arrears_shared.events import AgingBucket, Tier
 from pydantic import ValidationError
 
@@ -21,7 +21,7 @@ def test_default_policy_is_versioned_data() -> None:
         (Tier.FINAL, 60),
     ]
     assert all(s.min_interval_days == 7 for s in p.steps[1:])
-    assert [c.value for c in p.steps[0].channels] == ["sms", "email"]
+    assert p.steps[0].channels == ["sms", "email"]
     with pytest.raises(ValidationError):
         Policy.model_validate(
             {

@@ -14,14 +14,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from arrears_segmenter.clock import Clock
 from arrears_segmenter.deps import Deps
-from arrears_segmenter.policy.models import load_policy
-from arrears_segmenter.policy.service import load_new_version
+from arrears_segmenter.schedule.models import load_policy
+from arrears_segmenter.schedule.service import load_new_version
+from arrears_shared.clock import Clock
 from arrears_shared.compliance import DEFAULT_RULES, RuleSet, candidate_zones
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
-from arrears_shared.events import Channel, Intent
+from arrears_shared.events import Intent
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -192,9 +192,9 @@ async def scenario(url: str, accts: list[Acct], policy: str, start: datetime, ac
             if action == "tick":
                 pass
             elif action in ("stop_sms", "stop_email"):
-                ch = Channel.SMS if action == "stop_sms" else Channel.EMAIL
+                ch = "sms" if action == "stop_sms" else "email"
                 await handle(engine, d, reply(aid, Intent.OPT_OUT, ch, reply_id=f"{aid}-{action}-{now}"))
-                facts.opted_out_at.setdefault((aid, ch.value), now)
+                facts.opted_out_at.setdefault((aid, ch), now)
             elif action in ("pay", "dispute", "dnc"):
                 if action == "pay":
                     await handle(

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from arrears_segmenter.accounts.service import account_view
 from arrears_segmenter.timers.scheduled import tick
 from arrears_shared.db.engine import make_engine
-from arrears_shared.events import Channel, DeliveryStatus, Intent, MessageSent, Tier
+from arrears_shared.events import DeliveryStatus, Intent, MessageSent, Tier
 from sqlalchemy import text
 
 from .support import account, decisions, deps, handle, notices, reply, run_tick, timers
@@ -40,7 +40,11 @@ async def test_first_appearance_sends_only_the_highest_met_step_on_every_allowed
     assert ns[2]["priority"] > ns[0]["priority"]
     async with engine.connect() as c:
         view = await account_view(c, "A-first", d, d.clock.now())
-    assert view is not None and view.last_step == 3 and view.phone_masked != "+14155550100"
+    assert (
+        view is not None
+        and view.last_step == 3
+        and [(c.channel, c.address_masked != "+14155550100") for c in view.channels][0] == ("sms", True)
+    )
     # sequence complete: nothing more, ever
     d.clock.advance(timedelta(days=90))
     assert await run_tick(engine, d) == 0
@@ -106,7 +110,7 @@ async def test_stop_ends_sms_forever_but_email_continues(engine) -> None:
     await handle(engine, d, account("A-stop"))
     await run_tick(engine, d)
     assert {n["channel"] for n in await notices(engine, "A-stop")} == {"sms", "email"}
-    await handle(engine, d, reply("A-stop", Intent.OPT_OUT, Channel.SMS))
+    await handle(engine, d, reply("A-stop", Intent.OPT_OUT, "sms"))
     # a later sheet update (consent still "yes" in the sheet) must not resurrect SMS
     await handle(
         engine,
@@ -125,14 +129,14 @@ async def test_stop_ends_sms_forever_but_email_continues(engine) -> None:
 async def test_email_opt_out_and_permanent_failure_block_their_channel(engine) -> None:
     d = deps(datetime(2026, 3, 5, 17, tzinfo=UTC))
     await handle(engine, d, account("A-eml"), account("A-bad"))
-    await handle(engine, d, reply("A-eml", Intent.OPT_OUT, Channel.EMAIL, from_address="ada@example.com"))
+    await handle(engine, d, reply("A-eml", Intent.OPT_OUT, "email", from_address="ada@example.com"))
     await handle(
         engine,
         d,
         MessageSent(
             account_id="A-bad",
             notice_id="x",
-            channel=Channel.SMS,
+            channel="sms",
             status=DeliveryStatus.FAILED,
             provider="quo",
             to="+14155550100",
@@ -222,7 +226,7 @@ async def test_unknown_zone_is_flagged_and_uses_utc_for_aging(engine) -> None:
 
 async def test_an_account_seen_first_in_a_reply_has_no_currency_until_the_sheet_names_it(engine) -> None:
     d = deps(NOON_NY)
-    await handle(engine, d, reply("A-early", Intent.OPT_OUT, Channel.SMS))
+    await handle(engine, d, reply("A-early", Intent.OPT_OUT, "sms"))
     async with engine.connect() as c:
         early = await account_view(c, "A-early", d, d.clock.now())
     assert early is not None and not early.known and early.currency is None
@@ -231,4 +235,4 @@ async def test_an_account_seen_first_in_a_reply_has_no_currency_until_the_sheet_
     async with engine.connect() as c:
         known = await account_view(c, "A-early", d, d.clock.now())
     assert known is not None and known.known and known.currency == "USD"
-    assert known.sms_opt_out  # the early opt-out was kept
+    assert [c.opted_out for c in known.channels if c.channel == "sms"] == [True]  # the early opt-out was kept

@@ -1,24 +1,45 @@
-"""Segmenter handlers through the real StreamRunner and outbox relay against the real broker."""
+"""The segmenter's production consumer handler (`arrears_segmenter.consumer.make_handler`, the one its
+`ServiceDefinition` wires to every subscribed topic) through the real StreamRunner and outbox relay against
+the real broker."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from arrears_segmenter.accounts.handlers import make_handler
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from arrears_segmenter.consumer import make_handler
 from arrears_segmenter.settings import SegmenterSettings
 from arrears_shared import topics
 from arrears_shared.cloudevents import decode, encode
 from arrears_shared.db.engine import make_engine
-from arrears_shared.events import Channel, Event, Intent
+from arrears_shared.events import Event, Intent, OverrideRequested
 from arrears_shared.stream.relay import OutboxRelay, make_producer
 from arrears_shared.stream.runner import StreamRunner
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .support import account, deps, reply, run_tick
+
+# what the segmenter consumes in production (its declared subscriptions)
+SUBSCRIBED = [topics.ACCOUNT_CHANGED, topics.REPLY_RECEIVED, topics.MESSAGE_SENT, topics.OVERRIDES]
+
+
+async def _create_dead_letter_topics(bootstrap: str, group: str) -> None:
+    """The test's own consumer group dead-letters to its own topics (the session broker only has the
+    services' ones): records other tests left on the shared topics must not stall this runner."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        for t in SUBSCRIBED:
+            with contextlib.suppress(Exception):  # it may exist already
+                await admin.create_topics([NewTopic(topics.dlq_topic(t, group), 1, 1)])
+    finally:
+        await admin.close()
 
 
 async def _produce(bootstrap: str, items: list[tuple[Event, str]]) -> None:
@@ -32,18 +53,50 @@ async def _produce(bootstrap: str, items: list[tuple[Event, str]]) -> None:
         await p.stop()
 
 
-async def _wait(cond, limit_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+async def _wait(cond: Callable[[], Awaitable[bool]], what: str, limit_s: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + limit_s
     while not await cond():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.1)
 
 
-async def test_account_and_stop_reply_through_the_runner_produce_the_right_notice_due(
+async def _scalar(engine: AsyncEngine, sql: str, **params: object) -> object:
+    async with engine.connect() as c:
+        return (await c.execute(text(sql), params)).scalar()
+
+
+async def _notices_due(bootstrap: str, ids: tuple[str, ...], expect: int) -> list[tuple[str, str, str]]:
+    """(account, channel, ce_id) of every notice-due for `ids`: until `expect` arrived, then one more poll
+    (a second before giving up) so that an extra notice would be seen too."""
+    consumer = AIOKafkaConsumer(
+        topics.NOTICE_DUE, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    got: list[tuple[str, str, str]] = []
+
+    async def poll(timeout_ms: int) -> None:
+        for recs in (await consumer.getmany(timeout_ms=timeout_ms)).values():
+            for r in recs:
+                env = decode(r.headers, r.value)
+                if env.data.account_id in ids:
+                    got.append((env.data.account_id, env.data.channel, env.id))
+
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(got) < expect and asyncio.get_running_loop().time() < deadline:
+            await poll(200)
+        await poll(1000)
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_accounts_stop_reply_and_pause_override_through_the_runner_produce_the_right_notice_due(
     broker, segmenter_url
 ) -> None:
     tag = uuid.uuid4().hex[:8]
-    a, b = f"RUN-{tag}-A", f"RUN-{tag}-B"
+    a, b, c = f"RUN-{tag}-A", f"RUN-{tag}-B", f"RUN-{tag}-C"
+    group = f"segmenter-test-{tag}"
     now = datetime(2026, 3, 5, 17, tzinfo=UTC)
     d = deps(now)
     s = SegmenterSettings(
@@ -52,10 +105,11 @@ async def test_account_and_stop_reply_through_the_runner_produce_the_right_notic
         runner_poll_timeout_ms=100,
         outbox_poll_s=0.02,
     )
+    await _create_dead_letter_topics(broker.bootstrap_servers, group)
     engine = make_engine(segmenter_url)
     runner = StreamRunner(
-        group=f"segmenter-test-{tag}",
-        topics=[topics.ACCOUNT_CHANGED, topics.REPLY_RECEIVED, topics.MESSAGE_SENT],
+        group=group,
+        topics=SUBSCRIBED,
         handler=make_handler(d),
         engine=engine,
         schema="segmenter",
@@ -74,52 +128,55 @@ async def test_account_and_stop_reply_through_the_runner_produce_the_right_notic
                 (account(a), f"ac-{a}"),
                 (account(a), f"ac-{a}"),  # redelivered duplicate: the inbox absorbs it
                 (account(b), f"ac-{b}"),
-                (reply(b, Intent.OPT_OUT, Channel.SMS), f"rr-{b}"),
+                (account(c), f"ac-{c}"),
+                (reply(b, Intent.OPT_OUT, "sms"), f"rr-{b}"),
             ],
         )
 
-        async def applied() -> bool:
-            async with engine.connect() as c:
-                return bool(
-                    (
-                        await c.execute(
-                            text("SELECT sms_opt_out FROM segmenter.accounts WHERE account_id = :b"), {"b": b}
-                        )
-                    ).scalar()
-                )
+        async def b_opted_out_and_c_known() -> bool:
+            opted_out = await _scalar(
+                engine,
+                "SELECT opted_out FROM segmenter.account_channels WHERE account_id = :b AND channel = 'sms'",
+                b=b,
+            )
+            known = await _scalar(
+                engine, "SELECT count(*) FROM segmenter.accounts WHERE account_id = :c", c=c
+            )
+            return bool(opted_out) and known == 1
 
-        await _wait(applied)
+        await _wait(b_opted_out_and_c_known, "the account events and the STOP reply")
+
+        # then, on the overrides topic, a person pauses C: the production handler applies it
+        pause = OverrideRequested(
+            account_id=c,
+            override_id=f"ov-{c}",
+            action="pause",
+            actor="sup-1",
+            role="supervisor",
+            reason="customer asked for time",
+            requested_at=now,
+        )
+        await _produce(broker.bootstrap_servers, [(pause, f"ov-{c}")])
+
+        async def c_paused() -> bool:
+            n = await _scalar(
+                engine,
+                "SELECT count(*) FROM segmenter.decisions WHERE account_id = :c AND rule_id = 'override.pause'",
+                c=c,
+            )
+            return n == 1
+
+        await _wait(c_paused, "the pause override")
+
         await run_tick(engine, d)
         relay.wake()
-
-        consumer = AIOKafkaConsumer(
-            topics.NOTICE_DUE,
-            bootstrap_servers=broker.bootstrap_servers,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        got: list[tuple[str, str, str]] = []
-        try:
-            deadline = asyncio.get_running_loop().time() + 30
-            while len(got) < 3 and asyncio.get_running_loop().time() < deadline:
-                for recs in (await consumer.getmany(timeout_ms=200)).values():
-                    for r in recs:
-                        env = decode(r.headers, r.value)
-                        if env.data.account_id in (a, b):
-                            got.append((env.data.account_id, env.data.channel.value, env.id))
-            for recs in (await consumer.getmany(timeout_ms=1000)).values():
-                for r in recs:
-                    env = decode(r.headers, r.value)
-                    if env.data.account_id in (a, b):
-                        got.append((env.data.account_id, env.data.channel.value, env.id))
-        finally:
-            await consumer.stop()
+        got = await _notices_due(broker.bootstrap_servers, (a, b, c), expect=3)
         assert sorted(got) == sorted(
             [
                 (a, "sms", f"{a}:default:v1:s1:c0:sms"),
                 (a, "email", f"{a}:default:v1:s1:c0:email"),
-                (b, "email", f"{b}:default:v1:s1:c0:email"),
+                (b, "email", f"{b}:default:v1:s1:c0:email"),  # STOP ends SMS only
+                # nothing for C: paused
             ]
         )
     finally:

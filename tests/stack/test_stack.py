@@ -23,7 +23,7 @@ from arrears_cli.stack.postgres import EmbeddedPostgres
 from arrears_cli.stack.processes import ProcessExitedError, Supervisor
 from arrears_cli.stack.topics import ensure_topics
 from arrears_shared.settings import to_asyncpg_url
-from arrears_shared.topics import all_topics
+from arrears_shared.topology import all_topics
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from arrears_emulators.common.server import serve_main
 
-EMULATORS = ("quo", "gmail", "sheets")
+EMULATORS = ("quo", "gmail", "sheets", "whatsapp")
 
 
 def _config_model(module: ModuleType) -> type[BaseModel] | None:

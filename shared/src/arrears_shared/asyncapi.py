@@ -8,18 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import topology
 from .events import EVENT_TYPES, json_schemas
-from .topics import SUBSCRIPTIONS, dlq_topics
-
-_PRODUCERS = {
-    "account-changed": "ingest",
-    "notice-due": "segmenter",
-    "message-sent": "dispatcher-sms, dispatcher-email",
-    "reply-received": "responses",
-    "ingest-rejected": "ingest",
-    "case-escalated": "escalation",
-    "overrides": "escalation",
-}
 
 
 def _ce_headers_schema(ce_type: str) -> dict[str, Any]:
@@ -59,12 +49,12 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
             "payload": {"$ref": f"#/components/schemas/{name}"},
             "bindings": {"kafka": {"key": {"type": "string", "description": "account id"}}},
         }
-        consumers = sorted(g for g, ts in SUBSCRIPTIONS.items() if t.topic in ts)
+        consumers = topology.consumers_of(t.topic)
         channel = channels.setdefault(
             t.topic,
             {
                 "address": t.topic,
-                "description": f"Produced by {_PRODUCERS.get(t.topic, '?')}; consumed by "
+                "description": f"Produced by {', '.join(topology.producers_of(t.topic)) or '-'}; consumed by "
                 f"{', '.join(consumers) or '-'}.",
                 "messages": {},
             },
@@ -81,12 +71,14 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{t.topic}"},
             "messages": [{"$ref": f"#/channels/{t.topic}/messages/{name}"}],
         }
-    for dlq in dlq_topics():
-        channels[dlq.replace(".", "_")] = {
-            "address": dlq,
-            "description": "Dead letters of one consumer group: the original record with kafka_dlt-* and "
-            "arrears-* headers naming the original topic, partition, offset, exception, attempts and service.",
-        }
+    for svc in topology.declared().values():
+        for source, dlq in zip(svc.consumes, svc.dead_letter_topics, strict=True):
+            channels[dlq.replace(".", "_")] = {
+                "address": dlq,
+                "description": f"Dead letters of consumer group {svc.group} reading {source}: the original "
+                "record with kafka_dlt-* and arrears-* headers naming the original topic, partition, offset, "
+                "exception, attempts and service.",
+            }
     return {
         "asyncapi": "3.0.0",
         "info": {

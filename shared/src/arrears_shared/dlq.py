@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from .cloudevents import header_map
 from .stream import dead_letter as dl
-from .topics import dlq_topics
+from .topology import dlq_topics
 
 
 @dataclass(frozen=True)

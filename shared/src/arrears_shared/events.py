@@ -11,7 +11,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from . import topics
 from .account_status import AccountStatus as AccountStatus  # re-exported: defined apart, pydantic-free
@@ -42,9 +42,15 @@ class Tier(StrEnum):
     FINAL = "final"
 
 
-class Channel(StrEnum):
-    SMS = "sms"
-    EMAIL = "email"
+CHANNEL_PATTERN = r"^[a-z][a-z0-9_]{1,20}$"
+Channel = Annotated[
+    str,
+    StringConstraints(pattern=CHANNEL_PATTERN),
+    Field(
+        description="A channel of the channel registry (arrears_shared.channels): sms, email, whatsapp, ... "
+        "The set is open: a consumer meets a channel it does not know as a plain name."
+    ),
+]
 
 
 class AgingBucket(StrEnum):
@@ -54,6 +60,15 @@ class AgingBucket(StrEnum):
     D61_90 = "61-90"
     D91_120 = "91-120"
     D120_PLUS = "120+"
+
+
+class ContactPoint(BaseModel):
+    """How the source says the customer can be reached on one channel."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str | None = Field(None, description="The channel's address: E.164 phone or email, normalised")
+    consent: bool = Field(False, description="Consent (an opt-in for opt-in channels such as WhatsApp)")
 
 
 class AccountChanged(Event):
@@ -78,9 +93,24 @@ class AccountChanged(Event):
     region: str | None = Field(None, description="State / province code")
     sms_consent: bool = False
     email_consent: bool = False
+    contacts: dict[str, ContactPoint] = Field(
+        default_factory=dict,
+        description="Address and consent per channel of the channel registry (sms, email, whatsapp, ...). "
+        "`phone`/`sms_consent` and `email`/`email_consent` repeat the sms and email entries; an event "
+        "without `contacts` (older producers) means exactly those two.",
+    )
     status: AccountStatus = AccountStatus.OPEN
     content_hash: str = Field(description="Hash of the normalised source row; equal hash = no change")
     as_of: AwareDatetime
+
+    def contact_points(self) -> dict[str, ContactPoint]:
+        """`contacts`, or for an event from an older producer the two channels its flat fields name."""
+        if self.contacts:
+            return self.contacts
+        return {
+            "sms": ContactPoint(address=self.phone, consent=self.sms_consent),
+            "email": ContactPoint(address=self.email, consent=self.email_consent),
+        }
 
 
 class PaymentFailed(Event):
@@ -129,12 +159,13 @@ class NoticeDue(Event):
     cycle: int = 0
     tier: Tier
     channel: Channel
-    fallback_channels: list[Channel] = Field(default_factory=list)
+    fallback_channels: list[Channel] = Field(
+        default_factory=list,
+        description="Informational: the channels the step falls back to, in order, should this notice fail "
+        "permanently. The segmenter sends that notice itself when it sees the failure (`message-sent`).",
+    )
     fallback_to: dict[Channel, str] = Field(
-        default_factory=dict,
-        description="Address of each fallback channel. When this notice fails permanently, the dispatcher"
-        " emits the same step as a notice-due on the first fallback channel (ARCHITECTURE: the segmenter"
-        " chose the order, the dispatcher only follows it)",
+        default_factory=dict, description="Informational: the address of each fallback channel"
     )
     template_id: str
     campaign_id: str | None = None
@@ -263,12 +294,14 @@ class ReplyReceived(Event):
             every = f" every {self.promise_plan_every}" if self.promise_plan_every else ""
             when = self.promise_date.isoformat() if self.promise_date else "?"
             promise = f", promise {amount}{' ' + self.promise_currency if self.promise_currency else ''}{every} from {when}"
-        line = f"{self.channel.value} reply: {self.intent.value} ({self.confidence:.2f}){promise}"
+        line = f"{self.channel} reply: {self.intent.value} ({self.confidence:.2f}){promise}"
         if self.reviewed_by:
             return f"{line}, decided by {self.reviewed_by}"
         if self.possible_opt_out:
             guess = (self.suggested_intent or self.intent).value
-            return f"{line}: possible opt-out (best guess {guess}), {self.channel.value} paused until someone decides"
+            return (
+                f"{line}: possible opt-out (best guess {guess}), {self.channel} paused until someone decides"
+            )
         if self.needs_review and self.suggested_intent:
             return f"{line}: unsure (best guess {self.suggested_intent.value}), for a person to read"
         return line

@@ -29,7 +29,7 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import telemetry
+from . import telemetry, topology
 from .auth.gate import Authenticator
 from .db.engine import make_engine, schema_for
 from .db.migrate import upgrade
@@ -37,15 +37,16 @@ from .http import Health, create_app
 from .settings import ServiceSettings
 from .stream.relay import OutboxRelay, make_producer
 from .stream.runner import BatchHandler, StreamRunner
-from .stream.transaction import Transaction, transaction
+from .stream.transaction import Transaction
+from .stream.waking import waking_transaction
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Consumer:
-    topics: Sequence[str]
     handler: BatchHandler
+    topics: Sequence[str] | None = None  # defaults to what the service's topology declares it consumes
     group: str | None = None  # defaults to the service name
 
 
@@ -64,7 +65,9 @@ class Context:
 
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
         """State change + events atomically; wakes the relay after commit."""
-        return _waking_transaction(self)
+        return waking_transaction(
+            self.engine, self.schema, self.service, lambda: self.relay.wake(), always=True
+        )
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless stopping; returns False when the service is stopping."""
@@ -73,13 +76,6 @@ class Context:
             return False
         except TimeoutError:
             return True
-
-
-@contextlib.asynccontextmanager
-async def _waking_transaction(ctx: Context) -> Any:
-    async with transaction(ctx.engine, ctx.schema, ctx.service) as tx:
-        yield tx
-    ctx.relay.wake()
 
 
 Loop = Callable[[Context], Awaitable[None]]
@@ -107,6 +103,26 @@ def describe_db(url: str) -> str:
     return f"{host}{':' + str(parts.port) if parts.port else ''}{parts.path}"
 
 
+def _declared_consumers(d: ServiceDefinition) -> list[Consumer]:
+    """The definition's consumers with their topics taken from (or checked against) the service's declared
+    topology: a service cannot read a topic its declaration, and so its DLQs, ACLs and docs, do not name."""
+    declared = topology.find(d.name)
+    if declared is None:  # a test's or a benchmark's own service: no declaration to hold it to
+        if any(c.topics is None for c in d.consumers):
+            raise topology.TopologyError(f"{d.name} declares no topology, so its consumers must name topics")
+        return list(d.consumers)
+    out = [
+        c if c.topics is not None else Consumer(c.handler, declared.consumes, c.group) for c in d.consumers
+    ]
+    read = {t for c in out for t in c.topics or ()}
+    if d.consumers and read != set(declared.consumes):
+        raise topology.TopologyError(
+            f"{d.name} consumes {sorted(read)} but its topology declares {sorted(declared.consumes)}; "
+            f"change {declared.package}/topology.py (and regenerate the manifests) or the consumer"
+        )
+    return out
+
+
 class ServiceHost:
     def __init__(self, definition: ServiceDefinition) -> None:
         self.d = definition
@@ -123,6 +139,7 @@ class ServiceHost:
         self._engine: AsyncEngine | None = None
         self._producer: AIOKafkaProducer | None = None
         self.authenticator = Authenticator(self.s)
+        self.consumers = _declared_consumers(definition)
 
     def _context(self) -> Context:
         if self.ctx is None:
@@ -183,10 +200,11 @@ class ServiceHost:
                 "joined": r.state.joined,
                 "partitions": len(r.state.assigned),
                 "waiting_on": r.state.waiting_on_infrastructure,
+                "topics": r.topics,
             }
             for r in self.runners
         }
-        ok = len(self.runners) == len(self.d.consumers) and all(
+        ok = len(self.runners) == len(self.consumers) and all(
             r.state.joined and not r.state.waiting_on_infrastructure for r in self.runners
         )
         return ok, detail
@@ -269,10 +287,10 @@ class ServiceHost:
         if self.d.on_start:
             await self.d.on_start(self.ctx)
         self._spawn("outbox-relay", relay.run)
-        for c in self.d.consumers:
+        for c in self.consumers:
             runner = StreamRunner(
                 group=c.group or self.name,
-                topics=c.topics,
+                topics=c.topics or (),
                 handler=c.handler,
                 engine=self._engine,
                 schema=self.schema,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from arrears_shared import topology
 from arrears_shared.db.migrate import PLATFORM_SCHEMAS, upgrade
 from arrears_shared.settings import DatabaseSettings
-from arrears_shared.topics import SERVICES
 
 
 def migrate(
@@ -23,7 +23,7 @@ def migrate(
     """Migrate the platform schemas (iam: API keys, sessions) and the services' schemas to head (idempotent;
     safe to run beside running services)."""
     url = database_url or DatabaseSettings().database_url.get_secret_value()
-    for s in service or (*PLATFORM_SCHEMAS, *SERVICES):
+    for s in service or (*PLATFORM_SCHEMAS, *topology.services()):
         upgrade(url, s)
         typer.echo(f"{s}: at head")
 

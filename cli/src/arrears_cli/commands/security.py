@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from arrears_shared import topology
 from arrears_shared.auth.matrix import RouteAccess, render_markdown, render_public, route_table
 from arrears_shared.service import ServiceHost
-from arrears_shared.topics import SERVICES
 
 security_app = typer.Typer(help="The security model: the routes x roles matrix.", no_args_is_help=True)
 BEGIN, END = "<!-- matrix:begin -->", "<!-- matrix:end -->"
@@ -21,6 +21,10 @@ _SHAPE_ONLY_ENV = {
     "ARREARS_QUO_FROM_NUMBER": "+15550100000",
     "ARREARS_GMAIL_SENDER": "matrix@example.invalid",
     "ARREARS_GMAIL_TOKEN": "unused-nothing-is-sent",
+    "ARREARS_WHATSAPP_PHONE_NUMBER_ID": "100000000000000",
+    "ARREARS_WHATSAPP_ACCESS_TOKEN": "unused-nothing-is-sent",
+    "ARREARS_WHATSAPP_APP_SECRET": "unused-nothing-is-verified",
+    "ARREARS_WHATSAPP_VERIFY_TOKEN": "unused-nothing-is-verified",
 }
 
 
@@ -29,8 +33,8 @@ def tables() -> list[list[RouteAccess]]:
     os.environ.update({k: v for k, v in _SHAPE_ONLY_ENV.items() if not os.environ.get(k)})
     try:
         out = []
-        for svc in SERVICES:
-            module = importlib.import_module(f"arrears_{svc.replace('-', '_')}.__main__")
+        for svc in topology.services():
+            module = importlib.import_module(f"{topology.service(svc).package}.__main__")
             out.append(route_table(svc, ServiceHost(module.definition()).build_app()))
         return out
     finally:

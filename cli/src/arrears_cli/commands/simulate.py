@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the dunning policy over current data with a virtual clock. Sends nothing, changes nothing."""
         from arrears_segmenter.deps import Deps
-        from arrears_segmenter.policy.models import PolicyError
+        from arrears_segmenter.schedule.models import PolicyError
         from arrears_segmenter.settings import SegmenterSettings
         from arrears_segmenter.simulate import render
         from arrears_segmenter.simulate import simulate as run

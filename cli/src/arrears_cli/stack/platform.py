@@ -10,6 +10,7 @@ import base64
 import concurrent.futures
 import importlib
 import importlib.util
+import json
 import os
 import secrets
 import signal
@@ -22,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from arrears_shared.topics import SERVICES
+from arrears_shared import channels, topology
 
 from arrears_cli.stack.broker import EmbeddedBroker
 from arrears_cli.stack.ports import free_port
@@ -39,14 +40,16 @@ from arrears_cli.stack.processes import (
 from arrears_cli.stack.topics import ensure_topics
 
 HOST = "127.0.0.1"
-EMULATORS: tuple[str, ...] = ("quo", "gmail", "sheets")
+EMULATORS: tuple[str, ...] = ("quo", "gmail", "sheets", "whatsapp")
 # emulator -> the variable that points the services at the provider (set it to use the real one)
 EMULATOR_ENV: dict[str, str] = {
     "quo": "ARREARS_QUO_BASE_URL",
     "gmail": "ARREARS_GMAIL_API_ENDPOINT",
     "sheets": "ARREARS_SHEETS_API_ENDPOINT",
+    "whatsapp": "ARREARS_WHATSAPP_BASE_URL",
 }
 QUO_FROM_NUMBER = "+14155550100"
+WHATSAPP_PHONE_NUMBER_ID = "106540352242922"  # our number's id in the WhatsApp emulator
 GMAIL_SENDER = "collections@example.com"
 SPREADSHEET_ID = "demo-pme"
 WORKSHEET = "Accounts"
@@ -54,8 +57,8 @@ PASS_THROUGH_ENV = ("ARREARS_LOG_LEVEL",)
 
 
 def service_module(svc: str) -> str:
-    """`dispatcher-sms` -> `arrears_dispatcher_sms` (run as `python -m <module>`)."""
-    return "arrears_" + svc.replace("-", "_")
+    """`dispatcher-sms` -> `arrears_dispatcher_sms` (run as `python -m <module>`), from its topology."""
+    return topology.service(svc).package
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,10 @@ class StackInfo:
     quo_api_key: str
     quo_webhook_signing_key: str  # base64, shared with the QUO emulator
     gmail_token: str | None = None  # static bearer token for the Gmail emulator (None: real credentials)
+    whatsapp_base_url: str = ""
+    whatsapp_access_token: str = ""
+    whatsapp_app_secret: str = ""  # shared with the WhatsApp emulator (signs its webhooks)
+    whatsapp_verify_token: str = ""
     topic_partitions: int = 6
     quo_from_number: str = QUO_FROM_NUMBER
     gmail_sender: str = GMAIL_SENDER
@@ -115,6 +122,12 @@ def service_env(stack: StackInfo, svc: str, ports: Mapping[str, int]) -> dict[st
     }
     if stack.gmail_token is not None:
         env["ARREARS_GMAIL_TOKEN"] = stack.gmail_token
+    if stack.whatsapp_base_url:
+        env["ARREARS_WHATSAPP_BASE_URL"] = stack.whatsapp_base_url
+        env["ARREARS_WHATSAPP_PHONE_NUMBER_ID"] = WHATSAPP_PHONE_NUMBER_ID
+        env["ARREARS_WHATSAPP_ACCESS_TOKEN"] = stack.whatsapp_access_token
+        env["ARREARS_WHATSAPP_APP_SECRET"] = stack.whatsapp_app_secret
+        env["ARREARS_WHATSAPP_VERIFY_TOKEN"] = stack.whatsapp_verify_token
     for name in PASS_THROUGH_ENV:
         if name in os.environ:
             env[name] = os.environ[name]
@@ -175,7 +188,7 @@ class Platform:
         self.postgres = postgres or EmbeddedPostgres(
             self.data_dir / "pg", fast=fast, supervisor=self.supervisor
         )
-        self.ports: dict[str, int] = {svc: free_port(HOST) for svc in SERVICES}
+        self.ports: dict[str, int] = {svc: free_port(HOST) for svc in topology.services()}
         self.emulator_ports: dict[str, int] = {}
         self.emulator_urls: dict[str, str] = {}  # emulator -> root URL (ours or the user's provider URL)
         self.services: list[str] = []
@@ -184,6 +197,13 @@ class Platform:
         self.quo_signing_key = (
             os.environ.get("ARREARS_QUO_WEBHOOK_SIGNING_KEY")
             or base64.b64encode(secrets.token_bytes(32)).decode()
+        )
+        self.whatsapp_access_token = os.environ.get(
+            "ARREARS_WHATSAPP_ACCESS_TOKEN"
+        ) or "dev-" + secrets.token_urlsafe(18)
+        self.whatsapp_app_secret = os.environ.get("ARREARS_WHATSAPP_APP_SECRET") or secrets.token_urlsafe(24)
+        self.whatsapp_verify_token = os.environ.get("ARREARS_WHATSAPP_VERIFY_TOKEN") or secrets.token_urlsafe(
+            12
         )
         # the first admin API key of this stack, issued after migrations (a new one each start); written to
         # <data_dir>/admin-api-key (mode 0600), never logged
@@ -236,8 +256,12 @@ class Platform:
         if svc == "console":  # the pages call the owning services as the signed-in person
             for other in ("segmenter", "escalation", "ingest", "responses"):
                 env[f"ARREARS_CONSOLE_{other.upper()}_URL"] = self.service_url(other)
-            for other in ("dispatcher-sms", "dispatcher-email"):  # the Providers page
-                env[f"ARREARS_CONSOLE_{other.upper().replace('-', '_')}_URL"] = self.service_url(other)
+            env["ARREARS_CONSOLE_DISPATCHER_URLS"] = json.dumps(  # the Providers page
+                {
+                    spec.dispatcher: self.service_url(spec.dispatcher)
+                    for spec in channels.registered().values()
+                }
+            )
         return {**env, **self.extra_env, **self.service_overrides.get(svc, {})}
 
     def write_admin_key(self) -> Path:
@@ -256,7 +280,7 @@ class Platform:
 
     def start(
         self,
-        services: Iterable[str] = SERVICES,
+        services: Iterable[str] = topology.services(),
         demo_accounts: int | None = None,
         *,
         emulators: bool = True,
@@ -271,7 +295,7 @@ class Platform:
         """
         t0 = time.monotonic()
         services = list(services)
-        unknown = set(services) - set(SERVICES)
+        unknown = set(services) - set(topology.services())
         if unknown:
             raise ValueError(f"unknown services: {sorted(unknown)}")
         try:
@@ -293,6 +317,11 @@ class Platform:
                 quo_webhook_signing_key=self.quo_signing_key,
                 gmail_token=self._gmail_token(),
                 topic_partitions=self.partitions,
+                whatsapp_base_url=os.environ.get("ARREARS_WHATSAPP_BASE_URL")
+                or self.emulator_urls.get("whatsapp", ""),
+                whatsapp_access_token=self.whatsapp_access_token,
+                whatsapp_app_secret=self.whatsapp_app_secret,
+                whatsapp_verify_token=self.whatsapp_verify_token,
             )
             if demo_accounts:
                 self._load_demo(demo_accounts)
@@ -358,6 +387,16 @@ class Platform:
                 argv += ["--webhook-url", webhook, "--webhook-signing-key", self.quo_signing_key]
                 # our number in the workspace (GET /phone-numbers gives its PN id to the dispatcher)
                 argv += ["--phone-number", f"{QUO_FROM_NUMBER}=PNarrearsDemo01"]
+            if name == "whatsapp":
+                webhook = f"http://{HOST}:{self.ports['responses']}/webhooks/whatsapp"
+                argv += [
+                    "--set",
+                    f'webhook_url="{webhook}"',
+                    "--set",
+                    f'app_secret="{self.whatsapp_app_secret}"',
+                ]
+                argv += ["--set", f'access_token="{self.whatsapp_access_token}"']
+                argv += ["--set", f'phone_number_id="{WHATSAPP_PHONE_NUMBER_ID}"']
             self.supervisor.start(
                 f"emulator-{name}", argv, env=self.extra_env, auto_restart=self.auto_restart
             )
@@ -461,7 +500,7 @@ class Platform:
         self._stopped = True
         deadline = time.monotonic() + timeout
         names = self.supervisor.processes
-        services = [n for n in names if n in SERVICES]
+        services = [n for n in names if n in topology.services()]
         self.supervisor.stop_many(services, max(0.5, (deadline - time.monotonic()) * 0.6))
         emulators = [n for n in names if n.startswith("emulator-")]
         self.supervisor.stop_many(emulators, max(0.5, (deadline - time.monotonic()) * 0.4))
@@ -515,7 +554,7 @@ class Platform:
         self.stop()
 
     async def astart(
-        self, services: Iterable[str] = SERVICES, demo_accounts: int | None = None, **kw: Any
+        self, services: Iterable[str] = topology.services(), demo_accounts: int | None = None, **kw: Any
     ) -> Self:
         import asyncio
 

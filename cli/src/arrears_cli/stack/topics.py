@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
-from arrears_shared.topics import all_topics
+from arrears_shared.topology import all_topics
 
 
 async def ensure_topics(
@@ -20,7 +20,7 @@ async def ensure_topics(
     replication_factor: int = 1,
     timeout_s: float = 15.0,
 ) -> list[str]:
-    """Create `topics` (default: `arrears_shared.topics.all_topics()`) that don't exist yet; return the names
+    """Create `topics` (default: `arrears_shared.topology.all_topics()`) that don't exist yet; return the names
     created. Existing topics are left as they are. `kafka_kwargs` (e.g. `KafkaSettings.kafka_client_kwargs()`)
     replace `bootstrap` when given, for SASL/TLS clusters."""
     wanted = list(dict.fromkeys(topics if topics is not None else all_topics()))

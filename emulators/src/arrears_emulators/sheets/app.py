@@ -45,7 +45,7 @@ from .models import (
 )
 from .service import SheetsEmulator, check_dimension, check_input_option, check_render, flag, render_json
 
-__all__ = ["SheetsEmulatorConfig", "create_app"]
+__all__ = ["create_app"]
 
 _API = "/v4/spreadsheets"
 _MEDIA = "application/json; charset=UTF-8"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import cast
 
-from arrears_shared import topics
 from arrears_shared.audit.views import audit_router
 from arrears_shared.auth.views import api_keys_router
 from arrears_shared.service import Consumer, Context, ServiceDefinition
@@ -30,7 +29,7 @@ def definition(settings: ConsoleSettings | None = None) -> ServiceDefinition:
     return ServiceDefinition(
         name="console",
         settings=settings,
-        consumers=[Consumer(topics=list(topics.EVENT_TOPICS), handler=handle_events)],
+        consumers=[Consumer(handle_events)],
         routers=[
             api_router,
             web_router,

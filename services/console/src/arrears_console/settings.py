@@ -35,13 +35,11 @@ class ConsoleSettings(ServiceSettings, MoneySettings):
         "http://responses:8080",
         description="Responses API the console calls on behalf of the signed-in person",
     )
-    console_dispatcher_sms_url: str = Field(
-        "http://dispatcher-sms:8080",
-        description="dispatcher-sms API (provider health) the console calls on behalf of the signed-in person",
-    )
-    console_dispatcher_email_url: str = Field(
-        "http://dispatcher-email:8080",
-        description="dispatcher-email API (provider health) the console calls on behalf of the signed-in person",
+    console_dispatcher_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Dispatcher APIs (provider health) the console calls on behalf of the signed-in person, as"
+        ' JSON {"dispatcher-sms": "http://..."}; the dispatcher of a registered channel not named here is'
+        " called at http://<dispatcher>:8080",
     )
     console_dlq_replay_max: int = Field(
         100,

@@ -14,9 +14,9 @@ from typing import Any
 from arrears_shared.delivery import CannotReconcile, DeliveryRow, Rendered, SendResult, ThreadRef
 from arrears_shared.delivery.render import notice_context, sample_notice
 from arrears_shared.delivery.templates import TemplateSet
-from arrears_shared.events import Channel, NoticeDue, Tier
+from arrears_shared.events import NoticeDue, Tier
+from arrears_shared.providers.gmail import GmailClient
 
-from .gmail_client import GmailClient
 from .mime import build_message, message_id_for, unsubscribe_url
 from .settings import EmailSettings
 from .smtp_client import SmtpRelay
@@ -80,11 +80,11 @@ class EmailTemplates:
     def validate(self) -> None:
         """At start-up: only known variables, and every tier in every locale renders with the required
         unsubscribe link and disclosures. Raises naming the template."""
-        sample = sample_notice(Tier.REMINDER, Channel.EMAIL, "sample@example.com")
+        sample = sample_notice(Tier.REMINDER, "email", "sample@example.com")
         self.templates.check_variables(self.context(sample))
         for locale in self.templates.locales():
             for tier in Tier:
-                n = sample_notice(tier, Channel.EMAIL, "sample@example.com")
+                n = sample_notice(tier, "email", "sample@example.com")
                 self.render(n.model_copy(update={"locale": locale}))
 
 

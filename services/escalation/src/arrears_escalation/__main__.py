@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from arrears_shared import topics
 from arrears_shared.audit.views import audit_router
 from arrears_shared.service import Consumer, ServiceDefinition
 from arrears_shared.service import main as run
@@ -26,7 +25,6 @@ def definition(settings: EscalationSettings | None = None, deps: Deps | None = N
         settings=settings,
         consumers=[
             Consumer(
-                topics=[topics.ACCOUNT_CHANGED, topics.MESSAGE_SENT, topics.REPLY_RECEIVED],
                 handler=make_handler(deps),
             )
         ],

@@ -4,9 +4,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from arrears_shared.clock import Clock
 from arrears_shared.money import RateTable, packaged_rates, rates_from_file
 
-from .clock import Clock
 from .rules.models import RuleSet
 from .rules.service import load_rules
 from .settings import EscalationSettings

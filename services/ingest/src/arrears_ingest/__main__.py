@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-from arrears_shared import topics
 from arrears_shared.audit.views import audit_router
 from arrears_shared.service import Consumer, Context, ServiceDefinition
 from arrears_shared.service import main as run
@@ -89,7 +88,6 @@ def definition(settings: IngestSettings | None = None) -> ServiceDefinition:
         settings=settings,
         consumers=[
             Consumer(
-                topics=list(topics.SUBSCRIPTIONS["ingest"]),
                 handler=contacts_handler(settings, contacts_changed.set),
             )
         ],

@@ -1,10 +1,10 @@
-"""`python -m arrears_responses`: QUO webhooks -> classified `reply-received`; consumes `message-sent`."""
+"""`python -m arrears_responses`: QUO webhooks, Gmail replies and the webhooks of installed inbound adapters
+(entry points `arrears.inbound`) -> classified `reply-received`; consumes `message-sent`."""
 
 from __future__ import annotations
 
 import asyncio
 
-from arrears_shared import topics
 from arrears_shared.audit.views import audit_router
 from arrears_shared.service import Consumer, ServiceDefinition
 from arrears_shared.service import main as run
@@ -14,6 +14,7 @@ from .corrections.views import corrections_router
 from .gmail.poller import make_gmail_loop
 from .gmail.views import make_push_router
 from .gmail.watch import make_watch_loop
+from .inbound.adapters import inbound_router
 from .intents.loop import intent_model_loop, intent_model_ready, load_active_model
 from .intents.views import intents_router
 from .replies.views import replies_router
@@ -27,9 +28,10 @@ def definition(settings: ResponsesSettings | None = None) -> ServiceDefinition:
     return ServiceDefinition(
         name="responses",
         settings=settings,
-        consumers=[Consumer(topics=[topics.MESSAGE_SENT], handler=handle_message_sent)],
+        consumers=[Consumer(handle_message_sent)],
         routers=[
             webhooks_router,
+            inbound_router,
             replies_router,
             corrections_router,
             intents_router,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from arrears_shared import topics
 from arrears_shared.audit.views import audit_router
 from arrears_shared.service import Consumer, ServiceDefinition
 from arrears_shared.service import main as run
@@ -12,7 +11,7 @@ from .approvals.views import make_router as approvals_router
 from .campaigns.views import make_router as campaigns_router
 from .consumer import make_handler
 from .deps import Deps
-from .policy.views import make_router as policies_router
+from .schedule.views import make_router as policies_router
 from .settings import SegmenterSettings
 from .timers.scheduled import make_timer_loop
 
@@ -25,7 +24,6 @@ def definition() -> ServiceDefinition:
         settings=settings,
         consumers=[
             Consumer(
-                topics=list(topics.SUBSCRIPTIONS["segmenter"]),
                 handler=make_handler(deps),
             )
         ],

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Text
 
 
-def dumps(rows: Sequence[Mapping[str, Any]]) -> str:
-    """JSON with dates/datetimes as ISO 8601 and enums as values (pydantic-core: fast)."""
+def dumps(rows: Sequence[Any]) -> str:
+    """JSON with dates/datetimes as ISO 8601 and enums as values (pydantic-core: fast). Rows are mappings or
+    dataclass instances (serialized field by field, without building a dict first)."""
     return to_json(list(rows)).decode()
 
 
@@ -33,18 +34,20 @@ def _name(table: Table) -> str:
 async def insert(
     conn: AsyncConnection,
     table: Table,
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]] | Sequence[Any],
     *,
+    columns: Sequence[str] | None = None,
     conflict: Sequence[str] | None = None,
     update: Iterable[str] = (),
     update_where: str | None = None,
     returning: str | None = None,
 ) -> list[Any]:
-    """INSERT rows (all with the same keys). With `conflict`: DO NOTHING, or DO UPDATE of `update` columns
-    (optionally only WHERE `update_where`, written against the target table `t`)."""
+    """INSERT rows (all with the same keys; dataclass instances need `columns`, their field names). With
+    `conflict`: DO NOTHING, or DO UPDATE of `update` columns (optionally only WHERE `update_where`, written
+    against the target table `t`)."""
     if not rows:
         return []
-    cols = list(rows[0].keys())
+    cols = list(columns) if columns is not None else list(rows[0].keys())
     collist = ", ".join(cols)
     sql = (
         f"INSERT INTO {_name(table)} AS t ({collist}) "

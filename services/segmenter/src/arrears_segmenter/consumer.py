@@ -11,7 +11,8 @@ from arrears_shared.events import OverrideRequested
 from arrears_shared.stream.runner import BatchHandler
 from arrears_shared.stream.transaction import Transaction
 
-from .accounts.handlers import apply_events, load_locked
+from .accounts.handlers import apply_events
+from .accounts.store import load_locked
 from .deps import Deps
 from .overrides.service import apply_override
 
@@ -27,11 +28,11 @@ def make_handler(deps: Deps) -> BatchHandler:
         run: list[object] = []
         for ev in events:
             if isinstance(ev, OverrideRequested):
-                await apply_events(tx.conn, run, deps, now)
+                await apply_events(tx, run, deps, now)
                 run = []
                 await apply_override(tx.conn, ev, deps, now)
             else:
                 run.append(ev)
-        await apply_events(tx.conn, run, deps, now)
+        await apply_events(tx, run, deps, now)
 
     return handle_batch

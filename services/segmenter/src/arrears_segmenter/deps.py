@@ -7,13 +7,13 @@ from datetime import datetime
 from pathlib import Path
 
 import yaml
+from arrears_shared.clock import Clock
 from arrears_shared.compliance import DEFAULT_RULES, RuleSet
 from arrears_shared.money import RateTable, packaged_rates, rates_from_file
 
 from .accounts.projection import FoldContext
 from .aging import DEFAULT_BOUNDARIES, parse_boundaries
-from .clock import Clock
-from .policy.models import Policy, PolicyError, check_currencies, load_policy
+from .schedule.models import Policy, PolicyError, check_currencies, load_policy
 from .segments import DEFAULT_BALANCE_BANDS, parse_bands
 from .settings import SegmenterSettings
 

@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .accounts.models import decisions
 from .deps import Deps
-from .policy import store
-from .policy.models import Policy
-from .policy.service import load_new_version
+from .schedule import store
+from .schedule.models import Policy
+from .schedule.service import load_new_version
 from .timers.models import timers
 from .timers.service import fire_due
 

@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays as holidays_lib
 from pydantic import BaseModel, ConfigDict
 
-from .rules import DEFAULT_RULES, ResolvedJurisdiction, RuleSet
+from .. import channels
+from .rules import DEFAULT_RULES, FrequencyCap, ResolvedJurisdiction, RuleSet
 
 
 class Decision(BaseModel):
@@ -176,10 +177,18 @@ def next_allowed(
     return _next_in_window(now, zones, j.window_start, j.window_end, day_rule(j))
 
 
+def channel_cap(channel: str) -> FrequencyCap | None:
+    """The channel's own weekly cap (its `ChannelSpec.max_per_week`) where no jurisdiction sets one."""
+    spec = channels.registered().get(channel)
+    if spec is None or spec.max_per_week is None:
+        return None
+    return FrequencyCap(max_messages=spec.max_per_week, window_days=7)
+
+
 def _frequency_release(
     now: datetime, j: ResolvedJurisdiction, channel: str, count: int, recent: Sequence[datetime]
 ) -> tuple[datetime | None, str]:
-    cap = j.frequency_caps.get(channel)
+    cap = j.frequency_caps.get(channel) or channel_cap(channel)
     if cap is None:
         return None, ""
     window = timedelta(days=cap.window_days)

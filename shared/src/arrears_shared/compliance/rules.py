@@ -8,8 +8,8 @@ Sources (verify against the primary text before changing a default):
 - US: FDCPA 15 U.S.C. 1692c(a)(1) (§805(a)(1)) and Reg F 12 CFR 1006.6(b)(1)(i): no communication before 08:00
   or after 21:00 at the consumer's location; if the location is unknown, the collector must comply with every
   candidate location (all zones the consumer may be in).
-- US frequency: Reg F 12 CFR 1006.14(b)(2) presumes calls harassing above 7 in 7 days; we keep a configurable
-  per-channel cap for SMS and email too.
+- US frequency: Reg F 12 CFR 1006.14(b)(2) presumes calls harassing above 7 in 7 days; every channel declares a
+  weekly cap (`ChannelSpec.max_per_week`, 7 for SMS and email) and a jurisdiction may set a stricter one.
 - India: RBI fair practices code for recovery agents: contact only between 08:00 and 19:00.
 - Weekends and public holidays: no federal US rule forbids them, so the shipped table leaves them open; a
   jurisdiction (or the house default) blocks them with `no_contact_weekdays` and `holiday_calendar` (any
@@ -166,10 +166,8 @@ DEFAULT_RULES = RuleSet(
         window_source="house default 08:00-21:00 debtor local time",
         candidate_zones=["UTC"],
         region_zones={},
-        frequency_caps={
-            "sms": FrequencyCap(max_messages=7, window_days=7),
-            "email": FrequencyCap(max_messages=7, window_days=7),
-        },
+        # each channel's own cap (ChannelSpec.max_per_week, 7 in 7 days for SMS and email) applies where
+        # a jurisdiction sets none
     ),
     jurisdictions={
         "US": Jurisdiction(

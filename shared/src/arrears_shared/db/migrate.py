@@ -18,8 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from .. import topology
 from ..settings import to_asyncpg_url
-from ..topics import SERVICES
 from .engine import schema_for
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,10 @@ PLATFORM_SCHEMAS: dict[str, str] = {"iam": "arrears_shared.auth"}
 
 
 def _package_for(service: str) -> str:
-    return PLATFORM_SCHEMAS.get(service) or "arrears_" + service.replace("-", "_")
+    if service in PLATFORM_SCHEMAS:
+        return PLATFORM_SCHEMAS[service]
+    declared = topology.find(service)
+    return declared.package if declared else "arrears_" + service.replace("-", "_")
 
 
 def alembic_config(url: str, service: str) -> Config:
@@ -50,7 +53,7 @@ def upgrade(url: str, service: str, revision: str = "head") -> None:
 
 
 def upgrade_all(url: str) -> None:
-    for service in (*PLATFORM_SCHEMAS, *SERVICES):
+    for service in (*PLATFORM_SCHEMAS, *topology.services()):
         upgrade(url, service)
 
 

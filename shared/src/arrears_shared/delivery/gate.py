@@ -34,7 +34,7 @@ def compliance_gate(rules: RuleSet = DEFAULT_RULES) -> Gate:
     async def gate(notice: NoticeDue, now: datetime, recent_sends: Sequence[datetime]) -> GateDecision:
         d = evaluate(
             now,
-            channel=notice.channel.value,
+            channel=notice.channel,
             timezone=notice.timezone,
             country=notice.country,
             region=notice.region,

@@ -68,7 +68,7 @@ def sandbox(
     )
 
 
-def sample_notice(tier: Tier, channel: Channel = Channel.SMS, to: str = "+15555550100") -> NoticeDue:
+def sample_notice(tier: Tier, channel: Channel = "sms", to: str = "+15555550100") -> NoticeDue:
     now = datetime.now(UTC)
     return NoticeDue(
         account_id="SAMPLE-1",
@@ -78,7 +78,7 @@ def sample_notice(tier: Tier, channel: Channel = Channel.SMS, to: str = "+155555
         step=1,
         tier=tier,
         channel=channel,
-        template_id=f"{channel.value}.{tier.value}",
+        template_id=f"{channel}.{tier.value}",
         to=to,
         customer_name="Alexandra Sample-Name Longfellow",
         balance_minor=1234567,

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from .. import topics
 from ..service import Consumer, ServiceDefinition
 from .engine import DeliveryEngine
 from .gate import Gate
@@ -34,7 +33,6 @@ def dispatcher_definition(
         settings=settings,
         consumers=[
             Consumer(
-                topics=list(topics.SUBSCRIPTIONS[name]),  # one declaration: DLQs, AsyncAPI, deploy follow it
                 handler=engine.handle_batch,
                 group=group,
             )

@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..auth import requires
 from ..service import Context, RouterFactory
-from .engine import FALLBACK, PRIMARY, DeliveryEngine
+from .engine import DeliveryEngine
+from .routes import FALLBACK, PRIMARY
 
 
 class BreakerStatus(BaseModel):

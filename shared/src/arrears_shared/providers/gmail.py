@@ -1,7 +1,7 @@
 """Production client of the Gmail API v1 (google-api-python-client), with failures classified for the
 dispatcher and the responses service. Needs the `gmail` extra: `arrears-shared[gmail]`.
 
-(One client for both services: `arrears_dispatcher_email.gmail_client` re-exports it.)
+(One client for both services: the email dispatcher sends with it, the responses service reads replies.)
 
 The blocking client runs in worker threads (`asyncio.to_thread`). httplib2 objects are not thread-safe, so
 every thread has its own ``AuthorizedHttp(credentials, http=httplib2.Http(timeout=...))`` (one for reads, one

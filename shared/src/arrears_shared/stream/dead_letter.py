@@ -72,25 +72,63 @@ def redact(text: str) -> str:
     return _INPUT_VALUE.sub("input_value=<redacted>, input_type=", text)
 
 
-def dead_letter(failure: Failure, *, group: str, now: datetime | None = None) -> OutgoingRecord:
-    rec = failure.record
+def dead_letter_record(
+    key: bytes,
+    value: bytes,
+    headers: Headers | None,
+    *,
+    original_topic: str,
+    original_partition: int,
+    original_offset: int,
+    original_timestamp: int,
+    group: str,
+    service: str,
+    error: BaseException,
+    attempts: int,
+    message: str | None = None,
+    trace: str = "",
+    now: datetime | None = None,
+) -> OutgoingRecord:
+    """The DLQ record (`<original_topic>.<group>.dlq`) of a record that failed: its key, value and headers
+    (minus DLQ headers of an earlier dead-lettering) plus the DLQ headers. `message` defaults to the redacted
+    error text; `original_timestamp` is in epoch milliseconds; `-1` stands for an unknown partition/offset."""
     now = now or datetime.now(UTC)
-    trace = redact("".join(traceback.format_exception(failure.error)))[-_MAX_TRACE:]
-    kept: Headers = [(k, v) for k, v in (rec.headers or ()) if k not in DLQ_HEADERS]
+    msg = redact(str(error)) if message is None else message
+    kept: Headers = [(k, v) for k, v in (headers or ()) if k not in DLQ_HEADERS]
     extra: Headers = [
-        (ORIGINAL_TOPIC, rec.topic.encode()),
-        (ORIGINAL_PARTITION, str(rec.partition).encode()),
-        (ORIGINAL_OFFSET, str(rec.offset).encode()),
-        (ORIGINAL_TIMESTAMP, str(rec.timestamp).encode()),
+        (ORIGINAL_TOPIC, original_topic.encode()),
+        (ORIGINAL_PARTITION, str(original_partition).encode()),
+        (ORIGINAL_OFFSET, str(original_offset).encode()),
+        (ORIGINAL_TIMESTAMP, str(original_timestamp).encode()),
         (ORIGINAL_GROUP, group.encode()),
-        (EXCEPTION_FQCN, _fqcn(failure.error).encode()),
-        (EXCEPTION_MESSAGE, redact(str(failure.error))[:_MAX_MESSAGE].encode("utf-8", "replace")),
+        (EXCEPTION_FQCN, _fqcn(error).encode()),
+        (EXCEPTION_MESSAGE, msg[:_MAX_MESSAGE].encode("utf-8", "replace")),
         (EXCEPTION_STACKTRACE, trace.encode("utf-8", "replace")),
-        (ATTEMPTS, str(failure.attempts).encode()),
-        (SERVICE, group.encode()),
+        (ATTEMPTS, str(attempts).encode()),
+        (SERVICE, service.encode()),
         (DEAD_LETTERED_AT, now.isoformat().encode()),
     ]
-    return OutgoingRecord(dlq_topic(rec.topic, group), rec.key or b"", rec.value or b"", kept + extra)
+    return OutgoingRecord(dlq_topic(original_topic, group), key, value, kept + extra)
+
+
+def dead_letter(failure: Failure, *, group: str, now: datetime | None = None) -> OutgoingRecord:
+    """The DLQ record of a consumed record that failed (the group names the DLQ and the service)."""
+    rec = failure.record
+    return dead_letter_record(
+        rec.key or b"",
+        rec.value or b"",
+        rec.headers,
+        original_topic=rec.topic,
+        original_partition=rec.partition,
+        original_offset=rec.offset,
+        original_timestamp=rec.timestamp,
+        group=group,
+        service=group,
+        error=failure.error,
+        attempts=failure.attempts,
+        trace=redact("".join(traceback.format_exception(failure.error)))[-_MAX_TRACE:],
+        now=now,
+    )
 
 
 def is_infrastructure_error(e: BaseException) -> bool:

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..cloudevents import OutgoingRecord, encode
-from ..events import Event
+from ..cloudevents import OutgoingRecord
 
 
 async def write(conn: AsyncConnection, schema: str, records: Sequence[OutgoingRecord]) -> None:
@@ -40,19 +38,3 @@ _json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  
 def _headers_json(headers: Sequence[tuple[str, bytes]]) -> str:
     """`json.dumps([[k, v.decode()] ...])`, at a third of the cost (one per event on the hot path)."""
     return "[" + ",".join(f"[{_json_str(k)},{_json_str(v.decode())}]" for k, v in headers) + "]"
-
-
-async def emit(
-    conn: AsyncConnection,
-    schema: str,
-    events: Sequence[Event],
-    *,
-    source: str,
-    ids: Sequence[str | None] | None = None,
-    time: datetime | None = None,
-) -> None:
-    """Encode and append events. Use deterministic `ids` when the same decision may be taken twice."""
-    ids = ids or [None] * len(events)
-    await write(
-        conn, schema, [encode(e, source=source, id=i, time=time) for e, i in zip(events, ids, strict=True)]
-    )

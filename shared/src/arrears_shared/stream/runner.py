@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,65 +32,14 @@ from .. import telemetry as m
 from ..cloudevents import Envelope, InvalidEvent, OutgoingRecord, decode
 from ..settings import ServiceSettings
 from . import inbox, outbox
+from .backoff import backoff
 from .dead_letter import REPLAY_FOR_GROUP, Failure, dead_letter, is_infrastructure_error
+from .membership import Listener, RunnerState, close_after_cancel
 from .transaction import Transaction
 
 log = logging.getLogger(__name__)
 
-# consumers still leaving their group after their runner was cancelled (a reference keeps the task alive)
-_LEAVING: set[asyncio.Task[None]] = set()
-CANCELLED_CLOSE_WAIT_S = 1.5
-
-
-async def _close_after_cancel(consumer: AIOKafkaConsumer) -> None:
-    """Close a consumer whose runner was cancelled (the host's shutdown grace ran out). aiokafka's stop()
-    first finishes a join in flight, which can take a whole rebalance: wait for it briefly, then let it
-    finish in the background, so the stop still fits the grace period and the consumer still leaves its
-    group instead of staying in it, heartbeating and holding partitions nobody consumes."""
-    task = asyncio.ensure_future(consumer.stop())
-    _LEAVING.add(task)
-    task.add_done_callback(_LEAVING.discard)
-    try:
-        await asyncio.wait_for(asyncio.shield(task), CANCELLED_CLOSE_WAIT_S)
-    except TimeoutError:
-        log.info("consumer still leaving its group in the background")
-
-
 BatchHandler = Callable[[Sequence[Envelope], Transaction], Awaitable[None]]
-
-
-@dataclass
-class RunnerState:
-    """What health checks read."""
-
-    joined: bool = False
-    assigned: set[TopicPartition] = field(default_factory=set)
-    last_progress: float = field(default_factory=time.monotonic)
-    lag: dict[TopicPartition, int] = field(default_factory=dict)
-    waiting_on_infrastructure: str | None = None
-
-    def stuck(self, after_s: float) -> bool:
-        behind = any(v > 0 for v in self.lag.values())
-        return bool(self.assigned) and behind and time.monotonic() - self.last_progress > after_s
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, state: RunnerState, group: str) -> None:
-        self.state, self.group = state, group
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Batches are processed and committed between polls, so nothing is in flight here.
-        self.state.assigned -= set(revoked)
-        for tp in revoked:
-            self.state.lag.pop(tp, None)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.state.joined = True
-        self.state.assigned = set(assigned)
-        self.state.last_progress = time.monotonic()
-        log.info(
-            "partitions assigned", extra={"group": self.group, "partitions": sorted(str(t) for t in assigned)}
-        )
 
 
 class StreamRunner:
@@ -136,7 +83,7 @@ class StreamRunner:
             fetch_max_bytes=16 * 1024 * 1024,
             **s.kafka_client_kwargs(),
         )
-        self._consumer.subscribe(self.topics, listener=_Listener(self.state, self.group))
+        self._consumer.subscribe(self.topics, listener=Listener(self.state, self.group))
         await self._consumer.start()
 
     def stop(self) -> None:
@@ -169,7 +116,7 @@ class StreamRunner:
             # a run restarted after a crash (the service host's supervisor) starts a new consumer
             leaving, self._consumer = self._consumer, None
             if leaving is not None:
-                await (_close_after_cancel(leaving) if cancelled else leaving.stop())
+                await (close_after_cancel(leaving) if cancelled else leaving.stop())
 
     async def _poll(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[ConsumerRecord]]:
         """One batch: wait for the first records, then linger briefly to fill the batch (bigger transactions
@@ -321,9 +268,7 @@ class StreamRunner:
             return True
 
     def _backoff(self, attempt: int) -> float:
-        s = self.settings
-        base = min(s.runner_retry_max_s, s.runner_retry_base_s * 2 ** max(0, attempt - 1))
-        return base / 2 + random.random() * base / 2  # "equal jitter"
+        return backoff(attempt, self.settings.runner_retry_base_s, self.settings.runner_retry_max_s)
 
     def _count_dead(self, dead: Sequence[Failure]) -> None:
         for f in dead:

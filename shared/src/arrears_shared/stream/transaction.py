@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..cloudevents import OutgoingRecord, encode
 from ..events import Event, utcnow
+from ..topology import check_write
 from . import outbox
 
 
@@ -28,6 +29,8 @@ class Transaction:
         self.records.append(encode(event, source=self.source, id=id, time=time or self.now))
 
     async def flush(self) -> None:
+        for topic in {r.topic for r in self.records}:
+            check_write(self.source, topic)  # only what the service's topology declares
         await outbox.write(self.conn, self.schema, self.records)
         self.records = []
 

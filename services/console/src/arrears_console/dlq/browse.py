@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from arrears_shared import dlq as dead_letters
 from arrears_shared.auth.masking import mask_email, mask_name, mask_phone
 from arrears_shared.stream import dead_letter as dl
-from arrears_shared.topics import dlq_topics
+from arrears_shared.topology import dlq_topics
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 

@@ -16,7 +16,7 @@ from typing import Any, cast
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord
-from arrears_shared import topics
+from arrears_shared import topology
 from arrears_shared.service import Context
 from arrears_shared.stream import dead_letter as dl
 from sqlalchemy import text
@@ -107,7 +107,7 @@ async def dlq_loop(ctx: Context) -> None:
         auto_offset_reset="earliest",
         **settings.kafka_client_kwargs(),
     )
-    consumer.subscribe(topics.dlq_topics())
+    consumer.subscribe(topology.dlq_topics())
     await consumer.start()
     try:
         while not ctx.stopping.is_set():

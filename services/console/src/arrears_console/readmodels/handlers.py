@@ -42,12 +42,12 @@ def summarize(ev: Event) -> str:
         )
     if isinstance(ev, NoticeDue):
         return (
-            f"notice due: {ev.tier.value} via {ev.channel.value} (step {ev.step}, "
+            f"notice due: {ev.tier.value} via {ev.channel} (step {ev.step}, "
             f"{ev.days_past_due} dpd, {money(ev.balance_minor, ev.currency)})"
         )
     if isinstance(ev, MessageSent):
         extra = f": {ev.reason[:120]}" if ev.reason else ""
-        return f"{ev.channel.value} {ev.status.value} ({ev.tier.value}, step {ev.step}){extra}"
+        return f"{ev.channel} {ev.status.value} ({ev.tier.value}, step {ev.step}){extra}"
     if isinstance(ev, ReplyReceived):
         return ev.summary()
     if isinstance(ev, IngestRejected):
@@ -69,9 +69,9 @@ def summarize(ev: Event) -> str:
 def counter_dims(ev: Event) -> list[str]:
     dims = [""]
     if isinstance(ev, NoticeDue):
-        dims.append(f"channel:{ev.channel.value}")
+        dims.append(f"channel:{ev.channel}")
     elif isinstance(ev, MessageSent):
-        dims.append(f"{ev.channel.value}:{ev.status.value}")
+        dims.append(f"{ev.channel}:{ev.status.value}")
     elif isinstance(ev, ReplyReceived):
         dims.append(f"intent:{ev.intent.value}")
     elif isinstance(ev, CaseEscalated):
@@ -133,7 +133,7 @@ async def handle_events(events: Sequence[Envelope], tx: Transaction) -> None:
             if cur is None or cur.as_of <= ev.as_of:
                 accounts[ev.account_id] = ev
         elif isinstance(ev, ReplyReceived) and ev.intent is Intent.OPT_OUT:
-            opt_outs.setdefault((ev.account_id, ev.channel.value), ev.received_at)
+            opt_outs.setdefault((ev.account_id, ev.channel), ev.received_at)
         elif isinstance(ev, IngestRejected):
             rejects.append((env, ev))
         elif isinstance(ev, NoticeDue) and ev.campaign_id:

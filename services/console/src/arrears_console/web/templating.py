@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from arrears_shared import channels
 from arrears_shared.auth import Principal
 from arrears_shared.money import format_minor
 from fastapi import Request
@@ -72,6 +73,8 @@ env.filters["money"] = _money
 env.filters["when"] = _when
 env.filters["left"] = _left
 env.globals["today"] = date.today
+# every installed channel (name, label), in registry order: choices on the account page's actions
+env.globals["registered_channels"] = lambda: [(c.name, c.label) for c in channels.registered().values()]
 
 
 def page(request: Request, who: Principal, template: str, status: int = 200, **context: Any) -> HTMLResponse:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from arrears_shared import channels
 from arrears_shared.auth import Principal
 from arrears_shared.auth.sessions import COOKIE
 from arrears_shared.request_context import REQUEST_ID
@@ -28,6 +29,11 @@ class UpstreamError(Exception):
         self.payload = payload  # the response's `detail` as sent (e.g. a 422's list of errors), if JSON
 
 
+def dispatchers() -> list[str]:
+    """The dispatcher service of every registered channel, in registry order."""
+    return list(dict.fromkeys(spec.dispatcher for spec in channels.registered().values()))
+
+
 @dataclass
 class Upstreams:
     urls: dict[str, str]
@@ -40,9 +46,9 @@ class Upstreams:
             "escalation": s.console_escalation_url,
             "ingest": s.console_ingest_url,
             "responses": s.console_responses_url,
-            "dispatcher-sms": s.console_dispatcher_sms_url,
-            "dispatcher-email": s.console_dispatcher_email_url,
         }
+        for d in dispatchers():
+            urls[d] = s.console_dispatcher_urls.get(d, f"http://{d}:8080")
         return cls(
             {k: v.rstrip("/") for k, v in urls.items()},
             httpx.AsyncClient(timeout=s.console_upstream_timeout_s),

@@ -44,10 +44,10 @@ async def on_message_sent(tx: Transaction, ev: MessageSent, deps: Deps, now: dat
             tx,
             deps,
             "delivery_failed",
-            Facts(channel=ev.channel.value),
+            Facts(channel=ev.channel),
             account_id=ev.account_id,
             trigger_id=f"{ev.notice_id}:failed",
-            detail=f"{ev.channel.value} notice {ev.notice_id} failed for good: {ev.reason or ''}"[:500],
+            detail=f"{ev.channel} notice {ev.notice_id} failed for good: {ev.reason or ''}"[:500],
             now=now,
         )
         return
@@ -91,7 +91,7 @@ async def on_reply(tx: Transaction, ev: ReplyReceived, deps: Deps, now: datetime
         Facts(
             intent=ev.intent.value,
             confidence=ev.confidence,
-            channel=ev.channel.value,
+            channel=ev.channel,
             needs_review=ev.needs_review,
             possible_opt_out=ev.possible_opt_out,
         ),

@@ -1,4 +1,4 @@
-"""Collection metrics (seed 004), computed for one UTC day and snapshotted, so trends are a plain query.
+"""Collection metrics, computed for one UTC day and snapshotted, so trends are a plain query.
 
 For day D (and the 7-day window W = D-6 .. D for the rates that need time to happen):
 - `collection_rate`: paid on D / (paid on D + balance left); aging bucket = days past due at the payment

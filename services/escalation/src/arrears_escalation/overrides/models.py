@@ -53,12 +53,3 @@ class OverrideAccepted(BaseModel):
     account_id: str
     audit_seq: int
     requested_at: datetime
-
-
-class NoteView(BaseModel):
-    note_id: int
-    account_id: str
-    case_id: str | None
-    author: str
-    body: str
-    created_at: datetime

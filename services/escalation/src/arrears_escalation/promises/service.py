@@ -50,7 +50,7 @@ async def record_promise(conn: AsyncConnection, ev: ReplyReceived, collector: st
         amount_minor=ev.promise_amount_minor,
         due_date=due,
         made_at=ev.received_at,
-        channel=ev.channel.value,
+        channel=ev.channel,
         collector=collector,
         currency=ev.promise_currency,
         plan_every=ev.promise_plan_every,

@@ -84,7 +84,7 @@ def matches(rule: Rule, facts: Facts, rates: RateTable | None = None) -> bool:
         return False
     if c.possible_opt_out is not None and facts.possible_opt_out is not c.possible_opt_out:
         return False
-    return not (c.channels is not None and facts.channel not in {ch.value for ch in c.channels})
+    return not (c.channels is not None and facts.channel not in set(c.channels))
 
 
 def matching(rules: RuleSet, trigger: Trigger, facts: Facts, rates: RateTable | None = None) -> list[Rule]:

@@ -32,9 +32,9 @@ def _activity(ev: Event, ce_id: str) -> dict[str, Any] | None:
             "a": ev.account_id,
             "at": ev.sent_at,
             "k": f"message_out.{ev.status.value}",
-            "s": f"{ev.tier.value} step {ev.step} via {ev.channel.value}: {ev.status.value}"
+            "s": f"{ev.tier.value} step {ev.step} via {ev.channel}: {ev.status.value}"
             + (f" ({ev.reason})" if ev.reason else ""),
-            "d": {"notice_id": ev.notice_id, "channel": ev.channel.value, "campaign_id": ev.campaign_id},
+            "d": {"notice_id": ev.notice_id, "channel": ev.channel, "campaign_id": ev.campaign_id},
         }
     if isinstance(ev, ReplyReceived):
         return {

@@ -42,12 +42,12 @@ def fold(events: Iterable[Event]) -> dict[str, Fold]:
             if ev.status not in _CONTACT or not _newer(ev.sent_at, cur.contact_at):
                 continue
             cur = replace(
-                cur, contact_at=ev.sent_at, contact_channel=ev.channel.value, contact_status=ev.status.value
+                cur, contact_at=ev.sent_at, contact_channel=str(ev.channel), contact_status=ev.status.value
             )
         elif isinstance(ev, ReplyReceived):
             if _newer(ev.received_at, cur.reply_at):
                 cur = replace(
-                    cur, reply_at=ev.received_at, reply_channel=ev.channel.value, reply_intent=ev.intent.value
+                    cur, reply_at=ev.received_at, reply_channel=str(ev.channel), reply_intent=ev.intent.value
                 )
             if ev.intent is Intent.PROMISE_TO_PAY and _newer(ev.received_at, cur.promise_at):
                 cur = replace(

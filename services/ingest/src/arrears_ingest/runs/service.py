@@ -33,7 +33,7 @@ from typing import Any, Literal
 from arrears_shared.events import utcnow
 from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .. import gcpause, metrics, quota
 from ..payments import service as payments
@@ -177,34 +177,7 @@ async def ingest_values(
     rejections: list[Rejection] = []
     ready: asyncio.Queue[_Validated | Exception | None] = asyncio.Queue(maxsize=1)
 
-    async def produce() -> None:
-        """Read + validate chunk k+1 while chunk k is being written (validation runs in a worker thread;
-        the snapshot entries come from a connection of their own)."""
-        try:
-            first = 2
-            async with engine.connect() as conn:
-                while True:
-                    rows, prepared = await asyncio.to_thread(_take, it, chunk_rows, validator, first)
-                    if not rows:
-                        break
-                    snap = await snapshots.load_entries(conn, schema, prepared.account_ids)
-                    await conn.commit()
-
-                    def known(account_id: str, raw: str, snap: dict[str, snapshots.SnapEntry] = snap) -> bool:
-                        e = snap.get(account_id)
-                        return e is not None and e.raw_hash == raw
-
-                    todo = validator.pending(prepared, known)
-                    parsed = await pool.validate([(c.cells, c.row_number, c.rhash) for c in todo])
-                    by_row = {c.row_number: v for c, v in zip(todo, parsed, strict=True)}
-                    result = validator.validate(prepared, known, by_row)
-                    await ready.put(_Validated(rows, first, result, snap))
-                    first += len(rows)
-            await ready.put(None)
-        except Exception as e:  # handed to the writer, which raises it
-            await ready.put(e)
-
-    producer = asyncio.create_task(produce())
+    producer = asyncio.create_task(_validate_chunks(engine, schema, it, validator, pool, chunk_rows, ready))
     try:
         while (item := await ready.get()) is not None:
             if isinstance(item, Exception):
@@ -219,43 +192,100 @@ async def ingest_values(
             await producer
 
     async with transaction() as tx:
-        conn = tx.conn
-        gone = await snapshots.absent(conn, schema, validator.first_row, removal)
-        deleted = await snapshots.delete_rows(conn, schema, gone)
-        known_rejects = await snapshots.reject_keys(conn, schema, source)
-        await snapshots.replace_rejects(conn, schema, source, run_id, rejections, now)
-        for account_id, row_number, content_hash, data in deleted:
-            tx.emit(
-                snapshots.removed_event(account_id, row_number, content_hash, data, as_of, source),
-                id=f"{run_id}:{account_id}",
-                time=now,
-            )
-        for i, rej in enumerate(rejections):
-            if snapshots.reject_key(rej) not in known_rejects:  # a reject already reported is not repeated
-                tx.emit(
-                    snapshots.rejected_event(rej, run_id, now, source), id=f"{run_id}:reject:{i}", time=now
-                )
-        out.removed = len(deleted)
-        await conn.execute(
-            text(
-                f"UPDATE {schema}.runs SET status = 'succeeded', finished = :f, rows = :rows, accepted = :acc, "
-                "rejected = :rej, unchanged = :unch, created = :c, updated = :u, removed = :r, warnings = :w "
-                "WHERE id = CAST(:id AS uuid)"
-            ),
-            {
-                "id": run_id,
-                "f": utcnow(),
-                "rows": out.rows,
-                "acc": out.accepted,
-                "rej": out.rejected,
-                "unch": out.unchanged,
-                "c": out.created,
-                "u": out.updated,
-                "r": out.removed,
-                "w": out.warnings,
-            },
-        )
+        await _finish_run(tx, schema, validator, rejections, out, now, as_of, run_id, source, removal)
     return out
+
+
+async def _validate_chunks(
+    engine: AsyncEngine,
+    schema: str,
+    it: Iterator[Sequence[Any]],
+    validator: SheetValidator,
+    pool: ValidationPool,
+    chunk_rows: int,
+    ready: asyncio.Queue[_Validated | Exception | None],
+) -> None:
+    """Read + validate chunk k+1 while chunk k is being written (validation runs in a worker thread;
+    the snapshot entries come from a connection of their own). Puts each chunk on `ready`, then None at
+    the end, or the exception that stopped it (the writer raises it)."""
+    try:
+        first = 2
+        async with engine.connect() as conn:
+            while True:
+                rows, prepared = await asyncio.to_thread(_take, it, chunk_rows, validator, first)
+                if not rows:
+                    break
+                snap = await snapshots.load_entries(conn, schema, prepared.account_ids)
+                await conn.commit()
+
+                def known(account_id: str, raw: str, snap: dict[str, snapshots.SnapEntry] = snap) -> bool:
+                    e = snap.get(account_id)
+                    return e is not None and e.raw_hash == raw
+
+                todo = validator.pending(prepared, known)
+                items = [(c.cells, c.row_number, c.rhash) for c in todo]
+                parsed = await pool.validate(items, validator.channels)
+                by_row = {c.row_number: v for c, v in zip(todo, parsed, strict=True)}
+                result = validator.validate(prepared, known, by_row)
+                await ready.put(_Validated(rows, first, result, snap))
+                first += len(rows)
+        await ready.put(None)
+    except Exception as e:  # handed to the writer, which raises it
+        await ready.put(e)
+
+
+async def _finish_run(
+    tx: Transaction,
+    schema: str,
+    validator: SheetValidator,
+    rejections: list[Rejection],
+    out: Outcome,
+    now: datetime,
+    as_of: datetime,
+    run_id: str,
+    source: snapshots.Source,
+    removal: snapshots.Removal,
+) -> None:
+    """The run's final transaction: removals (accounts no longer in the source), the rejects, their
+    events, and the run row marked succeeded with its counts."""
+    conn = tx.conn
+    gone = await snapshots.absent(conn, schema, validator.first_row, removal)
+    deleted = await snapshots.delete_rows(conn, schema, gone)
+    known_rejects = await snapshots.reject_keys(conn, schema, source)
+    await snapshots.replace_rejects(conn, schema, source, run_id, rejections, now)
+    for account_id, row_number, content_hash, data in deleted:
+        tx.emit(
+            snapshots.removed_event(account_id, row_number, content_hash, data, as_of, source),
+            id=f"{run_id}:{account_id}",
+            time=now,
+        )
+    for i, rej in enumerate(rejections):
+        if snapshots.reject_key(rej) not in known_rejects:  # a reject already reported is not repeated
+            tx.emit(snapshots.rejected_event(rej, run_id, now, source), id=f"{run_id}:reject:{i}", time=now)
+    out.removed = len(deleted)
+    await _mark_succeeded(conn, schema, run_id, out)
+
+
+async def _mark_succeeded(conn: AsyncConnection, schema: str, run_id: str, out: Outcome) -> None:
+    await conn.execute(
+        text(
+            f"UPDATE {schema}.runs SET status = 'succeeded', finished = :f, rows = :rows, accepted = :acc, "
+            "rejected = :rej, unchanged = :unch, created = :c, updated = :u, removed = :r, warnings = :w "
+            "WHERE id = CAST(:id AS uuid)"
+        ),
+        {
+            "id": run_id,
+            "f": utcnow(),
+            "rows": out.rows,
+            "acc": out.accepted,
+            "rej": out.rejected,
+            "unch": out.unchanged,
+            "c": out.created,
+            "u": out.updated,
+            "r": out.removed,
+            "w": out.warnings,
+        },
+    )
 
 
 async def _write_chunk(

@@ -21,6 +21,7 @@ transaction (`lock_snapshot`). So a run never sees another writer's change half-
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..validation import AccountRow, Rejection, SheetResult
+from ..validation.columns import extra_channel_specs
+from ..validation.rows import implied_contact
 
 Source = Literal["sheet", "upload"]
 Removal = Literal["sheet", "all", "none"]
@@ -133,6 +136,44 @@ def plan(result: SheetResult, snap: Mapping[str, SnapEntry]) -> Plan:
     return out
 
 
+Contacts = dict[str, dict[str, Any]]  # channel -> {"address": ..., "consent": ...} (ContactPoint's JSON)
+_NO_EXTRA: Mapping[str, Mapping[str, Any]] = {}
+
+
+@functools.cache
+def _extra_channels() -> tuple[tuple[str, str], ...]:
+    """(name, address kind) of each registered channel other than sms and email."""
+    return tuple((spec.name, spec.address_kind) for spec in extra_channel_specs())
+
+
+def event_contacts(
+    phone: str | None,
+    sms_consent: bool,
+    email: str | None,
+    email_consent: bool,
+    extra: Mapping[str, Mapping[str, Any]] = _NO_EXTRA,
+    *,
+    keep_consent: bool = True,
+) -> Contacts:
+    """`AccountChanged.contacts`: sms and email from the flat fields, every other registered channel from
+    `extra` (its own sheet columns, as `AccountRow.extra_contacts_data` / the snapshot's `contacts`) or, when
+    the sheet said nothing of it, `implied_contact`. `keep_consent=False` clears every consent."""
+    out: Contacts = {
+        "sms": {"address": phone, "consent": sms_consent and keep_consent},
+        "email": {"address": email, "consent": email_consent and keep_consent},
+    }
+    for name, kind in _extra_channels():
+        own = extra.get(name)
+        address, consent = (own["address"], bool(own["consent"])) if own else implied_contact(kind, phone)
+        out[name] = {"address": address, "consent": consent and keep_consent}
+    return out
+
+
+def row_contacts(row: AccountRow) -> Contacts:
+    extra = row.extra_contacts_data() if row.extra_contacts else _NO_EXTRA
+    return event_contacts(row.phone, row.sms_consent, row.email, row.email_consent, extra)
+
+
 def account_event(row: AccountRow, change: str, as_of: datetime, source: Source = "sheet") -> AccountChanged:
     return AccountChanged(
         account_id=row.account_id,
@@ -152,6 +193,7 @@ def account_event(row: AccountRow, change: str, as_of: datetime, source: Source 
         region=row.region,
         sms_consent=row.sms_consent,
         email_consent=row.email_consent,
+        contacts=row_contacts(row),  # validated into ContactPoints
         status=row.status,
         content_hash=row.content_hash,
         as_of=as_of,
@@ -164,7 +206,7 @@ def account_event(row: AccountRow, change: str, as_of: datetime, source: Source 
 _EVENT_FIELDS = (
     "account_id", "change", "source", "source_row", "customer_name", "phone", "email", "balance_minor",
     "currency", "due_date", "last_payment_date", "last_payment_minor", "timezone", "country", "region",
-    "sms_consent", "email_consent", "status", "content_hash", "as_of",
+    "sms_consent", "email_consent", "contacts", "status", "content_hash", "as_of",
 )  # fmt: skip
 if tuple(AccountChanged.model_fields) != _EVENT_FIELDS:  # pragma: no cover - caught by any test run
     raise RuntimeError("AccountChanged changed: update snapshot.service.account_record")
@@ -200,6 +242,7 @@ def account_record(
             "region": row.region,
             "sms_consent": row.sms_consent,
             "email_consent": row.email_consent,
+            "contacts": row_contacts(row),
             "status": row.status,
             "content_hash": row.content_hash,
             "as_of": as_of,
@@ -229,14 +272,19 @@ def data_event(
     keep_consent: bool = True,
 ) -> AccountChanged:
     """An `account-changed` built from a snapshot's stored `data` (removals, payments)."""
+    phone, email = data.get("phone"), data.get("email")
+    sms_consent, email_consent = bool(data.get("sms_consent")), bool(data.get("email_consent"))
+    contacts = event_contacts(
+        phone, sms_consent, email, email_consent, data.get("contacts") or _NO_EXTRA, keep_consent=keep_consent
+    )
     return AccountChanged(
         account_id=account_id,
         change=change,  # type: ignore[arg-type]
         source=source,  # type: ignore[arg-type]
         source_row=row_number or None,
         customer_name=data["customer_name"],
-        phone=data.get("phone"),
-        email=data.get("email"),
+        phone=phone,
+        email=email,
         balance_minor=data["balance_minor"],
         currency=data["currency"],
         due_date=date.fromisoformat(data["due_date"]),
@@ -245,8 +293,9 @@ def data_event(
         timezone=data.get("timezone"),
         country=data.get("country"),
         region=data.get("region"),
-        sms_consent=bool(data.get("sms_consent")) and keep_consent,
-        email_consent=bool(data.get("email_consent")) and keep_consent,
+        sms_consent=sms_consent and keep_consent,
+        email_consent=email_consent and keep_consent,
+        contacts=contacts,  # validated into ContactPoints
         status=AccountStatus(data.get("status", "open")),
         content_hash=content_hash,
         as_of=as_of,

@@ -1,1 +1,1 @@
-"""CSV / XLSX uploads through the API (the sheet's fallback, seed 002)."""
+"""CSV / XLSX uploads through the API (the fallback while the sheet is unavailable)."""

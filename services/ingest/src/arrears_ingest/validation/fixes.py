@@ -42,6 +42,10 @@ FIXES: tuple[tuple[str, str], ...] = (
     (r"not a recognised date", "Write {column} as YYYY-MM-DD (e.g. 2025-06-30)."),
     # flags, status, contact details, location
     (r"expected Y/N", "Write {column} as Y or N."),
+    (
+        r"expected yes/no or the opt-in date",
+        "Write {column} as Y or N, or as the date the customer opted in (YYYY-MM-DD).",
+    ),
     (r"status must be", "Set Status to one of Open, Paid, Promise, Dispute or Closed."),
     (r"not a valid email address", "Correct the email address in {column}, or clear the cell."),
     (r"phone number is too long", "Correct the phone number in {column}: too many digits."),

@@ -20,18 +20,20 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from .. import gcpause
+from .columns import ChannelColumns
 from .rows import AccountRow, Rejection, ValidationConfig, validate_row
 
 log = logging.getLogger(__name__)
 
-Item = tuple[list[str], int, str]  # cells (ALL_COLUMNS order), row number, raw hash
+Item = tuple[list[str], int, str]  # cells (ALL_COLUMNS order, then channel cells), row number, raw hash
 Validated = AccountRow | list[Rejection]
+Channels = Sequence[ChannelColumns]  # the sheet's extra channel columns (`HeaderMap.channels`)
 
 
-def validate_rows(cfg: ValidationConfig, items: Sequence[Item]) -> list[Validated]:
+def validate_rows(cfg: ValidationConfig, items: Sequence[Item], channels: Channels = ()) -> list[Validated]:
     """`validate_row` over a batch (the unit of work sent to a worker process)."""
     with gcpause.paused():
-        return [validate_row(cells, row_number, cfg, rhash) for cells, row_number, rhash in items]
+        return [validate_row(cells, n, cfg, rhash, channels) for cells, n, rhash in items]
 
 
 def _ready() -> bool:
@@ -62,18 +64,19 @@ class ValidationPool:
             loop = asyncio.get_running_loop()
             await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(self.workers)))
 
-    async def validate(self, items: Sequence[Item]) -> list[Validated]:
+    async def validate(self, items: Sequence[Item], channels: Channels = ()) -> list[Validated]:
         if not items:
             return []
+        channels = tuple(channels)
         pool = self._pool()
         if pool is None:
-            return await asyncio.to_thread(validate_rows, self.cfg, items)
+            return await asyncio.to_thread(validate_rows, self.cfg, items, channels)
         loop = asyncio.get_running_loop()
         size = -(-len(items) // self.workers)  # one batch per worker
         batches = [items[i : i + size] for i in range(0, len(items), size)]
         try:
             parts = await asyncio.gather(
-                *(loop.run_in_executor(pool, validate_rows, self.cfg, b) for b in batches)
+                *(loop.run_in_executor(pool, validate_rows, self.cfg, b, channels) for b in batches)
             )
         except BrokenProcessPool:
             log.error("a validation worker process died; the pool is restarted for the next run")

@@ -1,5 +1,5 @@
-"""Flushes the write-back: queued outcomes until the sheet takes them (seed 002: queue, then replay), and
-contact facts shortly after they change."""
+"""Flushes the write-back: queued outcomes until the sheet takes them (queued while the sheet is unavailable,
+then replayed), and contact facts shortly after they change."""
 
 from __future__ import annotations
 

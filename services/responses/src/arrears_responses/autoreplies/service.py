@@ -1,17 +1,21 @@
-"""Automatic answers to an SMS reply: the HELP text and the one confirmation of an opt-out.
+"""Automatic answers to a reply: the HELP text and the one confirmation of an opt-out.
 
-They travel the normal path (outbox -> `notice-due` -> dispatcher-sms -> QUO) as a `NoticeDue` whose
-`purpose` is not `dunning`: the dispatcher sends its `text` as is, exempt from the opt-out it confirms and
-from the contact-hours gate. Never twice: the notice id is derived from the reply id (the dispatcher's
-deliveries are keyed by it), the confirmation is recorded once per number (unique index) in the same
-transaction as the reply, and HELP is answered at most once per number per `ARREARS_RESPONSES_HELP_INTERVAL_S`.
+They go out on the channel the reply came on, along the normal path (outbox -> `notice-due` -> that
+channel's dispatcher) as a `NoticeDue` whose `purpose` is not `dunning`: the dispatcher sends its `text` as
+is, exempt from the opt-out it confirms and from the contact-hours gate. Its `due_at` is the time of the
+customer's message (a channel with a customer-service window answers in free text only inside it). Only channels addressed by a phone number are answered (`answers_on`); an email reply
+is read by a person. Never twice: the notice id is derived from the reply id (the dispatcher's deliveries
+are keyed by it), the confirmation is recorded once per channel and address (unique index) in the same
+transaction as the reply, and HELP is answered at most once per address per
+`ARREARS_RESPONSES_HELP_INTERVAL_S`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from arrears_shared.events import AgingBucket, Channel, Intent, NoticeDue, Tier
+from arrears_shared.channels import kind_of
+from arrears_shared.events import AgingBucket, Intent, NoticeDue, Tier
 from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 
@@ -19,6 +23,11 @@ from ..settings import ResponsesSettings
 
 PURPOSE_BY_INTENT = {Intent.OPT_OUT: "opt_out_confirmation", Intent.HELP: "help"}
 PRIORITY = 1000  # ahead of any dunning backlog
+
+
+def answers_on(channel: str) -> bool:
+    """Whether replies on `channel` get automatic answers: text-message channels (a phone address)."""
+    return kind_of(channel) == "phone"
 
 
 def auto_reply_notice_id(account_id: str, reply_id: str, purpose: str) -> str:
@@ -42,8 +51,13 @@ def answer_notice(
     reply_id: str,
     address: str,
     received_at: datetime,
+    channel: str = "sms",
+    answered_at: datetime | None = None,
 ) -> NoticeDue:
-    """The `notice-due` that makes dispatcher-sms send the automatic answer."""
+    """The `notice-due` that makes `channel`'s dispatcher send the automatic answer. `received_at` is the
+    customer's message time (`due_at`); it expires `ARREARS_RESPONSES_AUTO_REPLY_EXPIRY_S` after
+    `answered_at` (when the answer was decided; default: `received_at`)."""
+    decided = answered_at or received_at
     return NoticeDue(
         account_id=account_id,
         notice_id=auto_reply_notice_id(account_id, reply_id, purpose),
@@ -51,7 +65,7 @@ def answer_notice(
         policy_version=1,
         step=0,
         tier=Tier.REMINDER,
-        channel=Channel.SMS,
+        channel=channel,
         template_id=f"auto-reply.{purpose}",
         priority=PRIORITY,
         to=address,
@@ -63,10 +77,42 @@ def answer_notice(
         aging_bucket=AgingBucket.CURRENT,
         timezone=None,
         due_at=received_at,
-        expires_at=received_at + timedelta(seconds=settings.responses_auto_reply_expiry_s),
+        expires_at=decided + timedelta(seconds=settings.responses_auto_reply_expiry_s),
         purpose=purpose,  # type: ignore[arg-type]
         text=answer_text(settings, purpose),
     )
+
+
+async def _help_answered_since(tx: Transaction, channel: str, address: str, since: datetime) -> bool:
+    row = await tx.conn.execute(
+        text(
+            f"SELECT 1 FROM {tx.schema}.auto_replies WHERE channel = :ch AND address = :a AND purpose = 'help'"
+            " AND created_at > :since LIMIT 1"
+        ),
+        {"ch": channel, "a": address, "since": since},
+    )
+    return row.first() is not None
+
+
+async def _claim(tx: Transaction, notice: NoticeDue, reply_id: str, at: datetime) -> bool:
+    """Record the answer; False if this address's opt-out was already confirmed on this channel (or this
+    reply already answered)."""
+    row = await tx.conn.execute(
+        text(
+            f"""INSERT INTO {tx.schema}.auto_replies (notice_id, reply_id, purpose, channel, address, account_id,
+                created_at) VALUES (:n, :r, :p, :ch, :a, :acc, :at) ON CONFLICT DO NOTHING RETURNING 1"""
+        ),
+        {
+            "n": notice.notice_id,
+            "r": reply_id,
+            "p": notice.purpose,
+            "ch": notice.channel,
+            "a": notice.to,
+            "acc": notice.account_id,
+            "at": at,
+        },
+    )
+    return row.first() is not None
 
 
 async def maybe_answer(
@@ -74,49 +120,33 @@ async def maybe_answer(
     settings: ResponsesSettings,
     *,
     intent: Intent,
+    channel: str,
     account_id: str,
     reply_id: str,
     address: str,
     received_at: datetime,
+    answered_at: datetime | None = None,
 ) -> str | None:
-    """Emit the automatic answer to an SMS reply if one is due. Returns the notice id, or None."""
+    """Emit the automatic answer to a reply on `channel` if one is due. Returns the notice id, or None.
+    `received_at` is the customer's message time, `answered_at` when the answer is decided (default: then)."""
     purpose = PURPOSE_BY_INTENT.get(intent)
-    if purpose is None or not settings.responses_auto_replies:
+    if purpose is None or not settings.responses_auto_replies or not answers_on(channel):
         return None
-    s = tx.schema
-    if purpose == "help":
-        recent = (
-            await tx.conn.execute(
-                text(
-                    f"SELECT 1 FROM {s}.auto_replies WHERE channel = 'sms' AND address = :a AND purpose = 'help'"
-                    " AND created_at > :since LIMIT 1"
-                ),
-                {"a": address, "since": received_at - timedelta(seconds=settings.responses_help_interval_s)},
-            )
-        ).first()
-        if recent:
-            return None
-    notice_id = auto_reply_notice_id(account_id, reply_id, purpose)
-    claimed = (
-        await tx.conn.execute(
-            text(
-                f"""INSERT INTO {s}.auto_replies (notice_id, reply_id, purpose, channel, address, account_id,
-                    created_at) VALUES (:n, :r, :p, 'sms', :a, :acc, :at) ON CONFLICT DO NOTHING RETURNING 1"""
-            ),
-            {"n": notice_id, "r": reply_id, "p": purpose, "a": address, "acc": account_id, "at": received_at},
-        )
-    ).first()
-    if claimed is None:  # this number's opt-out was already confirmed (or this reply already answered)
+    at = answered_at or received_at
+    since = at - timedelta(seconds=settings.responses_help_interval_s)
+    if purpose == "help" and await _help_answered_since(tx, channel, address, since):
         return None
-    tx.emit(
-        answer_notice(
-            settings,
-            purpose,
-            account_id=account_id,
-            reply_id=reply_id,
-            address=address,
-            received_at=received_at,
-        ),
-        id=f"notice-due:{notice_id}",
+    notice = answer_notice(
+        settings,
+        purpose,
+        account_id=account_id,
+        reply_id=reply_id,
+        address=address,
+        received_at=received_at,
+        channel=channel,
+        answered_at=at,
     )
-    return notice_id
+    if not await _claim(tx, notice, reply_id, at):
+        return None
+    tx.emit(notice, id=f"notice-due:{notice.notice_id}")
+    return notice.notice_id

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from arrears_shared.events import Channel, Intent, ReplyReceived
+from arrears_shared.events import Intent, ReplyReceived
 from arrears_shared.stream.transaction import Transaction
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -112,7 +112,7 @@ def decision_event(reply: Any, intent: Intent, who: str, details: PromiseDetails
     return ReplyReceived(
         account_id=reply.account_id,
         reply_id=reply.reply_id,
-        channel=Channel(reply.channel),
+        channel=str(reply.channel),
         from_address=reply.from_address,
         text=reply.text[:5000],
         provider_message_id=reply.provider_message_id,
@@ -140,8 +140,8 @@ async def labelled_examples(conn: AsyncConnection, schema: str, limit: int = 10_
 async def publish_decision(
     tx: Transaction, settings: ResponsesSettings, reply: Any, intent: Intent, who: str, now: datetime
 ) -> None:
-    """Emit the decision (one event per correction) and, for an SMS opt-out a person confirmed, the one
-    opt-out confirmation the customer is owed."""
+    """Emit the decision (one event per correction) and, for an opt-out a person confirmed on a channel that
+    answers (autoreplies.answers_on), the one opt-out confirmation the customer is owed."""
     details = None
     if (
         intent is Intent.PROMISE_TO_PAY
@@ -159,13 +159,15 @@ async def publish_decision(
         decision_event(reply, intent, who, details),
         id=f"reply-received:{reply.reply_id}:decided:{now.isoformat()}",
     )
-    if intent is Intent.OPT_OUT and reply.channel == "sms":
+    if intent is Intent.OPT_OUT:  # on a channel that answers (maybe_answer decides)
         await maybe_answer(
             tx,
             settings,
             intent=intent,
+            channel=reply.channel,
             account_id=reply.account_id,
             reply_id=reply.reply_id,
             address=reply.from_address,
-            received_at=now,
+            received_at=reply.received_at,
+            answered_at=now,
         )

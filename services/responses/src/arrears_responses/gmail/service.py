@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from arrears_shared.events import Channel, DeliveryStatus, MessageSent, ReplyReceived, Tier
+from arrears_shared.events import DeliveryStatus, MessageSent, ReplyReceived, Tier
 from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 
@@ -145,7 +145,7 @@ async def record_email(
                 MessageSent(
                     account_id=match.account_id,
                     notice_id=sent.notice_id,  # type: ignore[attr-defined]
-                    channel=Channel.EMAIL,
+                    channel="email",
                     status=DeliveryStatus.FAILED,
                     provider="gmail",
                     provider_message_id=gmail_id,
@@ -165,7 +165,7 @@ async def record_email(
         ReplyReceived(
             account_id=match.account_id,
             reply_id=reply_id,
-            channel=Channel.EMAIL,
+            channel="email",
             from_address=email.from_address,
             text=body[:5000],
             provider_message_id=gmail_id,

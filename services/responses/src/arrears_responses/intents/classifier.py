@@ -1,7 +1,8 @@
 """Classify one reply: safety rules first, then the trained model, then promise details.
 
 1. the text is cleaned (email quotes and signatures removed: clean.py);
-2. an exact carrier keyword of any locale decides (safety.py: opt-out / HELP, confidence 1);
+2. an exact carrier keyword of any locale, or an opt-out word the reply's channel declares, decides
+   (safety.py: opt-out / HELP, confidence 1);
 3. otherwise the model's calibrated probabilities decide. Below `review_below` (for an opt-out, which is
    permanent: below `opt_out_at`) the reply is not acted on: its intent is `other` with `needs_review` (a
    person reads it; the model's guess is `suggested_intent`);
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from arrears_shared.channels import kind_of
 from arrears_shared.events import Intent
 
 from .clean import reply_text
@@ -39,7 +41,7 @@ OPT_OUT_AT = 0.7  # an opt-out is permanent: the model acts on one only this sur
 class Classification:
     intent: Intent  # what automation acts on (`other` when sent to a person)
     confidence: float
-    rule: str  # opt_out_keyword | help_keyword | opt_out_keyword_polite | model | review | empty
+    rule: str  # opt_out_keyword[_polite|_sentence|_channel] | help_keyword | model | review | empty
     promise_amount_minor: int | None = None
     promise_date: date | None = None
     promise_currency: str | None = None
@@ -89,6 +91,12 @@ REPLY_COLUMNS = (
 REPLY_VALUES = ":intent, :conf, :rule, :amt, :pd, :pcur, :plan, :sugg, :review, :poo, :mv"
 
 
+def is_email(channel: str) -> bool:
+    """Replies on an email channel (by its address kind) carry quotes and signatures to remove."""
+    kind = kind_of(channel)
+    return kind == "email" if kind else channel == "email"
+
+
 def local_day(received_at: datetime | date | None, timezone: str | None) -> date:
     if isinstance(received_at, datetime):
         zone: tzinfo | None = None
@@ -114,7 +122,7 @@ def promise_details(
     currency: str | None = None,
 ) -> PromiseDetails:
     """Amount, currency, date (in the debtor's time zone) and instalment plan named in a reply."""
-    if channel == "email":
+    if is_email(channel):
         body = reply_text(body) or body
     amount = extract_amount(body, currency or "USD", allow_bare=True)
     plan = extract_plan(body)
@@ -150,14 +158,14 @@ class ReplyClassifier:
         timezone: str | None = None,
         currency: str | None = None,
     ) -> Classification:
-        body = reply_text(text) if channel == "email" else " ".join(text.split())
+        body = reply_text(text) if is_email(channel) else " ".join(text.split())
         version = self.model.version
         if not body:
             # nothing left after removing quotes and signatures: judge the whole text rather than nothing
             body = " ".join(text.split())
         if not body:
             return Classification(Intent.OTHER, 0.0, "empty", needs_review=True, model_version=version)
-        if hit := keyword_intent(body):
+        if hit := keyword_intent(body, channel):
             intent, rule = hit
             return Classification(intent, 1.0, rule, suggested_intent=intent, model_version=version)
         p = self.model.proba(model_features(body))

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from arrears_shared.events import Intent
 
+from .classifier import is_email
 from .clean import reply_text
 from .normalize import compact
 
@@ -101,7 +102,7 @@ def load_split(path: Path = SPLIT_FILE) -> set[str]:
 def same_text(text: str, channel: str = "sms") -> str:
     """What two replies must share to count as the same reply: the customer's own words (an email's quotes
     and signature removed), case, accents, spacing and punctuation ignored."""
-    return compact(reply_text(text) if channel == "email" else text)
+    return compact(reply_text(text) if is_email(channel) else text)
 
 
 def split_corpus(examples: list[Example], test_ids: set[str]) -> tuple[list[Example], list[Example]]:

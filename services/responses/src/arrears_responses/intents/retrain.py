@@ -14,7 +14,7 @@ from arrears_shared.events import Intent
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .classifier import ReplyClassifier, bundled_model
+from .classifier import ReplyClassifier, bundled_model, is_email
 from .clean import reply_text
 from .corpus import corpus_sha256, load_corpus, load_split, same_text, split_corpus
 from .model import IntentModel
@@ -83,7 +83,7 @@ async def retrain(conn: AsyncConnection, schema: str, who: str, *, now: datetime
     held_out = {same_text(e.text, e.channel) for e in test_set}
     # the customer's own words (an email's quotes and signature removed), never a reply of the test split
     people = [
-        (reply_text(t) if ch == "email" else t, i)
+        (reply_text(t) if is_email(ch) else t, i)
         for t, ch, i in await corrections(conn, schema)
         if same_text(t, ch) not in held_out
     ]

@@ -1,4 +1,5 @@
-"""A failed SMS learned from QUO's ``message.failed`` webhook, published as a failed `message-sent`.
+"""A failed SMS learned from QUO's ``message.failed`` webhook, as a `DeliveryFailure` (arrears_shared.inbound)
+published as a failed `message-sent` by the channel-generic path (inbound/failures.py).
 
 QUO accepts a message, then the carrier refuses it: the dispatcher has already published `message-sent`
 (`sent`) for the notice, so responses publishes a second `message-sent` for the same notice with
@@ -7,7 +8,7 @@ QUO accepts a message, then the carrier refuses it: the dispatcher has already p
 Its CloudEvents id is ``sms-failed:<provider message id>`` and it is published at most once per message (the
 id is claimed in ``responses.webhook_events``): a redelivered webhook, or the same failure under another event
 id, publishes nothing new. A failure that arrives before the dispatcher's `message-sent` is stored on
-``responses.delivery_status`` and published when that `message-sent` is consumed.
+``responses.delivery_status`` (with its verdict) and published when that `message-sent` is consumed.
 
 **Which codes mean a bad number** (``permanent=True``: the segmenter marks ``sms_invalid`` and the next steps
 go by email; escalation opens a ``delivery_failed`` case). QUO does not publish a list of its own; the
@@ -44,15 +45,12 @@ nothing changes the dunning — no resend and no invalid number. dispatcher-sms 
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
-from arrears_shared.events import Channel, DeliveryStatus, MessageSent, Tier
-from arrears_shared.stream.transaction import Transaction
-from sqlalchemy import text
+from arrears_shared.inbound import DeliveryFailure
 
-log = logging.getLogger(__name__)
-
+CHANNEL = "sms"
+PROVIDER = "quo"
 BAD_NUMBER_CODES: frozenset[str] = frozenset(
     {"21211", "21407", "21408", "21610", "21612", "21614", "30003", "30004", "30005", "30006"}
 )
@@ -65,75 +63,21 @@ def is_permanent(error_code: str | int | None) -> bool:
     return str(error_code).strip() in BAD_NUMBER_CODES
 
 
-def failure_event_id(provider_message_id: str) -> str:
-    return f"sms-failed:{provider_message_id}"
-
-
 def failure_reason(error_code: str | int | None, error_message: str | None) -> str:
     code = str(error_code) if error_code is not None else "?"
     return f"quo {code}: {error_message or 'not delivered'}"[:200]
 
 
-async def publish_sms_failure(
-    tx: Transaction,
-    provider_message_id: str,
-    error_code: str | int | None,
-    error_message: str | None,
-    failed_at: datetime,
-) -> bool:
-    """Emit the failed `message-sent` of a sent SMS in `tx` (its outbox), once per provider message id.
-    False if the message is unknown (its `message-sent` not consumed yet, or stored before the notice's
-    fields were kept) or the failure was already published."""
-    s = tx.schema
-    sent = (
-        await tx.conn.execute(
-            text(
-                f"""SELECT notice_id, account_id, address, provider, tier, step, campaign_id, attempts
-                FROM {s}.sent_messages WHERE provider_message_id = :p AND channel = 'sms'"""
-            ),
-            {"p": provider_message_id},
-        )
-    ).first()
-    if sent is None or sent.tier is None or sent.address is None:
-        return False
-    if failed_at.tzinfo is None:
-        failed_at = failed_at.replace(tzinfo=UTC)
-    eid = failure_event_id(provider_message_id)
-    claimed = await tx.conn.execute(
-        text(
-            f"INSERT INTO {s}.webhook_events (id, provider, type) VALUES (:id, 'quo', 'sms-failed') "
-            "ON CONFLICT (id) DO NOTHING RETURNING id"
-        ),
-        {"id": eid},
+def quo_failure(
+    provider_message_id: str, error_code: str | int | None, error_message: str | None, failed_at: datetime
+) -> DeliveryFailure:
+    """QUO's `message.failed` of a sent SMS as a delivery failure."""
+    return DeliveryFailure(
+        channel=CHANNEL,
+        provider=PROVIDER,
+        provider_message_id=provider_message_id,
+        failed_at=failed_at,
+        reason=failure_reason(error_code, error_message),
+        permanent=is_permanent(error_code),
+        error_code=str(error_code) if error_code is not None else None,
     )
-    if claimed.first() is None:
-        return False
-    permanent = is_permanent(error_code)
-    tx.emit(
-        MessageSent(
-            account_id=sent.account_id,
-            notice_id=sent.notice_id,
-            channel=Channel.SMS,
-            status=DeliveryStatus.FAILED,
-            provider=sent.provider or "quo",
-            provider_message_id=provider_message_id,
-            to=sent.address,
-            tier=Tier(sent.tier),
-            step=sent.step,
-            campaign_id=sent.campaign_id,
-            reason=failure_reason(error_code, error_message),
-            permanent=permanent,
-            attempts=sent.attempts or 1,
-            sent_at=failed_at,
-        ),
-        id=eid,
-    )
-    log.info(
-        "failed SMS published",
-        extra={
-            "provider_message_id": provider_message_id,
-            "notice_id": sent.notice_id,
-            "permanent": permanent,
-        },
-    )
-    return True

@@ -7,77 +7,49 @@ instead of several per event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
-from arrears_shared.cloudevents import Envelope
 from arrears_shared.events import AccountChanged, MessageSent, ReplyReceived
-from arrears_shared.stream.runner import BatchHandler
 from arrears_shared.stream.transaction import Transaction
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import bulk
 from ..deps import Deps
-from ..policy import store
+from ..schedule import store
 from ..timers.planning import sync_timers
-from .models import accounts, decisions
-from .projection import Row, apply_account_changed, apply_message_sent, apply_reply, new_row, refresh_segment
-
-ACCOUNT_COLUMNS = [str(c.name) for c in accounts.columns]
-
-
-async def load_locked(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, Row]:
-    """Account rows by id, locked in id order (so two writers never deadlock)."""
-    rows = await conn.execute(
-        select(accounts)
-        .where(bulk.in_ids(accounts.c.account_id, sorted(ids)))
-        .order_by(accounts.c.account_id)
-        .with_for_update()
-    )
-    return {r.account_id: dict(r._mapping) for r in rows}
+from ..timers.service import fall_back_failed
+from .account import Account
+from .models import decisions
+from .projection import DecisionRow, apply_account_changed, apply_message_sent, apply_reply, refresh_segment
+from .store import load_locked, save
 
 
-async def save(conn: AsyncConnection, rows: Sequence[Row]) -> None:
-    await bulk.insert(
-        conn,
-        accounts,
-        [{c: r[c] for c in ACCOUNT_COLUMNS} for r in rows],
-        conflict=["account_id"],
-        update=[c for c in ACCOUNT_COLUMNS if c not in ("account_id", "first_seen_at")],
-    )
-
-
-async def apply_events(conn: AsyncConnection, events: Sequence[object], deps: Deps, now: datetime) -> None:
+async def apply_events(tx: Transaction, events: Sequence[object], deps: Deps, now: datetime) -> None:
     if not events:
         return
+    conn = tx.conn
     ctx = deps.fold_context(now)
-    rows = await load_locked(conn, {e.account_id for e in events})  # type: ignore[attr-defined]
-    touched: dict[str, Row] = {}
-    out: list[Row] = []
+    accts = await load_locked(conn, {e.account_id for e in events})  # type: ignore[attr-defined]
+    touched: dict[str, Account] = {}
+    out: list[DecisionRow] = []
     for ev in events:
         aid = ev.account_id  # type: ignore[attr-defined]
-        row = rows.get(aid) or rows.setdefault(aid, new_row(aid, now))
+        acct = accts.get(aid) or accts.setdefault(aid, Account.new(aid, now))
         if isinstance(ev, AccountChanged):
-            out += apply_account_changed(row, ev, ctx)
+            out += apply_account_changed(acct, ev, ctx)
         elif isinstance(ev, ReplyReceived):
-            out += apply_reply(row, ev, ctx)
+            out += apply_reply(acct, ev, ctx)
         elif isinstance(ev, MessageSent):
-            out += apply_message_sent(row, ev, ctx)
+            out += apply_message_sent(acct, ev, ctx)
         else:
             continue
-        touched[aid] = row
-    for row in touched.values():
-        refresh_segment(row, ctx)
+        touched[aid] = acct
+    for acct in touched.values():
+        refresh_segment(acct, ctx)
     changed = list(touched.values())
     await save(conn, changed)
     policy = await store.active(conn, deps.policy)
     out += await sync_timers(conn, changed, policy, now)
+    failures = [e for e in events if isinstance(e, MessageSent)]
+    out += await fall_back_failed(conn, tx, failures, accts, deps, now)
     await bulk.insert(conn, decisions, out)
-
-
-def make_handler(deps: Deps) -> BatchHandler:
-    async def handle_batch(events: Sequence[Envelope], tx: Transaction) -> None:
-        await apply_events(tx.conn, [env.data for env in events], deps, deps.clock.now())
-
-    return handle_batch

@@ -30,8 +30,6 @@ accounts = Table(
     Column("source", Text),
     Column("source_row", Integer),
     Column("customer_name", Text, nullable=False),
-    Column("phone", Text),
-    Column("email", Text),
     Column("balance_minor", BigInteger, nullable=False),
     Column("currency", Text),  # NULL until the account is known from the sheet
     Column("due_date", Date),
@@ -41,20 +39,14 @@ accounts = Table(
     Column("timezone_unknown", Boolean, nullable=False),
     Column("country", Text),
     Column("region", Text),
-    Column("sms_consent", Boolean, nullable=False),
-    Column("email_consent", Boolean, nullable=False),
     Column("status", Text, nullable=False),
     Column("source_status", Text, nullable=False),
     Column("hold", Text),
     Column("removed", Boolean, nullable=False),
     Column("content_hash", Text),
     Column("as_of", DateTime(timezone=True)),
-    Column("sms_opt_out", Boolean, nullable=False),
-    Column("email_opt_out", Boolean, nullable=False),
     Column("do_not_contact", Boolean, nullable=False),
-    Column("sms_invalid", Boolean, nullable=False),
-    Column("email_invalid", Boolean, nullable=False),
-    Column("paused_until", Date),
+    Column("promise_hold_until", Date),  # promised day: reminders wait until the day after
     Column("promise_amount_minor", BigInteger),
     Column("cycle", Integer, nullable=False),
     Column("cycle_due_date", Date),
@@ -73,12 +65,25 @@ accounts = Table(
     Column("history", Text, nullable=False),
     Column("segment", Text, nullable=False),
     Column("paused_by", Text),
-    Column("pause_until", DateTime(timezone=True)),
+    Column("manual_pause_until", DateTime(timezone=True)),  # end of a pause a person set
     Column("pause_reason", Text),
     Column("channel_preference", Text),
-    Column("sms_do_not_contact", Boolean, nullable=False),
-    Column("email_do_not_contact", Boolean, nullable=False),
     Column("send_now", JSONB),
+)
+
+# One row per account and channel of the registry (arrears_shared.channels) the account has any fact about:
+# its address and consent from the sheet, and what happened since (opt-out, a permanent failure, a person's
+# per-channel stop). A new channel needs no column.
+account_channels = Table(
+    "account_channels",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("channel", Text, primary_key=True),
+    Column("address", Text),
+    Column("consent", Boolean, nullable=False),
+    Column("opted_out", Boolean, nullable=False),
+    Column("invalid", Boolean, nullable=False),
+    Column("stopped", Boolean, nullable=False),
 )
 
 decisions = Table(
@@ -110,12 +115,22 @@ class TimerView(BaseModel):
     approved_by: str | None = None
 
 
+class ChannelView(BaseModel):
+    """One channel of an account: its masked address and why it can or cannot be used."""
+
+    channel: str
+    label: str
+    address_masked: str | None
+    consent: bool
+    opted_out: bool
+    invalid: bool = Field(description="The address failed permanently (bounce, wrong number)")
+    stopped: bool = Field(description="A person stopped contact on this channel")
+
+
 class AccountView(BaseModel):
     account_id: str
     known: bool
     customer_name: str
-    phone_masked: str | None
-    email_masked: str | None
     balance_minor: int
     currency: str | None
     due_date: date | None
@@ -126,14 +141,14 @@ class AccountView(BaseModel):
     status: str
     hold: str | None
     removed: bool
-    sms_consent: bool
-    email_consent: bool
-    sms_opt_out: bool
-    email_opt_out: bool
     do_not_contact: bool
-    sms_invalid: bool
-    email_invalid: bool
-    paused_until: date | None
+    channels: list[ChannelView] = Field(
+        default_factory=list,
+        description="Every channel the account has an address or a fact on, in registry order",
+    )
+    promise_hold_until: date | None = Field(
+        description="Promised day of a promise-to-pay hold: reminders wait until the day after"
+    )
     cycle: int
     last_step: int
     last_step_at: datetime | None
@@ -150,12 +165,12 @@ class AccountView(BaseModel):
     history: str
     segment: str
     paused_by: str | None = Field(None, description="Who paused the account (manual pause / snooze)")
-    pause_until: datetime | None = Field(None, description="End of the manual pause (None = until resumed)")
+    manual_pause_until: datetime | None = Field(
+        None, description="End of the manual pause (None while paused = until resumed)"
+    )
     channel_preference: list[str] = Field(
         default_factory=list, description="Channels in the order a person set (empty = the policy's order)"
     )
-    sms_do_not_contact: bool = False
-    email_do_not_contact: bool = False
     send_now_step: int | None = Field(None, description="Step a person made due now, until it has fired")
     timers: list[TimerView]
 
@@ -171,6 +186,10 @@ class DecisionView(BaseModel):
     notice_id: str | None
     defer_until: datetime | None
     at: datetime
+
+
+def mask_address(kind: str, address: str | None) -> str | None:
+    return mask_phone(address) if kind == "phone" else mask_email(address)
 
 
 def mask_phone(phone: str | None) -> str | None:

@@ -1,35 +1,27 @@
-"""The account projection as pure functions: fold one event into an account row (a dict of its columns).
+"""The account projection as pure functions: fold one event into an `Account` (changed in place).
 
-No I/O here: the handler loads the rows of a whole batch at once, folds every event in order, and writes
+No I/O here: the handler loads the accounts of a whole batch at once, folds every event in order, and writes
 the results back with one statement per table.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from arrears_shared.events import (
-    AccountChanged,
-    AccountStatus,
-    Channel,
-    DeliveryStatus,
-    Intent,
-    MessageSent,
-    ReplyReceived,
-)
+from arrears_shared import channels
+from arrears_shared.events import AccountChanged, DeliveryStatus, Intent, MessageSent, ReplyReceived
 from arrears_shared.money import RateTable, note_unpriced, packaged_rates
 
-from ..aging import DEFAULT_BOUNDARIES, aging_bucket, days_past_due, local_date, local_midnight, zone_of
+from ..aging import DEFAULT_BOUNDARIES, aging_bucket, days_past_due, local_date, zone_of
 from ..segments import DEFAULT_BALANCE_BANDS, segment_of
+from .account import CLOSED_STATUSES, Account
 
 log = logging.getLogger(__name__)
 
-Row = dict[str, Any]
-CLOSED_STATUSES = {AccountStatus.PAID.value, AccountStatus.CLOSED.value}
+DecisionRow = dict[str, Any]  # a row of segmenter.decisions
 
 
 @dataclass(frozen=True)
@@ -41,254 +33,177 @@ class FoldContext:
     rates: RateTable = field(default_factory=packaged_rates)  # money thresholds: reporting currency
 
 
-def new_row(account_id: str, now: datetime) -> Row:
-    """A placeholder (a reply can arrive before the account): unknown, never dunned."""
-    return {
-        "account_id": account_id,
-        "known": False,
-        "change": None,
-        "source": None,
-        "source_row": None,
-        "customer_name": "",
-        "phone": None,
-        "email": None,
-        "balance_minor": 0,
-        "currency": None,  # set by the first account-changed
-        "due_date": None,
-        "last_payment_date": None,
-        "last_payment_minor": None,
-        "timezone": None,
-        "timezone_unknown": True,
-        "country": None,
-        "region": None,
-        "sms_consent": False,
-        "email_consent": False,
-        "status": "open",
-        "source_status": "open",
-        "hold": None,
-        "removed": False,
-        "content_hash": None,
-        "as_of": None,
-        "sms_opt_out": False,
-        "email_opt_out": False,
-        "do_not_contact": False,
-        "sms_invalid": False,
-        "email_invalid": False,
-        "paused_until": None,
-        "promise_amount_minor": None,
-        "cycle": 0,
-        "cycle_due_date": None,
-        "last_step": 0,
-        "last_step_at": None,
-        "days_past_due": 0,
-        "aging_bucket": "current",
-        "first_seen_at": now,
-        "last_event_at": now,
-        "complex": False,
-        "risk_score": 0,
-        "risk_override": None,
-        "partial_payments": 0,
-        "broken_promises": 0,
-        "balance_band": "low",
-        "history": "clean",
-        "segment": "",
-        "paused_by": None,
-        "pause_until": None,
-        "pause_reason": None,
-        "channel_preference": None,
-        "sms_do_not_contact": False,
-        "email_do_not_contact": False,
-        "send_now": None,
-    }
-
-
-def settled(row: Row) -> bool:
-    return bool(row["removed"] or row["balance_minor"] <= 0 or row["source_status"] in CLOSED_STATUSES)
-
-
 def effective_status(source_status: str, hold: str | None) -> str:
     if source_status in CLOSED_STATUSES:
         return source_status
     return hold or source_status
 
 
-def decision(row: Row, ctx: FoldContext, outcome: str, rule_id: str, reason: str = "", **kw: Any) -> Row:
+def decision(
+    account_id: str,
+    ctx: FoldContext,
+    outcome: str,
+    rule_id: str,
+    reason: str = "",
+    *,
+    step: int | None = None,
+    cycle: int | None = None,
+    channel: str | None = None,
+    notice_id: str | None = None,
+    defer_until: datetime | None = None,
+) -> DecisionRow:
     return {
-        "account_id": row["account_id"],
-        "step": kw.get("step"),
-        "cycle": kw.get("cycle"),
-        "channel": kw.get("channel"),
+        "account_id": account_id,
+        "step": step,
+        "cycle": cycle,
+        "channel": channel,
         "outcome": outcome,
         "rule_id": rule_id,
         "reason": reason,
-        "notice_id": kw.get("notice_id"),
-        "defer_until": kw.get("defer_until"),
+        "notice_id": notice_id,
+        "defer_until": defer_until,
         "at": ctx.now,
     }
 
 
-def refresh_segment(row: Row, ctx: FoldContext) -> None:
+def refresh_segment(acct: Account, ctx: FoldContext) -> None:
     """Recompute days past due, aging bucket and segment for `ctx.now` (debtor's calendar)."""
-    dpd = days_past_due(row["due_date"], ctx.now, row["timezone"]) if row["due_date"] else 0
+    dpd = days_past_due(acct.due_date, ctx.now, acct.timezone) if acct.due_date else 0
     bucket = aging_bucket(dpd, ctx.boundaries).value
-    reporting = ctx.rates.to_reporting_minor(row["balance_minor"], row["currency"])
+    reporting = ctx.rates.to_reporting_minor(acct.balance_minor, acct.currency)
     if reporting is None:
-        note_unpriced(row["currency"], "segmenter.balance_band")  # -> very_high
+        note_unpriced(acct.currency, "segmenter.balance_band")  # -> very_high
     seg = segment_of(
         reporting_minor=reporting,
         dpd=dpd,
-        partial_payments=row["partial_payments"],
-        broken_promises=row["broken_promises"],
-        risk_override=row["risk_override"],
+        partial_payments=acct.partial_payments,
+        broken_promises=acct.broken_promises,
+        risk_override=acct.risk_override,
         bands=ctx.bands,
     )
-    row.update(
-        days_past_due=dpd,
-        aging_bucket=bucket,
-        balance_band=seg.balance_band,
-        history=seg.history,
-        risk_score=seg.risk_score,
-        segment=seg.label(bucket),
-    )
+    acct.days_past_due = dpd
+    acct.aging_bucket = bucket
+    acct.balance_band = seg.balance_band
+    acct.history = seg.history
+    acct.risk_score = seg.risk_score
+    acct.segment = seg.label(bucket)
 
 
-def apply_account_changed(row: Row, ev: AccountChanged, ctx: FoldContext) -> list[Row]:
-    if row["known"] and row["as_of"] is not None and ev.as_of < row["as_of"]:
+def apply_account_changed(acct: Account, ev: AccountChanged, ctx: FoldContext) -> list[DecisionRow]:
+    if acct.known and acct.as_of is not None and ev.as_of < acct.as_of:
         log.info("stale account-changed ignored", extra={"as_of": ev.as_of.isoformat()})
         return []
-    prev = dict(row)
-    _, tz_known = zone_of(ev.timezone)
+    was_known = acct.known
     removed = ev.change == "removed"
     source_status = ev.status.value
-    hold = prev["hold"]
+    hold = acct.hold
     if ev.source in ("override", "payment") or source_status in CLOSED_STATUSES:
         hold = None  # an operator override or a payment ends a reply-driven hold
     now_active = not removed and ev.balance_minor > 0 and source_status not in CLOSED_STATUSES
-    if not prev["known"]:
-        row.update(cycle=0, cycle_due_date=ev.due_date, last_step=0, last_step_at=None)
-    elif now_active and (settled(prev) or ev.due_date != prev["cycle_due_date"]):
-        row.update(cycle=prev["cycle"] + 1, cycle_due_date=ev.due_date, last_step=0, last_step_at=None)
+    _start_cycle(acct, ev.due_date, now_active)
     partial = (
-        prev["known"]
+        was_known
         and ev.change == "payment"
-        and 0 < ev.balance_minor < prev["balance_minor"]
+        and 0 < ev.balance_minor < acct.balance_minor
         and source_status not in CLOSED_STATUSES
     )
-    row.update(
-        known=True,
-        change=ev.change,
-        source=ev.source,
-        source_row=ev.source_row,
-        customer_name=ev.customer_name,
-        phone=ev.phone,
-        email=ev.email,
-        balance_minor=ev.balance_minor,
-        currency=ev.currency,
-        due_date=ev.due_date,
-        last_payment_date=ev.last_payment_date,
-        last_payment_minor=ev.last_payment_minor,
-        timezone=ev.timezone,
-        timezone_unknown=not tz_known,
-        country=ev.country,
-        region=ev.region,
-        sms_consent=ev.sms_consent,
-        email_consent=ev.email_consent,
-        source_status=source_status,
-        hold=hold,
-        status=effective_status(source_status, hold),
-        removed=removed,
-        content_hash=ev.content_hash,
-        as_of=ev.as_of,
-        last_event_at=ctx.now,
-        partial_payments=prev["partial_payments"] + (1 if partial else 0),
-    )
-    if prev["known"] and ev.phone != prev["phone"]:
-        row["sms_invalid"] = False
-    if prev["known"] and ev.email != prev["email"]:
-        row["email_invalid"] = False
-    if hold is None:
-        row["paused_until"] = None
-    out = []
     if partial:
-        out.append(decision(row, ctx, "updated", "payment.partial", f"balance now {ev.balance_minor}"))
-    return out
+        acct.partial_payments += 1
+    _copy_sheet_facts(acct, ev)
+    acct.source_status = source_status
+    acct.hold = hold
+    acct.status = effective_status(source_status, hold)
+    acct.removed = removed
+    acct.last_event_at = ctx.now
+    if hold is None:
+        acct.promise_hold_until = None
+    if partial:
+        return [
+            decision(acct.account_id, ctx, "updated", "payment.partial", f"balance now {ev.balance_minor}")
+        ]
+    return []
 
 
-def apply_reply(row: Row, ev: ReplyReceived, ctx: FoldContext) -> list[Row]:
-    row["last_event_at"] = ctx.now
+def _start_cycle(acct: Account, due_date: date | None, now_active: bool) -> None:
+    """A first sighting starts cycle 0; an account that becomes active again (after being settled) or gets a
+    new due date starts the next cycle from step 0. Reads the account as it was before the event."""
+    if not acct.known:
+        acct.cycle, acct.cycle_due_date, acct.last_step, acct.last_step_at = 0, due_date, 0, None
+    elif now_active and (acct.settled() or due_date != acct.cycle_due_date):
+        acct.cycle, acct.cycle_due_date, acct.last_step, acct.last_step_at = acct.cycle + 1, due_date, 0, None
+
+
+def _copy_sheet_facts(acct: Account, ev: AccountChanged) -> None:
+    """The facts the sheet (or a payment / override) states, as they are now."""
+    _, tz_known = zone_of(ev.timezone)
+    acct.known = True
+    acct.change = ev.change
+    acct.source = ev.source
+    acct.source_row = ev.source_row
+    acct.customer_name = ev.customer_name
+    acct.balance_minor = ev.balance_minor
+    acct.currency = ev.currency
+    acct.due_date = ev.due_date
+    acct.last_payment_date = ev.last_payment_date
+    acct.last_payment_minor = ev.last_payment_minor
+    acct.timezone = ev.timezone
+    acct.timezone_unknown = not tz_known
+    acct.country = ev.country
+    acct.region = ev.region
+    for channel, contact in ev.contact_points().items():
+        acct.set_contact(channel, contact.address, contact.consent)
+    acct.content_hash = ev.content_hash
+    acct.as_of = ev.as_of
+
+
+def apply_reply(acct: Account, ev: ReplyReceived, ctx: FoldContext) -> list[DecisionRow]:
+    acct.last_event_at = ctx.now
     rule = f"reply.{ev.intent.value}"
     if ev.intent is Intent.OPT_OUT:
-        row[f"{ev.channel.value}_opt_out"] = True
-        reason = f"{ev.channel.value} opt-out, effective immediately"
-    elif ev.intent is Intent.WRONG_NUMBER and ev.channel is Channel.SMS:
-        row["sms_invalid"] = True
+        acct.mark_opted_out(ev.channel)
+        reason = f"{ev.channel} opt-out, effective immediately"
+    elif ev.intent is Intent.WRONG_NUMBER and channels.kind_of(ev.channel) == "phone":
+        acct.mark_address_invalid(ev.channel)
         reason = "reported wrong number"
     elif ev.intent is Intent.DISPUTE:
-        row.update(hold="dispute", status=effective_status(row["source_status"], "dispute"))
+        acct.hold, acct.status = "dispute", effective_status(acct.source_status, "dispute")
         reason = "debt disputed: sequence paused"
-    elif ev.intent in (Intent.PROMISE_TO_PAY, Intent.PAID_CLAIM) and row["hold"] == "dispute":
+    elif ev.intent in (Intent.PROMISE_TO_PAY, Intent.PAID_CLAIM) and acct.hold == "dispute":
         # a dispute is only lifted by a person (`resume_dunning`); a promise must not end it early
-        row["promise_amount_minor"] = ev.promise_amount_minor
+        acct.promise_amount_minor = ev.promise_amount_minor
         reason = "promise noted; the dispute hold stays until a person resolves it"
     elif ev.intent in (Intent.PROMISE_TO_PAY, Intent.PAID_CLAIM):
         until = ev.promise_date or (
-            local_date(ctx.now, row["timezone"]) + timedelta(days=ctx.paid_claim_pause_days)
+            local_date(ctx.now, acct.timezone) + timedelta(days=ctx.paid_claim_pause_days)
         )
-        row.update(
-            hold="promise",
-            status=effective_status(row["source_status"], "promise"),
-            paused_until=until,
-            promise_amount_minor=ev.promise_amount_minor,
-        )
+        hold_for_promise(acct, until, ev.promise_amount_minor)
         reason = f"sequence paused until {until.isoformat()}"
     else:
         return []
-    return [decision(row, ctx, "updated", rule, reason)]
+    return [decision(acct.account_id, ctx, "updated", rule, reason)]
 
 
-def apply_message_sent(row: Row, ev: MessageSent, ctx: FoldContext) -> list[Row]:
+def hold_for_promise(acct: Account, until: date, amount_minor: int | None) -> None:
+    """Reminders wait until the day after `until` (a promise in a reply, or one a person took)."""
+    acct.hold = "promise"
+    acct.status = effective_status(acct.source_status, "promise")
+    acct.promise_hold_until = until
+    acct.promise_amount_minor = amount_minor
+
+
+def apply_message_sent(acct: Account, ev: MessageSent, ctx: FoldContext) -> list[DecisionRow]:
     if ev.status is not DeliveryStatus.FAILED or not ev.permanent:
         return []
-    row[f"{ev.channel.value}_invalid"] = True
-    row["last_event_at"] = ctx.now
+    acct.mark_address_invalid(ev.channel)
+    acct.last_event_at = ctx.now
     return [
         decision(
-            row,
+            acct.account_id,
             ctx,
             "updated",
-            f"invalid_address.{ev.channel.value}",
+            f"invalid_address.{ev.channel}",
             (ev.reason or "permanent delivery failure")[:200],
-            channel=ev.channel.value,
+            channel=ev.channel,
             notice_id=ev.notice_id,
         )
     ]
-
-
-def promise_resume_at(row: Mapping[str, Any]) -> datetime | None:
-    """First instant after a promise's date (local midnight of the next day), if a promise is active."""
-    if row["hold"] == "promise" and row["paused_until"] is not None:
-        return local_midnight(row["paused_until"] + timedelta(days=1), row["timezone"])
-    return None
-
-
-def paused_until(row: Mapping[str, Any]) -> datetime | None:
-    """End of a person's timed pause still in force (None: no timed pause). An indefinite pause is a stop
-    condition instead (`manual_pause`, see policy.planner.stop_reason)."""
-    if row["paused_by"] is not None and row["pause_until"] is not None:
-        return row["pause_until"]  # type: ignore[no-any-return]
-    return None
-
-
-def preferred_channels(row: Row) -> list[Channel]:
-    """Channels in the order a person set (`set_channel_preference`); empty = the policy step's own."""
-    return [Channel(c) for c in (row["channel_preference"] or "").split(",") if c]
-
-
-def send_now_of(row: Row, step: int | None = None, cycle: int | None = None) -> dict[str, Any] | None:
-    """The pending `send_now` override of the account's current cycle (optionally: for that step), if any."""
-    so = row["send_now"]
-    if not so or so["cycle"] != row["cycle"] or so["step"] <= row["last_step"]:
-        return None
-    if step is not None and (so["step"], so["cycle"]) != (step, cycle):
-        return None
-    return so  # type: ignore[no-any-return]

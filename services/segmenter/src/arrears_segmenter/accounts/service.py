@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
+from arrears_shared import channels
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import bulk
 from ..aging import aging_bucket, days_past_due
 from ..deps import Deps
-from ..policy import store
+from ..schedule import store
 from ..timers.models import timers
 from ..timers.planning import sync_timers
-from .handlers import load_locked, save
-from .models import (
-    AccountView,
-    DecisionView,
-    FlagsUpdate,
-    TimerView,
-    accounts,
-    decisions,
-    mask_email,
-    mask_phone,
-)
+from .account import Account
+from .models import AccountView, ChannelView, DecisionView, FlagsUpdate, TimerView, decisions, mask_address
 from .projection import decision, refresh_segment
+from .store import load, load_locked, save
+
+FLAGS = ("complex", "do_not_contact", "risk_override")
 
 
 async def set_flags(
@@ -32,32 +29,24 @@ async def set_flags(
 ) -> bool:
     """Apply an operator's flag change, log it, and re-plan at once (DNC cancels, clearing it re-arms).
     `actor` is the authenticated principal's name."""
-    rows = await load_locked(conn, [account_id])
-    row = rows.get(account_id)
-    if row is None:
+    acct = (await load_locked(conn, [account_id])).get(account_id)
+    if acct is None:
         return False
     ctx = deps.fold_context(now)
     changes = []
-    for name in ("complex", "do_not_contact", "risk_override"):
+    for name in FLAGS:
         v = getattr(body, name)
-        if v is not None and row[name] != v:
-            changes.append(f"{name} {row[name]} -> {v}")
-            row[name] = v
-    if body.clear_risk_override and row["risk_override"] is not None:
-        changes.append(f"risk_override {row['risk_override']} -> None")
-        row["risk_override"] = None
-    refresh_segment(row, ctx)
-    await save(conn, [row])
-    out = [
-        decision(
-            row,
-            ctx,
-            "updated",
-            "override.flags",
-            f"{actor}: {', '.join(changes) or 'no change'}" + (f" ({body.reason})" if body.reason else ""),
-        )
-    ]
-    out += await sync_timers(conn, [row], await store.active(conn, deps.policy), now)
+        if v is not None and getattr(acct, name) != v:
+            changes.append(f"{name} {getattr(acct, name)} -> {v}")
+            setattr(acct, name, v)
+    if body.clear_risk_override and acct.risk_override is not None:
+        changes.append(f"risk_override {acct.risk_override} -> None")
+        acct.risk_override = None
+    refresh_segment(acct, ctx)
+    await save(conn, [acct])
+    note = f"{actor}: {', '.join(changes) or 'no change'}" + (f" ({body.reason})" if body.reason else "")
+    out = [decision(account_id, ctx, "updated", "override.flags", note)]
+    out += await sync_timers(conn, [acct], await store.active(conn, deps.policy), now)
     await bulk.insert(conn, decisions, out)
     return True
 
@@ -65,60 +54,77 @@ async def set_flags(
 async def account_view(
     conn: AsyncConnection, account_id: str, deps: Deps, now: datetime
 ) -> AccountView | None:
-    row = (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).first()
-    if row is None:
+    acct = await load(conn, account_id)
+    if acct is None:
         return None
-    dpd = days_past_due(row.due_date, now, row.timezone) if row.due_date else 0
     trows = (
         await conn.execute(
             select(timers).where(timers.c.account_id == account_id).order_by(timers.c.cycle, timers.c.step)
         )
     ).all()
+    return _view(acct, trows, deps, now)
+
+
+def _channel_views(acct: Account) -> list[ChannelView]:
+    """The account's channels in registry order (a channel no longer installed last, by name)."""
+    order = {name: i for i, name in enumerate(channels.names())}
+    out = []
+    for name in sorted(acct.channels, key=lambda n: (order.get(n, len(order)), n)):
+        s = acct.channels[name]
+        spec = channels.registered().get(name)
+        out.append(
+            ChannelView(
+                channel=name,
+                label=spec.label if spec else name,
+                address_masked=mask_address(spec.address_kind if spec else "phone", s.address),
+                consent=s.consent,
+                opted_out=s.opted_out,
+                invalid=s.invalid,
+                stopped=s.stopped,
+            )
+        )
+    return out
+
+
+def _view(acct: Account, trows: Sequence[Any], deps: Deps, now: datetime) -> AccountView:
+    """The API view: contact details masked, days past due and bucket as of `now`, every timer."""
+    dpd = days_past_due(acct.due_date, now, acct.timezone) if acct.due_date else 0
     return AccountView(
-        account_id=row.account_id,
-        known=row.known,
-        customer_name=row.customer_name,
-        phone_masked=mask_phone(row.phone),
-        email_masked=mask_email(row.email),
-        balance_minor=row.balance_minor,
-        currency=row.currency,
-        due_date=row.due_date,
-        timezone=row.timezone,
-        timezone_unknown=row.timezone_unknown,
-        country=row.country,
-        region=row.region,
-        status=row.status,
-        hold=row.hold,
-        removed=row.removed,
-        sms_consent=row.sms_consent,
-        email_consent=row.email_consent,
-        sms_opt_out=row.sms_opt_out,
-        email_opt_out=row.email_opt_out,
-        do_not_contact=row.do_not_contact,
-        sms_invalid=row.sms_invalid,
-        email_invalid=row.email_invalid,
-        paused_until=row.paused_until,
-        cycle=row.cycle,
-        last_step=row.last_step,
-        last_step_at=row.last_step_at,
+        account_id=acct.account_id,
+        known=acct.known,
+        customer_name=acct.customer_name,
+        balance_minor=acct.balance_minor,
+        currency=acct.currency,
+        due_date=acct.due_date,
+        timezone=acct.timezone,
+        timezone_unknown=acct.timezone_unknown,
+        country=acct.country,
+        region=acct.region,
+        status=acct.status,
+        hold=acct.hold,
+        removed=acct.removed,
+        do_not_contact=acct.do_not_contact,
+        channels=_channel_views(acct),
+        promise_hold_until=acct.promise_hold_until,
+        cycle=acct.cycle,
+        last_step=acct.last_step,
+        last_step_at=acct.last_step_at,
         days_past_due=dpd,
         aging_bucket=aging_bucket(dpd, deps.boundaries).value,
-        first_seen_at=row.first_seen_at,
-        last_event_at=row.last_event_at,
-        complex=row.complex,
-        risk_score=row.risk_score,
-        risk_override=row.risk_override,
-        partial_payments=row.partial_payments,
-        broken_promises=row.broken_promises,
-        balance_band=row.balance_band,
-        history=row.history,
-        segment=row.segment,
-        paused_by=row.paused_by,
-        pause_until=row.pause_until,
-        channel_preference=[c for c in (row.channel_preference or "").split(",") if c],
-        sms_do_not_contact=row.sms_do_not_contact,
-        email_do_not_contact=row.email_do_not_contact,
-        send_now_step=(row.send_now or {}).get("step"),
+        first_seen_at=acct.first_seen_at,
+        last_event_at=acct.last_event_at,
+        complex=acct.complex,
+        risk_score=acct.risk_score,
+        risk_override=acct.risk_override,
+        partial_payments=acct.partial_payments,
+        broken_promises=acct.broken_promises,
+        balance_band=acct.balance_band,
+        history=acct.history,
+        segment=acct.segment,
+        paused_by=acct.paused_by,
+        manual_pause_until=acct.manual_pause_until,
+        channel_preference=[c for c in (acct.channel_preference or "").split(",") if c],
+        send_now_step=acct.send_now["step"] if acct.send_now else None,
         timers=[
             TimerView(
                 step=t.step,

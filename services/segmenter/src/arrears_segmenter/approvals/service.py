@@ -9,11 +9,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import bulk
-from ..accounts.handlers import load_locked, save
 from ..accounts.models import accounts, decisions
 from ..accounts.projection import decision
+from ..accounts.store import load_locked, save
 from ..deps import Deps
-from ..policy import store
+from ..schedule import store
 from ..timers.models import timers
 from ..timers.planning import sync_timers
 
@@ -79,13 +79,11 @@ async def decide(
     """Approve (the step goes through the compliance gate at the next tick) or reject (the step is skipped
     and the next one planned). `actor` is the authenticated principal (or the override event's actor).
     False if no such held step."""
-    rows = await load_locked(conn, [account_id])
-    row = rows.get(account_id)
+    acct = (await load_locked(conn, [account_id])).get(account_id)
     key = (timers.c.account_id == account_id, timers.c.step == v.step, timers.c.cycle == v.cycle)
-    if row is None:
+    if acct is None:
         return False
     ctx = deps.fold_context(now)
-    kw = {"step": v.step, "cycle": v.cycle}
     note = actor + (f": {v.note}" if v.note else "")
     if approve:
         res = await conn.execute(
@@ -96,7 +94,8 @@ async def decide(
         )
         if res.first() is None:
             return False
-        await bulk.insert(conn, decisions, [decision(row, ctx, "approved", "approval.granted", note, **kw)])
+        granted = decision(account_id, ctx, "approved", "approval.granted", note, step=v.step, cycle=v.cycle)
+        await bulk.insert(conn, decisions, [granted])
         return True
     res = await conn.execute(
         update(timers)
@@ -112,9 +111,9 @@ async def decide(
     )
     if res.first() is None:
         return False
-    row.update(last_step=v.step, last_step_at=now)
-    await save(conn, [row])
-    out = [decision(row, ctx, "rejected", "approval.rejected", note, **kw)]
-    out += await sync_timers(conn, [row], await store.active(conn, deps.policy), now)
+    acct.last_step, acct.last_step_at = v.step, now
+    await save(conn, [acct])
+    out = [decision(account_id, ctx, "rejected", "approval.rejected", note, step=v.step, cycle=v.cycle)]
+    out += await sync_timers(conn, [acct], await store.active(conn, deps.policy), now)
     await bulk.insert(conn, decisions, out)
     return True

@@ -3,10 +3,9 @@ cancelled. Every notice carries the id of the active campaign that targets its a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from arrears_shared.events import AgingBucket
 from arrears_shared.money import RateTable, note_unpriced
@@ -14,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Column, DateTime, Integer, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
+from ..accounts.account import Account
 from ..accounts.models import metadata
 
 campaigns = Table(
@@ -83,13 +83,11 @@ class Criteria(BaseModel):
             raise ValueError("min_days_past_due must not exceed max_days_past_due")
         return self
 
-    def matches(
-        self, acct: Mapping[str, Any], dpd: int, bucket: str, risk_band: str, rates: RateTable
-    ) -> bool:
+    def matches(self, acct: Account, dpd: int, bucket: str, risk_band: str, rates: RateTable) -> bool:
         if self.min_balance_minor is not None or self.max_balance_minor is not None:
-            bal = rates.to_reporting_minor(acct["balance_minor"], acct["currency"])
+            bal = rates.to_reporting_minor(acct.balance_minor, acct.currency)
             if bal is None:
-                note_unpriced(acct["currency"], "segmenter.campaign")
+                note_unpriced(acct.currency, "segmenter.campaign")
                 return False
             if (self.min_balance_minor is not None and bal < self.min_balance_minor) or (
                 self.max_balance_minor is not None and bal > self.max_balance_minor
@@ -97,12 +95,11 @@ class Criteria(BaseModel):
                 return False
         return not (
             (self.aging_buckets is not None and bucket not in {b.value for b in self.aging_buckets})
-            or (self.aging_buckets is not None and bucket not in {b.value for b in self.aging_buckets})
             or (self.min_days_past_due is not None and dpd < self.min_days_past_due)
             or (self.max_days_past_due is not None and dpd > self.max_days_past_due)
             or (self.risk_bands is not None and risk_band not in self.risk_bands)
-            or (self.histories is not None and acct["history"] not in self.histories)
-            or (self.countries is not None and (acct["country"] or "").upper() not in self.countries)
+            or (self.histories is not None and acct.history not in self.histories)
+            or (self.countries is not None and (acct.country or "").upper() not in self.countries)
         )
 
 
@@ -126,6 +123,21 @@ class Campaign(CampaignIn):
     )
     pause_until: datetime | None = Field(None, description="End of the pause (None = until resumed)")
     pause_reason: str | None = None
+
+
+def pick_campaign(
+    active: Sequence[Campaign],
+    acct: Account,
+    dpd: int,
+    bucket: str,
+    risk_band: str,
+    rates: RateTable,
+) -> Campaign | None:
+    """The targeting active campaign with the highest priority (then oldest, then id); `active` is sorted."""
+    for c in active:
+        if c.criteria.matches(acct, dpd, bucket, risk_band, rates):
+            return c
+    return None
 
 
 class Transition(BaseModel):

@@ -1,12 +1,11 @@
-"""Campaign store and matching (plain functions over a connection)."""
+"""Campaign store (plain functions over a connection); which campaign targets an account is
+`models.pick_campaign`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from arrears_shared.money import RateTable
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -90,21 +89,6 @@ async def transition(conn: AsyncConnection, campaign_id: str, to: CampaignStatus
     c = await get(conn, campaign_id)
     assert c is not None
     return c
-
-
-def pick(
-    active: Sequence[Campaign],
-    acct: Mapping[str, Any],
-    dpd: int,
-    bucket: str,
-    risk_band: str,
-    rates: RateTable,
-) -> str | None:
-    """The targeting active campaign with the highest priority (then oldest, then id); `active` is sorted."""
-    for c in active:
-        if c.criteria.matches(acct, dpd, bucket, risk_band, rates):
-            return c.campaign_id
-    return None
 
 
 async def set_pause(

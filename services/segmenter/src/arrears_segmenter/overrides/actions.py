@@ -1,19 +1,19 @@
-"""What each manual override does to one account row (pure): change the row and say what changed, or
-refuse with a reason a person can act on. The service writes the row, re-plans and logs the decision."""
+"""What each manual override does to one account (pure): change the account and say what changed, or
+refuse with a reason a person can act on. The service writes the account, re-plans and logs the decision."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from arrears_shared.events import OverrideRequested
 
-from ..accounts.projection import Row, effective_status
+from ..accounts.account import Account, SendNow
+from ..accounts.projection import effective_status, hold_for_promise
 from ..aging import local_date
-from ..policy.models import Policy
-from ..policy.planner import next_plan, stop_reason
+from ..schedule.models import Policy
+from ..schedule.planner import next_plan, stop_reason
 
 SUPERVISORS = ("supervisor", "admin", "system")
 
@@ -36,157 +36,148 @@ def _until(ev: OverrideRequested, now: datetime) -> datetime | None:
     return ev.until
 
 
-def pause(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def pause(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
     until = _until(ev, now)
-    row.update(paused_by=ev.actor, pause_until=until, pause_reason=ev.reason or None)
+    acct.paused_by, acct.manual_pause_until, acct.pause_reason = ev.actor, until, ev.reason or None
     return Applied("updated", f"paused until {until.isoformat()}" if until else "paused until resumed")
 
 
-def snooze(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def snooze(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
     if ev.until is None:
         raise Rejected("snooze needs `until`")
-    return pause(row, ev, policy, now)
+    return pause(acct, ev, policy, now)
 
 
-def resume(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def resume(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
     """Ends the holds a person decides on: a pause or snooze, and a dispute. A promise to pay is left to
     run to its date (or to `resume_dunning`)."""
     ended = []
-    if row["paused_by"] is not None:
-        ended.append(f"pause by {row['paused_by']}")
-        row.update(paused_by=None, pause_until=None, pause_reason=None)
-    if row["hold"] == "dispute":
+    if acct.paused_by is not None:
+        ended.append(f"pause by {acct.paused_by}")
+        acct.end_manual_pause()
+    if acct.hold == "dispute":
         ended.append("dispute hold")
-        row.update(hold=None, status=effective_status(row["source_status"], None))
+        acct.hold, acct.status = None, effective_status(acct.source_status, None)
     if not ended:
         return Applied("ignored", "nothing to resume: no pause or dispute hold")
     return Applied("updated", "resumed: ended " + " and ".join(ended))
 
 
-def _step(row: Row, ev: OverrideRequested, policy: Policy, now: datetime, *, zero_is_next: bool) -> int:
+def _step(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, *, zero_is_next: bool) -> int:
     step = ev.step
     if step is None or (step == 0 and zero_is_next):
-        nxt = next_plan(row, policy, now)
+        nxt = next_plan(acct, policy, now)
         if step is None and not zero_is_next:
             raise Rejected(f"{ev.action} needs `step`")
         if nxt is None:
-            raise Rejected(f"the sequence of cycle {row['cycle']} is complete: no next step")
+            raise Rejected(f"the sequence of cycle {acct.cycle} is complete: no next step")
         step = nxt.step
     if not 1 <= step <= policy.last_step:
         raise Rejected(
             f"step {step} out of range: policy {policy.id} v{policy.version} has 1..{policy.last_step}"
         )
-    if step <= row["last_step"]:
-        raise Rejected(f"step {step} of cycle {row['cycle']} is already done (last step {row['last_step']})")
+    if step <= acct.last_step:
+        raise Rejected(f"step {step} of cycle {acct.cycle} is already done (last step {acct.last_step})")
     return step
 
 
-def skip_step(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
-    step = _step(row, ev, policy, now, zero_is_next=False)
-    nxt = next_plan(row, policy, now)
+def skip_step(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    step = _step(acct, ev, policy, now, zero_is_next=False)
+    nxt = next_plan(acct, policy, now)
     if nxt is not None and nxt.step != step:
         raise Rejected(f"step {step} is not the next step (next: {nxt.step}); skip steps in order")
-    row.update(last_step=step, last_step_at=now)
-    if row["send_now"] and row["send_now"]["step"] <= step:
-        row["send_now"] = None
-    return Applied("updated", f"step {step} of cycle {row['cycle']} skipped", step=step, skipped=True)
+    acct.last_step, acct.last_step_at = step, now
+    if acct.send_now and acct.send_now["step"] <= step:
+        acct.send_now = None
+    return Applied("updated", f"step {step} of cycle {acct.cycle} skipped", step=step, skipped=True)
 
 
-def send_now(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
-    step = _step(row, ev, policy, now, zero_is_next=True)
-    why = stop_reason(row, policy)
+def send_now(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    step = _step(acct, ev, policy, now, zero_is_next=True)
+    why = stop_reason(acct, policy)
     if why is not None:
         raise Rejected(f"dunning is stopped ({why}); nothing can be sent")
     if ev.gate_override and (ev.role not in SUPERVISORS or not ev.reason.strip()):
         raise Rejected("a compliance gate override needs a supervisor and a reason")
-    row["send_now"] = {
-        "step": step,
-        "cycle": row["cycle"],
-        "at": now.isoformat(),
-        "actor": ev.actor,
-        "reason": ev.reason,
-        "gate_override": ev.gate_override,
-        "approved": ev.role in SUPERVISORS,  # a supervisor's send-now is also the step's approval
-    }
+    acct.send_now = SendNow(
+        step=step,
+        cycle=acct.cycle,
+        at=now.isoformat(),
+        actor=ev.actor,
+        reason=ev.reason,
+        gate_override=ev.gate_override,
+        approved=ev.role in SUPERVISORS,  # a supervisor's send-now is also the step's approval
+    )
     gate = (
         "compliance gate overridden (opt-out and do-not-contact still apply)"
         if ev.gate_override
         else "through the compliance gate"
     )
-    return Applied("updated", f"step {step} of cycle {row['cycle']} due now, {gate}", step=step)
+    return Applied("updated", f"step {step} of cycle {acct.cycle} due now, {gate}", step=step)
 
 
-def set_channel_preference(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
-    order = list(dict.fromkeys(c.value for c in ev.channels))
-    row["channel_preference"] = ",".join(order) or None
+def set_channel_preference(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    order = list(dict.fromkeys(str(c) for c in ev.channels))
+    acct.channel_preference = ",".join(order) or None
     return Applied(
         "updated", f"channels from now on: {', '.join(order)}" if order else "channel preference cleared"
     )
 
 
-def mark_dispute(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
-    if row["hold"] == "dispute":
+def mark_dispute(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    if acct.hold == "dispute":
         return Applied("ignored", "already held as disputed")
-    row.update(hold="dispute", status=effective_status(row["source_status"], "dispute"))
+    acct.hold, acct.status = "dispute", effective_status(acct.source_status, "dispute")
     return Applied("updated", "held as disputed")
 
 
-def do_not_contact(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def do_not_contact(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
     if not ev.channels:
-        row["do_not_contact"] = True
+        acct.do_not_contact = True
         return Applied("updated", "do-not-contact on every channel")
-    names = sorted({c.value for c in ev.channels})
-    for c in names:
-        row[f"{c}_do_not_contact"] = True
+    for c in ev.channels:
+        acct.stop_channel(c)
+    names = sorted({str(c) for c in ev.channels})
     return Applied("updated", f"do-not-contact on {', '.join(names)}")
 
 
-def resume_dunning(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def resume_dunning(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
     """A broken promise: end the promise hold and make the next step due now (the gate still applies)."""
-    if row["hold"] != "promise":
+    if acct.hold != "promise":
         return Applied("ignored", "no promise hold in force (already resumed, superseded or never made)")
-    row.update(
-        hold=None,
-        status=effective_status(row["source_status"], None),
-        paused_until=None,
-        promise_amount_minor=None,
-        broken_promises=row["broken_promises"] + 1,
-    )
-    nxt = next_plan(row, policy, now)
+    acct.hold, acct.status = None, effective_status(acct.source_status, None)
+    acct.promise_hold_until = acct.promise_amount_minor = None
+    acct.broken_promises += 1
+    nxt = next_plan(acct, policy, now)
     if nxt is None:
         return Applied("updated", "promise hold cleared; the sequence is complete")
-    row["send_now"] = {
-        "step": nxt.step,
-        "cycle": row["cycle"],
-        "at": now.isoformat(),
-        "actor": ev.actor,
-        "reason": ev.reason,
-        "gate_override": False,
-        "approved": False,
-    }
+    acct.send_now = SendNow(
+        step=nxt.step,
+        cycle=acct.cycle,
+        at=now.isoformat(),
+        actor=ev.actor,
+        reason=ev.reason,
+        gate_override=False,
+        approved=False,
+    )
     return Applied("updated", f"promise broken: hold cleared, step {nxt.step} due now", step=nxt.step)
 
 
-def record_promise(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def record_promise(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
     """A promise a person took: the same hold as a promise in a reply (until the promised day, in the
     debtor's zone), and a dispute hold is never lifted by it."""
     if ev.promise_date is None:
         raise Rejected("record_promise needs `promise_date`")
-    if ev.promise_date < local_date(now, row["timezone"]):
+    if ev.promise_date < local_date(now, acct.timezone):
         raise Rejected(f"the promised day {ev.promise_date.isoformat()} is already past")
-    if row["hold"] == "dispute":
-        row["promise_amount_minor"] = ev.promise_amount_minor
+    if acct.hold == "dispute":
+        acct.promise_amount_minor = ev.promise_amount_minor
         return Applied("updated", "promise noted; the dispute hold stays until a person resolves it")
-    row.update(
-        hold="promise",
-        status=effective_status(row["source_status"], "promise"),
-        paused_until=ev.promise_date,
-        promise_amount_minor=ev.promise_amount_minor,
-    )
+    hold_for_promise(acct, ev.promise_date, ev.promise_amount_minor)
     return Applied("updated", f"promise to pay by {ev.promise_date.isoformat()}: sequence paused until then")
 
 
-ACTIONS: dict[str, Callable[[Row, OverrideRequested, Policy, datetime], Applied]] = {
+ACTIONS: dict[str, Callable[[Account, OverrideRequested, Policy, datetime], Applied]] = {
     "pause": pause,
     "snooze": snooze,
     "resume": resume,
@@ -200,9 +191,9 @@ ACTIONS: dict[str, Callable[[Row, OverrideRequested, Policy, datetime], Applied]
 }
 
 
-def apply(row: Row, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
-    """Apply one account override to `row` (unchanged when Rejected is raised)."""
-    action: Any = ACTIONS.get(ev.action)
+def apply(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    """Apply one account override to `acct` (unchanged when Rejected is raised)."""
+    action = ACTIONS.get(ev.action)
     if action is None:
         raise Rejected(f"{ev.action} is not an account override here")
-    return action(row, ev, policy, now)  # type: ignore[no-any-return]
+    return action(acct, ev, policy, now)

@@ -15,13 +15,14 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import bulk
-from ..accounts.handlers import load_locked, save
+from ..accounts.account import Account
 from ..accounts.models import decisions
-from ..accounts.projection import FoldContext, Row, decision, refresh_segment
+from ..accounts.projection import DecisionRow, FoldContext, decision, refresh_segment
+from ..accounts.store import load_locked, save
 from ..approvals.service import Verdict, decide
 from ..campaigns import service as campaigns
 from ..deps import Deps
-from ..policy import store
+from ..schedule import store
 from ..timers.models import timers
 from ..timers.planning import sync_timers
 from .actions import SUPERVISORS, Applied, Rejected, apply
@@ -34,8 +35,10 @@ def _note(ev: OverrideRequested, summary: str) -> str:
     return f"{ev.actor}: {summary}" + (f" ({ev.reason})" if ev.reason else "")
 
 
-def _log(key: str, ev: OverrideRequested, ctx: FoldContext, outcome: str, summary: str, **kw: Any) -> Row:
-    return decision({"account_id": key}, ctx, outcome, f"override.{ev.action}", _note(ev, summary), **kw)
+def _log(
+    key: str, ev: OverrideRequested, ctx: FoldContext, outcome: str, summary: str, **kw: Any
+) -> DecisionRow:
+    return decision(key, ctx, outcome, f"override.{ev.action}", _note(ev, summary), **kw)
 
 
 async def apply_override(conn: AsyncConnection, ev: OverrideRequested, deps: Deps, now: datetime) -> None:
@@ -47,43 +50,43 @@ async def apply_override(conn: AsyncConnection, ev: OverrideRequested, deps: Dep
     await bulk.insert(conn, decisions, out)
 
 
-async def _account(conn: AsyncConnection, ev: OverrideRequested, deps: Deps, ctx: FoldContext) -> list[Row]:
+async def _account(
+    conn: AsyncConnection, ev: OverrideRequested, deps: Deps, ctx: FoldContext
+) -> list[DecisionRow]:
     now, aid = ctx.now, ev.account_id
-    row = (await load_locked(conn, [aid])).get(aid)
-    if row is None or not row["known"]:
+    acct = (await load_locked(conn, [aid])).get(aid)
+    if acct is None or not acct.known:
         return [_log(aid, ev, ctx, "rejected", "unknown account")]
-    kw = {"cycle": row["cycle"], "step": ev.step}
     if ev.action == "approve_step":
-        return await _approve(conn, row, ev, deps, ctx)
+        return await _approve(conn, acct, ev, deps, ctx)
     policy = await store.active(conn, deps.policy)
     try:
-        applied: Applied = apply(row, ev, policy, now)
+        applied: Applied = apply(acct, ev, policy, now)
     except Rejected as e:
-        return [_log(aid, ev, ctx, "rejected", str(e), **kw)]
-    refresh_segment(row, ctx)
-    await save(conn, [row])
+        return [_log(aid, ev, ctx, "rejected", str(e), cycle=acct.cycle, step=ev.step)]
+    refresh_segment(acct, ctx)
+    await save(conn, [acct])
     if applied.skipped:
-        await _mark_skipped(conn, aid, applied.step, row["cycle"], ev, now)
-    out = [_log(aid, ev, ctx, applied.outcome, applied.summary, cycle=row["cycle"], step=applied.step)]
+        await _mark_skipped(conn, aid, applied.step, acct.cycle, ev, now)
+    out = [_log(aid, ev, ctx, applied.outcome, applied.summary, cycle=acct.cycle, step=applied.step)]
     # a person's decision replaces any deferral the old plan had (the gate decides again when it fires)
-    return out + await sync_timers(conn, [row], policy, now, keep_deferrals=False)
+    return out + await sync_timers(conn, [acct], policy, now, keep_deferrals=False)
 
 
 async def _approve(
-    conn: AsyncConnection, row: Row, ev: OverrideRequested, deps: Deps, ctx: FoldContext
-) -> list[Row]:
+    conn: AsyncConnection, acct: Account, ev: OverrideRequested, deps: Deps, ctx: FoldContext
+) -> list[DecisionRow]:
     """Release a step held for approval: the approval gate's own code (it logs `approved`)."""
-    kw = {"cycle": row["cycle"], "step": ev.step}
+    aid, cycle = acct.account_id, acct.cycle
     if ev.step is None:
-        return [_log(row["account_id"], ev, ctx, "rejected", "approve_step needs `step`", **kw)]
+        return [_log(aid, ev, ctx, "rejected", "approve_step needs `step`", cycle=cycle, step=ev.step)]
     if ev.role not in SUPERVISORS:
-        return [
-            _log(row["account_id"], ev, ctx, "rejected", "approving a held step needs a supervisor", **kw)
-        ]
-    verdict = Verdict(step=ev.step, cycle=row["cycle"], note=ev.reason)
-    if not await decide(conn, row["account_id"], verdict, True, deps, ctx.now, ev.actor):
-        why = f"no step {ev.step} of cycle {row['cycle']} is held for approval"
-        return [_log(row["account_id"], ev, ctx, "rejected", why, **kw)]
+        why = "approving a held step needs a supervisor"
+        return [_log(aid, ev, ctx, "rejected", why, cycle=cycle, step=ev.step)]
+    verdict = Verdict(step=ev.step, cycle=cycle, note=ev.reason)
+    if not await decide(conn, aid, verdict, True, deps, ctx.now, ev.actor):
+        why = f"no step {ev.step} of cycle {cycle} is held for approval"
+        return [_log(aid, ev, ctx, "rejected", why, cycle=cycle, step=ev.step)]
     return []
 
 
@@ -116,7 +119,7 @@ async def _mark_skipped(
     )
 
 
-async def _campaign(conn: AsyncConnection, ev: OverrideRequested, ctx: FoldContext) -> Row:
+async def _campaign(conn: AsyncConnection, ev: OverrideRequested, ctx: FoldContext) -> DecisionRow:
     """Pause, snooze or resume a whole campaign: its accounts' steps wait when they fall due (decision
     `deferred`, rule `override.campaign_pause`, on each account) and are woken at once on resume."""
     key, now = ev.account_id, ctx.now

@@ -1,5 +1,16 @@
 """What happens when one due timer fires (pure): stop, pause, hold for approval, or put each channel
-through the compliance gate and emit, defer or suppress. The caller writes the outcome set-based."""
+through the compliance gate and emit, defer or suppress. The caller writes the outcome set-based.
+
+`fire` runs the steps in order and stops at the first that settles the timer:
+  1. `_stop_reason`        the account may not be dunned at all, or the timer is stale -> cancelled
+  2. `_promise_pause`      a promise's day has not passed -> deferred (a passed one counts a broken promise)
+  3. `_manual_pause`       a person's timed pause is on -> deferred (an ended one is cleared)
+  4. `_approval_rule`      a high-balance or complex account waits for a person -> held
+  5. `_campaign_pause`     the account's campaign is paused -> deferred
+  6. `_gate_channels`      each channel through the compliance gate: allowed, deferred or suppressed
+  7. `_emit`               a notice per allowed channel
+  8. `_finish_step`        deferred to the gate's earliest time, or done (fired / suppressed)
+"""
 
 from __future__ import annotations
 
@@ -10,22 +21,13 @@ from typing import Any
 
 from arrears_shared import compliance
 from arrears_shared.compliance import RuleSet
-from arrears_shared.events import Channel, NoticeDue, Tier
+from arrears_shared.events import NoticeDue, Tier
 
-from ..accounts.projection import (
-    FoldContext,
-    Row,
-    decision,
-    paused_until,
-    preferred_channels,
-    promise_resume_at,
-    refresh_segment,
-    send_now_of,
-)
-from ..campaigns.models import Campaign
-from ..campaigns.service import pick
-from ..policy.models import Policy, StopCondition
-from ..policy.planner import stop_reason
+from ..accounts.account import Account, SendNow
+from ..accounts.projection import DecisionRow, FoldContext, decision, refresh_segment
+from ..campaigns.models import Campaign, pick_campaign
+from ..schedule.models import Policy, PolicyStep, StopCondition
+from ..schedule.planner import stop_reason
 from ..segments import risk_band
 
 PRIORITY = {Tier.REMINDER: 10, Tier.FIRM: 20, Tier.FINAL: 30}
@@ -34,9 +36,25 @@ CAMPAIGN_PAUSE_RECHECK = timedelta(days=1)  # an open-ended campaign pause is lo
 # a supervisor's gate override lifts time and frequency rules, never a stop the debtor or the law asked for
 NEVER_OVERRIDDEN = ("do_not_contact", "opt_out")
 
+NoticeRow = dict[str, Any]  # a row of segmenter.notices
+
 
 def notice_id(account_id: str, policy_id: str, version: int, step: int, cycle: int, channel: str) -> str:
     return f"{account_id}:{policy_id}:v{version}:s{step}:c{cycle}:{channel}"
+
+
+@dataclass(slots=True)
+class DueTimer:
+    """The columns of a due timer that firing reads (the due-query selects them in this order)."""
+
+    id: int
+    step: int
+    cycle: int
+    attempts: int
+    due_at: datetime
+    policy_id: str | None
+    policy_version: int | None
+    approved_by: str | None
 
 
 @dataclass
@@ -51,134 +69,255 @@ class Sent:
 
 @dataclass
 class Fired:
-    timer: Row  # id + changed columns
-    decisions: list[Row] = field(default_factory=list)
-    notices: list[tuple[Row, NoticeDue]] = field(default_factory=list)
+    """The outcome of one timer: its new state, the decisions to log and the notices to emit."""
+
+    timer: DueTimer
+    account_id: str
+    ctx: FoldContext
+    state: str = "pending"
+    due_at: datetime | None = None  # None: unchanged
+    attempts: int | None = None  # None: unchanged
+    reason: str | None = None
+    decisions: list[DecisionRow] = field(default_factory=list)
+    notices: list[tuple[NoticeRow, NoticeDue]] = field(default_factory=list)
     step_done: bool = False  # account row updated (last_step ...): plan the next step
 
+    def log(self, outcome: str, rule_id: str, reason: str = "", **kw: Any) -> None:
+        """A decision about this timer's step."""
+        self.decisions.append(
+            decision(
+                self.account_id,
+                self.ctx,
+                outcome,
+                rule_id,
+                reason,
+                step=self.timer.step,
+                cycle=self.timer.cycle,
+                **kw,
+            )
+        )
 
-def channel_block(acct: Row, channel: Channel) -> tuple[str, str] | None:
+    def cancel(self, why: str) -> Fired:
+        self.state, self.reason = "cancelled", why
+        self.log("cancelled", why)
+        return self
+
+    def hold(self, rule_id: str) -> Fired:
+        self.state, self.reason = "held", rule_id
+        self.log("held", rule_id, "waiting for a person to approve")
+        return self
+
+    def defer(self, until: datetime, reason: str) -> None:
+        """The timer stays pending and fires again at `until`."""
+        self.due_at, self.attempts, self.reason = until, self.timer.attempts + 1, reason
+
+    def timer_row(self) -> dict[str, Any]:
+        """The timer's update (every column it may change)."""
+        t = self.timer
+        return {
+            "id": t.id,
+            "state": self.state,
+            "due_at": self.due_at if self.due_at is not None else t.due_at,
+            "attempts": self.attempts if self.attempts is not None else t.attempts,
+            "reason": self.reason,
+            "updated_at": self.ctx.now,
+        }
+
+
+def channel_block(acct: Account, channel: str) -> tuple[str, str] | None:
     """Why the account cannot be reached on `channel` at all (rule id, reason), or None if it can."""
-    if acct[f"{channel.value}_do_not_contact"]:
+    if acct.channel_stopped(channel):
         return f"do_not_contact.{channel}", f"a person stopped {channel} contact"
-    if channel is Channel.SMS:
-        address, consent, invalid = acct["phone"], acct["sms_consent"], acct["sms_invalid"]
-    else:
-        address, consent, invalid = acct["email"], acct["email_consent"], acct["email_invalid"]
-    if not address:
+    if not acct.address(channel):
         return f"no_address.{channel}", f"no {channel} address on file"
-    if not consent:
+    if not acct.consented(channel):
         return f"no_consent.{channel}", f"no {channel} consent"
-    if invalid:
+    if acct.address_invalid(channel):
         return f"invalid_address.{channel}", f"{channel} address failed permanently"
     return None
 
 
 def fire(
-    acct: Row,
-    timer: Any,
+    acct: Account,
+    timer: DueTimer,
     policy: Policy,
     sent: Sent,
     active_campaigns: Sequence[Campaign],
     rules: RuleSet,
     ctx: FoldContext,
 ) -> Fired:
-    """Decide one due timer. Mutates `acct` (the locked account row) when the step completes or a promise
-    is found broken."""
-    now = ctx.now
-    step_no, cycle = timer.step, timer.cycle
-    out = Fired(timer={"id": timer.id})
-    kw = {"step": step_no, "cycle": cycle}
-    why = stop_reason(acct, policy)
-    if why is None and (step_no > policy.last_step or cycle != acct["cycle"] or step_no <= acct["last_step"]):
-        why = "stale_timer"
+    """Decide one due timer. Mutates `acct` (the locked account) when the step completes or a promise is
+    found broken."""
+    out = Fired(timer=timer, account_id=acct.account_id, ctx=ctx)
+    why = _stop_reason(acct, timer, policy)
     if why is not None:
-        out.timer.update(state="cancelled", reason=why)
-        out.decisions.append(decision(acct, ctx, "cancelled", why, **kw))
+        return out.cancel(why)
+    if _promise_pause(out, acct, policy) or _manual_pause(out, acct):
         return out
-    resume = promise_resume_at(acct)
-    if resume is not None and policy.stops(StopCondition.PROMISE_TO_PAY):
-        if resume > now:
-            out.timer.update(due_at=resume, attempts=timer.attempts + 1, reason="promise_pause")
-            out.decisions.append(
-                decision(
-                    acct,
-                    ctx,
-                    "deferred",
-                    "promise_pause",
-                    f"paused until {acct['paused_until']}",
-                    defer_until=resume,
-                    **kw,
-                )
-            )
-            return out
-        acct.update(hold=None, status=acct["source_status"], paused_until=None)
-        acct["broken_promises"] += 1
-        out.step_done = True  # the account row changed: write it back
-        out.decisions.append(decision(acct, ctx, "updated", "promise_broken", "promised date passed unpaid"))
-    until = paused_until(acct)
-    if until is not None and until > now:
-        out.timer.update(due_at=until, attempts=timer.attempts + 1, reason="manual_pause")
-        note = f"paused by {acct['paused_by']}" + (
-            f" ({acct['pause_reason']})" if acct["pause_reason"] else ""
-        )
-        out.decisions.append(decision(acct, ctx, "deferred", "override.pause", note, defer_until=until, **kw))
-        return out
-    if until is not None:  # the pause is over
-        acct.update(paused_by=None, pause_until=None, pause_reason=None)
     refresh_segment(acct, ctx)
-    so = send_now_of(acct, step_no, cycle)
-    if timer.approved_by is None and not (so is not None and so.get("approved")):
-        held = policy.needs_approval(acct["balance_minor"], acct["currency"], acct["complex"], ctx.rates)
-        if held is not None:
-            out.timer.update(state="held", reason=held)
-            out.decisions.append(decision(acct, ctx, "held", held, "waiting for a person to approve", **kw))
-            return out
-    step = policy.get(step_no)
-    dpd, bucket = acct["days_past_due"], acct["aging_bucket"]
-    campaign_id = pick(active_campaigns, acct, dpd, bucket, risk_band(acct["risk_score"]), ctx.rates)
-    camp = next((c for c in active_campaigns if c.campaign_id == campaign_id), None)
-    if (
-        camp is not None
-        and camp.paused_by is not None
-        and (camp.pause_until is None or camp.pause_until > now)
-    ):
-        until = camp.pause_until or now + CAMPAIGN_PAUSE_RECHECK
-        out.timer.update(due_at=until, attempts=timer.attempts + 1, reason=f"campaign_pause:{campaign_id}")
-        note = f"campaign {campaign_id} paused by {camp.paused_by}" + (
-            f" ({camp.pause_reason})" if camp.pause_reason else ""
-        )
-        out.decisions.append(
-            decision(acct, ctx, "deferred", "override.campaign_pause", note, defer_until=until, **kw)
-        )
+    send_now = acct.pending_send_now(timer.step, timer.cycle)
+    held = _approval_rule(acct, timer, policy, send_now, ctx)
+    if held is not None:
+        return out.hold(held)
+    campaign = pick_campaign(
+        active_campaigns, acct, acct.days_past_due, acct.aging_bucket, risk_band(acct.risk_score), ctx.rates
+    )
+    if _campaign_pause(out, campaign):
         return out
-    channels = preferred_channels(acct) or step.channels
-    gate_override = so if so is not None and so.get("gate_override") else None
-    opted_out = {c for c in (Channel.SMS, Channel.EMAIL) if acct[f"{c.value}_opt_out"]}
-    done = sent.channels_by_step.setdefault((cycle, step_no), set())
-    defer_until: list[datetime] = []
-    allowed: list[tuple[Channel, compliance.Decision]] = []
+    step = policy.get(timer.step)
+    channels = acct.preferred_channels() or step.channels
+    done = sent.channels_by_step.setdefault((timer.cycle, timer.step), set())
+    gate_override = send_now if send_now is not None and send_now.get("gate_override") else None
+    allowed, defer_until = _gate_channels(out, acct, step, channels, done, sent, gate_override, rules)
+    campaign_id = campaign.campaign_id if campaign is not None else None
+    _emit(out, acct, policy, step, channels, allowed, campaign_id, done, sent)
+    _finish_step(out, acct, defer_until, done)
+    return out
+
+
+def fall_back(
+    acct: Account,
+    timer: DueTimer,
+    policy: Policy,
+    sent: Sent,
+    rules: RuleSet,
+    ctx: FoldContext,
+    campaign_id: str | None,
+) -> Fired:
+    """A notice of `timer`'s step failed permanently (`sent` no longer counts it): the step goes out on its
+    next usable channel, through the same gate, if the step falls back (`channel_mode: fallback`) and the
+    account is still in that cycle and may be dunned. A channel only allowed later goes out then (its
+    notice is due at that time). The segmenter owns this, as it owns the channel order."""
+    out = Fired(timer=timer, account_id=acct.account_id, ctx=ctx)
+    step = policy.get(timer.step)
+    if step.channel_mode != "fallback" or timer.cycle != acct.cycle or stop_reason(acct, policy) is not None:
+        return out
+    channels = acct.preferred_channels() or step.channels
+    done = sent.channels_by_step.setdefault((timer.cycle, timer.step), set())
+    allowed, defer_until = _gate_channels(out, acct, step, channels, done, sent, None, rules)
+    if not allowed and defer_until:
+        later = next(d for d in reversed(out.decisions) if d["outcome"] == "deferred")
+        allowed = [
+            (
+                later["channel"],
+                compliance.Decision(allowed=True, rule_id="fallback.later", reason=later["reason"]),
+            )
+        ]
+    _emit(out, acct, policy, step, channels, allowed, campaign_id, done, sent)
+    if defer_until and out.notices:
+        row, ev = out.notices[-1]
+        out.notices[-1] = (row, ev.model_copy(update={"due_at": min(defer_until)}))
+    return out
+
+
+def _stop_reason(acct: Account, timer: DueTimer, policy: Policy) -> str | None:
+    """Why the timer is cancelled: a stop condition of the account, or a timer the plan no longer has."""
+    why = stop_reason(acct, policy)
+    if why is None and (
+        timer.step > policy.last_step or timer.cycle != acct.cycle or timer.step <= acct.last_step
+    ):
+        why = "stale_timer"
+    return why
+
+
+def _promise_pause(out: Fired, acct: Account, policy: Policy) -> bool:
+    """Defer the step until the day after a promised day (True). A promised day that has passed ends the
+    hold and counts a broken promise (the account changed: it is written back), then the step goes on."""
+    resume = acct.promise_resume_at()
+    if resume is None or not policy.stops(StopCondition.PROMISE_TO_PAY):
+        return False
+    if resume > out.ctx.now:
+        out.defer(resume, "promise_pause")
+        out.log("deferred", "promise_pause", f"paused until {acct.promise_hold_until}", defer_until=resume)
+        return True
+    acct.hold, acct.status, acct.promise_hold_until = None, acct.source_status, None
+    acct.broken_promises += 1
+    out.step_done = True  # the account row changed: write it back
+    out.decisions.append(
+        decision(acct.account_id, out.ctx, "updated", "promise_broken", "promised date passed unpaid")
+    )
+    return False
+
+
+def _manual_pause(out: Fired, acct: Account) -> bool:
+    """Defer the step until a person's timed pause ends (True); a pause that has ended is cleared."""
+    until = acct.timed_pause_end()
+    if until is None:
+        return False
+    if until > out.ctx.now:
+        out.defer(until, "manual_pause")
+        note = f"paused by {acct.paused_by}" + (f" ({acct.pause_reason})" if acct.pause_reason else "")
+        out.log("deferred", "override.pause", note, defer_until=until)
+        return True
+    acct.end_manual_pause()
+    return False
+
+
+def _approval_rule(
+    acct: Account, timer: DueTimer, policy: Policy, send_now: SendNow | None, ctx: FoldContext
+) -> str | None:
+    """The approval rule that holds the step for a person, or None (approved already, by the timer or by
+    a supervisor's send-now, or no rule applies)."""
+    if timer.approved_by is not None or (send_now is not None and send_now.get("approved")):
+        return None
+    return policy.needs_approval(acct.balance_minor, acct.currency, acct.complex, ctx.rates)
+
+
+def _campaign_pause(out: Fired, campaign: Campaign | None) -> bool:
+    """Defer the step while the account's campaign is paused (True); an open-ended pause is looked at
+    again daily."""
+    now = out.ctx.now
+    if campaign is None or campaign.paused_by is None:
+        return False
+    if campaign.pause_until is not None and campaign.pause_until <= now:
+        return False
+    cid = campaign.campaign_id
+    until = campaign.pause_until or now + CAMPAIGN_PAUSE_RECHECK
+    out.defer(until, f"campaign_pause:{cid}")
+    note = f"campaign {cid} paused by {campaign.paused_by}" + (
+        f" ({campaign.pause_reason})" if campaign.pause_reason else ""
+    )
+    out.log("deferred", "override.campaign_pause", note, defer_until=until)
+    return True
+
+
+def _gate_channels(
+    out: Fired,
+    acct: Account,
+    step: PolicyStep,
+    channels: Sequence[str],
+    done: set[str],
+    sent: Sent,
+    gate_override: SendNow | None,
+    rules: RuleSet,
+) -> tuple[list[tuple[str, compliance.Decision]], list[datetime]]:
+    """Each channel of the step not yet sent through the compliance gate, in order (`fallback`: up to the
+    first that is sent, allowed or only later). Logs every suppression and deferral; returns the allowed
+    channels with the gate's decision and the times the deferred ones may go."""
+    now = out.ctx.now
+    opted_out = {name for name, s in acct.channels.items() if s.opted_out}
     since = now - FREQUENCY_LOOKBACK
+    fallback = step.channel_mode == "fallback"
+    allowed: list[tuple[str, compliance.Decision]] = []
+    defer_until: list[datetime] = []
     for ch in channels:
-        if ch.value in done:
-            if step.channel_mode == "fallback":
+        if ch in done:
+            if fallback:
                 break  # already sent on one channel: the step is done
             continue
         block = channel_block(acct, ch)
         if block is not None and ch not in opted_out:
-            out.decisions.append(
-                decision(acct, ctx, "suppressed", block[0], block[1], channel=ch.value, **kw)
-            )
+            out.log("suppressed", block[0], block[1], channel=ch)
             continue
         d = compliance.evaluate(
             now,
             channel=ch,
-            timezone=acct["timezone"],
-            country=acct["country"],
-            region=acct["region"],
+            timezone=acct.timezone,
+            country=acct.country,
+            region=acct.region,
             opted_out_channels=opted_out,
-            do_not_contact=acct["do_not_contact"],
-            recent_sends=[t for t in sent.times.get(ch.value, ()) if t > since],
+            do_not_contact=acct.do_not_contact,
+            recent_sends=[t for t in sent.times.get(ch, ()) if t > since],
             rules=rules,
         )
         if not d.allowed and gate_override is not None and not d.rule_id.startswith(NEVER_OVERRIDDEN):
@@ -189,93 +328,105 @@ def fire(
             )
         if d.allowed:
             allowed.append((ch, d))
-            if step.channel_mode == "fallback":
+            if fallback:
                 break
         elif d.defer_until is not None:
             defer_until.append(d.defer_until)
-            out.decisions.append(
-                decision(
-                    acct,
-                    ctx,
-                    "deferred",
-                    d.rule_id,
-                    d.reason,
-                    channel=ch.value,
-                    defer_until=d.defer_until,
-                    **kw,
-                )
-            )
-            if step.channel_mode == "fallback":
+            out.log("deferred", d.rule_id, d.reason, channel=ch, defer_until=d.defer_until)
+            if fallback:
                 break  # the preferred channel is only later: wait for it rather than fall back
         else:
-            out.decisions.append(
-                decision(acct, ctx, "suppressed", d.rule_id, d.reason, channel=ch.value, **kw)
-            )
+            out.log("suppressed", d.rule_id, d.reason, channel=ch)
+    return allowed, defer_until
+
+
+def _emit(
+    out: Fired,
+    acct: Account,
+    policy: Policy,
+    step: PolicyStep,
+    channels: Sequence[str],
+    allowed: list[tuple[str, compliance.Decision]],
+    campaign_id: str | None,
+    done: set[str],
+    sent: Sent,
+) -> None:
+    """A notice (ledger row + `notice-due` event) and an `emitted` decision per allowed channel."""
+    now, timer = out.ctx.now, out.timer
     version = timer.policy_version or policy.version
     for ch, d in allowed:
-        nid = notice_id(acct["account_id"], policy.id, version, step_no, cycle, ch.value)
+        nid = notice_id(acct.account_id, policy.id, version, timer.step, timer.cycle, ch)
         rest = channels[channels.index(ch) + 1 :] if step.channel_mode == "fallback" else []
-        fallback = [c for c in rest if channel_block(acct, c) is None and c not in opted_out]
-        ev = NoticeDue(
-            account_id=acct["account_id"],
-            notice_id=nid,
-            policy_id=policy.id,
-            policy_version=version,
-            step=step_no,
-            cycle=cycle,
-            tier=step.tier,
-            channel=ch,
-            fallback_channels=fallback,
-            fallback_to={c: acct["phone"] if c is Channel.SMS else acct["email"] for c in fallback},
-            template_id=step.template_id,
-            campaign_id=campaign_id,
-            priority=PRIORITY[step.tier],
-            to=acct["phone"] if ch is Channel.SMS else acct["email"],
-            customer_name=acct["customer_name"],
-            balance_minor=acct["balance_minor"],
-            currency=acct["currency"],
-            days_past_due=dpd,
-            aging_bucket=bucket,
-            timezone=acct["timezone"],
-            country=acct["country"],
-            region=acct["region"],
-            # due when the timer fires; a clock shifted ahead (demos, `arrears simulate`) must not make the
-            # dispatchers hold the notice until that virtual moment
-            due_at=min(now, datetime.now(UTC)),
-        )
+        fallback = [c for c in rest if channel_block(acct, c) is None and not acct.opted_out(c)]
+        ev = _notice_due(acct, timer, policy.id, version, step, ch, fallback, nid, campaign_id, now)
         row = {
             "notice_id": nid,
-            "account_id": acct["account_id"],
+            "account_id": acct.account_id,
             "policy_id": policy.id,
             "policy_version": version,
-            "step": step_no,
-            "cycle": cycle,
-            "channel": ch.value,
+            "step": timer.step,
+            "cycle": timer.cycle,
+            "channel": ch,
             "tier": step.tier.value,
             "emitted_at": now,
             "campaign_id": campaign_id,
         }
         out.notices.append((row, ev))
-        done.add(ch.value)
-        sent.times.setdefault(ch.value, []).append(now)
-        out.decisions.append(
-            decision(
-                acct,
-                ctx,
-                "emitted",
-                d.rule_id,
-                f"{d.reason}; campaign {campaign_id}",
-                channel=ch.value,
-                notice_id=nid,
-                **kw,
-            )
-        )
+        done.add(ch)
+        sent.times.setdefault(ch, []).append(now)
+        out.log("emitted", d.rule_id, f"{d.reason}; campaign {campaign_id}", channel=ch, notice_id=nid)
+
+
+def _notice_due(
+    acct: Account,
+    timer: DueTimer,
+    policy_id: str,
+    version: int,
+    step: PolicyStep,
+    channel: str,
+    fallback: list[str],
+    nid: str,
+    campaign_id: str | None,
+    now: datetime,
+) -> NoticeDue:
+    return NoticeDue(
+        account_id=acct.account_id,
+        notice_id=nid,
+        policy_id=policy_id,
+        policy_version=version,
+        step=timer.step,
+        cycle=timer.cycle,
+        tier=step.tier,
+        channel=channel,
+        fallback_channels=fallback,
+        fallback_to={c: acct.address(c) for c in fallback},
+        template_id=step.template_id,
+        campaign_id=campaign_id,
+        priority=PRIORITY[step.tier],
+        to=acct.address(channel),
+        customer_name=acct.customer_name,
+        balance_minor=acct.balance_minor,
+        currency=acct.currency,
+        days_past_due=acct.days_past_due,
+        aging_bucket=acct.aging_bucket,
+        timezone=acct.timezone,
+        country=acct.country,
+        region=acct.region,
+        # due when the timer fires; a clock shifted ahead (demos, `arrears simulate`) must not make the
+        # dispatchers hold the notice until that virtual moment
+        due_at=min(now, datetime.now(UTC)),
+    )
+
+
+def _finish_step(out: Fired, acct: Account, defer_until: list[datetime], done: set[str]) -> None:
+    """A deferred channel keeps the timer pending until the earliest allowed time; otherwise the step is
+    done: fired if any channel went out, suppressed if none could."""
     if defer_until:
-        out.timer.update(due_at=min(defer_until), attempts=timer.attempts + 1, reason="deferred")
-        return out
-    out.timer.update(state="fired" if done else "suppressed", reason=None if done else "no channel allowed")
-    acct.update(last_step=step_no, last_step_at=now)
-    if acct["send_now"] and acct["send_now"]["step"] <= step_no:
-        acct["send_now"] = None  # done (or overtaken)
+        out.defer(min(defer_until), "deferred")
+        return
+    out.state = "fired" if done else "suppressed"
+    out.reason = None if done else "no channel allowed"
+    acct.last_step, acct.last_step_at = out.timer.step, out.ctx.now
+    if acct.send_now and acct.send_now["step"] <= out.timer.step:
+        acct.send_now = None  # done (or overtaken)
     out.step_done = True
-    return out

@@ -38,4 +38,7 @@ notices = Table(
     Column("tier", Text, nullable=False),
     Column("emitted_at", DateTime(timezone=True), nullable=False),
     Column("campaign_id", Text),
+    Column(
+        "failed_at", DateTime(timezone=True)
+    ),  # failed permanently: the step falls back to its next channel
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -10,27 +11,52 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import bulk
-from ..accounts.projection import Row
-from ..policy.models import Policy
-from ..policy.planner import Plan, plan_account
+from ..accounts.account import Account
+from ..schedule.models import Policy
+from ..schedule.planner import Plan, plan_account
 from .models import timers
 
 ACTIVE = ("pending", "held")
 
+TimerRow = dict[str, Any]  # a row (or the changed columns of a row) of segmenter.timers
+
+
+@dataclass
+class _Changes:
+    """What re-planning a batch writes: timers to cancel, timers to arm or move, decisions to log."""
+
+    cancels: list[TimerRow] = field(default_factory=list)
+    upserts: list[TimerRow] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
 
 async def sync_timers(
     conn: AsyncConnection,
-    rows: Sequence[Row],
+    accts: Sequence[Account],
     policy: Policy,
     now: datetime,
     *,
     keep_deferrals: bool = True,
-) -> list[Row]:
-    """Arm, move or cancel the timers of `rows` (locked by the caller). A step that already fired is never
+) -> list[dict[str, Any]]:
+    """Arm, move or cancel the timers of `accts` (locked by the caller). A step that already fired is never
     re-armed; a later due time set by the gate (a deferral) is kept. Returns decision rows."""
-    if not rows:
+    if not accts:
         return []
-    ids = [r["account_id"] for r in rows]
+    active = await _active_timers(conn, [a.account_id for a in accts])
+    changes = _Changes()
+    for acct in accts:
+        mine = active.get(acct.account_id, [])
+        plan = plan_account(acct, policy, now)
+        if isinstance(plan, Plan):
+            _follow_plan(changes, acct, plan, mine, policy, now, keep_deferrals)
+        else:
+            _stop(changes, acct.account_id, plan, mine, now)
+    await _write(conn, changes)
+    return changes.decisions
+
+
+async def _active_timers(conn: AsyncConnection, ids: list[str]) -> dict[str, list[Any]]:
+    """The pending or held timers of these accounts, by account id."""
     active: dict[str, list[Any]] = {}
     for t in (
         await conn.execute(
@@ -47,59 +73,71 @@ async def sync_timers(
         )
     ).all():
         active.setdefault(t.account_id, []).append(t)
-    cancels: list[Row] = []
-    upserts: list[Row] = []
-    decisions: list[Row] = []
-    for row in rows:
-        aid = row["account_id"]
-        plan = plan_account(row, policy, now)
-        mine = active.get(aid, [])
-        if not isinstance(plan, Plan):
-            for t in mine:
-                cancels.append({"id": t.id, "state": "cancelled", "reason": plan, "updated_at": now})
-                decisions.append(_cancelled(aid, plan, t, now))
-            continue
-        keep = None
-        for t in mine:
-            if (t.step, t.cycle) == (plan.step, row["cycle"]):
-                keep = t
-            else:
-                cancels.append({"id": t.id, "state": "cancelled", "reason": "superseded", "updated_at": now})
-        if keep is not None and keep.state == "held":
-            continue  # waiting for a person; approval keeps its place
-        due = plan.due_at
-        if keep is not None and keep_deferrals and keep.attempts > 0 and keep.due_at > due:
-            due = keep.due_at  # the gate already deferred this step (quiet hours, cap): keep it
-        if keep is not None and keep.due_at == due and keep.policy_version == policy.version:
-            continue
-        upserts.append(
-            {
-                "account_id": aid,
-                "step": plan.step,
-                "cycle": row["cycle"],
-                "due_at": due,
-                "state": "pending",
-                "attempts": keep.attempts if keep is not None else 0,
-                "reason": None,
-                "created_at": now,
-                "updated_at": now,
-                "policy_id": policy.id,
-                "policy_version": policy.version,
-            }
-        )
-    await bulk.update(conn, timers, ["id"], cancels, where="t.state IN ('pending', 'held')")
+    return active
+
+
+def _stop(changes: _Changes, aid: str, rule: str, mine: list[Any], now: datetime) -> None:
+    """No step is planned (`rule` says why): cancel every active timer and log each."""
+    for t in mine:
+        changes.cancels.append({"id": t.id, "state": "cancelled", "reason": rule, "updated_at": now})
+        changes.decisions.append(_cancelled(aid, rule, t, now))
+
+
+def _follow_plan(
+    changes: _Changes,
+    acct: Account,
+    plan: Plan,
+    mine: list[Any],
+    policy: Policy,
+    now: datetime,
+    keep_deferrals: bool,
+) -> None:
+    """Keep the timer of the planned step (cancel any other), and arm it or move it to the plan's time."""
+    keep = None
+    for t in mine:
+        if (t.step, t.cycle) == (plan.step, acct.cycle):
+            keep = t
+        else:
+            changes.cancels.append(
+                {"id": t.id, "state": "cancelled", "reason": "superseded", "updated_at": now}
+            )
+    if keep is not None and keep.state == "held":
+        return  # waiting for a person; approval keeps its place
+    due = plan.due_at
+    if keep is not None and keep_deferrals and keep.attempts > 0 and keep.due_at > due:
+        due = keep.due_at  # the gate already deferred this step (quiet hours, cap): keep it
+    if keep is not None and keep.due_at == due and keep.policy_version == policy.version:
+        return
+    changes.upserts.append(
+        {
+            "account_id": acct.account_id,
+            "step": plan.step,
+            "cycle": acct.cycle,
+            "due_at": due,
+            "state": "pending",
+            "attempts": keep.attempts if keep is not None else 0,
+            "reason": None,
+            "created_at": now,
+            "updated_at": now,
+            "policy_id": policy.id,
+            "policy_version": policy.version,
+        }
+    )
+
+
+async def _write(conn: AsyncConnection, changes: _Changes) -> None:
+    await bulk.update(conn, timers, ["id"], changes.cancels, where="t.state IN ('pending', 'held')")
     await bulk.insert(
         conn,
         timers,
-        upserts,
+        changes.upserts,
         conflict=["account_id", "step", "cycle"],
         update=["due_at", "state", "reason", "updated_at", "policy_id", "policy_version"],
         update_where="t.state IN ('pending', 'cancelled')",
     )
-    return decisions
 
 
-def _cancelled(aid: str, rule: str, t: Any, now: datetime) -> Row:
+def _cancelled(aid: str, rule: str, t: Any, now: datetime) -> dict[str, Any]:
     return {
         "account_id": aid,
         "step": t.step,

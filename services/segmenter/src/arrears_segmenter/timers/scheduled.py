@@ -13,6 +13,7 @@ from arrears_shared.stream.transaction import transaction
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..deps import Deps
+from ..schedule.service import adopt_configured
 from .service import fire_due
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,6 @@ async def tick(engine: AsyncEngine, schema: str, source: str, deps: Deps, now: d
 
 def make_timer_loop(deps: Deps, tick_s: float, workers: int = 1) -> Callable[[Context], Awaitable[None]]:
     async def timer_loop(ctx: Context) -> None:
-        from ..policy.service import adopt_configured
-
         try:
             async with ctx.transaction() as tx:
                 loaded = await adopt_configured(tx.conn, deps, deps.clock.now())

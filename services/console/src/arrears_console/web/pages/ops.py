@@ -31,8 +31,6 @@ from ..templating import page
 from ..upstream import UpstreamError, Upstreams
 from .common import ContextGetter, back, upstreams
 
-DISPATCHERS = ("dispatcher-sms", "dispatcher-email")
-
 
 def _filter(topic: str, group: str, reason: str, account: str) -> browse.DlqFilter:
     return browse.DlqFilter(topic.strip(), group.strip(), reason.strip(), account.strip())
@@ -271,7 +269,7 @@ def router(get_context: ContextGetter) -> APIRouter:
     ) -> HTMLResponse:
         ups = upstreams(get_context())
         dispatchers: list[dict[str, Any]] = []
-        for name in DISPATCHERS:
+        for name in dispatchers():
             try:
                 status = await ups.call(request, who, name, "GET", "/delivery/status")
                 dispatchers.append({"name": name, "status": status, "error": ""})

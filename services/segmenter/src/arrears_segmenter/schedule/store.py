@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..accounts.models import accounts, metadata
+from ..timers.models import timers
 from .models import Policy, PolicyError
 
 policies = Table(
@@ -134,8 +135,7 @@ async def install(
 
 
 async def accounts_to_replan(conn: AsyncConnection) -> list[str]:
-    from ..timers.models import timers
-
+    """Every account a new policy version may change: active ones, and any with a timer still open."""
     rows = await conn.execute(
         select(accounts.c.account_id)
         .where(accounts.c.known, ~accounts.c.removed, accounts.c.balance_minor > 0)

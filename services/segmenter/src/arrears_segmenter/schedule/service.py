@@ -8,8 +8,8 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import bulk
-from ..accounts.handlers import load_locked
 from ..accounts.models import decisions
+from ..accounts.store import load_locked
 from ..deps import Deps
 from ..timers.planning import sync_timers
 from . import store
@@ -27,8 +27,8 @@ class Loaded(BaseModel):
 async def replan_all(conn: AsyncConnection, policy: Policy, now: datetime) -> int:
     ids = await store.accounts_to_replan(conn)
     for i in range(0, len(ids), REPLAN_CHUNK):
-        rows = await load_locked(conn, ids[i : i + REPLAN_CHUNK])
-        out = await sync_timers(conn, list(rows.values()), policy, now)
+        accts = await load_locked(conn, ids[i : i + REPLAN_CHUNK])
+        out = await sync_timers(conn, list(accts.values()), policy, now)
         await bulk.insert(conn, decisions, out)
     return len(ids)
 

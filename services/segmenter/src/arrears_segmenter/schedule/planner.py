@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 
+from ..accounts.account import CLOSED_STATUSES, Account
 from ..aging import days_past_due, moment_dpd_reaches
 from .models import Policy, StopCondition
 
@@ -54,62 +53,59 @@ def plan_next(
     return Plan(nxt.step, due)
 
 
-def stop_reason(row: Mapping[str, Any], policy: Policy) -> str | None:
+def stop_reason(acct: Account, policy: Policy) -> str | None:
     """Why no dunning may run for this account at all (rule id), or None. A promise to pay is a pause, not
     a stop: the planner moves the next step after the promised date instead."""
-    from ..accounts.projection import CLOSED_STATUSES
-
-    if not row["known"] or row["due_date"] is None:
+    if not acct.known or acct.due_date is None:
         return "unknown_account"
-    if row["removed"]:
+    if acct.removed:
         return "account_removed"
-    if row["balance_minor"] <= 0:
+    if acct.balance_minor <= 0:
         return "balance_settled"
-    if row["source_status"] in CLOSED_STATUSES:
-        return f"status_{row['source_status']}"
-    if row["do_not_contact"] or (row["sms_do_not_contact"] and row["email_do_not_contact"]):
+    if acct.source_status in CLOSED_STATUSES:
+        return f"status_{acct.source_status}"
+    if acct.do_not_contact or (acct.channels and all(s.stopped for s in acct.channels.values())):
         return "do_not_contact"
-    if row["hold"] == "dispute" and policy.stops(StopCondition.DISPUTE):
+    if acct.hold == "dispute" and policy.stops(StopCondition.DISPUTE):
         return "dispute_pause"
-    if row["paused_by"] is not None and row["pause_until"] is None:
+    if acct.paused_by is not None and acct.manual_pause_until is None:
         return "manual_pause"
-    if row["sms_opt_out"] and row["email_opt_out"]:
+    if acct.channels and all(s.opted_out for s in acct.channels.values()):
         return "opt_out.all"
     return None
 
 
-def plan_account(row: Mapping[str, Any], policy: Policy, now: datetime) -> Plan | str:
+def plan_account(acct: Account, policy: Policy, now: datetime) -> Plan | str:
     """The account's next timer, or the rule id of why it has none. A step a person made due now
     (`send_now`) comes first; holds (promise, a person's timed pause) still move it later."""
-    from ..accounts.projection import paused_until, promise_resume_at
-
-    why = stop_reason(row, policy)
+    why = stop_reason(acct, policy)
     if why is not None:
         return why
-    plan = next_plan(row, policy, now)
+    plan = next_plan(acct, policy, now)
     if plan is None:
         return "sequence_complete"
-    resume = promise_resume_at(row) if policy.stops(StopCondition.PROMISE_TO_PAY) else None
+    resume = acct.promise_resume_at() if policy.stops(StopCondition.PROMISE_TO_PAY) else None
     if resume is not None and resume > plan.due_at:
         plan = Plan(plan.step, resume)
-    until = paused_until(row)
+    until = acct.timed_pause_end()
     if until is not None and until > plan.due_at:
         plan = Plan(plan.step, until)
     return plan
 
 
-def next_plan(row: Mapping[str, Any], policy: Policy, now: datetime) -> Plan | None:
-    """The next step and when, ignoring stops and holds: a pending `send_now`, else the policy's plan."""
-    from ..accounts.projection import send_now_of
-
-    so = send_now_of(row)  # type: ignore[arg-type]
+def next_plan(acct: Account, policy: Policy, now: datetime) -> Plan | None:
+    """The next step and when, ignoring stops and holds: a pending `send_now`, else the policy's plan
+    (None: the sequence is complete, or a placeholder account without a due date has nothing to plan)."""
+    so = acct.pending_send_now()
     if so is not None and so["step"] <= policy.last_step:
         return Plan(so["step"], datetime.fromisoformat(so["at"]))
+    if acct.due_date is None:
+        return None
     return plan_next(
         policy,
-        last_step=row["last_step"],
-        last_step_at=row["last_step_at"],
-        due_date=row["due_date"],
-        tz=row["timezone"],
+        last_step=acct.last_step,
+        last_step_at=acct.last_step_at,
+        due_date=acct.due_date,
+        tz=acct.timezone,
         now=now,
     )

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from arrears_shared.events import Channel, Currency, Tier
+from arrears_shared import channels
+from arrears_shared.events import Currency, Tier
 from arrears_shared.money import RateTable, note_unpriced
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -31,11 +32,13 @@ class PolicyStep(BaseModel):
     tier: Tier
     min_days_past_due: int = Field(ge=0, description="Step falls due once days past due reach this")
     min_interval_days: int = Field(0, ge=0, description="Days since the previous step was sent")
-    channels: list[Channel] = Field(min_length=1, description="Channel order")
+    channels: list[str] = Field(
+        min_length=1, description="Channel order: names from the channel registry (sms, email, whatsapp, ...)"
+    )
     channel_mode: Literal["all", "fallback"] = Field(
         "all",
         description="all: send on every allowed channel; fallback: the first allowed channel, the rest "
-        "travel as fallback_channels for the dispatchers",
+        "are the segmenter's fallback when a notice fails permanently",
     )
     template_id: str = Field(min_length=1)
     repeat_every_days: int | None = Field(
@@ -47,6 +50,9 @@ class PolicyStep(BaseModel):
     def _channels_unique(self) -> PolicyStep:
         if len(set(self.channels)) != len(self.channels):
             raise ValueError("channels must not repeat")
+        unknown = [c for c in self.channels if c not in channels.registered()]
+        if unknown:
+            raise ValueError(f"unknown channels {unknown}; installed: {list(channels.registered())}")
         if (self.repeat_every_days is None) != (self.max_repeats == 0):
             raise ValueError("repeat_every_days and max_repeats go together")
         return self

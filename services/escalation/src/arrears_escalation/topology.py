@@ -1,0 +1,19 @@
+"""What escalation reads and writes on the broker (see arrears_shared.topology)."""
+
+from arrears_shared import topics
+from arrears_shared.topology import ServiceTopology
+
+TOPOLOGY = ServiceTopology(
+    name="escalation",
+    summary="Opens cases and tasks for people, keeps promises and overrides.",
+    consumes=(
+        topics.ACCOUNT_CHANGED,
+        topics.MESSAGE_SENT,
+        topics.REPLY_RECEIVED,
+    ),
+    produces=(
+        topics.CASE_ESCALATED,
+        topics.OVERRIDES,
+    ),
+    order=50,
+)

@@ -1,0 +1,168 @@
+"""One customer reply on any channel: stored once (`reply_id = <provider>:<provider message id>`), matched to
+the account last messaged at that address on that channel (`responses.contacts`, the address normalised by
+the channel's address kind), classified, published as `reply-received` and, when due, answered on the same
+channel (autoreplies), all in the caller's transaction."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from arrears_shared.events import ReplyReceived
+from arrears_shared.stream.transaction import Transaction
+from sqlalchemy import text
+
+from .. import metrics
+from ..autoreplies.service import maybe_answer
+from ..contacts.addresses import normalize_address
+from ..intents.classifier import REPLY_COLUMNS, REPLY_VALUES, Classification
+from ..intents.registry import ACTIVE
+from ..settings import ResponsesSettings
+from ..webhooks.models import WebhookAck
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply as stored: the addresses normalised for its channel, the text capped, the time aware."""
+
+    reply_id: str
+    channel: str
+    provider_message_id: str
+    sender: str
+    to: str | None
+    body: str
+    received_at: datetime
+
+
+def reply_id_of(provider: str, provider_message_id: str) -> str:
+    return f"{provider}:{provider_message_id}"
+
+
+async def find_contact(tx: Transaction, channel: str, address: str) -> Any:
+    """The account (and its latest notice, time zone, currency) last messaged at `address` on `channel`."""
+    row = await tx.conn.execute(
+        text(
+            f"SELECT account_id, notice_id, timezone, currency FROM {tx.schema}.contacts"
+            " WHERE channel = :ch AND address = :a"
+        ),
+        {"ch": channel, "a": address},
+    )
+    return row.first()
+
+
+def classify(r: Reply, contact: Any) -> Classification:
+    return ACTIVE.classifier.classify(
+        r.body,
+        r.received_at,
+        channel=r.channel,
+        timezone=contact.timezone if contact else None,
+        currency=contact.currency if contact else None,
+    )
+
+
+async def store_reply(tx: Transaction, r: Reply, c: Classification, contact: Any) -> bool:
+    """Insert the reply; False if it is already stored (the same message delivered again)."""
+    inserted = await tx.conn.execute(
+        text(
+            f"""INSERT INTO {tx.schema}.replies (reply_id, channel, provider_message_id, from_address,
+                to_address, text, account_id, notice_id, received_at, {REPLY_COLUMNS})
+            VALUES (:rid, :ch, :pmid, :frm, :to, :txt, :acc, :nid, :at, {REPLY_VALUES})
+            ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id"""
+        ),
+        {
+            "rid": r.reply_id,
+            "ch": r.channel,
+            "pmid": r.provider_message_id,
+            "frm": r.sender,
+            "to": r.to,
+            "txt": r.body,
+            "acc": contact.account_id if contact else None,
+            "nid": contact.notice_id if contact else None,
+            "at": r.received_at,
+            **c.columns(),
+        },
+    )
+    return inserted.first() is not None
+
+
+def reply_event(r: Reply, c: Classification, contact: Any) -> ReplyReceived:
+    return ReplyReceived(
+        account_id=contact.account_id,
+        reply_id=r.reply_id,
+        channel=r.channel,
+        from_address=r.sender,
+        text=r.body,
+        provider_message_id=r.provider_message_id,
+        in_reply_to_notice_id=contact.notice_id,
+        received_at=r.received_at,
+        **c.event_fields(),
+    )
+
+
+def _log_reply(r: Reply, c: Classification) -> None:
+    log.info(
+        "reply received",
+        extra={
+            "reply_id": r.reply_id,
+            "channel": r.channel,
+            "intent": c.intent.value,
+            "confidence": c.confidence,
+            "rule": c.rule,
+            "needs_review": c.needs_review,
+            "possible_opt_out": c.possible_opt_out,
+            "model_version": c.model_version,
+        },
+    )
+
+
+async def record_inbound(
+    tx: Transaction,
+    *,
+    channel: str,
+    provider: str,
+    provider_message_id: str,
+    from_address: str,
+    to_address: str | None,
+    body: str,
+    received_at: datetime,
+    settings: ResponsesSettings | None,
+) -> WebhookAck:
+    """Apply one reply inside `tx` (the caller commits): `duplicate`, `unmatched` (stored, no event) or
+    `processed` (`reply-received` emitted; the automatic answer too when `settings` allow one)."""
+    r = Reply(
+        reply_id=reply_id_of(provider, provider_message_id),
+        channel=channel,
+        provider_message_id=provider_message_id,
+        sender=normalize_address(channel, from_address),
+        to=normalize_address(channel, to_address) if to_address else None,
+        body=body[:MAX_TEXT],
+        received_at=received_at if received_at.tzinfo else received_at.replace(tzinfo=UTC),
+    )
+    contact = await find_contact(tx, channel, r.sender)
+    c = classify(r, contact)
+    if not await store_reply(tx, r, c, contact):
+        return WebhookAck(status="duplicate", reply_id=r.reply_id)
+    metrics.count_review(channel, c.needs_review, c.possible_opt_out)
+    if contact is None:
+        log.info("inbound reply from an unknown address stored as unmatched", extra={"reply_id": r.reply_id})
+        return WebhookAck(status="unmatched", reply_id=r.reply_id, intent=c.intent.value)
+    tx.emit(reply_event(r, c, contact), id=f"reply-received:{r.reply_id}")
+    if settings is not None:
+        await maybe_answer(
+            tx,
+            settings,
+            intent=c.intent,
+            channel=channel,
+            account_id=contact.account_id,
+            reply_id=r.reply_id,
+            address=r.sender,
+            received_at=r.received_at,
+        )
+    _log_reply(r, c)
+    return WebhookAck(status="processed", reply_id=r.reply_id, intent=c.intent.value)

@@ -1,0 +1,23 @@
+"""What segmenter reads and writes on the broker (see arrears_shared.topology)."""
+
+from arrears_shared import topics
+from arrears_shared.topology import LagScaling, ServiceTopology
+
+TOPOLOGY = ServiceTopology(
+    name="segmenter",
+    summary="Ages accounts, applies the dunning policy and overrides, fires durable timers into notices.",
+    consumes=(
+        topics.ACCOUNT_CHANGED,
+        topics.REPLY_RECEIVED,
+        topics.MESSAGE_SENT,
+        topics.OVERRIDES,
+    ),
+    produces=(topics.NOTICE_DUE,),
+    scaling=LagScaling(
+        min_replicas=1,
+        max_replicas=12,
+        lag_per_replica=500,
+        why="one replica per account-changed partition at most",
+    ),
+    order=20,
+)

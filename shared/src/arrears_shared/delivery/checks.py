@@ -1,0 +1,174 @@
+"""The last-moment checks of claimed rows, an ordered chain: the first check that stops a row decides what
+happens to it; a row every check passes is rendered and sent.
+
+A check is an async function of the batch's `Scope` that loads what it needs for the whole batch (one query
+at most) and returns the per-row check, a plain function (or an async one, when it must await, like the
+compliance gate): `None` passes the row on, a `Verdict` stops it. A new check is one entry in
+`default_checks`. Answers to the customer's own message (the opt-out confirmation, the HELP text)
+are exempt from the opt-out they confirm, from holds and from the compliance gate; dunning notices never are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import text
+
+from ..stream.transaction import Transaction
+from .channel import DeliveryRow
+from .gate import Gate
+
+log = logging.getLogger("arrears_shared.delivery.engine")  # the engine's one logger, whichever stage logs
+
+HOLD_RECHECK_S = 300.0  # a held delivery (possible opt-out awaiting a person) is looked at again this often
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Why a row is not sent now: `suppress` (settled suppressed), `fail` (settled failed, permanently),
+    `defer` (requeued until `until`) or `skip` (left queued, untouched, for a later batch). `after` runs
+    once the verdict is recorded."""
+
+    action: Literal["suppress", "fail", "defer", "skip"]
+    reason: str = ""
+    until: datetime | None = None
+    after: Callable[[], None] | None = None
+
+
+@dataclass(slots=True)
+class Scope:
+    """What the checks of one batch share: its transaction, the accounts of its rows, the time the rows are
+    judged at (set once every check has loaded) and the accounts already taking a send in this batch."""
+
+    tx: Transaction
+    schema: str
+    channel: str
+    accounts: list[str]
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    sending: set[str] = field(default_factory=set)
+
+
+RowCheck = Callable[[DeliveryRow], Verdict | None]
+AsyncRowCheck = Callable[[DeliveryRow], Awaitable[Verdict | None]]
+Check = Callable[[Scope], Awaitable[RowCheck | AsyncRowCheck]]
+
+SKIP = Verdict("skip")
+OPTED_OUT = Verdict("suppress", "opted_out")
+EXPIRED = Verdict("suppress", "expired")
+
+
+async def _accounts(scope: Scope, table: str, where: str = "") -> set[str]:
+    rows = await scope.tx.conn.execute(
+        text(
+            f"SELECT account_id FROM {scope.schema}.{table} WHERE channel = :c AND account_id = ANY(:a){where}"
+        ),
+        {"a": scope.accounts, "c": scope.channel},
+    )
+    return {r.account_id for r in rows}
+
+
+async def opted_out(scope: Scope) -> RowCheck:
+    """The customer opted out of this channel: suppressed."""
+    opted = await _accounts(scope, "opt_outs")
+
+    def check(row: DeliveryRow) -> Verdict | None:
+        return OPTED_OUT if row.account_id in opted and row.notice.is_dunning else None
+
+    return check
+
+
+async def held(scope: Scope) -> RowCheck:
+    """Fail-safe: a possible opt-out waits for a person; checked again later, never sent meanwhile."""
+    holding = await _accounts(scope, "contact_holds", " AND released_at IS NULL")
+
+    def check(row: DeliveryRow) -> Verdict | None:
+        if row.account_id in holding and row.notice.is_dunning:
+            until = scope.now + timedelta(seconds=HOLD_RECHECK_S)
+            return Verdict("defer", "held: possible opt-out awaiting a person", until)
+        return None
+
+    return check
+
+
+async def invalid_channel(scope: Scope) -> RowCheck:
+    """The address was found invalid (a provider rejection, a hard bounce): failed permanently."""
+    invalid = {
+        (r.account_id, r.address): r.reason
+        for r in await scope.tx.conn.execute(
+            text(
+                f"SELECT account_id, address, reason FROM {scope.schema}.invalid_channels WHERE channel = :c"
+                " AND account_id = ANY(:a)"
+            ),
+            {"a": scope.accounts, "c": scope.channel},
+        )
+    }
+
+    def check(row: DeliveryRow) -> Verdict | None:
+        bad = invalid.get((row.account_id, row.to_address))
+        return None if bad is None else Verdict("fail", f"channel_invalid: {bad}"[:500])
+
+    return check
+
+
+async def expired(scope: Scope) -> RowCheck:
+    """The notice is past its expiry: suppressed."""
+
+    def check(row: DeliveryRow) -> Verdict | None:
+        expires_at = row.notice.expires_at
+        return EXPIRED if expires_at is not None and expires_at <= scope.now else None
+
+    return check
+
+
+async def one_per_account(scope: Scope) -> RowCheck:
+    """At most one send per account in a batch, so the frequency cap of the next one sees this one."""
+
+    def check(row: DeliveryRow) -> Verdict | None:
+        return SKIP if row.account_id in scope.sending else None
+
+    return check
+
+
+def compliance(gate: Gate) -> Check:
+    """The compliance gate (contact hours, frequency caps, do-not-contact): suppress or defer."""
+
+    async def compliance_gate(scope: Scope) -> AsyncRowCheck:
+        recent: dict[str, list[datetime]] = {}
+        for r in await scope.tx.conn.execute(
+            text(
+                f"SELECT account_id, updated_at AS at FROM {scope.schema}.deliveries WHERE account_id = ANY(:a)"
+                " AND channel = :c AND state = 'sent' AND updated_at > now() - interval '31 days'"
+            ),
+            {"a": scope.accounts, "c": scope.channel},
+        ):
+            recent.setdefault(r.account_id, []).append(r.at)
+
+        async def check(row: DeliveryRow) -> Verdict | None:
+            if not row.notice.is_dunning:
+                return None
+            decision = await gate(row.notice, scope.now, recent.get(row.account_id, []))
+            if decision.action == "suppress":
+                return Verdict("suppress", f"compliance:{decision.rule or 'gate'}")
+            if decision.action == "defer":
+                until = decision.defer_until or scope.now + timedelta(minutes=15)
+                extra = {"notice_id": row.notice_id, "rule": decision.rule, "until": until.isoformat()}
+                return Verdict(
+                    "defer",
+                    f"deferred:{decision.rule or 'gate'}",
+                    until,
+                    after=lambda: log.info("delivery deferred", extra=extra),
+                )
+            return None
+
+        return check
+
+    return compliance_gate
+
+
+def default_checks(gate: Gate) -> list[Check]:
+    """The chain, in order: the first check that stops a row decides."""
+    return [opted_out, held, invalid_channel, expired, one_per_account, compliance(gate)]

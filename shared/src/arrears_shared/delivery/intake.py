@@ -1,0 +1,175 @@
+"""The consumer handler of a dispatcher: `notice-due` -> a queued delivery row; `reply-received` -> opt-outs
+and fail-safe contact holds (and their release once a person decided); `message-sent` failed permanently by
+another service (a hard bounce found later) -> the address is invalid for later notices.
+
+Replays are no-ops twice over: the inbox drops a repeated ce_id, and a notice id already recorded is ignored
+(ON CONFLICT DO NOTHING). The one exception is the replay of a dead-lettered notice: its ce_id is the
+`dlq_id` the engine gave the DLQ record, and only that id revives the failed delivery (once: the id is
+cleared)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+
+from ..cloudevents import Envelope
+from ..events import DeliveryStatus, Intent, MessageSent, NoticeDue, ReplyReceived
+from ..stream.transaction import Transaction
+from .binding import Binding
+from .channel import Channel
+from .settings import DispatchSettings
+
+Params = list[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class Incoming:
+    """One batch of events sorted into the statements they make."""
+
+    notices: Params = field(default_factory=list)
+    revive: Params = field(default_factory=list)
+    opt_outs: Params = field(default_factory=list)
+    holds: Params = field(default_factory=list)
+    released: Params = field(default_factory=list)
+    invalid: Params = field(default_factory=list)
+
+
+class Intake:
+    def __init__(self, bound: Binding, channel: Channel, settings: DispatchSettings) -> None:
+        self.bound = bound
+        self.channel = channel
+        self.settings = settings
+
+    async def handle_batch(self, events: Sequence[Envelope], tx: Transaction) -> None:
+        await _write(tx, self.sort(events))
+
+    def sort(self, events: Sequence[Envelope]) -> Incoming:
+        into = Incoming()
+        ch = self.channel.channel
+        for env in events:
+            ev = env.data
+            if isinstance(ev, NoticeDue) and ev.channel == ch:
+                _notice(into, env, ev)
+            elif isinstance(ev, ReplyReceived):
+                if ev.channel == ch:
+                    _reply(into, ev)
+            elif (
+                isinstance(ev, MessageSent)
+                and ev.status is DeliveryStatus.FAILED
+                and ev.permanent
+                and ev.channel == ch
+                and env.source != (self.bound.service or self.settings.service_name)
+            ):
+                # A later verdict on an address we sent to (a hard bounce found by the responses service):
+                # later notices to it fail at once instead of being sent.
+                into.invalid.append(
+                    {
+                        "a": ev.account_id,
+                        "c": ev.channel,
+                        "t": ev.to,
+                        "r": (ev.reason or "permanent delivery failure")[:500],
+                        "n": ev.notice_id,
+                    }
+                )
+        return into
+
+
+def _notice(into: Incoming, env: Envelope, ev: NoticeDue) -> None:
+    into.notices.append(
+        {
+            "notice_id": ev.notice_id,
+            "account_id": ev.account_id,
+            "channel": ev.channel,
+            "to": ev.to,
+            "payload": ev.model_dump_json(),
+            "priority": ev.priority,
+            "due": ev.due_at,
+        }
+    )
+    if env.id.startswith("dlq:"):
+        into.revive.append({"id": ev.notice_id, "d": env.id})
+
+
+def _reply(into: Incoming, ev: ReplyReceived) -> None:
+    if ev.reviewed_by is not None:
+        # a person decided about the reply: its fail-safe hold ends, for good (a replay of the
+        # original reply finds the decided row and holds nothing)
+        into.released.append({"a": ev.account_id, "c": ev.channel, "r": ev.reply_id, "by": ev.reviewed_by})
+    if ev.intent == Intent.OPT_OUT:
+        into.opt_outs.append({"a": ev.account_id, "c": ev.channel, "r": ev.reply_id})
+    elif ev.possible_opt_out and ev.reviewed_by is None:
+        into.holds.append({"a": ev.account_id, "c": ev.channel, "r": ev.reply_id})
+
+
+async def _write(tx: Transaction, into: Incoming) -> None:
+    s = tx.schema
+    if into.notices:
+        await _run(
+            tx,
+            f"INSERT INTO {s}.deliveries (notice_id, account_id, channel, to_address, payload,"
+            " priority, next_attempt_at) VALUES (:notice_id, :account_id, :channel, :to,"
+            " CAST(:payload AS jsonb), :priority, :due) ON CONFLICT (notice_id) DO NOTHING",
+            into.notices,
+        )
+    if into.revive:
+        # A failed delivery was never accepted by a provider (in-doubt ones were reconciled first), so
+        # sending it again cannot duplicate it. Rows that failed in doubt go back to reconciliation.
+        await _run(
+            tx,
+            f"UPDATE {s}.deliveries SET state = CASE WHEN route IS NOT NULL AND last_error"
+            " LIKE 'in doubt%' THEN 'sending' ELSE 'queued' END, attempts = 0, dlq_id = NULL,"
+            " next_attempt_at = now(), last_error = 'replayed from the DLQ',"
+            " updated_at = CASE WHEN last_error LIKE 'in doubt%' THEN updated_at ELSE now() END"
+            " WHERE notice_id = :id AND state = 'failed' AND dlq_id = :d",
+            into.revive,
+        )
+    if into.invalid:
+        await _run(
+            tx,
+            f"INSERT INTO {s}.invalid_channels (account_id, channel, address, reason, notice_id)"
+            " VALUES (:a, :c, :t, :r, :n) ON CONFLICT DO NOTHING",
+            into.invalid,
+        )
+    if into.opt_outs:
+        await _run(
+            tx,
+            f"INSERT INTO {s}.opt_outs (account_id, channel, source_reply_id)"
+            " VALUES (:a, :c, :r) ON CONFLICT DO NOTHING",
+            into.opt_outs,
+        )
+    if into.holds:
+        await _run(
+            tx,
+            f"INSERT INTO {s}.contact_holds (account_id, channel, source_reply_id, reason)"
+            " VALUES (:a, :c, :r, 'possible opt-out awaiting a person') ON CONFLICT DO NOTHING",
+            into.holds,
+        )
+    if into.released:
+        await _release(tx, into.released)
+
+
+async def _release(tx: Transaction, released: Params) -> None:
+    s = tx.schema
+    await _run(
+        tx,
+        f"INSERT INTO {s}.contact_holds (account_id, channel, source_reply_id, reason,"
+        " released_at, released_by) VALUES (:a, :c, :r, 'decided by a person', now(), :by)"
+        " ON CONFLICT (account_id, channel, source_reply_id) DO UPDATE SET"
+        f" released_at = coalesce({s}.contact_holds.released_at, now()),"
+        f" released_by = coalesce({s}.contact_holds.released_by, EXCLUDED.released_by)",
+        released,
+    )
+    # what waited for the decision is due again now (the opt-out check above still applies)
+    await _run(
+        tx,
+        f"UPDATE {s}.deliveries SET next_attempt_at = now() WHERE account_id = :a"
+        " AND state = 'queued' AND last_error LIKE 'held:%'",
+        [{"a": r["a"]} for r in released],
+    )
+
+
+async def _run(tx: Transaction, sql: str, params: Params) -> None:
+    await tx.conn.execute(text(sql), params)
