@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import inspect
 import json
+import pkgutil
 import sys
 import typing
 from pathlib import Path
@@ -27,9 +29,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
+import arrears_emulators
 from arrears_emulators.common.server import serve_main
 
-EMULATORS = ("quo", "gmail", "sheets", "whatsapp")
+# every subpackage with an `app` module is an emulator (a new provider's emulator needs no entry here)
+EMULATORS = tuple(
+    sorted(
+        m.name
+        for m in pkgutil.iter_modules(arrears_emulators.__path__)
+        if m.ispkg and importlib.util.find_spec(f"arrears_emulators.{m.name}.app") is not None
+    )
+)
 
 
 def _config_model(module: ModuleType) -> type[BaseModel] | None:

@@ -107,9 +107,9 @@ class AccountChanged(Event):
         """`contacts`, or for an event from an older producer the two channels its flat fields name."""
         if self.contacts:
             return self.contacts
-        return {
-            "sms": ContactPoint(address=self.phone, consent=self.sms_consent),
-            "email": ContactPoint(address=self.email, consent=self.email_consent),
+        return {  # built from validated fields: no second validation (the segmenter folds 100k of these)
+            "sms": ContactPoint.model_construct(address=self.phone, consent=self.sms_consent),
+            "email": ContactPoint.model_construct(address=self.email, consent=self.email_consent),
         }
 
 

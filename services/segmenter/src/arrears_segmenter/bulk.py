@@ -16,10 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Text
 
 
-def dumps(rows: Sequence[Any]) -> str:
+def dumps(rows: Sequence[Any], exclude: Iterable[str] = ()) -> str:
     """JSON with dates/datetimes as ISO 8601 and enums as values (pydantic-core: fast). Rows are mappings or
-    dataclass instances (serialized field by field, without building a dict first)."""
-    return to_json(list(rows)).decode()
+    dataclass instances (serialized field by field, without building a dict first), without the `exclude`
+    fields."""
+    skip = set(exclude)
+    return to_json(list(rows), exclude={"__all__": skip} if skip else None).decode()
 
 
 def in_ids(column: Any, ids: Sequence[str]) -> ColumnElement[bool]:
@@ -41,6 +43,7 @@ async def insert(
     update: Iterable[str] = (),
     update_where: str | None = None,
     returning: str | None = None,
+    exclude: Iterable[str] = (),
 ) -> list[Any]:
     """INSERT rows (all with the same keys; dataclass instances need `columns`, their field names). With
     `conflict`: DO NOTHING, or DO UPDATE of `update` columns (optionally only WHERE `update_where`, written
@@ -64,7 +67,7 @@ async def insert(
             sql += "DO NOTHING"
     if returning:
         sql += f" RETURNING {returning}"
-    res = await conn.execute(text(sql), {"rows": dumps(rows)})
+    res = await conn.execute(text(sql), {"rows": dumps(rows, exclude)})
     return list(res.all()) if returning else []
 
 

@@ -29,7 +29,7 @@ class UpstreamError(Exception):
         self.payload = payload  # the response's `detail` as sent (e.g. a 422's list of errors), if JSON
 
 
-def dispatchers() -> list[str]:
+def registered_dispatchers() -> list[str]:
     """The dispatcher service of every registered channel, in registry order."""
     return list(dict.fromkeys(spec.dispatcher for spec in channels.registered().values()))
 
@@ -47,7 +47,7 @@ class Upstreams:
             "ingest": s.console_ingest_url,
             "responses": s.console_responses_url,
         }
-        for d in dispatchers():
+        for d in registered_dispatchers():
             urls[d] = s.console_dispatcher_urls.get(d, f"http://{d}:8080")
         return cls(
             {k: v.rstrip("/") for k, v in urls.items()},

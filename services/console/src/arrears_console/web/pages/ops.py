@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, Response
 from ...dlq import browse
 from ...settings import ConsoleSettings
 from ..templating import page
-from ..upstream import UpstreamError, Upstreams
+from ..upstream import UpstreamError, Upstreams, registered_dispatchers
 from .common import ContextGetter, back, upstreams
 
 
@@ -269,7 +269,7 @@ def router(get_context: ContextGetter) -> APIRouter:
     ) -> HTMLResponse:
         ups = upstreams(get_context())
         dispatchers: list[dict[str, Any]] = []
-        for name in dispatchers():
+        for name in registered_dispatchers():
             try:
                 status = await ups.call(request, who, name, "GET", "/delivery/status")
                 dispatchers.append({"name": name, "status": status, "error": ""})
