@@ -101,7 +101,7 @@ class AccountRow:
     def hashed_fields(self) -> dict[str, Any]:
         """The fields that travel in `account-changed`; their hash decides whether the account changed.
         `contacts` only when the row has `extra_contacts` (so every other row hashes as it always did)."""
-        fields = {
+        fields: dict[str, Any] = {
             "customer_name": self.customer_name,
             "phone": self.phone,
             "email": self.email,
