@@ -1,23 +1,10 @@
 """What dispatcher-whatsapp reads and writes on the broker (see arrears_shared.topology)."""
 
-from arrears_shared import topics
-from arrears_shared.topology import LagScaling, ServiceTopology
+from arrears_shared.delivery.topology import dispatcher_topology
 
-TOPOLOGY = ServiceTopology(
-    name="dispatcher-whatsapp",
-    summary="Sends WhatsApp notices through the WhatsApp Business Cloud API, at most once, within the law;"
+TOPOLOGY = dispatcher_topology(
+    "dispatcher-whatsapp",
+    "Sends WhatsApp notices through the WhatsApp Business Cloud API, at most once, within the law;"
     " reports each outcome.",
-    consumes=(
-        topics.NOTICE_DUE,
-        topics.REPLY_RECEIVED,
-        topics.MESSAGE_SENT,
-    ),
-    produces=(topics.MESSAGE_SENT,),
-    scaling=LagScaling(
-        min_replicas=1,
-        max_replicas=4,
-        lag_per_replica=200,
-        why="every replica shares one provider rate limit: more pods do not send faster",
-    ),
     order=32,
 )
