@@ -187,11 +187,13 @@ def test_a_supervisor_approves_a_held_step_and_the_sms_is_sent(
     )
     r.raise_for_status()
     page.goto(p.service_url("console") + f"/accounts/{HELD}")
-    promises = page.locator("#h-promises + ul")
+    promises = page.locator("section[aria-labelledby=h-promises]")
 
-    def plan_shown() -> bool:  # one read of the list per reload (a reload can land between two reads)
+    def plan_shown() -> bool:
+        # one read of the section per reload: the section is always there (the list only once a promise is),
+        # and under load a reload can land between two reads or the page's call to escalation can time out
         page.reload()
-        text = promises.inner_text()
+        text = promises.inner_text(timeout=10_000)
         return all(part in text for part in ("every week", "first payment by", "(instalments)"))
 
     wait_for("the plan on the account page", plan_shown)
