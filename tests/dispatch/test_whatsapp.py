@@ -29,7 +29,18 @@ from arrears_shared.events import AgingBucket, NoticeDue, Tier, utcnow
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from .helpers import bound, daytime_zone, drain, feed, message_sent_events, phone, states
+from .helpers import (
+    bound,
+    control,
+    daytime_zone,
+    drain,
+    emulator_stats,
+    feed,
+    ledger,
+    message_sent_events,
+    phone,
+    states,
+)
 
 SCHEMA = "dispatcher_whatsapp"
 SERVICE = "dispatcher-whatsapp"
@@ -133,24 +144,6 @@ def wa_notice(
         purpose=purpose,  # type: ignore[arg-type]
         text=text,
     )
-
-
-def ledger(url: str) -> dict[str, Any]:
-    r = httpx.get(f"{url}/_emulator/ledger", timeout=10)
-    r.raise_for_status()
-    return r.json()
-
-
-def emulator_stats(url: str) -> dict[str, Any]:
-    r = httpx.get(f"{url}/_emulator/stats", timeout=10)
-    r.raise_for_status()
-    return r.json()
-
-
-def control(url: str, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    r = httpx.request(method, f"{url}/_emulator/{path}", json=body, timeout=10)
-    r.raise_for_status()
-    return r.json()
 
 
 async def until_settled(eng: DeliveryEngine, notice_id: str, timeout_s: float = 20.0) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
+from . import topics
 from .topics import EVENT_TOPICS, dlq_topic
 
 ENTRY_POINT_GROUP = "arrears.topology"
@@ -99,6 +100,25 @@ class ServiceTopology:
             return True
         source, _, rest = topic.partition(".")
         return source in self.consumes and rest.endswith(".dlq") and rest.count(".") == 1
+
+
+def dispatcher_topology(name: str, summary: str, *, order: int, max_replicas: int = 4) -> ServiceTopology:
+    """Consumes notices (its channel's), replies (opt-outs, holds) and outcomes (a bounce reported later
+    marks an address invalid); produces outcomes. Scales on lag up to `max_replicas`: every replica shares
+    one provider rate limit, so more pods do not send faster."""
+    return ServiceTopology(
+        name=name,
+        summary=summary,
+        consumes=(topics.NOTICE_DUE, topics.REPLY_RECEIVED, topics.MESSAGE_SENT),
+        produces=(topics.MESSAGE_SENT,),
+        scaling=LagScaling(
+            min_replicas=1,
+            max_replicas=max_replicas,
+            lag_per_replica=200,
+            why="every replica shares one provider rate limit: more pods do not send faster",
+        ),
+        order=order,
+    )
 
 
 @functools.cache

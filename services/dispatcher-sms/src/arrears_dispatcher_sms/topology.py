@@ -1,6 +1,6 @@
 """What dispatcher-sms reads and writes on the broker (see arrears_shared.topology)."""
 
-from arrears_shared.delivery.topology import dispatcher_topology
+from arrears_shared.topology import dispatcher_topology
 
 TOPOLOGY = dispatcher_topology(
     "dispatcher-sms",

@@ -20,12 +20,6 @@ class WhatsAppSettings(DispatchSettings):
     whatsapp_phone_number_id: str = Field(
         "", pattern=r"^\d*$", description="Id of our WhatsApp business phone number (the sender)"
     )
-    whatsapp_app_secret: SecretStr = Field(
-        SecretStr(""), description="Meta app secret: verifies X-Hub-Signature-256 of incoming webhooks"
-    )
-    whatsapp_verify_token: SecretStr = Field(
-        SecretStr(""), description="Token Meta echoes in the GET hub.challenge handshake of the webhook URL"
-    )
     whatsapp_rate_per_s: float = Field(
         20.0,
         gt=0,
