@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from arrears_cli.__main__ import app as cli_app
 from arrears_shared.cloudevents import Envelope, encode
 from arrears_shared.db.engine import make_engine
 from arrears_shared.dlq import Filter, replay, scan
@@ -13,6 +14,7 @@ from arrears_shared.stream.runner import StreamRunner
 from arrears_shared.stream.transaction import Transaction
 from arrears_shared.topics import dlq_topic
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from .factories import account_changed
 from .support import create_schema, create_topics, produce, scalar, settings, unique, wait_until
@@ -79,9 +81,13 @@ async def test_replay_applies_once_and_a_second_replay_is_a_no_op(broker, pg) ->
         assert await scalar(
             url, f"SELECT string_agg(account_id, ',' ORDER BY account_id) FROM {schema}.applied"
         ) == ("PME-000041,PME-000043")
+        reported: list[tuple[int, int]] = []
         [dead] = await scan(
-            kafka, Filter(topics=(dlq,), reason_contains="downstream bug", account_id="PME-000042")
+            kafka,
+            Filter(topics=(dlq,), reason_contains="downstream bug", account_id="PME-000042"),
+            on_progress=lambda read, total: reported.append((read, total)),
         )
+        assert reported and reported[-1] == (1, 1)
         assert dead.original_topic == topic and dead.h["ce_id"] == "r-42"
         assert await scan(kafka, Filter(topics=(dlq,), reason_contains="no such reason")) == []
 
@@ -96,7 +102,16 @@ async def test_replay_applies_once_and_a_second_replay_is_a_no_op(broker, pg) ->
             return await scalar(url, f"SELECT count(*) FROM {schema}.applied") == n
 
         await wait_until(lambda: applied(3))
-        assert await replay(kafka, [dead]) == 1  # replayed again by mistake
+        # replayed again by mistake, this time by an operator with the CLI (progress on stderr)
+        out = await asyncio.to_thread(
+            CliRunner().invoke,
+            cli_app,
+            ["dlq", "replay", "--topic", dlq, "--yes", "--progress"],
+            env={"ARREARS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers},
+        )
+        assert out.exit_code == 0 and "replayed 1 record(s)" in out.stdout, out.output
+        assert "reading dead-letter topics (1 records)" in out.stderr and "replaying" in out.stderr
+        assert "1/1" in out.stderr, out.stderr
         await asyncio.sleep(1.5)
         assert await applied(3)
         assert await scalar(url, f"SELECT count(*) FROM {schema}.applied WHERE ce_id = 'r-42'") == 1

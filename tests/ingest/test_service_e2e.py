@@ -299,10 +299,11 @@ async def test_ingest_service_end_to_end(
             )
             upload = tmp_path / "export.csv"
             upload.write_text("\n".join(",".join(f'"{c}"' for c in r) for r in [HEADER, row(77)]) + "\n")
-            out = await asyncio.to_thread(cli, "file", str(upload))
-            assert out.exit_code == 0 and "(upload, api)" in out.output and "created=1" in out.output, (
+            out = await asyncio.to_thread(cli, "file", "--progress", str(upload))
+            assert out.exit_code == 0 and "(upload, api)" in out.stdout and "created=1" in out.stdout, (
                 out.output
             )
+            assert "export.csv sent, checking rows" in out.stderr and "100%" in out.stderr, out.stderr
             out = await asyncio.to_thread(cli, "rejects", "--csv", "-")
             assert out.exit_code == 0 and out.output.splitlines()[0].startswith("row_number,account_id")
             assert len(out.output.splitlines()) == 1 + 4

@@ -72,5 +72,11 @@ def test_cli_simulate_prints_the_report(segmenter_url) -> None:
     assert as_json.exit_code == 0, as_json.output
     summary = __import__("json").loads(as_json.output)["summary"]  # the same summary the API returns
     assert summary["totals"]["sent"] == sum(r["sent"] for r in summary["by_tier_channel"])
+    shown = CliRunner().invoke(
+        app,
+        ["simulate", "--progress", "--database-url", segmenter_url, "--start", "2026-03-02T15:00:00"],
+    )
+    assert shown.exit_code == 0 and "Would send" in shown.stdout
+    assert "simulating 30 days" in shown.stderr and "100%" in shown.stderr, shown.stderr
     bad = CliRunner().invoke(app, ["simulate", "--database-url", segmenter_url, "--policy", __file__])
     assert bad.exit_code == 2 and "policy rejected" in bad.output

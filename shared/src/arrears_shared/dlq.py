@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -89,10 +89,15 @@ class Filter:
 
 
 async def scan(
-    kafka_kwargs: dict[str, Any], flt: Filter = Filter(), *, limit: int = 10_000
+    kafka_kwargs: dict[str, Any],
+    flt: Filter = Filter(),
+    *,
+    limit: int = 10_000,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[DeadLetter]:
     """Read every matching record currently in the DLQ topics (from the beginning to the high watermark),
-    without joining a consumer group or committing anything."""
+    without joining a consumer group or committing anything. `on_progress(read, total)` is called after
+    each fetched batch (total = records in the scanned partitions)."""
     topics = list(flt.topics) or dlq_topics()
     consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **kafka_kwargs)
     await consumer.start()
@@ -109,6 +114,9 @@ async def scan(
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        total = sum(ends[tp] - starts[tp] for tp in tps)
+        read = 0
         pending = {tp for tp in tps if ends[tp] > 0}
         out: list[DeadLetter] = []
         while pending and len(out) < limit:
@@ -126,15 +134,32 @@ async def scan(
                         out.append(d)
                 if recs and recs[-1].offset >= ends[tp] - 1:
                     pending.discard(tp)
+                read += len(recs)
+            if on_progress is not None:
+                on_progress(min(read, total), total)
         return sorted(out, key=lambda d: (d.dlq_topic, d.partition, d.offset))[:limit]
     finally:
         await consumer.stop()
 
 
-async def replay(kafka_kwargs: dict[str, Any], records: Sequence[DeadLetter]) -> int:
+def _report_to(on_sent: Callable[[int], None]) -> Callable[[asyncio.Future[Any]], None]:
+    def done(f: asyncio.Future[Any]) -> None:
+        if not f.cancelled() and f.exception() is None:
+            on_sent(1)
+
+    return done
+
+
+async def replay(
+    kafka_kwargs: dict[str, Any],
+    records: Sequence[DeadLetter],
+    *,
+    on_sent: Callable[[int], None] | None = None,
+) -> int:
     """Republish to the original topics with the original headers (same ce_id), addressed to the consumer
     group that dead-lettered each record (other groups on the topic skip it, so a replay can never put a
-    copy into every subscriber's DLQ). Returns the count sent."""
+    copy into every subscriber's DLQ). Returns the count sent; `on_sent(n)` reports each acknowledged
+    record (n = 1) as the broker confirms it."""
     if not records:
         return 0
     producer = AIOKafkaProducer(
@@ -152,7 +177,10 @@ async def replay(kafka_kwargs: dict[str, Any], records: Sequence[DeadLetter]) ->
             group = d.h.get(dl.ORIGINAL_GROUP)
             if group:  # only the group that failed it applies the replay; the others skip it
                 headers.append((dl.REPLAY_FOR_GROUP, group.encode()))
-            futures.append(await producer.send(d.original_topic, value=d.value, key=d.key, headers=headers))
+            fut = await producer.send(d.original_topic, value=d.value, key=d.key, headers=headers)
+            if on_sent is not None:
+                fut.add_done_callback(_report_to(on_sent))
+            futures.append(fut)
         await asyncio.gather(*futures)
         return len(futures)
     finally:

@@ -11,6 +11,8 @@ import typer
 from arrears_shared.dlq import DeadLetter, Filter, replay, scan
 from arrears_shared.settings import KafkaSettings
 
+from arrears_cli.progress import ProgressOpt, progress, wanted
+
 dlq_app = typer.Typer(
     help="List, inspect and replay dead-letter topics (<topic>.<group>.dlq).", no_args_is_help=True
 )
@@ -51,9 +53,12 @@ def list_(
     account: AccountOpt = None,
     bootstrap_servers: BootstrapOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    show_progress: ProgressOpt = None,
 ) -> None:
     """List dead-lettered records (no payloads: they may hold personal data)."""
-    found = asyncio.run(scan(_kafka(bootstrap_servers), _filter(topic, reason, since, until, account)))
+    found = _scan_with_progress(
+        bootstrap_servers, _filter(topic, reason, since, until, account), wanted(show_progress)
+    )
     for d in found:
         s = d.summary()
         if as_json:
@@ -92,19 +97,39 @@ def replay_(
     account: AccountOpt = None,
     bootstrap_servers: BootstrapOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    show_progress: ProgressOpt = None,
 ) -> None:
     """Republish to the original topic with the same ce_id: consumers apply it at most once."""
+    shown = wanted(show_progress)
     if ref:
         records = [_find(ref, bootstrap_servers)]
     else:
-        records = asyncio.run(scan(_kafka(bootstrap_servers), _filter(topic, reason, since, until, account)))
+        records = _scan_with_progress(bootstrap_servers, _filter(topic, reason, since, until, account), shown)
     if not records:
         typer.echo("nothing to replay")
         raise typer.Exit(0)
     if not yes:
         typer.confirm(f"Replay {len(records)} record(s) to their original topics?", abort=True)
-    n = asyncio.run(replay(_kafka(bootstrap_servers), records))
+    with progress("replaying", len(records), enabled=shown) as (advance, _):
+        n = asyncio.run(replay(_kafka(bootstrap_servers), records, on_sent=advance))
     typer.echo(f"replayed {n} record(s)")
+
+
+def _scan_with_progress(bootstrap: str | None, flt: Filter, shown: bool) -> list[DeadLetter]:
+    """Scan the DLQ topics, showing records read out of the records they hold."""
+    with progress("reading dead-letter topics", None, enabled=shown, unit="records read") as (
+        advance,
+        describe,
+    ):
+        seen = 0
+
+        def read(done: int, total: int) -> None:
+            nonlocal seen
+            advance(done - seen)
+            seen = done
+            describe(f"reading dead-letter topics ({total} records)")
+
+        return asyncio.run(scan(_kafka(bootstrap), flt, on_progress=read))
 
 
 def _find(ref: str, bootstrap: str | None) -> DeadLetter:

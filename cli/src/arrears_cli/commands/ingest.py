@@ -10,14 +10,18 @@ to `<data dir>/admin-api-key`; `arrears keys create` makes narrower ones.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx
 import typer
 
+from arrears_cli.progress import ProgressOpt, progress, wanted
+
 DEFAULT_URL = "http://127.0.0.1:8001"
 XLSX_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+UPLOAD_CHUNK = 256 * 1024
 
 ingest_app = typer.Typer(
     help="PME master sheet ingest: run the sheet now, upload a CSV/XLSX file, list rejects and runs. "
@@ -115,6 +119,7 @@ def file_(
     url: UrlOpt = DEFAULT_URL,
     api_key: ApiKeyOpt = None,
     as_json: JsonOpt = False,
+    show_progress: ProgressOpt = None,
 ) -> None:
     """Upload a CSV/XLSX export of the PME master sheet (works while the sheet is unavailable). Needs a
     supervisor, admin or service API key."""
@@ -122,15 +127,33 @@ def file_(
         raise typer.BadParameter("--mode must be merge or replace")
     kind: Literal["xlsx", "csv"] = "xlsx" if path.suffix.lower() in (".xlsx", ".xlsm") else "csv"
     params = {"filename": path.name, "mode": mode} | ({"worksheet": worksheet} if worksheet else {})
-    r = _request(
-        url,
-        api_key,
-        "POST",
-        "/ingest/upload",
-        params=params,
-        content=path.read_bytes(),
-        headers={"content-type": XLSX_MEDIA if kind == "xlsx" else "text/csv"},
-    )
+    size = path.stat().st_size
+    with progress(f"uploading {path.name}", size, enabled=wanted(show_progress), unit="bytes") as (
+        advance,
+        describe,
+    ):
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as f:
+                while chunk := f.read(UPLOAD_CHUNK):
+                    yield chunk
+                    advance(len(chunk))
+            # the service validates and publishes every row before it answers
+            describe(f"{path.name} sent, checking rows")
+
+        r = _request(
+            url,
+            api_key,
+            "POST",
+            "/ingest/upload",
+            params=params,
+            content=chunks(),
+            # a declared length: the service caps bodies by it, and httpx then sends no chunked encoding
+            headers={
+                "content-type": XLSX_MEDIA if kind == "xlsx" else "text/csv",
+                "content-length": str(size),
+            },
+        )
     if r.status_code == 422 and "status" in r.json():
         _summary(r.json(), as_json)
     if r.status_code != 200:

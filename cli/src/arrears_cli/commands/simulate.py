@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from arrears_cli.progress import ProgressOpt, progress, wanted
 
 
 def register(app: typer.Typer) -> None:
@@ -30,6 +33,7 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--details", help="List every notice and gate decision")
         ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+        show_progress: ProgressOpt = None,
     ) -> None:
         """Run the dunning policy over current data with a virtual clock. Sends nothing, changes nothing."""
         from arrears_segmenter.deps import Deps
@@ -47,8 +51,15 @@ def register(app: typer.Typer) -> None:
         deps = Deps.from_settings(settings)
         at = None if start is None else (start if start.tzinfo else start.replace(tzinfo=UTC))
 
-        async def go():  # type: ignore[no-untyped-def]
+        async def go(advance: Callable[[float], None]):  # type: ignore[no-untyped-def]
             engine = make_engine(settings.async_database_url(), pool_size=1)
+            done = 0.0
+
+            def covered(fraction: float) -> None:  # progress in virtual days
+                nonlocal done
+                advance(fraction * days - done)
+                done = fraction * days
+
             try:
                 return await run(
                     engine,
@@ -56,12 +67,17 @@ def register(app: typer.Typer) -> None:
                     days=days,
                     start=at,
                     policy_text=policy.read_text() if policy else None,
+                    on_progress=covered,
                 )
             finally:
                 await engine.dispose()
 
         try:
-            sim = asyncio.run(go())
+            with progress(f"simulating {days:g} days", days, enabled=wanted(show_progress), unit="days") as (
+                advance,
+                _,
+            ):
+                sim = asyncio.run(go(advance))
         except PolicyError as e:
             typer.echo(f"policy rejected: {e}", err=True)
             raise typer.Exit(2) from None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -136,10 +137,12 @@ async def simulate(
     policy_text: str | None = None,
     max_ticks: int = 100_000,
     max_seconds: float | None = None,
+    on_progress: Callable[[float], None] | None = None,
 ) -> Simulation:
     """Run the policy in force (or `policy_text`, validated exactly as `POST /policies` does: PolicyError)
     for `days` of virtual time. Always rolled back; stops early (`truncated`) after `max_ticks` ticks or
-    `max_seconds` of wall time, so a caller bounds how long it holds its row locks."""
+    `max_seconds` of wall time, so a caller bounds how long it holds its row locks. `on_progress(fraction)`
+    reports the share of the virtual window covered after each tick, and 1.0 when it is done."""
     t0 = start or deps.clock.now()
     sim = Simulation(start=t0, end=t0 + timedelta(days=days))
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
@@ -168,6 +171,10 @@ async def simulate(
                 for r in tx.records:
                     sim.notices.append(json.loads(r.value))
                 tx.records.clear()  # never flushed: the outbox is not touched
+                if on_progress is not None and sim.end > t0:
+                    on_progress(min(1.0, (now - t0) / (sim.end - t0)))
+            if on_progress is not None and not sim.truncated:
+                on_progress(1.0)
             rows = await conn.execute(
                 select(decisions)
                 .where(decisions.c.id > marker, decisions.c.outcome.in_(("deferred", "suppressed", "held")))
