@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos clean schemas config-docs security-docs topology
+.PHONY: env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos clean schemas config-docs security-docs topology image sbom
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -72,6 +72,15 @@ config-docs: env
 
 security-docs: env
 	$(RUN) arrears security matrix --write docs/security.md
+
+# The one container image for every service (docs/image.md): buildah, chroot isolation, vfs storage under
+# .arrears/image; then every service's command is started from it until it answers /healthz.
+image: $(UV) sbom
+	UV_VERSION=$(UV_VERSION) deploy/image/build.sh
+
+# CycloneDX SBOM of the image's packages, from uv.lock
+sbom: $(UV)
+	UV=$(UV) deploy/image/sbom.sh dist/sbom.cdx.json
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .arrears

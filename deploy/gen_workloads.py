@@ -35,10 +35,15 @@ AUTOSCALED = {s.name for s in topology.declared().values() if s.scaling is not N
 
 # env var -> (secret key, optional)
 SECRET_ENV: dict[str, dict[str, tuple[str, bool]]] = {
-    "ingest": {},
+    # Payment webhooks (POST /ingest/payments/...); a provider whose secret is unset answers 404.
+    "ingest": {
+        "ARREARS_PAYMENTS_STRIPE_WEBHOOK_SECRET": ("payments-stripe-webhook-secret", True),
+        "ARREARS_PAYMENTS_WEBHOOK_SECRET": ("payments-webhook-secret", True),
+    },
     "segmenter": {},
     "dispatcher-sms": {"ARREARS_QUO_API_KEY": ("quo-api-key", False)},
-    "dispatcher-email": {},
+    # Only with the SMTP fallback relay (ARREARS_SMTP_HOST in arrears-site) that requires AUTH.
+    "dispatcher-email": {"ARREARS_SMTP_PASSWORD": ("smtp-password", True)},
     "dispatcher-whatsapp": {"ARREARS_WHATSAPP_ACCESS_TOKEN": ("whatsapp-access-token", False)},
     # QUO webhooks: the Standard Webhooks secret (whsec_...) and/or the legacy openphone-signature key; a
     # delivery signed with a system that has no key configured is refused.
@@ -48,6 +53,8 @@ SECRET_ENV: dict[str, dict[str, tuple[str, bool]]] = {
         # WhatsApp webhooks (the channel's inbound adapter, mounted by responses); unset: not served
         "ARREARS_WHATSAPP_APP_SECRET": ("whatsapp-app-secret", True),
         "ARREARS_WHATSAPP_VERIFY_TOKEN": ("whatsapp-verify-token", True),
+        # Gmail push (POST /webhooks/gmail/push?token=...); unset: push refused, replies are polled
+        "ARREARS_RESPONSES_GMAIL_PUSH_TOKEN": ("gmail-push-token", True),
     },
     "escalation": {},
     # Only for a confidential OIDC client (console sign-in with the identity provider).
@@ -57,6 +64,8 @@ SECRET_ENV: dict[str, dict[str, tuple[str, bool]]] = {
 SECRET_FILES: dict[str, dict[str, str]] = {
     "ingest": {"ARREARS_SHEETS_CREDENTIALS_FILE": "sheets-credentials.json"},
     "dispatcher-email": {"ARREARS_GMAIL_CREDENTIALS_FILE": "gmail-credentials.json"},
+    # reads replies from the same mailbox (only with ARREARS_RESPONSES_GMAIL_ENABLED=true)
+    "responses": {"ARREARS_GMAIL_CREDENTIALS_FILE": "gmail-credentials.json"},
 }
 RESOURCES: dict[str, dict[str, dict[str, str]]] = {
     "default": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},

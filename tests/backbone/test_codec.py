@@ -1,4 +1,4 @@
-"""CloudEvents binary-mode codec and the published schemas."""
+"""CloudEvents binary-mode codec and the published schemas (the AsyncAPI document: test_asyncapi.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 import jsonschema
 import pytest
-from arrears_shared.asyncapi import document
 from arrears_shared.cloudevents import InvalidEvent, decode, encode
 from arrears_shared.events import EVENT_TYPES, AccountChanged, json_schemas
 from cloudevents.v1.http import CloudEvent
@@ -86,20 +85,6 @@ def test_json_schemas_are_valid_and_accept_real_events() -> None:
     validator.validate(json.loads(account_changed(4).model_dump_json()))
     bad = json.loads(account_changed(4).model_dump_json()) | {"currency": "dollars"}
     assert list(validator.iter_errors(bad)), "schema must reject a non-ISO currency"
-
-
-def test_asyncapi_document_covers_every_topic_and_dlq() -> None:
-    from arrears_shared.topology import all_topics
-
-    doc = document()
-    assert doc["asyncapi"] == "3.0.0"
-    addresses = {c["address"] for c in doc["channels"].values()}
-    assert addresses == set(all_topics())
-    refs = json.dumps(doc)
-    assert "#/$defs/" not in refs  # every reference resolvable inside components
-    for name, msg in doc["components"]["messages"].items():
-        assert msg["payload"]["$ref"] == f"#/components/schemas/{name}"
-        assert name in doc["components"]["schemas"]
 
 
 def test_dead_letter_headers_never_quote_the_record() -> None:

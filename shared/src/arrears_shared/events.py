@@ -3,6 +3,12 @@
 Each model names its topic and `ce_type`. Money is integer minor units + ISO 4217 currency; timestamps are
 timezone-aware UTC; phone numbers E.164; the debtor's IANA zone travels with the account. A breaking change
 gets a new model with a `.v2` type, never an edit of a published one.
+
+Evolution rule (docs/upgrades.md): within a version a producer may add *optional* fields; every consumer
+ignores fields it does not know (`extra="ignore"`; the JSON Schemas say `additionalProperties: true`), so a
+new producer never dead-letters an old consumer. An ignored field is not kept: a consumer that re-publishes
+data re-publishes only the fields it knows. Removing or renaming a field, changing its type or meaning,
+making an optional field required, or adding a value to a closed enumeration is a breaking change.
 """
 
 from __future__ import annotations
@@ -21,10 +27,14 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 cod
 E164 = Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$", description="E.164 phone number")]
 
 
+# Consumers tolerate fields added by newer producers of the same version (see the module docstring).
+TOLERANT = ConfigDict(frozen=True, extra="ignore", json_schema_extra={"additionalProperties": True})
+
+
 class Event(BaseModel):
     """Base of every event. `account_id` is the Kafka key, so one account's events stay ordered."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = TOLERANT
 
     ce_type: ClassVar[str]
     topic: ClassVar[str]
@@ -65,7 +75,7 @@ class AgingBucket(StrEnum):
 class ContactPoint(BaseModel):
     """How the source says the customer can be reached on one channel."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = TOLERANT
 
     address: str | None = Field(None, description="The channel's address: E.164 phone or email, normalised")
     consent: bool = Field(False, description="Consent (an opt-in for opt-in channels such as WhatsApp)")

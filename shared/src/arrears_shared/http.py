@@ -12,11 +12,14 @@
   `ARREARS_RUNNER_STUCK_AFTER_S`) or a background task has died.
 - `/readyz` checks the database, the broker and that each consumer joined its group; extra checks can be
   registered by the service (their detail is shown, e.g. ingest's degraded sheet source).
+- Every request is timed into `arrears_http_request_seconds{service,method,route,status}` (`RequestMetrics`),
+  labelled with the route template, never the raw path, so the series stay few.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +28,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth.access import check_routes, document_access, public, requires
+from . import telemetry
+from .auth.access import check_routes, document_access, effective_routes, public, requires
 from .auth.gate import Authenticator, AuthGate
 from .body_limit import BodySizeLimit
 from .request_context import RequestId
@@ -60,6 +66,56 @@ class Health:
             ok = ok and good
             detail[name] = {"ok": good, "detail": d}
         return ok, detail
+
+
+class RequestMetrics:
+    """Times each HTTP request, from the first byte in to the last byte out, into
+    `arrears_http_request_seconds`. `route` is the matched route's template (`/accounts/{account_id}`),
+    also for requests the gate refused before routing; `unmatched` when no route matches (a 404). Methods
+    outside the standard set count as `other`. An exception is counted as a 500."""
+
+    METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+    def __init__(self, app: ASGIApp, *, service: str, routes: Sequence[BaseRoute]) -> None:
+        """`routes`: what the router serves (`effective_routes(app)`), matched when the gate refused a request
+        before routing."""
+        self.app, self.service, self.routes = app, service, routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            method = scope["method"] if scope["method"] in self.METHODS else "other"
+            telemetry.HTTP_SECONDS.labels(self.service, method, self.route(scope), str(status)).observe(
+                time.perf_counter() - started
+            )
+
+    def route(self, scope: Scope) -> str:
+        matched = scope.get("route")  # set by the router when the request got that far
+        if matched is None:
+            partial = None
+            for candidate in self.routes:
+                match, _ = candidate.matches(scope)
+                if match is Match.FULL:
+                    matched = candidate
+                    break
+                if match is Match.PARTIAL and partial is None:
+                    partial = candidate  # path matches, method does not (a 405)
+            matched = matched or partial
+        template = getattr(matched, "path_format", None) or getattr(matched, "path", None)
+        return template if isinstance(template, str) and template else "unmatched"
 
 
 OPS_PUBLIC = "probes and Prometheus scrapes; answer no business data (keep /metrics inside the cluster)"
@@ -122,4 +178,6 @@ def create_app(
         AuthGate, authenticator=authenticator, public_routes=public_routes, login_path=login_path
     )
     app.add_middleware(RequestId)
+    # outermost: times it all; the routes as served (full paths, included routers flattened)
+    app.add_middleware(RequestMetrics, service=service, routes=effective_routes(app))
     return app

@@ -8,9 +8,9 @@ Secrets are `SecretStr`, so they never appear in reprs or logs.
 from __future__ import annotations
 
 import ssl
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,6 +44,18 @@ class KafkaSettings(ArrearsSettings):
         1,
         description="Replication factor for topics Arrears creates. Not read by the services yet (see above)",
     )
+
+    @model_validator(mode="after")
+    def _client_certificate_needs_tls(self) -> Self:
+        """A client certificate is only presented over TLS: refuse one that would be silently ignored."""
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("ARREARS_KAFKA_SSL_KEYFILE is set without ARREARS_KAFKA_SSL_CERTFILE")
+        if self.kafka_ssl_certfile and self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(
+                "ARREARS_KAFKA_SSL_CERTFILE needs ARREARS_KAFKA_SECURITY_PROTOCOL=SSL (mutual TLS) or SASL_SSL, "
+                f"not {self.kafka_security_protocol}"
+            )
+        return self
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments shared by every aiokafka client (producer, consumer, admin)."""

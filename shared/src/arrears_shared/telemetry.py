@@ -39,7 +39,27 @@ HANDLER_SECONDS = Histogram(
 )
 OUTBOX_BACKLOG = Gauge("arrears_outbox_backlog", "Unpublished outbox rows", ["service"])
 CONSUMER_LAG = Gauge(
-    "arrears_consumer_lag", "High watermark minus position", ["service", "topic", "partition"]
+    "arrears_consumer_lag",
+    "High watermark minus position, for the partitions this consumer owns (removed on revocation)",
+    ["service", "topic", "partition"],
+)
+PROCESSING_DELAY = Gauge(
+    "arrears_consumer_processing_delay_seconds",
+    "Age of the oldest record of an owned partition not yet processed (now minus its Kafka timestamp, "
+    "computed at scrape time; 0 when caught up)",
+    ["service", "topic", "partition"],
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "arrears_outbox_oldest_age_seconds",
+    "Age of the oldest unpublished outbox row, computed at scrape time (0 when none, and on replicas whose "
+    "relay is not the active one)",
+    ["service"],
+)
+HTTP_SECONDS = Histogram(
+    "arrears_http_request_seconds",
+    "HTTP server latency, by route template (never the raw path) and status code",
+    ["service", "method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 PROVIDER_SECONDS = Histogram(
     "arrears_provider_request_seconds",

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -47,9 +49,29 @@ def alembic_config(url: str, service: str) -> Config:
 
 
 def upgrade(url: str, service: str, revision: str = "head") -> None:
-    """Migrate one service's schema to `revision`. Blocking; call via `asyncio.to_thread` from async code."""
-    command.upgrade(alembic_config(url, service), revision)
+    """Migrate one service's schema to `revision`. Blocking; call via `asyncio.to_thread` from async code.
+
+    A schema already at a revision this release does not know was migrated by a newer release (a rollback
+    after an expand migration, or old replicas beside new ones in a rolling upgrade): the release starts
+    on it with a warning instead of crash-looping, as expand migrations leave the schema usable by the
+    release before them (docs/upgrades.md)."""
+    try:
+        command.upgrade(alembic_config(url, service), revision)
+    except CommandError as e:
+        if not isinstance(e.__cause__, ResolutionError) or revision != "head":
+            raise
+        log.warning(
+            "schema ahead of this release: starting on it unmigrated",
+            extra={"service": service, "error": str(e)},
+        )
+        return
     log.info("migrated", extra={"service": service, "revision": revision})
+
+
+def downgrade(url: str, service: str, revision: str) -> None:
+    """Undo one service's migrations down to `revision` (an operator's rollback step). Blocking."""
+    command.downgrade(alembic_config(url, service), revision)
+    log.info("downgraded", extra={"service": service, "revision": revision})
 
 
 def upgrade_all(url: str) -> None:

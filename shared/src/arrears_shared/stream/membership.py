@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from .partition_metrics import PartitionMetrics
+
 log = logging.getLogger("arrears_shared.stream.runner")  # the runner's logger: these are its messages
 
 # consumers still leaving their group after their runner was cancelled (a reference keeps the task alive)
@@ -47,14 +49,15 @@ class RunnerState:
 
 
 class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, state: RunnerState, group: str) -> None:
-        self.state, self.group = state, group
+    def __init__(self, state: RunnerState, group: str, metrics: PartitionMetrics) -> None:
+        self.state, self.group, self.metrics = state, group, metrics
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Batches are processed and committed between polls, so nothing is in flight here.
         self.state.assigned -= set(revoked)
         for tp in revoked:
             self.state.lag.pop(tp, None)
+        self.metrics.forget(revoked)  # the new owner exports them; a stale series would double-count
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.state.joined = True

@@ -100,6 +100,15 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._last_housekeeping = 0.0
+        # unix time of the oldest unpublished row while this relay leads (None: nothing waits, or not leading)
+        self._oldest_unpublished: float | None = None
+        m.OUTBOX_OLDEST_AGE.labels(service).set_function(self.oldest_age)
+
+    def oldest_age(self) -> float:
+        """Seconds the oldest unpublished row has waited; computed when scraped, so it keeps growing while
+        publishing fails (broker down, credentials, a missing topic)."""
+        since = self._oldest_unpublished
+        return 0.0 if since is None else max(0.0, time.time() - since)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -120,6 +129,9 @@ class OutboxRelay:
                     )
                     if not got:
                         self.leader = False
+                        # another replica leads and reports the backlog; keep no stale value here
+                        self._oldest_unpublished = None
+                        m.OUTBOX_BACKLOG.labels(self.service).set(0)
                         await self._sleep(1.0)
                         continue
                     self.leader = True
@@ -146,8 +158,9 @@ class OutboxRelay:
 
     async def _lead(self, conn: AsyncConnection) -> None:
         while not self._stopping.is_set():
-            n = await self.drain_once(conn)
+            # before draining: while publishing fails, the backlog and its age are still measured
             await self._housekeeping(conn)
+            n = await self.drain_once(conn)
             if n < self.settings.outbox_batch:
                 await self._sleep(self.settings.outbox_poll_s)
 
@@ -180,6 +193,13 @@ class OutboxRelay:
             text(f"SELECT count(*) FROM {self.schema}.outbox WHERE published_at IS NULL")
         )
         m.OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
+        oldest = await conn.scalar(
+            text(
+                f"SELECT extract(epoch FROM created_at) FROM {self.schema}.outbox "
+                "WHERE published_at IS NULL ORDER BY id LIMIT 1"
+            )
+        )
+        self._oldest_unpublished = float(oldest) if oldest is not None else None
         await conn.execute(
             text(f"DELETE FROM {self.schema}.outbox WHERE published_at < now() - make_interval(secs => :s)"),
             {"s": self.settings.outbox_retention_s},

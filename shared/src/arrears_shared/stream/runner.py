@@ -35,6 +35,7 @@ from . import inbox, outbox
 from .backoff import backoff
 from .dead_letter import REPLAY_FOR_GROUP, Failure, dead_letter, is_infrastructure_error
 from .membership import Listener, RunnerState, close_after_cancel
+from .partition_metrics import PartitionMetrics
 from .transaction import Transaction
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class StreamRunner:
         self.settings = settings
         self.service = service or group
         self.state = RunnerState()
+        self.partition_metrics = PartitionMetrics(self.service, owns=lambda tp: tp in self.state.assigned)
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._last_lag_update = 0.0
@@ -83,7 +85,9 @@ class StreamRunner:
             fetch_max_bytes=16 * 1024 * 1024,
             **s.kafka_client_kwargs(),
         )
-        self._consumer.subscribe(self.topics, listener=Listener(self.state, self.group))
+        self._consumer.subscribe(
+            self.topics, listener=Listener(self.state, self.group, self.partition_metrics)
+        )
         await self._consumer.start()
 
     def stop(self) -> None:
@@ -103,10 +107,12 @@ class StreamRunner:
             while not self._stopping.is_set():
                 batch = await self._poll(consumer)
                 if batch:
+                    self.partition_metrics.polled(batch)
                     records = [r for recs in batch.values() for r in recs]
                     if not await self.process(records):
                         break  # stopping while the infrastructure was down: leave uncommitted
                     await self._commit(consumer, batch)
+                    self.partition_metrics.processed(batch)
                     self.state.last_progress = time.monotonic()
                 await self._update_lag(consumer, batch)
         except asyncio.CancelledError:
@@ -115,6 +121,7 @@ class StreamRunner:
         finally:
             # a run restarted after a crash (the service host's supervisor) starts a new consumer
             leaving, self._consumer = self._consumer, None
+            self.partition_metrics.forget_all()  # a stopped consumer owns nothing (no revoke callback on stop)
             if leaving is not None:
                 await (close_after_cancel(leaving) if cancelled else leaving.stop())
 
@@ -299,6 +306,8 @@ class StreamRunner:
                 pos = await consumer.position(tp)
             except KafkaError:
                 continue
+            if tp not in self.state.assigned:
+                continue  # revoked by a rebalance while awaiting the position: its new owner reports it
             lag = max(0, hw - pos)
             self.state.lag[tp] = lag
-            m.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(lag)
+            self.partition_metrics.lag(tp, lag)
