@@ -14,6 +14,14 @@ venv="${1:?usage: install.sh VENV_DIR}"
 uv="${UV:-uv}"
 python="${PYTHON:-$(command -v python3.11)}"
 
-UV_PROJECT_ENVIRONMENT="$venv" UV_PYTHON_DOWNLOADS=never exec "$uv" sync \
+UV_PROJECT_ENVIRONMENT="$venv" UV_PYTHON_DOWNLOADS=never "$uv" sync \
     --frozen --no-dev --all-packages --no-editable --compile-bytecode --no-progress \
     --python "$python"
+
+# google-api-python-client bundles ~600 discovery documents (about 110 MB); the code builds only Gmail v1
+# from them (arrears_shared.providers.gmail: static_discovery=True). Keep that one.
+KEEP_DISCOVERY="gmail.v1.json"
+for docs in "$venv"/lib/python3.11/site-packages/googleapiclient/discovery_cache/documents; do
+    [ -d "$docs" ] || continue
+    find "$docs" -type f -name '*.json' ! -name "$KEEP_DISCOVERY" -delete
+done
