@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos clean schemas config-docs security-docs topology image sbom
+.PHONY: fuzz-headers env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos clean schemas config-docs security-docs topology image sbom
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -58,6 +58,11 @@ intents-model: env
 
 chaos-dispatch: env
 	$(RUN) python bench/chaos_dispatch.py
+
+# coverage-guided fuzzing (atheris) of every webhook signature-header parser; FUZZ_SECONDS bounds the run
+FUZZ_SECONDS ?= 60
+fuzz-headers: env
+	$(RUN) python fuzz/headers.py -max_total_time=$(FUZZ_SECONDS)
 
 topology: env
 	$(RUN) python deploy/gen_topics.py

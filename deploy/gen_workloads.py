@@ -25,6 +25,9 @@ IMAGE = "ghcr.io/arrears/arrears:0.1.0"
 HTTP_PORT = 8000
 UID = 10001
 SECRET = "arrears-secrets"  # created by the operator, see deploy/README.md
+# The migrator's database URL: a role that may act as every schema owner (the one that ran
+# `arrears migrate --create-roles`). Only the init containers read it, never a service.
+MIGRATOR_URL_KEY = "database-migrator-url"
 SITE_CONFIG = "arrears-site"  # created by the operator, see deploy/README.md
 KAFKA_CA_SECRET = "arrears-cluster-ca-cert"  # Strimzi's cluster CA secret for a Kafka cluster named "arrears"
 GOOGLE_DIR = "/etc/arrears/google"
@@ -54,7 +57,6 @@ SECRET_ENV: dict[str, dict[str, tuple[str, bool]]] = {
         "ARREARS_WHATSAPP_APP_SECRET": ("whatsapp-app-secret", True),
         "ARREARS_WHATSAPP_VERIFY_TOKEN": ("whatsapp-verify-token", True),
         # Gmail push (POST /webhooks/gmail/push?token=...); unset: push refused, replies are polled
-        "ARREARS_RESPONSES_GMAIL_PUSH_TOKEN": ("gmail-push-token", True),
     },
     "escalation": {},
     # Only for a confidential OIDC client (console sign-in with the identity provider).
@@ -100,9 +102,21 @@ def container(service: str) -> dict[str, Any]:
         {"name": "ARREARS_SERVICE_NAME", "value": service},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+        # the service's own runtime role: its schema only, audit table append-only (docs/security.md)
         {
             "name": "ARREARS_DATABASE_URL",
-            "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "database-url"}},
+            "valueFrom": {"secretKeyRef": {"name": SECRET, "key": database_url_key(service)}},
+        },
+        # seals every service's audit chain (HMAC); the database never holds it (docs/runbooks.md)
+        {
+            "name": "ARREARS_AUDIT_HMAC_KEY",
+            "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "audit-hmac-key"}},
+        },
+        {
+            "name": "ARREARS_AUDIT_HMAC_PREVIOUS_KEYS",
+            "valueFrom": {
+                "secretKeyRef": {"name": SECRET, "key": "audit-hmac-previous-keys", "optional": True}
+            },
         },
         # Only set when the broker needs SASL (prod overlay); absent keys leave the variables unset.
         {
@@ -136,8 +150,8 @@ def container(service: str) -> dict[str, Any]:
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": "arrears-config"}}, {"configMapRef": {"name": SITE_CONFIG}}],
         "env": env,
-        # Start-up runs schema migrations under an advisory lock and may wait for another replica: allow
-        # up to 5 minutes before liveness takes over.
+        # The init container migrated the schema; start-up only checks it is at head (or ahead). Allow up to
+        # 5 minutes (broker and database connections, consumer group join) before liveness takes over.
         "startupProbe": _probe("/healthz", period=5, failures=60),
         # Liveness never depends on DB or broker (one outage would restart every pod); it does fail when the
         # consumer is stuck (assigned, lag > 0, no progress for ARREARS_RUNNER_STUCK_AFTER_S).
@@ -151,6 +165,39 @@ def container(service: str) -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": mounts,
+    }
+
+
+def database_url_key(service: str) -> str:
+    """The Secret key of a service's own database URL (`arrears migrate --create-roles --write-urls`)."""
+    return f"database-url-{service}"
+
+
+def migrate_container(service: str) -> dict[str, Any]:
+    """Init container: migrate the service's schema (and the shared `iam` schema) with the migrator's
+    credential before the service starts with its runtime role, which may not run DDL. Idempotent and
+    serialised by an advisory lock, so replicas starting together migrate once; `--allow-ahead` lets a
+    rolled-back release start on a schema a newer release expanded (docs/upgrades.md)."""
+    app = container(service)
+    return {
+        "name": "migrate",
+        "image": IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["arrears", "migrate", "--service", "iam", "--service", service, "--allow-ahead"],
+        "env": [
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+            {
+                "name": "ARREARS_DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": SECRET, "key": MIGRATOR_URL_KEY}},
+            },
+        ],
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "192Mi"},
+            "limits": {"cpu": "1", "memory": "384Mi"},
+        },
+        "securityContext": app["securityContext"],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
 
 
@@ -219,6 +266,7 @@ def deployment(service: str) -> dict[str, Any]:
                             "labelSelector": {"matchLabels": selector(service)},
                         }
                     ],
+                    "initContainers": [migrate_container(service)],
                     "containers": [container(service)],
                     "volumes": volumes(service),
                 },

@@ -29,6 +29,8 @@ from arrears_cli.stack.processes import Supervisor, run_coro_sync
 from arrears_cli.stack.topics import ensure_topics
 
 TEST_PARTITIONS = 3
+# the audit chain's HMAC key (arrears_shared.audit.keyring) for everything the tests start, children included
+os.environ.setdefault("ARREARS_AUDIT_HMAC_KEY", "arrears-test-audit-key-0123456789abcdef")
 _db_counter = itertools.count(1)
 _LOG_DIR_KEY = pytest.StashKey[Path]()
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 from collections.abc import Sequence
 
 from arrears_cli.__main__ import app as cli_app
 from arrears_shared.cloudevents import Envelope, encode
 from arrears_shared.db.engine import make_engine
+from arrears_shared.db.migrate import upgrade
 from arrears_shared.dlq import Filter, replay, scan
 from arrears_shared.stream.relay import OutboxRelay, make_producer
 from arrears_shared.stream.runner import StreamRunner
@@ -102,14 +104,19 @@ async def test_replay_applies_once_and_a_second_replay_is_a_no_op(broker, pg) ->
             return await scalar(url, f"SELECT count(*) FROM {schema}.applied") == n
 
         await wait_until(lambda: applied(3))
-        # replayed again by mistake, this time by an operator with the CLI (progress on stderr)
+        # replayed again by mistake, this time by an operator with the CLI (progress on stderr), which
+        # writes the replay to the console's audit log
+        await asyncio.to_thread(upgrade, url, "console")
         out = await asyncio.to_thread(
             CliRunner().invoke,
             cli_app,
             ["dlq", "replay", "--topic", dlq, "--yes", "--progress"],
-            env={"ARREARS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers},
+            env={"ARREARS_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "ARREARS_DATABASE_URL": url},
         )
         assert out.exit_code == 0 and "replayed 1 record(s)" in out.stdout, out.output
+        assert await scalar(
+            url, "SELECT actor || ' ' || action || ' ' || (after->>'count') FROM console.audit_log"
+        ) == (f"cli:{getpass.getuser()} dlq.replay_set 1")
         assert "reading dead-letter topics (1 records)" in out.stderr and "replaying" in out.stderr
         assert "1/1" in out.stderr, out.stderr
         await asyncio.sleep(1.5)

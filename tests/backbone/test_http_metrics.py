@@ -61,3 +61,35 @@ async def test_requests_are_timed_by_route_template() -> None:
         {"service": service, "method": "GET", "route": "/items/{item_id}", "status": "200", "le": "5.0"},
     )
     assert bucket == 3  # 5 s is a bucket bound: the alert's threshold is measured, not interpolated
+
+
+async def test_a_request_cancelled_before_its_response_counts_as_499_not_500() -> None:
+    import asyncio
+
+    from arrears_shared.http import RequestMetrics
+
+    service = unique("http")
+
+    async def hangs(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        await asyncio.sleep(60)
+
+    async def fails(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        raise RuntimeError("handler bug")
+
+    async def noop_send(message) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    scope = {"type": "http", "method": "GET", "path": "/slow", "root_path": "", "headers": []}
+    task = asyncio.create_task(RequestMetrics(hangs, service=service, routes=[])(scope, None, noop_send))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    task.cancel()  # the client went away / the server shuts down
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    assert count(service, "GET", "unmatched", "499") == 1
+    try:
+        await RequestMetrics(fails, service=service, routes=[])(scope, None, noop_send)  # type: ignore[arg-type]
+    except RuntimeError:
+        pass
+    assert count(service, "GET", "unmatched", "500") == 1

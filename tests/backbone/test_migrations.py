@@ -72,8 +72,12 @@ def test_a_schema_migrated_by_a_newer_release_starts_with_a_warning(fresh_databa
 
     asyncio.run(set_version("9999_from_the_next_release"))
     with caplog.at_level("WARNING", logger="arrears_shared.db.migrate"):
-        upgrade(url, service)
+        assert upgrade(url, service) == "ahead"
     assert any("schema ahead of this release" in r.getMessage() for r in caplog.records)
+    out = CliRunner().invoke(cli_app, ["migrate", "-s", service, "--database-url", url])
+    assert out.exit_code == 3 and "ahead of this release" in out.output, out.output  # a CD job notices
+    out = CliRunner().invoke(cli_app, ["migrate", "-s", service, "--allow-ahead", "--database-url", url])
+    assert out.exit_code == 0, out.output
     with pytest.raises(Exception, match="Can't locate revision"):
         upgrade(url, service, "0001_does_not_exist")  # an explicit target this release lacks is an error
 

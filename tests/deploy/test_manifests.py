@@ -71,6 +71,9 @@ COUNTERS_AND_GAUGES = {
     "arrears_messages_sent_total",
     "arrears_ingest_last_success_timestamp_seconds",
     "arrears_ingest_degraded",
+    "arrears_audit_chain_ok",
+    "arrears_audit_chain_verified_seq",
+    "arrears_audit_chain_last_check_timestamp_seconds",
 }
 HISTOGRAMS = {"arrears_handler_seconds", "arrears_provider_request_seconds", "arrears_http_request_seconds"}
 
@@ -739,7 +742,13 @@ def test_every_secret_key_is_documented(rendered: dict[str, list[dict[str, Any]]
         for path, value in walk(docs):
             if path.endswith("secretKeyRef.key") or re.search(r"secret\.items\[\d+\]\.key$", path):
                 keys.add(value)
-    assert {"database-url", "quo-api-key", "quo-webhook-signing-key", "gmail-credentials.json"} <= keys
+    assert {
+        "database-migrator-url",
+        "quo-api-key",
+        "quo-webhook-signing-key",
+        "gmail-credentials.json",
+    } <= keys
+    assert {f"database-url-{s}" for s in topology.services()} <= keys
     assert "sheets-credentials.json" in keys
     for key in keys:
         assert key in readme, f"secret key {key} is not explained in deploy/README.md"
@@ -968,3 +977,30 @@ def test_grafana_dashboard(rendered: dict[str, list[dict[str, Any]]]) -> None:
         for t in p["targets"]:
             used = metric_names(t["expr"])
             assert used and used <= KNOWN_METRICS, f"{p['title']}: {used - KNOWN_METRICS}"
+
+
+def test_each_service_signs_in_to_postgres_as_itself_and_only_init_containers_migrate(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Least privilege in the database: a service's container reads its own runtime role's URL; only the
+    `migrate` init container reads the migrator's, and it migrates exactly that service (and iam)."""
+    for name, docs in rendered.items():
+        for svc, dep in objs(docs, "Deployment").items():
+            spec = dep["spec"]["template"]["spec"]
+            env = {e["name"]: e for e in app_container(dep)["env"]}
+            assert env["ARREARS_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == f"database-url-{svc}"
+            assert "database-migrator-url" not in json.dumps(spec["containers"]), f"{name}/{svc}"
+            (init,) = spec["initContainers"]
+            assert init["name"] == "migrate" and init["image"] == app_container(dep)["image"]
+            assert init["command"] == [
+                "arrears",
+                "migrate",
+                "--service",
+                "iam",
+                "--service",
+                svc,
+                "--allow-ahead",
+            ]
+            (db,) = [e for e in init["env"] if e["name"] == "ARREARS_DATABASE_URL"]
+            assert db["valueFrom"]["secretKeyRef"]["key"] == "database-migrator-url"
+            assert init["securityContext"]["readOnlyRootFilesystem"] is True

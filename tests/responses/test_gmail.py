@@ -5,9 +5,7 @@ automatic replies recognised, and the Pub/Sub push endpoint waking the poller of
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -18,7 +16,6 @@ import pytest
 from arrears_emulators.common import EmulatorServer
 from arrears_emulators.gmail.app import GmailConfig
 from arrears_emulators.gmail.app import create_app as create_gmail
-from arrears_responses.__main__ import definition
 from arrears_responses.contacts.handlers import handle_message_sent
 from arrears_responses.gmail.parse import EmailKind, parse_email
 from arrears_responses.gmail.poller import poll_once
@@ -28,9 +25,7 @@ from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
 from arrears_shared.events import DeliveryStatus, Intent, MessageSent, Tier
 from arrears_shared.providers.gmail import GmailClient
-from arrears_shared.service import ServiceHost
 from arrears_shared.stream.transaction import transaction
-from auth_support import bearer, issue_key_async
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -245,63 +240,6 @@ def test_parse_recognises_dsn_auto_reply_and_quoted_text() -> None:
         and bounce.bounce_recipient == "dead@example.com"
         and bounce.hard_bounce
     )
-
-
-@pytest.fixture
-async def push_service(
-    broker: Any, fresh_database_url: Callable[..., str], gmail: Any
-) -> AsyncIterator[tuple[ServiceHost, httpx.AsyncClient]]:
-    s = settings(
-        gmail.url,
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        database_url=fresh_database_url("responses_push"),
-        responses_gmail_poll_s=3600.0,  # only a push can make it poll again within the test
-        responses_gmail_push_token="push-secret",
-        runner_poll_timeout_ms=100,
-    )
-    host = ServiceHost(definition(s))
-    app = host.build_app()
-    await host.start()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as client:
-        yield host, client
-    await host.stop()
-
-
-async def test_pubsub_push_wakes_the_poller(push_service: Any, gmail: Any) -> None:
-    host, client = push_service
-
-    async def cursor() -> int | None:
-        async with host.ctx.engine.connect() as c:
-            return (await c.execute(text("SELECT history_id FROM responses.gmail_cursor"))).scalar()
-
-    deadline = time.monotonic() + 20
-    while await cursor() is None:  # the loop's first poll initialises the cursor
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
-    inject(gmail.url, **{"from": "stranger@example.com"}, subject="hi", body="call me")
-    data = base64.urlsafe_b64encode(json.dumps({"emailAddress": MAILBOX, "historyId": 1}).encode()).decode()
-    body = {"message": {"data": data, "messageId": "1"}, "subscription": "projects/p/subscriptions/s"}
-    assert (await client.post("/webhooks/gmail/push", json=body)).status_code == 401
-    assert (await client.post("/webhooks/gmail/push?token=wrong", json=body)).status_code == 401
-    bad = {"message": {"data": "%%%"}}
-    assert (await client.post("/webhooks/gmail/push?token=push-secret", json=bad)).status_code == 400
-    r = await client.post("/webhooks/gmail/push?token=push-secret", json=body)
-    assert r.status_code == 204
-
-    async def stored() -> int:
-        async with host.ctx.engine.connect() as c:
-            return (
-                await c.execute(text("SELECT count(*) FROM responses.replies WHERE channel='email'"))
-            ).scalar()
-
-    deadline = time.monotonic() + 20
-    while await stored() == 0:
-        assert time.monotonic() < deadline, "the push did not make the service poll"
-        await asyncio.sleep(0.1)
-    async with host.ctx.engine.begin() as conn:
-        key = await issue_key_async(conn, "collector")
-    unmatched = (await client.get("/replies/unmatched", headers=bearer(key))).json()["items"]
-    assert [u["intent"] for u in unmatched if u["channel"] == "email"] == ["callback_request"]
 
 
 # -- users.watch renewal (issue #13) ---------------------------------------------------------------------

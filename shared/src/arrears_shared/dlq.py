@@ -8,6 +8,7 @@ dead-lettered id, and a second replay of the same record is dropped as a duplica
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from .cloudevents import header_map
 from .stream import dead_letter as dl
 from .topology import dlq_topics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,16 +91,27 @@ class Filter:
         return not (self.until and (at is None or at > self.until))
 
 
+class ScanResult(list[DeadLetter]):
+    """The records a scan found; `truncated` is true when it stopped at its `limit` with more matching
+    records left unread (the caller must say so: a silent cut would hide dead letters)."""
+
+    def __init__(self, records: Sequence[DeadLetter] = (), *, limit: int, truncated: bool = False) -> None:
+        super().__init__(records)
+        self.limit = limit
+        self.truncated = truncated
+
+
 async def scan(
     kafka_kwargs: dict[str, Any],
     flt: Filter = Filter(),
     *,
     limit: int = 10_000,
     on_progress: Callable[[int, int], None] | None = None,
-) -> list[DeadLetter]:
+) -> ScanResult:
     """Read every matching record currently in the DLQ topics (from the beginning to the high watermark),
     without joining a consumer group or committing anything. `on_progress(read, total)` is called after
-    each fetched batch (total = records in the scanned partitions)."""
+    each fetched batch (total = records in the scanned partitions). At most `limit` records are returned;
+    when more match, the result's `truncated` is set and a warning is logged."""
     topics = list(flt.topics) or dlq_topics()
     consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **kafka_kwargs)
     await consumer.start()
@@ -110,7 +124,7 @@ async def scan(
             for p in sorted(consumer.partitions_for_topic(t) or ())
         ]
         if not tps:
-            return []
+            return ScanResult(limit=limit)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -137,7 +151,15 @@ async def scan(
                 read += len(recs)
             if on_progress is not None:
                 on_progress(min(read, total), total)
-        return sorted(out, key=lambda d: (d.dlq_topic, d.partition, d.offset))[:limit]
+        truncated = len(out) > limit or (len(out) >= limit and bool(pending))
+        if truncated:
+            log.warning(
+                "dead-letter scan stopped at its limit of %d records; more may match (narrow the filter)",
+                limit,
+                extra={"limit": limit, "topics": topics, "read": read, "total": total},
+            )
+        ordered = sorted(out, key=lambda d: (d.dlq_topic, d.partition, d.offset))[:limit]
+        return ScanResult(ordered, limit=limit, truncated=truncated)
     finally:
         await consumer.stop()
 

@@ -35,6 +35,7 @@ from . import telemetry
 from .auth.access import check_routes, document_access, effective_routes, public, requires
 from .auth.gate import Authenticator, AuthGate
 from .body_limit import BodySizeLimit
+from .redact import describe_error
 from .request_context import RequestId
 
 Check = Callable[[], Awaitable[tuple[bool, Any]]]
@@ -56,7 +57,7 @@ class Health:
         try:
             return await asyncio.wait_for(check(), timeout=2.0)
         except Exception as e:
-            return False, f"{type(e).__name__}: {e}"[:300]
+            return False, describe_error(e)  # probes are public: never a raw error text
 
     def live(self) -> tuple[bool, dict[str, Any]]:
         detail = {}
@@ -72,7 +73,8 @@ class RequestMetrics:
     """Times each HTTP request, from the first byte in to the last byte out, into
     `arrears_http_request_seconds`. `route` is the matched route's template (`/accounts/{account_id}`),
     also for requests the gate refused before routing; `unmatched` when no route matches (a 404). Methods
-    outside the standard set count as `other`. An exception is counted as a 500."""
+    outside the standard set count as `other`. An exception is counted as a 500; a request cancelled before
+    its response started (client gone, shutdown) as 499, so it never looks like a server error."""
 
     METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -85,7 +87,8 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
+        status: int | None = None  # of the response, once it started
+        failed = 500
         started = time.perf_counter()
 
         async def send_status(message: Message) -> None:
@@ -96,11 +99,14 @@ class RequestMetrics:
 
         try:
             await self.app(scope, receive, send_status)
+        except asyncio.CancelledError:
+            failed = 499  # nginx's "client closed request"
+            raise
         finally:
             method = scope["method"] if scope["method"] in self.METHODS else "other"
-            telemetry.HTTP_SECONDS.labels(self.service, method, self.route(scope), str(status)).observe(
-                time.perf_counter() - started
-            )
+            telemetry.HTTP_SECONDS.labels(
+                self.service, method, self.route(scope), str(status if status is not None else failed)
+            ).observe(time.perf_counter() - started)
 
     def route(self, scope: Scope) -> str:
         matched = scope.get("route")  # set by the router when the request got that far

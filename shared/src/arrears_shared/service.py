@@ -30,10 +30,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import telemetry, topology
+from .audit.coverage import AuditEveryChange
+from .audit.monitor import audit_chain_loop
 from .auth.gate import Authenticator
 from .db.engine import make_engine, schema_for
 from .db.migrate import upgrade
 from .http import Health, create_app
+from .redact import describe_error
 from .settings import ServiceSettings
 from .stream.relay import OutboxRelay, make_producer
 from .stream.runner import BatchHandler, StreamRunner
@@ -156,7 +159,7 @@ class ServiceHost:
         self.health.readiness["consumers"] = self._ready_consumers
         for name, check in self.d.readiness.items():
             self.health.readiness[name] = self._bind(check)
-        return create_app(
+        app = create_app(
             self.name,
             self.health,
             [f(self._context) for f in self.d.routers],
@@ -165,6 +168,8 @@ class ServiceHost:
             body_limits=self.d.body_limits,
             login_path=self.d.login_path,
         )
+        app.add_middleware(AuditEveryChange, get_context=lambda: self.ctx)  # every change audited
+        return app
 
     def _bind(
         self, check: Callable[[Context], Awaitable[tuple[bool, Any]]]
@@ -221,7 +226,7 @@ class ServiceHost:
             except Exception as e:
                 log.error(
                     f"database unreachable at {describe_db(url)} (ARREARS_DATABASE_URL): "
-                    f"{type(e).__name__}: {str(e)[:160]}; retrying in {self.s.startup_retry_s}s"
+                    f"{describe_error(e)}; retrying in {self.s.startup_retry_s}s"
                 )
                 if not await self._sleep(self.s.startup_retry_s):
                     raise asyncio.CancelledError from e
@@ -237,7 +242,7 @@ class ServiceHost:
                     await producer.stop()
                 log.error(
                     f"Kafka broker unreachable at {self.s.kafka_bootstrap_servers} (ARREARS_KAFKA_BOOTSTRAP_SERVERS,"
-                    f" protocol {self.s.kafka_security_protocol}): {type(e).__name__}: {str(e)[:160]};"
+                    f" protocol {self.s.kafka_security_protocol}): {describe_error(e)};"
                     f" retrying in {self.s.startup_retry_s}s"
                 )
                 if not await self._sleep(self.s.startup_retry_s):
@@ -301,6 +306,8 @@ class ServiceHost:
             self.runners.append(runner)
             self._spawn(f"consumer-{runner.group}", runner.run)
         ctx = self.ctx
+        # the hourly audit-chain check every service runs (one replica per round; docs/runbooks.md)
+        self._spawn("audit-chain-check", lambda: audit_chain_loop(ctx))
         for loop in self.d.loops:
             self._spawn(getattr(loop, "__name__", "loop"), lambda loop=loop: loop(ctx))  # type: ignore[misc]
         log.info("service started", extra={"consumers": [r.group for r in self.runners]})

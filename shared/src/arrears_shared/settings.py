@@ -198,7 +198,21 @@ class AuthSettings(ArrearsSettings):
     )
 
 
-class ServiceSettings(KafkaSettings, DatabaseSettings, RunnerSettings, AuthSettings):
+class AuditSettings(ArrearsSettings):
+    audit_hmac_key: SecretStr | None = Field(
+        None,
+        description="Key that seals the audit chain (HMAC-SHA256; at least 32 characters, e.g. "
+        "`openssl rand -base64 48`). Required to write or verify audit entries; never stored in the database",
+    )
+    audit_hmac_previous_keys: SecretStr | None = Field(
+        None, description="Retired audit keys (comma-separated) still needed to verify older entries"
+    )
+    audit_check_interval_s: float = Field(
+        3600.0, description="How often each service verifies its audit chain (one replica at a time)"
+    )
+
+
+class ServiceSettings(KafkaSettings, DatabaseSettings, RunnerSettings, AuthSettings, AuditSettings):
     """Settings every service has. Subclass per service for its own options."""
 
     service_name: str = Field(

@@ -18,6 +18,8 @@ from typing import IO, Any
 from prometheus_client import Counter, Gauge, Histogram
 from pythonjsonlogger.json import JsonFormatter
 
+from .redact import RedactErrors
+
 EVENTS_CONSUMED = Counter("arrears_events_consumed_total", "Records consumed", ["service", "topic"])
 EVENTS_PRODUCED = Counter(
     "arrears_events_produced_total", "Records published by the outbox relay", ["service", "topic"]
@@ -209,8 +211,10 @@ def configure_logging(
     service: str, level: str = "INFO", fmt: str = "json", *, stream: IO[str] | None = None
 ) -> None:
     """Log to `stream` (default stdout), one JSON object per line (`fmt="json"`), with the service name on
-    every line, and credentials redacted (`RedactSecrets`)."""
+    every line, personal data kept out of error text (`RedactErrors`, arrears_shared.redact) and credentials
+    redacted (`RedactSecrets`)."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.addFilter(RedactErrors())  # first: renders attached exceptions without personal data
     handler.addFilter(RedactSecrets())
     if fmt == "json":
         handler.setFormatter(

@@ -1,5 +1,6 @@
-"""`arrears audit verify`: recompute every service's hash-chained audit log and report any edited, deleted
-or truncated entry (exit status 1)."""
+"""`arrears audit verify`: recompute every service's keyed hash chain (arrears_shared.audit; needs the audit
+keys in `ARREARS_AUDIT_HMAC_KEY` / `ARREARS_AUDIT_HMAC_PREVIOUS_KEYS`) and report any edited, deleted, forged
+or truncated entry (exit status 1). Heads logged by the hourly check (`audit chain head`) serve as anchors."""
 
 from __future__ import annotations
 

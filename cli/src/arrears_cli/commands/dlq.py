@@ -1,4 +1,8 @@
-"""`arrears dlq list|show|replay`: operate the dead-letter topics of every consumer group."""
+"""`arrears dlq list|show|replay`: operate the dead-letter topics of every consumer group.
+
+A replay is written to the console's audit log (where the console's replays are too) as `cli:<os user>`,
+in a transaction opened before anything is sent: without a reachable database nothing is replayed. A scan
+that stops at `--limit` says so on stderr (and `list --json` ends with a `{"truncated": true}` line)."""
 
 from __future__ import annotations
 
@@ -8,10 +12,16 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from arrears_shared.dlq import DeadLetter, Filter, replay, scan
+from arrears_shared.audit import append
+from arrears_shared.dlq import DeadLetter, Filter, ScanResult, replay, scan
 from arrears_shared.settings import KafkaSettings
+from arrears_shared.stream import dead_letter as dl
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from arrears_cli.db import DbUrl, cli_actor, run_in_transaction
 from arrears_cli.progress import ProgressOpt, progress, wanted
+
+AUDIT_SCHEMA = "console"  # the console's replays are audited there too
 
 dlq_app = typer.Typer(
     help="List, inspect and replay dead-letter topics (<topic>.<group>.dlq).", no_args_is_help=True
@@ -28,6 +38,7 @@ BootstrapOpt = Annotated[
     str | None,
     typer.Option("--bootstrap-servers", envvar="ARREARS_KAFKA_BOOTSTRAP_SERVERS", help="Kafka bootstrap"),
 ]
+LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="Stop after this many matching records")]
 
 
 def _kafka(bootstrap: str | None) -> dict:
@@ -54,10 +65,11 @@ def list_(
     bootstrap_servers: BootstrapOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
     show_progress: ProgressOpt = None,
+    limit: LimitOpt = 10_000,
 ) -> None:
     """List dead-lettered records (no payloads: they may hold personal data)."""
     found = _scan_with_progress(
-        bootstrap_servers, _filter(topic, reason, since, until, account), wanted(show_progress)
+        bootstrap_servers, _filter(topic, reason, since, until, account), wanted(show_progress), limit
     )
     for d in found:
         s = d.summary()
@@ -68,6 +80,8 @@ def list_(
                 f"{s['dlq_topic']}/{s['partition']}/{s['offset']}  {s['dead_lettered_at']}  {s['service']}  "
                 f"{s['ce_type']}  account={s['account_id']}  attempts={s['attempts']}  {s['reason'][:120]}"
             )
+    if as_json and found.truncated:
+        typer.echo(json.dumps({"truncated": True, "limit": found.limit}))
     typer.echo(f"{len(found)} record(s)", err=True)
 
 
@@ -98,24 +112,57 @@ def replay_(
     bootstrap_servers: BootstrapOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
     show_progress: ProgressOpt = None,
+    limit: LimitOpt = 10_000,
+    database_url: DbUrl = None,
 ) -> None:
-    """Republish to the original topic with the same ce_id: consumers apply it at most once."""
+    """Republish to the original topic with the same ce_id: consumers apply it at most once. Audited in the
+    console's log as `cli:<os user>` (needs the database: nothing is sent without it)."""
     shown = wanted(show_progress)
+    flt = _filter(topic, reason, since, until, account)
     if ref:
-        records = [_find(ref, bootstrap_servers)]
+        records: list[DeadLetter] = [_find(ref, bootstrap_servers)]
     else:
-        records = _scan_with_progress(bootstrap_servers, _filter(topic, reason, since, until, account), shown)
+        records = _scan_with_progress(bootstrap_servers, flt, shown, limit)
     if not records:
         typer.echo("nothing to replay")
         raise typer.Exit(0)
     if not yes:
         typer.confirm(f"Replay {len(records)} record(s) to their original topics?", abort=True)
-    with progress("replaying", len(records), enabled=shown) as (advance, _):
-        n = asyncio.run(replay(_kafka(bootstrap_servers), records, on_sent=advance))
+
+    async def work(conn: AsyncConnection) -> int:
+        with progress("replaying", len(records), enabled=shown) as (advance, _):
+            n = await replay(_kafka(bootstrap_servers), records, on_sent=advance)
+        await append(
+            conn,
+            AUDIT_SCHEMA,
+            actor=cli_actor(),
+            role="admin",
+            action="dlq.replay" if ref else "dlq.replay_set",
+            entity="dead_letter" if ref else "dead_letters",
+            entity_id=ref or _describe(flt),
+            after={
+                "count": n,
+                "records": [f"{d.dlq_topic}/{d.partition}/{d.offset}" for d in records],
+                "ce_ids": [d.h.get("ce_id") for d in records],
+                "consumer_groups": sorted({d.h.get(dl.ORIGINAL_GROUP) or "" for d in records}),
+                "truncated": bool(getattr(records, "truncated", False)),
+            },
+        )
+        return n
+
+    n = run_in_transaction(database_url, work)
     typer.echo(f"replayed {n} record(s)")
 
 
-def _scan_with_progress(bootstrap: str | None, flt: Filter, shown: bool) -> list[DeadLetter]:
+def _describe(flt: Filter) -> str:
+    parts = [f"topic={t}" for t in flt.topics]
+    parts += [
+        f"{k}={v}" for k in ("reason_contains", "since", "until", "account_id") if (v := getattr(flt, k))
+    ]
+    return (", ".join(parts) or "every dead-letter topic")[:300]
+
+
+def _scan_with_progress(bootstrap: str | None, flt: Filter, shown: bool, limit: int) -> ScanResult:
     """Scan the DLQ topics, showing records read out of the records they hold."""
     with progress("reading dead-letter topics", None, enabled=shown, unit="records read") as (
         advance,
@@ -129,7 +176,14 @@ def _scan_with_progress(bootstrap: str | None, flt: Filter, shown: bool) -> list
             seen = done
             describe(f"reading dead-letter topics ({total} records)")
 
-        return asyncio.run(scan(_kafka(bootstrap), flt, on_progress=read))
+        found = asyncio.run(scan(_kafka(bootstrap), flt, limit=limit, on_progress=read))
+    if found.truncated:
+        typer.echo(
+            f"warning: stopped at --limit {limit}: more dead letters may match (narrow the filter or raise"
+            " --limit)",
+            err=True,
+        )
+    return found
 
 
 def _find(ref: str, bootstrap: str | None) -> DeadLetter:

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import TracebackType
@@ -78,6 +78,9 @@ class StackInfo:
     whatsapp_app_secret: str = ""  # shared with the WhatsApp emulator (signs its webhooks)
     whatsapp_verify_token: str = ""
     topic_partitions: int = 6
+    # service -> its own credential (runtime role, arrears_shared.db.roles); services not listed use database_url
+    database_urls: Mapping[str, str] = field(default_factory=dict)
+    audit_hmac_key: str = ""  # seals the audit chains (never stored in the database)
     quo_from_number: str = QUO_FROM_NUMBER
     gmail_sender: str = GMAIL_SENDER
     sheets_spreadsheet_id: str = SPREADSHEET_ID
@@ -85,17 +88,34 @@ class StackInfo:
 
 
 async def issue_admin_key(database_url: str) -> str:
-    """The stack's first admin key (arrears_shared.auth.keys.issue_first_admin); returns the plaintext."""
+    """The stack's first admin key (arrears_shared.auth.keys.issue_first_admin), audited in the console's
+    log; returns the plaintext. A revoked key is never brought back: each start issues a new one."""
     from arrears_shared.auth.keys import issue_first_admin
     from arrears_shared.db.engine import make_engine
 
     engine = make_engine(database_url)
     try:
         async with engine.begin() as conn:
-            _, plaintext = await issue_first_admin(conn)
+            _, plaintext = await issue_first_admin(conn, audit_schema="console")
         return plaintext
     finally:
         await engine.dispose()
+
+
+async def create_service_roles(admin_url: str) -> dict[str, str]:
+    """Each service's own roles (arrears_shared.db.roles) with a new random password; returns service ->
+    the URL of its runtime role. The passwords live only in the services' environments."""
+    from arrears_shared.db.engine import make_engine
+    from arrears_shared.db.roles import ensure_roles, new_passwords, role_url, runtime_role
+
+    services = topology.services()
+    passwords = new_passwords(services)
+    engine = make_engine(admin_url, pool_size=1)
+    try:
+        await ensure_roles(engine, services, passwords)
+    finally:
+        await engine.dispose()
+    return {svc: role_url(admin_url, runtime_role(svc), passwords[svc]) for svc in services}
 
 
 def service_env(stack: StackInfo, svc: str, ports: Mapping[str, int]) -> dict[str, str]:
@@ -104,7 +124,7 @@ def service_env(stack: StackInfo, svc: str, ports: Mapping[str, int]) -> dict[st
         "ARREARS_SERVICE_NAME": svc,
         "ARREARS_KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
         "ARREARS_TOPIC_PARTITIONS": str(stack.topic_partitions),
-        "ARREARS_DATABASE_URL": stack.database_url,
+        "ARREARS_DATABASE_URL": stack.database_urls.get(svc, stack.database_url),
         "ARREARS_HTTP_HOST": HOST,
         "ARREARS_HTTP_PORT": str(ports[svc]),
         "ARREARS_QUO_BASE_URL": stack.quo_base_url,
@@ -122,6 +142,8 @@ def service_env(stack: StackInfo, svc: str, ports: Mapping[str, int]) -> dict[st
     }
     if stack.gmail_token is not None:
         env["ARREARS_GMAIL_TOKEN"] = stack.gmail_token
+    if stack.audit_hmac_key:
+        env["ARREARS_AUDIT_HMAC_KEY"] = stack.audit_hmac_key
     if stack.whatsapp_base_url:
         env["ARREARS_WHATSAPP_BASE_URL"] = stack.whatsapp_base_url
         env["ARREARS_WHATSAPP_PHONE_NUMBER_ID"] = WHATSAPP_PHONE_NUMBER_ID
@@ -210,6 +232,7 @@ class Platform:
         self.admin_api_key = ""
         self._stack: StackInfo | None = None
         self._database_url = ""
+        self._database_urls: dict[str, str] = {}  # service -> URL of its runtime role
         self._stopped = False
         self.timings: dict[str, float] = {}
 
@@ -317,6 +340,8 @@ class Platform:
                 quo_webhook_signing_key=self.quo_signing_key,
                 gmail_token=self._gmail_token(),
                 topic_partitions=self.partitions,
+                database_urls=self._database_urls,
+                audit_hmac_key=self._audit_hmac_key(),
                 whatsapp_base_url=os.environ.get("ARREARS_WHATSAPP_BASE_URL")
                 or self.emulator_urls.get("whatsapp", ""),
                 whatsapp_access_token=self.whatsapp_access_token,
@@ -341,6 +366,19 @@ class Platform:
         self._timed("total", t0)
         return self
 
+    def _audit_hmac_key(self) -> str:
+        """The user's ARREARS_AUDIT_HMAC_KEY, else the stack's own: made once per data dir and kept beside the
+        database in <data_dir>/audit-hmac-key (mode 0600), so the chains of earlier runs still verify."""
+        if os.environ.get("ARREARS_AUDIT_HMAC_KEY"):
+            return os.environ["ARREARS_AUDIT_HMAC_KEY"]
+        path = self.data_dir / "audit-hmac-key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48) + "\n")
+        return path.read_text().strip()
+
     def _gmail_token(self) -> str | None:
         """The user's ARREARS_GMAIL_TOKEN, else a dev token when the Gmail API is our emulator."""
         if os.environ.get("ARREARS_GMAIL_TOKEN"):
@@ -364,6 +402,9 @@ class Platform:
         run_coro_sync(lambda: ensure_topics(self.broker.bootstrap_servers, self.partitions))
         self._timed("topics", t)
         self._database_url = self.postgres.create_database(self.database)
+        t = time.monotonic()
+        self._database_urls = run_coro_sync(lambda: create_service_roles(self._database_url))
+        self._timed("roles", t)
         t = time.monotonic()
         upgrade_all = _optional_attr("arrears_shared.db.migrate", "upgrade_all")
         if upgrade_all is None:

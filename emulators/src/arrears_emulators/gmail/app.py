@@ -8,7 +8,9 @@ with 200 — https://developers.google.com/workspace/gmail/api/guides/handle-err
 ``users.watch`` expiring after 7 days (https://developers.google.com/workspace/gmail/api/guides/push),
 Google-style error bodies,
 history with a retention window (404 for too-old start ids), bounces (DSNs from mailer-daemon) and
-customer replies injected through ``POST /_emulator/inbound``.
+customer replies injected through ``POST /_emulator/inbound``. While a watch is active every change is
+pushed to ``push_url`` as Pub/Sub does, with an OIDC ID token in ``Authorization: Bearer`` signed by a key
+made at start, whose certificate ``GET /oauth2/v1/certs`` serves (see `.push_token`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from arrears_emulators.gmail.mailbox import (
     b64url_decode,
     parse_head,
 )
+from arrears_emulators.gmail.push_token import CERTS_PATH, PushSigner
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,13 @@ class GmailConfig(BaseModel):
     sending_window_s: float = Field(86400.0, gt=0, description="the rolling window of the sending limit")
     push_url: str | None = Field(
         None, description="Pub/Sub-style push endpoint notified while a watch is active"
+    )
+    push_audience: str | None = Field(
+        None, description="`aud` of the push's OIDC token (Authorization: Bearer); unset = push_url"
+    )
+    push_service_account: str = Field(
+        "gmail-push@arrears-emulator.iam.gserviceaccount.com",
+        description="`email` of the push's OIDC token (the push subscription's service account)",
     )
     seed: int | None = None
 
@@ -223,6 +233,7 @@ class GmailState:
         self.sending_limit_429s = 0
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.push_signer = PushSigner(service_account=config.push_service_account)
 
     def mailbox(self, user_id: str) -> Mailbox:
         email = self.config.user_email if user_id == "me" else user_id
@@ -261,7 +272,10 @@ class GmailState:
         delay = 0.2
         for _ in range(5):
             try:
-                response = await self._client.post(url, json=body)
+                token = self.push_signer.token(self.config.push_audience or url)
+                response = await self._client.post(
+                    url, json=body, headers={"Authorization": f"Bearer {token}"}
+                )
                 if response.status_code < 300:
                     self.pushes += 1
                     return
@@ -315,6 +329,11 @@ def create_app(config: GmailConfig | None = None) -> FastAPI:
     app = FastAPI(title="Gmail API v1 emulator", lifespan=lifespan)
     install_control(app, core)
     app.state.gmail = state
+
+    @app.get(CERTS_PATH, include_in_schema=False)
+    async def push_certs() -> dict[str, str]:
+        """The certificates of the push tokens (Google's https://www.googleapis.com/oauth2/v1/certs)."""
+        return state.push_signer.certs()
 
     async def admit(request: Request, user_id: str, operation: str) -> tuple[Mailbox, bool] | JSONResponse:
         """Auth, per-user quota units and fault injection. Returns (mailbox, drop_after) or an error."""
@@ -617,10 +636,19 @@ def build_config(argv: list[str]) -> GmailConfig:
     parser.add_argument("--bounce-address", action="append", default=[])
     parser.add_argument("--history-retention-s", type=float)
     parser.add_argument("--push-url")
+    parser.add_argument("--push-audience", help="aud of the push OIDC token (default: the push URL)")
+    parser.add_argument("--push-service-account", help="email of the push OIDC token")
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
     data: dict[str, Any] = json.loads(args.config.read_text()) if args.config else {}
-    for flag in ("user_email", "history_retention_s", "push_url", "seed"):
+    for flag in (
+        "user_email",
+        "history_retention_s",
+        "push_url",
+        "push_audience",
+        "push_service_account",
+        "seed",
+    ):
         if getattr(args, flag) is not None:
             data[flag] = getattr(args, flag)
     if args.bounce_address:

@@ -56,6 +56,8 @@ def verify_signature(app_secret: Secret, raw_body: bytes, header: str | None) ->
     key = _secret_bytes(app_secret)
     if not key or not header:
         return False
+    if len(header) > 200 or not header.isascii():  # sha256= and 64 hex digits; non-ASCII cannot match
+        return False
     scheme, _, given = header.strip().partition("=")
     if scheme.lower() != "sha256" or not given:
         return False

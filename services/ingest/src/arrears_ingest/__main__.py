@@ -9,6 +9,7 @@ import asyncio
 from arrears_shared.audit.views import audit_router
 from arrears_shared.service import Consumer, Context, ServiceDefinition
 from arrears_shared.service import main as run
+from arrears_shared.webhook_dedupe import DedupeTable, pruning_loop
 
 from .contacts.handlers import make_handler as contacts_handler
 from .payments import views as payment_views
@@ -93,7 +94,12 @@ def definition(settings: IngestSettings | None = None) -> ServiceDefinition:
         ],
         routers=[views.router, upload_views.router, payment_views.router, audit_router],
         body_limits={"/ingest/upload": settings.ingest_upload_max_bytes},
-        loops=[scheduled.poll_sheet, writeback_scheduled.replay_writebacks, validation_workers],
+        loops=[
+            scheduled.poll_sheet,
+            writeback_scheduled.replay_writebacks,
+            validation_workers,
+            pruning_loop(DedupeTable("webhook_deliveries")),
+        ],
         on_start=on_start,
         readiness={"sheet_source": scheduled.sheet_source_ready},
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from arrears_shared.settings import ServiceSettings
+from arrears_shared.webhook_dedupe import WebhookDedupeSettings
 from pydantic import Field, SecretStr, field_validator
 
 ContactFact = Literal["last_contact", "last_reply", "intent", "promise"]
@@ -17,7 +18,7 @@ DEFAULT_CONTACT_COLUMNS: dict[ContactFact, str] = {
 }
 
 
-class IngestSettings(ServiceSettings):
+class IngestSettings(ServiceSettings, WebhookDedupeSettings):
     service_name: str = "ingest"
     http_port: int = 8001
 

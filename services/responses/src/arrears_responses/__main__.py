@@ -8,6 +8,7 @@ import asyncio
 from arrears_shared.audit.views import audit_router
 from arrears_shared.service import Consumer, ServiceDefinition
 from arrears_shared.service import main as run
+from arrears_shared.webhook_dedupe import DedupeTable, pruning_loop
 
 from .contacts.handlers import handle_message_sent
 from .corrections.views import corrections_router
@@ -38,7 +39,12 @@ def definition(settings: ResponsesSettings | None = None) -> ServiceDefinition:
             make_push_router(wake),
             audit_router,
         ],
-        loops=[make_gmail_loop(wake), make_watch_loop(), intent_model_loop],
+        loops=[
+            make_gmail_loop(wake),
+            make_watch_loop(),
+            intent_model_loop,
+            pruning_loop(DedupeTable("webhook_events")),
+        ],
         on_start=load_active_model,
         readiness={"intent_model": intent_model_ready},
     )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from arrears_shared.settings import ServiceSettings
+from arrears_shared.webhook_dedupe import WebhookDedupeSettings
 from pydantic import Field, SecretStr
 
 
-class ResponsesSettings(ServiceSettings):
+class ResponsesSettings(ServiceSettings, WebhookDedupeSettings):
     service_name: str = "responses"
     http_port: int = 8005
 
@@ -110,7 +111,21 @@ class ResponsesSettings(ServiceSettings):
         gt=0,
         description="Seconds between checks whether the watch renewal is due (one replica renews)",
     )
-    responses_gmail_push_token: SecretStr | None = Field(
+    responses_gmail_push_audience: str | None = Field(
         None,
-        description="Shared secret expected as `?token=` on the Pub/Sub push URL; unset = push refused",
+        description="`aud` the Pub/Sub push's OIDC token must carry (the subscription's audience, by default "
+        "its push endpoint URL); unset = push refused",
+    )
+    responses_gmail_push_service_account: str | None = Field(
+        None,
+        description="Service account (`email` of the push's OIDC token) the push subscription authenticates "
+        "as; required with the audience",
+    )
+    responses_gmail_push_certs_url: str = Field(
+        "https://www.googleapis.com/oauth2/v1/certs",
+        description="Where the certificates that sign push tokens are fetched (Google's; the Gmail emulator "
+        "serves its own at /oauth2/v1/certs)",
+    )
+    responses_gmail_push_certs_cache_s: float = Field(
+        300.0, ge=0, description="Seconds the push-token certificates are cached"
     )

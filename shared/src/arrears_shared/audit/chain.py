@@ -1,12 +1,15 @@
-"""The append-only, hash-chained audit log; each service keeps its own chain in its own schema.
+"""The append-only, keyed hash chain of audit entries; each service keeps its own chain in its own schema.
 
-Every entry's `hash` = SHA-256 over its canonical JSON (seq, time, actor, role, action, entity, entity_id,
-before, after, reason, request id when there is one) and the previous entry's hash, so editing any entry
-breaks its hash and deleting one breaks the chain (a gap in `seq`, or a `prev_hash` that no longer
-matches). Appends are serialised by a transaction-scoped advisory lock per schema; UPDATE and DELETE are
-refused by a trigger. Deleting the newest entries cannot be seen from the chain alone: keep the head
-`seq:hash` printed by `arrears audit verify` and pass it back with `--anchor` (or export it to your SIEM),
-which detects truncation too.
+Every entry's `hash` = HMAC-SHA256, under the audit key named by its `key_id` (keyring.py; the database
+never holds the key), over its canonical JSON (seq, time, actor, role, action, entity, entity_id, before,
+after, reason, request id when there is one, key id) and the previous entry's hash. Editing any entry breaks
+its HMAC, deleting one breaks the chain (a gap in `seq`, or a `prev_hash` that no longer matches), and
+without the key nobody (not even a database superuser) can write a chain that verifies. Entries written
+before the chain was keyed (`key_id` NULL) hash with plain SHA-256 and are accepted only before the first
+keyed entry. Appends are serialised by a transaction-scoped advisory lock per schema; UPDATE, DELETE and
+TRUNCATE are refused by triggers and by privilege (the service's runtime role may only INSERT and SELECT;
+db/roles.py). Deleting the newest entries cannot be seen from the chain alone: the hourly check logs the
+head (monitor.py) and `arrears audit verify --anchor` compares against a head recorded earlier.
 
 Entries are written inside the caller's transaction, so the change and its audit entry commit together.
 The actor is always the authenticated principal (`record`), never a name taken from a request body.
@@ -25,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..auth.principal import Principal
 from ..request_context import REQUEST_ID
+from .keyring import Keyring, keyring
 
 GENESIS = "0" * 64
 
@@ -47,7 +51,11 @@ def entry_hash(
     reason: str,
     prev_hash: str,
     request_id: str | None = None,
-) -> str:
+    key_id: str | None = None,
+    ring: Keyring | None = None,
+) -> str | None:
+    """The entry's seal: HMAC-SHA256 under key `key_id` (None when the ring lacks that key), or the plain
+    SHA-256 of an entry written before the chain was keyed (`key_id` None)."""
     body = {
         "seq": seq,
         "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
@@ -63,8 +71,12 @@ def entry_hash(
     }
     if request_id is not None:  # entries written before request ids were recorded hash as they did
         body["request_id"] = request_id
-    blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    if key_id is not None:
+        body["key_id"] = key_id
+    blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if key_id is None:
+        return hashlib.sha256(blob).hexdigest()
+    return (ring or keyring()).seal(key_id, blob)
 
 
 async def append(
@@ -85,6 +97,8 @@ async def append(
     """Append one entry inside the caller's transaction (it commits or rolls back with the change)."""
     at = (at or datetime.now(UTC)).astimezone(UTC)
     request_id = request_id or REQUEST_ID.get()
+    ring = keyring()
+    key_id = ring.current_id  # no key: refuse before writing anything
     await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"arrears-audit-{schema}"})
     last = (
         await conn.execute(text(f"SELECT seq, hash FROM {schema}.audit_log ORDER BY seq DESC LIMIT 1"))
@@ -104,13 +118,15 @@ async def append(
         reason=reason,
         prev_hash=prev,
         request_id=request_id,
+        key_id=key_id,
+        ring=ring,
     )
     await conn.execute(
         text(
             f"""INSERT INTO {schema}.audit_log (seq, at, actor, role, action, entity, entity_id, before, after,
-                reason, prev_hash, hash, request_id)
+                reason, prev_hash, hash, request_id, key_id)
             VALUES (:seq, :at, :actor, :role, :action, :entity, :eid, CAST(:before AS jsonb),
-                    CAST(:after AS jsonb), :reason, :prev, :hash, :rid)"""
+                    CAST(:after AS jsonb), :reason, :prev, :hash, :rid, :kid)"""
         ),
         {
             "seq": seq,
@@ -126,6 +142,7 @@ async def append(
             "prev": prev,
             "hash": h,
             "rid": request_id,
+            "kid": key_id,
         },
     )
     return seq
@@ -166,6 +183,7 @@ class VerifyReport:
     entries: int = 0
     head_seq: int = 0
     head_hash: str = GENESIS
+    unkeyed_entries: int = 0  # written before the chain was keyed (plain SHA-256)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -173,10 +191,18 @@ class VerifyReport:
         return not self.problems
 
 
-async def verify(conn: AsyncConnection, schema: str, anchor: tuple[int, str] | None = None) -> VerifyReport:
-    """Recompute the whole chain. `anchor` = a (seq, hash) recorded earlier that must still be there."""
+async def verify(
+    conn: AsyncConnection,
+    schema: str,
+    anchor: tuple[int, str] | None = None,
+    *,
+    ring: Keyring | None = None,
+) -> VerifyReport:
+    """Recompute the whole chain. `anchor` = a (seq, hash) recorded earlier (a published head) that must
+    still be there. `ring` = the audit keys (default: the environment's)."""
+    ring = ring or keyring()
     report = VerifyReport(schema=schema)
-    prev, expected_seq = GENESIS, 1
+    prev, expected_seq, keyed = GENESIS, 1, False
     anchor_seen = False
     result = await conn.stream(text(f"SELECT * FROM {schema}.audit_log ORDER BY seq"))
     async for r in result:
@@ -187,6 +213,15 @@ async def verify(conn: AsyncConnection, schema: str, anchor: tuple[int, str] | N
             report.problems.append(
                 f"entry {r.seq}: prev_hash does not match entry {r.seq - 1} (chain broken)"
             )
+        if r.key_id is None:
+            report.unkeyed_entries += 1
+            if keyed:
+                report.problems.append(f"entry {r.seq}: unkeyed entry after keyed ones (forged)")
+        elif r.key_id not in ring.ids:
+            report.problems.append(
+                f"entry {r.seq}: sealed with audit key {r.key_id}, which is not configured"
+            )
+        keyed = keyed or r.key_id is not None
         recomputed = entry_hash(
             seq=r.seq,
             at=r.at,
@@ -200,9 +235,11 @@ async def verify(conn: AsyncConnection, schema: str, anchor: tuple[int, str] | N
             reason=r.reason,
             prev_hash=r.prev_hash,
             request_id=r.request_id,
+            key_id=r.key_id,
+            ring=ring,
         )
-        if recomputed != r.hash:
-            report.problems.append(f"entry {r.seq}: content does not match its hash (edited)")
+        if recomputed is not None and recomputed != r.hash:
+            report.problems.append(f"entry {r.seq}: content does not match its hash (edited, or wrong key)")
         if anchor and r.seq == anchor[0]:
             anchor_seen = True
             if r.hash != anchor[1]:

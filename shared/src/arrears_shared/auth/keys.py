@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .. import paging
 from .principal import Principal
 from .roles import ROLES
 
@@ -131,15 +132,35 @@ async def create(
     return _info(row), plaintext
 
 
-async def list_keys(
-    conn: AsyncConnection, *, include_revoked: bool = False, limit: int = 500
-) -> list[KeyInfo]:
-    where = "" if include_revoked else "WHERE revoked_at IS NULL"
+async def page_keys(
+    conn: AsyncConnection, *, include_revoked: bool = False, limit: int = 100, cursor: str | None = None
+) -> tuple[list[KeyInfo], str | None]:
+    """One page of keys, newest first, and the cursor of the next page (None on the last one)."""
+    where = ["revoked_at IS NULL"] if not include_revoked else []
+    params: dict[str, Any] = {"n": limit + 1}
+    if cursor:
+        params["at"], params["id"] = paging.decode(cursor, (datetime, str))
+        where.append("(created_at, key_id) < (:at, :id)")
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
     rows = await conn.execute(
-        text(f"SELECT {_COLUMNS} FROM {SCHEMA}.api_keys {where} ORDER BY created_at DESC LIMIT :n"),
-        {"n": limit},
+        text(
+            f"SELECT {_COLUMNS} FROM {SCHEMA}.api_keys {clause} ORDER BY created_at DESC, key_id DESC LIMIT :n"
+        ),
+        params,
     )
-    return [_info(r) for r in rows]
+    found, after = paging.page(rows.all(), limit, lambda r: (r.created_at, r.key_id))
+    return [_info(r) for r in found], after
+
+
+async def list_keys(conn: AsyncConnection, *, include_revoked: bool = False) -> list[KeyInfo]:
+    """Every key (all pages), newest first."""
+    out: list[KeyInfo] = []
+    cursor: str | None = None
+    while True:
+        found, cursor = await page_keys(conn, include_revoked=include_revoked, limit=500, cursor=cursor)
+        out += found
+        if cursor is None:
+            return out
 
 
 async def get(conn: AsyncConnection, key_id: str) -> KeyInfo | None:
@@ -251,13 +272,32 @@ async def authenticate(conn: AsyncConnection, key: str, *, now: datetime | None 
 
 
 async def issue_first_admin(
-    conn: AsyncConnection, *, name: str = "admin", by: str = "arrears up"
+    conn: AsyncConnection,
+    *,
+    name: str = "admin",
+    by: str = "arrears up",
+    audit_schema: str | None = None,
 ) -> tuple[KeyInfo, str]:
     """The operator's admin key for a stack: a new one each time (an existing active key of that name is
-    rotated, since its plaintext cannot be shown again). Nothing ships with a default key."""
+    rotated, since its plaintext cannot be shown again). Nothing ships with a default key.
+
+    Only *active* keys are looked at: a key an operator revoked (or one rotated out) is never touched again,
+    so it stays revoked across restarts; its replacement is a new key with a new id. Each issue is written
+    to `audit_schema`'s audit log (the console's, where key changes are recorded) when given."""
     existing = await find_active(conn, name)
-    if existing is not None:
-        rotated = await rotate(conn, existing.key_id, rotated_by=by)
-        if rotated is not None:
-            return rotated
-    return await create(conn, name=name, roles=("admin",), created_by=by)
+    rotated = await rotate(conn, existing.key_id, rotated_by=by) if existing is not None else None
+    info, plaintext = rotated or await create(conn, name=name, roles=("admin",), created_by=by)
+    if audit_schema is not None:
+        from ..audit.chain import append  # the audit chain imports the auth package
+
+        await append(
+            conn,
+            audit_schema,
+            actor=by,
+            role="admin",
+            action="api_key.rotate" if rotated else "api_key.create",
+            entity="api_key",
+            entity_id=existing.key_id if rotated and existing else info.key_id,
+            after={"name": name, "roles": list(info.roles), "new_key_id": info.key_id, "start_up": True},
+        )
+    return info, plaintext

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from .. import paging
 from ..audit.chain import record
 from ..service import Context
 from . import keys
@@ -62,15 +63,20 @@ def api_keys_router(get_context: Callable[[], Context]) -> APIRouter:
     router = APIRouter(prefix="/admin/api-keys", tags=["admin"])
     admin = Depends(requires("keys.manage"))
 
-    @router.get("", response_model=list[KeyView], dependencies=[admin])
+    @router.get("", response_model=list[KeyView], dependencies=[admin], responses=paging.RESPONSES)
     async def list_keys(
-        include_revoked: bool = False, limit: int = Query(100, ge=1, le=500)
+        request: Request,
+        response: Response,
+        include_revoked: bool = False,
+        limit: int = Query(100, ge=1, le=500),
+        cursor: str | None = paging.CURSOR_QUERY,
     ) -> list[KeyView]:
         async with get_context().engine.connect() as conn:
-            return [
-                KeyView.of(k)
-                for k in await keys.list_keys(conn, include_revoked=include_revoked, limit=limit)
-            ]
+            found, after = await keys.page_keys(
+                conn, include_revoked=include_revoked, limit=limit, cursor=cursor
+            )
+        paging.announce(request, response, after)
+        return [KeyView.of(k) for k in found]
 
     @router.post("", response_model=CreatedKey, status_code=201)
     async def create(body: NewKey, who: Principal = admin) -> CreatedKey:

@@ -13,8 +13,11 @@ def schema_for(service: str) -> str:
 
 
 def make_engine(url: str, *, pool_size: int = 10, application_name: str = "arrears") -> AsyncEngine:
+    """`hide_parameters`: a database error never quotes the bound values (customers' data) in its text; the
+    driver's own message is redacted where errors are written out (arrears_shared.redact)."""
     return create_async_engine(
         to_asyncpg_url(url),
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,

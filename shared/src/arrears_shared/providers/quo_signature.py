@@ -5,6 +5,9 @@ where the signature is ``HMAC-SHA256(key=base64decode(signing_key), msg=f"{times
 timestamp is in milliseconds since the epoch. Some third-party code reads ``X-OpenPhone-Signature``; header
 names are case-insensitive, so both spellings are accepted. Several signatures separated by commas (key
 rotation) are accepted if any one of them verifies.
+
+Total: any header value (any `str`, however long or odd) either verifies or raises `InvalidSignature`,
+never another exception (property-tested and fuzzed: tests/security/test_public_paths.py, fuzz/).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from collections.abc import Mapping
 
 SIGNATURE_HEADERS = ("openphone-signature", "x-openphone-signature")
+MAX_HEADER_CHARS = 4096  # a few rotated signatures fit many times over
 
 
 class InvalidSignature(Exception):
@@ -31,6 +35,10 @@ def _header_value(headers: Mapping[str, str]) -> str | None:
 
 
 def _timestamp_seconds(raw: str) -> float:
+    """Epoch seconds of a header timestamp: 1 to 16 ASCII digits only (`int()` alone would also take
+    `"1_0"`, `" 10 "` or non-ASCII digits such as `"١٢"`, which are not what was signed)."""
+    if not (raw.isascii() and raw.isdigit() and 0 < len(raw) <= 16):
+        raise ValueError("timestamp is not 1-16 ASCII digits")
     value = int(raw)
     # QUO sends milliseconds; tolerate a sender that uses seconds.
     return value / 1000.0 if value >= 10**11 else float(value)
@@ -60,6 +68,8 @@ def verify_openphone_signature(
     header = _header_value(headers)
     if not header:
         raise InvalidSignature("missing openphone-signature header")
+    if len(header) > MAX_HEADER_CHARS:
+        raise InvalidSignature("openphone-signature header too long")
     current = time.time() if now is None else now
     failures: list[str] = []
     for candidate in header.split(","):

@@ -7,14 +7,13 @@ headers (including `ce_id`) are kept, so a replay to the original topic is dedup
 
 from __future__ import annotations
 
-import re
-import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka.structs import ConsumerRecord
 
 from ..cloudevents import Headers, OutgoingRecord
+from ..redact import error_message, error_trace, scrub
 from ..topics import dlq_topic
 
 ORIGINAL_TOPIC = "kafka_dlt-original-topic"
@@ -62,15 +61,6 @@ REPLAYED_FROM = "arrears-replayed-from"
 REPLAY_FOR_GROUP = "arrears-replay-for-group"
 """A replayed record is applied only by this consumer group (the one that dead-lettered it)."""
 
-_INPUT_VALUE = re.compile(r"input_value=.*?, input_type=", re.DOTALL)
-
-
-def redact(text: str) -> str:
-    """Drop record content that validation errors quote (pydantic's `input_value=...`): DLQ headers are read
-    by operators and tools that must not see customers' personal data. The payload itself stays in the
-    record value, shown only on request (`arrears dlq show --payload`)."""
-    return _INPUT_VALUE.sub("input_value=<redacted>, input_type=", text)
-
 
 def dead_letter_record(
     key: bytes,
@@ -86,14 +76,21 @@ def dead_letter_record(
     error: BaseException,
     attempts: int,
     message: str | None = None,
-    trace: str = "",
+    trace: str | None = None,
     now: datetime | None = None,
 ) -> OutgoingRecord:
     """The DLQ record (`<original_topic>.<group>.dlq`) of a record that failed: its key, value and headers
-    (minus DLQ headers of an earlier dead-lettering) plus the DLQ headers. `message` defaults to the redacted
-    error text; `original_timestamp` is in epoch milliseconds; `-1` stands for an unknown partition/offset."""
+    (minus DLQ headers of an earlier dead-lettering) plus the DLQ headers. DLQ headers are read by operators
+    and tools that must not see customers' personal data (the payload itself stays in the record value, shown
+    only on request: `arrears dlq show --payload`): `message` defaults to the error's message and `trace` to
+    its stack trace without values (arrears_shared.redact); a given `message` is scrubbed of values too.
+    `original_timestamp` is in epoch milliseconds; `-1` stands for an unknown partition/offset."""
     now = now or datetime.now(UTC)
-    msg = redact(str(error)) if message is None else message
+    msg = error_message(error) if message is None else scrub(message)
+    if trace is None:  # an error that was never raised (a delivery's last failure) has no trace
+        stacktrace = error_trace(error, _MAX_TRACE) if error.__traceback__ is not None else ""
+    else:
+        stacktrace = scrub(trace)[-_MAX_TRACE:]
     kept: Headers = [(k, v) for k, v in (headers or ()) if k not in DLQ_HEADERS]
     extra: Headers = [
         (ORIGINAL_TOPIC, original_topic.encode()),
@@ -103,7 +100,7 @@ def dead_letter_record(
         (ORIGINAL_GROUP, group.encode()),
         (EXCEPTION_FQCN, _fqcn(error).encode()),
         (EXCEPTION_MESSAGE, msg[:_MAX_MESSAGE].encode("utf-8", "replace")),
-        (EXCEPTION_STACKTRACE, trace.encode("utf-8", "replace")),
+        (EXCEPTION_STACKTRACE, stacktrace.encode("utf-8", "replace")),
         (ATTEMPTS, str(attempts).encode()),
         (SERVICE, service.encode()),
         (DEAD_LETTERED_AT, now.isoformat().encode()),
@@ -126,7 +123,6 @@ def dead_letter(failure: Failure, *, group: str, now: datetime | None = None) ->
         service=group,
         error=failure.error,
         attempts=failure.attempts,
-        trace=redact("".join(traceback.format_exception(failure.error)))[-_MAX_TRACE:],
         now=now,
     )
 

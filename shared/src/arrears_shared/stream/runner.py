@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import telemetry as m
 from ..cloudevents import Envelope, InvalidEvent, OutgoingRecord, decode
+from ..redact import describe_error
 from ..settings import ServiceSettings
 from . import inbox, outbox
 from .backoff import backoff
@@ -213,7 +214,7 @@ class StreamRunner:
                                 "partition": item[0].partition,
                                 "offset": item[0].offset,
                                 "ce_id": item[1].id,
-                                "error": f"{type(e).__name__}: {e}"[:300],
+                                "error": describe_error(e),
                             },
                         )
                         dead.append(Failure(item[0], e, attempts - 1))
@@ -258,7 +259,7 @@ class StreamRunner:
         self.state.waiting_on_infrastructure = None
 
     async def _wait_for_infrastructure(self, e: BaseException, attempt: int) -> bool:
-        self.state.waiting_on_infrastructure = f"{type(e).__name__}: {e}"[:300]
+        self.state.waiting_on_infrastructure = describe_error(e)
         delay = self._backoff(attempt)
         log.warning(
             "infrastructure unavailable, will retry",
@@ -289,7 +290,7 @@ class StreamRunner:
             await consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as e:
             # The group rebalanced under us: the batch will be redelivered and the inbox makes it a no-op.
-            log.warning("offset commit failed; batch will be redelivered", extra={"error": str(e)[:200]})
+            log.warning("offset commit failed; batch will be redelivered", extra={"error": describe_error(e)})
 
     async def _update_lag(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]

@@ -138,7 +138,7 @@ async def replay_set(kafka: dict[str, Any], f: DlqFilter, cap: int) -> list[dead
         limit=cap + 1,
     )
     if f.group:
-        found = [d for d in found if d.h.get(dl.ORIGINAL_GROUP) == f.group]
+        return [d for d in found if d.h.get(dl.ORIGINAL_GROUP) == f.group]
     return found
 
 

@@ -80,6 +80,7 @@ class TimelineItem(BaseModel):
 class Timeline(BaseModel):
     account_id: str | None
     items: list[TimelineItem]
+    next_cursor: str | None = Field(None, description="Cursor of the next page (none: the last)")
 
 
 class ChannelOutcomes(BaseModel):
@@ -118,6 +119,7 @@ class DlqItem(BaseModel):
 class DlqList(BaseModel):
     items: list[DlqItem]
     count: int
+    next_cursor: str | None = Field(None, description="Cursor of the next page (none: the last)")
 
 
 class RejectItem(BaseModel):
@@ -135,3 +137,4 @@ class RejectItem(BaseModel):
 class RejectList(BaseModel):
     items: list[RejectItem]
     count: int
+    next_cursor: str | None = Field(None, description="Cursor of the next page (none: the last)")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
+from arrears_shared import paging
 from arrears_shared.auth.masking import mask_email, mask_name, mask_phone
 from arrears_shared.events import AgingBucket
 from arrears_shared.money import RateTable, configured_rates, note_unpriced
@@ -168,19 +169,31 @@ async def accounts(
     return AccountList(items=items, count=count)
 
 
-async def timeline(conn: AsyncConnection, schema: str, account_id: str | None, limit: int) -> Timeline:
+async def timeline(
+    conn: AsyncConnection, schema: str, account_id: str | None, limit: int, cursor: str | None = None
+) -> Timeline:
+    """One page, newest first (`next_cursor` names the next page): the account's events by time, or the
+    recent activity of every account in arrival order (served by the primary key)."""
     if account_id is not None:
-        where, order = "WHERE account_id = :a", "at DESC, id DESC"
+        key: tuple[tuple[str, type], ...] = (("at", datetime), ("id", int))
+        where = "account_id = :a"
     else:
-        where, order = "", "id DESC"  # recent activity: arrival order, served by the primary key
+        key, where = (("id", int),), "TRUE"
+    after, params = paging.after_sql(cursor, key)
+    order = ", ".join(f"{c} DESC" for c, _ in key)
     rows = await conn.execute(
         text(
-            f"SELECT ce_id, account_id, topic, ce_type, at, summary FROM {schema}.timeline {where} "
-            f"ORDER BY {order} LIMIT :n"
+            f"SELECT id, ce_id, account_id, topic, ce_type, at, summary FROM {schema}.timeline "
+            f"WHERE {where} AND {after} ORDER BY {order} LIMIT :n"
         ),
-        {"a": account_id, "n": limit},
+        {"a": account_id, "n": limit + 1, **params},
     )
-    return Timeline(account_id=account_id, items=[TimelineItem.model_validate(r._asdict()) for r in rows])
+    found, nxt = paging.page(rows.all(), limit, lambda r: tuple(getattr(r, c) for c, _ in key))
+    return Timeline(
+        account_id=account_id,
+        items=[TimelineItem.model_validate(r._asdict()) for r in found],
+        next_cursor=nxt,
+    )
 
 
 async def summary(conn: AsyncConnection, schema: str) -> Summary:
@@ -216,32 +229,42 @@ async def summary(conn: AsyncConnection, schema: str) -> Summary:
     )
 
 
-async def dlq(conn: AsyncConnection, schema: str, limit: int, topic: str | None = None) -> DlqList:
-    where = "WHERE topic = :t" if topic else ""
+async def dlq(
+    conn: AsyncConnection, schema: str, limit: int, topic: str | None = None, cursor: str | None = None
+) -> DlqList:
+    """One page of dead letters, newest first, the count of all, and the next page's cursor."""
+    where = "topic = :t" if topic else "TRUE"
+    after, params = paging.after_sql(cursor, (("recorded_at", datetime), ("id", int)))
     rows = await conn.execute(
         text(
-            f"""SELECT topic, partition, "offset", ce_id, ce_type, account_id, original_topic, consumer_group,
-                   reason, attempts, service, dead_lettered_at, recorded_at
-            FROM {schema}.dlq {where} ORDER BY recorded_at DESC, id DESC LIMIT :n"""
+            f"""SELECT id, topic, partition, "offset", ce_id, ce_type, account_id, original_topic,
+                   consumer_group, reason, attempts, service, dead_lettered_at, recorded_at
+            FROM {schema}.dlq WHERE {where} AND {after} ORDER BY recorded_at DESC, id DESC LIMIT :n"""
         ),
-        {"t": topic, "n": limit},
+        {"t": topic, "n": limit + 1, **params},
     )
+    found, nxt = paging.page(rows.all(), limit, lambda r: (r.recorded_at, r.id))
     count = (
-        await conn.execute(text(f"SELECT count(*) FROM {schema}.dlq {where}"), {"t": topic})
+        await conn.execute(text(f"SELECT count(*) FROM {schema}.dlq WHERE {where}"), {"t": topic})
     ).scalar_one()
-    return DlqList(items=[DlqItem.model_validate(r._asdict()) for r in rows], count=count)
+    return DlqList(items=[DlqItem.model_validate(r._asdict()) for r in found], count=count, next_cursor=nxt)
 
 
-async def rejects(conn: AsyncConnection, schema: str, limit: int) -> RejectList:
+async def rejects(conn: AsyncConnection, schema: str, limit: int, cursor: str | None = None) -> RejectList:
+    """One page of rejected rows, newest first, the count of all, and the next page's cursor."""
+    after, params = paging.after_sql(cursor, (("rejected_at", datetime), ("ce_id", str)))
     rows = await conn.execute(
         text(
             f"""SELECT ce_id, account_id, source, batch_id, row_number, "column", value, reason, rejected_at
-            FROM {schema}.rejects ORDER BY rejected_at DESC LIMIT :n"""
+            FROM {schema}.rejects WHERE {after} ORDER BY rejected_at DESC, ce_id DESC LIMIT :n"""
         ),
-        {"n": limit},
+        {"n": limit + 1, **params},
     )
+    found, nxt = paging.page(rows.all(), limit, lambda r: (r.rejected_at, r.ce_id))
     count = (await conn.execute(text(f"SELECT count(*) FROM {schema}.rejects"))).scalar_one()
-    return RejectList(items=[RejectItem.model_validate(r._asdict()) for r in rows], count=count)
+    return RejectList(
+        items=[RejectItem.model_validate(r._asdict()) for r in found], count=count, next_cursor=nxt
+    )
 
 
 def mask_personal(found: AccountList) -> AccountList:

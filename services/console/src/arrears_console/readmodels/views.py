@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
+from arrears_shared import paging
 from arrears_shared.auth import Principal, requires
 from arrears_shared.events import AgingBucket
 from arrears_shared.service import Context
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from . import service
 from .models import AccountList, AgingReport, DlqList, RejectList, Summary, Timeline
@@ -61,17 +62,37 @@ def api_router(get_context: Callable[[], Context]) -> APIRouter:
             )
         return found if who.sees_pii else service.mask_personal(found)
 
-    @router.get("/accounts/{account_id}/timeline", response_model=Timeline, dependencies=pii)
-    async def account_timeline(account_id: str, limit: int = Query(200, ge=1, le=2000)) -> Timeline:
+    @router.get(
+        "/accounts/{account_id}/timeline",
+        response_model=Timeline,
+        dependencies=pii,
+        responses=paging.RESPONSES,
+    )
+    async def account_timeline(
+        request: Request,
+        response: Response,
+        account_id: str,
+        limit: int = Query(200, ge=1, le=2000),
+        cursor: str | None = paging.CURSOR_QUERY,
+    ) -> Timeline:
         ctx = get_context()
         async with ctx.engine.connect() as conn:
-            return await service.timeline(conn, ctx.schema, account_id, limit)
+            found = await service.timeline(conn, ctx.schema, account_id, limit, cursor)
+        paging.announce(request, response, found.next_cursor)
+        return found
 
-    @router.get("/timeline", response_model=Timeline, dependencies=pii)
-    async def recent_timeline(limit: int = Query(50, ge=1, le=1000)) -> Timeline:
+    @router.get("/timeline", response_model=Timeline, dependencies=pii, responses=paging.RESPONSES)
+    async def recent_timeline(
+        request: Request,
+        response: Response,
+        limit: int = Query(50, ge=1, le=1000),
+        cursor: str | None = paging.CURSOR_QUERY,
+    ) -> Timeline:
         ctx = get_context()
         async with ctx.engine.connect() as conn:
-            return await service.timeline(conn, ctx.schema, None, limit)
+            found = await service.timeline(conn, ctx.schema, None, limit, cursor)
+        paging.announce(request, response, found.next_cursor)
+        return found
 
     @router.get("/summary", response_model=Summary, dependencies=reports)
     async def summary() -> Summary:
@@ -79,16 +100,41 @@ def api_router(get_context: Callable[[], Context]) -> APIRouter:
         async with ctx.engine.connect() as conn:
             return await service.summary(conn, ctx.schema)
 
-    @router.get("/dlq", response_model=DlqList, dependencies=[Depends(requires("dlq.read"))])
-    async def dlq(topic: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> DlqList:
+    @router.get(
+        "/dlq",
+        response_model=DlqList,
+        dependencies=[Depends(requires("dlq.read"))],
+        responses=paging.RESPONSES,
+    )
+    async def dlq(
+        request: Request,
+        response: Response,
+        topic: str | None = None,
+        limit: int = Query(100, ge=1, le=1000),
+        cursor: str | None = paging.CURSOR_QUERY,
+    ) -> DlqList:
         ctx = get_context()
         async with ctx.engine.connect() as conn:
-            return await service.dlq(conn, ctx.schema, limit, topic)
+            found = await service.dlq(conn, ctx.schema, limit, topic, cursor)
+        paging.announce(request, response, found.next_cursor)
+        return found
 
-    @router.get("/rejects", response_model=RejectList, dependencies=[Depends(requires("ingest.read"))])
-    async def rejects(limit: int = Query(100, ge=1, le=1000)) -> RejectList:
+    @router.get(
+        "/rejects",
+        response_model=RejectList,
+        dependencies=[Depends(requires("ingest.read"))],
+        responses=paging.RESPONSES,
+    )
+    async def rejects(
+        request: Request,
+        response: Response,
+        limit: int = Query(100, ge=1, le=1000),
+        cursor: str | None = paging.CURSOR_QUERY,
+    ) -> RejectList:
         ctx = get_context()
         async with ctx.engine.connect() as conn:
-            return await service.rejects(conn, ctx.schema, limit)
+            found = await service.rejects(conn, ctx.schema, limit, cursor)
+        paging.announce(request, response, found.next_cursor)
+        return found
 
     return router

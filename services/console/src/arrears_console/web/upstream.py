@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from arrears_shared import channels
+from arrears_shared import channels, paging
 from arrears_shared.auth import Principal
 from arrears_shared.auth.sessions import COOKIE
 from arrears_shared.request_context import REQUEST_ID
@@ -81,6 +81,54 @@ class Upstreams:
         content_type: str | None = None,
         timeout_s: float | None = None,
     ) -> Any:
+        r = await self._send(
+            request, who, service, method, path, json, params, content, content_type, timeout_s
+        )
+        return (
+            r.json()
+            if r.content and r.headers.get("content-type", "").startswith("application/json")
+            else None
+        )
+
+    async def walk(
+        self,
+        request: Request,
+        who: Principal,
+        service: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        at_most: int = 2000,
+        page_size: int = 200,
+    ) -> tuple[list[Any], bool]:
+        """Every row of a paged list (following its `X-Next-Cursor`), up to `at_most`; the flag says that
+        more rows exist than were read, for the page to show it."""
+        rows: list[Any] = []
+        query = dict(params or {})
+        while True:
+            query["limit"] = min(page_size, at_most - len(rows))
+            r = await self._send(request, who, service, "GET", path, None, query, None, None, None)
+            rows += r.json()
+            cursor = r.headers.get(paging.NEXT_CURSOR_HEADER)
+            if cursor is None:
+                return rows, False
+            if len(rows) >= at_most:
+                return rows, True
+            query["cursor"] = cursor
+
+    async def _send(
+        self,
+        request: Request,
+        who: Principal,
+        service: str,
+        method: str,
+        path: str,
+        json: Any,
+        params: dict[str, Any] | None,
+        content: bytes | str | None,
+        content_type: str | None,
+        timeout_s: float | None,
+    ) -> httpx.Response:
         headers = self.credentials(request, who)
         if content_type:
             headers["content-type"] = content_type
@@ -105,11 +153,7 @@ class Upstreams:
             raise UpstreamError(
                 service, r.status_code, detail if isinstance(detail, str) else str(detail), payload=detail
             )
-        return (
-            r.json()
-            if r.content and r.headers.get("content-type", "").startswith("application/json")
-            else None
-        )
+        return r
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from arrears_shared import paging
 from arrears_shared.events import CaseEscalated
 from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import select, update
@@ -95,14 +96,33 @@ def _view(r: Any) -> CaseView:
 
 
 async def list_cases(
-    conn: AsyncConnection, status: str | None = None, account_id: str | None = None, limit: int = 500
+    conn: AsyncConnection, status: str | None = None, account_id: str | None = None
 ) -> list[CaseView]:
-    q = select(cases).order_by(cases.c.opened_at.desc()).limit(limit)
+    """Every matching case, newest first (all pages)."""
+    out: list[CaseView] = []
+    cursor: str | None = None
+    while True:
+        rows, cursor = await page_cases(conn, status, account_id, 500, cursor)
+        out += rows
+        if cursor is None:
+            return out
+
+
+async def page_cases(
+    conn: AsyncConnection,
+    status: str | None = None,
+    account_id: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> tuple[list[CaseView], str | None]:
+    """One page, newest first, and the cursor of the next page (None on the last one)."""
+    q = paging.keyset(select(cases), (cases.c.opened_at, cases.c.case_id), cursor, limit)
     if status:
         q = q.where(cases.c.status == status)
     if account_id:
         q = q.where(cases.c.account_id == account_id)
-    return [_view(r) for r in (await conn.execute(q)).all()]
+    rows, after = paging.page((await conn.execute(q)).all(), limit, lambda r: (r.opened_at, r.case_id))
+    return [_view(r) for r in rows], after
 
 
 async def get_case(conn: AsyncConnection, case_id: str) -> CaseView | None:

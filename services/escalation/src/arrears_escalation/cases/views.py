@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+from arrears_shared import paging
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from ..audit.service import append
 from ..deps import Deps
 from .models import CaseView, CloseCase
-from .service import CaseNotOpen, close_case, get_case, list_cases
+from .service import CaseNotOpen, close_case, get_case, page_cases
 
 
 def make_router(deps: Deps) -> RouterFactory:
@@ -21,15 +22,20 @@ def make_router(deps: Deps) -> RouterFactory:
         viewer = Depends(requires("accounts.read"))
         agent = Depends(requires("tasks.work"))
 
-        @router.get("", response_model=list[CaseView])
+        @router.get("", response_model=list[CaseView], responses=paging.RESPONSES)
         async def cases_list(
+            request: Request,
+            response: Response,
             status: Literal["open", "closed"] | None = None,
             account_id: str | None = None,
             limit: int = Query(100, ge=1, le=500),
+            cursor: str | None = paging.CURSOR_QUERY,
             _: Principal = viewer,
         ) -> list[CaseView]:
             async with get_context().engine.connect() as conn:
-                return await list_cases(conn, status, account_id, limit)
+                rows, after = await page_cases(conn, status, account_id, limit, cursor)
+            paging.announce(request, response, after)
+            return rows
 
         @router.get("/{case_id}", response_model=CaseView)
         async def case_get(case_id: str, _: Principal = viewer) -> CaseView:

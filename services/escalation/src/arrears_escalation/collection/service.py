@@ -29,6 +29,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+from arrears_shared import paging
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -249,12 +250,27 @@ async def snapshot(conn: AsyncConnection, day: date) -> int:
 async def read(
     conn: AsyncConnection, start: date, end: date, scope: str | None = None, limit: int = 10_000
 ) -> list[dict[str, Any]]:
+    """The first `limit` snapshot rows between two days, oldest first (`read_page` pages through all)."""
+    return (await read_page(conn, start, end, scope, limit))[0]
+
+
+async def read_page(
+    conn: AsyncConnection,
+    start: date,
+    end: date,
+    scope: str | None = None,
+    limit: int = 2000,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of snapshot rows between two days (inclusive), oldest first, and the next page's cursor."""
+    key = (("day", date), ("metric", str), ("scope", str), ("scope_id", str))
+    after, params = paging.after_sql(cursor, key, descending=False)
     q = f"""SELECT day, scope, scope_id, metric, value, numerator, denominator FROM {S}.metric_snapshots
-            WHERE day BETWEEN :a AND :b"""
-    params: dict[str, Any] = {"a": start, "b": end}
+            WHERE day BETWEEN :a AND :b AND {after}"""
+    params |= {"a": start, "b": end, "n": limit + 1}
     if scope:
         q += " AND scope = :s"
         params["s"] = scope
-    params["n"] = limit
     rows = (await conn.execute(text(q + " ORDER BY day, metric, scope, scope_id LIMIT :n"), params)).all()
-    return [dict(r._mapping) for r in rows]
+    found, nxt = paging.page(rows, limit, lambda r: (r.day, r.metric, r.scope, r.scope_id))
+    return [dict(r._mapping) for r in found], nxt

@@ -6,31 +6,37 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from arrears_shared import paging
 from arrears_shared.audit import record
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from .service import read, snapshot
+from .service import read_page, snapshot
 
 
 def make_router() -> RouterFactory:
     def factory(get_context: Callable[[], Context]) -> APIRouter:
         router = APIRouter(prefix="/collection-metrics", tags=["metrics"])
 
-        @router.get("")
+        @router.get("", responses=paging.RESPONSES)
         async def metrics_read(
+            request: Request,
+            response: Response,
             start: date = Query(..., alias="from"),
             end: date = Query(..., alias="to"),
             scope: str | None = Query(None, pattern="^(overall|campaign|aging_bucket|collector)$"),
             limit: int = Query(
                 2000, ge=1, le=10_000, description="At most this many snapshot rows, oldest first"
             ),
+            cursor: str | None = paging.CURSOR_QUERY,
             _: Principal = Depends(requires("reports.read")),
         ) -> list[dict[str, Any]]:
             """Daily snapshots between two days (inclusive), for trends."""
             async with get_context().engine.connect() as conn:
-                return await read(conn, start, end, scope, limit)
+                found, after = await read_page(conn, start, end, scope, limit, cursor)
+            paging.announce(request, response, after)
+            return found
 
         @router.post("/snapshot")
         async def metrics_snapshot(

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from arrears_shared import paging
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
 from ..deps import Deps
-from ..promises.service import PromiseView, add_promise, list_promises
+from ..promises.service import PromiseView, add_promise, page_promises
 from .models import (
     ChannelPreference,
     DoNotContact,
@@ -179,12 +180,19 @@ def make_router(deps: Deps) -> RouterFactory:
             "/accounts/{account_id}/promises",
             response_model=list[PromiseView],
             dependencies=[Depends(requires("accounts.read"))],
+            responses=paging.RESPONSES,
         )
         async def promises(
-            account_id: str = AccountId, limit: int = Query(50, ge=1, le=200)
+            request: Request,
+            response: Response,
+            account_id: str = AccountId,
+            limit: int = Query(50, ge=1, le=200),
+            cursor: str | None = paging.CURSOR_QUERY,
         ) -> list[PromiseView]:
             async with get_context().engine.connect() as conn:
-                return await list_promises(conn, account_id, limit)
+                found, after = await page_promises(conn, account_id, limit, cursor)
+            paging.announce(request, response, after)
+            return found
 
         @router.post("/accounts/{account_id}/notes", status_code=201)
         async def note(body: Note, account_id: str = AccountId, who: Principal = work) -> dict[str, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from arrears_shared import paging
 from arrears_shared.events import AccountChanged, ReplyReceived
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -162,12 +163,22 @@ async def due_broken(
 
 
 async def list_promises(
-    conn: AsyncConnection, account_id: str | None = None, limit: int = 500
+    conn: AsyncConnection, account_id: str | None = None, limit: int = 500, cursor: str | None = None
 ) -> list[PromiseView]:
-    q = f"SELECT * FROM {SCHEMA}.promises"
-    params: dict[str, Any] = {"n": limit}
-    if account_id:
-        q += " WHERE account_id = :a"
-        params["a"] = account_id
-    rows = (await conn.execute(text(q + " ORDER BY made_at DESC LIMIT :n"), params)).all()
-    return [PromiseView.model_validate(r._asdict()) for r in rows]
+    """One page of promises, newest first (`page_promises` also gives the next page's cursor)."""
+    return (await page_promises(conn, account_id, limit, cursor))[0]
+
+
+async def page_promises(
+    conn: AsyncConnection, account_id: str | None = None, limit: int = 50, cursor: str | None = None
+) -> tuple[list[PromiseView], str | None]:
+    after, params = paging.after_sql(cursor, (("made_at", datetime), ("promise_id", str)))
+    where = f"{after} AND account_id = :a" if account_id else after
+    rows = await conn.execute(
+        text(
+            f"SELECT * FROM {SCHEMA}.promises WHERE {where} ORDER BY made_at DESC, promise_id DESC LIMIT :n"
+        ),
+        {"n": limit + 1, "a": account_id, **params},
+    )
+    found, nxt = paging.page(rows.all(), limit, lambda r: (r.made_at, r.promise_id))
+    return [PromiseView.model_validate(r._asdict()) for r in found], nxt

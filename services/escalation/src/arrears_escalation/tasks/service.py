@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from arrears_shared import paging
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -77,16 +78,29 @@ def view(r: Any) -> TaskView:
     return TaskView.model_validate(r._asdict())
 
 
-async def list_tasks(
+async def list_tasks(conn: AsyncConnection, **where: str | None) -> list[TaskView]:
+    """Every matching task, newest first (all pages)."""
+    out: list[TaskView] = []
+    cursor: str | None = None
+    while True:
+        rows, cursor = await page_tasks(conn, limit=500, cursor=cursor, **where)
+        out += rows
+        if cursor is None:
+            return out
+
+
+async def page_tasks(
     conn: AsyncConnection,
     *,
     status: str | None = None,
     account_id: str | None = None,
     assignee: str | None = None,
     team: str | None = None,
-    limit: int = 500,
-) -> list[TaskView]:
-    q = select(tasks).order_by(tasks.c.created_at.desc()).limit(limit)
+    limit: int = 100,
+    cursor: str | None = None,
+) -> tuple[list[TaskView], str | None]:
+    """One page, newest first, and the cursor of the next page (None on the last one)."""
+    q = paging.keyset(select(tasks), (tasks.c.created_at, tasks.c.task_id), cursor, limit)
     for col, val in (
         (tasks.c.status, status),
         (tasks.c.account_id, account_id),
@@ -95,7 +109,8 @@ async def list_tasks(
     ):
         if val is not None:
             q = q.where(col == val)
-    return [view(r) for r in (await conn.execute(q)).all()]
+    rows, after = paging.page((await conn.execute(q)).all(), limit, lambda r: (r.created_at, r.task_id))
+    return [view(r) for r in rows], after
 
 
 async def get_task(conn: AsyncConnection, task_id: str) -> TaskView | None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+from arrears_shared import paging
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from ..audit.service import append
 from ..deps import Deps
 from .models import AssignTask, CompleteTask, TaskView
-from .service import assign_task, complete_task, get_task, list_tasks
+from .service import assign_task, complete_task, get_task, page_tasks
 
 
 def make_router(deps: Deps) -> RouterFactory:
@@ -21,19 +22,30 @@ def make_router(deps: Deps) -> RouterFactory:
         viewer = Depends(requires("accounts.read"))
         agent = Depends(requires("tasks.work"))
 
-        @router.get("", response_model=list[TaskView])
+        @router.get("", response_model=list[TaskView], responses=paging.RESPONSES)
         async def tasks_list(
+            request: Request,
+            response: Response,
             status: Literal["open", "done", "cancelled"] | None = None,
             account_id: str | None = None,
             assignee: str | None = None,
             team: str | None = None,
             limit: int = Query(100, ge=1, le=500),
+            cursor: str | None = paging.CURSOR_QUERY,
             _: Principal = viewer,
         ) -> list[TaskView]:
             async with get_context().engine.connect() as conn:
-                return await list_tasks(
-                    conn, status=status, account_id=account_id, assignee=assignee, team=team, limit=limit
+                rows, after = await page_tasks(
+                    conn,
+                    status=status,
+                    account_id=account_id,
+                    assignee=assignee,
+                    team=team,
+                    limit=limit,
+                    cursor=cursor,
                 )
+            paging.announce(request, response, after)
+            return rows
 
         @router.get("/{task_id}", response_model=TaskView)
         async def task_get(task_id: str, _: Principal = viewer) -> TaskView:

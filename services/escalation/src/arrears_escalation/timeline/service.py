@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from arrears_shared import paging
 from arrears_shared.events import AccountChanged, Event, MessageSent, PaymentFailed, ReplyReceived
 from arrears_shared.money import format_minor
 from pydantic import BaseModel
@@ -131,14 +132,28 @@ SELECT at, 'audit.' || action, actor || ' (' || role || ')' || CASE WHEN reason 
        seq::text, COALESCE(after, '{{}}'::jsonb)
   FROM {SCHEMA}.audit_log
   WHERE entity_id = :a OR after ->> 'account_id' = :a
-ORDER BY 1, 2
-LIMIT :n
 """
+_KEY = (
+    ("at", datetime),
+    ("kind", str),
+    ("ref", str),
+)  # time order; kind and ref tell apart what happened at the same instant
 
 
-async def timeline(conn: AsyncConnection, account_id: str, limit: int = 1000) -> list[TimelineItem]:
-    rows = (await conn.execute(text(_TIMELINE), {"a": account_id, "n": limit})).all()
+async def timeline(
+    conn: AsyncConnection, account_id: str, limit: int = 1000, cursor: str | None = None
+) -> tuple[list[TimelineItem], str | None]:
+    """One page of the account's timeline, oldest first, and the cursor of the next page."""
+    after, params = paging.after_sql(cursor, _KEY, descending=False)
+    rows = await conn.execute(
+        text(
+            f"""SELECT at, kind, summary, ref, data FROM ({_TIMELINE}) AS t(at, kind, summary, ref, data)
+            WHERE {after} ORDER BY at, kind, ref LIMIT :n"""
+        ),
+        {"a": account_id, "n": limit + 1, **params},
+    )
+    found, nxt = paging.page(rows.all(), limit, lambda r: (r.at, r.kind, r.ref))
     return [
         TimelineItem(at=r[0], kind=r[1], summary=r[2], ref=r[3], data=r[4] if isinstance(r[4], dict) else {})
-        for r in rows
-    ]
+        for r in found
+    ], nxt

@@ -4,24 +4,32 @@
   ``stripe.WebhookSignature.verify_header`` (constant-time compare, timestamp tolerance).
 * Generic: the Standard Webhooks spec (https://www.standardwebhooks.com): ``webhook-id``,
   ``webhook-timestamp``, ``webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<ts>.<body>")>`` with a
-  ``whsec_<base64 key>`` secret, verified by the ``standardwebhooks`` package (5-minute tolerance).
+  ``whsec_<base64 key>`` secret, verified by `arrears_shared.providers.standard_webhooks` (5-minute tolerance).
 
-Both raise `InvalidSignature`; the views answer 400 and change nothing.
+Both are total (any header, any body) and raise only `InvalidSignature`; the views answer 400 and change
+nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from standardwebhooks.webhooks import Webhook
+from arrears_shared.providers.quo_signature import InvalidSignature
+from arrears_shared.providers.standard_webhooks import verify_standard_webhook
 from stripe import SignatureVerificationError, WebhookSignature
 
-
-class InvalidSignature(Exception):
-    """Missing, malformed, stale or forged signature."""
+__all__ = ["InvalidSignature", "verify_standard", "verify_stripe"]
+MAX_HEADER_CHARS = 4096
 
 
 def verify_stripe(body: bytes, header: str | None, secret: str, tolerance_s: int) -> None:
+    """Total: any header and body verify or raise `InvalidSignature`. The header is checked to be printable
+    ASCII first: stripe compares signatures with `hmac.compare_digest` on `str`, which raises `TypeError` for
+    non-ASCII text (a 500 before this check)."""
+    if header is not None and (
+        len(header) > MAX_HEADER_CHARS or not (header.isascii() and header.isprintable())
+    ):
+        raise InvalidSignature("malformed Stripe-Signature header")
     try:
         WebhookSignature.verify_header(body, header, secret, tolerance=tolerance_s)
     except SignatureVerificationError as e:
@@ -32,10 +40,4 @@ def verify_stripe(body: bytes, header: str | None, secret: str, tolerance_s: int
 
 def verify_standard(body: bytes, headers: Mapping[str, str], secret: str) -> str:
     """Verify a Standard Webhooks delivery; returns its `webhook-id` (the idempotency key)."""
-    hdrs = {k.lower(): v for k, v in headers.items()}
-    try:
-        Webhook(secret).verify(body, hdrs, json_parse=False)
-    except Exception as e:  # the library raises WebhookVerificationError, and ValueError/binascii.Error
-        # on malformed headers; every failure means "not verified"
-        raise InvalidSignature(f"{type(e).__name__}: {str(e)[:200]}") from None
-    return hdrs["webhook-id"]
+    return verify_standard_webhook(body, headers, secret)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from arrears_shared import paging
 from arrears_shared.events import utcnow
 from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
@@ -340,12 +341,18 @@ async def get_run(engine: AsyncEngine, schema: str, run_id: str) -> RunSummary:
     return _summary(row._mapping)
 
 
-async def list_runs(engine: AsyncEngine, schema: str, limit: int = 50) -> list[RunSummary]:
+async def list_runs(
+    engine: AsyncEngine, schema: str, limit: int = 50, cursor: str | None = None
+) -> tuple[list[RunSummary], str | None]:
+    """One page of runs, newest first, and the cursor of the next page."""
+    after, params = paging.after_sql(cursor, (("started", datetime), ("id::text", str)))
     async with engine.connect() as conn:
         rows = await conn.execute(
-            text(f"SELECT * FROM {schema}.runs ORDER BY started DESC LIMIT :n"), {"n": limit}
+            text(f"SELECT * FROM {schema}.runs WHERE {after} ORDER BY started DESC, id::text DESC LIMIT :n"),
+            {"n": limit + 1, **params},
         )
-        return [_summary(r._mapping) for r in rows]
+        found, nxt = paging.page(rows.all(), limit, lambda r: (r.started, str(r.id)))
+        return [_summary(r._mapping) for r in found], nxt
 
 
 def _summary(m: Any) -> RunSummary:

@@ -6,10 +6,11 @@ import csv
 import io
 from collections.abc import Callable
 
+from arrears_shared import paging
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context
 from arrears_shared.spreadsheet import cell_safe as csv_safe
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import text
 
@@ -85,10 +86,17 @@ def router(get_context: Callable[[], Context]) -> APIRouter:
 
     read = [Depends(requires("ingest.read"))]
 
-    @r.get("/runs", response_model=RunList, dependencies=read)
-    async def runs(limit: int = Query(50, ge=1, le=1000)) -> RunList:
+    @r.get("/runs", response_model=RunList, dependencies=read, responses=paging.RESPONSES)
+    async def runs(
+        request: Request,
+        response: Response,
+        limit: int = Query(50, ge=1, le=1000),
+        cursor: str | None = paging.CURSOR_QUERY,
+    ) -> RunList:
         ctx = get_context()
-        return RunList(items=await service.list_runs(ctx.engine, ctx.schema, limit))
+        found, after = await service.list_runs(ctx.engine, ctx.schema, limit, cursor)
+        paging.announce(request, response, after)
+        return RunList(items=found)
 
     @r.get("/rejects", response_model=RejectList, dependencies=read)
     async def rejects(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from arrears_shared import paging
 from arrears_shared.events import Intent, ReplyReceived
 from arrears_shared.stream.transaction import Transaction
 from pydantic import BaseModel
@@ -125,16 +126,22 @@ def decision_event(reply: Any, intent: Intent, who: str, details: PromiseDetails
     )
 
 
-async def labelled_examples(conn: AsyncConnection, schema: str, limit: int = 10_000) -> list[dict[str, Any]]:
-    """Every correction as a labelled example (text, channel, intent), newest first."""
+async def labelled_examples(
+    conn: AsyncConnection, schema: str, limit: int = 500, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of corrections as labelled examples (text, channel, intent), newest first, and the cursor
+    of the next page."""
+    after, params = paging.after_sql(cursor, (("corrected_at", datetime), ("reply_id", str)))
     rows = await conn.execute(
         text(
             f"""SELECT reply_id, channel, text, intent, predicted_intent, corrected_by, corrected_at
-            FROM {schema}.intent_corrections ORDER BY corrected_at DESC LIMIT :n"""
+            FROM {schema}.intent_corrections WHERE {after}
+            ORDER BY corrected_at DESC, reply_id DESC LIMIT :n"""
         ),
-        {"n": limit},
+        {"n": limit + 1, **params},
     )
-    return [dict(r._mapping) for r in rows]
+    found, nxt = paging.page(rows.all(), limit, lambda r: (r.corrected_at, r.reply_id))
+    return [dict(r._mapping) for r in found], nxt
 
 
 async def publish_decision(

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from arrears_shared import paging
 from arrears_shared.audit import record
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
 from .service import Corrected, Correction, correct, labelled_examples, publish_decision
 
@@ -39,10 +40,19 @@ def corrections_router(get_context: Callable[[], Context]) -> APIRouter:
             )  # fmt: skip
         return corrected
 
-    @router.get("/intent-corrections", dependencies=[Depends(requires("audit.read"))])
-    async def corrections(limit: int = Query(500, ge=1, le=10_000)) -> list[dict[str, Any]]:
+    @router.get(
+        "/intent-corrections", dependencies=[Depends(requires("audit.read"))], responses=paging.RESPONSES
+    )
+    async def corrections(
+        request: Request,
+        response: Response,
+        limit: int = Query(500, ge=1, le=10_000),
+        cursor: str | None = paging.CURSOR_QUERY,
+    ) -> list[dict[str, Any]]:
         ctx = get_context()
         async with ctx.engine.connect() as conn:
-            return await labelled_examples(conn, ctx.schema, limit)
+            found, after = await labelled_examples(conn, ctx.schema, limit, cursor)
+        paging.announce(request, response, after)
+        return found
 
     return router

@@ -1,14 +1,14 @@
 """`POST /webhooks/gmail/push`: Gmail `users.watch` notifications through a Pub/Sub push subscription.
 
-Authenticated by a shared token in the push URL (`?token=`, compared in constant time). The body only wakes
-the poller: the mailbox is always read from the stored history id, so a forged or replayed push can change
-nothing but the timing of a poll."""
+Authenticated by the OIDC ID token Pub/Sub signs for an authenticated push subscription
+(`Authorization: Bearer`, checked by `.push_auth`: Google's signature, issuer, audience, service account),
+before the body is parsed. The body only wakes the poller: the mailbox is always read from the stored history
+id, so even an authenticated but replayed push can change nothing but the timing of a poll."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -16,11 +16,12 @@ from typing import Any, cast
 
 from arrears_shared.auth import public
 from arrears_shared.service import Context
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from pydantic import BaseModel, ValidationError
 
 from .. import metrics
 from ..settings import ResponsesSettings
+from .push_auth import PushRejected, PushVerifier
 
 log = logging.getLogger(__name__)
 
@@ -39,31 +40,47 @@ class PushBody(BaseModel):
 def make_push_router(wake: asyncio.Event) -> Callable[[Callable[[], Context]], APIRouter]:
     def factory(get_context: Callable[[], Context]) -> APIRouter:
         router = APIRouter(tags=["webhooks"])
+        verifiers: dict[tuple[str, str, str], PushVerifier] = {}
+
+        def verifier(s: ResponsesSettings) -> PushVerifier:
+            audience, account = s.responses_gmail_push_audience, s.responses_gmail_push_service_account
+            if not audience or not account:
+                raise PushRejected(401, "push not configured")
+            key = (audience, account, s.responses_gmail_push_certs_url)
+            if key not in verifiers:
+                verifiers[key] = PushVerifier(*key, certs_cache_s=s.responses_gmail_push_certs_cache_s)
+            return verifiers[key]
 
         @router.post(
             "/webhooks/gmail/push",
             status_code=204,
             dependencies=[
-                Depends(public("Gmail push: a shared token compared in constant time; only wakes the poller"))
+                Depends(
+                    public("Gmail push: Pub/Sub's OIDC token (Google-signed, audience and account checked)")
+                )
             ],
         )
-        async def gmail_push(body: PushBody, token: str = Query("", max_length=500)) -> Response:
+        async def gmail_push(request: Request) -> Response:
             s = cast(ResponsesSettings, get_context().settings)
-            expected = s.responses_gmail_push_token
-            if expected is None or not hmac.compare_digest(
-                token.encode(), expected.get_secret_value().encode()
-            ):
-                metrics.WEBHOOKS.labels("gmail", "rejected").inc()
-                raise HTTPException(401, "invalid push token")
-            notice: dict[str, Any] = {}
             try:
-                notice = json.loads(
+                await asyncio.to_thread(verifier(s).verify, request.headers.get("authorization"))
+            except PushRejected as e:
+                metrics.WEBHOOKS.labels("gmail", "rejected").inc()
+                log.warning("gmail push rejected", extra={"reason": str(e)[:200]})
+                detail = "push verification unavailable" if e.status == 503 else "invalid push token"
+                raise HTTPException(e.status, detail) from None
+            try:
+                body = PushBody.model_validate_json(await request.body())
+                notice: dict[str, Any] = json.loads(
                     base64.urlsafe_b64decode(body.message.data + "=" * (-len(body.message.data) % 4))
                 )
-            except (ValueError, TypeError):
+            except (ValidationError, ValueError, TypeError):
                 metrics.WEBHOOKS.labels("gmail", "malformed").inc()
-                raise HTTPException(400, "message.data is not base64 JSON") from None
-            log.info("gmail push", extra={"history_id": notice.get("historyId")})
+                raise HTTPException(400, "not a Pub/Sub push with base64 JSON message.data") from None
+            log.info(
+                "gmail push",
+                extra={"history_id": notice.get("historyId") if isinstance(notice, dict) else None},
+            )
             metrics.WEBHOOKS.labels("gmail", "push").inc()
             wake.set()
             return Response(status_code=204)

@@ -14,6 +14,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from arrears_shared import paging
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -205,3 +206,20 @@ async def list_models(conn: AsyncConnection, schema: str, limit: int = 50) -> li
         {"n": limit},
     )
     return [dict(r._mapping) for r in rows]
+
+
+async def page_models(
+    conn: AsyncConnection, schema: str, limit: int = 50, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the registry, newest first, and the cursor of the next page."""
+    after, params = paging.after_sql(cursor, (("created_at", datetime), ("version", str)))
+    rows = await conn.execute(
+        text(
+            f"""SELECT version, status, source, created_by, created_at, activated_at, decision, metrics,
+                baseline, train_size, corrections, corpus_sha256
+            FROM {schema}.intent_models WHERE {after} ORDER BY created_at DESC, version DESC LIMIT :n"""
+        ),
+        {"n": limit + 1, **params},
+    )
+    found, nxt = paging.page(rows.all(), limit, lambda r: (r.created_at, r.version))
+    return [dict(r._mapping) for r in found], nxt

@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from arrears_shared import paging
 from arrears_shared.auth import requires
 from arrears_shared.service import Context
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from .registry import ACTIVE, list_models
+from .registry import ACTIVE, page_models
 
 
 def intents_router(get_context: Callable[[], Context]) -> APIRouter:
@@ -30,10 +31,17 @@ def intents_router(get_context: Callable[[], Context]) -> APIRouter:
             "opt_out_at": ACTIVE.opt_out_at,
         }
 
-    @router.get("/intents/models")
-    async def models(limit: int = Query(50, ge=1, le=500)) -> list[dict[str, Any]]:
+    @router.get("/intents/models", responses=paging.RESPONSES)
+    async def models(
+        request: Request,
+        response: Response,
+        limit: int = Query(50, ge=1, le=500),
+        cursor: str | None = paging.CURSOR_QUERY,
+    ) -> list[dict[str, Any]]:
         ctx = get_context()
         async with ctx.engine.connect() as conn:
-            return await list_models(conn, ctx.schema, limit)
+            found, after = await page_models(conn, ctx.schema, limit, cursor)
+        paging.announce(request, response, after)
+        return found
 
     return router

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from arrears_shared import channels
+from arrears_shared import channels, paging
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -142,15 +142,18 @@ def _view(acct: Account, trows: Sequence[Any], deps: Deps, now: datetime) -> Acc
     )
 
 
-async def decision_log(conn: AsyncConnection, account_id: str, limit: int = 500) -> list[DecisionView]:
-    rows = (
-        await conn.execute(
-            select(decisions)
-            .where(decisions.c.account_id == account_id)
-            .order_by(decisions.c.id)
-            .limit(limit)
-        )
-    ).all()
+async def decision_log(
+    conn: AsyncConnection, account_id: str, limit: int = 200, cursor: str | None = None
+) -> tuple[list[DecisionView], str | None]:
+    """One page of the account's decisions, oldest first, and the cursor of the next page."""
+    q = paging.keyset(
+        select(decisions).where(decisions.c.account_id == account_id),
+        (decisions.c.id,),
+        cursor,
+        limit,
+        (False,),
+    )
+    rows, after = paging.page((await conn.execute(q)).all(), limit, lambda r: (r.id,))
     return [
         DecisionView(
             id=r.id,
@@ -165,4 +168,4 @@ async def decision_log(conn: AsyncConnection, account_id: str, limit: int = 500)
             at=r.at,
         )
         for r in rows
-    ]
+    ], after

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from arrears_shared import paging
 from arrears_shared.audit import record
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from ..deps import Deps
 from .models import AccountView, DecisionView, FlagsUpdate
@@ -28,10 +29,23 @@ def make_router(deps: Deps) -> RouterFactory:
                 raise HTTPException(404, "account not found")
             return view
 
-        @router.get("/{account_id}/decisions", response_model=list[DecisionView], dependencies=pii)
-        async def get_decisions(account_id: str, limit: int = Query(200, ge=1, le=500)) -> list[DecisionView]:
+        @router.get(
+            "/{account_id}/decisions",
+            response_model=list[DecisionView],
+            dependencies=pii,
+            responses=paging.RESPONSES,
+        )
+        async def get_decisions(
+            request: Request,
+            response: Response,
+            account_id: str,
+            limit: int = Query(200, ge=1, le=500),
+            cursor: str | None = paging.CURSOR_QUERY,
+        ) -> list[DecisionView]:
             async with get_context().engine.connect() as conn:
-                return await decision_log(conn, account_id, limit)
+                found, after = await decision_log(conn, account_id, limit, cursor)
+            paging.announce(request, response, after)
+            return found
 
         @router.post("/{account_id}/flags", response_model=AccountView)
         async def post_flags(

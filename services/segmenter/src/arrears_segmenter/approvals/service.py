@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from arrears_shared import paging
 from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,9 +38,24 @@ class Verdict(BaseModel):
     note: str = ""
 
 
-async def held(conn: AsyncConnection, limit: int = 500) -> list[HeldStep]:
-    rows = await conn.execute(
+async def held(conn: AsyncConnection) -> list[HeldStep]:
+    """Every held step (all pages), longest waiting first."""
+    out: list[HeldStep] = []
+    cursor: str | None = None
+    while True:
+        found, cursor = await page_held(conn, 500, cursor)
+        out += found
+        if cursor is None:
+            return out
+
+
+async def page_held(
+    conn: AsyncConnection, limit: int = 200, cursor: str | None = None
+) -> tuple[list[HeldStep], str | None]:
+    """One page of held steps, longest waiting first, and the cursor of the next page."""
+    q = paging.keyset(
         select(
+            timers.c.id,
             timers.c.account_id,
             timers.c.step,
             timers.c.cycle,
@@ -52,10 +68,13 @@ async def held(conn: AsyncConnection, limit: int = 500) -> list[HeldStep]:
             accounts.c.segment,
         )
         .join(accounts, accounts.c.account_id == timers.c.account_id)
-        .where(timers.c.state == "held")
-        .order_by(timers.c.updated_at)
-        .limit(limit)
+        .where(timers.c.state == "held"),
+        (timers.c.updated_at, timers.c.id),
+        cursor,
+        limit,
+        (False, False),
     )
+    rows, after = paging.page((await conn.execute(q)).all(), limit, lambda r: (r.updated_at, r.id))
     return [
         HeldStep(
             account_id=r.account_id,
@@ -70,7 +89,7 @@ async def held(conn: AsyncConnection, limit: int = 500) -> list[HeldStep]:
             held_since=r.updated_at,
         )
         for r in rows
-    ]
+    ], after
 
 
 async def decide(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from arrears_shared import paging
 from arrears_shared.audit import record
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from ..deps import Deps
-from .service import HeldStep, Verdict, decide, held
+from .service import HeldStep, Verdict, decide, page_held
 
 
 def make_router(deps: Deps) -> RouterFactory:
@@ -19,10 +20,22 @@ def make_router(deps: Deps) -> RouterFactory:
 
         decider = Depends(requires("approvals.decide"))
 
-        @router.get("", response_model=list[HeldStep], dependencies=[Depends(requires("accounts.read"))])
-        async def list_held(limit: int = Query(200, ge=1, le=500)) -> list[HeldStep]:
+        @router.get(
+            "",
+            response_model=list[HeldStep],
+            dependencies=[Depends(requires("accounts.read"))],
+            responses=paging.RESPONSES,
+        )
+        async def list_held(
+            request: Request,
+            response: Response,
+            limit: int = Query(200, ge=1, le=500),
+            cursor: str | None = paging.CURSOR_QUERY,
+        ) -> list[HeldStep]:
             async with get_context().engine.connect() as conn:
-                return await held(conn, limit)
+                found, after = await page_held(conn, limit, cursor)
+            paging.announce(request, response, after)
+            return found
 
         async def _decide(account_id: str, v: Verdict, approve: bool, who: Principal) -> dict[str, str]:
             ctx = get_context()

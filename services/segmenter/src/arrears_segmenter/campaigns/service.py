@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from arrears_shared import paging
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,17 +35,31 @@ def _model(r: Any) -> Campaign:
     )
 
 
-async def list_campaigns(
-    conn: AsyncConnection, status: CampaignStatus | None = None, limit: int = 500
-) -> list[Campaign]:
-    q = (
-        select(campaigns)
-        .order_by(campaigns.c.priority.desc(), campaigns.c.created_at, campaigns.c.campaign_id)
-        .limit(limit)
+async def list_campaigns(conn: AsyncConnection, status: CampaignStatus | None = None) -> list[Campaign]:
+    """Every campaign (all pages), highest priority first."""
+    out: list[Campaign] = []
+    cursor: str | None = None
+    while True:
+        found, cursor = await page_campaigns(conn, status, 500, cursor)
+        out += found
+        if cursor is None:
+            return out
+
+
+async def page_campaigns(
+    conn: AsyncConnection, status: CampaignStatus | None = None, limit: int = 200, cursor: str | None = None
+) -> tuple[list[Campaign], str | None]:
+    """One page, highest priority first (then oldest), and the cursor of the next page."""
+    c = campaigns.c
+    q = paging.keyset(
+        select(campaigns), (c.priority, c.created_at, c.campaign_id), cursor, limit, (True, False, False)
     )
     if status is not None:
-        q = q.where(campaigns.c.status == status.value)
-    return [_model(r) for r in (await conn.execute(q)).all()]
+        q = q.where(c.status == status.value)
+    rows, after = paging.page(
+        (await conn.execute(q)).all(), limit, lambda r: (r.priority, r.created_at, r.campaign_id)
+    )
+    return [_model(r) for r in rows], after
 
 
 async def get(conn: AsyncConnection, campaign_id: str) -> Campaign | None:

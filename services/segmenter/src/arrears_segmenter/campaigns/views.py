@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from arrears_shared import paging
 from arrears_shared.audit import record
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from ..deps import Deps
 from . import service
@@ -21,12 +22,18 @@ def make_router(deps: Deps) -> RouterFactory:
         reports = [Depends(requires("reports.read"))]
         writer = Depends(requires("campaigns.write"))
 
-        @router.get("", response_model=list[Campaign], dependencies=reports)
+        @router.get("", response_model=list[Campaign], dependencies=reports, responses=paging.RESPONSES)
         async def list_(
-            status: CampaignStatus | None = None, limit: int = Query(200, ge=1, le=500)
+            request: Request,
+            response: Response,
+            status: CampaignStatus | None = None,
+            limit: int = Query(200, ge=1, le=500),
+            cursor: str | None = paging.CURSOR_QUERY,
         ) -> list[Campaign]:
             async with get_context().engine.connect() as conn:
-                return await service.list_campaigns(conn, status, limit)
+                found, after = await service.page_campaigns(conn, status, limit, cursor)
+            paging.announce(request, response, after)
+            return found
 
         @router.post("", response_model=Campaign, status_code=201)
         async def create(body: CampaignIn, who: Principal = writer) -> Campaign:

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from arrears_shared import paging
 from sqlalchemy import Boolean, Column, DateTime, Integer, Table, Text, select, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -78,23 +79,18 @@ async def latest_version(conn: AsyncConnection, policy_id: str) -> int | None:
     return (await conn.execute(q, {"p": policy_id})).scalar()
 
 
-async def history(conn: AsyncConnection, limit: int = 500) -> list[Any]:
-    return list(
-        (
-            await conn.execute(
-                select(
-                    policies.c.policy_id,
-                    policies.c.version,
-                    policies.c.active,
-                    policies.c.loaded_by,
-                    policies.c.loaded_at,
-                    policies.c.body,
-                )
-                .order_by(policies.c.loaded_at.desc(), policies.c.version.desc())
-                .limit(limit)
-            )
-        ).all()
+async def history(
+    conn: AsyncConnection, limit: int = 100, cursor: str | None = None
+) -> tuple[list[Any], str | None]:
+    """One page of loaded policies, newest first, and the cursor of the next page."""
+    c = policies.c
+    q = paging.keyset(
+        select(c.policy_id, c.version, c.active, c.loaded_by, c.loaded_at, c.body),
+        (c.loaded_at, c.version, c.policy_id),
+        cursor,
+        limit,
     )
+    return paging.page((await conn.execute(q)).all(), limit, lambda r: (r.loaded_at, r.version, r.policy_id))
 
 
 async def install(

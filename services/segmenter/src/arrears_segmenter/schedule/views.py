@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from arrears_shared import paging
 from arrears_shared.audit import record
+from arrears_shared.audit.coverage import changes_nothing
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
 
 from ..deps import Deps
 from ..simulate import compare
@@ -31,10 +33,16 @@ def make_router(deps: Deps) -> RouterFactory:
             async with get_context().transaction() as tx:
                 return await store.active(tx.conn, deps.policy)
 
-        @router.get("", dependencies=reports)
-        async def list_versions(limit: int = Query(100, ge=1, le=500)) -> list[dict[str, Any]]:
+        @router.get("", dependencies=reports, responses=paging.RESPONSES)
+        async def list_versions(
+            request: Request,
+            response: Response,
+            limit: int = Query(100, ge=1, le=500),
+            cursor: str | None = paging.CURSOR_QUERY,
+        ) -> list[dict[str, Any]]:
             async with get_context().engine.connect() as conn:
-                rows = await store.history(conn, limit)
+                rows, after = await store.history(conn, limit, cursor)
+            paging.announce(request, response, after)
             return [
                 {
                     "policy_id": r.policy_id,
@@ -71,7 +79,7 @@ def make_router(deps: Deps) -> RouterFactory:
             except PolicyError as e:
                 raise HTTPException(422, {"message": "policy rejected", "errors": e.errors}) from None
 
-        @router.post("/simulate")
+        @router.post("/simulate", dependencies=[Depends(changes_nothing("a dry run, rolled back"))])
         async def simulate(
             document: str = Body(..., media_type="application/yaml", description="The candidate as YAML"),
             days: int = Query(30, ge=1, le=90, description="Virtual days to run"),

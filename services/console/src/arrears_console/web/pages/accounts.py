@@ -85,9 +85,9 @@ def router(get_context: ContextGetter) -> APIRouter:
         only: list[str] | None = None
         if assignee and who.can("accounts.read"):
             try:
-                tasks = await upstreams(ctx).call(
-                    request, who, "escalation", "GET", "/tasks",
-                    params={"assignee": assignee, "status": "open", "limit": 500},
+                tasks, _ = await upstreams(ctx).walk(
+                    request, who, "escalation", "/tasks", params={"assignee": assignee, "status": "open"},
+                    at_most=10_000,
                 )  # fmt: skip
             except UpstreamError as e:
                 return page(request, who, "error.html", status=502, message=f"tasks unavailable: {e.detail}")
@@ -137,15 +137,17 @@ def router(get_context: ContextGetter) -> APIRouter:
         promises: list[dict[str, Any]] = []
         try:
             acct = await up.call(request, who, "segmenter", "GET", f"/accounts/{account_id}")
-            decisions = await up.call(
-                request, who, "segmenter", "GET", f"/accounts/{account_id}/decisions", params={"limit": 200}
+            decisions, _ = await up.walk(
+                request, who, "segmenter", f"/accounts/{account_id}/decisions", at_most=5000
             )
         except UpstreamError as e:
             if e.status != 404:
                 problems.append(f"segmenter: {e.detail}")
         try:
-            activity = await up.call(request, who, "escalation", "GET", f"/accounts/{account_id}/timeline")
-            promises = await up.call(request, who, "escalation", "GET", f"/accounts/{account_id}/promises")
+            activity, _ = await up.walk(
+                request, who, "escalation", f"/accounts/{account_id}/timeline", at_most=10_000
+            )
+            promises, _ = await up.walk(request, who, "escalation", f"/accounts/{account_id}/promises")
         except UpstreamError as e:
             problems.append(f"escalation: {e.detail}")
         if who.can("approvals.decide"):

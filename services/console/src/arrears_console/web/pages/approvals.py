@@ -21,12 +21,10 @@ def router(get_context: ContextGetter) -> APIRouter:
     @r.get("/approvals", response_class=HTMLResponse)
     async def queue(request: Request, who: Principal = decider) -> HTMLResponse:
         try:
-            held = await upstreams(get_context()).call(
-                request, who, "segmenter", "GET", "/approvals", params={"limit": 500}
-            )
+            held, more = await upstreams(get_context()).walk(request, who, "segmenter", "/approvals")
         except UpstreamError as e:
-            return page(request, who, "approvals.html", status=502, held=[], unavailable=e.detail)
-        return page(request, who, "approvals.html", held=held, unavailable="")
+            return page(request, who, "approvals.html", status=502, held=[], more=False, unavailable=e.detail)
+        return page(request, who, "approvals.html", held=held, more=more, unavailable="")
 
     @r.post("/approvals/{account_id}/{verdict}")
     async def decide(

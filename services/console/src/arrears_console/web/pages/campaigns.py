@@ -84,8 +84,8 @@ def router(get_context: ContextGetter) -> APIRouter:
             "verbs": VERB,
         }
         try:
-            found = await upstreams(get_context()).call(
-                request, who, "segmenter", "GET", "/campaigns", params={"limit": 500}
+            found, _ = await upstreams(get_context()).walk(
+                request, who, "segmenter", "/campaigns", at_most=10_000
             )
         except UpstreamError as e:
             return page(request, who, "campaigns.html", status=502, campaigns=[], unavailable=e.detail, **ctx)

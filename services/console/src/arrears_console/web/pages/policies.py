@@ -9,6 +9,7 @@ import hashlib
 from typing import Any
 
 import yaml
+from arrears_shared.audit.coverage import changes_nothing
 from arrears_shared.auth import Principal, requires
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
@@ -93,7 +94,11 @@ def router(get_context: ContextGetter) -> APIRouter:
     async def view(request: Request, who: Principal = reader) -> HTMLResponse:
         return await render(request, who)
 
-    @r.post("/policies/simulate", response_class=HTMLResponse)
+    @r.post(
+        "/policies/simulate",
+        response_class=HTMLResponse,
+        dependencies=[Depends(changes_nothing("a dry run at the segmenter"))],
+    )
     async def simulate(
         request: Request,
         document: str = Form("", max_length=MAX_DOC),

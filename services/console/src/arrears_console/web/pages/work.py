@@ -18,33 +18,33 @@ def router(get_context: ContextGetter) -> APIRouter:
     r = APIRouter(tags=["web"], include_in_schema=False)
     worker = Depends(requires("tasks.work"))
 
-    async def queues(request: Request, who: Principal) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    async def queues(
+        request: Request, who: Principal
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+        """My open tasks, my team's, and whether there were more than the page reads (it says so)."""
         up = upstreams(get_context())
-        mine = await up.call(
-            request,
-            who,
-            "escalation",
-            "GET",
-            "/tasks",
-            params={"status": "open", "assignee": who.name, "limit": 200},
+        mine, more_mine = await up.walk(
+            request, who, "escalation", "/tasks", params={"status": "open", "assignee": who.name}
         )
-        team_params: dict[str, Any] = {"status": "open", "limit": 200}
+        team_params: dict[str, Any] = {"status": "open"}
         if who.team:
             team_params["team"] = who.team
-        team = await up.call(request, who, "escalation", "GET", "/tasks", params=team_params)
+        team, more_team = await up.walk(request, who, "escalation", "/tasks", params=team_params)
         team = [t for t in team if t["assignee"] != who.name]
-        return by_priority_then_sla(mine), by_priority_then_sla(team)
+        return by_priority_then_sla(mine), by_priority_then_sla(team), more_mine or more_team
 
     @r.get("/work", response_class=HTMLResponse)
     async def worklist(
         request: Request, who: Principal = worker, fragment: str | None = None
     ) -> HTMLResponse:
         try:
-            mine, team = await queues(request, who)
+            mine, team, more = await queues(request, who)
         except UpstreamError as e:
-            return page(request, who, "work.html", status=502, mine=[], team=[], unavailable=e.detail)
+            return page(
+                request, who, "work.html", status=502, mine=[], team=[], more=False, unavailable=e.detail
+            )
         template = "work_queues.html" if fragment == "queues" else "work.html"
-        return page(request, who, template, mine=mine, team=team, unavailable="")
+        return page(request, who, template, mine=mine, team=team, more=more, unavailable="")
 
     async def act(request: Request, who: Principal, path: str, body: dict[str, Any], done: str) -> Response:
         try:
