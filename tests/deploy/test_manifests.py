@@ -689,7 +689,12 @@ def test_egress_only_to_kafka_postgres_dns_and_provider_apis(
                 if _to_outside(r) and "to" in r:
                     for peer in r["to"]:
                         excluded = set(peer["ipBlock"].get("except", []))
-                        assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= excluded, "private ranges"
+                        private = (
+                            {"fc00::/7", "fe80::/10"}  # unique-local and link-local IPv6
+                            if ":" in peer["ipBlock"]["cidr"]
+                            else {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"}
+                        )
+                        assert private <= excluded, f"private ranges: {peer}"
             if svc != CONSOLE:
                 assert int(HTTP_PORT) not in ports, f"{name}/{svc} has no business calling other services"
 

@@ -24,6 +24,7 @@ from arrears_escalation.cases.models import cases
 from arrears_escalation.settings import EscalationSettings
 from arrears_escalation.tasks.models import tasks
 from arrears_shared import paging
+from arrears_shared.audit.chain import append
 from arrears_shared.dlq import Filter, scan
 from arrears_shared.service import ServiceHost
 from auth_support import bearer, issue_key_async
@@ -38,8 +39,6 @@ from .test_route_rules import _is_list, _operations, documents, monkeypatch_modu
 NOT_YET_PAGED = {
     "ingest GET /ingest/rejects",  # offset + `total` in the answer, ordered by balance (ties by id)
     "console GET /api/accounts",  # a search ordered by days past due; the page shows its `limit`
-    # the audit log's `list_entries` (audit/chain.py, the audit chain's owner) has no cursor yet
-    *(f"{svc} GET /audit" for svc in ("ingest", "segmenter", "responses", "escalation", "console")),
 }
 
 
@@ -78,7 +77,7 @@ T0 = datetime(2026, 7, 1, tzinfo=UTC)
 @pytest.fixture(scope="module")
 async def escalation(
     broker: Any, fresh_database_url: Callable[..., str]
-) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], Any]]:
     settings = EscalationSettings(
         kafka_bootstrap_servers=broker.bootstrap_servers,
         database_url=fresh_database_url("paging"),
@@ -129,7 +128,7 @@ async def escalation(
             ],
         )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://esc") as client:
-        yield client, bearer(key)
+        yield client, bearer(key), host.ctx.engine
     await host.stop()
 
 
@@ -150,9 +149,9 @@ async def walk(client: httpx.AsyncClient, auth: dict[str, str], path: str, **par
 
 @pytest.mark.parametrize(("path", "prefix"), [("/cases", "case"), ("/tasks", "task")])
 async def test_walking_the_cursor_returns_every_row_exactly_once(
-    escalation: tuple[httpx.AsyncClient, dict[str, str]], path: str, prefix: str
+    escalation: tuple[httpx.AsyncClient, dict[str, str], Any], path: str, prefix: str
 ) -> None:
-    client, auth = escalation
+    client, auth, _ = escalation
     pages = await walk(client, auth, path, limit=500)
     assert [len(p) for p in pages] == [500, 500, ROWS - 1000]
     ids = [i for p in pages for i in p]
@@ -163,15 +162,47 @@ async def test_walking_the_cursor_returns_every_row_exactly_once(
 
 
 async def test_filters_hold_across_pages_and_bad_cursors_are_refused(
-    escalation: tuple[httpx.AsyncClient, dict[str, str]],
+    escalation: tuple[httpx.AsyncClient, dict[str, str], Any],
 ) -> None:
-    client, auth = escalation
+    client, auth, _ = escalation
     open_cases = [i for p in await walk(client, auth, "/cases", limit=100, status="open") for i in p]
     assert len(open_cases) == ROWS // 2 and all(int(i[-5:]) % 2 for i in open_cases)
     made_up = paging.encode(["yesterday", "task-1"])  # well-formed, but not a time: never reaches SQL
     for bad in ("not-a-cursor", paging.encode(["only one value"]), "eyJ9", made_up):
         r = await client.get("/tasks", params={"cursor": bad}, headers=auth)
         assert r.status_code == 400 and r.json()["detail"] == "invalid cursor"
+
+
+async def test_the_audit_log_pages_newest_first_without_gaps(
+    escalation: tuple[httpx.AsyncClient, dict[str, str], Any],
+) -> None:
+    client, auth, engine = escalation
+    marker = unique("audit-page")
+    async with engine.begin() as conn:
+        for i in range(23):
+            await append(
+                conn,
+                "escalation",
+                actor="pager",
+                role="admin",
+                action="test.page",
+                entity="case",
+                entity_id=marker,
+                after={"i": i},
+            )
+    pages: list[list[int]] = []
+    query: dict[str, Any] = {"entity_id": marker, "limit": 10}
+    while True:
+        r = await client.get("/audit", params=query, headers=auth)
+        assert r.status_code == 200, r.text
+        pages.append([e["after"]["i"] for e in r.json()])
+        if (cursor := r.headers.get(paging.NEXT_CURSOR_HEADER)) is None:
+            break
+        query["cursor"] = cursor
+    assert [len(p) for p in pages] == [10, 10, 3]
+    assert [i for p in pages for i in p] == list(range(22, -1, -1))
+    bad = await client.get("/audit", params={"cursor": paging.encode(["x"])}, headers=auth)
+    assert bad.status_code == 400
 
 
 # -- a dead-letter scan that stops early says so ---------------------------------------------------------------
@@ -202,11 +233,11 @@ async def test_a_dlq_scan_stopped_at_its_limit_reports_and_logs_it(
 
 
 async def test_a_time_ordered_union_walks_completely_across_ties(
-    escalation: tuple[httpx.AsyncClient, dict[str, str]],
+    escalation: tuple[httpx.AsyncClient, dict[str, str], Any],
 ) -> None:
     """The account timeline (a union of cases, tasks, ... oldest first): a case and a task share each
     instant, so pages split ties and must still hand over every event once."""
-    client, auth = escalation
+    client, auth, _ = escalation
     whole = (await client.get("/accounts/PG-3/timeline", params={"limit": 10_000}, headers=auth)).json()
     assert len(whole) == 2 * len([i for i in range(ROWS) if i % 7 == 3])
     seen: list[tuple[str, str]] = []

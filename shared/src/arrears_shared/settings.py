@@ -47,7 +47,13 @@ class KafkaSettings(ArrearsSettings):
 
     @model_validator(mode="after")
     def _client_certificate_needs_tls(self) -> Self:
-        """A client certificate is only presented over TLS: refuse one that would be silently ignored."""
+        """A CA bundle or client certificate is only used over TLS: refuse one that would be silently ignored
+        (an operator who set the CA but forgot the protocol would otherwise talk to the broker in clear)."""
+        if self.kafka_ssl_cafile and self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(
+                "ARREARS_KAFKA_SSL_CAFILE needs ARREARS_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL, "
+                f"not {self.kafka_security_protocol}"
+            )
         if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
             raise ValueError("ARREARS_KAFKA_SSL_KEYFILE is set without ARREARS_KAFKA_SSL_CERTFILE")
         if self.kafka_ssl_certfile and self.kafka_security_protocol not in ("SSL", "SASL_SSL"):

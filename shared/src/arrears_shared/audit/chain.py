@@ -252,15 +252,24 @@ async def verify(
 
 
 async def list_entries(
-    conn: AsyncConnection, schema: str, entity_id: str | None = None, limit: int = 200
+    conn: AsyncConnection,
+    schema: str,
+    entity_id: str | None = None,
+    limit: int = 200,
+    *,
+    before_seq: int | None = None,
 ) -> list[dict[str, Any]]:
+    """Newest first; `before_seq` continues after a page whose last entry had that seq (keyset paging)."""
     q = (
         "SELECT seq, at, actor, role, action, entity, entity_id, before, after, reason, request_id, hash "
-        f"FROM {schema}.audit_log"
+        f"FROM {schema}.audit_log WHERE TRUE"
     )
     params: dict[str, Any] = {"n": limit}
     if entity_id:
-        q += " WHERE entity_id = :e"
+        q += " AND entity_id = :e"
         params["e"] = entity_id
+    if before_seq is not None:
+        q += " AND seq < :before"
+        params["before"] = before_seq
     rows = (await conn.execute(text(q + " ORDER BY seq DESC LIMIT :n"), params)).all()
     return [dict(r._mapping) for r in rows]

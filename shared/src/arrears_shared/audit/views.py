@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
+from .. import paging
 from ..auth.access import requires
 from ..service import Context
 from .chain import list_entries, verify
@@ -24,13 +25,22 @@ class VerifyAnswer(BaseModel):
 def audit_router(get_context: Callable[[], Context]) -> APIRouter:
     router = APIRouter(prefix="/audit", tags=["audit"])
 
-    @router.get("", dependencies=[Depends(requires("audit.read"))])
+    @router.get("", dependencies=[Depends(requires("audit.read"))], responses=paging.RESPONSES)
     async def audit_list(
-        entity_id: str | None = None, limit: int = Query(200, ge=1, le=1000)
+        request: Request,
+        response: Response,
+        entity_id: str | None = None,
+        limit: int = Query(200, ge=1, le=1000),
+        cursor: str | None = paging.CURSOR_QUERY,
     ) -> list[dict[str, Any]]:
+        """Newest entry first; follow `X-Next-Cursor` for older ones."""
         ctx = get_context()
+        before = paging.decode(cursor, [int])[0] if cursor else None
         async with ctx.engine.connect() as conn:
-            return await list_entries(conn, ctx.schema, entity_id, limit)
+            rows = await list_entries(conn, ctx.schema, entity_id, limit + 1, before_seq=before)
+        found, nxt = paging.page(rows, limit, lambda r: (r["seq"],))
+        paging.announce(request, response, nxt)
+        return found
 
     @router.get("/verify", response_model=VerifyAnswer, dependencies=[Depends(requires("audit.verify"))])
     async def audit_verify() -> VerifyAnswer:

@@ -147,6 +147,10 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                # leadership ended with the connection: the next leader measures the outbox; a value kept here
+                # would grow on and page for a backlog another replica is publishing (max by service)
+                self._oldest_unpublished = None
+                m.OUTBOX_BACKLOG.labels(self.service).set(0)
                 level = logging.WARNING if is_infrastructure_error(e) else logging.ERROR
                 log.log(
                     level,
@@ -173,6 +177,7 @@ class OutboxRelay:
             self.settings.outbox_batch,
         )
         if not rows:
+            self._oldest_unpublished = None  # drained: nothing waits
             return 0
         await publish_rows(self.producer, rows)
         await raw.execute(
