@@ -129,6 +129,9 @@ class Replicas:
     def start(self, name: str, *, new: bool) -> ManagedProcess:
         port = free_port("127.0.0.1")
         env = service_env(self.stack, "segmenter", {"segmenter": port}) | BASE_OVERRIDES["segmenter"]
+        # the group's rebalance timeout (= max.poll.interval): a member that leaves while the embedded
+        # broker is mid-rebalance holds the group for at most this long, not the default 5 minutes
+        env["ARREARS_RUNNER_MAX_POLL_INTERVAL_MS"] = "15000"
         argv = (
             [sys.executable, str(LAUNCHER), str(self.migrations)]
             if new
@@ -138,7 +141,7 @@ class Replicas:
         self.procs[name], self.ports[name] = proc.start(), port
         return proc
 
-    def wait_ready(self, name: str, timeout: float = 60.0) -> None:
+    def wait_ready(self, name: str, timeout: float = 90.0) -> None:
         self.procs[name].wait_http_ok(f"http://127.0.0.1:{self.ports[name]}/readyz", timeout=timeout)
 
     def stop(self, name: str) -> int | None:
@@ -231,10 +234,11 @@ async def test_rolling_upgrade_with_expand_migration_and_new_optional_field_lose
         )
         by_old_only = (await _processed(url)) & carrying()
 
-        # replace one replica at a time: old-a -> new-a (migrates: expand step), overlap with old-b
-        assert replicas.stop("old-a") == 0, "old-a did not stop cleanly"
+        # replace one replica at a time as a Deployment does (maxSurge 1, maxUnavailable 0): the new replica
+        # starts (migrates: expand step) and is ready before the old one stops; then it overlaps with old-b
         replicas.start("new-a", new=True)
         await asyncio.to_thread(replicas.wait_ready, "new-a")
+        assert replicas.stop("old-a") == 0, "old-a did not stop cleanly"
         overlap_start = await _processed(url)
         await _until(
             lambda: _both_process(url, overlap_start, carrying, 10),
@@ -245,9 +249,9 @@ async def test_rolling_upgrade_with_expand_migration_and_new_optional_field_lose
         by_old_in_overlap = (processed_in_overlap & carrying()) - by_new_in_overlap
 
         # old-b -> new-b
-        assert replicas.stop("old-b") == 0, "old-b did not stop cleanly"
         replicas.start("new-b", new=True)
         await asyncio.to_thread(replicas.wait_ready, "new-b")
+        assert replicas.stop("old-b") == 0, "old-b did not stop cleanly"
         before = len(feed.sent)
         await _until(lambda: _count_at_least(url, before + 30), "the new replicas to process events")
 

@@ -11,6 +11,7 @@ revoked ever works again, that its revocation time is never rewritten, and that 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from datetime import datetime
 
@@ -27,7 +28,7 @@ from typer.testing import CliRunner
 def start(url: str) -> str:
     """What a (re)start does to the database: migrate every schema, then issue the stack's admin key."""
     upgrade_all(url)
-    return asyncio.run(issue_admin_key(url))
+    return asyncio.run(issue_admin_key(url, os.environ["ARREARS_AUDIT_HMAC_KEY"]))
 
 
 def db(url: str, work: Callable[..., object]) -> object:

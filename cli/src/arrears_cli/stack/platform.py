@@ -87,11 +87,14 @@ class StackInfo:
     sheets_worksheet: str = WORKSHEET
 
 
-async def issue_admin_key(database_url: str) -> str:
+async def issue_admin_key(database_url: str, audit_hmac_key: str) -> str:
     """The stack's first admin key (arrears_shared.auth.keys.issue_first_admin), audited in the console's
-    log; returns the plaintext. A revoked key is never brought back: each start issues a new one."""
+    log (sealed with the stack's audit key, as the services seal theirs); returns the plaintext. A revoked
+    key is never brought back: each start issues a new one."""
     from arrears_shared.auth.keys import issue_first_admin
     from arrears_shared.db.engine import make_engine
+
+    os.environ.setdefault("ARREARS_AUDIT_HMAC_KEY", audit_hmac_key)
 
     engine = make_engine(database_url)
     try:
@@ -412,7 +415,9 @@ class Platform:
         else:
             call_in_fresh_thread(lambda: upgrade_all(self._database_url))
             self._timed("migrations", t)
-            self.admin_api_key = run_coro_sync(lambda: issue_admin_key(self._database_url))
+            self.admin_api_key = run_coro_sync(
+                lambda: issue_admin_key(self._database_url, self._audit_hmac_key())
+            )
 
     def _spawn_emulators(self) -> None:
         for name in EMULATORS:

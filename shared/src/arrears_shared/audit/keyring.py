@@ -70,8 +70,9 @@ _keyring: Keyring | None = None
 
 
 def keyring() -> Keyring:
-    """The process's keyring, read from the environment once."""
+    """The process's keyring, read from the environment once it holds a key (until then on every call, so a
+    process that sets the key after start-up, like `arrears up` for its own stack, is not stuck keyless)."""
     global _keyring
-    if _keyring is None:
+    if _keyring is None or _keyring.current is None:
         _keyring = Keyring.from_env()
     return _keyring
