@@ -187,7 +187,22 @@ def emails_to(p: Platform, address: str) -> int:
     return int(ledger(p, "gmail")["by_recipient"].get(address.lower(), 0))
 
 
+def caught_up(p: Platform, service: str) -> bool:
+    """Whether a service has consumed everything on its assigned partitions (its `arrears_consumer_lag`
+    series exist and are all 0)."""
+    r = httpx.get(p.service_url(service) + "/metrics", timeout=10)
+    lags = [
+        float(line.rsplit(" ", 1)[1])
+        for line in r.text.splitlines()
+        if line.startswith("arrears_consumer_lag{") and f'service="{service}"' in line
+    ]
+    return bool(lags) and not any(lags)
+
+
 def reply_sms(p: Platform, phone: str, text: str) -> None:
+    """A customer's text, once responses has read the account events before it (a busy machine can leave
+    responses behind the dispatchers; a reply from a number it has not read yet is stored as unmatched)."""
+    wait_for("responses to catch up with the account events", lambda: caught_up(p, "responses"))
     e164 = phonenumbers.format_number(phonenumbers.parse(phone), phonenumbers.PhoneNumberFormat.E164)
     r = httpx.post(
         p.emulator_url("quo") + "/_emulator/inbound",
@@ -319,6 +334,7 @@ def run_loop(p: Platform) -> None:
     reply_sms(p, stopper.phone, "STOP")
     reply_sms(p, caller.phone, "Can someone call me tomorrow afternoon about this?")
     disputer = final[1]
+    wait_for("responses to catch up with the sent messages", lambda: caught_up(p, "responses"))
     r = httpx.post(
         p.emulator_url("gmail") + "/_emulator/inbound",
         json={

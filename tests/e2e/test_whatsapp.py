@@ -20,6 +20,7 @@ from .support import auth, run_explained, running_platform
 from .test_loop import (
     DEFAULT_POLICY,
     Account,
+    caught_up,
     channel_state,
     ingest_sheet,
     ledger,
@@ -105,6 +106,7 @@ def run_whatsapp(p: Platform) -> None:
     assert sms_sends(p, opted_in.phone) == 0
 
     # the customer answers STOP on WhatsApp: opted out there, one confirmation on WhatsApp (the window is open)
+    wait_for("responses to catch up with the sent messages", lambda: caught_up(p, "responses"))
     httpx.post(
         p.emulator_url("whatsapp") + "/_emulator/inbound",
         json={"from": opted_in.phone, "text": "STOP"},

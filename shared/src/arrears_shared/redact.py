@@ -25,6 +25,7 @@ function) and `describe_error` for each exception of the chain. `RedactErrors` a
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import logging
 import re
@@ -194,11 +195,8 @@ _CAUSE = "\nThe above exception was the direct cause of the following exception:
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
-class RedactErrors(logging.Filter):
-    """Log records without personal data from errors: an attached exception is rendered by `error_trace`
-    (frames and redacted messages only), and the message and string `extra` fields lose emails and phone
-    numbers (`scrub_personal`); string fields named error / reason / detail / message are `scrub`bed.
-    Never drops a record, never raises."""
+class RewritingFilter(logging.Filter, abc.ABC):
+    """A log filter that rewrites records in `_redact` and never drops one or raises."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -206,6 +204,17 @@ class RedactErrors(logging.Filter):
         except Exception:  # pragma: no cover - a log line must never fail because of this filter
             pass
         return True
+
+    @abc.abstractmethod
+    def _redact(self, record: logging.LogRecord) -> None:
+        """Rewrite the record in place."""
+
+
+class RedactErrors(RewritingFilter):
+    """Log records without personal data from errors: an attached exception is rendered by `error_trace`
+    (frames and redacted messages only), and the message and string `extra` fields lose emails and phone
+    numbers (`scrub_personal`); string fields named error / reason / detail / message are `scrub`bed.
+    Never drops a record, never raises."""
 
     def _redact(self, record: logging.LogRecord) -> None:
         if record.exc_info and record.exc_info[1] is not None:
