@@ -118,6 +118,21 @@ def container(service: str) -> dict[str, Any]:
                 "secretKeyRef": {"name": SECRET, "key": "audit-hmac-previous-keys", "optional": True}
             },
         },
+        # the personal-data vault: wraps each account's data key / keys the blind indexes (docs/security.md)
+        {
+            "name": "ARREARS_VAULT_MASTER_KEY",
+            "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "vault-master-key"}},
+        },
+        {
+            "name": "ARREARS_VAULT_PREVIOUS_MASTER_KEYS",
+            "valueFrom": {
+                "secretKeyRef": {"name": SECRET, "key": "vault-previous-master-keys", "optional": True}
+            },
+        },
+        {
+            "name": "ARREARS_VAULT_INDEX_KEY",
+            "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "vault-index-key"}},
+        },
         # Only set when the broker needs SASL (prod overlay); absent keys leave the variables unset.
         {
             "name": "ARREARS_KAFKA_SASL_USERNAME",
@@ -183,7 +198,17 @@ def migrate_container(service: str) -> dict[str, Any]:
         "name": "migrate",
         "image": IMAGE,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["arrears", "migrate", "--service", "iam", "--service", service, "--allow-ahead"],
+        "command": [
+            "arrears",
+            "migrate",
+            "--service",
+            "iam",
+            "--service",
+            "vault",
+            "--service",
+            service,
+            "--allow-ahead",
+        ],
         "env": [
             {"name": "PYTHONUNBUFFERED", "value": "1"},
             {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},

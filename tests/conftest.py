@@ -31,6 +31,9 @@ from arrears_cli.stack.topics import ensure_topics
 TEST_PARTITIONS = 3
 # the audit chain's HMAC key (arrears_shared.audit.keyring) for everything the tests start, children included
 os.environ.setdefault("ARREARS_AUDIT_HMAC_KEY", "arrears-test-audit-key-0123456789abcdef")
+# the personal-data vault (arrears_shared.vault): master key = base64 of 32 bytes, index key >= 32 chars
+os.environ.setdefault("ARREARS_VAULT_MASTER_KEY", "YXJyZWFycy10ZXN0LXZhdWx0LW1hc3Rlci1rZXktMzI=")
+os.environ.setdefault("ARREARS_VAULT_INDEX_KEY", "arrears-test-vault-index-key-0123456789abcdef")
 _db_counter = itertools.count(1)
 _LOG_DIR_KEY = pytest.StashKey[Path]()
 

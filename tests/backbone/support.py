@@ -9,11 +9,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from arrears_shared.cloudevents import Envelope, OutgoingRecord, encode
+from arrears_shared.cloudevents import Envelope, OutgoingRecord, decode, encode
 from arrears_shared.db.engine import make_engine
+from arrears_shared.db.migrate import upgrade
 from arrears_shared.db.runner_tables import runner_tables_ddl
 from arrears_shared.settings import ServiceSettings
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.vault.keys import vault
+from arrears_shared.vault.records import needs_opening
 from sqlalchemy import text
 
 from .factories import account_changed
@@ -34,6 +37,7 @@ async def create_topics(bootstrap: str, names: Sequence[str], partitions: int = 
 
 async def create_schema(url: str, schema: str) -> None:
     """A service schema with the runner tables plus `applied`, where the test handler records its effects."""
+    await asyncio.to_thread(upgrade, url, "vault")  # the data keys of the events' personal fields
     engine = make_engine(url)
     async with engine.begin() as c:
         await c.execute(text(f"CREATE SCHEMA {schema}"))
@@ -43,6 +47,18 @@ async def create_schema(url: str, schema: str) -> None:
             text(f"CREATE TABLE {schema}.applied (ce_id text NOT NULL, account_id text NOT NULL)")
         )
     await engine.dispose()
+
+
+async def open_record(url: str, headers: Any, value: bytes | None) -> Envelope:
+    """Decode a record as a consumer does: its sealed personal fields opened with the vault's keys."""
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            subject = needs_opening(headers, value)
+            keys = await vault().for_reading(conn, [subject]) if subject else {}
+    finally:
+        await engine.dispose()
+    return decode(headers, value, keys)
 
 
 def settings(bootstrap: str, url: str, **kw: Any) -> ServiceSettings:

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from arrears_shared.cloudevents import encode, header_map
+from arrears_shared.cloudevents import decode, encode, header_map
 from arrears_shared.db.engine import make_engine
 from arrears_shared.stream import dead_letter as dl
 from arrears_shared.stream import outbox
@@ -22,6 +22,7 @@ from sqlalchemy import text
 from .factories import account_changed
 from .support import (
     consume_all,
+    open_record,
     create_schema,
     create_topics,
     produce,
@@ -114,7 +115,13 @@ async def test_poison_records_go_to_the_dlq_with_headers_and_the_partition_keeps
     assert header_map(by_offset[2].headers)[dl.EXCEPTION_FQCN] == "builtins.ValueError"
     assert header_map(by_offset[2].headers)[dl.ATTEMPTS] == "3"
     assert header_map(by_offset[2].headers)["ce_id"] == "ev-poison"  # kept, so a replay is deduplicated
-    assert by_offset[2].value == poison.value and by_offset[2].key == poison.key
+    # the dead letter keeps the event (a replay applies it) but never its personal data in clear
+    assert by_offset[2].key == poison.key
+    sealed = by_offset[2].value
+    assert b'"customer_name":"pii1:' in sealed and b'"phone":"pii1:' in sealed
+    poisoned = decode(poison.headers, poison.value)
+    assert poisoned.data.customer_name.encode() not in sealed  # type: ignore[attr-defined]
+    assert (await open_record(url, by_offset[2].headers, sealed)).data == poisoned.data
 
 
 async def test_crash_after_db_commit_before_offset_commit_redelivers_and_changes_nothing(broker, pg) -> None:

@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "keys",  # arrears keys create|list|rotate|revoke: API keys
     "security",  # arrears security matrix: routes x roles, generated
     "intents",  # arrears intents split|train|evaluate|retrain|models: the reply classifier
+    "privacy",  # arrears erase|export ACCOUNT, arrears vault rewrap: personal data
 )
 
 app = typer.Typer(name="arrears", help="Arrears: event-driven debt collections.", no_args_is_help=True)

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import ValidationError
 
 from .events import BY_CE_TYPE, Event, utcnow
+from .vault import cipher
+from .vault.records import SEALED_MARK, Erased, NoKey, open_data
+
+__all__ = ["Erased"]  # raised by decode, re-exported for its callers
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -107,9 +112,15 @@ def header_map(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
     return out
 
 
-def decode(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> Envelope:
-    """Decode one record. Raises `InvalidEvent` naming what is wrong (missing attribute, unknown type,
-    data that does not match the type's schema)."""
+def decode(
+    headers: Sequence[tuple[str, bytes]] | None,
+    value: bytes | None,
+    keys: Mapping[str, AESGCM | None] | None = None,
+) -> Envelope:
+    """Decode one record, opening its sealed personal fields with `keys` (subject -> data key; see
+    vault/records.py). Raises `InvalidEvent` naming what is wrong (missing attribute, unknown type, data that
+    does not match the type's schema, sealed for a subject without a key) and `Erased` for a record of an
+    erased account."""
     h = header_map(headers)
     if h.get("ce_specversion") != SPECVERSION:
         raise InvalidEvent(f"ce_specversion is {h.get('ce_specversion')!r}, expected '1.0'")
@@ -126,11 +137,19 @@ def decode(headers: Sequence[tuple[str, bytes]] | None, value: bytes | None) -> 
     if value is None:
         raise InvalidEvent("record has no value")
     try:
-        data = model.model_validate_json(value)
+        if model.personal and SEALED_MARK in value:
+            subject = h.get("ce_subject", "")
+            data = model.model_validate(open_data(model, subject, value, keys or {}))
+        else:
+            data = model.model_validate_json(value)
+    except (NoKey, cipher.Unreadable) as e:
+        raise InvalidEvent(f"{ce_type} personal data unreadable: {e}") from e
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ()))
         raise InvalidEvent(f"{ce_type} data invalid at {loc or '<root>'}: {first.get('msg')}") from e
+    except ValueError as e:  # sealed data that is not JSON (json.loads)
+        raise InvalidEvent(f"{ce_type} data is not JSON") from e
     try:
         time = datetime.fromisoformat(h["ce_time"]) if h.get("ce_time") else utcnow()
     except ValueError as e:

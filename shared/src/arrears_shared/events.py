@@ -38,6 +38,9 @@ class Event(BaseModel):
 
     ce_type: ClassVar[str]
     topic: ClassVar[str]
+    # Personal fields (paths; `*` = every value of a mapping): sealed with the account's data key on the
+    # wire and in outboxes (arrears_shared.vault), so erasing the account makes them unreadable everywhere.
+    personal: ClassVar[tuple[str, ...]] = ()
 
     account_id: AccountId
 
@@ -86,6 +89,7 @@ class AccountChanged(Event):
 
     ce_type: ClassVar[str] = "arrears.account.changed.v1"
     topic: ClassVar[str] = topics.ACCOUNT_CHANGED
+    personal: ClassVar[tuple[str, ...]] = ("customer_name", "phone", "email", "contacts.*.address")
 
     change: Literal["created", "updated", "removed", "payment"]
     source: Literal["sheet", "upload", "payment", "override"]
@@ -161,6 +165,7 @@ class NoticeDue(Event):
 
     ce_type: ClassVar[str] = "arrears.notice.due.v1"
     topic: ClassVar[str] = topics.NOTICE_DUE
+    personal: ClassVar[tuple[str, ...]] = ("to", "customer_name", "fallback_to.*", "text")
 
     notice_id: str
     policy_id: str
@@ -226,6 +231,7 @@ class MessageSent(Event):
 
     ce_type: ClassVar[str] = "arrears.message.sent.v1"
     topic: ClassVar[str] = topics.MESSAGE_SENT
+    personal: ClassVar[tuple[str, ...]] = ("to",)
 
     notice_id: str
     channel: Channel
@@ -262,6 +268,7 @@ class ReplyReceived(Event):
 
     ce_type: ClassVar[str] = "arrears.reply.received.v1"
     topic: ClassVar[str] = topics.REPLY_RECEIVED
+    personal: ClassVar[tuple[str, ...]] = ("from_address", "text")
 
     reply_id: str
     channel: Channel
@@ -338,6 +345,7 @@ class CaseEscalated(Event):
 
     ce_type: ClassVar[str] = "arrears.case.escalated.v1"
     topic: ClassVar[str] = topics.CASE_ESCALATED
+    personal: ClassVar[tuple[str, ...]] = ("detail",)
 
     case_id: str
     reason: Literal[
@@ -389,6 +397,7 @@ class OverrideRequested(Event):
 
     ce_type: ClassVar[str] = "arrears.override.requested.v1"
     topic: ClassVar[str] = topics.OVERRIDES
+    personal: ClassVar[tuple[str, ...]] = ("reason",)
 
     override_id: str
     action: OverrideAction
@@ -437,8 +446,43 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         schema = t.model_json_schema(mode="serialization")
         schema["$id"] = f"https://arrears.dev/schemas/{t.ce_type}.json"
         schema["x-topic"] = t.topic
+        for path in t.personal:
+            _mark_personal(schema, schema, path.split("."))
         out[t.ce_type] = schema
     return out
+
+
+SEALED_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^pii1:[A-Za-z0-9_-]+$",
+    "description": "Sealed with the account's data key (AES-256-GCM; arrears_shared.vault)",
+}
+
+
+def _mark_personal(root: dict[str, Any], node: dict[str, Any], parts: list[str]) -> None:
+    """Document a personal field's wire form: its plain schema or the sealed string that replaces it on topics
+    and in outboxes (`x-arrears-personal`); `*` steps into a mapping's values."""
+    while "$ref" in node or "anyOf" in node and parts[0] != "*":
+        if "$ref" in node:
+            node = root["$defs"][node["$ref"].rsplit("/", 1)[1]]
+        else:
+            node = next(b for b in node["anyOf"] if b.get("type") != "null")
+    head, rest = parts[0], parts[1:]
+    if head == "*" and "patternProperties" in node:  # a mapping with constrained keys
+        holder, key = node["patternProperties"], next(iter(node["patternProperties"]))
+    elif head == "*":
+        holder, key = node, "additionalProperties"
+    else:
+        holder, key = node["properties"], head
+    if rest:
+        _mark_personal(root, holder[key], rest)
+        return
+    plain = holder[key]
+    holder[key] = {
+        "anyOf": [plain, SEALED_SCHEMA],
+        "x-arrears-personal": True,
+        **({"default": plain["default"]} if "default" in plain else {}),
+    }
 
 
 def utcnow() -> datetime:

@@ -218,7 +218,33 @@ class AuditSettings(ArrearsSettings):
     )
 
 
-class ServiceSettings(KafkaSettings, DatabaseSettings, RunnerSettings, AuthSettings, AuditSettings):
+class VaultSettings(ArrearsSettings):
+    vault_master_key: SecretStr | None = Field(
+        None,
+        description="Key-encryption key of the personal-data vault (base64 of 32 random bytes, e.g. "
+        "`openssl rand -base64 32`): wraps each account's data key. Required wherever personal data is read "
+        'or written; never stored in the database (docs/security.md, "Personal data")',
+    )
+    vault_previous_master_keys: SecretStr | None = Field(
+        None,
+        description="Retired master keys (comma-separated) still unwrapping data keys until "
+        "`arrears vault rewrap` has moved them to the current one",
+    )
+    vault_index_key: SecretStr | None = Field(
+        None,
+        description="Key of the blind indexes (HMAC-SHA256 of normalised phone, email and name words) that "
+        "keep exact lookups working on encrypted data; at least 32 characters. Changing it needs a re-index",
+    )
+    vault_key_cache_s: float = Field(
+        5.0,
+        description="How long a process keeps an account's unwrapped data key in memory. Bounds how long "
+        "a running process may still read an account after `arrears erase` (stored data is unreadable at once)",
+    )
+
+
+class ServiceSettings(
+    KafkaSettings, DatabaseSettings, RunnerSettings, AuthSettings, AuditSettings, VaultSettings
+):
     """Settings every service has. Subclass per service for its own options."""
 
     service_name: str = Field(

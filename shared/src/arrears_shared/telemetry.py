@@ -28,6 +28,11 @@ EVENTS_FAILED = Counter("arrears_events_failed_total", "Handler attempts that ra
 EVENTS_DEAD_LETTERED = Counter(
     "arrears_events_dead_lettered_total", "Records sent to a dead-letter topic", ["service", "topic"]
 )
+EVENTS_ERASED = Counter(
+    "arrears_events_erased_total",
+    "Records skipped because they belong to an erased account (their personal data is unreadable)",
+    ["service", "topic"],
+)
 EVENTS_DUPLICATE = Counter(
     "arrears_events_duplicate_total",
     "Records skipped because their ce_id was already processed",

@@ -81,6 +81,8 @@ class StackInfo:
     # service -> its own credential (runtime role, arrears_shared.db.roles); services not listed use database_url
     database_urls: Mapping[str, str] = field(default_factory=dict)
     audit_hmac_key: str = ""  # seals the audit chains (never stored in the database)
+    vault_master_key: str = ""  # wraps each account's data key (never stored in the database)
+    vault_index_key: str = ""  # keys the blind indexes of phones, emails and names
     quo_from_number: str = QUO_FROM_NUMBER
     gmail_sender: str = GMAIL_SENDER
     sheets_spreadsheet_id: str = SPREADSHEET_ID
@@ -147,6 +149,10 @@ def service_env(stack: StackInfo, svc: str, ports: Mapping[str, int]) -> dict[st
         env["ARREARS_GMAIL_TOKEN"] = stack.gmail_token
     if stack.audit_hmac_key:
         env["ARREARS_AUDIT_HMAC_KEY"] = stack.audit_hmac_key
+    if stack.vault_master_key:
+        env["ARREARS_VAULT_MASTER_KEY"] = stack.vault_master_key
+    if stack.vault_index_key:
+        env["ARREARS_VAULT_INDEX_KEY"] = stack.vault_index_key
     if stack.whatsapp_base_url:
         env["ARREARS_WHATSAPP_BASE_URL"] = stack.whatsapp_base_url
         env["ARREARS_WHATSAPP_PHONE_NUMBER_ID"] = WHATSAPP_PHONE_NUMBER_ID
@@ -345,6 +351,14 @@ class Platform:
                 topic_partitions=self.partitions,
                 database_urls=self._database_urls,
                 audit_hmac_key=self._audit_hmac_key(),
+                vault_master_key=self._stack_secret(
+                    "ARREARS_VAULT_MASTER_KEY",
+                    "vault-master-key",
+                    lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+                ),
+                vault_index_key=self._stack_secret(
+                    "ARREARS_VAULT_INDEX_KEY", "vault-index-key", lambda: secrets.token_urlsafe(48)
+                ),
                 whatsapp_base_url=os.environ.get("ARREARS_WHATSAPP_BASE_URL")
                 or self.emulator_urls.get("whatsapp", ""),
                 whatsapp_access_token=self.whatsapp_access_token,
@@ -370,16 +384,22 @@ class Platform:
         return self
 
     def _audit_hmac_key(self) -> str:
-        """The user's ARREARS_AUDIT_HMAC_KEY, else the stack's own: made once per data dir and kept beside the
-        database in <data_dir>/audit-hmac-key (mode 0600), so the chains of earlier runs still verify."""
-        if os.environ.get("ARREARS_AUDIT_HMAC_KEY"):
-            return os.environ["ARREARS_AUDIT_HMAC_KEY"]
-        path = self.data_dir / "audit-hmac-key"
+        """The user's ARREARS_AUDIT_HMAC_KEY, else the stack's own (so the chains of earlier runs still verify)."""
+        return self._stack_secret(
+            "ARREARS_AUDIT_HMAC_KEY", "audit-hmac-key", lambda: secrets.token_urlsafe(48)
+        )
+
+    def _stack_secret(self, variable: str, name: str, make: Callable[[], str]) -> str:
+        """The user's `variable`, else the stack's own secret: made once per data dir and kept beside the
+        database in <data_dir>/<name> (mode 0600), so what earlier runs sealed with it stays readable."""
+        if os.environ.get(variable):
+            return os.environ[variable]
+        path = self.data_dir / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(48) + "\n")
+                fh.write(make() + "\n")
         return path.read_text().strip()
 
     def _gmail_token(self) -> str | None:

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 # Platform schemas that belong to no single service: name -> package holding `migrations/`.
-PLATFORM_SCHEMAS: dict[str, str] = {"iam": "arrears_shared.auth"}
+PLATFORM_SCHEMAS: dict[str, str] = {"iam": "arrears_shared.auth", "vault": "arrears_shared.vault"}
 
 
 def _package_for(service: str) -> str:
@@ -66,6 +66,8 @@ def upgrade(url: str, service: str, revision: str = "head") -> Literal["migrated
     release before them (docs/upgrades.md). Only the schema's *own* revision being unknown counts as
     ahead; a missing revision anywhere else (an incomplete release) still raises. Returns "ahead" then,
     else "migrated" (also when there was nothing to do)."""
+    if service not in PLATFORM_SCHEMAS and revision == "head":
+        upgrade(url, "vault")  # every service seals personal data with the vault's keys
     cfg = alembic_config(url, service)
     if revision == "head":
         state = _nothing_to_do(cfg, url, service)

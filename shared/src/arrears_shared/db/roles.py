@@ -9,6 +9,9 @@
   Alembic version table, and nothing at all in the other services' schemas.
 - The platform schema `iam` (API keys, sessions) is owned by `arrears_iam_owner`; every runtime role may read
   keys and sessions and stamp a key's `last_used_at`; only the console (keys API, sign-in) writes them.
+- The platform schema `vault` (each account's wrapped data key) is owned by `arrears_vault_owner`; every
+  runtime role may read keys and add new ones, none may change or delete one: erasure (`arrears erase`) and
+  re-wrapping run as the migrator.
 
 `ensure_roles` is idempotent (roles are cluster-wide, so several databases of one server share them);
 `grant_runtime` re-applies a schema's grants and is run by the migration environment after every migration.
@@ -28,6 +31,8 @@ from sqlalchemy.exc import DBAPIError
 from .engine import schema_for
 
 IAM = "iam"
+VAULT = "vault"
+PLATFORM = (IAM, VAULT)
 CONSOLE = "console"
 # runtime role's privileges on iam tables: every service / in addition for the console
 IAM_GRANTS: dict[str, str] = {
@@ -41,6 +46,8 @@ IAM_CONSOLE_GRANTS: dict[str, str] = {
     "sessions": "SELECT, INSERT, UPDATE, DELETE",
     "sign_in_attempts": "SELECT, INSERT, DELETE",
 }
+# every runtime role's privileges on vault tables: read keys, add a key for a new account; never change one
+VAULT_GRANTS: dict[str, str] = {"alembic_version": "SELECT", "account_keys": "SELECT, INSERT"}
 _DML = "SELECT, INSERT, UPDATE, DELETE"
 
 
@@ -77,17 +84,22 @@ def _role_exists(conn: Any, role: str) -> bool:
 def grant_runtime(conn: Any, schema: str, services: Iterable[str]) -> None:
     """(Sync connection, run as the schema's owner or a superuser.) Give the runtime role(s) their grants on
     `schema` as it is now; `services` = the declared services (for `iam`, which all of them use)."""
-    if schema == IAM:
-        tables = {r[0] for r in _exec(conn, "SELECT tablename FROM pg_tables WHERE schemaname = 'iam'")}
+    if schema in PLATFORM:
+        tables = {
+            r[0] for r in _exec(conn, "SELECT tablename FROM pg_tables WHERE schemaname = :s", {"s": schema})
+        }
         for service in services:
             role = runtime_role(service)
             if not _role_exists(conn, role):
                 continue
-            _exec(conn, f'GRANT USAGE ON SCHEMA iam TO "{role}"')
-            grants = IAM_CONSOLE_GRANTS if schema_for(service) == CONSOLE else IAM_GRANTS
+            _exec(conn, f'GRANT USAGE ON SCHEMA {schema} TO "{role}"')
+            if schema == VAULT:
+                grants = VAULT_GRANTS
+            else:
+                grants = IAM_CONSOLE_GRANTS if schema_for(service) == CONSOLE else IAM_GRANTS
             for table, privileges in grants.items():
                 if table in tables:
-                    _exec(conn, f'GRANT {privileges} ON iam.{table} TO "{role}"')
+                    _exec(conn, f'GRANT {privileges} ON {schema}.{table} TO "{role}"')
         return
     role, owner = f"arrears_{schema}", owner_role(schema)
     if not _role_exists(conn, role):
@@ -164,7 +176,7 @@ def _create_role(conn: Any, role: str, login: bool) -> None:
 def _ensure(conn: Any, services: list[str], passwords: dict[str, str]) -> None:
     admin = _exec(conn, "SELECT current_user").scalar()
     superuser = bool(_exec(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").scalar())
-    for schema in (IAM, *(schema_for(s) for s in services)):
+    for schema in (*PLATFORM, *(schema_for(s) for s in services)):
         owner = owner_role(schema)
         _create_role(conn, owner, login=False)
         if not superuser:
@@ -190,7 +202,7 @@ def _ensure(conn: Any, services: list[str], passwords: dict[str, str]) -> None:
                 END $$""",
             )
             _exec(conn, "SELECT set_config('arrears.role_password', '', true)")
-    for schema in (IAM, *(schema_for(s) for s in services)):
+    for schema in (*PLATFORM, *(schema_for(s) for s in services)):
         grant_runtime(conn, schema, services)
 
 

@@ -12,12 +12,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..cloudevents import OutgoingRecord
+from ..vault.records import seal_records
 
 
 async def write(conn: AsyncConnection, schema: str, records: Sequence[OutgoingRecord]) -> None:
-    """Append records to the outbox with one binary COPY on the transaction's own connection."""
+    """Append records to the outbox with one binary COPY on the transaction's own connection, personal fields
+    sealed with their account's data key (vault/records.py)."""
     if not records:
         return
+    records = await seal_records(conn, records)
     raw = (await conn.get_raw_connection()).driver_connection
     assert raw is not None
     if not raw.is_in_transaction():

@@ -29,9 +29,11 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import telemetry as m
-from ..cloudevents import Envelope, InvalidEvent, OutgoingRecord, decode
+from ..cloudevents import Envelope, Erased, InvalidEvent, OutgoingRecord, decode
 from ..redact import describe_error
 from ..settings import ServiceSettings
+from ..vault.keys import Keys, vault
+from ..vault.records import needs_opening
 from . import inbox, outbox
 from .backoff import backoff
 from .dead_letter import REPLAY_FOR_GROUP, Failure, dead_letter, is_infrastructure_error
@@ -152,13 +154,17 @@ class StreamRunner:
         dead: list[Failure] = []
         for topic, n in Counter(r.topic for r in records).items():
             m.EVENTS_CONSUMED.labels(self.service, topic).inc(n)
-        for rec in records:
-            if not self._addressed_to_us(rec):
-                continue
+        mine = [rec for rec in records if self._addressed_to_us(rec)]
+        keys = await self._keys_for(mine)
+        if keys is None:
+            return False
+        for rec in mine:
             try:
-                valid.append((rec, decode(rec.headers, rec.value)))
+                valid.append((rec, decode(rec.headers, rec.value, keys)))
             except InvalidEvent as e:
                 dead.append(Failure(rec, e, 1))
+            except Erased:
+                m.EVENTS_ERASED.labels(self.service, rec.topic).inc()
         attempt = 0
         while True:
             try:
@@ -179,6 +185,24 @@ class StreamRunner:
                 )
                 break
         return await self._process_one_by_one(valid, dead)
+
+    async def _keys_for(self, records: Sequence[ConsumerRecord]) -> Keys | None:
+        """The data keys that open the batch's sealed personal fields (one query for the batch, cached
+        briefly by the vault); None if asked to stop while the database is unavailable."""
+        subjects = {s for r in records if (s := needs_opening(r.headers, r.value)) is not None}
+        if not subjects:
+            return {}
+        attempt = 0
+        while True:
+            try:
+                async with self.engine.connect() as conn:
+                    return await vault().for_reading(conn, subjects)
+            except Exception as e:
+                if not is_infrastructure_error(e):
+                    raise
+                attempt += 1
+                if not await self._wait_for_infrastructure(e, attempt):
+                    return None
 
     def _addressed_to_us(self, rec: ConsumerRecord) -> bool:
         """A DLQ replay names the group that failed the record; every other group on the topic skips it."""

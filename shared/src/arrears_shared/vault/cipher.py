@@ -1,0 +1,40 @@
+"""Field encryption with an account's data key: AES-256-GCM, the subject bound as associated data.
+
+A sealed value is text, so it fits every column and JSON field a plain value did:
+`pii1:` + base64url(nonce ‖ ciphertext ‖ tag). A value without the prefix is plaintext written before
+encryption was on (or by an older release) and is read as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+PREFIX = "pii1:"
+NONCE_BYTES = 12
+
+
+class Unreadable(Exception):
+    """The value was sealed for another subject or has been tampered with."""
+
+
+def is_sealed(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(PREFIX)
+
+
+def seal(aead: AESGCM, subject: str, plaintext: str) -> str:
+    nonce = os.urandom(NONCE_BYTES)
+    ct = aead.encrypt(nonce, plaintext.encode(), subject.encode())
+    return PREFIX + base64.urlsafe_b64encode(nonce + ct).decode().rstrip("=")
+
+
+def open_(aead: AESGCM, subject: str, value: str) -> str:
+    body = value[len(PREFIX) :]
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    try:
+        return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], subject.encode()).decode()
+    except (InvalidTag, ValueError) as e:
+        raise Unreadable(f"sealed value does not open for subject {subject!r}") from e

@@ -1,0 +1,139 @@
+"""The vault: each account's data key, created on first write, cached briefly, destroyed by erasure.
+
+`Keys` maps a subject to an AES-GCM cipher (live) or `None` (erased). Writers get a key for every subject
+(an erased subject gets a throw-away key nobody holds, so what is written for it is unreadable by
+construction); readers get only keys that exist.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Collection, Iterable
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..settings import VaultSettings
+from . import blind, store
+from .master import KeyWrapper, LocalKeyWrapper, VaultKeyError, decode_key
+
+Keys = dict[str, AESGCM | None]
+_CACHE_MAX = 200_000
+
+
+class Vault:
+    def __init__(self, wrapper: KeyWrapper, index_key: bytes, cache_s: float = 5.0) -> None:
+        if len(index_key) < 32:
+            raise VaultKeyError("ARREARS_VAULT_INDEX_KEY must be at least 32 characters")
+        self.wrapper = wrapper
+        self._index_key = index_key
+        self.cache_s = cache_s
+        self._cache: OrderedDict[str, tuple[AESGCM | None, float]] = OrderedDict()
+
+    @classmethod
+    def from_env(cls) -> Vault:
+        s = VaultSettings()
+        if s.vault_master_key is None or s.vault_index_key is None:
+            raise VaultKeyError(
+                "ARREARS_VAULT_MASTER_KEY and ARREARS_VAULT_INDEX_KEY must be set: personal data is "
+                'encrypted per account (docs/security.md, "Personal data")'
+            )
+        previous = ()
+        if s.vault_previous_master_keys:
+            previous = tuple(
+                decode_key(k, "ARREARS_VAULT_PREVIOUS_MASTER_KEYS")
+                for k in s.vault_previous_master_keys.get_secret_value().split(",")
+                if k.strip()
+            )
+        wrapper = LocalKeyWrapper(decode_key(s.vault_master_key.get_secret_value()), previous)
+        return cls(wrapper, s.vault_index_key.get_secret_value().encode(), s.vault_key_cache_s)
+
+    # -- blind indexes ---------------------------------------------------------------------------------
+    def index(self, kind: str, value: str | None) -> str | None:
+        return blind.index(self._index_key, kind, value) if value else None
+
+    def name_index(self, name: str | None) -> list[str]:
+        return [blind.index(self._index_key, "name", w) for w in blind.name_words(name or "")]
+
+    # -- keys ------------------------------------------------------------------------------------------
+    def _cached(self, subjects: Iterable[str]) -> tuple[Keys, list[str]]:
+        now, found, missing = time.monotonic(), {}, []
+        for s in subjects:
+            hit = self._cache.get(s)
+            if hit is not None and hit[1] > now:
+                found[s] = hit[0]
+            else:
+                missing.append(s)
+        return found, missing
+
+    def _remember(self, keys: Keys) -> None:
+        expires = time.monotonic() + self.cache_s
+        for s, k in keys.items():
+            self._cache[s] = (k, expires)
+            self._cache.move_to_end(s)
+        while len(self._cache) > _CACHE_MAX:
+            self._cache.popitem(last=False)
+
+    def forget(self, subject: str) -> None:
+        self._cache.pop(subject, None)
+
+    def _unwrap(self, stored: dict[str, store.StoredKey]) -> Keys:
+        out: Keys = {}
+        for s, k in stored.items():
+            if k.erased or k.wrapped is None or k.kek_id is None:
+                out[s] = None
+            else:
+                out[s] = AESGCM(self.wrapper.unwrap(k.kek_id, k.wrapped, s.encode()))
+        return out
+
+    async def for_reading(self, conn: AsyncConnection, subjects: Collection[str]) -> Keys:
+        """Keys of the subjects that have one (None for an erased subject; absent: never keyed)."""
+        found, missing = self._cached(dict.fromkeys(subjects))
+        if missing:
+            fetched = self._unwrap(await store.fetch(conn, missing))
+            self._remember(fetched)
+            found.update(fetched)
+        return found
+
+    async def for_writing(self, conn: AsyncConnection, subjects: Collection[str]) -> dict[str, AESGCM]:
+        """A key for every subject, created in `conn`'s transaction where missing (it commits with the data
+        it protects). An erased subject gets a throw-away key: what is sealed for it can never be read."""
+        keys = await self.for_reading(conn, subjects)
+        new = [s for s in dict.fromkeys(subjects) if s not in keys]
+        if new:
+            raw = [AESGCM.generate_key(256) for _ in new]
+            await store.insert_missing(
+                conn,
+                new,
+                self.wrapper.current_id,
+                [self.wrapper.wrap(k, s.encode()) for s, k in zip(new, raw, strict=True)],
+            )
+            # re-read: a concurrent writer may have keyed (or erased) a subject first; its row won
+            stored = self._unwrap(await store.fetch(conn, new))
+            keys.update(stored)
+            # not cached until committed: the transaction may still roll back
+        return {s: (k if k is not None else AESGCM(os.urandom(32))) for s, k in keys.items()}
+
+    async def erase(self, conn: AsyncConnection, subject: str, by: str) -> bool:
+        erased = await store.tombstone(conn, subject, by)
+        self.forget(subject)
+        return erased
+
+
+_vault: Vault | None = None
+
+
+def vault() -> Vault:
+    """The process's vault, built from the environment on first use."""
+    global _vault
+    if _vault is None:
+        _vault = Vault.from_env()
+    return _vault
+
+
+def reset() -> None:
+    """Forget the process's vault (tests that change the environment)."""
+    global _vault
+    _vault = None

@@ -1,0 +1,110 @@
+"""Subject access and erasure across every schema: what the platform holds on one account, opened.
+
+`report` reads each table that has an `account_id` column in every Arrears schema (needs a role that can read
+them all: the migrator's), opens every sealed value with the account's key and returns one JSON-ready
+document. `erase` destroys the account's key (a tombstone stays so it is never re-keyed): every sealed value
+of the account, in any table, outbox, topic or dead-letter topic, is unreadable from then on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import cipher, store
+from .keys import vault
+
+ERASED = "[erased]"
+_SKIP_SCHEMAS = ("pg_catalog", "information_schema", "vault")
+
+
+def open_everything(value: Any, aead: AESGCM | None, subject: str) -> Any:
+    """`value` (a column value or JSON document) with every sealed string opened (or `[erased]`)."""
+    if isinstance(value, str):
+        if not cipher.is_sealed(value):
+            return value
+        if aead is None:
+            return ERASED
+        try:
+            return cipher.open_(aead, subject, value)
+        except cipher.Unreadable:
+            return "[unreadable]"
+    if isinstance(value, dict):
+        return {k: open_everything(v, aead, subject) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [open_everything(v, aead, subject) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes | memoryview):
+        return None  # binary columns (outbox values, wrapped keys) are not part of the report
+    return value
+
+
+async def tables_with_accounts(conn: AsyncConnection) -> list[tuple[str, str]]:
+    rows = await conn.execute(
+        text(
+            """SELECT c.table_schema, c.table_name FROM information_schema.columns c
+                 JOIN information_schema.tables t USING (table_schema, table_name)
+                WHERE c.column_name = 'account_id' AND t.table_type = 'BASE TABLE'
+                  AND c.table_schema <> ALL(:skip)
+                ORDER BY 1, 2"""
+        ),
+        {"skip": list(_SKIP_SCHEMAS)},
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def report(conn: AsyncConnection, account_id: str) -> dict[str, Any]:
+    stored = (await store.fetch(conn, [account_id])).get(account_id)
+    keys = await vault().for_reading(conn, [account_id])
+    aead = keys.get(account_id)
+    data: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for schema, table in await tables_with_accounts(conn):
+        rows = await conn.execute(
+            text(f'SELECT * FROM "{schema}"."{table}" WHERE account_id = :a'), {"a": account_id}
+        )
+        found = [{k: open_everything(v, aead, account_id) for k, v in r._mapping.items()} for r in rows]
+        if found:
+            data.setdefault(schema, {})[table] = found
+    return {
+        "account_id": account_id,
+        "generated_at": datetime.now(UTC).isoformat(),
+        "key": ("none" if stored is None else "erased" if stored.erased else "live"),
+        "erased_at": stored.erased_at.isoformat() if stored and stored.erased_at else None,
+        "data": data,
+    }
+
+
+async def erase(conn: AsyncConnection, account_id: str, by: str) -> bool:
+    """Destroy the account's key; False if it was already erased."""
+    return await vault().erase(conn, account_id, by)
+
+
+async def rewrap(conn: AsyncConnection, batch: int = 1000) -> int:
+    """Re-wrap every data key not wrapped by the current master key (after a master-key rotation)."""
+    v = vault()
+    current = v.wrapper.current_id
+    done = 0
+    while True:
+        rows = (
+            await conn.execute(
+                text(
+                    f"""SELECT subject, kek_id, wrapped_key FROM {store.TABLE}
+                         WHERE erased_at IS NULL AND kek_id <> :k ORDER BY subject LIMIT :n FOR UPDATE"""
+                ),
+                {"k": current, "n": batch},
+            )
+        ).all()
+        if not rows:
+            return done
+        for subject, kek_id, wrapped in rows:
+            key = v.wrapper.unwrap(kek_id, bytes(wrapped), subject.encode())
+            await store.rewrap(conn, subject, current, v.wrapper.wrap(key, subject.encode()))
+            done += 1
