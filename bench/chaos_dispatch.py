@@ -51,6 +51,8 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import ensure_vault_keys  # noqa: E402
+
 from tests.dispatch.helpers import daytime_zone, night_zone, notice, opt_out  # noqa: E402
 
 FROM = "+15550000001"
@@ -373,4 +375,5 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    ensure_vault_keys()
     sys.exit(asyncio.run(main()))

@@ -4,11 +4,21 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import secrets
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from arrears_shared.cloudevents import OutgoingRecord
+
+
+def ensure_vault_keys() -> None:
+    """A fresh vault master and index key for this run (the services it starts inherit the environment), unless
+    the caller set their own: every bench measures with personal data sealed, as production runs."""
+    os.environ.setdefault("ARREARS_VAULT_MASTER_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
+    os.environ.setdefault("ARREARS_VAULT_INDEX_KEY", secrets.token_urlsafe(48))
 
 
 async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:

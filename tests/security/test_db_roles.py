@@ -134,6 +134,21 @@ def test_iam_is_readable_by_every_service_and_written_only_by_the_console(admin_
     refused(admin_url, "segmenter", "SELECT * FROM iam.sign_in_attempts")
 
 
+def test_the_vault_lets_every_service_read_and_add_keys_but_no_service_change_or_delete_one(
+    admin_url: str,
+) -> None:
+    add = "INSERT INTO vault.account_keys (subject, kek_id, wrapped_key) VALUES ('{0}', 'm1', '\\x00'::bytea)"
+    for service in SERVICES:
+        as_role(admin_url, service, lambda c, s=service: c.execute(text(add.format(f"A-{s}"))))
+    assert as_role(
+        admin_url, "escalation", lambda c: c.scalar(text("SELECT count(*) FROM vault.account_keys"))
+    ) == len(SERVICES)
+    # erasure and re-wrapping are the migrator's: a compromised service cannot destroy or swap a key
+    refused(admin_url, "console", "UPDATE vault.account_keys SET wrapped_key = NULL, kek_id = NULL")
+    refused(admin_url, "segmenter", "DELETE FROM vault.account_keys")
+    refused(admin_url, "segmenter", "TRUNCATE vault.account_keys")
+
+
 def test_arrears_migrate_create_roles_writes_each_services_own_url(
     fresh_database_url: Callable[..., str], tmp_path: Path
 ) -> None:

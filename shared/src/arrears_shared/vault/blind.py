@@ -29,6 +29,16 @@ def index(key: bytes, kind: str, value: str) -> str:
     return digest[:16].hex()
 
 
+def prefixes(word: str, shortest: int = 2) -> list[str]:
+    return [word[:n] for n in range(min(shortest, len(word)), len(word) + 1)]
+
+
+def digit_tails(phone: str, shortest: int = 4) -> list[str]:
+    """Every trailing run of 4+ digits of a number: "555 0142" finds +14155550142."""
+    digits = re.sub(r"\D", "", phone)
+    return [digits[-n:] for n in range(shortest, len(digits) + 1)]
+
+
 def name_words(name: str) -> list[str]:
     """The words of a name a search can match one by one (casefolded, deduplicated, in order)."""
     seen: dict[str, None] = {}

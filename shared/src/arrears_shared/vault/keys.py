@@ -16,10 +16,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..settings import VaultSettings
-from . import blind, store
+from . import blind, cipher, store
 from .master import KeyWrapper, LocalKeyWrapper, VaultKeyError, decode_key
 
 Keys = dict[str, AESGCM | None]
+ERASED = "[erased]"
+UNREADABLE = "[unreadable]"
 _CACHE_MAX = 200_000
 
 
@@ -55,7 +57,50 @@ class Vault:
         return blind.index(self._index_key, kind, value) if value else None
 
     def name_index(self, name: str | None) -> list[str]:
-        return [blind.index(self._index_key, "name", w) for w in blind.name_words(name or "")]
+        """What a name is found by: every prefix (2+ characters) of each of its words."""
+        terms = dict.fromkeys(p for w in blind.name_words(name or "") for p in blind.prefixes(w))
+        return [blind.index(self._index_key, "name", t) for t in terms]
+
+    def name_query(self, q: str) -> list[str]:
+        """A search's name terms: each word of `q` (2+ characters) must start a word of the name."""
+        return [blind.index(self._index_key, "name", w) for w in blind.name_words(q) if len(w) >= 2]
+
+    def phone_index(self, phone: str | None) -> list[str]:
+        """What a number is found by: each trailing run of 4+ digits."""
+        return [blind.index(self._index_key, "phone-tail", t) for t in blind.digit_tails(phone or "")]
+
+    def email_index(self, email: str | None) -> list[str]:
+        """What an address is found by: the whole of it, its local part, its domain."""
+        if not email:
+            return []
+        local, _, domain = email.strip().lower().rpartition("@")
+        terms = [("email", email), ("email-local", local), ("email-domain", domain)]
+        return [blind.index(self._index_key, k, t) for k, t in terms if t]
+
+    def email_query(self, q: str) -> list[str]:
+        """A search's email terms: the whole address, or a local part or domain on its own (any may match)."""
+        q = q.strip().lower()
+        if "@" in q:
+            return [blind.index(self._index_key, "email", q)]
+        return [blind.index(self._index_key, "email-local", q), blind.index(self._index_key, "email-domain", q)]
+
+    def phone_query(self, q: str) -> str | None:
+        digits = "".join(c for c in q if c.isdigit())
+        return blind.index(self._index_key, "phone-tail", digits) if len(digits) >= 4 else None
+
+    def seal(self, aead: AESGCM, subject: str, value: str | None) -> str | None:
+        return cipher.seal(aead, subject, value) if value else value
+
+    def open(self, aead: AESGCM | None, subject: str, value: str | None) -> str | None:
+        """A stored value opened: plaintext (written before sealing) as it is, `[erased]` without a key."""
+        if not value or not cipher.is_sealed(value):
+            return value
+        if aead is None:
+            return ERASED
+        try:
+            return cipher.open_(aead, subject, value)
+        except cipher.Unreadable:
+            return UNREADABLE
 
     # -- keys ------------------------------------------------------------------------------------------
     def _cached(self, subjects: Iterable[str]) -> tuple[Keys, list[str]]:

@@ -17,9 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import cipher, store
-from .keys import vault
+from .keys import ERASED, UNREADABLE, vault
 
-ERASED = "[erased]"
 _SKIP_SCHEMAS = ("pg_catalog", "information_schema", "vault")
 
 
@@ -33,7 +32,7 @@ def open_everything(value: Any, aead: AESGCM | None, subject: str) -> Any:
         try:
             return cipher.open_(aead, subject, value)
         except cipher.Unreadable:
-            return "[unreadable]"
+            return UNREADABLE
     if isinstance(value, dict):
         return {k: open_everything(v, aead, subject) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -83,8 +82,27 @@ async def report(conn: AsyncConnection, account_id: str) -> dict[str, Any]:
 
 
 async def erase(conn: AsyncConnection, account_id: str, by: str) -> bool:
-    """Destroy the account's key; False if it was already erased."""
-    return await vault().erase(conn, account_id, by)
+    """Destroy the account's key and its blind indexes (every `*_bidx` column of a table with an `account_id`,
+    so an erased person is not found by a search for their name or number); False if already erased."""
+    erased = await vault().erase(conn, account_id, by)
+    rows = await conn.execute(
+        text(
+            """SELECT c.table_schema, c.table_name, c.column_name, c.data_type
+                 FROM information_schema.columns c
+                WHERE c.column_name LIKE '%\\_bidx' AND c.table_schema <> ALL(:skip)
+                  AND EXISTS (SELECT 1 FROM information_schema.columns a
+                               WHERE a.table_schema = c.table_schema AND a.table_name = c.table_name
+                                 AND a.column_name = 'account_id')"""
+        ),
+        {"skip": list(_SKIP_SCHEMAS)},
+    )
+    for schema, table, column, data_type in rows.all():
+        empty = "'{}'" if data_type == "ARRAY" else "NULL"
+        await conn.execute(
+            text(f'UPDATE "{schema}"."{table}" SET "{column}" = {empty} WHERE account_id = :a'),
+            {"a": account_id},
+        )
+    return erased
 
 
 async def rewrap(conn: AsyncConnection, batch: int = 1000) -> int:

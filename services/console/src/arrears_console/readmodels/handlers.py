@@ -26,6 +26,7 @@ from arrears_shared.events import (
 )
 from arrears_shared.money import format_minor
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 
 
@@ -107,6 +108,51 @@ async def copy_timeline(tx: Transaction, tl: dict[str, list[Any]]) -> None:
     )
 
 
+async def _upsert_accounts(tx: Transaction, acc: list[AccountChanged]) -> None:
+    """The latest facts of each account, its name and addresses sealed with its key and blind-indexed for
+    search (arrears_shared.vault): the read model never holds them in clear."""
+    if not acc:
+        return
+    v = vault()
+    keys = await v.for_writing(tx.conn, [a.account_id for a in acc])
+    await _bulk(
+        tx,
+        """INSERT INTO {s}.accounts (account_id, customer_name, balance_minor, currency, due_date, status, source,
+               removed, sms_consent, email_consent, last_payment_date, as_of, phone, email, name_bidx,
+               phone_bidx, email_bidx)
+           SELECT u.id, u.name, u.bal, u.cur, u.due, u.st, u.src, u.rm, u.sc, u.ec, u.lp, u.asof, u.ph, u.em,
+                  string_to_array(u.nb, ' '), string_to_array(u.pb, ' '), string_to_array(u.eb, ' ')
+             FROM {unnest} AS u(id, name, bal, cur, due, st, src, rm, sc, ec, lp, asof, ph, em, nb, pb, eb)
+           ON CONFLICT (account_id) DO UPDATE SET customer_name = EXCLUDED.customer_name,
+               balance_minor = EXCLUDED.balance_minor, currency = EXCLUDED.currency, due_date = EXCLUDED.due_date,
+               status = EXCLUDED.status, source = EXCLUDED.source, removed = EXCLUDED.removed,
+               sms_consent = EXCLUDED.sms_consent, email_consent = EXCLUDED.email_consent,
+               last_payment_date = EXCLUDED.last_payment_date, as_of = EXCLUDED.as_of, phone = EXCLUDED.phone,
+               email = EXCLUDED.email, name_bidx = EXCLUDED.name_bidx, phone_bidx = EXCLUDED.phone_bidx,
+               email_bidx = EXCLUDED.email_bidx, updated_at = now()
+           WHERE {s}.accounts.as_of <= EXCLUDED.as_of""",
+        {
+            "id": ("text", [a.account_id for a in acc]),
+            "name": ("text", [v.seal(keys[a.account_id], a.account_id, a.customer_name) for a in acc]),
+            "bal": ("bigint", [a.balance_minor for a in acc]),
+            "cur": ("text", [a.currency for a in acc]),
+            "due": ("date", [a.due_date for a in acc]),
+            "st": ("text", [a.status.value for a in acc]),
+            "src": ("text", [a.source for a in acc]),
+            "rm": ("boolean", [a.change == "removed" for a in acc]),
+            "sc": ("boolean", [a.sms_consent for a in acc]),
+            "ec": ("boolean", [a.email_consent for a in acc]),
+            "lp": ("date", [a.last_payment_date for a in acc]),
+            "asof": ("timestamptz", [a.as_of for a in acc]),
+            "ph": ("text", [v.seal(keys[a.account_id], a.account_id, a.phone) for a in acc]),
+            "em": ("text", [v.seal(keys[a.account_id], a.account_id, a.email) for a in acc]),
+            "nb": ("text", [" ".join(v.name_index(a.customer_name)) for a in acc]),
+            "pb": ("text", [" ".join(v.phone_index(a.phone)) for a in acc]),
+            "eb": ("text", [" ".join(v.email_index(a.email)) for a in acc]),
+        },
+    )
+
+
 async def handle_events(events: Sequence[Envelope], tx: Transaction) -> None:
     accounts: dict[str, AccountChanged] = {}
     opt_outs: dict[tuple[str, str], datetime] = {}
@@ -142,35 +188,7 @@ async def handle_events(events: Sequence[Envelope], tx: Transaction) -> None:
             cases[ev.case_id] = ev
 
     acc = list(accounts.values())
-    await _bulk(
-        tx,
-        """INSERT INTO {s}.accounts (account_id, customer_name, balance_minor, currency, due_date, status, source,
-               removed, sms_consent, email_consent, last_payment_date, as_of, phone, email)
-           SELECT * FROM {unnest}
-           ON CONFLICT (account_id) DO UPDATE SET customer_name = EXCLUDED.customer_name,
-               balance_minor = EXCLUDED.balance_minor, currency = EXCLUDED.currency, due_date = EXCLUDED.due_date,
-               status = EXCLUDED.status, source = EXCLUDED.source, removed = EXCLUDED.removed,
-               sms_consent = EXCLUDED.sms_consent, email_consent = EXCLUDED.email_consent,
-               last_payment_date = EXCLUDED.last_payment_date, as_of = EXCLUDED.as_of, phone = EXCLUDED.phone,
-               email = EXCLUDED.email, updated_at = now()
-           WHERE {s}.accounts.as_of <= EXCLUDED.as_of""",
-        {
-            "id": ("text", [a.account_id for a in acc]),
-            "name": ("text", [a.customer_name for a in acc]),
-            "bal": ("bigint", [a.balance_minor for a in acc]),
-            "cur": ("text", [a.currency for a in acc]),
-            "due": ("date", [a.due_date for a in acc]),
-            "st": ("text", [a.status.value for a in acc]),
-            "src": ("text", [a.source for a in acc]),
-            "rm": ("boolean", [a.change == "removed" for a in acc]),
-            "sc": ("boolean", [a.sms_consent for a in acc]),
-            "ec": ("boolean", [a.email_consent for a in acc]),
-            "lp": ("date", [a.last_payment_date for a in acc]),
-            "asof": ("timestamptz", [a.as_of for a in acc]),
-            "ph": ("text", [a.phone for a in acc]),
-            "em": ("text", [a.email for a in acc]),
-        },
-    )
+    await _upsert_accounts(tx, acc)
     if campaigns:
         ids = sorted(campaigns)
         await _bulk(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from arrears_shared import paging
 from arrears_shared.auth.masking import mask_email, mask_name, mask_phone
 from arrears_shared.events import AgingBucket
 from arrears_shared.money import RateTable, configured_rates, note_unpriced
+from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -106,7 +108,9 @@ async def accounts(
     only: list[str] | None = None,
 ) -> AccountList:
     """Accounts by days past due. `q` matches part of the account id and, when `names` (the caller may see
-    personal data), of the name, the email or the phone number (digits only: "555 0142" finds +15550142…)."""
+    personal data), the name (each word of `q` starts a word of the name), the email address (whole, its
+    local part or its domain) or the end of the phone number (digits only: "555 0142" finds +14155550142), through blind indexes: names and
+    addresses are stored sealed (arrears_shared.vault)."""
     where = ["NOT a.removed"]
     params: dict[str, object] = {"today": today, "limit": limit}
     if bucket:
@@ -124,11 +128,15 @@ async def accounts(
     if q:
         like = ["a.account_id ILIKE :q"]
         if names:
-            like += ["a.customer_name ILIKE :q", "a.email ILIKE :q"]
-            digits = "".join(c for c in q if c.isdigit())
-            if len(digits) >= 4:
-                like.append("a.phone LIKE :digits")
-                params["digits"] = f"%{digits}%"
+            v = vault()
+            if words := v.name_query(q):
+                like.append("a.name_bidx @> CAST(:nb AS text[])")
+                params["nb"] = words
+            like.append("a.email_bidx && CAST(:eb AS text[])")
+            params["eb"] = v.email_query(q)
+            if tail := v.phone_query(q):
+                like.append("a.phone_bidx @> ARRAY[CAST(:pb AS text)]")
+                params["pb"] = tail
         where.append("(" + " OR ".join(like) + ")")
         params["q"] = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     cond = " AND ".join(where)
@@ -144,10 +152,16 @@ async def accounts(
     )
     rows = found.all()
     count = rows[0].total if rows else 0  # one scan: the window count is taken before the LIMIT
+    v = vault()
+    keys = await v.for_reading(conn, [r.account_id for r in rows])
+
+    def opened(r: Any, value: str | None) -> str | None:
+        return v.open(keys.get(r.account_id), r.account_id, value)
+
     items = [
         AccountView(
             account_id=r.account_id,
-            customer_name=r.customer_name,
+            customer_name=opened(r, r.customer_name) or "",
             balance_minor=r.balance_minor,
             currency=r.currency,
             due_date=r.due_date,
@@ -160,8 +174,8 @@ async def accounts(
             opt_outs=list(r.opt_outs),
             last_payment_date=r.last_payment_date,
             as_of=r.as_of,
-            phone=r.phone,
-            email=r.email,
+            phone=opened(r, r.phone),
+            email=opened(r, r.email),
             campaign_id=r.campaign_id,
         )
         for r in rows
