@@ -22,9 +22,9 @@ from sqlalchemy import text
 from .factories import account_changed
 from .support import (
     consume_all,
-    open_record,
     create_schema,
     create_topics,
+    open_record,
     produce,
     recording_handler,
     scalar,

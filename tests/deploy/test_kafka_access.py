@@ -313,5 +313,7 @@ def test_client_certificate_settings_need_tls() -> None:
     with pytest.raises(ValidationError, match="CERTFILE"):
         KafkaSettings(kafka_security_protocol="SSL", kafka_ssl_keyfile="/x/user.key")
     with pytest.raises(ValidationError, match="CAFILE needs"):
-        KafkaSettings(kafka_ssl_cafile="/x/ca.crt")  # a CA with PLAINTEXT: the broker would be spoken to in clear
+        KafkaSettings(
+            kafka_ssl_cafile="/x/ca.crt"
+        )  # a CA with PLAINTEXT: the broker would be spoken to in clear
     assert KafkaSettings(kafka_security_protocol="SSL", kafka_ssl_cafile="/x/ca.crt").kafka_ssl_cafile

@@ -42,7 +42,7 @@ class Vault:
                 "ARREARS_VAULT_MASTER_KEY and ARREARS_VAULT_INDEX_KEY must be set: personal data is "
                 'encrypted per account (docs/security.md, "Personal data")'
             )
-        previous = ()
+        previous: tuple[bytes, ...] = ()
         if s.vault_previous_master_keys:
             previous = tuple(
                 decode_key(k, "ARREARS_VAULT_PREVIOUS_MASTER_KEYS")
@@ -82,7 +82,10 @@ class Vault:
         q = q.strip().lower()
         if "@" in q:
             return [blind.index(self._index_key, "email", q)]
-        return [blind.index(self._index_key, "email-local", q), blind.index(self._index_key, "email-domain", q)]
+        return [
+            blind.index(self._index_key, "email-local", q),
+            blind.index(self._index_key, "email-domain", q),
+        ]
 
     def phone_query(self, q: str) -> str | None:
         digits = "".join(c for c in q if c.isdigit())
