@@ -34,7 +34,7 @@ from arrears_shared.settings import ServiceSettings
 from arrears_shared.stream.relay import OutboxRelay, make_producer
 from arrears_shared.stream.runner import StreamRunner
 from arrears_shared.stream.transaction import Transaction
-from common import create_topics, ensure_vault_keys, produce_all  # noqa: E402  (bench/ is on sys.path)
+from common import create_topics, ensure_stack_keys, produce_all  # noqa: E402  (bench/ is on sys.path)
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -213,5 +213,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    ensure_vault_keys()
+    ensure_stack_keys()
     asyncio.run(main())

@@ -51,7 +51,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import ensure_vault_keys  # noqa: E402
+from common import ensure_stack_keys  # noqa: E402
 
 from tests.dispatch.helpers import daytime_zone, night_zone, notice, opt_out  # noqa: E402
 
@@ -375,5 +375,5 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    ensure_vault_keys()
+    ensure_stack_keys()
     sys.exit(asyncio.run(main()))

@@ -14,9 +14,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from arrears_shared.cloudevents import OutgoingRecord
 
 
-def ensure_vault_keys() -> None:
-    """A fresh vault master and index key for this run (the services it starts inherit the environment), unless
-    the caller set their own: every bench measures with personal data sealed, as production runs."""
+def ensure_stack_keys() -> None:
+    """A fresh audit key and vault master and index key for this run (the services it starts inherit the
+    environment), unless the caller set their own: every bench measures with audit entries sealed and
+    personal data encrypted, as production runs."""
+    os.environ.setdefault("ARREARS_AUDIT_HMAC_KEY", secrets.token_urlsafe(48))
     os.environ.setdefault("ARREARS_VAULT_MASTER_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
     os.environ.setdefault("ARREARS_VAULT_INDEX_KEY", secrets.token_urlsafe(48))
 

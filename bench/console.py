@@ -29,7 +29,7 @@ from arrears_shared.auth import sessions
 from arrears_shared.auth.principal import Principal
 from arrears_shared.db.migrate import upgrade
 from arrears_shared.service import ServiceHost
-from common import ensure_vault_keys  # noqa: E402
+from common import ensure_stack_keys  # noqa: E402
 
 PAGES = {
     "dashboard": "/",
@@ -159,5 +159,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    ensure_vault_keys()
+    ensure_stack_keys()
     asyncio.run(main())

@@ -40,7 +40,7 @@ from arrears_shared.events import Channel
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import ensure_vault_keys  # noqa: E402
+from common import ensure_stack_keys  # noqa: E402
 
 from tests.dispatch.helpers import feed, notice  # noqa: E402
 
@@ -249,5 +249,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    ensure_vault_keys()
+    ensure_stack_keys()
     asyncio.run(main())

@@ -40,7 +40,7 @@ from arrears_cli.stack.postgres import EmbeddedPostgres
 from arrears_shared.auth import keys
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
-from common import ensure_vault_keys  # noqa: E402
+from common import ensure_stack_keys  # noqa: E402
 
 SPREADSHEET_ID = "bench-pme"
 
@@ -216,5 +216,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    ensure_vault_keys()
+    ensure_stack_keys()
     main()

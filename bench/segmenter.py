@@ -40,7 +40,7 @@ from arrears_shared.db.migrate import upgrade
 from arrears_shared.events import AccountChanged
 from arrears_shared.stream.runner import StreamRunner
 from arrears_shared.stream.transaction import Transaction
-from common import create_topics, ensure_vault_keys, produce_all  # noqa: E402  (bench/ is on sys.path)
+from common import create_topics, ensure_stack_keys, produce_all  # noqa: E402  (bench/ is on sys.path)
 from sqlalchemy import text
 
 NOOP = bool(os.environ.get("BENCH_NOOP"))
@@ -200,5 +200,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    ensure_vault_keys()
+    ensure_stack_keys()
     asyncio.run(main())

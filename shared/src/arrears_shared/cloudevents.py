@@ -139,7 +139,7 @@ def decode(
     try:
         if model.personal and SEALED_MARK in value:
             subject = h.get("ce_subject", "")
-            data = model.model_validate(open_data(model, subject, value, keys or {}))
+            data = model.model_validate(open_data(model, subject, value, keys if keys is not None else {}))
         else:
             data = model.model_validate_json(value)
     except (NoKey, cipher.Unreadable) as e:

@@ -32,7 +32,8 @@ class Vault:
         self.wrapper = wrapper
         self._index_key = index_key
         self.cache_s = cache_s
-        self._cache: OrderedDict[str, tuple[AESGCM | None, float]] = OrderedDict()
+        # (database, subject) -> key: a process that talks to two databases (tools, tests) never mixes them
+        self._cache: OrderedDict[tuple[str, str], tuple[AESGCM | None, float]] = OrderedDict()
 
     @classmethod
     def from_env(cls) -> Vault:
@@ -106,26 +107,27 @@ class Vault:
             return UNREADABLE
 
     # -- keys ------------------------------------------------------------------------------------------
-    def _cached(self, subjects: Iterable[str]) -> tuple[Keys, list[str]]:
+    def _cached(self, db: str, subjects: Iterable[str]) -> tuple[Keys, list[str]]:
         now, found, missing = time.monotonic(), {}, []
         for s in subjects:
-            hit = self._cache.get(s)
+            hit = self._cache.get((db, s))
             if hit is not None and hit[1] > now:
                 found[s] = hit[0]
             else:
                 missing.append(s)
         return found, missing
 
-    def _remember(self, keys: Keys) -> None:
+    def _remember(self, db: str, keys: Keys) -> None:
         expires = time.monotonic() + self.cache_s
         for s, k in keys.items():
-            self._cache[s] = (k, expires)
-            self._cache.move_to_end(s)
+            self._cache[(db, s)] = (k, expires)
+            self._cache.move_to_end((db, s))
         while len(self._cache) > _CACHE_MAX:
             self._cache.popitem(last=False)
 
     def forget(self, subject: str) -> None:
-        self._cache.pop(subject, None)
+        for entry in [e for e in self._cache if e[1] == subject]:
+            del self._cache[entry]
 
     def _unwrap(self, stored: dict[str, store.StoredKey]) -> Keys:
         out: Keys = {}
@@ -138,10 +140,11 @@ class Vault:
 
     async def for_reading(self, conn: AsyncConnection, subjects: Collection[str]) -> Keys:
         """Keys of the subjects that have one (None for an erased subject; absent: never keyed)."""
-        found, missing = self._cached(dict.fromkeys(subjects))
+        db = _database_of(conn)
+        found, missing = self._cached(db, dict.fromkeys(subjects))
         if missing:
             fetched = self._unwrap(await store.fetch(conn, missing))
-            self._remember(fetched)
+            self._remember(db, fetched)
             found.update(fetched)
         return found
 
@@ -168,6 +171,11 @@ class Vault:
         erased = await store.tombstone(conn, subject, by)
         self.forget(subject)
         return erased
+
+
+def _database_of(conn: AsyncConnection) -> str:
+    url = conn.engine.url
+    return f"{url.host}:{url.port}/{url.database}"
 
 
 _vault: Vault | None = None
