@@ -27,6 +27,8 @@ from arrears_shared.stream.relay import OutboxRelay, make_producer
 from arrears_shared.stream.runner import StreamRunner
 from arrears_shared.stream.transaction import Transaction
 from arrears_shared.topics import NOTICE_DUE, dlq_topic
+from arrears_shared.vault.records import seal_records
+from arrears_shared.vault.subject_access import erase
 from auth_support import bearer, issue_key_async
 from backbone.factories import account_changed
 from backbone.support import create_schema, create_topics, produce, scalar, settings, unique
@@ -106,6 +108,7 @@ async def test_replaying_twice_through_the_console_applies_once(broker: Any, con
 
         [d] = await eventually(dead, what="the record to be dead-lettered")
         assert await applied() == 1 and d.h["ce_id"] == ce_id
+        assert d.value is not None and b"Customer 42" not in d.value  # the dead letter holds it sealed
         downstream["down"] = False
 
         # inspect: headers and the pretty-printed payload, in clear for a supervisor (accounts.read)
@@ -246,6 +249,48 @@ async def test_browse_filters_cap_and_permissions(broker: Any, console: dict[str
         "/ops/dlq/record", params={"topic": topic, "partition": 0, "offset": 10**9}, headers=supervisor
     )
     assert missing.status_code == 404 and "no record" in missing.text
+
+
+async def test_sealed_personal_data_is_opened_for_display_and_shown_erased_once_the_key_is_gone(
+    broker: Any, console: dict[str, Any]
+) -> None:
+    """A dead letter's payload holds personal fields sealed (as every outbox writes them): the record page opens
+    them for someone who may read personal data, and shows `[erased]` after the account's key was destroyed."""
+    client, keys, engine = console["client"], console["keys"], console["host"].ctx.engine
+    supervisor = bearer(keys["supervisor"])
+    topic, group = unique("in"), unique("grp")
+    dlq = dlq_topic(topic, group)
+    await create_topics(broker.bootstrap_servers, [dlq])
+    ev = account_changed(100_000 + uuid.uuid4().int % 900_000)
+    async with engine.begin() as conn:
+        [rec] = await seal_records(conn, [encode(ev, source="t")])
+    assert ev.customer_name.encode() not in rec.value and ev.email.encode() not in rec.value
+    original = ConsumerRecord(
+        topic=topic, partition=0, offset=7, timestamp=0, timestamp_type=0, key=rec.key, value=rec.value,
+        checksum=None, serialized_key_size=0, serialized_value_size=0, headers=list(rec.headers),
+    )  # fmt: skip
+    out = dead_letter(Failure(original, RuntimeError("downstream 503"), 3), group=group)
+    await produce(broker.bootstrap_servers, dlq, [(out.key, out.value, out.headers)])
+    [d] = await eventually(
+        lambda: scan({"bootstrap_servers": broker.bootstrap_servers}, Filter(topics=(dlq,)))
+    )
+    where = {"topic": dlq, "partition": d.partition, "offset": d.offset}
+
+    r = await client.get("/ops/dlq/record", params=where, headers=supervisor)
+    assert r.status_code == 200, r.text
+    assert f"&#34;customer_name&#34;: &#34;{ev.customer_name}&#34;" in r.text
+    assert f"&#34;email&#34;: &#34;{ev.email}&#34;" in r.text and "pii1:" not in r.text
+
+    async with engine.begin() as conn:
+        assert await erase(conn, ev.account_id, "test")
+    r = await client.get("/ops/dlq/record", params=where, headers=supervisor)
+    assert r.status_code == 200, r.text
+    assert (
+        "&#34;customer_name&#34;: &#34;[erased]&#34;" in r.text
+        and "&#34;email&#34;: &#34;[erased]&#34;" in r.text
+    )
+    assert ev.customer_name not in r.text and ev.email not in r.text
+    assert f"&#34;account_id&#34;: &#34;{ev.account_id}&#34;" in r.text  # what is not personal stays readable
 
 
 def test_personal_data_is_masked_without_accounts_read() -> None:

@@ -12,6 +12,7 @@ from arrears_segmenter.schedule.models import load_policy
 from arrears_shared.clock import Clock
 from arrears_shared.cloudevents import decode
 from arrears_shared.stream.transaction import transaction
+from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 
 from .support import SUPERVISOR, Stack
@@ -24,15 +25,18 @@ async def rows(stack: Stack, sql: str, **params: Any) -> list[tuple[Any, ...]]:
 
 async def deliver_overrides(stack: Stack, key: str) -> int:
     """What the broker would carry: escalation's `overrides` outbox records for `key`, handled by the
-    segmenter's own consumer handler (the test runs no consumers)."""
+    segmenter's own consumer handler (the test runs no consumers), their sealed personal fields opened with
+    the vault's keys as the segmenter's runner does."""
     async with stack.engine.connect() as c:
-        found = (
-            await c.execute(
+        found = [
+            ([(k, v.encode()) for k, v in headers], bytes(value))
+            for headers, value in await c.execute(
                 text("SELECT headers, value FROM escalation.outbox WHERE topic = 'overrides' AND key = :k"),
                 {"k": key.encode()},
             )
-        ).all()
-    envelopes = [decode([(k, v.encode()) for k, v in headers], bytes(value)) for headers, value in found]
+        ]
+        keys = await vault().for_reading(c, {dict(h)["ce_subject"].decode() for h, _ in found})
+    envelopes = [decode(headers, value, keys) for headers, value in found]
     async with transaction(stack.engine, "segmenter", "segmenter") as tx:
         await make_handler(Deps(policy=load_policy(), clock=Clock()))(envelopes, tx)
     return len(envelopes)
@@ -104,6 +108,12 @@ async def test_a_supervisor_creates_activates_and_pauses_a_campaign(stack: Stack
         assert await rows(
             stack, "SELECT actor, action, reason FROM escalation.audit_log WHERE entity_id = 'big-90'"
         ) == [(SUPERVISOR, "override.pause", "letters being reviewed")]
+        [(raw,)] = await rows(
+            stack,
+            "SELECT value FROM escalation.outbox WHERE topic = 'overrides' AND key = :k",
+            k=b"campaign:big-90",
+        )
+        assert b"letters being reviewed" not in bytes(raw)  # the reason travels sealed
         assert await deliver_overrides(stack, "campaign:big-90") == 1
         page = (await sup.get("/campaigns")).text
         assert f"by {SUPERVISOR}: letters being reviewed" in page and "/campaigns/big-90/resume" in page

@@ -20,6 +20,7 @@ from arrears_shared.delivery import DeliveryEngine, allow_all
 from arrears_shared.events import MessageSent
 from arrears_shared.stream.transaction import transaction
 from sqlalchemy import text
+from vault_support import SyncKeys, opened_json
 
 from .helpers import (
     SENDER,
@@ -78,6 +79,11 @@ async def outbox(eng: DeliveryEngine, schema: str, topic: str) -> list[Any]:
         return [r for r in rows]
 
 
+async def opened_sent_events(eng: DeliveryEngine, schema: str, url: str) -> list[dict[str, Any]]:
+    """`message_sent_events` with the personal fields opened with the vault of database `url`."""
+    return [opened_json(url, r.headers, r.value) for r in await outbox(eng, schema, "message-sent")]
+
+
 # -- SMS ---------------------------------------------------------------------------------------------------
 async def test_permanent_failure_marks_the_channel_invalid(
     quo: Any, make: Callable[..., DeliveryEngine]
@@ -106,7 +112,7 @@ def httpx_stats(url: str) -> dict[str, Any]:
 
 
 async def test_last_attempt_goes_to_the_dlq_and_a_replay_sends_once(
-    quo: Any, make: Callable[..., DeliveryEngine]
+    quo: Any, make: Callable[..., DeliveryEngine], db: str
 ) -> None:
     control(quo.url, "POST", "faults", {"error_5xx": {"next": 2, "status": 500, "operations": ["send"]}})
     eng = make(dispatch_max_attempts=2, dispatch_breaker_failures=10)
@@ -120,8 +126,10 @@ async def test_last_attempt_goes_to_the_dlq_and_a_replay_sends_once(
         headers["arrears-attempts"] == "2"
         and "gave up after 2 attempts" in headers["kafka_dlt-exception-message"]
     )
-    env: Envelope = decode([(k, v.encode()) for k, v in dlq.headers], bytes(dlq.value))
+    keys = {n.account_id: SyncKeys(db)[n.account_id]}  # the vault's key of the account (a plain mapping)
+    env: Envelope = decode([(k, v.encode()) for k, v in dlq.headers], bytes(dlq.value), keys)
     assert env.data.notice_id == n.notice_id and env.id.startswith("dlq:")
+    assert env.data == n and n.to.encode() not in bytes(dlq.value)  # the dead letter holds it sealed
     # `arrears dlq replay` republishes exactly this record (same ce_id); the service applies it once
     for _ in range(2):
         async with transaction(eng.engine, SMS_SCHEMA, "test") as tx:
@@ -158,11 +166,15 @@ async def test_circuit_breaker_holds_notices_during_an_outage(
 
 # -- email -------------------------------------------------------------------------------------------------
 @pytest.fixture
-async def make_email(
-    gmail: Any, fresh_database_url: Callable[..., str]
-) -> AsyncIterator[Callable[..., DeliveryEngine]]:
+async def email_db(fresh_database_url: Callable[..., str]) -> str:
     db = fresh_database_url("dispatch_email_f")
     await asyncio.to_thread(upgrade, db, "dispatcher-email")
+    return db
+
+
+@pytest.fixture
+async def make_email(gmail: Any, email_db: str) -> AsyncIterator[Callable[..., DeliveryEngine]]:
+    db = email_db
     made: list[Any] = []
 
     def factory(**kw: Any) -> DeliveryEngine:
@@ -279,13 +291,14 @@ async def test_a_permanent_failure_is_reported_and_the_dispatcher_never_falls_ba
 
 
 async def test_a_hard_bounce_reported_by_responses_marks_the_address_invalid(
-    gmail: Any, make_email: Callable[..., DeliveryEngine]
+    gmail: Any, make_email: Callable[..., DeliveryEngine], email_db: str
 ) -> None:
     eng = make_email()
     first = notice(channel="email")
     await feed(eng, [first], EMAIL_SCHEMA)
     await drain(eng)
-    [sent] = await message_sent_events(eng.engine, EMAIL_SCHEMA)
+    [sent] = await opened_sent_events(eng, EMAIL_SCHEMA, email_db)
+    assert sent["to"] == first.to
     bounce = MessageSent.model_validate(
         {**sent, "status": "failed", "permanent": True, "reason": "bounced: 5.1.1"}
     )

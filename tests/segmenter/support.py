@@ -19,9 +19,11 @@ from arrears_segmenter.timers.scheduled import tick
 from arrears_shared.clock import Clock
 from arrears_shared.cloudevents import Envelope, decode, encode
 from arrears_shared.db.engine import make_engine
-from arrears_shared.events import AccountChanged, Channel, Event, Intent, ReplyReceived
+from arrears_shared.events import AccountChanged, Channel, Event, Intent, NoticeDue, ReplyReceived
 from arrears_shared.service import ServiceHost
 from arrears_shared.stream.transaction import transaction
+from arrears_shared.vault.keys import vault
+from arrears_shared.vault.records import open_data
 from auth_support import issue_key_async
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -84,20 +86,21 @@ async def run_tick(engine: AsyncEngine, d: Deps) -> int:
 
 
 async def notices(engine: AsyncEngine, account_id: str | None = None) -> list[dict[str, Any]]:
-    """notice-due events in the outbox (decoded data + ce_id), oldest first."""
+    """notice-due events in the outbox (decoded data, personal fields opened with the vault, + ce_id), oldest
+    first."""
     async with engine.connect() as c:
         rows = (
             await c.execute(
                 text(f"SELECT headers, value FROM {SCHEMA}.outbox WHERE topic = 'notice-due' ORDER BY id")
             )
         ).all()
-    out = []
-    for headers, value in rows:
-        h = {k: v for k, v in headers}
-        data = json.loads(bytes(value))
-        if account_id is None or data["account_id"] == account_id:
-            out.append({"ce_id": h["ce_id"], **data})
-    return out
+        found = []
+        for headers, value in rows:
+            h = {k: v for k, v in headers}
+            if account_id is None or json.loads(bytes(value))["account_id"] == account_id:
+                found.append((h, bytes(value)))
+        keys = await vault().for_reading(c, {h["ce_subject"] for h, _ in found})
+    return [{"ce_id": h["ce_id"], **open_data(NoticeDue, h["ce_subject"], value, keys)} for h, value in found]
 
 
 async def decisions(engine: AsyncEngine, account_id: str) -> list[dict[str, Any]]:

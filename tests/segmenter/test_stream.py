@@ -22,6 +22,7 @@ from arrears_shared.stream.relay import OutboxRelay, make_producer
 from arrears_shared.stream.runner import StreamRunner
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from vault_support import SyncKeys
 
 from .support import account, deps, reply, run_tick
 
@@ -65,9 +66,13 @@ async def _scalar(engine: AsyncEngine, sql: str, **params: object) -> object:
         return (await c.execute(text(sql), params)).scalar()
 
 
-async def _notices_due(bootstrap: str, ids: tuple[str, ...], expect: int) -> list[tuple[str, str, str]]:
-    """(account, channel, ce_id) of every notice-due for `ids`: until `expect` arrived, then one more poll
-    (a second before giving up) so that an extra notice would be seen too."""
+async def _notices_due(
+    bootstrap: str, url: str, ids: tuple[str, ...], expect: int
+) -> list[tuple[str, str, str]]:
+    """(account, channel, ce_id) of every notice-due for `ids` (opened with the keys of database `url`): until
+    `expect` arrived, then one more poll (a second before giving up) so that an extra notice would be seen
+    too. Their personal fields travel sealed: the customer's name and address are not in the raw record."""
+    keys = SyncKeys(url)
     consumer = AIOKafkaConsumer(
         topics.NOTICE_DUE, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
     )
@@ -77,9 +82,15 @@ async def _notices_due(bootstrap: str, ids: tuple[str, ...], expect: int) -> lis
     async def poll(timeout_ms: int) -> None:
         for recs in (await consumer.getmany(timeout_ms=timeout_ms)).values():
             for r in recs:
-                env = decode(r.headers, r.value)
-                if env.data.account_id in ids:
-                    got.append((env.data.account_id, env.data.channel, env.id))
+                subject = dict(r.headers).get("ce_subject", b"").decode()
+                if subject not in ids:
+                    continue  # other tests' records: sealed under keys of other databases
+                env = decode(r.headers, r.value, {subject: keys[subject]})
+                assert env.data.customer_name == "Ada Debtor" and b"Ada Debtor" not in r.value
+                assert (
+                    env.data.to in {"+14155550100", "ada@example.com"} and env.data.to.encode() not in r.value
+                )
+                got.append((env.data.account_id, env.data.channel, env.id))
 
     try:
         deadline = asyncio.get_running_loop().time() + 30
@@ -170,7 +181,7 @@ async def test_accounts_stop_reply_and_pause_override_through_the_runner_produce
 
         await run_tick(engine, d)
         relay.wake()
-        got = await _notices_due(broker.bootstrap_servers, (a, b, c), expect=3)
+        got = await _notices_due(broker.bootstrap_servers, segmenter_url, (a, b, c), expect=3)
         assert sorted(got) == sorted(
             [
                 (a, "sms", f"{a}:default:v1:s1:c0:sms"),
