@@ -20,7 +20,7 @@ from arrears_ingest.runs.service import (
     try_advisory_lock,
 )
 from arrears_ingest.validation import ValidationConfig
-from arrears_shared.cloudevents import Envelope, decode
+from arrears_shared.cloudevents import Envelope
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
 from arrears_shared.events import AccountChanged, IngestRejected
@@ -28,6 +28,7 @@ from arrears_shared.stream.transaction import Transaction, transaction
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from . import support
 from .sheetdata import HEADER, account_row, sheet
 
 SCHEMA = "ingest"
@@ -82,15 +83,8 @@ def make_ingestor(
 
 
 async def outbox_since(engine: AsyncEngine, after: int) -> tuple[int, list[Envelope]]:
-    async with engine.connect() as c:
-        rows = (
-            await c.execute(
-                text(f"SELECT id, value, headers FROM {SCHEMA}.outbox WHERE id > :a ORDER BY id"),
-                {"a": after},
-            )
-        ).all()
-    envs = [decode([(k, v.encode()) for k, v in r.headers], bytes(r.value)) for r in rows]
-    return (rows[-1].id if rows else after), envs
+    """The events after outbox id `after`, personal fields opened with the vault's keys (as a consumer)."""
+    return await support.outbox_since(engine, after, SCHEMA)
 
 
 def changes(envs: list[Envelope]) -> dict[str, list[str]]:

@@ -5,7 +5,6 @@ automatic replies recognised, and the Pub/Sub push endpoint waking the poller of
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -28,6 +27,8 @@ from arrears_shared.providers.gmail import GmailClient
 from arrears_shared.stream.transaction import transaction
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .support import open_json, row_record
 
 MAILBOX = "collections@arrears.test"
 
@@ -107,11 +108,13 @@ async def poll(engine: AsyncEngine, client: GmailClient, s: ResponsesSettings) -
 
 
 async def outbox(engine: AsyncEngine, topic: str) -> list[dict[str, Any]]:
+    """The data of the events written to `topic`, personal fields (sealed as written) opened as a consumer
+    opens them."""
     async with engine.connect() as c:
         rows = await c.execute(
-            text("SELECT value FROM responses.outbox WHERE topic = :t ORDER BY id"), {"t": topic}
+            text("SELECT headers, value FROM responses.outbox WHERE topic = :t ORDER BY id"), {"t": topic}
         )
-        return [json.loads(bytes(r.value)) for r in rows]
+        return await open_json(c, [row_record(r) for r in rows])
 
 
 async def test_history_polling_matching_bounces_auto_replies_and_resync(gmail: Any, db: AsyncEngine) -> None:

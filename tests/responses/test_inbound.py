@@ -23,7 +23,14 @@ from arrears_shared.events import DeliveryStatus, Intent, MessageSent, ReplyRece
 from arrears_shared.service import ServiceHost
 from sqlalchemy import text
 
-from .test_webhooks import collect_notices, collect_replies, failures_published, send_message_sent, wait_for
+from .test_webhooks import (
+    collect_notices,
+    collect_replies,
+    failures_published,
+    send_message_sent,
+    service_engine,
+    wait_for,
+)
 
 APP_SECRET = "whatsapp-app-secret-0123456789abcdef"
 VERIFY_TOKEN = "whatsapp-verify-token-42"
@@ -165,7 +172,7 @@ async def test_customer_text_from_a_known_number_is_a_reply_on_whatsapp(service,
     # Meta delivers the same notification again: nothing new
     assert (await client.post(PATH, content=body, headers=signed(body))).status_code == 200
 
-    envs = await collect_replies(broker.bootstrap_servers, account)
+    envs = await collect_replies(broker.bootstrap_servers, account, service_engine(host))
     assert len(envs) == 1
     ev = envs[0].data
     assert isinstance(ev, ReplyReceived)
@@ -190,13 +197,13 @@ async def test_stop_opts_out_and_is_confirmed_once_on_whatsapp(service, broker) 
         body = notification(messages=[msg])
         assert (await client.post(PATH, content=body, headers=signed(body))).status_code == 200
 
-    replies = await collect_replies(broker.bootstrap_servers, account)
+    replies = await collect_replies(broker.bootstrap_servers, account, service_engine(host))
     assert [e.data.intent for e in replies] == [Intent.HELP, Intent.OPT_OUT, Intent.OPT_OUT]
     assert {e.data.channel for e in replies} == {"whatsapp"}
     [(_, _, rule, _)] = await stored_replies(host, msgs[2]["id"])
     assert rule == "opt_out_keyword_channel"
 
-    notices = await collect_notices(broker.bootstrap_servers, account)
+    notices = await collect_notices(broker.bootstrap_servers, account, service_engine(host))
     by_purpose = {n.purpose: n for n in notices}
     assert sorted(n.purpose for n in notices) == ["help", "opt_out_confirmation"], notices
     confirmation, help_ = by_purpose["opt_out_confirmation"], by_purpose["help"]

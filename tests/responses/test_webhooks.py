@@ -9,7 +9,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,11 +21,14 @@ from arrears_responses.settings import ResponsesSettings
 from arrears_responses.webhooks.models import QuoWebhookEvent
 from arrears_responses.webhooks.service import handle_quo_event
 from arrears_shared import topics
-from arrears_shared.cloudevents import decode, encode
+from arrears_shared.cloudevents import Envelope, encode, header_map
 from arrears_shared.events import DeliveryStatus, Intent, MessageSent, ReplyReceived, Tier
 from arrears_shared.service import ServiceHost
 from auth_support import bearer, issue_key_async
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .support import open_records, row_record
 
 KEY = base64.b64encode(b"test-signing-key-0123456789abcdef").decode()
 OTHER_KEY = base64.b64encode(b"attacker-key-xxxxxxxxxxxxxxxxxxx").decode()
@@ -146,10 +149,28 @@ async def index_contact(
     await wait_for(indexed)
 
 
+def service_engine(host: ServiceHost) -> AsyncEngine:
+    """The running service's engine: its database holds the vault whose keys open what it wrote."""
+    assert host.ctx is not None
+    return host.ctx.engine
+
+
+async def of_account(engine: AsyncEngine, account: str, recs: Sequence[Any]) -> list[Envelope]:
+    """The records about `account` (by subject: other tests' records are sealed with their own databases'
+    keys), decoded as a consumer does."""
+    mine = [(r.headers, r.value) for r in recs if header_map(r.headers).get("ce_subject") == account]
+    if not mine:
+        return []
+    async with engine.connect() as conn:
+        envs = await open_records(conn, mine)
+    return [e for e in envs if e.subject == account]
+
+
 async def collect_replies(
-    bootstrap: str, account: str, settle_s: float = 2.0, within_s: float = 20.0
+    bootstrap: str, account: str, engine: AsyncEngine, settle_s: float = 2.0, within_s: float = 20.0
 ) -> list[Any]:
-    """Every ReplyReceived for `account` on the real topic (waits for the first, then `settle_s` more)."""
+    """Every ReplyReceived for `account` on the real topic (waits for the first, then `settle_s` more), its
+    personal fields opened with the data keys of `engine`'s database (the service's)."""
     c = AIOKafkaConsumer(
         topics.REPLY_RECEIVED,
         bootstrap_servers=bootstrap,
@@ -164,11 +185,9 @@ async def collect_replies(
         while time.monotonic() < deadline and (first_at is None or time.monotonic() - first_at < settle_s):
             batch = await c.getmany(timeout_ms=200)
             for recs in batch.values():
-                for r in recs:
-                    env = decode(r.headers, r.value)
-                    if env.subject == account:
-                        found.append(env)
-                        first_at = first_at or time.monotonic()
+                for env in await of_account(engine, account, recs):
+                    found.append(env)
+                    first_at = first_at or time.monotonic()
     finally:
         await c.stop()
     return found
@@ -193,7 +212,7 @@ async def test_signed_stop_reply_from_known_number_emits_exactly_one_reply_recei
         "status"
     ] == "duplicate"
 
-    envs = await collect_replies(broker.bootstrap_servers, account)
+    envs = await collect_replies(broker.bootstrap_servers, account, service_engine(host))
     assert len(envs) == 1
     ev = envs[0].data
     assert isinstance(ev, ReplyReceived)
@@ -210,7 +229,7 @@ async def test_promise_reply_carries_amount_and_date(service, broker) -> None:
     body = inbound(number, "I'll pay $200 on Friday")
     r = await client.post("/webhooks/quo", content=body, headers=sign(body, header="X-OpenPhone-Signature"))
     assert r.status_code == 200 and r.json()["intent"] == "promise_to_pay"
-    [env] = await collect_replies(broker.bootstrap_servers, account, settle_s=0.5)
+    [env] = await collect_replies(broker.bootstrap_servers, account, service_engine(host), settle_s=0.5)
     assert env.data.promise_amount_minor == 20_000
     assert env.data.promise_date is not None and env.data.promise_date.weekday() == 4
 
@@ -322,9 +341,9 @@ async def test_delivery_status_is_stored_on_the_sent_message(service, broker) ->
 
 
 async def collect_notices(
-    bootstrap: str, account: str, settle_s: float = 2.0, within_s: float = 20.0
+    bootstrap: str, account: str, engine: AsyncEngine, settle_s: float = 2.0, within_s: float = 20.0
 ) -> list[Any]:
-    """Every NoticeDue for `account` on the real notice-due topic."""
+    """Every NoticeDue for `account` on the real notice-due topic, personal fields opened (`collect_replies`)."""
     c = AIOKafkaConsumer(
         topics.NOTICE_DUE,
         bootstrap_servers=bootstrap,
@@ -338,11 +357,9 @@ async def collect_notices(
         first_at: float | None = None
         while time.monotonic() < deadline and (first_at is None or time.monotonic() - first_at < settle_s):
             for recs in (await c.getmany(timeout_ms=200)).values():
-                for r in recs:
-                    env = decode(r.headers, r.value)
-                    if env.subject == account:
-                        found.append(env.data)
-                        first_at = first_at or time.monotonic()
+                for env in await of_account(engine, account, recs):
+                    found.append(env.data)
+                    first_at = first_at or time.monotonic()
     finally:
         await c.stop()
     return found
@@ -356,14 +373,14 @@ async def test_sms_opt_out_is_confirmed_once_and_help_is_answered(service, broke
         body = inbound(number, text_)
         r = await client.post("/webhooks/quo", content=body, headers=sign(body))
         assert r.json()["status"] == "processed", r.text
-    notices = await collect_notices(broker.bootstrap_servers, account)
+    notices = await collect_notices(broker.bootstrap_servers, account, service_engine(host))
     by_purpose = {n.purpose: n for n in notices}
     assert sorted(n.purpose for n in notices) == ["help", "opt_out_confirmation"], notices
     confirmation, help_ = by_purpose["opt_out_confirmation"], by_purpose["help"]
     assert confirmation.to == number and confirmation.channel == "sms"
     assert "unsubscribed" in (confirmation.text or "") and "STOP" in (help_.text or "")
     assert confirmation.priority > 0 and confirmation.expires_at is not None
-    replies = await collect_replies(broker.bootstrap_servers, account, settle_s=0.5)
+    replies = await collect_replies(broker.bootstrap_servers, account, service_engine(host), settle_s=0.5)
     assert [e.data.intent for e in replies].count(Intent.OPT_OUT) == 3  # every opt-out still reaches everyone
 
 
@@ -380,7 +397,7 @@ async def test_auto_replies_can_be_switched_off(service, broker) -> None:
             text("SELECT count(*) FROM responses.auto_replies WHERE account_id = :a"), {"a": account}
         )
         assert n.scalar() == 0
-    assert await collect_notices(broker.bootstrap_servers, account, within_s=3) == []
+    assert await collect_notices(broker.bootstrap_servers, account, service_engine(host), within_s=3) == []
 
 
 # -- QUO's new webhook system (Standard Webhooks), issue #13 ---------------------------------------------
@@ -492,7 +509,7 @@ async def failures_published(host: ServiceHost, pmid: str) -> list[Any]:
                 {"t": topics.MESSAGE_SENT},
             )
         ).all()
-    envs = [decode([(k, v.encode()) for k, v in r.headers], bytes(r.value)) for r in rows]
+        envs = await open_records(c, [row_record(r) for r in rows])
     return [e for e in envs if isinstance(e.data, MessageSent) and e.data.provider_message_id == pmid]
 
 
