@@ -1003,6 +1003,8 @@ def test_each_service_signs_in_to_postgres_as_itself_and_only_init_containers_mi
                 "--service",
                 "iam",
                 "--service",
+                "vault",
+                "--service",
                 svc,
                 "--allow-ahead",
             ]

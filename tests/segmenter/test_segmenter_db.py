@@ -78,7 +78,9 @@ async def test_two_concurrent_tick_loops_never_duplicate_a_notice(segmenter_url)
     d = deps(NOON_NY)
     e1, e2 = make_engine(segmenter_url), make_engine(segmenter_url)
     try:
-        ids = [f"C-{i:04d}" for i in range(60)]
+        ids = [
+            f"C-{i:04d}" for i in range(140)
+        ]  # enough batches that all four loops get some, even on a busy machine
         await handle(e1, d, *[account(a) for a in ids])
         d.timer_batch = 7  # many small concurrent batches
 
