@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator
 from typing import Any
 
 import httpx
 from arrears_ingest.settings import IngestSettings
-from arrears_shared.cloudevents import Envelope, decode
-from arrears_shared.vault import cipher, fields
-from arrears_shared.vault.keys import Keys, vault
-from arrears_shared.vault.records import model_of, needs_opening
-from sqlalchemy import Row, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from arrears_shared.cloudevents import Envelope
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from vault_support import open_records, row_record
 
 try:  # tests/ is not a package: the module is `ingest.support` under pytest's rootdir-relative import
     from emulators.conftest_sheets import ServerThread, SheetsEmulator  # type: ignore[import-not-found]
@@ -24,13 +21,10 @@ __all__ = [
     "ServerThread",
     "SheetsEmulator",
     "WebhooksStayAnonymous",
-    "data_keys",
-    "decode_rows",
     "outbox_since",
 ]
 
 PUBLIC_PREFIXES = ("/ingest/payments/",)
-Headers = Sequence[tuple[str, bytes]]
 
 
 class WebhooksStayAnonymous(httpx.Auth):
@@ -55,41 +49,8 @@ async def outbox_since(engine: AsyncEngine, after: int, schema: str = "ingest") 
                 {"a": after},
             )
         ).all()
-        envs = await decode_rows(c, rows)
+        envs = await open_records(c, [row_record(r) for r in rows])
     return (rows[-1].id if rows else after), envs
-
-
-async def decode_rows(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[Envelope]:
-    """Outbox rows (`headers` jsonb, `value`) decoded as a consumer reads them: their sealed personal fields
-    opened with the data keys of the vault in `conn`'s database."""
-    records = [([(k, v.encode()) for k, v in r.headers], bytes(r.value)) for r in rows]
-    for h, v in records:
-        assert_sealed(h, v)
-    keys = await data_keys(conn, records)
-    return [decode(h, v, keys) for h, v in records]
-
-
-def assert_sealed(headers: Headers, value: bytes) -> None:
-    """Every personal field the record's data holds is ciphertext: its plaintext never reached the outbox."""
-    model = model_of(headers)
-    if model is None or not model.personal:
-        return
-    plain: list[str] = []
-
-    def check(v: str) -> str:
-        if not cipher.is_sealed(v):
-            plain.append(v)
-        return v
-
-    fields.apply(json.loads(value), model.personal, check)
-    assert not plain, f"{model.__name__}: {len(plain)} personal field(s) in plaintext"
-
-
-async def data_keys(conn: AsyncConnection, records: Iterable[tuple[Headers, bytes | None]]) -> Keys:
-    """The vault's data keys (in `conn`'s database) for every subject whose sealed fields `records` hold,
-    fetched at once: a plain dict for `decode`."""
-    subjects = {s for h, v in records if (s := needs_opening(h, v)) is not None}
-    return await vault().for_reading(conn, subjects) if subjects else {}
 
 
 def fast_settings(

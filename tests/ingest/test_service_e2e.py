@@ -34,9 +34,9 @@ from arrears_shared.events import AccountChanged, IngestRejected
 from arrears_shared.vault.records import needs_opening
 from auth_support import bearer, issue_key
 from typer.testing import CliRunner
+from vault_support import data_keys
 
 from .sheetdata import HEADER, account_row
-from .support import data_keys
 
 pytestmark = pytest.mark.e2e
 

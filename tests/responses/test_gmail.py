@@ -27,8 +27,7 @@ from arrears_shared.providers.gmail import GmailClient
 from arrears_shared.stream.transaction import transaction
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from .support import open_json, row_record
+from vault_support import open_json, row_record
 
 MAILBOX = "collections@arrears.test"
 

@@ -27,8 +27,7 @@ from arrears_shared.service import ServiceHost
 from auth_support import bearer, issue_key_async
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from .support import open_records, row_record
+from vault_support import open_records, row_record
 
 KEY = base64.b64encode(b"test-signing-key-0123456789abcdef").decode()
 OTHER_KEY = base64.b64encode(b"attacker-key-xxxxxxxxxxxxxxxxxxx").decode()

@@ -279,9 +279,8 @@ class ServiceHost:
         self._engine = await self._connect_db()
         url = self.s.database_url.get_secret_value()
         await asyncio.to_thread(upgrade, url, "iam")  # API keys and sessions, shared by every service
-        await asyncio.to_thread(upgrade, url, "vault")  # each account's data key (personal data)
         vault()  # fails fast, naming the variables, without the vault's master and index keys
-        await asyncio.to_thread(upgrade, url, self.name)
+        await asyncio.to_thread(upgrade, url, self.name)  # and the vault schema it depends on
         self.authenticator.bind(self._engine)
         self._producer = await self._connect_broker()
         relay = OutboxRelay(

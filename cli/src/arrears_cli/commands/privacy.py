@@ -31,7 +31,7 @@ def erase(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
     database_url: DbUrl = None,
 ) -> None:
-    """Erase an account's personal data everywhere by destroying its key (irreversible; audited)."""
+    """Erase an account's sealed personal data by destroying its key (irreversible; audited)."""
     if not yes:
         typer.confirm(f"Erase every piece of personal data of {account}? This cannot be undone", abort=True)
 
@@ -52,7 +52,11 @@ def erase(
         return erased
 
     if run_in_transaction(database_url, work):
-        typer.echo(f"{account}: key destroyed; its personal data is unreadable everywhere")
+        typer.echo(
+            f"{account}: key destroyed; its sealed personal data (events on every topic, outbox and dead-letter "
+            "topic; the console's read model) is unreadable and no search finds it. Tables not sealed yet still "
+            "hold copies: see docs/runbooks.md, \"Erasure and subject-access requests\""
+        )
     else:
         typer.echo(f"{account}: already erased")
 

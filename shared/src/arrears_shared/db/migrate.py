@@ -57,7 +57,13 @@ def alembic_config(url: str, service: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, service: str, revision: str = "head") -> Literal["migrated", "ahead"]:
+# Platform schemas every service's schema depends on: migrated first when a service is migrated to head.
+SERVICE_DEPENDS_ON: tuple[str, ...] = ("vault",)  # every service seals personal data with the vault's keys
+
+
+def upgrade(
+    url: str, service: str, revision: str = "head", *, dependencies: bool = True
+) -> Literal["migrated", "ahead"]:
     """Migrate one service's schema to `revision`. Blocking; call via `asyncio.to_thread` from async code.
 
     A schema already at a revision this release does not know was migrated by a newer release (a rollback
@@ -66,8 +72,9 @@ def upgrade(url: str, service: str, revision: str = "head") -> Literal["migrated
     release before them (docs/upgrades.md). Only the schema's *own* revision being unknown counts as
     ahead; a missing revision anywhere else (an incomplete release) still raises. Returns "ahead" then,
     else "migrated" (also when there was nothing to do)."""
-    if service not in PLATFORM_SCHEMAS and revision == "head":
-        upgrade(url, "vault")  # every service seals personal data with the vault's keys
+    if dependencies and service not in PLATFORM_SCHEMAS and revision == "head":
+        for platform in SERVICE_DEPENDS_ON:
+            upgrade(url, platform)
     cfg = alembic_config(url, service)
     if revision == "head":
         state = _nothing_to_do(cfg, url, service)
@@ -166,7 +173,7 @@ def downgrade(url: str, service: str, revision: str) -> None:
 
 def upgrade_all(url: str) -> None:
     for service in (*PLATFORM_SCHEMAS, *topology.services()):
-        upgrade(url, service)
+        upgrade(url, service, dependencies=False)  # the platform schemas come first
 
 
 def run_env() -> None:

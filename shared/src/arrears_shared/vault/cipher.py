@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 PREFIX = "pii1:"
 NONCE_BYTES = 12
+ERASED = "[erased]"  # shown for a sealed value whose account was erased
+UNREADABLE = "[unreadable]"  # shown for a sealed value that does not open (another account's, tampered)
 
 
 class Unreadable(Exception):
@@ -38,3 +40,21 @@ def open_(aead: AESGCM, subject: str, value: str) -> str:
         return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], subject.encode()).decode()
     except (InvalidTag, ValueError) as e:
         raise Unreadable(f"sealed value does not open for subject {subject!r}") from e
+
+
+def seal_value(aead: AESGCM, subject: str, value: str | None) -> str | None:
+    """A value for storage: sealed, or None/empty as it is."""
+    return seal(aead, subject, value) if value else value
+
+
+def open_value(aead: AESGCM | None, subject: str, value: str | None) -> str | None:
+    """A stored value for display: plaintext (written before sealing) as it is, `[erased]` without a key,
+    `[unreadable]` when it does not open."""
+    if not value or not is_sealed(value):
+        return value
+    if aead is None:
+        return ERASED
+    try:
+        return open_(aead, subject, value)
+    except Unreadable:
+        return UNREADABLE

@@ -16,12 +16,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..settings import VaultSettings
-from . import blind, cipher, store
+from . import blind, store
 from .master import KeyWrapper, LocalKeyWrapper, VaultKeyError, decode_key
 
 Keys = dict[str, AESGCM | None]
-ERASED = "[erased]"
-UNREADABLE = "[unreadable]"
 _CACHE_MAX = 200_000
 
 
@@ -54,9 +52,6 @@ class Vault:
         return cls(wrapper, s.vault_index_key.get_secret_value().encode(), s.vault_key_cache_s)
 
     # -- blind indexes ---------------------------------------------------------------------------------
-    def index(self, kind: str, value: str | None) -> str | None:
-        return blind.index(self._index_key, kind, value) if value else None
-
     def name_index(self, name: str | None) -> list[str]:
         """What a name is found by: every prefix (2+ characters) of each of its words."""
         terms = dict.fromkeys(p for w in blind.name_words(name or "") for p in blind.prefixes(w))
@@ -91,20 +86,6 @@ class Vault:
     def phone_query(self, q: str) -> str | None:
         digits = "".join(c for c in q if c.isdigit())
         return blind.index(self._index_key, "phone-tail", digits) if len(digits) >= 4 else None
-
-    def seal(self, aead: AESGCM, subject: str, value: str | None) -> str | None:
-        return cipher.seal(aead, subject, value) if value else value
-
-    def open(self, aead: AESGCM | None, subject: str, value: str | None) -> str | None:
-        """A stored value opened: plaintext (written before sealing) as it is, `[erased]` without a key."""
-        if not value or not cipher.is_sealed(value):
-            return value
-        if aead is None:
-            return ERASED
-        try:
-            return cipher.open_(aead, subject, value)
-        except cipher.Unreadable:
-            return UNREADABLE
 
     # -- keys ------------------------------------------------------------------------------------------
     def _cached(self, db: str, subjects: Iterable[str]) -> tuple[Keys, list[str]]:
@@ -154,16 +135,13 @@ class Vault:
         keys = await self.for_reading(conn, subjects)
         new = [s for s in dict.fromkeys(subjects) if s not in keys]
         if new:
-            raw = [AESGCM.generate_key(256) for _ in new]
-            await store.insert_missing(
-                conn,
-                new,
-                self.wrapper.current_id,
-                [self.wrapper.wrap(k, s.encode()) for s, k in zip(new, raw, strict=True)],
-            )
-            # re-read: a concurrent writer may have keyed (or erased) a subject first; its row won
-            stored = self._unwrap(await store.fetch(conn, new))
-            keys.update(stored)
+            raw = {s: AESGCM.generate_key(256) for s in new}
+            wrapped = [self.wrapper.wrap(raw[s], s.encode()) for s in new]
+            inserted = await store.insert_missing(conn, new, self.wrapper.current_id, wrapped)
+            keys.update({s: AESGCM(raw[s]) for s in inserted})
+            # a concurrent writer keyed (or erased) the others first: its row won, read it
+            lost = [s for s in new if s not in inserted]
+            keys.update(self._unwrap(await store.fetch(conn, lost)))
             # not cached until committed: the transaction may still roll back
         return {s: (k if k is not None else AESGCM(os.urandom(32))) for s, k in keys.items()}
 
@@ -187,9 +165,3 @@ def vault() -> Vault:
     if _vault is None:
         _vault = Vault.from_env()
     return _vault
-
-
-def reset() -> None:
-    """Forget the process's vault (tests that change the environment)."""
-    global _vault
-    _vault = None

@@ -36,16 +36,19 @@ async def fetch(conn: AsyncConnection, subjects: Collection[str]) -> dict[str, S
 
 async def insert_missing(
     conn: AsyncConnection, subjects: list[str], kek_id: str, wrapped: list[bytes]
-) -> None:
-    """Store new keys; a subject another transaction keyed first keeps that key (re-read by the caller)."""
-    await conn.execute(
+) -> set[str]:
+    """Store new keys; returns the subjects stored. One another transaction keyed (or erased) first keeps
+    that row (re-read by the caller)."""
+    rows = await conn.execute(
         text(
             f"""INSERT INTO {TABLE} (subject, kek_id, wrapped_key)
                 SELECT s, :k, w FROM unnest(CAST(:s AS text[]), CAST(:w AS bytea[])) AS t(s, w)
-                ON CONFLICT (subject) DO NOTHING"""
+                ON CONFLICT (subject) DO NOTHING
+                RETURNING subject"""
         ),
         {"s": subjects, "k": kek_id, "w": wrapped},
     )
+    return {r[0] for r in rows}
 
 
 async def tombstone(conn: AsyncConnection, subject: str, by: str) -> bool:

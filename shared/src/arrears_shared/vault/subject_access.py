@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import cipher, store
-from .keys import ERASED, UNREADABLE, vault
+from .keys import vault
 
 _SKIP_SCHEMAS = ("pg_catalog", "information_schema", "vault")
 
@@ -25,14 +25,7 @@ _SKIP_SCHEMAS = ("pg_catalog", "information_schema", "vault")
 def open_everything(value: Any, aead: AESGCM | None, subject: str) -> Any:
     """`value` (a column value or JSON document) with every sealed string opened (or `[erased]`)."""
     if isinstance(value, str):
-        if not cipher.is_sealed(value):
-            return value
-        if aead is None:
-            return ERASED
-        try:
-            return cipher.open_(aead, subject, value)
-        except cipher.Unreadable:
-            return UNREADABLE
+        return cipher.open_value(aead, subject, value)
     if isinstance(value, dict):
         return {k: open_everything(v, aead, subject) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -26,6 +26,7 @@ from arrears_shared.events import (
 )
 from arrears_shared.money import format_minor
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.vault.cipher import seal_value
 from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 
@@ -133,7 +134,7 @@ async def _upsert_accounts(tx: Transaction, acc: list[AccountChanged]) -> None:
            WHERE {s}.accounts.as_of <= EXCLUDED.as_of""",
         {
             "id": ("text", [a.account_id for a in acc]),
-            "name": ("text", [v.seal(keys[a.account_id], a.account_id, a.customer_name) for a in acc]),
+            "name": ("text", [seal_value(keys[a.account_id], a.account_id, a.customer_name) for a in acc]),
             "bal": ("bigint", [a.balance_minor for a in acc]),
             "cur": ("text", [a.currency for a in acc]),
             "due": ("date", [a.due_date for a in acc]),
@@ -144,8 +145,8 @@ async def _upsert_accounts(tx: Transaction, acc: list[AccountChanged]) -> None:
             "ec": ("boolean", [a.email_consent for a in acc]),
             "lp": ("date", [a.last_payment_date for a in acc]),
             "asof": ("timestamptz", [a.as_of for a in acc]),
-            "ph": ("text", [v.seal(keys[a.account_id], a.account_id, a.phone) for a in acc]),
-            "em": ("text", [v.seal(keys[a.account_id], a.account_id, a.email) for a in acc]),
+            "ph": ("text", [seal_value(keys[a.account_id], a.account_id, a.phone) for a in acc]),
+            "em": ("text", [seal_value(keys[a.account_id], a.account_id, a.email) for a in acc]),
             "nb": ("text", [" ".join(v.name_index(a.customer_name)) for a in acc]),
             "pb": ("text", [" ".join(v.phone_index(a.phone)) for a in acc]),
             "eb": ("text", [" ".join(v.email_index(a.email)) for a in acc]),

@@ -9,6 +9,7 @@ from arrears_shared import paging
 from arrears_shared.auth.masking import mask_email, mask_name, mask_phone
 from arrears_shared.events import AgingBucket
 from arrears_shared.money import RateTable, configured_rates, note_unpriced
+from arrears_shared.vault.cipher import open_value
 from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -156,7 +157,7 @@ async def accounts(
     keys = await v.for_reading(conn, [r.account_id for r in rows])
 
     def opened(r: Any, value: str | None) -> str | None:
-        return v.open(keys.get(r.account_id), r.account_id, value)
+        return open_value(keys.get(r.account_id), r.account_id, value)
 
     items = [
         AccountView(
