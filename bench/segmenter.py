@@ -10,6 +10,9 @@ On the embedded broker (Tansu) and embedded PostgreSQL with the settings `arrear
 The last line printed is exactly:
   BENCH segmenter accounts=<n> plan_s=<s> tick_10k_s=<s>
 
+The events are sealed as ingest publishes them (personal fields encrypted, one data key per account);
+BENCH_PLAINTEXT=1 produces them unsealed, to measure what the vault costs.
+
 Usage: python bench/segmenter.py [--accounts 100000] [--partitions 6] [--fast-postgres]
 """
 
@@ -40,10 +43,12 @@ from arrears_shared.db.migrate import upgrade
 from arrears_shared.events import AccountChanged
 from arrears_shared.stream.runner import StreamRunner
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.vault.records import seal_records  # noqa: E402
 from common import create_topics, ensure_stack_keys, produce_all  # noqa: E402  (bench/ is on sys.path)
 from sqlalchemy import text
 
 NOOP = bool(os.environ.get("BENCH_NOOP"))
+PLAINTEXT = bool(os.environ.get("BENCH_PLAINTEXT"))  # events unsealed, as before #16: the cost of the vault
 NOW = datetime(2026, 5, 6, 16, 0, tzinfo=UTC)  # Wednesday: 12:00 New York, 17:00 London, 21:30 Kolkata
 PLACES = [
     ("America/New_York", "US", "NY"),
@@ -103,7 +108,13 @@ async def bench_plan(bootstrap: str, url: str, n: int, partitions: int, deps: De
     await create_topics(
         bootstrap, [topics.ACCOUNT_CHANGED, f"{topics.ACCOUNT_CHANGED}.segmenter.dlq"], partitions
     )
-    await produce_all(bootstrap, topics.ACCOUNT_CHANGED, accounts(n))  # on the broker before timing starts
+    recs = accounts(n)
+    if not PLAINTEXT:  # as ingest publishes them: personal fields sealed, a data key per account in the vault
+        engine = make_engine(url)
+        async with engine.begin() as conn:
+            recs = await seal_records(conn, recs)
+        await engine.dispose()
+    await produce_all(bootstrap, topics.ACCOUNT_CHANGED, recs)  # on the broker before timing starts
     settings = SegmenterSettings(
         service_name="segmenter", kafka_bootstrap_servers=bootstrap, database_url=url
     )
