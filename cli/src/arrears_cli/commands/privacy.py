@@ -55,7 +55,7 @@ def erase(
         typer.echo(
             f"{account}: key destroyed; its sealed personal data (events on every topic, outbox and dead-letter "
             "topic; the console's read model) is unreadable and no search finds it. Tables not sealed yet still "
-            "hold copies: see docs/runbooks.md, \"Erasure and subject-access requests\""
+            'hold copies: see docs/runbooks.md, "Erasure and subject-access requests"'
         )
     else:
         typer.echo(f"{account}: already erased")
