@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import base64
 import os
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from . import fields
 
 PREFIX = "pii1:"
 NONCE_BYTES = 12
@@ -58,3 +61,17 @@ def open_value(aead: AESGCM | None, subject: str, value: str | None) -> str | No
         return open_(aead, subject, value)
     except Unreadable:
         return UNREADABLE
+
+
+def seal_fields(aead: AESGCM, subject: str, data: Any, paths: tuple[str, ...]) -> Any:
+    """`data` (a JSON document, changed in place and returned) with the strings at `paths` sealed
+    (`Event.personal` syntax: `a`, `a.*`, `a.*.b`); values already sealed stay as they are."""
+    fields.apply(data, paths, lambda v: v if is_sealed(v) else seal(aead, subject, v))
+    return data
+
+
+def open_fields(aead: AESGCM | None, subject: str, data: Any, paths: tuple[str, ...]) -> Any:
+    """`data` (changed in place and returned) with the sealed strings at `paths` opened for use or display
+    (`[erased]` without a key, as `open_value`)."""
+    fields.apply(data, paths, lambda v: open_value(aead, subject, v) or v)
+    return data

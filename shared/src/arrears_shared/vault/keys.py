@@ -52,6 +52,11 @@ class Vault:
         return cls(wrapper, s.vault_index_key.get_secret_value().encode(), s.vault_key_cache_s)
 
     # -- blind indexes ---------------------------------------------------------------------------------
+    def exact_index(self, kind: str, value: str | None) -> str | None:
+        """The blind index an equality lookup uses (`kind`: "phone", "email", "address", ...; the value is
+        normalised for phone and email), or None for no value."""
+        return blind.index(self._index_key, kind, value) if value else None
+
     def name_index(self, name: str | None) -> list[str]:
         """What a name is found by: every prefix (2+ characters) of each of its words."""
         terms = dict.fromkeys(p for w in blind.name_words(name or "") for p in blind.prefixes(w))

@@ -73,14 +73,10 @@ async def seal_records(conn: AsyncConnection, records: Sequence[Any]) -> list[An
     keys = await vault().for_writing(conn, {w[3] for w in work})
     out = list(records)
     for i, model, data, subject in work:
-        if fields.apply(data, model.personal, _sealer(keys[subject], subject)):
-            value = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-            out[i] = replace(records[i], value=value)
+        cipher.seal_fields(keys[subject], subject, data, model.personal)
+        value = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        out[i] = replace(records[i], value=value)
     return out
-
-
-def _sealer(aead: AESGCM, subject: str) -> fields.Transform:
-    return lambda v: v if cipher.is_sealed(v) else cipher.seal(aead, subject, v)
 
 
 def open_data(
