@@ -150,6 +150,24 @@ async def test_personal_fields_are_sealed_on_the_topic_and_unreadable_after_eras
     )
     assert again_out.exit_code == 0 and "already erased" in again_out.output
 
+    # `arrears dlq show --payload` prints what is stored; `--open` opens it with the account's key
+    async def show(rec, *extra: str) -> dict:  # type: ignore[no-untyped-def]
+        ref = f"{rec.topic}/{rec.partition}/{rec.offset}"
+        args = ["dlq", "show", ref, "--payload", "--bootstrap-servers", broker.bootstrap_servers, *extra]
+        out = await asyncio.to_thread(CliRunner().invoke, cli_app, [*args, "--database-url", url])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.output)
+
+    stored = await show(by_account[ev2.account_id])
+    assert ev2.customer_name not in stored["value"] and "pii1:" in stored["value"]
+    assert (
+        json.loads((await show(by_account[ev2.account_id], "--open"))["value"])["customer_name"]
+        == ev2.customer_name
+    )
+    assert (
+        json.loads((await show(by_account[ev1.account_id], "--open"))["value"])["customer_name"] == "[erased]"
+    )
+
     # the subject-access report of account 2 shows its data opened, of account 1 only that it was erased
     report = await asyncio.to_thread(
         CliRunner().invoke, cli_app, ["export", ev1.account_id, "--database-url", url]

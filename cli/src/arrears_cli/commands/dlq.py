@@ -16,6 +16,7 @@ from arrears_shared.audit import append
 from arrears_shared.dlq import DeadLetter, Filter, ScanResult, replay, scan
 from arrears_shared.settings import KafkaSettings
 from arrears_shared.stream import dead_letter as dl
+from arrears_shared.vault.subject_access import opened_for_display
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from arrears_cli.db import DbUrl, cli_actor, run_in_transaction
@@ -90,12 +91,25 @@ def show(
     ref: Annotated[str, typer.Argument(help="TOPIC/PARTITION/OFFSET as printed by `list`")],
     bootstrap_servers: BootstrapOpt = None,
     payload: Annotated[bool, typer.Option("--payload", help="Also print the record value")] = False,
+    open_personal: Annotated[
+        bool,
+        typer.Option(
+            "--open",
+            help="With --payload: open its sealed personal fields with the account's key (needs the database "
+            "and ARREARS_VAULT_* keys; [erased] after erasure)",
+        ),
+    ] = False,
+    database_url: DbUrl = None,
 ) -> None:
-    """Show one record: every header (incl. the stack trace) and, on request, its value."""
+    """Show one record: every header (incl. the stack trace) and, on request, its value (personal fields
+    sealed, as stored, unless --open)."""
     d = _find(ref, bootstrap_servers)
     out = d.summary() | {"headers": d.h}
     if payload:
-        out["value"] = (d.value or b"").decode("utf-8", "replace")
+        value = d.value
+        if open_personal:
+            value = run_in_transaction(database_url, lambda c: opened_for_display(c, d.headers, d.value))
+        out["value"] = (value or b"").decode("utf-8", "replace")
     typer.echo(json.dumps(out, indent=2))
 
 

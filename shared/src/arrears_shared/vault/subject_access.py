@@ -8,6 +8,8 @@ of the account, in any table, outbox, topic or dead-letter topic, is unreadable 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import cipher, store
 from .keys import vault
+from .records import needs_opening
 
 _SKIP_SCHEMAS = ("pg_catalog", "information_schema", "vault")
 
@@ -37,6 +40,25 @@ def open_everything(value: Any, aead: AESGCM | None, subject: str) -> Any:
     if isinstance(value, bytes | memoryview):
         return None  # binary columns (outbox values, wrapped keys) are not part of the report
     return value
+
+
+async def opened_for_display(
+    conn: AsyncConnection, headers: Sequence[tuple[str, bytes]] | None, value: bytes | None
+) -> bytes | None:
+    """A stored record's value (a dead letter, an outbox row) with its sealed personal data opened with the
+    account's key (`[erased]` once the key is destroyed), for people who may see personal data. Unchanged
+    when nothing in it is sealed, it is not JSON, or the vault has no key for its subject."""
+    subject = needs_opening(headers, value)
+    if subject is None or value is None:
+        return value
+    keys = await vault().for_reading(conn, [subject])
+    if subject not in keys:
+        return value
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return value
+    return json.dumps(open_everything(data, keys[subject], subject), ensure_ascii=False).encode()
 
 
 async def tables_with_accounts(conn: AsyncConnection) -> list[tuple[str, str]]:

@@ -14,9 +14,7 @@ from arrears_shared import dlq as dead_letters
 from arrears_shared.auth.masking import mask_email, mask_name, mask_phone
 from arrears_shared.stream import dead_letter as dl
 from arrears_shared.topology import dlq_topics
-from arrears_shared.vault.keys import vault
-from arrears_shared.vault.records import SEALED_MARK
-from arrears_shared.vault.subject_access import open_everything
+from arrears_shared.vault.subject_access import opened_for_display
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -190,20 +188,8 @@ def mask_data(v: Any, key: str | None = None) -> Any:
 
 
 async def opened_value(conn: AsyncConnection, d: dead_letters.DeadLetter) -> bytes | None:
-    """The record's value with its sealed personal fields opened with the account's key (`[erased]` once
-    the key is destroyed), for people who may see personal data. Unchanged when nothing in it is sealed or
-    the vault has no key for its subject."""
-    subject = d.h.get("ce_subject")
-    if not d.value or not subject or SEALED_MARK not in d.value:
-        return d.value
-    try:
-        data = json.loads(d.value)
-    except ValueError:
-        return d.value
-    keys = await vault().for_reading(conn, [subject])
-    if subject not in keys:
-        return d.value
-    return json.dumps(open_everything(data, keys[subject], subject), ensure_ascii=False).encode()
+    """The record's value with its sealed personal fields opened (arrears_shared.vault.subject_access)."""
+    return await opened_for_display(conn, d.headers, d.value)
 
 
 def payload_text(value: bytes | None, sees_pii: bool) -> tuple[str, bool]:
