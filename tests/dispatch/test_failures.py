@@ -17,8 +17,10 @@ from arrears_dispatcher_email.settings import EmailSettings
 from arrears_shared.cloudevents import Envelope, decode
 from arrears_shared.db.migrate import upgrade
 from arrears_shared.delivery import DeliveryEngine, allow_all
-from arrears_shared.events import MessageSent
+from arrears_shared.events import MessageSent, NoticeDue
 from arrears_shared.stream.transaction import transaction
+from arrears_shared.vault import cipher
+from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 from vault_support import SyncKeys, opened_json
 
@@ -128,6 +130,7 @@ async def test_last_attempt_goes_to_the_dlq_and_a_replay_sends_once(
     )
     keys = {n.account_id: SyncKeys(db)[n.account_id]}  # the vault's key of the account (a plain mapping)
     env: Envelope = decode([(k, v.encode()) for k, v in dlq.headers], bytes(dlq.value), keys)
+    assert isinstance(env.data, NoticeDue)
     assert env.data.notice_id == n.notice_id and env.id.startswith("dlq:")
     assert env.data == n and n.to.encode() not in bytes(dlq.value)  # the dead letter holds it sealed
     # `arrears dlq replay` republishes exactly this record (same ce_id); the service applies it once
@@ -318,8 +321,13 @@ async def test_a_hard_bounce_reported_by_responses_marks_the_address_invalid(
     ev = {e["notice_id"]: e for e in await message_sent_events(eng.engine, EMAIL_SCHEMA)}
     assert ev["later-email-1"]["reason"] == "channel_invalid: bounced: 5.1.1"
     async with eng.engine.connect() as c:
-        addresses = (await c.execute(text(f"SELECT address FROM {EMAIL_SCHEMA}.invalid_channels"))).scalars()
-        assert list(addresses) == [first.to]  # our own events are not read back as verdicts
+        addresses = list(
+            (await c.execute(text(f"SELECT address FROM {EMAIL_SCHEMA}.invalid_channels"))).scalars()
+        )
+        aead = (await vault().for_reading(c, [first.account_id]))[first.account_id]
+    assert all(cipher.is_sealed(a) and first.to not in a for a in addresses)  # stored sealed
+    opened = [cipher.open_value(aead, first.account_id, a) for a in addresses]
+    assert opened == [first.to]  # our own events are not read back as verdicts
 
 
 # -- wire fidelity (issue #13) -----------------------------------------------------------------------------

@@ -81,7 +81,15 @@ def test_engine_and_runner_dead_letters_have_one_layout() -> None:
 
 def test_default_check_chain_order() -> None:
     names = [getattr(c, "__name__", "") for c in default_checks(allow_all)]
-    assert names == ["opted_out", "held", "invalid_channel", "expired", "one_per_account", "compliance_gate"]
+    assert names == [
+        "erased",  # nothing is ever sent to an erased account, whatever the other checks say
+        "opted_out",
+        "held",
+        "invalid_channel",
+        "expired",
+        "one_per_account",
+        "compliance_gate",
+    ]
 
 
 async def test_waking_transaction_wakes_once_committed(db: str) -> None:

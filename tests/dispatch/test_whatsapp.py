@@ -26,6 +26,7 @@ from arrears_emulators.whatsapp.app import WhatsAppConfig, create_app
 from arrears_shared.db.migrate import upgrade
 from arrears_shared.delivery import DeliveryEngine, allow_all
 from arrears_shared.events import AgingBucket, NoticeDue, Tier, utcnow
+from arrears_shared.vault import cipher
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -291,15 +292,23 @@ async def test_reply_answer_is_text_inside_the_window_and_a_template_outside(
     # chosen at render time, not by trying a text first: no send was refused
     assert emulator_stats(whatsapp.url)["by_status"] == {"200": 3}
     async with eng.engine.connect() as c:
-        rendered = {
-            r.notice_id: r.rendered["type"]
+        stored = {
+            r.notice_id: r.rendered
             for r in await c.execute(text(f"SELECT notice_id, rendered FROM {SCHEMA}.deliveries"))
         }
+    rendered = {nid: r["type"] for nid, r in stored.items()}
     assert rendered == {
         inside.notice_id: "text",
         outside.notice_id: "template",
         closing.notice_id: "template",
     }
+    # stored sealed: the text body and the template parameters; the template's name stays readable
+    assert cipher.is_sealed(stored[inside.notice_id]["text"]["body"])
+    assert "Reply PAY" not in json.dumps(stored[inside.notice_id])
+    template = stored[outside.notice_id]["template"]
+    assert template["name"] == "arrears_help"
+    [param] = template["components"][0]["parameters"]
+    assert param["type"] == "text" and cipher.is_sealed(param["text"])
 
 
 async def test_text_refused_as_outside_the_window_goes_as_its_template_once(

@@ -36,6 +36,10 @@ class DeliveryRow:
     created_at: datetime
     updated_at: datetime
     route: str | None = None
+    # The account was erased (its data key destroyed): the row's personal fields read `[erased]`; never sent.
+    erased: bool = False
+    # A sealed personal field did not open (no key for it, or sealed for another one): never sent.
+    unreadable: bool = False
 
 
 @dataclass(frozen=True, slots=True)

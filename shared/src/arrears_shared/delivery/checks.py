@@ -6,6 +6,7 @@ at most) and returns the per-row check, a plain function (or an async one, when 
 compliance gate): `None` passes the row on, a `Verdict` stops it. A new check is one entry in
 `default_checks`. Answers to the customer's own message (the opt-out confirmation, the HELP text)
 are exempt from the opt-out they confirm, from holds and from the compliance gate; dunning notices never are.
+Nothing, of any purpose, is ever sent to an erased account (`erased`, the first check).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Literal
 from sqlalchemy import text
 
 from ..stream.transaction import Transaction
+from ..vault.cipher import is_sealed
 from .channel import DeliveryRow
 from .gate import Gate
+from .sealing import address_index
 
 log = logging.getLogger("arrears_shared.delivery.engine")  # the engine's one logger, whichever stage logs
 
@@ -59,6 +62,8 @@ Check = Callable[[Scope], Awaitable[RowCheck | AsyncRowCheck]]
 SKIP = Verdict("skip")
 OPTED_OUT = Verdict("suppress", "opted_out")
 EXPIRED = Verdict("suppress", "expired")
+ERASED = Verdict("suppress", "erased")
+UNREADABLE = Verdict("fail", "unreadable: personal data does not open with the account's key")
 
 
 async def _accounts(scope: Scope, table: str, where: str = "") -> set[str]:
@@ -69,6 +74,16 @@ async def _accounts(scope: Scope, table: str, where: str = "") -> set[str]:
         {"a": scope.accounts, "c": scope.channel},
     )
     return {r.account_id for r in rows}
+
+
+async def erased(scope: Scope) -> RowCheck:
+    """The account was erased (its data key destroyed): nothing is ever sent to it, suppressed. A row whose
+    sealed data does not open (no key, another key) cannot be sent either: failed permanently."""
+
+    def check(row: DeliveryRow) -> Verdict | None:
+        return ERASED if row.erased else UNREADABLE if row.unreadable else None
+
+    return check
 
 
 async def opted_out(scope: Scope) -> RowCheck:
@@ -95,20 +110,28 @@ async def held(scope: Scope) -> RowCheck:
 
 
 async def invalid_channel(scope: Scope) -> RowCheck:
-    """The address was found invalid (a provider rejection, a hard bounce): failed permanently."""
-    invalid = {
-        (r.account_id, r.address): r.reason
-        for r in await scope.tx.conn.execute(
-            text(
-                f"SELECT account_id, address, reason FROM {scope.schema}.invalid_channels WHERE channel = :c"
-                " AND account_id = ANY(:a)"
-            ),
-            {"a": scope.accounts, "c": scope.channel},
-        )
-    }
+    """The address was found invalid (a provider rejection, a hard bounce): failed permanently. Addresses are
+    sealed: matched by their blind index (`address_bidx`); a row written before sealing (no index, plaintext
+    address) by the address itself; a sealed one without an index (its account was erased) never matches."""
+    by_index: dict[tuple[str, str], str] = {}
+    by_address: dict[tuple[str, str], str] = {}
+    for r in await scope.tx.conn.execute(
+        text(
+            f"SELECT account_id, address, address_bidx, reason FROM {scope.schema}.invalid_channels"
+            " WHERE channel = :c AND account_id = ANY(:a)"
+        ),
+        {"a": scope.accounts, "c": scope.channel},
+    ):
+        if r.address_bidx is not None:
+            by_index[(r.account_id, r.address_bidx)] = r.reason
+        elif not is_sealed(r.address):
+            by_address[(r.account_id, r.address)] = r.reason
+    accounts = {a for a, _ in by_index}
 
     def check(row: DeliveryRow) -> Verdict | None:
-        bad = invalid.get((row.account_id, row.to_address))
+        bad = by_address.get((row.account_id, row.to_address))
+        if bad is None and row.account_id in accounts:
+            bad = by_index.get((row.account_id, address_index(scope.channel, row.to_address) or ""))
         return None if bad is None else Verdict("fail", f"channel_invalid: {bad}"[:500])
 
     return check
@@ -171,4 +194,4 @@ def compliance(gate: Gate) -> Check:
 
 def default_checks(gate: Gate) -> list[Check]:
     """The chain, in order: the first check that stops a row decides."""
-    return [opted_out, held, invalid_channel, expired, one_per_account, compliance(gate)]
+    return [erased, opted_out, held, invalid_channel, expired, one_per_account, compliance(gate)]

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 
 from ..stream.transaction import Transaction
+from ..vault.keys import vault
 from . import limiter
 from .binding import Binding
 from .chain import CheckChain
@@ -25,6 +26,7 @@ from .channel import DeliveryRow, Rendered
 from .quota import Quota
 from .routes import FALLBACK, PRIMARY, Routes
 from .rows import COLUMNS, to_row
+from .sealing import seal_rendered
 
 log = logging.getLogger("arrears_shared.delivery.engine")  # the engine's one logger, whichever stage logs
 
@@ -122,16 +124,20 @@ class Claimer:
         return route
 
     async def _due(self, tx: Transaction, n: int) -> list[DeliveryRow]:
-        return [
-            to_row(r)
-            for r in await tx.conn.execute(
+        """The due rows, opened with one `for_reading` of their accounts (an erased one's are flagged)."""
+        found = (
+            await tx.conn.execute(
                 text(
                     f"SELECT {COLUMNS} FROM {self.bound.schema}.deliveries WHERE state = 'queued' AND next_attempt_at <= now()"
                     " ORDER BY priority DESC, next_attempt_at LIMIT :n FOR UPDATE SKIP LOCKED"
                 ),
                 {"n": n},
             )
-        ]
+        ).all()
+        if not found:
+            return []
+        keys = await vault().for_reading(tx.conn, {r.account_id for r in found})
+        return [to_row(r, keys) for r in found]
 
     async def _within_quota(
         self, tx: Transaction, route: str, sendable: Sendable, now: datetime
@@ -177,6 +183,8 @@ class Claimer:
             batch.retry_in_s = retry_in(reserved.ahead_s, rate, burst)
             return None
         sendable = sendable[:granted]
+        # the rendered message is stored sealed (a resend reuses it); the plaintext is what is sent now
+        keys = await vault().for_writing(tx.conn, {row.account_id for row, _ in sendable})
         await tx.conn.execute(
             text(
                 f"UPDATE {s}.deliveries d SET state = 'sending', attempts = d.attempts + 1, route = :route,"
@@ -188,7 +196,11 @@ class Claimer:
                 "route": route,
                 "js": json.dumps(
                     [
-                        {"notice_id": row.notice_id, "rendered": rendered, "delay": delay}
+                        {
+                            "notice_id": row.notice_id,
+                            "rendered": seal_rendered(keys[row.account_id], row.account_id, rendered),
+                            "delay": delay,
+                        }
                         for (row, rendered), delay in zip(sendable, reserved.delays, strict=False)
                     ]
                 ),

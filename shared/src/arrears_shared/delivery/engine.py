@@ -1,7 +1,7 @@
 """The delivery state machine: notice-due -> deliveries row -> provider -> message-sent.
 
 States: `queued` -> `sending` (committed BEFORE the provider call) -> `sent` | `failed`; `queued` ->
-`suppressed` (opted out / gate / expired). A row found in `sending` older than
+`suppressed` (erased / opted out / gate / expired). A row found in `sending` older than
 `ARREARS_DISPATCH_IN_DOUBT_AFTER_S` is in doubt and is reconciled with the provider: found -> `sent`, not
 found -> `queued` again. So a crash before the provider call never loses a notice (it is resent), and a crash
 after the provider accepted never sends twice (it is found).
@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import topics
@@ -45,7 +44,7 @@ from .reconcile import Reconciler
 from .routes import FALLBACK, PRIMARY, Routes
 from .send import Sender
 from .settings import DispatchSettings
-from .settle import DeliveryFailed, Settler
+from .settle import DeliveryFailed, Settler, mark_invalid
 
 log = logging.getLogger(__name__)
 
@@ -256,13 +255,7 @@ class DeliveryEngine:
     async def mark_channel_invalid(self, account_id: str, address: str, reason: str) -> None:
         """For signals that arrive later (a DSN bounce, an 'undelivered' status webhook)."""
         async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    f"INSERT INTO {self.bound.schema}.invalid_channels (account_id, channel, address, reason)"
-                    " VALUES (:a, :c, :t, :r) ON CONFLICT DO NOTHING"
-                ),
-                {"a": account_id, "c": self.channel.channel, "t": address, "r": reason[:500]},
-            )
+            await mark_invalid(conn, self.bound.schema, account_id, self.channel.channel, address, reason)
 
     def backoff(self, attempts: int) -> float:
         return self.sender.backoff(attempts)

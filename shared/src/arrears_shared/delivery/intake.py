@@ -5,10 +5,14 @@ another service (a hard bounce found later) -> the address is invalid for later 
 Replays are no-ops twice over: the inbox drops a repeated ce_id, and a notice id already recorded is ignored
 (ON CONFLICT DO NOTHING). The one exception is the replay of a dead-lettered notice: its ce_id is the
 `dlq_id` the engine gave the DLQ record, and only that id revives the failed delivery (once: the id is
-cleared)."""
+cleared).
+
+Personal data is sealed as it is written (`sealing`): the address and the personal fields of a notice, the
+address of an invalid channel (found by its blind index)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +22,11 @@ from sqlalchemy import text
 from ..cloudevents import Envelope
 from ..events import DeliveryStatus, Intent, MessageSent, NoticeDue, ReplyReceived
 from ..stream.transaction import Transaction
+from ..vault.cipher import seal_fields, seal_value
+from ..vault.keys import vault
 from .binding import Binding
 from .channel import Channel
+from .sealing import invalid_address, live_keys
 from .settings import DispatchSettings
 
 Params = list[dict[str, Any]]
@@ -84,7 +91,7 @@ def _notice(into: Incoming, env: Envelope, ev: NoticeDue) -> None:
             "account_id": ev.account_id,
             "channel": ev.channel,
             "to": ev.to,
-            "payload": ev.model_dump_json(),
+            "payload": ev.model_dump(mode="json"),  # sealed and serialised by `_write`
             "priority": ev.priority,
             "due": ev.due_at,
         }
@@ -104,8 +111,28 @@ def _reply(into: Incoming, ev: ReplyReceived) -> None:
         into.holds.append({"a": ev.account_id, "c": ev.channel, "r": ev.reply_id})
 
 
+async def _seal(tx: Transaction, into: Incoming) -> None:
+    """Seal the batch's personal data in place (one `for_writing` of its accounts): a notice's address and the
+    personal fields of its payload; an invalid address, with its blind index (none for an erased account:
+    its verdicts are dropped, nothing is sent to it anyway)."""
+    if into.notices:
+        keys = await vault().for_writing(tx.conn, {p["account_id"] for p in into.notices})
+        for p in into.notices:
+            a, aead = p["account_id"], keys[p["account_id"]]
+            p["to"] = seal_value(aead, a, p["to"])
+            p["payload"] = json.dumps(seal_fields(aead, a, p["payload"], NoticeDue.personal))
+    if into.invalid:
+        live = await live_keys(tx.conn, {p["a"] for p in into.invalid})
+        into.invalid = [
+            {**p, **invalid_address(live[p["a"]], p["a"], p["c"], p["t"])}
+            for p in into.invalid
+            if p["a"] in live
+        ]
+
+
 async def _write(tx: Transaction, into: Incoming) -> None:
     s = tx.schema
+    await _seal(tx, into)
     if into.notices:
         await _run(
             tx,
@@ -129,8 +156,8 @@ async def _write(tx: Transaction, into: Incoming) -> None:
     if into.invalid:
         await _run(
             tx,
-            f"INSERT INTO {s}.invalid_channels (account_id, channel, address, reason, notice_id)"
-            " VALUES (:a, :c, :t, :r, :n) ON CONFLICT DO NOTHING",
+            f"INSERT INTO {s}.invalid_channels (account_id, channel, address, address_bidx, reason, notice_id)"
+            " VALUES (:a, :c, :t, :b, :r, :n) ON CONFLICT DO NOTHING",
             into.invalid,
         )
     if into.opt_outs:

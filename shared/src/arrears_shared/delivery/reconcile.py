@@ -1,6 +1,7 @@
 """In-doubt reconciliation: a row left in `sending` longer than the in-doubt age is looked up at the
 provider: found -> `sent`, accepted but undelivered -> `failed`, not found -> `queued` again (or failed and
-dead-lettered after the last attempt), cannot tell -> failed and dead-lettered, never resent."""
+dead-lettered after the last attempt), cannot tell -> failed and dead-lettered, never resent. A row of an
+erased account is not looked up (its address is gone): suppressed, never resent."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .. import telemetry as m
 from ..events import DeliveryStatus
 from ..providers.errors import ProviderError
 from ..stream.transaction import Transaction
+from ..vault.keys import vault
 from . import limiter
 from .binding import Binding
 from .channel import CannotReconcile, Channel, DeliveryRow, Undelivered
@@ -71,7 +73,17 @@ class Reconciler:
             ).one_or_none()
             if r is None:
                 return False
-            row = to_row(r)
+            row = to_row(r, await vault().for_reading(tx.conn, [r.account_id]))
+            if row.erased or row.unreadable:
+                # no address to look the message up by, and nothing may be sent again: settled as it is
+                await self.settle.settle(
+                    tx,
+                    row,
+                    DeliveryStatus.SUPPRESSED if row.erased else DeliveryStatus.FAILED,
+                    reason=("erased" if row.erased else "unreadable")
+                    + ": in doubt, not reconciled, never resent",
+                )
+                return True
             # The provider counts a lookup against the same per-key rate as a send: take a slot too.
             if not await self._lookup_slot():
                 return False  # the limiter is paused: the next pass goes on

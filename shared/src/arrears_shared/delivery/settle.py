@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import topics
 from ..cloudevents import OutgoingRecord, encode
@@ -19,6 +20,7 @@ from ..stream.transaction import Transaction
 from .binding import Binding
 from .channel import DeliveryRow, SendResult
 from .outcome import Outcomes
+from .sealing import invalid_address, live_keys
 from .settings import DispatchSettings
 
 log = logging.getLogger("arrears_shared.delivery.engine")  # the engine's one logger, whichever stage logs
@@ -167,19 +169,10 @@ class Settler:
 
     async def mark_invalid(self, tx: Transaction, row: DeliveryRow, reason: str) -> None:
         """A permanent rejection of the recipient (invalid number, hard bounce): later notices to this
-        address on this channel fail at once instead of being sent."""
-        await tx.conn.execute(
-            text(
-                f"INSERT INTO {self.bound.schema}.invalid_channels (account_id, channel, address, reason, notice_id)"
-                " VALUES (:a, :c, :t, :r, :n) ON CONFLICT DO NOTHING"
-            ),
-            {
-                "a": row.account_id,
-                "c": row.channel,
-                "t": row.to_address,
-                "r": reason[:500],
-                "n": row.notice_id,
-            },
+        address on this channel fail at once instead of being sent. The address is stored sealed, found by its
+        blind index; nothing is recorded for an account erased meanwhile."""
+        await mark_invalid(
+            tx.conn, self.bound.schema, row.account_id, row.channel, row.to_address, reason, row.notice_id
         )
 
     async def in_doubt(self, row: DeliveryRow, reason: str) -> None:
@@ -193,6 +186,34 @@ class Settler:
                 ),
                 {"e": reason, "id": row.notice_id},
             )
+
+
+async def mark_invalid(
+    conn: AsyncConnection,
+    schema: str,
+    account_id: str,
+    channel: str,
+    address: str,
+    reason: str,
+    notice_id: str | None = None,
+) -> None:
+    """Record an invalid address of an account (sealed, with its blind index), unless the account is erased."""
+    keys = await live_keys(conn, [account_id])
+    if account_id not in keys:
+        return
+    await conn.execute(
+        text(
+            f"INSERT INTO {schema}.invalid_channels (account_id, channel, address, address_bidx, reason,"
+            " notice_id) VALUES (:a, :c, :t, :b, :r, :n) ON CONFLICT DO NOTHING"
+        ),
+        {
+            "a": account_id,
+            "c": channel,
+            **invalid_address(keys[account_id], account_id, channel, address),
+            "r": reason[:500],
+            "n": notice_id,
+        },
+    )
 
 
 def _sent_json(accepted: Sequence[tuple[DeliveryRow, SendResult]]) -> str:

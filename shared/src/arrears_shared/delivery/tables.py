@@ -153,3 +153,31 @@ def upgrade_delivery_tables_v4(op: object, schema: str) -> None:
 
 def downgrade_delivery_tables_v4(op: object, schema: str) -> None:
     op.execute(f"DROP TABLE IF EXISTS {schema}.contact_holds")  # type: ignore[attr-defined]
+
+
+def delivery_tables_v5_ddl(schema: str) -> list[str]:
+    """Fifth revision: personal data sealed at rest with the account's key (`sealing`). Addresses, notices and
+    rendered messages change only in content (sealed text in the same columns); `invalid_channels` is looked up
+    by `address_bidx`, a blind index of the channel and address (erasure empties it). Rows written before keep
+    their plaintext address and no index and are matched by the address (no backfill). The unique index
+    keeps one row per account, channel and address (the sealed address differs at every write)."""
+    s = schema
+    return [
+        f"ALTER TABLE {s}.invalid_channels ADD COLUMN address_bidx text",
+        f"CREATE UNIQUE INDEX invalid_channels_address_bidx ON {s}.invalid_channels"
+        " (account_id, channel, address_bidx)",
+    ]
+
+
+def upgrade_delivery_tables_v5(op: object, schema: str) -> None:
+    for stmt in delivery_tables_v5_ddl(schema):
+        op.execute(stmt)  # type: ignore[attr-defined]
+
+
+def downgrade_delivery_tables_v5(op: object, schema: str) -> None:
+    """Drops the blind index; what was sealed stays sealed (an older release reads it as an unknown address)."""
+    for stmt in (
+        f"DROP INDEX IF EXISTS {schema}.invalid_channels_address_bidx",
+        f"ALTER TABLE {schema}.invalid_channels DROP COLUMN IF EXISTS address_bidx",
+    ):
+        op.execute(stmt)  # type: ignore[attr-defined]
