@@ -11,6 +11,9 @@ import pytest
 from arrears_responses.__main__ import definition
 from arrears_responses.settings import ResponsesSettings
 from arrears_shared.service import ServiceHost
+from arrears_shared.vault.cipher import is_sealed, open_value
+from arrears_shared.vault.keys import vault
+from arrears_shared.vault.subject_access import erase
 from auth_support import bearer, issue_key_async
 from sqlalchemy import text
 
@@ -29,7 +32,10 @@ async def responses(
     await host.start()
     assert host.ctx is not None
     async with host.ctx.engine.begin() as conn:
-        keys = {role: await issue_key_async(conn, role, name=f"{role}-c") for role in ("viewer", "collector")}
+        keys = {
+            role: await issue_key_async(conn, role, name=f"{role}-c")
+            for role in ("viewer", "collector", "supervisor")
+        }
         await conn.execute(
             text(
                 """INSERT INTO responses.replies (reply_id, channel, from_address, text, account_id, intent,
@@ -74,7 +80,22 @@ async def test_a_correction_is_kept_as_a_labelled_example_and_audited(responses)
         audit = (
             await conn.execute(text("SELECT actor, action, before, after FROM responses.audit_log"))
         ).one()
-    assert tuple(example) == ("no voy a pagar, no es mi deuda", "dispute", "other")
+    # the example's text is sealed with the account's key (the reply was stored in clear, before sealing)
+    assert is_sealed(example.text) and "deuda" not in example.text
+    async with host.ctx.engine.connect() as conn:
+        data_keys = await vault().for_reading(conn, ["AC-1"])
+    assert (
+        open_value(data_keys["AC-1"], "AC-1", example.text),
+        example.intent,
+        example.predicted_intent,
+    ) == (
+        "no voy a pagar, no es mi deuda",
+        "dispute",
+        "other",
+    )
+    listed = await client.get("/intent-corrections", headers=bearer(keys["supervisor"]))
+    assert listed.status_code == 200, listed.text
+    assert [e["text"] for e in listed.json() if e["reply_id"] == "r-1"] == ["no voy a pagar, no es mi deuda"]
     assert (audit.actor, audit.action) == ("collector-c", "reply.intent_corrected")
     assert audit.before["predicted"] == "other" and audit.after["intent"] == "dispute"
     # the decision is published like a reply (same reply id, the person's intent, `reviewed_by`): it is
@@ -96,3 +117,39 @@ async def test_a_correction_is_kept_as_a_labelled_example_and_audited(responses)
         "AC-1",
     )
     assert reviewed == "collector-c"
+
+
+async def test_an_erased_accounts_reply_is_corrected_but_nothing_is_published_or_sent(responses) -> None:
+    """The correction is kept (its text unreadable); no decision is published and no opt-out confirmation is
+    sent to the erased account's number."""
+    host, client, keys = responses
+    assert host.ctx is not None
+    async with host.ctx.engine.begin() as conn:
+        await conn.execute(
+            text(
+                """INSERT INTO responses.replies (reply_id, channel, from_address, text, account_id, intent,
+                    confidence, received_at)
+                VALUES ('r-2', 'sms', '+15550100002', 'STOP texting me', 'AC-2', 'other', 0.41, now())"""
+            )
+        )
+        await vault().for_writing(conn, ["AC-2"])
+        assert await erase(conn, "AC-2", "test")
+    r = await client.post(
+        "/replies/r-2/intent", json={"intent": "opt_out"}, headers=bearer(keys["collector"])
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["intent"], r.json()["account_id"]) == ("opt_out", "AC-2")
+    async with host.ctx.engine.connect() as conn:
+        stored = (
+            await conn.execute(text("SELECT text FROM responses.intent_corrections WHERE reply_id = 'r-2'"))
+        ).scalar_one()
+        about = (
+            await conn.execute(
+                text(
+                    """SELECT count(*) FROM responses.outbox
+                    WHERE headers @> CAST('[["ce_subject", "AC-2"]]' AS jsonb)"""
+                )
+            )
+        ).scalar_one()
+    assert is_sealed(stored) and "STOP" not in stored
+    assert about == 0

@@ -25,6 +25,8 @@ from arrears_shared.db.migrate import upgrade
 from arrears_shared.events import DeliveryStatus, Intent, MessageSent, Tier
 from arrears_shared.providers.gmail import GmailClient
 from arrears_shared.stream.transaction import transaction
+from arrears_shared.vault.cipher import is_sealed, open_value
+from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from vault_support import open_json, row_record
@@ -173,6 +175,27 @@ async def test_history_polling_matching_bounces_auto_replies_and_resync(gmail: A
             True,
         )
         assert bounce["reason"].startswith("bounced: 5.1.1")
+        assert bounce["to"] == "gone@bounce.invalid"  # opened from email_sent, where it is sealed
+        async with db.connect() as c:
+            sent_to: dict[str, str] = dict(
+                (await c.execute(text("SELECT notice_id, address FROM responses.email_sent"))).all()
+            )
+            stored = (
+                await c.execute(text("SELECT account_id, from_address, text FROM responses.replies"))
+            ).all()
+            keys = await vault().for_reading(c, ["A-ref", "A-addr", "A-gone"])
+        assert set(sent_to) == {"n-ref", "n-addr", "n-gone"}
+        assert all(is_sealed(a) and "@" not in a for a in sent_to.values())
+        assert open_value(keys["A-gone"], "A-gone", sent_to["n-gone"]) == "gone@bounce.invalid"
+        for r in stored:  # a matched email's sender and text sealed; the stranger's kept in clear
+            if r.account_id is None:
+                assert (r.from_address, r.text) == ("nobody@example.net", "who is this?")
+            else:
+                assert is_sealed(r.from_address) and is_sealed(r.text) and "@" not in r.from_address
+        addr = [r for r in stored if r.account_id == "A-addr"]
+        opened = {open_value(keys["A-addr"], "A-addr", r.text) for r in addr}
+        assert "Please unsubscribe me" in opened
+        assert {open_value(keys["A-addr"], "A-addr", r.from_address) for r in addr} == {"addr@example.com"}
         async with db.connect() as c:
             kinds = dict(
                 (

@@ -17,10 +17,12 @@ from typing import Any
 import httpx
 import pytest
 from arrears_responses.__main__ import definition
+from arrears_responses.contacts.lookup import address_index
 from arrears_responses.inbound.adapters import inbound_router
 from arrears_responses.settings import ResponsesSettings
 from arrears_shared.events import DeliveryStatus, Intent, MessageSent, ReplyReceived, Tier
 from arrears_shared.service import ServiceHost
+from arrears_shared.vault.cipher import is_sealed
 from sqlalchemy import text
 
 from .test_webhooks import (
@@ -142,10 +144,17 @@ async def index_whatsapp_contact(
     async def indexed() -> bool:
         async with host.ctx.engine.connect() as c:  # type: ignore[union-attr]
             row = await c.execute(
-                text("SELECT notice_id FROM responses.contacts WHERE channel = 'whatsapp' AND address = :a"),
-                {"a": number},
+                text(
+                    "SELECT notice_id, address FROM responses.contacts"
+                    " WHERE channel = 'whatsapp' AND address_bidx = :b"
+                ),
+                {"b": address_index("whatsapp", number)},
             )
-            return row.scalar() == notice
+            found = row.first()
+            if found is None or found.notice_id != notice:
+                return False
+            assert is_sealed(found.address) and number not in found.address  # found by its blind index only
+            return True
 
     await wait_for(indexed)
 

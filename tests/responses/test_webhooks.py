@@ -17,6 +17,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from arrears_responses.__main__ import definition
+from arrears_responses.contacts.lookup import address_index
 from arrears_responses.settings import ResponsesSettings
 from arrears_responses.webhooks.models import QuoWebhookEvent
 from arrears_responses.webhooks.service import handle_quo_event
@@ -24,6 +25,7 @@ from arrears_shared import topics
 from arrears_shared.cloudevents import Envelope, encode, header_map
 from arrears_shared.events import DeliveryStatus, Intent, MessageSent, ReplyReceived, Tier
 from arrears_shared.service import ServiceHost
+from arrears_shared.vault.cipher import is_sealed
 from auth_support import bearer, issue_key_async
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -140,10 +142,16 @@ async def index_contact(
     async def indexed() -> bool:
         async with host.ctx.engine.connect() as c:  # type: ignore[union-attr]
             row = await c.execute(
-                text("SELECT notice_id FROM responses.contacts WHERE channel='sms' AND address=:a"),
-                {"a": number},
+                text(
+                    "SELECT notice_id, address FROM responses.contacts WHERE channel='sms' AND address_bidx=:b"
+                ),
+                {"b": address_index("sms", number)},
             )
-            return row.scalar() == notice
+            found = row.first()
+            if found is None or found.notice_id != notice:
+                return False
+            assert is_sealed(found.address) and number not in found.address  # found by its blind index only
+            return True
 
     await wait_for(indexed)
 

@@ -7,7 +7,8 @@ customer's message (a channel with a customer-service window answers in free tex
 is read by a person. Never twice: the notice id is derived from the reply id (the dispatcher's deliveries
 are keyed by it), the confirmation is recorded once per channel and address (unique index) in the same
 transaction as the reply, and HELP is answered at most once per address per
-`ARREARS_RESPONSES_HELP_INTERVAL_S`.
+`ARREARS_RESPONSES_HELP_INTERVAL_S`. The address is stored sealed with the account's key and found by its
+blind index (contacts/lookup.py). An erased account is never answered.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from datetime import datetime, timedelta
 from arrears_shared.channels import kind_of
 from arrears_shared.events import AgingBucket, Intent, NoticeDue, Tier
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.vault.cipher import seal_value
+from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 
+from ..contacts.lookup import address_index, is_live
 from ..settings import ResponsesSettings
 
 PURPOSE_BY_INTENT = {Intent.OPT_OUT: "opt_out_confirmation", Intent.HELP: "help"}
@@ -86,29 +90,51 @@ def answer_notice(
 async def _help_answered_since(tx: Transaction, channel: str, address: str, since: datetime) -> bool:
     row = await tx.conn.execute(
         text(
-            f"SELECT 1 FROM {tx.schema}.auto_replies WHERE channel = :ch AND address = :a AND purpose = 'help'"
-            " AND created_at > :since LIMIT 1"
+            f"""SELECT 1 FROM {tx.schema}.auto_replies
+            WHERE channel = :ch AND (address_bidx = :b OR (address_bidx IS NULL AND address = :a))
+              AND purpose = 'help' AND created_at > :since LIMIT 1"""
         ),
-        {"ch": channel, "a": address, "since": since},
+        {"ch": channel, "b": address_index(channel, address), "a": address, "since": since},
+    )
+    return row.first() is not None
+
+
+async def _confirmed_before_sealing(tx: Transaction, channel: str, address: str) -> bool:
+    """Whether this address's opt-out was confirmed on this channel by a row written before addresses were
+    sealed (no `address_bidx`: the unique index on it cannot see that row)."""
+    row = await tx.conn.execute(
+        text(
+            f"""SELECT 1 FROM {tx.schema}.auto_replies WHERE channel = :ch AND address_bidx IS NULL
+              AND address = :a AND purpose = 'opt_out_confirmation' LIMIT 1"""
+        ),
+        {"ch": channel, "a": address},
     )
     return row.first() is not None
 
 
 async def _claim(tx: Transaction, notice: NoticeDue, reply_id: str, at: datetime) -> bool:
-    """Record the answer; False if this address's opt-out was already confirmed on this channel (or this
-    reply already answered)."""
+    """Record the answer (the address sealed with the account's key, found by its blind index); False if this
+    address's opt-out was already confirmed on this channel (or this reply already answered)."""
+    acc = notice.account_id
+    if notice.purpose == "opt_out_confirmation" and await _confirmed_before_sealing(
+        tx, notice.channel, notice.to
+    ):
+        return False
+    key = (await vault().for_writing(tx.conn, [acc]))[acc]
     row = await tx.conn.execute(
         text(
-            f"""INSERT INTO {tx.schema}.auto_replies (notice_id, reply_id, purpose, channel, address, account_id,
-                created_at) VALUES (:n, :r, :p, :ch, :a, :acc, :at) ON CONFLICT DO NOTHING RETURNING 1"""
+            f"""INSERT INTO {tx.schema}.auto_replies (notice_id, reply_id, purpose, channel, address,
+                address_bidx, account_id, created_at)
+            VALUES (:n, :r, :p, :ch, :a, :b, :acc, :at) ON CONFLICT DO NOTHING RETURNING 1"""
         ),
         {
             "n": notice.notice_id,
             "r": reply_id,
             "p": notice.purpose,
             "ch": notice.channel,
-            "a": notice.to,
-            "acc": notice.account_id,
+            "a": seal_value(key, acc, notice.to),
+            "b": address_index(notice.channel, notice.to),
+            "acc": acc,
             "at": at,
         },
     )
@@ -131,6 +157,8 @@ async def maybe_answer(
     `received_at` is the customer's message time, `answered_at` when the answer is decided (default: then)."""
     purpose = PURPOSE_BY_INTENT.get(intent)
     if purpose is None or not settings.responses_auto_replies or not answers_on(channel):
+        return None
+    if not await is_live(tx.conn, account_id):  # erased: nothing is ever sent to it
         return None
     at = answered_at or received_at
     since = at - timedelta(seconds=settings.responses_help_interval_s)

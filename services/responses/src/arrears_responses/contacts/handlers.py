@@ -2,20 +2,30 @@
 normalised by the channel's address kind) and the provider message id -> notice map used for delivery status
 webhooks (with the notice's fields, so a provider's failure report can be published as a failed
 `message-sent`: inbound/failures.py). Only `sent` events are indexed; the failed `message-sent` responses
-publishes itself comes back here and is skipped."""
+publishes itself comes back here and is skipped.
+
+Every address is sealed with its account's key (arrears_shared.vault); the contact index is looked up by the
+address's blind index (contacts/lookup.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from arrears_shared.cloudevents import Envelope
 from arrears_shared.events import DeliveryStatus, MessageSent
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.vault.cipher import seal_value
+from arrears_shared.vault.keys import vault
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import text
 
 from ..gmail.service import msgid_hash
 from ..inbound.failures import publish_stored_failures
 from .addresses import normalize_address
+from .lookup import address_index, erased_accounts
 
 
 def contact_address(ev: MessageSent) -> str:
@@ -37,16 +47,23 @@ async def handle_message_sent(events: Sequence[Envelope], tx: Transaction) -> No
             sent[ev.provider_message_id] = ev
         if ev.channel == "email":
             emails[ev.notice_id] = ev
+    if not (latest or sent or emails):
+        return
+    # one key per account of the batch (created in this transaction where missing): addresses are sealed
+    accounts = list(dict.fromkeys(e.account_id for e in (*latest.values(), *sent.values(), *emails.values())))
+    erased = await erased_accounts(tx.conn, accounts)
+    keys = await vault().for_writing(tx.conn, accounts)
     if emails:
-        await index_emails(tx, list(emails.values()))
+        await index_emails(tx, list(emails.values()), keys)
     if latest:
-        await index_contacts(tx, list(latest.items()))
+        await index_contacts(tx, list(latest.items()), keys, erased)
     if sent:
-        await index_sent(tx, list(sent.items()))
+        await index_sent(tx, list(sent.items()), keys)
 
 
-async def index_emails(tx: Transaction, emails: list[MessageSent]) -> None:
-    """The Message-ID hash and Gmail thread of each email, for matching replies (gmail/service.py)."""
+async def index_emails(tx: Transaction, emails: list[MessageSent], keys: Mapping[str, AESGCM]) -> None:
+    """The Message-ID hash and Gmail thread of each email, for matching replies (gmail/service.py); the
+    address sealed with the account's key."""
     s = tx.schema
     await tx.conn.execute(
         text(
@@ -58,7 +75,7 @@ async def index_emails(tx: Transaction, emails: list[MessageSent]) -> None:
             {
                 "n": e.notice_id,
                 "a": e.account_id,
-                "ad": contact_address(e),
+                "ad": seal_value(keys[e.account_id], e.account_id, contact_address(e)),
                 "h": msgid_hash(e.notice_id),
                 "t": e.thread_id,
                 "tier": e.tier.value,
@@ -71,35 +88,100 @@ async def index_emails(tx: Transaction, emails: list[MessageSent]) -> None:
     )
 
 
-async def index_contacts(tx: Transaction, rows: list[tuple[tuple[str, str], MessageSent]]) -> None:
-    """(channel, address) -> the account and notice last sent there (later sends win)."""
+@dataclass(frozen=True, slots=True)
+class ContactRow:
+    channel: str
+    address: str  # normalised, in clear (sealed when written)
+    account_id: str
+    notice_id: str
+    sent_at: datetime
+    timezone: str | None
+    currency: str | None
+
+
+async def _take_plaintext_rows(tx: Transaction, keys: list[tuple[str, str]]) -> list[ContactRow]:
+    """Remove and return the rows written before sealing (no `address_bidx`, the address in clear) for these
+    (channel, address) pairs: they are written again, sealed, with the batch."""
+    rows = await tx.conn.execute(
+        text(
+            f"""DELETE FROM {tx.schema}.contacts c
+            USING unnest(CAST(:ch AS text[]), CAST(:ad AS text[])) AS u(ch, ad)
+            WHERE c.address_bidx IS NULL AND c.channel = u.ch AND c.address = u.ad
+            RETURNING c.channel, c.address, c.account_id, c.notice_id, c.sent_at, c.timezone, c.currency"""
+        ),
+        {"ch": [k[0] for k in keys], "ad": [k[1] for k in keys]},
+    )
+    return [ContactRow(*r) for r in rows.all()]
+
+
+async def index_contacts(
+    tx: Transaction,
+    rows: list[tuple[tuple[str, str], MessageSent]],
+    keys: Mapping[str, AESGCM],
+    erased: AbstractSet[str] = frozenset(),
+) -> None:
+    """(channel, address) -> the account and notice last sent there (later sends win), found by the address's
+    blind index, the address sealed with that account's key. An erased account is not indexed."""
     s = tx.schema
+    merged = {
+        k: ContactRow(k[0], k[1], e.account_id, e.notice_id, e.sent_at, e.timezone, e.currency)
+        for k, e in rows
+    }
+    legacy = await _take_plaintext_rows(tx, list(merged))
+    if legacy:
+        # an address indexed before sealing: the later of the two wins (as the upsert below decides)
+        erased = erased | await erased_accounts(tx.conn, list({r.account_id for r in legacy}))
+        keys = {**keys, **await vault().for_writing(tx.conn, list({r.account_id for r in legacy}))}
+        for old in legacy:
+            new = merged[(old.channel, old.address)]
+            if old.account_id in erased:
+                continue
+            if old.sent_at > new.sent_at or new.account_id in erased:
+                merged[(old.channel, old.address)] = old
+            else:
+                merged[(old.channel, old.address)] = replace(
+                    new, timezone=new.timezone or old.timezone, currency=new.currency or old.currency
+                )
+    # one row per blind index (it normalises a number further than the contact address: "14155550100" and
+    # "+14155550100" are one), the latest send
+    by_index: dict[tuple[str, str | None], ContactRow] = {}
+    for r in sorted(merged.values(), key=lambda r: r.sent_at):
+        if r.account_id not in erased:
+            by_index[(r.channel, address_index(r.channel, r.address))] = r
+    live = list(by_index.values())
+    if not live:
+        return
     await tx.conn.execute(
         text(
-            f"""INSERT INTO {s}.contacts (channel, address, account_id, notice_id, sent_at, timezone, currency)
-            SELECT * FROM unnest(CAST(:ch AS text[]), CAST(:ad AS text[]), CAST(:acc AS text[]),
-                                 CAST(:nid AS text[]), CAST(:at AS timestamptz[]), CAST(:tz AS text[]),
-                                 CAST(:cur AS text[]))
-            ON CONFLICT (channel, address) DO UPDATE SET account_id = EXCLUDED.account_id,
-                notice_id = EXCLUDED.notice_id, sent_at = EXCLUDED.sent_at,
+            f"""INSERT INTO {s}.contacts (channel, address, address_bidx, account_id, notice_id, sent_at,
+                timezone, currency)
+            SELECT * FROM unnest(CAST(:ch AS text[]), CAST(:ad AS text[]), CAST(:bx AS text[]),
+                                 CAST(:acc AS text[]), CAST(:nid AS text[]), CAST(:at AS timestamptz[]),
+                                 CAST(:tz AS text[]), CAST(:cur AS text[]))
+            ON CONFLICT (channel, address_bidx) DO UPDATE SET address = EXCLUDED.address,
+                account_id = EXCLUDED.account_id, notice_id = EXCLUDED.notice_id, sent_at = EXCLUDED.sent_at,
                 timezone = coalesce(EXCLUDED.timezone, {s}.contacts.timezone),
                 currency = coalesce(EXCLUDED.currency, {s}.contacts.currency)
             WHERE {s}.contacts.sent_at <= EXCLUDED.sent_at"""
         ),
         {
-            "ch": [k[0] for k, _ in rows],
-            "ad": [k[1] for k, _ in rows],
-            "acc": [e.account_id for _, e in rows],
-            "nid": [e.notice_id for _, e in rows],
-            "at": [e.sent_at for _, e in rows],
-            "tz": [e.timezone for _, e in rows],
-            "cur": [e.currency for _, e in rows],
+            "ch": [r.channel for r in live],
+            "ad": [seal_value(keys[r.account_id], r.account_id, r.address) for r in live],
+            "bx": [address_index(r.channel, r.address) for r in live],
+            "acc": [r.account_id for r in live],
+            "nid": [r.notice_id for r in live],
+            "at": [r.sent_at for r in live],
+            "tz": [r.timezone for r in live],
+            "cur": [r.currency for r in live],
         },
     )
 
 
-async def index_sent(tx: Transaction, items: list[tuple[str, MessageSent]]) -> None:
-    """Provider message id -> the notice's fields; then what a provider reported before this event."""
+async def index_sent(
+    tx: Transaction, items: list[tuple[str, MessageSent]], keys: Mapping[str, AESGCM]
+) -> None:
+    """Provider message id -> the notice's fields (the address sealed with the account's key); then what a
+    provider reported before this event."""
     s = tx.schema
     pmids = [k for k, _ in items]
     params = {
@@ -108,7 +190,8 @@ async def index_sent(tx: Transaction, items: list[tuple[str, MessageSent]]) -> N
         "acc": [e.account_id for _, e in items],
         "nid": [e.notice_id for _, e in items],
         "at": [e.sent_at for _, e in items],
-        "ad": [e.to for _, e in items],  # as the dispatcher sent it: it matches its own deliveries
+        # as the dispatcher sent it (it matches its own deliveries), sealed
+        "ad": [seal_value(keys[e.account_id], e.account_id, e.to) for _, e in items],
         "pv": [e.provider for _, e in items],
         "tier": [e.tier.value for _, e in items],
         "step": [e.step for _, e in items],

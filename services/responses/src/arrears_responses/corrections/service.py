@@ -1,20 +1,25 @@
 """A person's correction of a reply's intent: kept, with the reply's text and what the classifier said, as
-a labelled example for training the classifier (`intent_corrections`; the latest correction wins)."""
+a labelled example for training the classifier (`intent_corrections`; the latest correction wins). The text
+is sealed with the account's key like the reply's (in clear for an unmatched reply) and opened where read."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from arrears_shared import paging
 from arrears_shared.events import Intent, ReplyReceived
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.vault.cipher import ERASED, open_value, seal_value
+from arrears_shared.vault.keys import vault
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import metrics
 from ..autoreplies.service import maybe_answer
+from ..contacts.lookup import is_erased
 from ..intents.classifier import promise_details
 from ..intents.extract import PromiseDetails
 from ..replies.debtor import debtor_of
@@ -37,9 +42,10 @@ class Corrected(BaseModel):
 async def correct(
     conn: AsyncConnection, schema: str, reply_id: str, intent: Intent, who: str, now: datetime
 ) -> tuple[Corrected, dict[str, Any], Any] | None:
-    """Store the correction; returns it, the reply's previous labels and the reply, or None if no such
-    reply."""
-    reply = (
+    """Store the correction; returns it, the reply's previous labels and the reply (its sender and text
+    opened; `erased` when its account was), or None if no such reply. The text is kept sealed with the
+    account's key (in clear for an unmatched reply: there is no account to seal it for)."""
+    row = (
         await conn.execute(
             text(
                 f"""SELECT r.reply_id, r.account_id, r.channel, r.text, r.intent, r.confidence, r.from_address,
@@ -51,21 +57,35 @@ async def correct(
             {"id": reply_id},
         )
     ).first()
-    if reply is None:
+    if row is None:
         return None
+    reply = SimpleNamespace(**row._mapping, erased=False)
+    stored_text = reply.text
+    if reply.account_id is not None:
+        acc = reply.account_id
+        keys = await vault().for_reading(conn, [acc])
+        reply.erased = is_erased(keys, acc)
+        if reply.erased:  # even a reply stored in clear before sealing: nothing of it is used any more
+            reply.text = reply.from_address = ERASED
+        else:
+            reply.text = open_value(keys.get(acc), acc, reply.text)
+            reply.from_address = open_value(keys.get(acc), acc, reply.from_address)
+        # an erased account gets a throw-away key: what is sealed for it is unreadable
+        key = (await vault().for_writing(conn, [acc]))[acc]
+        stored_text = seal_value(key, acc, reply.text)
     await conn.execute(
         text(
             f"""INSERT INTO {schema}.intent_corrections (reply_id, account_id, channel, text, predicted_intent,
                 predicted_confidence, intent, corrected_by, corrected_at)
             VALUES (:id, :a, :ch, :t, :p, :pc, :i, :by, :at)
-            ON CONFLICT (reply_id) DO UPDATE SET intent = EXCLUDED.intent, corrected_by = EXCLUDED.corrected_by,
-                corrected_at = EXCLUDED.corrected_at"""
+            ON CONFLICT (reply_id) DO UPDATE SET text = EXCLUDED.text, intent = EXCLUDED.intent,
+                corrected_by = EXCLUDED.corrected_by, corrected_at = EXCLUDED.corrected_at"""
         ),
         {
             "id": reply.reply_id,
             "a": reply.account_id,
             "ch": reply.channel,
-            "t": reply.text,
+            "t": stored_text,
             "p": reply.intent,
             "pc": reply.confidence,
             "i": intent.value,
@@ -129,19 +149,27 @@ def decision_event(reply: Any, intent: Intent, who: str, details: PromiseDetails
 async def labelled_examples(
     conn: AsyncConnection, schema: str, limit: int = 500, cursor: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of corrections as labelled examples (text, channel, intent), newest first, and the cursor
-    of the next page."""
+    """One page of corrections as labelled examples (text opened, channel, intent), newest first, and the
+    cursor of the next page."""
     after, params = paging.after_sql(cursor, (("corrected_at", datetime), ("reply_id", str)))
     rows = await conn.execute(
         text(
-            f"""SELECT reply_id, channel, text, intent, predicted_intent, corrected_by, corrected_at
+            f"""SELECT reply_id, account_id, channel, text, intent, predicted_intent, corrected_by, corrected_at
             FROM {schema}.intent_corrections WHERE {after}
             ORDER BY corrected_at DESC, reply_id DESC LIMIT :n"""
         ),
         {"n": limit + 1, **params},
     )
     found, nxt = paging.page(rows.all(), limit, lambda r: (r.corrected_at, r.reply_id))
-    return [dict(r._mapping) for r in found], nxt
+    keys = await vault().for_reading(conn, {r.account_id for r in found if r.account_id is not None})
+    examples = []
+    for r in found:
+        example = dict(r._mapping)
+        acc = example.pop("account_id")
+        if acc is not None:
+            example["text"] = open_value(keys.get(acc), acc, example["text"])
+        examples.append(example)
+    return examples, nxt
 
 
 async def publish_decision(

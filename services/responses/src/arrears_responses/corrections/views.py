@@ -32,7 +32,7 @@ def corrections_router(get_context: Callable[[], Context]) -> APIRouter:
             if done is None:
                 raise HTTPException(404, "no such reply")
             corrected, before, reply = done
-            if reply.account_id is not None:
+            if reply.account_id is not None and not reply.erased:  # erased: nothing published, nothing sent
                 await publish_decision(tx, ctx.settings, reply, body.intent, who.name, now)  # type: ignore[arg-type]
             await record(
                 tx.conn, ctx.schema, who, "reply.intent_corrected", "reply", reply_id,

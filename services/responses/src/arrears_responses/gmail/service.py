@@ -1,5 +1,6 @@
-"""Inbound email: match to an account (References / In-Reply-To, Gmail thread, sender address), classify,
-store, and emit `reply-received` (a reply), a failed `message-sent` (a hard bounce) or nothing (an
+"""Inbound email: match to an account (References / In-Reply-To, Gmail thread, sender address by its blind
+index; never an erased account), classify, store (sender and text sealed with the account's key when
+matched), and emit `reply-received` (a reply), a failed `message-sent` (a hard bounce) or nothing (an
 automatic reply, recorded only). Each Gmail message is handled once (`reply_id = gmail:<id>`)."""
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ from datetime import UTC, datetime
 
 from arrears_shared.events import DeliveryStatus, MessageSent, ReplyReceived, Tier
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.vault.cipher import open_value, seal_value
+from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 
 from .. import metrics
+from ..contacts.addresses import normalize_email
+from ..contacts.lookup import find_contact, is_live
 from ..intents.classifier import REPLY_COLUMNS, REPLY_VALUES
 from ..intents.registry import ACTIVE
 from ..replies.debtor import debtor_of
@@ -39,13 +44,14 @@ class Match:
 async def match_email(
     tx: Transaction, email: InboundEmail, thread_id: str | None, sender: str | None
 ) -> tuple[Match | None, object | None]:
-    """The account an email belongs to and the sent notice row it answers (if known)."""
+    """The account an email belongs to and the sent notice row it answers (if known). An erased account is
+    never matched (by any means): its email is unmatched, as a stranger's."""
     s = tx.schema
     for h in email.notice_hashes:
         row = (
             await tx.conn.execute(text(f"SELECT * FROM {s}.email_sent WHERE msgid_hash = :h"), {"h": h})
         ).first()
-        if row:
+        if row and await is_live(tx.conn, row.account_id):
             return Match(row.account_id, row.notice_id, "references"), row
     if thread_id:
         row = (
@@ -54,25 +60,32 @@ async def match_email(
                 {"t": thread_id},
             )
         ).first()
-        if row:
+        if row and await is_live(tx.conn, row.account_id):
             return Match(row.account_id, row.notice_id, "thread"), row
     if sender:
-        row = (
-            await tx.conn.execute(
-                text(
-                    f"SELECT account_id, notice_id FROM {s}.contacts WHERE channel = 'email' AND address = :a"
-                ),
-                {"a": sender},
-            )
-        ).first()
-        if row:
+        contact = await find_contact(tx, "email", normalize_email(sender))
+        if contact:
             sent = (
                 await tx.conn.execute(
-                    text(f"SELECT * FROM {s}.email_sent WHERE notice_id = :n"), {"n": row.notice_id}
+                    text(f"SELECT * FROM {s}.email_sent WHERE notice_id = :n"), {"n": contact.notice_id}
                 )
             ).first()
-            return Match(row.account_id, row.notice_id, "address"), sent
+            return Match(contact.account_id, contact.notice_id, "address"), sent
     return None, None
+
+
+async def _sealed(tx: Transaction, match: Match | None, *values: str | None) -> list[str | None]:
+    """`values` sealed with the matched account's key; as they are (in clear) for an unmatched email, which
+    has no account: it is kept for a person to match (GET /replies/unmatched)."""
+    if match is None:
+        return list(values)
+    key = (await vault().for_writing(tx.conn, [match.account_id]))[match.account_id]
+    return [seal_value(key, match.account_id, v) for v in values]
+
+
+async def _opened_address(tx: Transaction, account_id: str, sealed: str | None) -> str | None:
+    keys = await vault().for_reading(tx.conn, [account_id])
+    return open_value(keys.get(account_id), account_id, sealed)
 
 
 async def record_email(
@@ -107,6 +120,7 @@ async def record_email(
     columns = c.columns()
     if email.kind is not EmailKind.REPLY:
         columns.update(rule=email.kind.value, review=False, poo=False)
+    stored_from, stored_text = await _sealed(tx, match, email.from_address, body[:5000])
     await tx.conn.execute(
         text(
             f"""INSERT INTO {s}.replies (reply_id, channel, provider_message_id, from_address, to_address,
@@ -117,9 +131,9 @@ async def record_email(
         {
             "rid": reply_id,
             "pmid": gmail_id,
-            "frm": email.from_address,
+            "frm": stored_from,
             "to": email.to_addresses[0] if email.to_addresses else None,
-            "txt": body[:5000],
+            "txt": stored_text,
             "acc": match.account_id if match else None,
             "nid": match.notice_id if match else None,
             "at": received_at,
@@ -140,7 +154,11 @@ async def record_email(
     if email.kind is EmailKind.AUTO_REPLY:
         return "auto_reply"  # not a customer response: no event, the no-response clock keeps running
     if email.kind is EmailKind.BOUNCE:
+        to = None
         if email.hard_bounce and sent is not None:
+            # the address the notice was sent to, sealed in `email_sent`
+            to = await _opened_address(tx, match.account_id, sent.address)  # type: ignore[attr-defined]
+        if email.hard_bounce and sent is not None and to:
             tx.emit(
                 MessageSent(
                     account_id=match.account_id,
@@ -150,7 +168,7 @@ async def record_email(
                     provider="gmail",
                     provider_message_id=gmail_id,
                     thread_id=thread_id,
-                    to=sent.address,  # type: ignore[attr-defined]
+                    to=to,
                     tier=Tier(sent.tier),  # type: ignore[attr-defined]
                     step=sent.step,  # type: ignore[attr-defined]
                     campaign_id=sent.campaign_id,  # type: ignore[attr-defined]

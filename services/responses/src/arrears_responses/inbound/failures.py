@@ -3,7 +3,8 @@
 
 The dispatcher has already published `message-sent` (`sent`) for the notice; responses publishes a second one
 for the same notice with ``status=failed``, the notice's fields kept from the first (tier, step, campaign,
-address: ``responses.sent_messages``, found by the provider message id), the adapter's ``reason`` and its
+address: ``responses.sent_messages``, found by the provider message id, the address sealed with the account's
+key and opened here; nothing is published for an erased account), the adapter's ``reason`` and its
 ``permanent`` verdict (the address cannot receive the channel: the segmenter marks it invalid and falls back,
 the channel's dispatcher refuses later notices to it). Its CloudEvents id is
 ``<channel>-failed:<provider message id>``, claimed in ``responses.webhook_events``, so it is published at most
@@ -16,14 +17,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from arrears_shared.events import DeliveryStatus, MessageSent, Tier
 from arrears_shared.inbound import DeliveryFailure
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.vault.cipher import open_value
+from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..contacts.lookup import is_erased
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +92,48 @@ async def record_delivery_status(
     )
 
 
-async def _sent_message(tx: Transaction, failure: DeliveryFailure) -> Any:
-    row = await tx.conn.execute(
-        text(
-            f"""SELECT notice_id, account_id, address, provider, tier, step, campaign_id, attempts
-            FROM {tx.schema}.sent_messages WHERE provider_message_id = :p AND channel = :ch"""
-        ),
-        {"p": failure.provider_message_id, "ch": failure.channel},
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A `sent_messages` row, its address opened."""
+
+    notice_id: str
+    account_id: str
+    address: str | None
+    provider: str | None
+    tier: str | None
+    step: int | None
+    campaign_id: str | None
+    attempts: int | None
+
+
+async def _sent_message(tx: Transaction, failure: DeliveryFailure) -> SentMessage | None:
+    """The sent message the failure is about, its address opened; None if unknown or its account erased
+    (nothing is published about an erased account's address)."""
+    row = (
+        await tx.conn.execute(
+            text(
+                f"""SELECT notice_id, account_id, address, provider, tier, step, campaign_id, attempts
+                FROM {tx.schema}.sent_messages WHERE provider_message_id = :p AND channel = :ch"""
+            ),
+            {"p": failure.provider_message_id, "ch": failure.channel},
+        )
+    ).first()
+    if row is None:
+        return None
+    keys = await vault().for_reading(tx.conn, [row.account_id])
+    if is_erased(keys, row.account_id):
+        return None
+    address = open_value(keys.get(row.account_id), row.account_id, row.address)
+    return SentMessage(
+        row.notice_id,
+        row.account_id,
+        address,
+        row.provider,
+        row.tier,
+        row.step,
+        row.campaign_id,
+        row.attempts,
     )
-    return row.first()
 
 
 async def _claim(tx: Transaction, failure: DeliveryFailure) -> bool:
@@ -112,7 +151,7 @@ async def _claim(tx: Transaction, failure: DeliveryFailure) -> bool:
     return row.first() is not None
 
 
-def failed_message_sent(failure: DeliveryFailure, sent: Any) -> MessageSent:
+def failed_message_sent(failure: DeliveryFailure, sent: SentMessage) -> MessageSent:
     return MessageSent(
         account_id=sent.account_id,
         notice_id=sent.notice_id,
@@ -134,9 +173,9 @@ def failed_message_sent(failure: DeliveryFailure, sent: Any) -> MessageSent:
 async def publish_failure(tx: Transaction, failure: DeliveryFailure) -> bool:
     """Emit the failed `message-sent` of a sent message in `tx` (its outbox), once per provider message id.
     False if the message is unknown (its `message-sent` not consumed yet, or stored before the notice's
-    fields were kept) or the failure was already published."""
+    fields were kept), its account erased, or the failure was already published."""
     sent = await _sent_message(tx, failure)
-    if sent is None or sent.tier is None or sent.address is None:
+    if sent is None or sent.tier is None or sent.address is None or sent.step is None:
         return False
     if failure.notice_id is not None and failure.notice_id != sent.notice_id:
         log.warning(

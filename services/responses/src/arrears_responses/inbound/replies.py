@@ -1,7 +1,8 @@
 """One customer reply on any channel: stored once (`reply_id = <provider>:<provider message id>`), matched to
 the account last messaged at that address on that channel (`responses.contacts`, the address normalised by
-the channel's address kind), classified, published as `reply-received` and, when due, answered on the same
-channel (autoreplies), all in the caller's transaction."""
+the channel's address kind and found by its blind index: contacts/lookup.py; never an erased account),
+classified, published as `reply-received` and, when due, answered on the same channel (autoreplies), all in
+the caller's transaction."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from typing import Any
 
 from arrears_shared.events import ReplyReceived
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.vault.cipher import seal_value
+from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 
 from .. import metrics
 from ..autoreplies.service import maybe_answer
 from ..contacts.addresses import normalize_address
+from ..contacts.lookup import find_contact
 from ..intents.classifier import REPLY_COLUMNS, REPLY_VALUES, Classification
 from ..intents.registry import ACTIVE
 from ..settings import ResponsesSettings
@@ -44,18 +48,6 @@ def reply_id_of(provider: str, provider_message_id: str) -> str:
     return f"{provider}:{provider_message_id}"
 
 
-async def find_contact(tx: Transaction, channel: str, address: str) -> Any:
-    """The account (and its latest notice, time zone, currency) last messaged at `address` on `channel`."""
-    row = await tx.conn.execute(
-        text(
-            f"SELECT account_id, notice_id, timezone, currency FROM {tx.schema}.contacts"
-            " WHERE channel = :ch AND address = :a"
-        ),
-        {"ch": channel, "a": address},
-    )
-    return row.first()
-
-
 def classify(r: Reply, contact: Any) -> Classification:
     return ACTIVE.classifier.classify(
         r.body,
@@ -67,7 +59,14 @@ def classify(r: Reply, contact: Any) -> Classification:
 
 
 async def store_reply(tx: Transaction, r: Reply, c: Classification, contact: Any) -> bool:
-    """Insert the reply; False if it is already stored (the same message delivered again)."""
+    """Insert the reply; False if it is already stored (the same message delivered again). A matched reply's
+    sender and text are sealed with its account's key; an unmatched one has no account to seal them for and
+    is kept in clear, to be matched by a person (GET /replies/unmatched)."""
+    sender, body = r.sender, r.body
+    if contact is not None:
+        acc = contact.account_id
+        key = (await vault().for_writing(tx.conn, [acc]))[acc]
+        sender, body = seal_value(key, acc, sender) or sender, seal_value(key, acc, body) or body
     inserted = await tx.conn.execute(
         text(
             f"""INSERT INTO {tx.schema}.replies (reply_id, channel, provider_message_id, from_address,
@@ -79,9 +78,9 @@ async def store_reply(tx: Transaction, r: Reply, c: Classification, contact: Any
             "rid": r.reply_id,
             "ch": r.channel,
             "pmid": r.provider_message_id,
-            "frm": r.sender,
+            "frm": sender,
             "to": r.to,
-            "txt": r.body,
+            "txt": body,
             "acc": contact.account_id if contact else None,
             "nid": contact.notice_id if contact else None,
             "at": r.received_at,

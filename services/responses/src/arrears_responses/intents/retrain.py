@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from arrears_shared.events import Intent
+from arrears_shared.vault.cipher import UNREADABLE, open_value
+from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -60,11 +62,27 @@ def metrics_of(r: Report) -> dict[str, Any]:
 
 
 async def corrections(conn: AsyncConnection, schema: str) -> list[tuple[str, str, Intent]]:
-    """(text, channel, intent) of every person's correction, oldest first."""
-    rows = await conn.execute(
-        text(f"SELECT text, channel, intent FROM {schema}.intent_corrections ORDER BY corrected_at")
-    )
-    return [(r.text, r.channel, Intent(r.intent)) for r in rows]
+    """(text, channel, intent) of every person's correction, oldest first, the text opened with its account's
+    key. An erased account's corrections are left out: their text is gone."""
+    rows = (
+        await conn.execute(
+            text(
+                f"SELECT account_id, text, channel, intent FROM {schema}.intent_corrections ORDER BY corrected_at"
+            )
+        )
+    ).all()
+    keys = await vault().for_reading(conn, {r.account_id for r in rows if r.account_id is not None})
+    found = []
+    for r in rows:
+        if r.account_id is None:
+            found.append((r.text, r.channel, Intent(r.intent)))
+            continue
+        if r.account_id in keys and keys[r.account_id] is None:
+            continue  # erased
+        opened = open_value(keys.get(r.account_id), r.account_id, r.text)
+        if opened and opened != UNREADABLE:
+            found.append((opened, r.channel, Intent(r.intent)))
+    return found
 
 
 async def active_model(conn: AsyncConnection, schema: str) -> IntentModel:
