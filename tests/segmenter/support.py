@@ -22,6 +22,7 @@ from arrears_shared.db.engine import make_engine
 from arrears_shared.events import AccountChanged, Channel, Event, Intent, NoticeDue, ReplyReceived
 from arrears_shared.service import ServiceHost
 from arrears_shared.stream.transaction import transaction
+from arrears_shared.vault.cipher import open_value
 from arrears_shared.vault.keys import vault
 from arrears_shared.vault.records import open_data
 from auth_support import issue_key_async
@@ -104,13 +105,16 @@ async def notices(engine: AsyncEngine, account_id: str | None = None) -> list[di
 
 
 async def decisions(engine: AsyncEngine, account_id: str) -> list[dict[str, Any]]:
+    """The account's decision log, oldest first, each `reason` opened (it is stored sealed: test_sealed)."""
     async with engine.connect() as c:
         rows = (
             await c.execute(
                 text(f"SELECT * FROM {SCHEMA}.decisions WHERE account_id = :a ORDER BY id"), {"a": account_id}
             )
         ).mappings()
-        return [dict(r) for r in rows]
+        found = [dict(r) for r in rows]
+        keys = await vault().for_reading(c, [account_id])
+    return [r | {"reason": open_value(keys.get(account_id), account_id, r["reason"])} for r in found]
 
 
 async def timers(engine: AsyncEngine, account_id: str) -> list[dict[str, Any]]:

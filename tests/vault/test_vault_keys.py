@@ -79,14 +79,24 @@ async def test_keys_are_created_once_per_account_even_by_concurrent_writers(url:
 
 
 async def test_a_key_written_in_a_rolled_back_transaction_does_not_exist(url: str) -> None:
-    v, e = _vault(os.urandom(32)), make_engine(url)
+    master = os.urandom(32)
+    v, e = _vault(master, cache_s=60.0), make_engine(url)  # a long cache: nothing phantom may stay in it
     try:
         async with e.connect() as c:
             tx = await c.begin()
-            await v.for_writing(c, ["PME-RB"])
+            phantom = (await v.for_writing(c, ["PME-RB"]))["PME-RB"]
+            assert (await v.for_reading(c, ["PME-RB"]))["PME-RB"] is not None  # visible inside, not cached
             await tx.rollback()
         async with e.connect() as c:
             assert await v.for_reading(c, ["PME-RB"]) == {}
+        async with e.begin() as c:
+            real = (await v.for_writing(c, ["PME-RB"]))["PME-RB"]
+        sealed = cipher.seal(real, "PME-RB", "x")
+        with pytest.raises(cipher.Unreadable):
+            cipher.open_(phantom, "PME-RB", sealed)  # a new key was stored, not the rolled-back one reused
+        async with e.connect() as c:  # what it sealed opens with the key the database holds (no cache)
+            stored = (await _vault(master).for_reading(c, ["PME-RB"]))["PME-RB"]
+            assert stored is not None and cipher.open_(stored, "PME-RB", sealed) == "x"
     finally:
         await e.dispose()
 

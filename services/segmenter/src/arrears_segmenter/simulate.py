@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .accounts.models import decisions
+from .accounts.store import open_reasons
 from .deps import Deps
 from .schedule import store
 from .schedule.models import Policy
@@ -175,11 +176,16 @@ async def simulate(
                     on_progress(min(1.0, (now - t0) / (sim.end - t0)))
             if on_progress is not None and not sim.truncated:
                 on_progress(1.0)
-            rows = await conn.execute(
-                select(decisions)
-                .where(decisions.c.id > marker, decisions.c.outcome.in_(("deferred", "suppressed", "held")))
-                .order_by(decisions.c.id)
-            )
+            rows = (
+                await conn.execute(
+                    select(decisions)
+                    .where(
+                        decisions.c.id > marker, decisions.c.outcome.in_(("deferred", "suppressed", "held"))
+                    )
+                    .order_by(decisions.c.id)
+                )
+            ).all()
+            reasons = await open_reasons(conn, rows)
             sim.gate = [
                 {
                     "account_id": r.account_id,
@@ -188,11 +194,11 @@ async def simulate(
                     "channel": r.channel,
                     "outcome": r.outcome,
                     "rule_id": r.rule_id,
-                    "reason": r.reason,
+                    "reason": reason,
                     "at": r.at.isoformat(),
                     "defer_until": r.defer_until.isoformat() if r.defer_until else None,
                 }
-                for r in rows
+                for r, reason in zip(rows, reasons, strict=True)
             ]
         finally:
             await trans.rollback()

@@ -46,8 +46,8 @@ def open_(aead: AESGCM, subject: str, value: str) -> str:
 
 
 def seal_value(aead: AESGCM, subject: str, value: str | None) -> str | None:
-    """A value for storage: sealed, or None/empty as it is."""
-    return seal(aead, subject, value) if value else value
+    """A value for storage: sealed (once: a sealed value stays as it is), or None/empty as it is."""
+    return seal(aead, subject, value) if value and not is_sealed(value) else value
 
 
 def open_value(aead: AESGCM | None, subject: str, value: str | None) -> str | None:

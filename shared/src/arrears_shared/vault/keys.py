@@ -129,8 +129,10 @@ class Vault:
         db = _database_of(conn)
         found, missing = self._cached(db, dict.fromkeys(subjects))
         if missing:
-            fetched = self._unwrap(await store.fetch(conn, missing))
-            self._remember(db, fetched)
+            stored = await store.fetch(conn, missing)
+            fetched = self._unwrap(stored)
+            # a key (or tombstone) this transaction wrote is not cached: the transaction may roll back
+            self._remember(db, {s: k for s, k in fetched.items() if not stored[s].own})
             found.update(fetched)
         return found
 

@@ -18,6 +18,8 @@ class StoredKey:
     kek_id: str | None
     wrapped: bytes | None
     erased_at: datetime | None
+    # written by the reading transaction itself (not committed yet): never cached, it may still roll back
+    own: bool = False
 
     @property
     def erased(self) -> bool:
@@ -28,10 +30,17 @@ async def fetch(conn: AsyncConnection, subjects: Collection[str]) -> dict[str, S
     if not subjects:
         return {}
     rows = await conn.execute(
-        text(f"SELECT subject, kek_id, wrapped_key, erased_at FROM {TABLE} WHERE subject = ANY(:s)"),
+        # a row this transaction wrote carries its start time (DEFAULT now(); now() in `tombstone`)
+        text(
+            f"""SELECT subject, kek_id, wrapped_key, erased_at,
+                       (created_at = now() OR erased_at IS NOT NULL AND erased_at = now()) AS own
+                  FROM {TABLE} WHERE subject = ANY(:s)"""
+        ),
         {"s": list(subjects)},
     )
-    return {r[0]: StoredKey(r[0], r[1], bytes(r[2]) if r[2] is not None else None, r[3]) for r in rows}
+    return {
+        r[0]: StoredKey(r[0], r[1], bytes(r[2]) if r[2] is not None else None, r[3], bool(r[4])) for r in rows
+    }
 
 
 async def insert_missing(

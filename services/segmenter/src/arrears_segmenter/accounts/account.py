@@ -3,7 +3,10 @@
 A plain dataclass with slots, not a pydantic model: the projection folds 100,000 events a batch run and the
 timer loop fires 500 timers a tick, and a row read from our own table needs no validation. It is mutable on
 purpose: the event fold, the overrides and the timer code change the loaded account in place and the caller
-writes it back once (`accounts.store.save`, which hands the dataclasses to the JSON encoder as they are).
+writes it back once (`accounts.store.save`, which hands the dataclasses to the JSON encoder).
+
+Its personal fields (the name, the addresses, a pause's reason) hold plaintext in memory: they are opened
+when the rows are read and sealed when they are written (`arrears_segmenter.sealing`).
 
 Its fields are the table's columns in table order (checked below), so a row of `select(accounts)` builds it
 positionally (`Account(*row)`), the fastest way there is.
@@ -86,6 +89,8 @@ class Account:
     send_now: SendNow | None
     # not a column: the account's rows of `segmenter.account_channels`, by channel name
     channels: dict[str, ChannelState] = field(default_factory=dict)
+    # not a column: the account's key was destroyed (`arrears erase`): it has no address on any channel
+    erased: bool = False
 
     @classmethod
     def new(cls, account_id: str, now: datetime) -> Account:
@@ -180,8 +185,9 @@ class Account:
         return state
 
     def address(self, channel: str) -> str | None:
+        """Where to send on `channel` (None: nowhere; always None for an erased account)."""
         state = self.channels.get(channel)
-        return state.address if state else None
+        return state.address if state and not self.erased else None
 
     def consented(self, channel: str) -> bool:
         state = self.channels.get(channel)
@@ -202,7 +208,7 @@ class Account:
 
     def reachable_channels(self) -> list[str]:
         """Channels with an address that nobody stopped and the customer did not opt out of."""
-        return [name for name, s in self.channels.items() if s.address and not (s.opted_out or s.stopped)]
+        return [n for n, s in self.channels.items() if self.address(n) and not (s.opted_out or s.stopped)]
 
     def mark_opted_out(self, channel: str) -> None:
         self.channel(channel).opted_out = True
@@ -232,7 +238,8 @@ class ChannelState:
     stopped: bool = False
 
 
-FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Account) if f.name != "channels")
+NOT_COLUMNS = ("channels", "erased")
+FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Account) if f.name not in NOT_COLUMNS)
 CHANNEL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ChannelState))
 
 if FIELDS != tuple(c.name for c in accounts.columns):  # positional construction relies on it

@@ -13,15 +13,13 @@ from datetime import datetime
 from arrears_shared.events import AccountChanged, MessageSent, ReplyReceived
 from arrears_shared.stream.transaction import Transaction
 
-from .. import bulk
 from ..deps import Deps
 from ..schedule import store
 from ..timers.planning import sync_timers
 from ..timers.service import fall_back_failed
 from .account import Account
-from .models import decisions
 from .projection import DecisionRow, apply_account_changed, apply_message_sent, apply_reply, refresh_segment
-from .store import load_locked, save
+from .store import insert_decisions, load_locked, save
 
 
 async def apply_events(tx: Transaction, events: Sequence[object], deps: Deps, now: datetime) -> None:
@@ -52,4 +50,4 @@ async def apply_events(tx: Transaction, events: Sequence[object], deps: Deps, no
     out += await sync_timers(conn, changed, policy, now)
     failures = [e for e in events if isinstance(e, MessageSent)]
     out += await fall_back_failed(conn, tx, failures, accts, deps, now)
-    await bulk.insert(conn, decisions, out)
+    await insert_decisions(conn, out)

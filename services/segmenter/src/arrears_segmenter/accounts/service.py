@@ -10,7 +10,6 @@ from arrears_shared import channels, paging
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .. import bulk
 from ..aging import aging_bucket, days_past_due
 from ..deps import Deps
 from ..schedule import store
@@ -19,7 +18,7 @@ from ..timers.planning import sync_timers
 from .account import Account
 from .models import AccountView, ChannelView, DecisionView, FlagsUpdate, TimerView, decisions, mask_address
 from .projection import decision, refresh_segment
-from .store import load, load_locked, save
+from .store import insert_decisions, load, load_locked, open_reasons, save
 
 FLAGS = ("complex", "do_not_contact", "risk_override")
 
@@ -47,7 +46,7 @@ async def set_flags(
     note = f"{actor}: {', '.join(changes) or 'no change'}" + (f" ({body.reason})" if body.reason else "")
     out = [decision(account_id, ctx, "updated", "override.flags", note)]
     out += await sync_timers(conn, [acct], await store.active(conn, deps.policy), now)
-    await bulk.insert(conn, decisions, out)
+    await insert_decisions(conn, out)
     return True
 
 
@@ -76,7 +75,7 @@ def _channel_views(acct: Account) -> list[ChannelView]:
             ChannelView(
                 channel=name,
                 label=spec.label if spec else name,
-                address_masked=mask_address(spec.address_kind if spec else "phone", s.address),
+                address_masked=mask_address(spec.address_kind if spec else "phone", acct.address(name)),
                 consent=s.consent,
                 opted_out=s.opted_out,
                 invalid=s.invalid,
@@ -154,6 +153,7 @@ async def decision_log(
         (False,),
     )
     rows, after = paging.page((await conn.execute(q)).all(), limit, lambda r: (r.id,))
+    reasons = await open_reasons(conn, rows)
     return [
         DecisionView(
             id=r.id,
@@ -162,10 +162,10 @@ async def decision_log(
             channel=r.channel,
             outcome=r.outcome,
             rule_id=r.rule_id,
-            reason=r.reason,
+            reason=reason,
             notice_id=r.notice_id,
             defer_until=r.defer_until,
             at=r.at,
         )
-        for r in rows
+        for r, reason in zip(rows, reasons, strict=True)
     ], after

@@ -9,10 +9,9 @@ from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .. import bulk
-from ..accounts.models import accounts, decisions
+from ..accounts.models import accounts
 from ..accounts.projection import decision
-from ..accounts.store import load_locked, save
+from ..accounts.store import insert_decisions, load_locked, save
 from ..deps import Deps
 from ..schedule import store
 from ..timers.models import timers
@@ -114,7 +113,7 @@ async def decide(
         if res.first() is None:
             return False
         granted = decision(account_id, ctx, "approved", "approval.granted", note, step=v.step, cycle=v.cycle)
-        await bulk.insert(conn, decisions, [granted])
+        await insert_decisions(conn, [granted])
         return True
     res = await conn.execute(
         update(timers)
@@ -134,5 +133,5 @@ async def decide(
     await save(conn, [acct])
     out = [decision(account_id, ctx, "rejected", "approval.rejected", note, step=v.step, cycle=v.cycle)]
     out += await sync_timers(conn, [acct], await store.active(conn, deps.policy), now)
-    await bulk.insert(conn, decisions, out)
+    await insert_decisions(conn, out)
     return True

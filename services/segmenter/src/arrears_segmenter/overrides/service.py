@@ -16,9 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import bulk
 from ..accounts.account import Account
-from ..accounts.models import decisions
 from ..accounts.projection import DecisionRow, FoldContext, decision, refresh_segment
-from ..accounts.store import load_locked, save
+from ..accounts.store import insert_decisions, load_locked, save
 from ..approvals.service import Verdict, decide
 from ..campaigns import service as campaigns
 from ..deps import Deps
@@ -47,7 +46,7 @@ async def apply_override(conn: AsyncConnection, ev: OverrideRequested, deps: Dep
         out = [await _campaign(conn, ev, ctx)]
     else:
         out = await _account(conn, ev, deps, ctx)
-    await bulk.insert(conn, decisions, out)
+    await insert_decisions(conn, out)
 
 
 async def _account(

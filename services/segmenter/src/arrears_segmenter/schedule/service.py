@@ -7,9 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .. import bulk
-from ..accounts.models import decisions
-from ..accounts.store import load_locked
+from ..accounts.store import insert_decisions, load_locked
 from ..deps import Deps
 from ..timers.planning import sync_timers
 from . import store
@@ -29,7 +27,7 @@ async def replan_all(conn: AsyncConnection, policy: Policy, now: datetime) -> in
     for i in range(0, len(ids), REPLAN_CHUNK):
         accts = await load_locked(conn, ids[i : i + REPLAN_CHUNK])
         out = await sync_timers(conn, list(accts.values()), policy, now)
-        await bulk.insert(conn, decisions, out)
+        await insert_decisions(conn, out)
     return len(ids)
 
 

@@ -11,18 +11,20 @@ from typing import Any
 
 from arrears_shared.events import DeliveryStatus, MessageSent
 from arrears_shared.stream.transaction import Transaction
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import bulk
 from ..accounts.account import Account
-from ..accounts.models import accounts, decisions
-from ..accounts.store import attach_channels
+from ..accounts.models import accounts
+from ..accounts.store import complete, insert_decisions, sealed_send_now
 from ..campaigns.models import CampaignStatus
 from ..campaigns.service import list_campaigns
 from ..deps import Deps
 from ..schedule import store
 from ..schedule.models import Policy
+from ..sealing import seal, writing_keys
 from .firing import DueTimer, Fired, Sent, fall_back, fire
 from .models import notices, timers
 from .planning import sync_timers
@@ -57,8 +59,12 @@ FIRED_COLUMNS = (
 _fired_values = attrgetter(*FIRED_COLUMNS)
 
 
-def _fired_row(acct: Account) -> dict[str, Any]:
-    return dict(zip(FIRED_COLUMNS, _fired_values(acct), strict=True))
+def _fired_row(acct: Account, keys: dict[str, AESGCM]) -> dict[str, Any]:
+    """The account's fired columns as stored: a pause's reason and a send-now's reason sealed."""
+    row = dict(zip(FIRED_COLUMNS, _fired_values(acct), strict=True))
+    row["pause_reason"] = seal(keys, acct.account_id, acct.pause_reason)
+    row["send_now"] = sealed_send_now(keys, acct.account_id, acct.send_now)
+    return row
 
 
 Due = tuple[DueTimer, Account]  # a due timer and its (locked) account; timers of one account share it
@@ -74,13 +80,14 @@ async def fire_due(conn: AsyncConnection, tx: Transaction, deps: Deps, now: date
     await bulk.update(conn, timers, ["id"], [r.timer_row() for r in results])
     inserted = await _record_notices(conn, tx, results, now)
     accts = list({a.account_id: a for _, a in due}.values())
-    await bulk.update(conn, accounts, ["account_id"], [_fired_row(a) for a in accts])
+    keys = await writing_keys(conn, [a.account_id for a in accts])
+    await bulk.update(conn, accounts, ["account_id"], [_fired_row(a, keys) for a in accts])
     decision_rows = [
         d for r in results for d in r.decisions if not (d["notice_id"] and d["notice_id"] not in inserted)
     ]
     done = [a for (_, a), r in zip(due, results, strict=True) if r.step_done]
     decision_rows += await sync_timers(conn, done, policy, now)
-    await bulk.insert(conn, decisions, decision_rows)
+    await insert_decisions(conn, decision_rows)
     return len(due)
 
 
@@ -164,7 +171,7 @@ async def _pick_due(conn: AsyncConnection, limit: int, now: datetime) -> list[Du
         if acct is None:
             acct = accts[r.a_account_id] = Account(*r[N_TIMER_COLUMNS:])
         due.append((DueTimer(*r[:N_TIMER_COLUMNS]), acct))
-    await attach_channels(conn, accts)
+    await complete(conn, accts)  # personal fields opened, channels attached: one batch
     return due
 
 
