@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from typing import Any
 
 import httpx
 from arrears_ingest.settings import IngestSettings
+from arrears_ingest.snapshot.service import open_data
 from arrears_shared.cloudevents import Envelope
+from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from vault_support import open_records, row_record
@@ -22,6 +25,7 @@ __all__ = [
     "SheetsEmulator",
     "WebhooksStayAnonymous",
     "outbox_since",
+    "stored_snapshot",
 ]
 
 PUBLIC_PREFIXES = ("/ingest/payments/",)
@@ -51,6 +55,20 @@ async def outbox_since(engine: AsyncEngine, after: int, schema: str = "ingest") 
         ).all()
         envs = await open_records(c, [row_record(r) for r in rows])
     return (rows[-1].id if rows else after), envs
+
+
+async def stored_snapshot(
+    engine: AsyncEngine, account_id: str, schema: str = "ingest"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An account's snapshot `data` as stored, and the same opened with its data key (as ingest reads it)."""
+    async with engine.connect() as c:
+        raw = (
+            await c.execute(
+                text(f"SELECT data FROM {schema}.snapshot WHERE account_id = :a"), {"a": account_id}
+            )
+        ).scalar_one()
+        keys = await vault().for_reading(c, [account_id])
+    return raw, open_data(keys, account_id, json.loads(json.dumps(raw)))
 
 
 def fast_settings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -159,10 +160,9 @@ async def test_notes_only_change_refreshes_without_event(engine: AsyncEngine) ->
     assert (summary.updated, summary.unchanged) == (0, 3)
     _, envs = await outbox_since(engine, pos)
     assert envs == []
-    assert (
-        await scalar(engine, f"SELECT data->>'notes' FROM {SCHEMA}.snapshot WHERE account_id = 'ACC-000001'")
-        == "left voicemail"
-    )
+    stored, opened = await support.stored_snapshot(engine, "ACC-000001", SCHEMA)
+    assert opened["notes"] == "left voicemail"
+    assert stored["notes"].startswith("pii1:") and "voicemail" not in json.dumps(stored)
 
 
 @CHUNKINGS

@@ -13,6 +13,8 @@ from arrears_ingest.validation import (
     validate_sheet,
 )
 from arrears_ingest.validation import parse as p
+from arrears_ingest.validation import rows as rows_module
+from arrears_ingest.validation.columns import Col
 from arrears_shared.events import AccountStatus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -189,12 +191,31 @@ def test_duplicate_ids_reject_the_later_row_naming_the_first() -> None:
 
 
 def test_rejected_values_are_masked() -> None:
+    # a structured cell keeps its text for the sheet owner, but a phone number or email typed into it is masked
     rej = one(account_row(1, Balance="call 4155550123"))
-    assert isinstance(rej, list) and rej[0].value == "call 4155550123"
+    assert isinstance(rej, list) and rej[0].value == "call ••••••••23"
+    rej = one(account_row(1, Balance="ask jane.doe@example.com or +44 20 7946 0958"))
+    assert isinstance(rej, list) and rej[0].value is not None
+    assert "jane" not in rej[0].value and "7946" not in rej[0].value and rej[0].value.startswith("ask j•••@")
+    # dates, amounts and ids are not mistaken for numbers to mask
+    assert p.mask("2024-13-45", "plain") == "2024-13-45" and p.mask("1,234,567.89", "plain") == "1,234,567.89"
+    assert p.mask("4155550123", "id") == "4155550123"
     assert p.mask("(415) 555-0123", "phone").endswith("23") and "555" not in p.mask("(415) 555-0123", "phone")
     assert p.mask("jane.doe@example.com", "email").startswith("j•••@") and "jane" not in p.mask(
         "jane.doe@example.com", "email"
     )
+
+
+def test_free_text_columns_are_masked_whole() -> None:
+    """Notes and addresses are free text: a reject shows only their length (a name or number in them is not
+    recognisable). They never reject a row today; the masking holds if they ever do."""
+    assert p.mask("Jane Doe, 12 Main St, call 415 555 0123", "text") == "••• (39 characters)"
+    assert rows_module._MASK[Col.NOTES] == "text" and rows_module._MASK[Col.ADDRESS] == "text"
+    assert rows_module._MASK[Col.ACCOUNT_ID] == "id"
+    errors = rows_module._Errors()
+    errors.fail(Col.NOTES, "bad")
+    (rej,) = rows_module._rejections({Col.NOTES: " Jane Doe owes  "}, errors, 2, "ACC-1", None, "USD")
+    assert rej.value == "••• (13 characters)"
 
 
 def test_bad_currency_rejects_and_default_applies() -> None:

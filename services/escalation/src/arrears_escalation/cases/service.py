@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from arrears_shared import paging
+from arrears_shared.auth import Principal
 from arrears_shared.events import CaseEscalated
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.vault.cipher import is_sealed, open_value, seal_value
+from arrears_shared.vault.keys import vault
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import metrics
+from ..audit.service import append
 from .models import CaseView, cases
 
 CASE_NAMESPACE = uuid.UUID("6f1c2a4e-5b7d-4c1e-9a3f-2d8e0b6c4a11")
@@ -78,7 +83,7 @@ async def open_case(
     return cid
 
 
-def _view(r: Any) -> CaseView:
+def _view(r: Any, close_note: str | None) -> CaseView:
     return CaseView(
         case_id=r.case_id,
         account_id=r.account_id,
@@ -87,7 +92,7 @@ def _view(r: Any) -> CaseView:
         status=r.status,
         opened_at=r.opened_at,
         closed_at=r.closed_at,
-        close_note=r.close_note,
+        close_note=close_note,
         detail=r.detail,
         trigger_id=r.trigger_id,
         rule_id=r.rule_id,
@@ -122,30 +127,60 @@ async def page_cases(
     if account_id:
         q = q.where(cases.c.account_id == account_id)
     rows, after = paging.page((await conn.execute(q)).all(), limit, lambda r: (r.opened_at, r.case_id))
-    return [_view(r) for r in rows], after
+    return await _views(conn, rows), after
+
+
+async def _views(conn: AsyncConnection, rows: Sequence[Any]) -> list[CaseView]:
+    """The rows as views, each close note opened with its account's key (one key query for the rows)."""
+    sealed = {r.account_id for r in rows if is_sealed(r.close_note)}
+    keys = await vault().for_reading(conn, sealed) if sealed else {}
+    return [_view(r, open_value(keys.get(r.account_id), r.account_id, r.close_note)) for r in rows]
 
 
 async def get_case(conn: AsyncConnection, case_id: str) -> CaseView | None:
     r = (await conn.execute(select(cases).where(cases.c.case_id == case_id))).first()
-    return _view(r) if r else None
+    return (await _views(conn, [r]))[0] if r else None
 
 
 class CaseNotOpen(Exception):
     pass
 
 
-async def close_case(conn: AsyncConnection, case_id: str, note: str, now: datetime) -> CaseView | None:
-    """Close an open case. None if it does not exist; raises CaseNotOpen if already closed."""
+async def close_case(
+    conn: AsyncConnection, case_id: str, note: str, now: datetime, *, who: Principal | None = None
+) -> CaseView | None:
+    """Close an open case; its note is stored sealed with the account's data key. None if it does not exist;
+    raises CaseNotOpen if already closed. With `who`, the closing is audited (the note sealed as stored)."""
+    case = (
+        await conn.execute(select(cases.c.account_id, cases.c.status).where(cases.c.case_id == case_id))
+    ).first()
+    if case is None:
+        return None
+    if case.status != "open":
+        raise CaseNotOpen(case_id)
+    account_id = case.account_id
+    key = (await vault().for_writing(conn, [account_id]))[account_id]
+    sealed = seal_value(key, account_id, note)
     r = (
         await conn.execute(
             update(cases)
             .where(cases.c.case_id == case_id, cases.c.status == "open")
-            .values(status="closed", closed_at=now, close_note=note)
+            .values(status="closed", closed_at=now, close_note=sealed)
             .returning(*cases.c)
         )
     ).first()
-    if r is not None:
-        return _view(r)
-    if await get_case(conn, case_id) is None:
-        return None
-    raise CaseNotOpen(case_id)
+    if r is None:  # closed meanwhile
+        raise CaseNotOpen(case_id)
+    if who is not None:
+        await append(
+            conn,
+            actor=who.name,
+            role=who.role,
+            action="case.close",
+            entity="case",
+            entity_id=case_id,
+            before={"status": "open"},
+            after={"status": "closed", "note": sealed, "account_id": account_id},
+            at=now,
+        )
+    return _view(r, note)

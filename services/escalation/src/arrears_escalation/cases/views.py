@@ -10,7 +10,6 @@ from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from ..audit.service import append
 from ..deps import Deps
 from .models import CaseView, CloseCase
 from .service import CaseNotOpen, close_case, get_case, page_cases
@@ -50,19 +49,7 @@ def make_router(deps: Deps) -> RouterFactory:
             now = deps.clock.now()
             try:
                 async with get_context().transaction() as tx:
-                    view = await close_case(tx.conn, case_id, body.note, now)
-                    if view is not None:
-                        await append(
-                            tx.conn,
-                            actor=who.name,
-                            role=who.role,
-                            action="case.close",
-                            entity="case",
-                            entity_id=case_id,
-                            before={"status": "open"},
-                            after={"status": "closed", "note": body.note, "account_id": view.account_id},
-                            at=now,
-                        )
+                    view = await close_case(tx.conn, case_id, body.note, now, who=who)  # audited
             except CaseNotOpen as e:
                 raise HTTPException(409, "case is already closed") from e
             if view is None:

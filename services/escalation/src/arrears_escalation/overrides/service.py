@@ -9,6 +9,8 @@ from typing import Any
 from arrears_shared.auth import Principal
 from arrears_shared.events import OverrideAction, OverrideRequested
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.vault.cipher import seal_value
+from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 
 from .. import metrics
@@ -61,6 +63,11 @@ async def request_override(
 async def add_note(
     tx: Transaction, who: Principal, account_id: str, body: str, case_id: str | None, now: datetime
 ) -> int:
+    """A collector's note, its body sealed with the account's data key both in `notes` and in the audit entry
+    (the chain hashes the sealed text: erasing the account's key makes both unreadable, the chain stays
+    valid)."""
+    key = (await vault().for_writing(tx.conn, [account_id]))[account_id]
+    body = seal_value(key, account_id, body) or body
     note_id = (
         await tx.conn.execute(
             text(

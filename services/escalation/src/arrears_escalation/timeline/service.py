@@ -11,6 +11,8 @@ from typing import Any
 from arrears_shared import paging
 from arrears_shared.events import AccountChanged, Event, MessageSent, PaymentFailed, ReplyReceived
 from arrears_shared.money import format_minor
+from arrears_shared.vault.cipher import is_sealed, open_fields, open_value, seal_fields
+from arrears_shared.vault.keys import vault
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,6 +26,13 @@ class TimelineItem(BaseModel):
     summary: str
     ref: str
     data: dict[str, Any] = {}
+
+
+# Personal strings kept sealed with the account's data key (arrears_shared.vault), opened for display:
+_ACTIVITY_SEALED = ("text",)  # activity.data of a reply (`message_in`): the customer's words
+# what a timeline item's data may hold sealed: a reply's text, a note's body / a closed case's note in the
+# audit entry that recorded it (`audit.note.add`, `audit.case.close`)
+_DATA_SEALED = ("text", "body", "note")
 
 
 def _activity(ev: Event, ce_id: str) -> dict[str, Any] | None:
@@ -90,9 +99,15 @@ def _activity(ev: Event, ce_id: str) -> dict[str, Any] | None:
 
 
 async def record_activity(conn: AsyncConnection, items: list[tuple[Event, str]]) -> None:
+    """Store the batch's activity; a reply's text sealed with its account's data key (one key query)."""
     rows = [a for ev, ce_id in items if (a := _activity(ev, ce_id)) is not None]
     if not rows:
         return
+    replies = [r for r in rows if r["d"].get("text")]
+    if replies:
+        keys = await vault().for_writing(conn, {r["a"] for r in replies})
+        for r in replies:
+            seal_fields(keys[r["a"]], r["a"], r["d"], _ACTIVITY_SEALED)
     for r in rows:
         r["d"] = json.dumps(r["d"])
     await conn.execute(
@@ -104,32 +119,33 @@ async def record_activity(conn: AsyncConnection, items: list[tuple[Event, str]])
     )
 
 
+# `sealed`: the end of the summary, stored sealed (a note's body, a closed case's note), opened in Python
 _TIMELINE = f"""
-SELECT at, kind, summary, id AS ref, data FROM {SCHEMA}.activity WHERE account_id = :a
+SELECT at, kind, summary, id AS ref, data, NULL::text AS sealed FROM {SCHEMA}.activity WHERE account_id = :a
 UNION ALL
-SELECT opened_at, 'case.opened', reason || ' (' || priority || '): ' || detail, case_id, '{{}}'::jsonb
+SELECT opened_at, 'case.opened', reason || ' (' || priority || '): ' || detail, case_id, '{{}}'::jsonb, NULL
   FROM {SCHEMA}.cases WHERE account_id = :a
 UNION ALL
-SELECT closed_at, 'case.closed', reason || ': ' || COALESCE(close_note, ''), case_id, '{{}}'::jsonb
+SELECT closed_at, 'case.closed', reason || ': ', case_id, '{{}}'::jsonb, close_note
   FROM {SCHEMA}.cases WHERE account_id = :a AND closed_at IS NOT NULL
 UNION ALL
 SELECT created_at, 'task.created', kind || ' for ' || team || COALESCE(' (' || assignee || ')', ''), task_id,
-       jsonb_build_object('priority', priority, 'due_at', due_at)
+       jsonb_build_object('priority', priority, 'due_at', due_at), NULL
   FROM {SCHEMA}.tasks WHERE account_id = :a
 UNION ALL
 SELECT made_at, 'promise.made', 'promise to pay by ' || due_date
        || COALESCE(': ' || (amount_minor / 100.0)::numeric(14, 2), '') , promise_id,
-       jsonb_build_object('status', status)
+       jsonb_build_object('status', status), NULL
   FROM {SCHEMA}.promises WHERE account_id = :a
 UNION ALL
-SELECT settled_at, 'promise.' || status, 'promise ' || status, promise_id, '{{}}'::jsonb
+SELECT settled_at, 'promise.' || status, 'promise ' || status, promise_id, '{{}}'::jsonb, NULL
   FROM {SCHEMA}.promises WHERE account_id = :a AND settled_at IS NOT NULL
 UNION ALL
-SELECT created_at, 'note', author || ': ' || body, note_id::text, '{{}}'::jsonb
+SELECT created_at, 'note', author || ': ', note_id::text, '{{}}'::jsonb, body
   FROM {SCHEMA}.notes WHERE account_id = :a
 UNION ALL
 SELECT at, 'audit.' || action, actor || ' (' || role || ')' || CASE WHEN reason <> '' THEN ': ' || reason ELSE '' END,
-       seq::text, COALESCE(after, '{{}}'::jsonb)
+       seq::text, COALESCE(after, '{{}}'::jsonb), NULL
   FROM {SCHEMA}.audit_log
   WHERE entity_id = :a OR after ->> 'account_id' = :a
 """
@@ -147,13 +163,31 @@ async def timeline(
     after, params = paging.after_sql(cursor, _KEY, descending=False)
     rows = await conn.execute(
         text(
-            f"""SELECT at, kind, summary, ref, data FROM ({_TIMELINE}) AS t(at, kind, summary, ref, data)
+            f"""SELECT at, kind, summary, ref, data, sealed
+            FROM ({_TIMELINE}) AS t(at, kind, summary, ref, data, sealed)
             WHERE {after} ORDER BY at, kind, ref LIMIT :n"""
         ),
         {"a": account_id, "n": limit + 1, **params},
     )
     found, nxt = paging.page(rows.all(), limit, lambda r: (r.at, r.kind, r.ref))
+    items = [
+        (r.at, r.kind, r.summary, r.ref, r.data if isinstance(r.data, dict) else {}, r.sealed) for r in found
+    ]
+    # every item is the account's: one key opens the page (`[erased]` once the account is erased)
+    key = None
+    if any(is_sealed(secret) or _holds_sealed(data) for *_, data, secret in items):
+        key = (await vault().for_reading(conn, [account_id])).get(account_id)
     return [
-        TimelineItem(at=r[0], kind=r[1], summary=r[2], ref=r[3], data=r[4] if isinstance(r[4], dict) else {})
-        for r in found
+        TimelineItem(
+            at=at,
+            kind=kind,
+            summary=summary + (open_value(key, account_id, secret) or ""),
+            ref=ref,
+            data=open_fields(key, account_id, data, _DATA_SEALED),
+        )
+        for at, kind, summary, ref, data, secret in items
     ], nxt
+
+
+def _holds_sealed(data: dict[str, Any]) -> bool:
+    return any(is_sealed(data.get(k)) for k in _DATA_SEALED)

@@ -30,6 +30,7 @@ from typing import Any
 
 from arrears_shared.events import AccountStatus, PaymentFailed
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -370,6 +371,9 @@ async def record_payment(tx: Transaction, payment: Payment) -> PaymentResult:
     if snap is None:
         return await _reject(tx, payment, "account_id", payment.account_id, "unknown account")
     row_number, data = snap[0], snap[1] if isinstance(snap[1], dict) else json.loads(snap[1])
+    data = snapshots.open_data(
+        await vault().for_reading(conn, [payment.account_id]), payment.account_id, data
+    )
     if data["currency"] != payment.currency:
         return await _reject(
             tx,
@@ -391,7 +395,12 @@ async def record_payment(tx: Transaction, payment: Payment) -> PaymentResult:
         "last_payment_minor": payment.amount_minor if newer else data.get("last_payment_minor"),
         "status": status.value,
     }
-    chash = content_hash(payment.account_id, new_data)
+    chash = content_hash(payment.account_id, new_data)  # of the plaintext, as a sheet row's
+    event = snapshots.data_event(
+        payment.account_id, "payment", "payment", row_number, chash, new_data, tx.now
+    )
+    key = (await vault().for_writing(conn, [payment.account_id]))[payment.account_id]
+    snapshots.seal_data(key, payment.account_id, new_data)
     await conn.execute(
         text(
             f"UPDATE {schema}.snapshot SET data = CAST(:d AS jsonb), content_hash = :c, updated_at = :now "
@@ -422,9 +431,6 @@ async def record_payment(tx: Transaction, payment: Payment) -> PaymentResult:
             "src": source_balance,
             "bal": balance,
         },
-    )
-    event = snapshots.data_event(
-        payment.account_id, "payment", "payment", row_number, chash, new_data, tx.now
     )
     tx.emit(event, id=f"payment:{payment.provider}:{payment.payment_id}")
     return PaymentResult(

@@ -306,7 +306,10 @@ async def _write_chunk(
         conn, schema = tx.conn, tx.schema
         result.accepted = await payments.adjust_rows(conn, schema, result.accepted, now)
         plan = snapshots.plan(result, item.snap)
-        await snapshots.write_rows(conn, schema, [*plan.created, *plan.updated, *plan.refreshed], now, source)
+        # sealed once: the snapshot entry and the event of a row share the ciphertexts of its personal fields
+        sealers = await snapshots.write_rows(
+            conn, schema, [*plan.created, *plan.updated, *plan.refreshed], now, source
+        )
         await snapshots.move_rows(conn, schema, plan.moved)
         kinds: tuple[tuple[Literal["created", "updated"], list[AccountRow]], ...] = (
             ("created", plan.created),
@@ -315,7 +318,14 @@ async def _write_chunk(
         for kind, rows in kinds:
             tx.records.extend(
                 snapshots.account_record(
-                    row, kind, as_of, source, ce_source=tx.source, id=f"{run_id}:{row.account_id}", time=now
+                    row,
+                    kind,
+                    as_of,
+                    source,
+                    ce_source=tx.source,
+                    id=f"{run_id}:{row.account_id}",
+                    time=now,
+                    seal=sealers[row.account_id],
                 )
                 for row in rows
             )

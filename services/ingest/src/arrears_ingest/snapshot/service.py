@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
@@ -31,6 +31,9 @@ from typing import Any, Literal
 import pydantic_core
 from arrears_shared.cloudevents import OutgoingRecord, record
 from arrears_shared.events import AccountChanged, AccountStatus, IngestRejected
+from arrears_shared.vault import cipher, fields
+from arrears_shared.vault.keys import Keys, vault
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -221,17 +224,25 @@ def account_record(
     ce_source: str,
     id: str,
     time: datetime,
+    seal: Callable[[str | None], str | None] | None = None,
 ) -> OutgoingRecord:
-    """The outbox record of `account_event(row, change, as_of, source)` (see `_EVENT_FIELDS`)."""
+    """The outbox record of `account_event(row, change, as_of, source)` (see `_EVENT_FIELDS`); with `seal`
+    (the row's `Sealer` from `write_rows`) its personal fields already sealed, as the outbox would."""
+    contacts = row_contacts(row)
+    name, phone, email = row.customer_name, row.phone, row.email
+    if seal is not None:
+        name, phone, email = seal(name) or name, seal(phone), seal(email)
+        for c in contacts.values():
+            c["address"] = seal(c["address"])
     value = pydantic_core.to_json(
         {
             "account_id": row.account_id,
             "change": change,
             "source": source,
             "source_row": row.row_number,
-            "customer_name": row.customer_name,
-            "phone": row.phone,
-            "email": row.email,
+            "customer_name": name,
+            "phone": phone,
+            "email": email,
             "balance_minor": row.balance_minor,
             "currency": row.currency,
             "due_date": row.due_date,
@@ -242,7 +253,7 @@ def account_record(
             "region": row.region,
             "sms_consent": row.sms_consent,
             "email_consent": row.email_consent,
-            "contacts": row_contacts(row),
+            "contacts": contacts,
             "status": row.status,
             "content_hash": row.content_hash,
             "as_of": as_of,
@@ -317,15 +328,82 @@ def removed_event(
     )
 
 
+# The personal strings of a snapshot's `data`, sealed at rest with the account's data key (arrears_shared.vault);
+# everything else in it (balance, dates, consent, zone, status, warnings) stays readable to SQL.
+PERSONAL: tuple[str, ...] = ("customer_name", "phone", "email", "notes", "contacts.*.address")
+_FLAT_PERSONAL = ("customer_name", "phone", "email", "notes")
+_ADDRESSES = ("phone", "email", "notes")  # dropped (None) when they cannot be opened
+_CONTACT_ADDRESS = ("*.address",)
+_NOT_OPENED = (cipher.ERASED, cipher.UNREADABLE)
+
+
+class Sealer:
+    """Seals one account's strings with its data key, each distinct value once: a row's snapshot entry and its
+    `account-changed` event share the ciphertexts (the outbox keeps sealed values as they are), so a first
+    run seals each name and address once, not twice."""
+
+    __slots__ = ("_aead", "_subject", "_memo")
+
+    def __init__(self, aead: AESGCM, subject: str) -> None:
+        self._aead = aead
+        self._subject = subject
+        self._memo: dict[str, str] = {}
+
+    def __call__(self, value: str | None) -> str | None:
+        if not value:
+            return value
+        out = self._memo.get(value)
+        if out is None:
+            sealed = cipher.is_sealed(value)
+            out = self._memo[value] = value if sealed else cipher.seal(self._aead, self._subject, value)
+        return out
+
+
+def _seal_data(seal: Sealer, data: dict[str, Any]) -> dict[str, Any]:
+    """`cipher.seal_fields(aead, account_id, data, PERSONAL)`, unrolled (a first run seals ~400k strings)."""
+    for k in _FLAT_PERSONAL:
+        v = data.get(k)
+        if v and v.__class__ is str:
+            data[k] = seal(v)
+    if contacts := data.get("contacts"):
+        fields.apply(contacts, _CONTACT_ADDRESS, lambda v: seal(v) or v)
+    return data
+
+
+def seal_data(aead: AESGCM, account_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` (changed in place and returned) with its `PERSONAL` strings sealed (those already sealed stay)."""
+    return _seal_data(Sealer(aead, account_id), data)
+
+
+def open_data(keys: Keys, account_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` (changed in place and returned) with its `PERSONAL` strings opened with the account's key from
+    `keys` (`Vault.for_reading`). Plaintext written before sealing reads as it is. An erased account's (or
+    an unopenable value) reads as `[erased]` for the name and as no address / no notes: nothing is sent to
+    it or matched with it."""
+    cipher.open_fields(keys.get(account_id), account_id, data, PERSONAL)
+    for k in _ADDRESSES:
+        if data.get(k) in _NOT_OPENED:
+            data[k] = None
+    for contact in (data.get("contacts") or {}).values():
+        if isinstance(contact, dict) and contact.get("address") in _NOT_OPENED:
+            contact["address"] = None
+            contact["consent"] = False
+    return data
+
+
 async def write_rows(
     conn: AsyncConnection,
     schema: str,
     rows: Sequence[AccountRow],
     now: datetime,
     source: Source = "sheet",
-) -> None:
+) -> dict[str, Sealer]:
+    """Upsert the rows' snapshot entries, their personal strings sealed with keys created in `conn`'s
+    transaction where missing (one key query for the batch). Returns each row's `Sealer`, for its event."""
     if not rows:
-        return
+        return {}
+    keys = await vault().for_writing(conn, [r.account_id for r in rows])
+    sealers = {a: Sealer(k, a) for a, k in keys.items()}
     await conn.execute(
         text(
             f"INSERT INTO {schema}.snapshot AS s (account_id, content_hash, raw_hash, row_number, data, "
@@ -343,10 +421,13 @@ async def write_rows(
             "c": [r.content_hash for r in rows],
             "r": [r.raw_hash for r in rows],
             "n": [r.row_number for r in rows],
-            "d": [pydantic_core.to_json(r.to_data()).decode() for r in rows],  # twice json.dumps' speed
+            "d": [  # pydantic_core: twice json.dumps' speed
+                pydantic_core.to_json(_seal_data(sealers[r.account_id], r.to_data())).decode() for r in rows
+            ],
             "now": now,
         },
     )
+    return sealers
 
 
 async def move_rows(conn: AsyncConnection, schema: str, moved: Sequence[tuple[str, int]]) -> None:
@@ -364,6 +445,7 @@ async def move_rows(conn: AsyncConnection, schema: str, moved: Sequence[tuple[st
 async def delete_rows(
     conn: AsyncConnection, schema: str, account_ids: Sequence[str]
 ) -> list[tuple[str, int, str, dict[str, Any]]]:
+    """Delete the accounts' entries: (account id, row number, content hash, data opened, see `open_data`)."""
     if not account_ids:
         return []
     result = await conn.execute(
@@ -373,7 +455,11 @@ async def delete_rows(
         ),
         {"a": list(account_ids)},
     )
-    return [(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3])) for r in result]
+    found = [(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3])) for r in result]
+    if not found:
+        return []
+    keys = await vault().for_reading(conn, [a for a, *_ in found])
+    return [(a, n, h, open_data(keys, a, d)) for a, n, h, d in found]
 
 
 RejectKey = tuple[str, str | None, str | None, str]

@@ -480,8 +480,26 @@ def parse_zone(cell: str) -> str | None:
 # -- masking -------------------------------------------------------------------------------------------------
 
 
-def mask(value: str, kind: Literal["phone", "email", "name", "plain"]) -> str:
-    """What a reject report may show of an offending value: PII masked, everything truncated."""
+MaskKind = Literal["phone", "email", "name", "text", "id", "plain"]
+# a phone-like run: 9+ digits, possibly grouped by spaces, dots, dashes, parentheses (dates have 8 at most)
+_PHONE_LIKE = re.compile(r"\+?\(?\d[\d\s().-]{7,}\d")
+_EMAIL_LIKE = re.compile(r"[^\s@<>()\[\],;:\"']+@[^\s@<>()\[\],;:\"']+")
+
+
+def _mask_embedded(v: str) -> str:
+    """`v` with every email address and phone-like number in it masked (a name typed into Balance is not
+    found: free-text columns are masked whole, kind "text")."""
+    v = _EMAIL_LIKE.sub(lambda m: mask(m.group(), "email"), v)
+    return _PHONE_LIKE.sub(
+        lambda m: mask(m.group(), "phone") if sum(c.isdigit() for c in m.group()) >= 9 else m.group(), v
+    )
+
+
+def mask(value: str, kind: MaskKind) -> str:
+    """What a reject report may show of an offending value: PII masked, everything truncated. `text` (free
+    text: notes, addresses) shows only its length; `id` (an account id) is only truncated; `plain` (a
+    structured cell: amount, date, currency, status) keeps its text but masks any email address or
+    phone-like number in it."""
     v = clean(value)
     if not v:
         return ""
@@ -493,4 +511,8 @@ def mask(value: str, kind: Literal["phone", "email", "name", "plain"]) -> str:
         return f"{local[:1]}•••{at}{'•••' + domain[-4:] if domain else ''}"
     if kind == "name":
         return v[:1] + "•••"
+    if kind == "text":
+        return f"••• ({len(v)} characters)"
+    if kind == "plain":
+        v = _mask_embedded(v)
     return v[:64] + ("…" if len(v) > 64 else "")

@@ -227,10 +227,15 @@ class SheetResult:
         return sum(len(a.warnings) for a in self.accepted)
 
 
-_MASK: dict[Col, Literal["phone", "email", "name", "plain"]] = {
+# How a rejected cell is shown (parse.mask); any other column is "plain" (structured: embedded PII masked)
+_MASK: dict[Col, p.MaskKind] = {
+    Col.ACCOUNT_ID: "id",
     Col.PHONE: "phone",
     Col.EMAIL: "email",
     Col.CUSTOMER_NAME: "name",
+    Col.ADDRESS: "text",
+    Col.NOTES: "text",
+    Col.ARREARS_REASON: "text",
 }
 
 
@@ -667,7 +672,7 @@ class SheetValidator:
                         row_number=row_number,
                         account_id=account_id if len(account_id) <= 64 else None,
                         column=Col.ACCOUNT_ID.value,
-                        value=p.mask(account_id, "plain"),
+                        value=p.mask(account_id, "id"),
                         reason=f"duplicate Account ID: first seen on row {first_row[account_id]}",
                     )
                 )
