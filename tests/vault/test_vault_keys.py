@@ -147,3 +147,24 @@ async def test_master_key_rotation_rewraps_every_live_key(fresh_database_url, mo
             assert k is not None and cipher.open_(k, "PME-R1", sealed) == "x"
     finally:
         await e.dispose()
+
+
+async def test_a_transaction_reuses_the_keys_it_created_and_the_next_one_reads_them_committed(
+    url: str,
+) -> None:
+    master = os.urandom(32)
+    v, e = _vault(master, cache_s=60.0), make_engine(url)
+    try:
+        async with e.begin() as c:
+            created = (await v.for_writing(c, ["PME-TX1"]))["PME-TX1"]
+            sealed = cipher.seal(created, "PME-TX1", "x")
+            again = (await v.for_reading(c, ["PME-TX1"]))["PME-TX1"]
+            assert again is created  # no second query or unwrap inside the transaction that made it
+            assert (await v.for_writing(c, ["PME-TX1"]))["PME-TX1"] is created
+        async with e.begin() as c:  # a new transaction on the same pooled connection: read from the table
+            after = (await v.for_reading(c, ["PME-TX1"]))["PME-TX1"]
+            assert (
+                after is not created and after is not None and cipher.open_(after, "PME-TX1", sealed) == "x"
+            )
+    finally:
+        await e.dispose()

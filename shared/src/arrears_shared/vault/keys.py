@@ -126,13 +126,15 @@ class Vault:
 
     async def for_reading(self, conn: AsyncConnection, subjects: Collection[str]) -> Keys:
         """Keys of the subjects that have one (None for an erased subject; absent: never keyed)."""
-        db = _database_of(conn)
-        found, missing = self._cached(db, dict.fromkeys(subjects))
+        db, own = _database_of(conn), _written_in(conn)
+        found, missing = self._cached(db, (s for s in dict.fromkeys(subjects) if s not in own))
+        found.update({s: own[s] for s in subjects if s in own})
         if missing:
             stored = await store.fetch(conn, missing)
             fetched = self._unwrap(stored)
             # a key (or tombstone) this transaction wrote is not cached: the transaction may roll back
             self._remember(db, {s: k for s, k in fetched.items() if not stored[s].own})
+            own.update({s: k for s, k in fetched.items() if stored[s].own})
             found.update(fetched)
         return found
 
@@ -145,7 +147,9 @@ class Vault:
             raw = {s: AESGCM.generate_key(256) for s in new}
             wrapped = [self.wrapper.wrap(raw[s], s.encode()) for s in new]
             inserted = await store.insert_missing(conn, new, self.wrapper.current_id, wrapped)
-            keys.update({s: AESGCM(raw[s]) for s in inserted})
+            created = {s: AESGCM(raw[s]) for s in inserted}
+            keys.update(created)
+            _written_in(conn).update(created)  # later calls of this transaction reuse them, unwrapped
             # a concurrent writer keyed (or erased) the others first: its row won, read it
             lost = [s for s in new if s not in inserted]
             keys.update(self._unwrap(await store.fetch(conn, lost)))
@@ -156,6 +160,22 @@ class Vault:
         erased = await store.tombstone(conn, subject, by)
         self.forget(subject)
         return erased
+
+
+def _written_in(conn: AsyncConnection) -> dict[str, AESGCM | None]:
+    """The keys `conn`'s current transaction wrote (or saw it write): valid for that transaction only, so
+    they live in the connection's info under the transaction object and are dropped with it."""
+    sync = conn.sync_connection
+    if sync is None:
+        return {}
+    tx = sync.get_nested_transaction() or sync.get_transaction()  # a savepoint may roll back on its own
+    if tx is None:
+        return {}
+    held = sync.info.get("arrears_vault_written")
+    if held is None or held[0] is not tx:
+        held = (tx, {})
+        sync.info["arrears_vault_written"] = held
+    return held[1]
 
 
 def _database_of(conn: AsyncConnection) -> str:
