@@ -53,9 +53,9 @@ def erase(
 
     if run_in_transaction(database_url, work):
         typer.echo(
-            f"{account}: key destroyed; its sealed personal data (events on every topic, outbox and dead-letter "
-            "topic; the console's read model) is unreadable and no search finds it. Tables not sealed yet still "
-            'hold copies: see docs/runbooks.md, "Erasure and subject-access requests"'
+            f"{account}: key destroyed; its sealed personal data (every service's tables, outboxes, topics and "
+            "dead letters) is unreadable, no search finds it and nothing is sent to it. What was never sealed "
+            "(rows from before the upgrade, unmatched replies) is not: docs/runbooks.md"
         )
     else:
         typer.echo(f"{account}: already erased")
