@@ -23,6 +23,8 @@ from arrears_shared.auth.roles import PERMISSIONS, ROLE_PERMISSIONS, ROLES, role
 from arrears_shared.clock import Clock
 from arrears_shared.events import Intent
 from arrears_shared.service import ServiceHost
+from arrears_shared.vault import cipher
+from arrears_shared.vault.keys import vault
 from auth_support import bearer, issue_key_async
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -188,7 +190,11 @@ async def test_overrides_are_audited_and_published_for_the_segmenter(api) -> Non
     assert events[0]["override_id"] == snooze["override_id"] and events[0]["until"].startswith("2026-07-10")
     assert events[1]["gate_override"] is True and events[1]["step"] == 2
     assert dict(mine[0][0])["ce_id"] == f"override:{snooze['override_id']}"
-    assert [tuple(a) for a in audit] == [
+    # the reason is stored sealed with the account's data key (test_sealed.py); opened, it is what was given
+    assert all(cipher.is_sealed(a.reason) for a in audit)
+    async with host.ctx.engine.connect() as c:
+        key = (await vault().for_reading(c, ["OV-1"]))["OV-1"]
+    assert [(a.actor, a.role, a.action, cipher.open_value(key, "OV-1", a.reason)) for a in audit] == [
         (user("collector"), "collector", "override.snooze", "travel"),
         (user("supervisor"), "supervisor", "override.send_now", body["reason"]),
         (user("collector"), "collector", "override.pause", "plan"),

@@ -1,7 +1,8 @@
 """Customers' words and collectors' free text are sealed at rest with the account's data key: a reply's text
 (`activity.data`), a note's body (`notes` and its audit entry), a closed case's note (`cases` and its audit
-entry). The timeline and the cases API show them opened, `[erased]` once the account is erased; the audit chain,
-which hashes what is stored, still verifies."""
+entry), a task's outcome (`tasks` and its audit entry), the reason given for a reassignment or an override (the
+audit entry's `reason`, and the override event it records). The timeline, the cases and the tasks API show them
+opened, `[erased]` once the account is erased; the audit chain, which hashes what is stored, still verifies."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import timedelta
 from arrears_escalation.cases.service import close_case, get_case, list_cases
 from arrears_escalation.deps import Deps
 from arrears_escalation.overrides.service import add_note
+from arrears_escalation.tasks.service import page_tasks
 from arrears_escalation.timeline.service import timeline
 from arrears_shared.audit import verify
 from arrears_shared.auth import Principal
@@ -18,14 +20,22 @@ from arrears_shared.clock import Clock
 from arrears_shared.events import Intent, ReplyReceived
 from arrears_shared.stream.transaction import transaction
 from arrears_shared.vault import cipher, subject_access
+from auth_support import bearer
 from sqlalchemy import text
 
+from . import test_api
 from .test_escalation import T0, handle
+
+api = test_api.api  # the service host and its API client (module-scoped fixture)
 
 COLLECTOR = Principal(name="collector-1", roles=frozenset({"collector"}), kind="api_key", subject="k1")
 REPLY = "call me on 07911 123456, I lost my job"
 NOTE = "spoke to Jane, husband's number 07700 900123"
 CLOSE = "agreed £20 a week with Jane"
+OUTCOME = "Jane picked up, pays Friday from her sister's account"
+ASSIGN = "Jane asked for a Welsh speaker"
+PAUSE = "Jane is in hospital until the 20th"
+CAMPAIGN = "printer sent the wrong letters"
 
 
 def reply(aid: str, words: str = REPLY) -> ReplyReceived:
@@ -138,6 +148,112 @@ async def test_erased_account_shows_erased(engine) -> None:  # type: ignore[no-u
     assert case is not None and case.close_note == cipher.ERASED
 
 
+async def write_task_and_overrides(api, aid: str) -> tuple[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+    """A reply opens a call-back task: reassigned with a reason, completed with an outcome; the account
+    paused with a reason. Returns the task id and the headers of a collector."""
+    host, client, deps, keys = api
+    await handle(host.ctx.engine, deps, reply(aid))
+    collector = bearer(keys["collector"])
+    sup = bearer(keys["supervisor"])
+    [task] = (await client.get("/tasks", params={"account_id": aid}, headers=collector)).json()
+    tid = task["task_id"]
+    body = {"assignee": test_api.user("collector"), "reason": ASSIGN}
+    assert (await client.post(f"/tasks/{tid}/assign", json=body, headers=sup)).status_code == 200
+    done = await client.post(f"/tasks/{tid}/complete", json={"outcome": OUTCOME}, headers=collector)
+    assert done.status_code == 200 and done.json()["outcome"] == OUTCOME
+    pause = await client.post(f"/accounts/{aid}/pause", json={"reason": PAUSE}, headers=collector)
+    assert pause.status_code == 202
+    return tid, collector
+
+
+async def test_task_outcome_and_reasons_stored_sealed_and_shown_opened(api, engine) -> None:  # type: ignore[no-untyped-def]
+    _, client, _, keys = api
+    tid, collector = await write_task_and_overrides(api, "SEAL-5")
+    sup = bearer(keys["supervisor"])
+    campaign = await client.post("/campaigns/C-SEAL/pause", json={"reason": CAMPAIGN}, headers=sup)
+    assert campaign.status_code == 202
+
+    # at rest: ciphertext only (the outcome in `tasks` and in its audit entry; the reasons in the audit entries,
+    # the override's also in the event it records)
+    assert_sealed(
+        await stored(engine, "SELECT outcome FROM escalation.tasks WHERE task_id = :t", t=tid),
+        "Jane",
+        "Friday",
+    )
+    assert_sealed(
+        await stored(
+            engine,
+            "SELECT after->>'outcome' FROM escalation.audit_log WHERE action = 'task.complete' AND entity_id = :t",
+            t=tid,
+        ),
+        "Jane",
+        "Friday",
+    )
+    assert_sealed(
+        await stored(
+            engine,
+            "SELECT reason FROM escalation.audit_log WHERE action = 'task.assign' AND entity_id = :t "
+            "AND reason <> ''",
+            t=tid,
+        ),
+        "Jane",
+        "Welsh",
+    )
+    pause = "SELECT {} FROM escalation.audit_log WHERE action = 'override.pause' AND entity_id = :e"
+    assert_sealed(await stored(engine, pause.format("reason"), e="SEAL-5"), "Jane", "hospital")
+    assert_sealed(await stored(engine, pause.format("after->>'reason'"), e="SEAL-5"), "Jane", "hospital")
+    # a campaign's override is about no account: its reason is not an account's to seal or erase
+    assert await stored(engine, pause.format("reason"), e="C-SEAL") == [CAMPAIGN]
+    everything = await stored(
+        engine,
+        "SELECT concat_ws(' ', reason, after::text) FROM escalation.audit_log "
+        "WHERE entity_id IN (:t, :a) OR after->>'account_id' = :a",
+        t=tid,
+        a="SEAL-5",
+    )
+    assert len(everything) == 3 and not any(  # task.assign, task.complete, override.pause
+        p in e for e in everything for p in ("Jane", "Friday", "Welsh", "hospital")
+    )
+
+    # on display: opened (tasks API, one page and one task; the timeline)
+    [listed] = (await client.get("/tasks", params={"account_id": "SEAL-5"}, headers=collector)).json()
+    assert listed["outcome"] == OUTCOME
+    assert (await client.get(f"/tasks/{tid}", headers=collector)).json()["outcome"] == OUTCOME
+    items = (await client.get("/accounts/SEAL-5/timeline", headers=collector)).json()
+    by_kind = {i["kind"]: i for i in items}
+    assert by_kind["audit.task.complete"]["data"]["outcome"] == OUTCOME
+    assert any(i["summary"].endswith(f": {ASSIGN}") for i in items if i["kind"] == "audit.task.assign")
+    assert by_kind["audit.override.pause"]["summary"].endswith(f": {PAUSE}")
+    assert by_kind["audit.override.pause"]["data"]["reason"] == PAUSE
+    async with engine.connect() as c:
+        report = await verify(c, "escalation")
+    assert report.ok, report.problems
+
+
+async def test_erased_account_task_outcome_and_reasons_show_erased(api, engine) -> None:  # type: ignore[no-untyped-def]
+    _, client, _, _ = api
+    tid, collector = await write_task_and_overrides(api, "SEAL-6")
+    async with engine.begin() as c:
+        assert await subject_access.erase(c, "SEAL-6", "test")
+    [listed] = (await client.get("/tasks", params={"account_id": "SEAL-6"}, headers=collector)).json()
+    assert listed["outcome"] == cipher.ERASED
+    assert (await client.get(f"/tasks/{tid}", headers=collector)).json()["outcome"] == cipher.ERASED
+    async with engine.connect() as c:
+        (page, _) = await page_tasks(c, account_id="SEAL-6")
+    assert [t.outcome for t in page] == [cipher.ERASED]
+    items = (await client.get("/accounts/SEAL-6/timeline", headers=collector)).json()
+    blob = json.dumps(items)
+    assert not any(p in blob for p in ("Jane", "Friday", "Welsh", "hospital"))
+    by_kind = {i["kind"]: i for i in items}
+    assert by_kind["audit.task.complete"]["data"]["outcome"] == cipher.ERASED
+    assert by_kind["audit.override.pause"]["summary"].endswith(f": {cipher.ERASED}")
+    assert by_kind["audit.override.pause"]["data"]["reason"] == cipher.ERASED
+    assert any(i["summary"].endswith(f": {cipher.ERASED}") for i in items if i["kind"] == "audit.task.assign")
+    async with engine.connect() as c:
+        report = await verify(c, "escalation")
+    assert report.ok, report.problems  # erasure changes no audit entry: the chain still verifies
+
+
 async def test_rows_written_before_sealing_read_as_they_are(engine) -> None:  # type: ignore[no-untyped-def]
     async with engine.begin() as c:
         await c.execute(
@@ -154,7 +270,18 @@ async def test_rows_written_before_sealing_read_as_they_are(engine) -> None:  # 
             ),
             {"at": T0},
         )
+        await c.execute(
+            text(
+                "INSERT INTO escalation.tasks (task_id, account_id, kind, priority, team, status, due_at, "
+                "sla_due_at, sla_state, detail, created_at, completed_at, outcome) VALUES ('old-task', 'SEAL-3', "
+                "'call_back', 'normal', 'collectors', 'done', :at, :at, 'ok', 'd', :at, :at, 'done in clear')"
+            ),
+            {"at": T0},
+        )
         items, _ = await timeline(c, "SEAL-3")
+        tasks, _ = await page_tasks(c, account_id="SEAL-3")
+    assert [t.outcome for t in tasks] == ["done in clear"]
+    items = [i for i in items if i.kind != "task.created"]
     assert [(i.kind, i.summary, i.data.get("text")) for i in items] == [
         ("message_in", "sms reply", "old words"),
         ("note", "old: written in clear", None),

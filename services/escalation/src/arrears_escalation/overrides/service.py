@@ -42,6 +42,13 @@ async def request_override(
         requested_at=now,
         **fields,
     )
+    # the operator's reason about an account is stored (and hashed by the chain) sealed with the account's data
+    # key: in the entry's `reason` and in the event it records. A campaign's override is about no account (its
+    # subject `campaign:<id>` is no one to erase): its reason stays as it is.
+    stored = ev.model_dump(mode="json")
+    if reason and campaign_id is None:
+        key = (await vault().for_writing(tx.conn, [account_id]))[account_id]
+        stored["reason"] = seal_value(key, account_id, reason) or reason
     seq = await append(
         tx.conn,
         actor=who.name,
@@ -49,8 +56,8 @@ async def request_override(
         action=f"override.{action}",
         entity="campaign" if campaign_id else "account",
         entity_id=campaign_id or account_id,
-        after=ev.model_dump(mode="json"),
-        reason=reason,
+        after=stored,
+        reason=stored["reason"],
         at=now,
     )
     tx.emit(ev, id=f"override:{override_id}", time=now)

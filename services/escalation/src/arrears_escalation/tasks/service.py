@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from arrears_shared import paging
+from arrears_shared.auth import Principal
+from arrears_shared.vault.cipher import is_sealed, open_value, seal_value
+from arrears_shared.vault.keys import vault
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import metrics
+from ..audit.service import append
 from ..deps import Deps
 from .assignment import next_agent, team_for
 from .models import TaskView, tasks
@@ -74,8 +79,16 @@ async def create_task(
     return tid if row is not None else None
 
 
-def view(r: Any) -> TaskView:
-    return TaskView.model_validate(r._asdict())
+def view(r: Any, outcome: str | None) -> TaskView:
+    return TaskView.model_validate({**r._asdict(), "outcome": outcome})
+
+
+async def _views(conn: AsyncConnection, rows: Sequence[Any]) -> list[TaskView]:
+    """The rows as views, each outcome (sealed with the account's data key) opened: one key query for the
+    rows, none when no outcome is sealed; `[erased]` once the account is erased."""
+    sealed = {r.account_id for r in rows if is_sealed(r.outcome)}
+    keys = await vault().for_reading(conn, sealed) if sealed else {}
+    return [view(r, open_value(keys.get(r.account_id), r.account_id, r.outcome)) for r in rows]
 
 
 async def list_tasks(conn: AsyncConnection, **where: str | None) -> list[TaskView]:
@@ -110,12 +123,21 @@ async def page_tasks(
         if val is not None:
             q = q.where(col == val)
     rows, after = paging.page((await conn.execute(q)).all(), limit, lambda r: (r.created_at, r.task_id))
-    return [view(r) for r in rows], after
+    return await _views(conn, rows), after
 
 
 async def get_task(conn: AsyncConnection, task_id: str) -> TaskView | None:
     r = (await conn.execute(select(tasks).where(tasks.c.task_id == task_id))).first()
-    return view(r) if r else None
+    return (await _views(conn, [r]))[0] if r else None
+
+
+async def seal_for(conn: AsyncConnection, account_id: str, value: str) -> str:
+    """`value` (a person's free text about the account) sealed with the account's data key, for storage in
+    the caller's transaction; empty stays empty (no key is made for it)."""
+    if not value:
+        return value
+    key = (await vault().for_writing(conn, [account_id]))[account_id]
+    return seal_value(key, account_id, value) or value
 
 
 async def assign_task(conn: AsyncConnection, task_id: str, assignee: str) -> TaskView | None:
@@ -127,19 +149,45 @@ async def assign_task(conn: AsyncConnection, task_id: str, assignee: str) -> Tas
             .returning(*tasks.c)
         )
     ).first()
-    return view(r) if r else None
+    return (await _views(conn, [r]))[0] if r else None
 
 
-async def complete_task(conn: AsyncConnection, task_id: str, outcome: str, now: datetime) -> TaskView | None:
+async def complete_task(
+    conn: AsyncConnection, task_id: str, outcome: str, now: datetime, *, who: Principal | None = None
+) -> TaskView | None:
+    """Complete an open task (None when it is not open or does not exist); its outcome is stored sealed with
+    the account's data key. With `who`, the completion is audited (the outcome sealed as stored)."""
+    account_id = (
+        await conn.execute(
+            select(tasks.c.account_id).where(tasks.c.task_id == task_id, tasks.c.status == "open")
+        )
+    ).scalar_one_or_none()
+    if account_id is None:
+        return None
+    sealed = await seal_for(conn, account_id, outcome)
     r = (
         await conn.execute(
             update(tasks)
             .where(tasks.c.task_id == task_id, tasks.c.status == "open")
-            .values(status="done", outcome=outcome, completed_at=now)
+            .values(status="done", outcome=sealed, completed_at=now)
             .returning(*tasks.c)
         )
     ).first()
-    return view(r) if r else None
+    if r is None:  # completed meanwhile
+        return None
+    if who is not None:
+        await append(
+            conn,
+            actor=who.name,
+            role=who.role,
+            action="task.complete",
+            entity="task",
+            entity_id=task_id,
+            before={"status": "open"},
+            after={"status": r.status, "outcome": sealed, "account_id": account_id},
+            at=now,
+        )
+    return view(r, outcome)
 
 
 async def check_sla(conn: AsyncConnection, deps: Deps, now: datetime) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from ..audit.service import append
 from ..deps import Deps
 from .models import AssignTask, CompleteTask, TaskView
-from .service import assign_task, complete_task, get_task, page_tasks
+from .service import assign_task, complete_task, get_task, page_tasks, seal_for
 
 
 def make_router(deps: Deps) -> RouterFactory:
@@ -75,7 +75,8 @@ def make_router(deps: Deps) -> RouterFactory:
                     entity_id=task_id,
                     before={"assignee": before.assignee},
                     after={"assignee": after.assignee, "account_id": after.account_id},
-                    reason=body.reason,
+                    # a person's words about the account: sealed with its data key, as stored and hashed
+                    reason=await seal_for(tx.conn, after.account_id, body.reason),
                     at=deps.clock.now(),
                 )
             return after
@@ -88,20 +89,10 @@ def make_router(deps: Deps) -> RouterFactory:
                     raise HTTPException(404, "task not found")
                 if before.assignee not in (None, who.name) and not who.can("tasks.assign"):
                     raise HTTPException(403, "this task is assigned to someone else")
-                after = await complete_task(tx.conn, task_id, body.outcome, deps.clock.now())
+                # audited in complete_task, the outcome sealed with the account's data key
+                after = await complete_task(tx.conn, task_id, body.outcome, deps.clock.now(), who=who)
                 if after is None:
                     raise HTTPException(409, "task is not open")
-                await append(
-                    tx.conn,
-                    actor=who.name,
-                    role=who.role,
-                    action="task.complete",
-                    entity="task",
-                    entity_id=task_id,
-                    before={"status": before.status},
-                    after={"status": after.status, "outcome": after.outcome, "account_id": after.account_id},
-                    at=deps.clock.now(),
-                )
             return after
 
         return router

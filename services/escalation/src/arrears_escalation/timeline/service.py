@@ -30,9 +30,10 @@ class TimelineItem(BaseModel):
 
 # Personal strings kept sealed with the account's data key (arrears_shared.vault), opened for display:
 _ACTIVITY_SEALED = ("text",)  # activity.data of a reply (`message_in`): the customer's words
-# what a timeline item's data may hold sealed: a reply's text, a note's body / a closed case's note in the
-# audit entry that recorded it (`audit.note.add`, `audit.case.close`)
-_DATA_SEALED = ("text", "body", "note")
+# what a timeline item's data may hold sealed: a reply's text, a note's body / a closed case's note / a task's
+# outcome / an override's reason in the audit entry that recorded it (`audit.note.add`, `audit.case.close`,
+# `audit.task.complete`, `audit.override.*`)
+_DATA_SEALED = ("text", "body", "note", "outcome", "reason")
 
 
 def _activity(ev: Event, ce_id: str) -> dict[str, Any] | None:
@@ -119,7 +120,8 @@ async def record_activity(conn: AsyncConnection, items: list[tuple[Event, str]])
     )
 
 
-# `sealed`: the end of the summary, stored sealed (a note's body, a closed case's note), opened in Python
+# `sealed`: the end of the summary, stored sealed (a note's body, a closed case's note, an audit entry's
+# reason), opened in Python
 _TIMELINE = f"""
 SELECT at, kind, summary, id AS ref, data, NULL::text AS sealed FROM {SCHEMA}.activity WHERE account_id = :a
 UNION ALL
@@ -144,8 +146,8 @@ UNION ALL
 SELECT created_at, 'note', author || ': ', note_id::text, '{{}}'::jsonb, body
   FROM {SCHEMA}.notes WHERE account_id = :a
 UNION ALL
-SELECT at, 'audit.' || action, actor || ' (' || role || ')' || CASE WHEN reason <> '' THEN ': ' || reason ELSE '' END,
-       seq::text, COALESCE(after, '{{}}'::jsonb), NULL
+SELECT at, 'audit.' || action, actor || ' (' || role || ')' || CASE WHEN reason <> '' THEN ': ' ELSE '' END,
+       seq::text, COALESCE(after, '{{}}'::jsonb), NULLIF(reason, '')
   FROM {SCHEMA}.audit_log
   WHERE entity_id = :a OR after ->> 'account_id' = :a
 """
