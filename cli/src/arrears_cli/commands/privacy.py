@@ -1,4 +1,4 @@
-"""`arrears erase ACCOUNT`, `arrears export ACCOUNT`, `arrears vault rewrap`: the data subject's rights and the
+"""`arrears erase ACCOUNT`, `arrears export ACCOUNT`, `arrears vault rewrap`, `arrears vault seal-existing`: the data subject's rights and the
 vault's upkeep, from a shell with the migrator's database URL (runtime roles may not change a key).
 
 Erasure destroys the account's data key (crypto-shredding: every sealed copy of its personal data, in any
@@ -8,13 +8,17 @@ transaction, and cannot be undone."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from arrears_shared.audit import append
+from arrears_shared.db.engine import make_engine
+from arrears_shared.settings import DatabaseSettings
 from arrears_shared.vault import subject_access
+from arrears_shared.vault.backfill import seal_existing
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from arrears_cli.db import DbUrl, cli_actor, run_in_transaction
@@ -101,6 +105,28 @@ def rewrap(database_url: DbUrl = None) -> None:
     ARREARS_VAULT_PREVIOUS_MASTER_KEYS); then the old key can be retired."""
     n = run_in_transaction(database_url, subject_access.rewrap)
     typer.echo(f"{n} data key(s) re-wrapped")
+
+
+@vault_app.command("seal-existing")
+def seal_existing_command(
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Rows per transaction")] = 1000,
+    database_url: DbUrl = None,
+) -> None:
+    """Seal the personal data of rows written before the upgrade that introduced sealing (and fill their blind
+    indexes), so that erasure reaches them. Idempotent and resumable: one transaction per batch."""
+
+    async def go() -> dict[str, int]:
+        engine = make_engine(database_url or DatabaseSettings().database_url.get_secret_value())
+        try:
+            async with engine.connect() as conn:
+                return await seal_existing(conn, batch)
+        finally:
+            await engine.dispose()
+
+    counts = asyncio.run(go())
+    for column, n in counts.items():
+        typer.echo(f"{column}: {n}")
+    typer.echo(f"total: {sum(counts.values())} row(s) sealed")
 
 
 def register(app: typer.Typer) -> None:
