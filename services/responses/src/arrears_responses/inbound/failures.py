@@ -100,7 +100,7 @@ class SentMessage:
     account_id: str
     address: str | None
     provider: str | None
-    tier: str | None
+    tier: str  # written from the notice's message-sent, never null in practice
     step: int | None
     campaign_id: str | None
     attempts: int | None
