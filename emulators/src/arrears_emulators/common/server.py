@@ -42,6 +42,10 @@ def uvicorn_config(app: FastAPI, *, log_level: str = "warning", graceful_s: int 
         lifespan="on",
         access_log=False,
         timeout_graceful_shutdown=graceful_s,
+        # Google's front ends keep an idle HTTP/1.1 connection for minutes (their load balancers: 610 s), so
+        # clients reuse it; uvicorn's 5 s default closed it just as a client reused it (RemoteDisconnected
+        # on a sheet read 5 s after the previous one), a failure the real API does not produce.
+        timeout_keep_alive=620,
     )
 
 
