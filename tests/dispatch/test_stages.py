@@ -83,6 +83,7 @@ def test_default_check_chain_order() -> None:
     names = [getattr(c, "__name__", "") for c in default_checks(allow_all)]
     assert names == [
         "erased",  # nothing is ever sent to an erased account, whatever the other checks say
+        "stopped",  # paid, closed or removed at its source since the notice was planned
         "opted_out",
         "held",
         "invalid_channel",

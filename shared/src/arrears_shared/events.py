@@ -117,6 +117,18 @@ class AccountChanged(Event):
     content_hash: str = Field(description="Hash of the normalised source row; equal hash = no change")
     as_of: AwareDatetime
 
+    @property
+    def stop_reason(self) -> str | None:
+        """Why no dunning may follow this state of the account (the segmenter's stop rules of the same name),
+        None while it may: removed from its source, nothing left to pay, or paid / closed there."""
+        if self.change == "removed":
+            return "account_removed"
+        if self.balance_minor <= 0:
+            return "balance_settled"
+        if self.status in (AccountStatus.PAID, AccountStatus.CLOSED):
+            return f"status_{self.status.value}"
+        return None
+
     def contact_points(self) -> dict[str, ContactPoint]:
         """`contacts`, or for an event from an older producer the two channels its flat fields name."""
         if self.contacts:
@@ -196,6 +208,12 @@ class NoticeDue(Event):
     region: str | None = None
     due_at: AwareDatetime
     expires_at: AwareDatetime | None = None
+    account_as_of: AwareDatetime | None = Field(
+        None,
+        description="`as_of` of the account state the notice was planned from (the latest `account-changed` "
+        "the planner had folded). A dispatcher that has since seen the account stopped at its source (paid in "
+        "full, closed, removed) with a later `as_of` suppresses the notice instead of sending it.",
+    )
     locale: str | None = Field(
         None, description="BCP 47 language tag of the debtor (e.g. es-MX) selecting the template language"
     )

@@ -103,13 +103,14 @@ class ServiceTopology:
 
 
 def dispatcher_topology(name: str, summary: str, *, order: int, max_replicas: int = 4) -> ServiceTopology:
-    """Consumes notices (its channel's), replies (opt-outs, holds) and outcomes (a bounce reported later
-    marks an address invalid); produces outcomes. Scales on lag up to `max_replicas`: every replica shares
-    one provider rate limit, so more pods do not send faster."""
+    """Consumes notices (its channel's), replies (opt-outs, holds), outcomes (a bounce reported later marks an
+    address invalid) and account changes (an account paid, closed or removed at its source stops what is
+    queued for it); produces outcomes. Scales on lag up to `max_replicas`: every replica shares one provider
+    rate limit, so more pods do not send faster."""
     return ServiceTopology(
         name=name,
         summary=summary,
-        consumes=(topics.NOTICE_DUE, topics.REPLY_RECEIVED, topics.MESSAGE_SENT),
+        consumes=(topics.NOTICE_DUE, topics.REPLY_RECEIVED, topics.MESSAGE_SENT, topics.ACCOUNT_CHANGED),
         produces=(topics.MESSAGE_SENT,),
         scaling=LagScaling(
             min_replicas=1,

@@ -86,6 +86,35 @@ async def erased(scope: Scope) -> RowCheck:
     return check
 
 
+async def stopped(scope: Scope) -> RowCheck:
+    """The account was stopped at its source (paid in full, closed, removed) after the state this notice was
+    planned from: suppressed. A notice from an older producer (no `account_as_of`) counts as planned when
+    it was queued here."""
+    stops = {
+        r.account_id: r
+        for r in await scope.tx.conn.execute(
+            text(
+                f"SELECT account_id, stopped_as_of, reason, recorded_at FROM {scope.schema}.account_stops"
+                " WHERE account_id = ANY(:a)"
+            ),
+            {"a": scope.accounts},
+        )
+    }
+
+    def check(row: DeliveryRow) -> Verdict | None:
+        stop = stops.get(row.account_id)
+        if stop is None or not row.notice.is_dunning:
+            return None
+        planned = row.notice.account_as_of
+        if planned is not None and planned < stop.stopped_as_of:
+            return Verdict("suppress", f"stopped: {stop.reason}")
+        if planned is None and row.created_at <= stop.recorded_at:
+            return Verdict("suppress", f"stopped: {stop.reason}")
+        return None
+
+    return check
+
+
 async def opted_out(scope: Scope) -> RowCheck:
     """The customer opted out of this channel: suppressed."""
     opted = await _accounts(scope, "opt_outs")
@@ -194,4 +223,4 @@ def compliance(gate: Gate) -> Check:
 
 def default_checks(gate: Gate) -> list[Check]:
     """The chain, in order: the first check that stops a row decides."""
-    return [erased, opted_out, held, invalid_channel, expired, one_per_account, compliance(gate)]
+    return [erased, stopped, opted_out, held, invalid_channel, expired, one_per_account, compliance(gate)]

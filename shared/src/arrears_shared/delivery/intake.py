@@ -1,6 +1,9 @@
 """The consumer handler of a dispatcher: `notice-due` -> a queued delivery row; `reply-received` -> opt-outs
 and fail-safe contact holds (and their release once a person decided); `message-sent` failed permanently by
-another service (a hard bounce found later) -> the address is invalid for later notices.
+another service (a hard bounce found later) -> the address is invalid for later notices; `account-changed`
+to a state that ends dunning (paid in full, closed, removed) -> an account stop: what is queued for the
+account, planned from an older state, is suppressed (`checks.stopped`), and rows waiting for a later moment
+(quiet hours, backoff) are brought forward so they settle now.
 
 Replays are no-ops twice over: the inbox drops a repeated ce_id, and a notice id already recorded is ignored
 (ON CONFLICT DO NOTHING). The one exception is the replay of a dead-lettered notice: its ce_id is the
@@ -20,7 +23,7 @@ from typing import Any
 from sqlalchemy import text
 
 from ..cloudevents import Envelope
-from ..events import DeliveryStatus, Intent, MessageSent, NoticeDue, ReplyReceived
+from ..events import AccountChanged, DeliveryStatus, Intent, MessageSent, NoticeDue, ReplyReceived
 from ..stream.transaction import Transaction
 from ..vault.cipher import seal_fields, seal_value
 from ..vault.keys import vault
@@ -42,6 +45,7 @@ class Incoming:
     holds: Params = field(default_factory=list)
     released: Params = field(default_factory=list)
     invalid: Params = field(default_factory=list)
+    stops: dict[str, dict[str, Any]] = field(default_factory=dict)  # account -> its latest stop in the batch
 
 
 class Intake:
@@ -63,6 +67,8 @@ class Intake:
             elif isinstance(ev, ReplyReceived):
                 if ev.channel == ch:
                     _reply(into, ev)
+            elif isinstance(ev, AccountChanged):
+                _stop(into, ev)
             elif (
                 isinstance(ev, MessageSent)
                 and ev.status is DeliveryStatus.FAILED
@@ -98,6 +104,15 @@ def _notice(into: Incoming, env: Envelope, ev: NoticeDue) -> None:
     )
     if env.id.startswith("dlq:"):
         into.revive.append({"id": ev.notice_id, "d": env.id})
+
+
+def _stop(into: Incoming, ev: AccountChanged) -> None:
+    reason = ev.stop_reason
+    if reason is None:
+        return
+    seen = into.stops.get(ev.account_id)
+    if seen is None or seen["t"] < ev.as_of:
+        into.stops[ev.account_id] = {"a": ev.account_id, "t": ev.as_of, "r": reason}
 
 
 def _reply(into: Incoming, ev: ReplyReceived) -> None:
@@ -163,8 +178,8 @@ async def _write(tx: Transaction, into: Incoming) -> None:
     if into.opt_outs:
         await _run(
             tx,
-            f"INSERT INTO {s}.opt_outs (account_id, channel, source_reply_id)"
-            " VALUES (:a, :c, :r) ON CONFLICT DO NOTHING",
+            f"INSERT INTO {s}.opt_outs (account_id, channel, source_reply_id, created_at)"
+            " VALUES (:a, :c, :r, clock_timestamp()) ON CONFLICT DO NOTHING",
             into.opt_outs,
         )
     if into.holds:
@@ -176,6 +191,28 @@ async def _write(tx: Transaction, into: Incoming) -> None:
         )
     if into.released:
         await _release(tx, into.released)
+    if into.stops:
+        await _record_stops(tx, list(into.stops.values()))
+
+
+async def _record_stops(tx: Transaction, stops: Params) -> None:
+    """Keep each account's latest stop (a replay or an older state never moves it back), and bring its queued
+    dunning rows forward: the next claim suppresses them (`checks.stopped`) instead of leaving them deferred."""
+    s = tx.schema
+    await _run(
+        tx,
+        f"INSERT INTO {s}.account_stops (account_id, stopped_as_of, reason, recorded_at)"
+        " VALUES (:a, :t, :r, clock_timestamp()) ON CONFLICT (account_id) DO UPDATE SET"
+        " stopped_as_of = EXCLUDED.stopped_as_of, reason = EXCLUDED.reason, recorded_at = clock_timestamp()"
+        f" WHERE {s}.account_stops.stopped_as_of < EXCLUDED.stopped_as_of",
+        stops,
+    )
+    await _run(
+        tx,
+        f"UPDATE {s}.deliveries SET next_attempt_at = now() WHERE account_id = :a AND state = 'queued'"
+        " AND next_attempt_at > now() AND coalesce(payload->>'purpose', 'dunning') = 'dunning'",
+        [{"a": p["a"]} for p in stops],
+    )
 
 
 async def _release(tx: Transaction, released: Params) -> None:

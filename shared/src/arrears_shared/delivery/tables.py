@@ -181,3 +181,28 @@ def downgrade_delivery_tables_v5(op: object, schema: str) -> None:
         f"ALTER TABLE {schema}.invalid_channels DROP COLUMN IF EXISTS address_bidx",
     ):
         op.execute(stmt)  # type: ignore[attr-defined]
+
+
+def delivery_tables_v6_ddl(schema: str) -> list[str]:
+    """Sixth revision: `account_stops`, the latest moment each account's dunning was stopped at its source (paid
+    in full, closed or removed; `account-changed`). A queued dunning notice planned from an older state of the
+    account is suppressed instead of sent (`checks.stopped`): a payment stops what is already queued within one
+    hop, however long the queue."""
+    s = schema
+    return [
+        f"""CREATE TABLE {s}.account_stops (
+            account_id text PRIMARY KEY,
+            stopped_as_of timestamptz NOT NULL,
+            reason text NOT NULL,
+            recorded_at timestamptz NOT NULL DEFAULT now()
+        )""",
+    ]
+
+
+def upgrade_delivery_tables_v6(op: object, schema: str) -> None:
+    for stmt in delivery_tables_v6_ddl(schema):
+        op.execute(stmt)  # type: ignore[attr-defined]
+
+
+def downgrade_delivery_tables_v6(op: object, schema: str) -> None:
+    op.execute(f"DROP TABLE IF EXISTS {schema}.account_stops")  # type: ignore[attr-defined]

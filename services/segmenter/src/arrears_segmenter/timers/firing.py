@@ -415,6 +415,7 @@ def _notice_due(
         # due when the timer fires; a clock shifted ahead (demos, `arrears simulate`) must not make the
         # dispatchers hold the notice until that virtual moment
         due_at=min(now, datetime.now(UTC)),
+        account_as_of=acct.as_of,
     )
 
 

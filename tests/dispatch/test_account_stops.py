@@ -1,0 +1,108 @@
+"""A payment stops what is already queued (issue 17): a dispatcher reads `account-changed` and, once an
+account is paid in full, closed or removed at its source, suppresses every queued dunning notice planned from
+an older state of the account, however long its queue, while notices planned after the stop (the account
+owes again) and answers to the customer's own messages still go. Real Postgres, the real QUO client, sends
+counted at the QUO emulator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+from arrears_shared.delivery import DeliveryEngine
+from arrears_shared.events import AccountChanged, AccountStatus, NoticeDue, utcnow
+from sqlalchemy import text
+
+from .helpers import drain, feed, ledger, night_zone, notice, states
+
+SCHEMA = "dispatcher_sms"
+
+
+def changed(
+    n: NoticeDue, *, balance: int = 0, status: AccountStatus = AccountStatus.OPEN, **kw: Any
+) -> AccountChanged:
+    return AccountChanged(
+        account_id=n.account_id,
+        change=kw.pop("change", "payment"),
+        source=kw.pop("source", "payment"),
+        customer_name=n.customer_name,
+        phone=n.to,
+        balance_minor=balance,
+        currency="USD",
+        due_date=date.today() - timedelta(days=40),
+        status=status,
+        sms_consent=True,
+        content_hash="h",
+        as_of=kw.pop("as_of", utcnow()),
+    )
+
+
+def planned(n: NoticeDue, seconds_ago: float) -> NoticeDue:
+    return n.model_copy(update={"account_as_of": utcnow() - timedelta(seconds=seconds_ago)})
+
+
+async def last_errors(eng: DeliveryEngine) -> dict[str, tuple[str, str | None]]:
+    return {k: (v["state"], v["last_error"]) for k, v in (await states(eng.engine, SCHEMA)).items()}
+
+
+async def test_payment_in_full_suppresses_what_is_queued_and_nothing_else(
+    quo: Any, make: Callable[..., DeliveryEngine]
+) -> None:
+    eng = make()
+    paid, bystander, partial = planned(notice(), 60), planned(notice(), 60), planned(notice(), 60)
+    await feed(eng, [paid, bystander, partial], SCHEMA)
+    # the payment arrives before any of them was sent: balance 0 for one, a part payment for another
+    await feed(eng, [changed(paid, balance=0), changed(partial, balance=10_000)], SCHEMA)
+    await drain(eng)
+    got = await last_errors(eng)
+    assert got[paid.notice_id] == ("suppressed", "stopped: balance_settled"), got
+    assert got[bystander.notice_id][0] == "sent" and got[partial.notice_id][0] == "sent", got
+    assert sorted(e["recipient"] for e in ledger(quo.url)["entries"]) == sorted([bystander.to, partial.to])
+
+
+async def test_a_notice_planned_after_the_stop_goes_and_an_older_stop_never_moves_it_back(
+    quo: Any, make: Callable[..., DeliveryEngine]
+) -> None:
+    eng = make()
+    n = notice()
+    stop_at = utcnow() - timedelta(seconds=30)
+    await feed(eng, [changed(n, status=AccountStatus.CLOSED, balance=5_000, as_of=stop_at)], SCHEMA)
+    # an older stop replayed later changes nothing
+    await feed(eng, [changed(n, balance=0, as_of=stop_at - timedelta(seconds=60))], SCHEMA)
+    async with eng.engine.connect() as c:
+        row = (await c.execute(text(f"SELECT stopped_as_of, reason FROM {SCHEMA}.account_stops"))).one()
+    assert (row.stopped_as_of, row.reason) == (stop_at, "status_closed")
+    # the account owes again and the planner planned from that newer state: it is sent
+    later = n.model_copy(update={"account_as_of": utcnow(), "notice_id": n.notice_id + ":again"})
+    await feed(eng, [later], SCHEMA)
+    await drain(eng)
+    assert (await last_errors(eng))[later.notice_id][0] == "sent"
+    assert ledger(quo.url)["count"] == 1
+
+
+async def test_a_notice_deferred_by_quiet_hours_is_settled_at_once_when_the_account_pays(
+    quo: Any, make: Callable[..., DeliveryEngine]
+) -> None:
+    eng = make(gate=None)  # the real compliance gate
+    n = planned(notice(timezone=night_zone()), 60)
+    await feed(eng, [n], SCHEMA)
+    await drain(eng)
+    state, reason = (await last_errors(eng))[n.notice_id]
+    assert state == "queued" and (reason or "").startswith("deferred:"), (state, reason)
+    await feed(eng, [changed(n, balance=0, status=AccountStatus.PAID)], SCHEMA)
+    await drain(eng)  # due again now: the claim suppresses it instead of waiting for the morning
+    assert (await last_errors(eng))[n.notice_id] == ("suppressed", "stopped: balance_settled")
+    assert ledger(quo.url)["count"] == 0
+
+
+async def test_a_notice_from_an_older_planner_counts_as_planned_when_it_was_queued(
+    quo: Any, make: Callable[..., DeliveryEngine]
+) -> None:
+    eng = make()
+    old = notice()  # no account_as_of
+    await feed(eng, [old], SCHEMA)
+    await feed(eng, [changed(old, change="removed", source="sheet", balance=5_000)], SCHEMA)
+    await drain(eng)
+    assert (await last_errors(eng))[old.notice_id] == ("suppressed", "stopped: account_removed")
+    assert ledger(quo.url)["count"] == 0
