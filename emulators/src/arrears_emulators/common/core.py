@@ -152,3 +152,10 @@ class StatsMiddleware:
             await send(message)
 
         await self.app(scope, receive, counting_send)
+
+
+# Webhook deliveries in flight at once, per emulator. Providers deliver webhooks from a bounded pool (a slow
+# receiver sees a steady stream, not every pending event at once); an unbounded number of tasks all waiting
+# on one httpx pool costs the emulator CPU quadratic in the backlog (httpcore matches every waiting request
+# against every connection on each change).
+WEBHOOK_CONCURRENCY = 16

@@ -120,12 +120,19 @@ def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def _conversation(m: Message) -> tuple[str, frozenset[str]]:
+    return m.phone_number_id, frozenset(m.to) if m.direction == "outgoing" else frozenset({m.from_})
+
+
 class QuoState:
     def __init__(self, config: QuoConfig) -> None:
         self.config = config
         self.numbers: dict[str, str] = dict(config.phone_numbers)  # number -> PN id
         self.messages: dict[str, Message] = {}
         self.order: list[str] = []
+        # (our number's id, the other side) -> message ids, oldest first: QUO's list is indexed by
+        # conversation, and a lookup must not scan every message (the dispatchers' reconciliation calls it)
+        self.conversations: dict[tuple[str, frozenset[str]], list[str]] = {}
         self.invalid_numbers = set(config.invalid_numbers)
         self.undelivered_numbers = set(config.undelivered_numbers)
         self.webhooks = WebhookSender(
@@ -154,11 +161,13 @@ class QuoState:
     def store(self, message: Message) -> None:
         self.messages[message.id] = message
         self.order.append(message.id)
+        self.conversations.setdefault(_conversation(message), []).append(message.id)
 
     async def reset(self) -> None:
         await self.webhooks.reset()
         self.messages.clear()
         self.order.clear()
+        self.conversations.clear()
         self.numbers = dict(self.config.phone_numbers)
         self.invalid_numbers = set(self.config.invalid_numbers)
         self.undelivered_numbers = set(self.config.undelivered_numbers)
@@ -370,13 +379,8 @@ def create_app(config: QuoConfig | None = None) -> FastAPI:
             return _error(400, "Bad Request", "Invalid query parameters", errors)
         assert phone_number_id is not None
         matches: list[Message] = []
-        for message_id in reversed(state.order):  # newest first
-            m = state.messages[message_id]
-            if m.phone_number_id != phone_number_id:
-                continue
-            remote = set(m.to) if m.direction == "outgoing" else {m.from_}
-            if remote != wanted:
-                continue
+        for message_id in reversed(state.conversations.get((phone_number_id, frozenset(wanted)), [])):
+            m = state.messages[message_id]  # newest first
             created = _parse_time(m.created_at)
             if (after and created < after) or (before and created > before):
                 continue

@@ -25,6 +25,8 @@ import httpx
 
 from arrears_emulators.quo.signing import sign_openphone, sign_standard
 
+from ..common.core import WEBHOOK_CONCURRENCY
+
 WebhookSystem = Literal["legacy", "standard"]
 LEGACY_EVENTS = frozenset({"message.received", "message.delivered"})
 STANDARD_EVENTS = frozenset({"message.received", "message.delivered", "message.failed"})
@@ -60,6 +62,8 @@ class WebhookSender:
         self.timeout_s = timeout_s
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # one bounded pool per event type: a customer's message is never queued behind status updates
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self.delivered = 0
         self.failed_attempts = 0
         self.given_up = 0
@@ -127,7 +131,8 @@ class WebhookSender:
                     return
                 headers.update(sign_standard(body, [self.secret], webhook_id, int(time.time())))
             try:
-                response = await self._client.post(url, content=body, headers=headers)
+                async with self._slots.setdefault(event["type"], asyncio.Semaphore(WEBHOOK_CONCURRENCY)):
+                    response = await self._client.post(url, content=body, headers=headers)
                 if 200 <= response.status_code < 300:
                     self.delivered += 1
                     return

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from ..common.core import WEBHOOK_CONCURRENCY
+
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class WebhookSender:
         self.timeout_s = timeout_s
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(WEBHOOK_CONCURRENCY)
         self.delivered = 0
         self.failed_attempts = 0
         self.given_up = 0
@@ -83,7 +86,8 @@ class WebhookSender:
         backoff = self.initial_backoff_s
         for attempt in range(1, self.max_attempts + 1):
             try:
-                response = await self.client.post(url, content=body, headers=headers)
+                async with self._slots:
+                    response = await self.client.post(url, content=body, headers=headers)
                 if response.status_code == 200:
                     self.delivered += 1
                     return

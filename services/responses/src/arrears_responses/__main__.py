@@ -10,7 +10,7 @@ from arrears_shared.service import Consumer, ServiceDefinition
 from arrears_shared.service import main as run
 from arrears_shared.webhook_dedupe import DedupeTable, pruning_loop
 
-from .contacts.handlers import handle_message_sent
+from .contacts.handlers import message_sent_handler
 from .corrections.views import corrections_router
 from .gmail.poller import make_gmail_loop
 from .gmail.views import make_push_router
@@ -29,7 +29,7 @@ def definition(settings: ResponsesSettings | None = None) -> ServiceDefinition:
     return ServiceDefinition(
         name="responses",
         settings=settings,
-        consumers=[Consumer(handle_message_sent)],
+        consumers=[Consumer(message_sent_handler(settings))],
         routers=[
             webhooks_router,
             inbound_router,

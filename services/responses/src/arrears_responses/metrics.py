@@ -17,6 +17,11 @@ REVIEWS = Counter(
 DECISIONS = Counter(
     "arrears_responses_reply_decisions_total", "People's decisions about a reply's intent", ["intent"]
 )
+LATE_MATCHED = Counter(
+    "arrears_responses_replies_late_matched_total",
+    "Replies stored unmatched because they arrived before the message they answer had been read here "
+    "(its message-sent still behind a backlog), matched and applied once it was",
+)
 INTENT_MODEL = Gauge(
     "arrears_responses_intent_model_info", "The intent model classifying replies (1 = in use)", ["version"]
 )

@@ -9,7 +9,7 @@ address's blind index (contacts/lookup.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -24,6 +24,8 @@ from sqlalchemy import text
 
 from ..gmail.service import msgid_hash
 from ..inbound.failures import publish_stored_failures
+from ..inbound.replies import match_late_replies
+from ..settings import ResponsesSettings
 from .addresses import normalize_address
 from .lookup import address_index, erased_accounts
 
@@ -32,7 +34,21 @@ def contact_address(ev: MessageSent) -> str:
     return normalize_address(ev.channel, ev.to)
 
 
-async def handle_message_sent(events: Sequence[Envelope], tx: Transaction) -> None:
+def message_sent_handler(
+    settings: ResponsesSettings | None,
+) -> Callable[[Sequence[Envelope], Transaction], Awaitable[None]]:
+    """The `message-sent` consumer; `settings` decide the automatic answers of replies matched late."""
+
+    async def handle(events: Sequence[Envelope], tx: Transaction) -> None:
+        await handle_message_sent(events, tx, settings)
+
+    handle.__name__ = "handle_message_sent"
+    return handle
+
+
+async def handle_message_sent(
+    events: Sequence[Envelope], tx: Transaction, settings: ResponsesSettings | None = None
+) -> None:
     latest: dict[tuple[str, str], MessageSent] = {}
     sent: dict[str, MessageSent] = {}
     emails: dict[str, MessageSent] = {}
@@ -57,6 +73,8 @@ async def handle_message_sent(events: Sequence[Envelope], tx: Transaction) -> No
         await index_emails(tx, list(emails.values()), keys)
     if latest:
         await index_contacts(tx, list(latest.items()), keys, erased)
+        live = [(ch, addr, e.sent_at) for (ch, addr), e in latest.items() if e.account_id not in erased]
+        await match_late_replies(tx, live, settings)
     if sent:
         await index_sent(tx, list(sent.items()), keys)
 

@@ -7,6 +7,7 @@ the caller's transaction."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -165,3 +166,50 @@ async def record_inbound(
         )
     _log_reply(r, c)
     return WebhookAck(status="processed", reply_id=r.reply_id, intent=c.intent.value)
+
+
+# Channels whose replies are matched by the sender's address (email replies match by their thread headers).
+ADDRESS_MATCHED = ("sms", "whatsapp")
+
+
+async def match_late_replies(
+    tx: Transaction, sent: Sequence[tuple[str, str, datetime]], settings: ResponsesSettings | None
+) -> int:
+    """Replies stored unmatched only because they arrived before this service had read the message they answer
+    (its `message-sent` was still behind a backlog): for each (channel, address, sent_at) just indexed, every
+    unmatched reply from that address received after that send is applied now, as if it had just arrived (a
+    STOP becomes the opt-out it was; its confirmation is sent). Returns how many were matched."""
+    wanted = [(c, a, t) for c, a, t in sent if c in ADDRESS_MATCHED]
+    if not wanted:
+        return 0
+    rows = (
+        await tx.conn.execute(
+            text(
+                f"""DELETE FROM {tx.schema}.replies r
+                USING unnest(CAST(:ch AS text[]), CAST(:ad AS text[]), CAST(:at AS timestamptz[])) AS u(ch, ad, at)
+                WHERE r.account_id IS NULL AND r.channel = u.ch AND r.from_address = u.ad
+                  AND r.received_at >= u.at AND r.reviewed_by IS NULL
+                RETURNING r.reply_id, r.channel, r.provider_message_id, r.from_address, r.to_address, r.text,
+                          r.received_at"""
+            ),
+            {"ch": [w[0] for w in wanted], "ad": [w[1] for w in wanted], "at": [w[2] for w in wanted]},
+        )
+    ).all()
+    matched = 0
+    for r in sorted(rows, key=lambda r: r.received_at):
+        ack = await record_inbound(
+            tx,
+            channel=r.channel,
+            provider=r.reply_id.split(":", 1)[0],
+            provider_message_id=r.provider_message_id,
+            from_address=r.from_address,
+            to_address=r.to_address,
+            body=r.text or "",
+            received_at=r.received_at,
+            settings=settings,
+        )
+        matched += ack.status == "processed"
+    if matched:
+        metrics.LATE_MATCHED.inc(matched)
+        log.info("unmatched replies matched once their message was read", extra={"matched": matched})
+    return matched
