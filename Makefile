@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: fuzz-headers env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos clean schemas config-docs security-docs topology image sbom
+.PHONY: fuzz-headers env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos bench-loop chaos-loop soak clean schemas config-docs security-docs topology image sbom
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -61,6 +61,18 @@ intents-model: env
 
 chaos-dispatch: env
 	$(RUN) python bench/chaos_dispatch.py
+
+# The whole platform, every service its own process (docs/performance.md, "The whole loop"). LOOP_ARGS passes
+# options through, e.g. `make bench-loop LOOP_ARGS="--accounts 20000"`.
+bench-loop: env
+	$(RUN) python bench/loop.py $(LOOP_ARGS)
+
+chaos-loop: env
+	$(RUN) python bench/chaos_loop.py $(LOOP_ARGS)
+
+SOAK_MINUTES ?= 30
+soak: env
+	$(RUN) python bench/soak.py --minutes $(SOAK_MINUTES) $(LOOP_ARGS)
 
 # coverage-guided fuzzing (atheris) of every webhook signature-header parser; FUZZ_SECONDS bounds the run
 FUZZ_SECONDS ?= 60

@@ -28,7 +28,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
@@ -38,75 +37,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from common import ensure_stack_keys  # noqa: E402
 from loop_stack import (  # noqa: E402
+    SEND_TIMEOUT_S,
     LedgerTail,
     LoopStack,
     Sampler,
+    Sends,
     SheetAccount,
-    at,
     daytime_locale,
     loop_sheet,
     machine_load,
     percentile,
+    stage_line,
+    stop_latencies,
 )
-
-SEND_TIMEOUT_S = 5.0  # ARREARS_DISPATCH_SEND_TIMEOUT_S of the run: a send in flight at a stop ends by then
-CONFIRMATION = "you are unsubscribed"  # the one SMS an opt-out answers with (not dunning)
-
-
-class Sends:
-    """Provider sends by account: email notices carry the notice id (account first), SMS go to the phone."""
-
-    def __init__(self, accounts: list[SheetAccount], quo: LedgerTail, gmail: LedgerTail) -> None:
-        self.by_phone = {a.phone: a.id for a in accounts}
-        self.quo, self.gmail = quo, gmail
-
-    def by_account(self) -> dict[str, list[tuple[float, str, str]]]:
-        """account -> [(accepted at, channel, content)] in ledger order."""
-        out: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
-        for e in self.quo.snapshot():
-            aid = self.by_phone.get(e["recipient"])
-            if aid is not None:
-                out[aid].append((at(e), "sms", e.get("content") or ""))
-        for e in self.gmail.snapshot():
-            if e.get("notice_id"):
-                out[e["notice_id"].split(":", 1)[0]].append((at(e), "email", e.get("content") or ""))
-        return out
-
-
-def stage_line(label: str, times: list[float], t0: float) -> str:
-    if not times:
-        return f"  {label:<34} (none)"
-    rel = [t - t0 for t in times]
-    return (
-        f"  {label:<34} first {min(rel):7.1f}s  median {percentile(rel, 0.5):7.1f}s  last {max(rel):7.1f}s"
-        f"  ({len(rel)})"
-    )
-
-
-def stop_latencies(
-    posted: dict[str, float],
-    held: dict[str, float],
-    sends: dict[str, list[tuple[float, str, str]]],
-    channels: tuple[str, ...],
-) -> tuple[list[float], int, int]:
-    """(latency per account in seconds, sends after a stop, accounts whose stop never held)."""
-    lat: list[float] = []
-    after = never = 0
-    for aid, t_post in posted.items():
-        t_stop = held.get(aid)
-        if t_stop is None:
-            never += 1
-            continue
-        effective = t_stop
-        for t, ch, content in sends.get(aid, []):
-            if ch not in channels or t <= t_post or CONFIRMATION in content.lower():
-                continue
-            if t <= t_stop + SEND_TIMEOUT_S:
-                effective = max(effective, t)  # in flight when the stop was recorded
-            else:
-                after += 1
-        lat.append(effective - t_post)
-    return lat, after, never
 
 
 def main() -> int:

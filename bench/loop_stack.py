@@ -211,8 +211,8 @@ class ProcStats:
 
 
 class Sampler:
-    """Every second: RSS, CPU time and open TCP connections of each named process (with its children:
-    PostgreSQL's backends count to `postgres`). CPU of a process that died (SIGKILL) is kept up to its
+    """Every second: RSS, CPU time and open connections of each named process (with its children:
+    PostgreSQL's backends count to `postgres`, each as one connection). CPU of a process that died (SIGKILL) is kept up to its
     last sample."""
 
     def __init__(self, pids: Callable[[], Mapping[str, int | None]], interval_s: float = 1.0) -> None:
@@ -259,7 +259,9 @@ class Sampler:
                         c = t.user + t.system
                         if k == 0:
                             rss_main = mem
-                            conns = len(proc.net_connections(kind="tcp"))
+                        else:
+                            conns += 1  # a child: PostgreSQL's backends are its connections
+                        conns += len(proc.net_connections(kind="inet"))
                         rss += mem
                         key = (name, proc.pid)
                         self.stats.cpu_s[name] += c - self._last_cpu.get(key, 0.0)
@@ -474,6 +476,66 @@ class LoopStack:
                 if line.startswith("arrears_consumer_lag{")
             )
         return out
+
+
+SEND_TIMEOUT_S = 5.0  # ARREARS_DISPATCH_SEND_TIMEOUT_S of the run: a send in flight at a stop ends by then
+CONFIRMATION = "you are unsubscribed"  # the one SMS an opt-out answers with (not dunning)
+
+
+class Sends:
+    """Provider sends by account: email notices carry the notice id (account first), SMS go to the phone."""
+
+    def __init__(self, accounts: list[SheetAccount], quo: LedgerTail, gmail: LedgerTail) -> None:
+        self.by_phone = {a.phone: a.id for a in accounts}
+        self.quo, self.gmail = quo, gmail
+
+    def by_account(self) -> dict[str, list[tuple[float, str, str]]]:
+        """account -> [(accepted at, channel, content)] in ledger order."""
+        out: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
+        for e in self.quo.snapshot():
+            aid = self.by_phone.get(e["recipient"])
+            if aid is not None:
+                out[aid].append((at(e), "sms", e.get("content") or ""))
+        for e in self.gmail.snapshot():
+            if e.get("notice_id"):
+                out[e["notice_id"].split(":", 1)[0]].append((at(e), "email", e.get("content") or ""))
+        return out
+
+
+def stage_line(label: str, times: list[float], t0: float) -> str:
+    if not times:
+        return f"  {label:<34} (none)"
+    rel = [t - t0 for t in times]
+    return (
+        f"  {label:<34} first {min(rel):7.1f}s  median {percentile(rel, 0.5):7.1f}s  last {max(rel):7.1f}s"
+        f"  ({len(rel)})"
+    )
+
+
+def stop_latencies(
+    posted: dict[str, float],
+    held: dict[str, float],
+    sends: dict[str, list[tuple[float, str, str]]],
+    channels: tuple[str, ...],
+) -> tuple[list[float], int, int]:
+    """(latency per account in seconds, sends after a stop, accounts whose stop never held)."""
+    lat: list[float] = []
+    after = never = 0
+    for aid, t_post in posted.items():
+        t_stop = held.get(aid)
+        if t_stop is None:
+            never += 1
+            continue
+        effective = t_stop
+        for t, ch, content in sends.get(aid, []):
+            if ch not in channels or t <= t_post or CONFIRMATION in content.lower():
+                continue
+            if t <= t_stop + SEND_TIMEOUT_S:
+                effective = max(effective, t)  # in flight when the stop was recorded
+            else:
+                after += 1
+        lat.append(effective - t_post)
+    return lat, after, never
 
 
 def percentile(values: list[float], q: float) -> float:

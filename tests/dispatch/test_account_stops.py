@@ -106,3 +106,18 @@ async def test_a_notice_from_an_older_planner_counts_as_planned_when_it_was_queu
     await drain(eng)
     assert (await last_errors(eng))[old.notice_id] == ("suppressed", "stopped: account_removed")
     assert ledger(quo.url)["count"] == 0
+
+
+def test_stops_are_read_in_a_lane_of_their_own(quo: Any, db: str) -> None:
+    """Payments and replies are never read behind a batch of notices: a second member of the same group."""
+    from arrears_dispatcher_sms.__main__ import definition
+    from arrears_shared import topology
+    from arrears_shared.delivery.service import BULK_LANE, STOP_LANE
+
+    from .helpers import sms_settings
+
+    d = definition(sms_settings(quo.url, db))
+    lanes = [tuple(c.topics or ()) for c in d.consumers]
+    assert lanes == [BULK_LANE, STOP_LANE] and {c.group for c in d.consumers} == {None}
+    assert set(BULK_LANE) | set(STOP_LANE) == set(topology.service("dispatcher-sms").consumes)
+    assert "account-changed" in STOP_LANE and "reply-received" in STOP_LANE

@@ -201,15 +201,16 @@ class ServiceHost:
         return bool(ok), "ok" if ok else "no broker connection"
 
     async def _ready_consumers(self) -> tuple[bool, Any]:
-        detail = {
-            r.group: {
-                "joined": r.state.joined,
-                "partitions": len(r.state.assigned),
-                "waiting_on": r.state.waiting_on_infrastructure,
-                "topics": r.topics,
-            }
-            for r in self.runners
-        }
+        detail: dict[str, dict[str, Any]] = {}
+        for r in self.runners:  # a group may have several members here (lanes): one entry, their sum
+            g = detail.setdefault(
+                r.group, {"joined": True, "partitions": 0, "waiting_on": None, "topics": [], "lanes": []}
+            )
+            g["joined"] = g["joined"] and r.state.joined
+            g["partitions"] += len(r.state.assigned)
+            g["waiting_on"] = g["waiting_on"] or r.state.waiting_on_infrastructure
+            g["topics"] += [t for t in r.topics if t not in g["topics"]]
+            g["lanes"].append(list(r.topics))
         ok = len(self.runners) == len(self.consumers) and all(
             r.state.joined and not r.state.waiting_on_infrastructure for r in self.runners
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arrears_shared.events import ReplyReceived
@@ -170,6 +170,9 @@ async def record_inbound(
 
 # Channels whose replies are matched by the sender's address (email replies match by their thread headers).
 ADDRESS_MATCHED = ("sms", "whatsapp")
+# A message's `sent_at` is stamped when the provider's answer is back, after the provider accepted it (and the
+# customer may already have it): a reply up to this long before that stamp still answers it.
+SENT_AT_SLACK = timedelta(seconds=60)
 
 
 async def match_late_replies(
@@ -177,9 +180,9 @@ async def match_late_replies(
 ) -> int:
     """Replies stored unmatched only because they arrived before this service had read the message they answer
     (its `message-sent` was still behind a backlog): for each (channel, address, sent_at) just indexed, every
-    unmatched reply from that address received after that send is applied now, as if it had just arrived (a
-    STOP becomes the opt-out it was; its confirmation is sent). Returns how many were matched."""
-    wanted = [(c, a, t) for c, a, t in sent if c in ADDRESS_MATCHED]
+    unmatched reply from that address received after that send (`SENT_AT_SLACK`) is applied now, as if it had
+    just arrived (a STOP becomes the opt-out it was; its confirmation is sent). Returns how many were matched."""
+    wanted = [(c, a, t - SENT_AT_SLACK) for c, a, t in sent if c in ADDRESS_MATCHED]
     if not wanted:
         return 0
     rows = (
