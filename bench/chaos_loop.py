@@ -217,7 +217,12 @@ def main() -> int:
             return left == 0 and not busy and len(lag) >= len(SEVEN)
 
         deadline = time.time() + args.timeout
-        while time.time() < deadline and not drained():
+        while time.time() < deadline:
+            try:
+                if drained():
+                    break
+            except Exception as exc:  # noqa: BLE001 - a database still coming back: look again
+                print(f"  not readable yet: {exc!r}"[:300], flush=True)
             time.sleep(10)
         time.sleep(SEND_TIMEOUT_S + 3)
         quo.stop()

@@ -185,6 +185,26 @@ def test_postgres_reuses_data_dir(tmp_path: Path) -> None:
     assert first_start < 30 and second_start < 20, (first_start, second_start)  # ~1 s and ~0.1 s when idle
 
 
+def test_postgres_restart_keeps_every_url_it_gave_out(tmp_path: Path) -> None:
+    """The chaos run restarts PostgreSQL under running services: their URLs must reach it again."""
+    with EmbeddedPostgres(tmp_path / "pg", fast=True) as server:
+        url = server.create_database("kept")
+
+        async def one() -> int:
+            conn = await asyncpg.connect(url)
+            try:
+                return int(await conn.fetchval("select 1"))
+            finally:
+                await conn.close()
+
+        assert asyncio.run(one()) == 1
+        server.restart()
+        assert server.dsn("kept") == url
+        assert asyncio.run(one()) == 1
+        socket_dir = server.socket_dir
+    assert socket_dir is not None and not socket_dir.exists()
+
+
 def test_postgres_and_broker_die_with_a_sigkilled_parent(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""

@@ -260,7 +260,8 @@ class EmbeddedPostgres(StartStop):
             return self
         self._init_data_dir()
         self._clear_stale_pid_file()
-        self.socket_dir = Path(tempfile.mkdtemp(prefix="arrpg-", dir=_socket_base()))
+        if self.socket_dir is None or not self.socket_dir.is_dir():
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="arrpg-", dir=_socket_base()))
         if _is_root():
             import pwd
 
@@ -302,10 +303,13 @@ class EmbeddedPostgres(StartStop):
             self._proc.stop(timeout)
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+            self.socket_dir = None
 
     def restart(self, timeout: float = 30.0) -> None:
-        """Stop and start again (new socket dir: call `.url` again)."""
-        self.stop()
+        """Stop and start again on the same socket, so every URL given out still reaches it (the services'
+        connections break and reconnect, as after a restart of a real server)."""
+        if self._proc is not None:
+            self._proc.stop(timeout)
         self.start(timeout)
 
     # -- databases --------------------------------------------------------------------------------------------
