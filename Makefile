@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: fuzz-headers env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos bench-loop chaos-loop soak clean schemas config-docs security-docs topology image sbom
+.PHONY: fuzz-headers fuzz fuzz-api env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos bench-loop chaos-loop soak clean schemas config-docs security-docs topology image sbom
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -78,6 +78,18 @@ soak: env
 FUZZ_SECONDS ?= 60
 fuzz-headers: env
 	$(RUN) python fuzz/headers.py -max_total_time=$(FUZZ_SECONDS)
+
+# coverage-guided fuzzing (atheris): webhook signature headers, sheet rows, CloudEvents decoder; FUZZ_SECONDS each
+fuzz: env
+	mkdir -p .fuzz
+	$(RUN) python fuzz/headers.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.fuzz/
+	$(RUN) python fuzz/sheet_rows.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.fuzz/
+	$(RUN) python fuzz/cloudevents.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.fuzz/
+
+# property-based fuzzing (schemathesis) of every service's API as every role, FUZZ_EXAMPLES per operation, a new seed each run
+FUZZ_EXAMPLES ?= 100
+fuzz-api: env
+	ARREARS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ARREARS_FUZZ_SEED=random $(RUN) pytest -q tests/fuzz/test_api_fuzz.py
 
 topology: env
 	$(RUN) python deploy/gen_topics.py

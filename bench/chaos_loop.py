@@ -101,10 +101,7 @@ class Chaos:
             p.kill_service(victim, signal.SIGKILL)
             self.kills[victim] += 1
             time.sleep(self.rng.uniform(0.2, 1.5))
-            try:
-                p.restart_service(victim, timeout=60)
-            except Exception as exc:  # noqa: BLE001 - the supervisor keeps trying; report and go on
-                self.log(f"{victim} not healthy 60 s after its restart: {exc}")
+            p.supervisor.restart(victim)  # not waiting for it: the next kill may find it still starting
             time.sleep(max(0.0, self.kill_every - (time.monotonic() - now)))
 
 
@@ -174,13 +171,18 @@ def main() -> int:
         # payments at accounts not reached yet, STOP texts from texted ones, a sheet edit, all during the chaos
         gap = args.chaos_minutes * 60 * 0.8 / max(1, args.payments + args.stops)
         edited = False
+        edit = None
         n_pay = n_stop = 0
         pay_targets = rng.sample([a.id for a in day], min(len(day), args.payments * 3))
+        # a sheet edit changes balances: it never touches an account a payment may pay in full
+        editable = [a for a in day if a.id not in set(pay_targets)]
         while chaos.thread.is_alive() and (n_pay < args.payments or n_stop < args.stops or not edited):
             reached = sends.by_account()
             if not edited and time.time() - t0 > args.chaos_minutes * 60 * 0.45:
                 edited = True
-                pool.submit(sheet_edit, s, rng, day, reached, args.sheet_edits, marked_paid, failures)
+                edit = pool.submit(
+                    sheet_edit, s, rng, editable, reached, args.sheet_edits, marked_paid, failures
+                )
             if n_pay <= n_stop and n_pay < args.payments:
                 n_pay += 1
                 fresh = [x for x in pay_targets if x not in reached and x not in paid_at]
@@ -200,6 +202,9 @@ def main() -> int:
             time.sleep(gap)
         chaos.thread.join()
         pool.shutdown(wait=True)
+        if edited:
+            assert edit is not None
+            edit.result()  # raises what the edit raised
         s.faults("quo", {"clear": True})
         s.faults("gmail", {"clear": True})
         print(f"chaos over after {time.time() - t0:.0f} s: kills {dict(chaos.kills)}; draining", flush=True)
@@ -224,7 +229,23 @@ def main() -> int:
             except Exception as exc:  # noqa: BLE001 - a database still coming back: look again
                 print(f"  not readable yet: {exc!r}"[:300], flush=True)
             time.sleep(10)
+
+        def unstopped() -> int:
+            held_pay = s.stop_times("account_stops", "recorded_at", ("dispatcher-sms", "dispatcher-email"))
+            held_opt = s.stop_times("opt_outs", "created_at", ("dispatcher-sms",))
+            return sum(a not in held_pay for a in [*paid_at, *marked_paid]) + sum(
+                a not in held_opt for a in stopped_at
+            )
+
+        for _ in range(12):  # a provider may still be retrying a webhook a restart missed
+            left = unstopped()
+            if not left:
+                break
+            print(f"  {left} payments / STOPs not applied yet", flush=True)
+            time.sleep(10)
         time.sleep(SEND_TIMEOUT_S + 3)
+        stats = {n: s.http.get(s.p.emulator_url(n) + "/_emulator/stats").json() for n in ("quo", "gmail")}
+        print(f"  QUO webhooks: {stats['quo'].get('extra', {})}", flush=True)
         quo.stop()
         gmail.stop()
         reached = sends.by_account()
@@ -241,7 +262,10 @@ def main() -> int:
         ss = [(t, ch) for t, ch, content in reached.get(a.id, []) if CONFIRMATION not in content.lower()]
         per = Counter(ch for _, ch in ss)
         sent += len(ss)
-        duplicates += sum(max(0, n - 1) for n in per.values())
+        extra = sum(max(0, n - 1) for n in per.values())
+        if extra and duplicates < 10:
+            print(f"  duplicate: {a.id} {sorted(reached.get(a.id, []))}"[:600], flush=True)
+        duplicates += extra
         if a.night:
             quiet += len(ss)
             continue
@@ -286,29 +310,32 @@ def sheet_edit(
 ) -> None:
     """A person edits the sheet: new balances for `n` accounts (no new notice: the step is the same), and a
     tenth of them marked Paid (among accounts not reached yet); then the sheet runs again."""
-    picks = rng.sample(day, min(n, len(day)))
+    picks = rng.sample(day, min(n, len(day)))  # `day` holds no account a payment may pick
+    edits: list[tuple[int, str, str]] = []
+    paid_now: list[str] = []
     for i, a in enumerate(picks):
         if i % 10 == 0 and a.id not in reached:
-            s.set_cell(a.row, "Status", "Paid")
-            marked_paid[a.id] = time.time()
+            edits.append((a.row, "Status", "Paid"))
+            paid_now.append(a.id)
         else:
-            s.set_cell(a.row, "Balance", f"{(a.balance_minor + 1_000) / 100:.2f}")
-    print(
-        f"  sheet edited: {len(picks)} rows ({len(marked_paid)} marked Paid); running the sheet", flush=True
-    )
-    if (
-        retrying(
-            "sheet run",
-            lambda: s.http.post(
-                s.p.service_url("ingest") + "/ingest/sheet",
-                headers={"Authorization": f"Bearer {s.service_key}"},
-                timeout=600,
-            ),
-            failures,
-        )
-        is None
-    ):
+            edits.append((a.row, "Balance", f"{(a.balance_minor + 1_000) / 100:.2f}"))
+    try:
+        s.edit_cells(edits)
+    except httpx.HTTPError as exc:
+        failures.append(f"sheet edit: {exc!r}")
         return
+    now = time.time()
+    marked_paid.update(dict.fromkeys(paid_now, now))
+    print(f"  sheet edited: {len(edits)} rows ({len(paid_now)} marked Paid); running the sheet", flush=True)
+    retrying(
+        "sheet run",
+        lambda: s.http.post(
+            s.p.service_url("ingest") + "/ingest/sheet",
+            headers={"Authorization": f"Bearer {s.service_key}"},
+            timeout=600,
+        ),
+        failures,
+    )
 
 
 if __name__ == "__main__":

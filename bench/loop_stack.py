@@ -347,8 +347,12 @@ class LoopStack:
         from auth_support import issue_key  # tests/auth_support.py: a key in the platform's `iam`
 
         self.service_key = issue_key(self.p.database_url, "service", migrate=False)
-        for name in ("quo", "gmail", "sheets"):
-            r = self.http.put(self.p.emulator_url(name) + "/_emulator/limits", json={"enabled": False})
+        for name, lift in (
+            ("quo", {"enabled": False}),
+            ("gmail", {"enabled": False}),
+            ("sheets", {"lifted": True}),
+        ):
+            r = self.http.put(self.p.emulator_url(name) + "/_emulator/limits", json=lift)
             r.raise_for_status()
         return self
 
@@ -372,14 +376,15 @@ class LoopStack:
     def load_sheet(self, rows: list[list[str]]) -> None:
         call_in_fresh_thread(lambda: load_into_emulator(self.p.emulator_url("sheets"), SPREADSHEET_ID, rows))
 
-    def set_cell(self, row: int, column: str, value: str) -> None:
-        """Edit one cell of the sheet (as a person would in Google Sheets)."""
-        col = PME_COLUMNS.index(column)
-        letter = chr(ord("A") + col)
-        r = self.http.put(
-            f"{self.p.emulator_url('sheets')}/v4/spreadsheets/{SPREADSHEET_ID}/values/Accounts!{letter}{row}",
-            params={"valueInputOption": "RAW"},
-            json={"values": [[value]]},
+    def edit_cells(self, edits: list[tuple[int, str, str]]) -> None:
+        """A person's edit of the sheet, (row, column name, value) each, saved at once (one batchUpdate)."""
+        data = [
+            {"range": f"Accounts!{chr(ord('A') + PME_COLUMNS.index(col))}{row}", "values": [[value]]}
+            for row, col, value in edits
+        ]
+        r = self.http.post(
+            f"{self.p.emulator_url('sheets')}/v4/spreadsheets/{SPREADSHEET_ID}/values:batchUpdate",
+            json={"valueInputOption": "RAW", "data": data},
             headers={"Authorization": "Bearer loop"},
         )
         r.raise_for_status()
@@ -495,10 +500,13 @@ class Sends:
         for e in self.quo.snapshot():
             aid = self.by_phone.get(e["recipient"])
             if aid is not None:
-                out[aid].append((at(e), "sms", e.get("content") or ""))
+                dropped = " (answer dropped)" if e.get("dropped") else ""
+                out[aid].append((at(e), "sms", f"{e['provider_id']}{dropped} {e.get('content') or ''}"))
         for e in self.gmail.snapshot():
             if e.get("notice_id"):
-                out[e["notice_id"].split(":", 1)[0]].append((at(e), "email", e.get("content") or ""))
+                out[e["notice_id"].split(":", 1)[0]].append(
+                    (at(e), "email", f"{e['notice_id']} {e.get('content') or ''}")
+                )
         return out
 
 

@@ -150,6 +150,8 @@ def decode(
         raise InvalidEvent(f"{ce_type} data invalid at {loc or '<root>'}: {first.get('msg')}") from e
     except ValueError as e:  # sealed data that is not JSON (json.loads)
         raise InvalidEvent(f"{ce_type} data is not JSON") from e
+    except RecursionError as e:  # sealed data nested deeper than json.loads goes (pydantic's parser says so)
+        raise InvalidEvent(f"{ce_type} data is nested too deeply") from e
     try:
         time = datetime.fromisoformat(h["ce_time"]) if h.get("ce_time") else utcnow()
     except ValueError as e:

@@ -6,6 +6,10 @@
   credential too. Public: `/healthz`, `/readyz`, `/metrics` and signature-verified webhooks.
 - Request bodies are capped (`ARREARS_HTTP_MAX_BODY_BYTES`, per-path overrides for uploads); every response
   carries `X-Request-ID`.
+- Text no service can store or publish (a NUL character, a lone surrogate) in a path or query value or in a
+  JSON or form body is refused with 422 before any handler runs (`reject_unstorable_text`).
+- Errors are `{"detail": ...}`: FastAPI's list of validation errors, or a handler's message; each
+  operation's 422 documents both (`document_errors`).
 
 - `/healthz` (liveness) never touches the database or broker, so an outage does not restart every pod;
   it fails only when a consumer is stuck (partitions assigned, lag > 0, no progress for
@@ -19,14 +23,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -127,6 +134,109 @@ class RequestMetrics:
 OPS_PUBLIC = "probes and Prometheus scrapes; answer no business data (keep /metrics inside the cluster)"
 
 
+def unstorable(text: str) -> str | None:
+    """Why `text` can be neither stored nor published (None: it can): PostgreSQL's text and JSON types
+    cannot hold a NUL character, and a lone surrogate (`json.loads` lets `"\\ud800"` through) is not
+    Unicode, so it cannot be encoded as UTF-8."""
+    if "\x00" in text:
+        return "text must not contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "text must be valid Unicode (it has a lone surrogate)"
+    return None
+
+
+def _shown(text: str) -> str:
+    """`text` with what `unstorable` refuses replaced, to name a location in an answer."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+def _find_unstorable(value: Any, loc: tuple[str | int, ...], out: list[dict[str, Any]]) -> None:
+    """Append an error for each string (or key) in `value` that `unstorable` refuses, at most 20; without
+    recursion (the document may be as deep as `json.loads` goes)."""
+    todo: list[tuple[Any, tuple[str | int, ...]]] = [(value, loc)]
+    while todo and len(out) < 20:
+        node, at = todo.pop()
+        if isinstance(node, str):
+            if why := unstorable(node):
+                out.append({"type": "string_unstorable", "loc": at, "msg": why})
+        elif isinstance(node, dict):
+            for k, v in reversed(node.items()):
+                if isinstance(k, str) and (why := unstorable(k)):
+                    out.append({"type": "string_unstorable", "loc": (*at, _shown(k)), "msg": f"a key: {why}"})
+                todo.append((v, (*at, _shown(str(k)))))
+        elif isinstance(node, list):
+            todo.extend((v, (*at, i)) for i, v in reversed(list(enumerate(node))))
+
+
+async def reject_unstorable_text(request: Request) -> None:
+    """Every route's first dependency: a path or query value, or a string in a JSON or form body, with a NUL
+    character or a lone surrogate is answered 422 in FastAPI's validation shape (`loc`, `msg`, `type`),
+    before a handler stores or publishes it (PostgreSQL would refuse it with a 500, or a consumer would
+    dead-letter the event). Other bodies (CSV, XLSX, YAML) are their parsers' business."""
+    errors: list[dict[str, Any]] = []
+    for name, value in request.path_params.items():
+        _find_unstorable(value, ("path", name), errors)
+    for name, value in request.query_params.multi_items():
+        _find_unstorable(value, ("query", _shown(name)), errors)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json" or ctype.endswith("+json"):
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, RecursionError):  # malformed or nested too deeply: FastAPI answers it itself
+            body = None  # (400 / 422), or the route reads it raw and refuses it
+        _find_unstorable(body, ("body",), errors)
+    elif ctype == "application/x-www-form-urlencoded":
+        try:
+            raw = await request.body()
+        except RuntimeError:  # FastAPI parsed the form already (the route takes form fields): its copy
+            fields = [(k, v) for k, v in (await request.form()).multi_items() if isinstance(v, str)]
+        else:
+            fields = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        for name, value in fields:
+            _find_unstorable(value, ("body", _shown(name)), errors)
+    if errors:
+        raise RequestValidationError(errors)
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {
+            "title": "Detail",
+            "anyOf": [
+                {"type": "string"},
+                {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}},
+            ],
+        }
+    },
+    "description": "An error a handler raised itself: a message, or an object with a `message` and details",
+}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Each operation's 422 answer documents both shapes the platform sends: FastAPI's list of validation
+    errors (`HTTPValidationError`) and an `Error` a handler raised (`{"detail": "..."}`); FastAPI documents
+    only the first. An operation that documents its own 422 body keeps it."""
+    generate = app.openapi
+    validation = {"$ref": "#/components/schemas/HTTPValidationError"}
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("schemas", {}).setdefault("Error", ERROR_SCHEMA)
+        for ops in schema.get("paths", {}).values():
+            for op in ops.values():
+                content = op.get("responses", {}).get("422", {}).get("content", {}).get("application/json")
+                if content is not None and content.get("schema") == validation:
+                    content["schema"] = {"anyOf": [validation, {"$ref": "#/components/schemas/Error"}]}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     service: str,
     health: Health,
@@ -138,7 +248,14 @@ def create_app(
     login_path: str | None = None,
     **fastapi_kw: Any,
 ) -> FastAPI:
-    app = FastAPI(title=f"Arrears {service}", docs_url=None, redoc_url=None, openapi_url=None, **fastapi_kw)
+    app = FastAPI(
+        title=f"Arrears {service}",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(reject_unstorable_text)],
+        **fastapi_kw,
+    )
     ops = [Depends(public(OPS_PUBLIC))]
 
     @app.get("/healthz", tags=["ops"], dependencies=ops)
@@ -155,7 +272,7 @@ def create_app(
             {"status": "ready" if ok else "not_ready", "checks": detail}, status_code=200 if ok else 503
         )
 
-    @app.get("/metrics", tags=["ops"], dependencies=ops)
+    @app.get("/metrics", tags=["ops"], dependencies=ops, response_class=PlainTextResponse)
     async def metrics(request: Request) -> Response:
         """Prometheus scrapes pods directly; a request that came through a proxy or the Ingress (it carries
         Forwarded / X-Forwarded-For) is from outside the cluster and gets 404."""
@@ -177,6 +294,7 @@ def create_app(
         app.include_router(r)
     public_routes = check_routes(app)
     document_access(app)
+    document_errors(app)
     # added last = outermost: request id, then the gate (nothing read before authentication), then sizes
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, overrides=body_limits or {})
     app.state.authenticator = authenticator

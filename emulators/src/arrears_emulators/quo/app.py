@@ -84,9 +84,11 @@ class QuoConfig(BaseModel):
     )
     webhook_signing_key: str = DEFAULT_SIGNING_KEY
     webhook_secret: str | None = Field(None, description="whsec_ secret of the standard webhook system")
-    webhook_max_attempts: int = Field(8, ge=1)
+    # A receiver that is down (a restart, a deploy) gets every event once it is back within ~6 minutes
+    # (0.2 s doubling to 60 s, 12 attempts); providers retry for minutes to hours, never for only seconds.
+    webhook_max_attempts: int = Field(12, ge=1)
     webhook_initial_backoff_s: float = Field(0.2, ge=0)
-    webhook_max_backoff_s: float = Field(10.0, ge=0)
+    webhook_max_backoff_s: float = Field(60.0, ge=0)
     webhook_timeout_s: float = Field(5.0, gt=0)
     delivery_delay_ms: int = Field(20, ge=0, description="queued -> delivered/undelivered after this delay")
     failure_error_code: str = Field("30003", description="carrier error code of a message.failed event")

@@ -332,7 +332,7 @@ def make_router(
     ) -> Response:
         answer = verify_subscription(mode, token, challenge, verify_token)
         if answer is None:
-            return PlainTextResponse("verification failed", status_code=403)
+            return JSONResponse({"detail": "verification failed"}, status_code=403)
         return PlainTextResponse(answer)
 
     @router.post(path)

@@ -92,6 +92,10 @@ def _info(row: Any) -> KeyInfo:
     )
 
 
+class KeyNameTaken(ValueError):
+    """A key that is not revoked (expired or not) already has the name."""
+
+
 async def create(
     conn: AsyncConnection,
     *,
@@ -102,7 +106,8 @@ async def create(
     expires_at: datetime | None = None,
     now: datetime | None = None,
 ) -> tuple[KeyInfo, str]:
-    """Create a key; returns its info and the plaintext (shown once). Names are unique among active keys."""
+    """Create a key; returns its info and the plaintext (shown once). Names are unique among active keys
+    (`KeyNameTaken`, a ValueError like every refusal here)."""
     if not re.match(NAME_PATTERN, name):
         raise ValueError("key name must be 1-100 of A-Z a-z 0-9 _ . @ -")
     now = now or datetime.now(UTC)
@@ -115,6 +120,7 @@ async def create(
                 f"""INSERT INTO {SCHEMA}.api_keys (key_id, name, roles, team, key_hash, created_at, created_by,
                     expires_at)
                 VALUES (:id, :name, :roles, :team, :hash, :now, :by, :exp)
+                ON CONFLICT (name) WHERE revoked_at IS NULL DO NOTHING
                 RETURNING {_COLUMNS}"""
             ),
             {
@@ -128,7 +134,11 @@ async def create(
                 "exp": expires_at,
             },
         )
-    ).one()
+    ).first()
+    if row is None:
+        raise KeyNameTaken(
+            "key names are unique among active keys: revoke or rotate that key, or choose another"
+        )
     return _info(row), plaintext
 
 
@@ -219,9 +229,11 @@ async def rotate(
         )
     else:
         await revoke(conn, key_id, now=now)
+    # a key still in its grace period is named `name~key_id`: its successor has the name (KeyNameTaken)
+    name = old.name.split("~", 1)[0]
     info, plaintext = await create(
         conn,
-        name=old.name,
+        name=name,
         roles=old.roles,
         team=old.team,
         expires_at=old.expires_at if old.expires_at and old.expires_at > now else None,

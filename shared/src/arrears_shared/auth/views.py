@@ -52,7 +52,7 @@ class CreatedKey(KeyView):
 
 
 class Rotation(BaseModel):
-    grace_s: int = Field(0, ge=0, le=7 * 86400, description="Seconds the old key keeps working")
+    grace_s: int = Field(0, ge=0, le=7 * 86400, strict=True, description="Seconds the old key keeps working")
 
 
 def _summary(k: keys.KeyInfo) -> dict[str, object]:
@@ -91,6 +91,8 @@ def api_keys_router(get_context: Callable[[], Context]) -> APIRouter:
                     expires_at=body.expires_at,
                     created_by=who.name,
                 )
+            except keys.KeyNameTaken as e:
+                raise HTTPException(409, str(e)) from None
             except ValueError as e:
                 raise HTTPException(422, str(e)) from None
             await record(
@@ -103,7 +105,10 @@ def api_keys_router(get_context: Callable[[], Context]) -> APIRouter:
         ctx = get_context()
         grace = timedelta(seconds=body.grace_s if body else 0)
         async with ctx.transaction() as tx:
-            done = await keys.rotate(tx.conn, key_id, rotated_by=who.name, grace=grace)
+            try:
+                done = await keys.rotate(tx.conn, key_id, rotated_by=who.name, grace=grace)
+            except keys.KeyNameTaken:  # a key in its grace period, already replaced by an active one
+                raise HTTPException(409, "this key was already rotated; rotate its successor") from None
             if done is None:
                 raise HTTPException(404, "no such active key")
             info, plaintext = done

@@ -65,8 +65,8 @@ async def seal_records(conn: AsyncConnection, records: Sequence[Any]) -> list[An
             continue
         try:
             data = json.loads(r.value)
-        except ValueError:
-            continue  # a dead letter of a record that was never JSON: kept byte for byte
+        except (ValueError, RecursionError):
+            continue  # a dead letter of a record that was never JSON (or too deep for it): kept byte for byte
         work.append((i, model, data, subject))
     if not work:
         return list(records)

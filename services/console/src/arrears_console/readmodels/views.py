@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from arrears_shared import paging
 from arrears_shared.auth import Principal, requires
 from arrears_shared.events import AgingBucket
+from arrears_shared.isodate import IsoDate
 from arrears_shared.service import Context
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -26,7 +27,7 @@ def api_router(get_context: Callable[[], Context]) -> APIRouter:
     pii = [Depends(requires("accounts.read"))]
 
     @router.get("/aging", response_model=AgingReport, dependencies=reports)
-    async def aging(as_of: date | None = None) -> AgingReport:
+    async def aging(as_of: IsoDate | None = None) -> AgingReport:
         ctx = get_context()
         async with ctx.engine.connect() as conn:
             return await service.aging(conn, ctx.schema, as_of or today_utc())
@@ -42,7 +43,7 @@ def api_router(get_context: Callable[[], Context]) -> APIRouter:
         status: str | None = Query(None, max_length=20),
         campaign: str | None = Query(None, max_length=64),
         limit: int = Query(100, ge=1, le=1000),
-        as_of: date | None = None,
+        as_of: IsoDate | None = None,
         who: Principal = Depends(requires("reports.read")),
     ) -> AccountList:
         """Accounts by days past due; without `accounts.read` (viewers) names are masked and `q` matches

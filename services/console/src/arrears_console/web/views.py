@@ -21,7 +21,7 @@ from arrears_shared.auth.oidc_login import OidcLogin, SignInError
 from arrears_shared.service import Context
 from arrears_shared.settings import AuthSettings
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
 from ..readmodels import service
@@ -81,7 +81,7 @@ def web_router(get_context: Callable[[], Context]) -> APIRouter:
     async def static(name: str) -> Response:
         path = STATIC / name
         if "/" in name or path.suffix not in STATIC_TYPES or not path.is_file():
-            return Response(status_code=404)
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
         return Response(
             path.read_bytes(), media_type=STATIC_TYPES[path.suffix], headers={"Cache-Control": "max-age=300"}
         )
@@ -131,7 +131,7 @@ def web_router(get_context: Callable[[], Context]) -> APIRouter:
         )
         return response
 
-    @router.get("/auth/login", dependencies=sign_in)
+    @router.get("/auth/login", dependencies=sign_in, response_class=HTMLResponse)
     async def auth_login(request: Request) -> Response:
         """Start signing in with the identity provider (authorization code + PKCE)."""
         ctx = get_context()
@@ -144,7 +144,7 @@ def web_router(get_context: Callable[[], Context]) -> APIRouter:
             return _login_page(str(e), 502, _provider(ctx.settings))
         return RedirectResponse(url, status_code=303)
 
-    @router.get("/auth/callback", name="auth_callback", dependencies=sign_in)
+    @router.get("/auth/callback", name="auth_callback", dependencies=sign_in, response_class=HTMLResponse)
     async def auth_callback(
         request: Request,
         code: str = Query("", max_length=2000),

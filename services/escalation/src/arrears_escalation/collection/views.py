@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 from arrears_shared import paging
 from arrears_shared.audit import record
 from arrears_shared.auth import Principal, requires
+from arrears_shared.isodate import IsoDate
 from arrears_shared.service import Context, RouterFactory
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -23,8 +23,8 @@ def make_router() -> RouterFactory:
         async def metrics_read(
             request: Request,
             response: Response,
-            start: date = Query(..., alias="from"),
-            end: date = Query(..., alias="to"),
+            start: IsoDate = Query(..., alias="from"),
+            end: IsoDate = Query(..., alias="to"),
             scope: str | None = Query(None, pattern="^(overall|campaign|aging_bucket|collector)$"),
             limit: int = Query(
                 2000, ge=1, le=10_000, description="At most this many snapshot rows, oldest first"
@@ -40,7 +40,7 @@ def make_router() -> RouterFactory:
 
         @router.post("/snapshot")
         async def metrics_snapshot(
-            day: date, who: Principal = Depends(requires("metrics.snapshot"))
+            day: IsoDate, who: Principal = Depends(requires("metrics.snapshot"))
         ) -> dict[str, int]:
             ctx = get_context()
             async with ctx.transaction() as tx:

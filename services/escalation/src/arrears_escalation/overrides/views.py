@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from ..deps import Deps
 from ..promises.service import PromiseView, add_promise, page_promises
 from .models import (
+    PG_INT_MAX,
     ChannelPreference,
     DoNotContact,
     Note,
@@ -74,7 +75,10 @@ def make_router(deps: Deps) -> RouterFactory:
             "/accounts/{account_id}/steps/{step}/skip", response_model=OverrideAccepted, status_code=202
         )
         async def skip(
-            body: Reason, step: int, account_id: str = AccountId, who: Principal = override
+            body: Reason,
+            step: int = Path(ge=0, le=PG_INT_MAX),
+            account_id: str = AccountId,
+            who: Principal = override,
         ) -> OverrideAccepted:
             return await go(who, account_id, "skip_step", body.reason, step=step)
 
@@ -82,7 +86,10 @@ def make_router(deps: Deps) -> RouterFactory:
             "/accounts/{account_id}/steps/{step}/approve", response_model=OverrideAccepted, status_code=202
         )
         async def approve(
-            body: Reason, step: int, account_id: str = AccountId, who: Principal = approver
+            body: Reason,
+            step: int = Path(ge=0, le=PG_INT_MAX),
+            account_id: str = AccountId,
+            who: Principal = approver,
         ) -> OverrideAccepted:
             """Release a step held for approval (supervisor)."""
             return await go(who, account_id, "approve_step", body.reason, step=step)

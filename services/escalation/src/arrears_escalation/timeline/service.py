@@ -136,7 +136,7 @@ SELECT created_at, 'task.created', kind || ' for ' || team || COALESCE(' (' || a
   FROM {SCHEMA}.tasks WHERE account_id = :a
 UNION ALL
 SELECT made_at, 'promise.made', 'promise to pay by ' || due_date
-       || COALESCE(': ' || (amount_minor / 100.0)::numeric(14, 2), '') , promise_id,
+       || COALESCE(': ' || round(amount_minor / 100.0, 2), '') , promise_id,
        jsonb_build_object('status', status), NULL
   FROM {SCHEMA}.promises WHERE account_id = :a
 UNION ALL

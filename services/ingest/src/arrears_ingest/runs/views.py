@@ -101,7 +101,7 @@ def router(get_context: Callable[[], Context]) -> APIRouter:
     @r.get("/rejects", response_model=RejectList, dependencies=read)
     async def rejects(
         limit: int = Query(500, ge=1, le=10_000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=2**63 - 1),  # a PostgreSQL bigint
         source: RejectSource | None = Query(None, description="Only this source (default: all)"),
     ) -> RejectList:
         """Current rejects, highest balance (impact) first. Sheet and upload rejects are those of the

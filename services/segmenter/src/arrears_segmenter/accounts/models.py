@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -208,7 +208,10 @@ def mask_email(email: str | None) -> str | None:
 class FlagsUpdate(BaseModel):
     """Operator override of account flags (manual override, seed 001). Omitted fields stay as they are.
     Who made the change is the authenticated caller (recorded in the decision log and the audit log); an
-    `actor` sent in the body is ignored."""
+    `actor` sent in the body is ignored. Strict: `false` or `0.0` would otherwise be read as a score of 0
+    or as `false`."""
+
+    model_config = ConfigDict(strict=True)
 
     complex: bool | None = Field(None, description="Complex case: every step waits for approval")
     do_not_contact: bool | None = Field(None, description="Cease request, attorney, ...: no contact at all")

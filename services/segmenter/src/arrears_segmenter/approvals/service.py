@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from arrears_shared import paging
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,9 +31,12 @@ class HeldStep(BaseModel):
     held_since: datetime
 
 
+PG_INT_MAX = 2**31 - 1  # step and cycle are PostgreSQL `integer` columns
+
+
 class Verdict(BaseModel):
-    step: int
-    cycle: int
+    step: int = Field(ge=1, le=PG_INT_MAX, strict=True)  # strict: `true` is not step 1
+    cycle: int = Field(ge=0, le=PG_INT_MAX, strict=True)
     note: str = ""
 
 

@@ -58,11 +58,16 @@ class Criteria(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_balance_minor: int | None = Field(None, ge=0, description="Minor units of the reporting currency")
-    max_balance_minor: int | None = Field(None, ge=0, description="Minor units of the reporting currency")
+    # strict: a JSON `false` is not a bound of 0
+    min_balance_minor: int | None = Field(
+        None, ge=0, strict=True, description="Minor units of the reporting currency"
+    )
+    max_balance_minor: int | None = Field(
+        None, ge=0, strict=True, description="Minor units of the reporting currency"
+    )
     aging_buckets: list[AgingBucket] | None = None
-    min_days_past_due: int | None = Field(None, ge=0)
-    max_days_past_due: int | None = Field(None, ge=0)
+    min_days_past_due: int | None = Field(None, ge=0, strict=True)
+    max_days_past_due: int | None = Field(None, ge=0, strict=True)
     risk_bands: list[str] | None = None
     histories: list[str] | None = None
     countries: list[str] | None = None
@@ -111,7 +116,13 @@ class CampaignIn(BaseModel):
     owner: str = Field(min_length=1, description="Collector or team responsible")
     goal: str = ""
     criteria: Criteria = Field(default_factory=Criteria)
-    priority: int = Field(0, description="Higher wins when several active campaigns target an account")
+    priority: int = Field(
+        0,
+        strict=True,  # a JSON `true` is not a priority of 1
+        ge=-(2**31),
+        le=2**31 - 1,  # a PostgreSQL `integer`
+        description="Higher wins when several active campaigns target an account",
+    )
 
 
 class Campaign(CampaignIn):

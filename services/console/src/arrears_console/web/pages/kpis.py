@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 from arrears_shared.auth import Principal, requires
+from arrears_shared.isodate import IsoDate
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
@@ -152,10 +153,10 @@ def router(get_context: ContextGetter) -> APIRouter:
     async def kpis(
         request: Request,
         who: Principal = reader,
-        start: date | None = Query(
+        start: IsoDate | None = Query(
             None, alias="from", description="First day (default: 29 days before `to`)"
         ),
-        end: date | None = Query(None, alias="to", description="Last day (default: today, UTC)"),
+        end: IsoDate | None = Query(None, alias="to", description="Last day (default: today, UTC)"),
     ) -> HTMLResponse:
         start, end, note = period_of(start, end)
         days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
