@@ -90,3 +90,20 @@ async def test_a_reply_from_before_the_message_stays_unmatched(db: AsyncEngine) 
     # (a reply up to a minute before the stamp still answers it: the stamp follows the provider's acceptance)
     await read_sent(db, sent(account, phone, f"n-{uid()}", at=datetime.now(UTC)))
     assert await outbox(db, topics.REPLY_RECEIVED, account) == []
+
+
+async def test_a_reply_arriving_while_its_message_is_being_indexed_waits_for_it(db: AsyncEngine) -> None:
+    """The race chaos-loop found: the reply's lookup and the message's indexing in two transactions at once,
+    each missing the other (the reply stored unmatched, the late match not seeing it yet). Both take the
+    address's lock: the reply waits for the indexing and finds its account."""
+    account, phone = f"A-{uid()}", number()
+    ev = sent(account, phone, f"n-{uid()}", at=datetime.now(UTC))
+    async with transaction(db, S, S) as tx:
+        envs = [decode(r.headers, r.value) for r in [encode(ev, source="dispatcher-sms")]]
+        await handle_message_sent(envs, tx, SETTINGS)
+        reply = asyncio.ensure_future(text_in(db, phone, "STOP", datetime.now(UTC)))
+        await asyncio.sleep(0.5)
+        assert not reply.done(), "the reply did not wait for the indexing in progress"
+    assert await reply == "processed"
+    [ev_out] = await outbox(db, topics.REPLY_RECEIVED, account)
+    assert ev_out["intent"] == "opt_out"

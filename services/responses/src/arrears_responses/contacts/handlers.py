@@ -24,10 +24,10 @@ from sqlalchemy import text
 
 from ..gmail.service import msgid_hash
 from ..inbound.failures import publish_stored_failures
-from ..inbound.replies import match_late_replies
+from ..inbound.replies import ADDRESS_MATCHED, match_late_replies
 from ..settings import ResponsesSettings
 from .addresses import normalize_address
-from .lookup import address_index, erased_accounts
+from .lookup import address_index, erased_accounts, lock_addresses
 
 
 def contact_address(ev: MessageSent) -> str:
@@ -72,6 +72,7 @@ async def handle_message_sent(
     if emails:
         await index_emails(tx, list(emails.values()), keys)
     if latest:
+        await lock_addresses(tx.conn, [k for k in latest if k[0] in ADDRESS_MATCHED])  # see lock_addresses
         await index_contacts(tx, list(latest.items()), keys, erased)
         live = [(ch, addr, e.sent_at) for (ch, addr), e in latest.items() if e.account_id not in erased]
         await match_late_replies(tx, live, settings)

@@ -9,7 +9,7 @@ An erased account (its key destroyed, its `address_bidx` cleared) is never found
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from arrears_shared.channels import kind_of
@@ -57,3 +57,19 @@ async def find_contact(tx: Transaction, channel: str, address: str) -> Any:
     if row is None or not await is_live(tx.conn, row.account_id):
         return None
     return row
+
+
+async def lock_addresses(conn: AsyncConnection, pairs: Iterable[tuple[str, str]]) -> None:
+    """Hold (channel, address) for the rest of the transaction (advisory locks, in one order so two batches
+    never wait on each other in a cycle). The reply that looks an address up and the `message-sent` that
+    indexes it take the same lock: the later of the two sees what the earlier wrote, so a reply can never be
+    stored unmatched while the message it answers is being indexed unseen by it (each missing the other)."""
+    keys = sorted({f"{channel}\x1f{address}" for channel, address in pairs})
+    if keys:
+        await conn.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 1701)))"
+                " FROM (SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS ordered"
+            ),
+            {"keys": keys},
+        )

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from .. import metrics
 from ..autoreplies.service import maybe_answer
 from ..contacts.addresses import normalize_address
-from ..contacts.lookup import find_contact
+from ..contacts.lookup import find_contact, lock_addresses
 from ..intents.classifier import REPLY_COLUMNS, REPLY_VALUES, Classification
 from ..intents.registry import ACTIVE
 from ..settings import ResponsesSettings
@@ -144,6 +144,8 @@ async def record_inbound(
         body=body[:MAX_TEXT],
         received_at=received_at if received_at.tzinfo else received_at.replace(tzinfo=UTC),
     )
+    if channel in ADDRESS_MATCHED:
+        await lock_addresses(tx.conn, [(channel, r.sender)])  # against a `message-sent` indexing it now
     contact = await find_contact(tx, channel, r.sender)
     c = classify(r, contact)
     if not await store_reply(tx, r, c, contact):
