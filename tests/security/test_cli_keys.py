@@ -28,6 +28,10 @@ def test_keys_lifecycle_from_the_shell(fresh_database_url: Callable[..., str]) -
     rotated = arrears("keys", "rotate", "nightly-job", "--grace-minutes", "5")
     new_key = next(line for line in rotated.splitlines() if line.startswith("ark_") and "_…" not in line)
     assert new_key != key
+    # the old key, still in its grace period, cannot be rotated again: its name is its successor's now
+    old_id = made.splitlines()[0].split()[0]
+    twice = run.invoke(cli, ["keys", "rotate", old_id, "--database-url", url])
+    assert twice.exit_code == 1 and "Traceback" not in twice.output, twice.output
     assert "revoked" in arrears("keys", "revoke", "nightly-job")
     again = run.invoke(cli, ["keys", "revoke", "nightly-job", "--database-url", url])
     assert again.exit_code == 1 and "no active key" in again.output

@@ -97,7 +97,11 @@ def rotate(
             )
         return done
 
-    done = run_in_transaction(database_url, work)
+    try:
+        done = run_in_transaction(database_url, work)
+    except keys.KeyNameTaken as e:  # rotated already, its grace period still running
+        typer.echo(str(e), err=True)
+        raise typer.Exit(1) from None
     if done is None:
         typer.echo(f"no active key {key!r}", err=True)
         raise typer.Exit(1)
