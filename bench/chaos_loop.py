@@ -193,7 +193,7 @@ def main() -> int:
                     pool.submit(retrying, f"payment {a.id}", lambda a=a: s.pay(a), failures)
             elif n_stop < args.stops:
                 n_stop += 1
-                texted = [x for x, ss in reached.items() if any(ch == "sms" for _, ch, _ in ss)]
+                texted = list(sends.texted)
                 texted = [x for x in texted if x not in stopped_at and x not in paid_at]
                 if texted:
                     a = by_id[texted[rng.randrange(len(texted))]]

@@ -74,7 +74,7 @@ def main() -> int:
         s.load_sheet(rows)
         quo = LedgerTail(s.p.emulator_url("quo")).start()
         gmail = LedgerTail(s.p.emulator_url("gmail")).start()
-        sampler = Sampler(s.pids)
+        sampler = Sampler(s.pids, interval_s=2.0)
         sampler.baseline()
         sampler.start()
         sends = Sends(accounts, quo, gmail)
@@ -123,7 +123,7 @@ def main() -> int:
                         pool.submit(pay, a)
                     n_pay += 1
                 elif n_stop < args.stops:
-                    texted = [x for x, ss in reached.items() if any(ch == "sms" for _, ch, _ in ss)]
+                    texted = list(sends.texted)
                     texted = [x for x in texted if x not in stopped_at and x not in paid_at]
                     if texted:
                         pool.submit(stop, by_id[texted[rng.randrange(len(texted))]])

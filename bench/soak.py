@@ -64,7 +64,7 @@ def main() -> int:
         quo = LedgerTail(s.p.emulator_url("quo"), interval_s=2.0).start()
         gmail = LedgerTail(s.p.emulator_url("gmail"), interval_s=2.0).start()
         sends = Sends(accounts, quo, gmail)
-        sampler = Sampler(s.pids, interval_s=5.0)
+        sampler = Sampler(s.pids, interval_s=5.0, connections=True)
         sampler.baseline()
         sampler.start()
         t0 = time.monotonic()
