@@ -121,3 +121,16 @@ def test_stops_are_read_in_a_lane_of_their_own(quo: Any, db: str) -> None:
     assert lanes == [BULK_LANE, STOP_LANE] and {c.group for c in d.consumers} == {None}
     assert set(BULK_LANE) | set(STOP_LANE) == set(topology.service("dispatcher-sms").consumes)
     assert "account-changed" in STOP_LANE and "reply-received" in STOP_LANE
+
+
+async def test_a_stopped_notice_is_settled_before_the_backlog_it_waits_in(
+    quo: Any, make: Callable[..., DeliveryEngine]
+) -> None:
+    eng = make(dispatch_batch_size=5)
+    backlog = [planned(notice(priority=50), 60) for _ in range(20)]
+    paid = planned(notice(), 60)
+    await feed(eng, [*backlog, paid], SCHEMA)
+    await feed(eng, [changed(paid, balance=0)], SCHEMA)
+    await eng.process_one()  # one batch: the stopped row is at the head of the queue
+    assert (await last_errors(eng))[paid.notice_id] == ("suppressed", "stopped: balance_settled")
+    assert ledger(quo.url)["count"] <= 5

@@ -195,9 +195,14 @@ async def _write(tx: Transaction, into: Incoming) -> None:
         await _record_stops(tx, list(into.stops.values()))
 
 
+# A stopped account's queued notices go to the head of the queue: the next claim settles them as suppressed
+# (`checks.stopped`, no send), within a second, instead of when the backlog reaches them.
+STOPPED_PRIORITY = 1_000_000
+
+
 async def _record_stops(tx: Transaction, stops: Params) -> None:
-    """Keep each account's latest stop (a replay or an older state never moves it back), and bring its queued
-    dunning rows forward: the next claim suppresses them (`checks.stopped`) instead of leaving them deferred."""
+    """Keep each account's latest stop (a replay or an older state never moves it back), and move its queued
+    dunning rows planned before the stop to the head of the queue, due now (deferred ones too)."""
     s = tx.schema
     await _run(
         tx,
@@ -209,9 +214,10 @@ async def _record_stops(tx: Transaction, stops: Params) -> None:
     )
     await _run(
         tx,
-        f"UPDATE {s}.deliveries SET next_attempt_at = now() WHERE account_id = :a AND state = 'queued'"
-        " AND next_attempt_at > now() AND coalesce(payload->>'purpose', 'dunning') = 'dunning'",
-        [{"a": p["a"]} for p in stops],
+        f"UPDATE {s}.deliveries SET next_attempt_at = least(next_attempt_at, now()), priority = {STOPPED_PRIORITY}"
+        " WHERE account_id = :a AND state = 'queued' AND coalesce(payload->>'purpose', 'dunning') = 'dunning'"
+        " AND (payload->>'account_as_of' IS NULL OR CAST(payload->>'account_as_of' AS timestamptz) < :t)",
+        [{"a": p["a"], "t": p["t"]} for p in stops],
     )
 
 
