@@ -134,3 +134,17 @@ async def test_a_stopped_notice_is_settled_before_the_backlog_it_waits_in(
     await eng.process_one()  # one batch: the stopped row is at the head of the queue
     assert (await last_errors(eng))[paid.notice_id] == ("suppressed", "stopped: balance_settled")
     assert ledger(quo.url)["count"] <= 5
+
+
+async def test_a_notice_read_after_its_accounts_stop_is_settled_first_too(
+    quo: Any, make: Callable[..., DeliveryEngine]
+) -> None:
+    """The stop lane may be ahead of the notice lane: a notice planned before the stop but read after it."""
+    eng = make(dispatch_batch_size=5)
+    backlog = [planned(notice(priority=50), 60) for _ in range(20)]
+    paid = planned(notice(), 60)
+    await feed(eng, backlog, SCHEMA)
+    await feed(eng, [changed(paid, balance=0)], SCHEMA)
+    await feed(eng, [paid], SCHEMA)
+    await eng.process_one()
+    assert (await last_errors(eng))[paid.notice_id] == ("suppressed", "stopped: balance_settled")

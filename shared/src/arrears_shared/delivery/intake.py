@@ -156,6 +156,17 @@ async def _write(tx: Transaction, into: Incoming) -> None:
             " CAST(:payload AS jsonb), :priority, :due) ON CONFLICT (notice_id) DO NOTHING",
             into.notices,
         )
+    if into.notices:
+        # a stop read first (its lane is not behind this one): the notice goes to the head of the queue too
+        await _run(
+            tx,
+            f"UPDATE {s}.deliveries d SET next_attempt_at = least(d.next_attempt_at, now()),"
+            f" priority = {STOPPED_PRIORITY} FROM {s}.account_stops st WHERE st.account_id = d.account_id"
+            " AND d.account_id = ANY(:a) AND d.state = 'queued' AND d.priority < "
+            f"{STOPPED_PRIORITY} AND coalesce(d.payload->>'purpose', 'dunning') = 'dunning' AND"
+            " (d.payload->>'account_as_of' IS NULL OR CAST(d.payload->>'account_as_of' AS timestamptz) < st.stopped_as_of)",
+            [{"a": sorted({p["account_id"] for p in into.notices})}],
+        )
     if into.revive:
         # A failed delivery was never accepted by a provider (in-doubt ones were reconciled first), so
         # sending it again cannot duplicate it. Rows that failed in doubt go back to reconciliation.
