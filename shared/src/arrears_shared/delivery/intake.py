@@ -156,17 +156,8 @@ async def _write(tx: Transaction, into: Incoming) -> None:
             " CAST(:payload AS jsonb), :priority, :due) ON CONFLICT (notice_id) DO NOTHING",
             into.notices,
         )
-    if into.notices:
-        # a stop read first (its lane is not behind this one): the notice goes to the head of the queue too
-        await _run(
-            tx,
-            f"UPDATE {s}.deliveries d SET next_attempt_at = least(d.next_attempt_at, now()),"
-            f" priority = {STOPPED_PRIORITY} FROM {s}.account_stops st WHERE st.account_id = d.account_id"
-            " AND d.account_id = ANY(:a) AND d.state = 'queued' AND d.priority < "
-            f"{STOPPED_PRIORITY} AND coalesce(d.payload->>'purpose', 'dunning') = 'dunning' AND"
-            " (d.payload->>'account_as_of' IS NULL OR CAST(d.payload->>'account_as_of' AS timestamptz) < st.stopped_as_of)",
-            [{"a": sorted({p["account_id"] for p in into.notices})}],
-        )
+    if into.notices:  # a stop read first (its lane is not behind this one) covers these notices too
+        await _settle_stopped_first(tx, {p["account_id"] for p in into.notices})
     if into.revive:
         # A failed delivery was never accepted by a provider (in-doubt ones were reconciled first), so
         # sending it again cannot duplicate it. Rows that failed in doubt go back to reconciliation.
@@ -223,12 +214,20 @@ async def _record_stops(tx: Transaction, stops: Params) -> None:
         f" WHERE {s}.account_stops.stopped_as_of < EXCLUDED.stopped_as_of",
         stops,
     )
+    await _settle_stopped_first(tx, {p["a"] for p in stops})
+
+
+async def _settle_stopped_first(tx: Transaction, accounts: set[str]) -> None:
+    """The queued dunning rows of these accounts planned before their stop: to the head of the queue, due now."""
+    s = tx.schema
     await _run(
         tx,
-        f"UPDATE {s}.deliveries SET next_attempt_at = least(next_attempt_at, now()), priority = {STOPPED_PRIORITY}"
-        " WHERE account_id = :a AND state = 'queued' AND coalesce(payload->>'purpose', 'dunning') = 'dunning'"
-        " AND (payload->>'account_as_of' IS NULL OR CAST(payload->>'account_as_of' AS timestamptz) < :t)",
-        [{"a": p["a"], "t": p["t"]} for p in stops],
+        f"UPDATE {s}.deliveries d SET next_attempt_at = least(d.next_attempt_at, now()),"
+        f" priority = {STOPPED_PRIORITY} FROM {s}.account_stops st WHERE st.account_id = d.account_id"
+        f" AND d.account_id = ANY(:a) AND d.state = 'queued' AND d.priority < {STOPPED_PRIORITY}"
+        " AND coalesce(d.payload->>'purpose', 'dunning') = 'dunning' AND (d.payload->>'account_as_of' IS NULL"
+        " OR CAST(d.payload->>'account_as_of' AS timestamptz) < st.stopped_as_of)",
+        [{"a": sorted(accounts)}],
     )
 
 
