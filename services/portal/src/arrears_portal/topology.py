@@ -1,0 +1,13 @@
+"""What portal reads and writes on the broker (see arrears_shared.topology)."""
+
+from arrears_shared import topics
+from arrears_shared.topology import ServiceTopology
+
+TOPOLOGY = ServiceTopology(
+    name="portal",
+    summary="The debtor's self-service page behind each notice's link: verifies the visitor, shows what is"
+    " owed, takes promises, disputes and opt-outs; reports link clicks.",
+    consumes=(topics.ACCOUNT_CHANGED,),
+    produces=(topics.LINK_CLICKED, topics.OVERRIDES),
+    order=55,
+)

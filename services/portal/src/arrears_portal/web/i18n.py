@@ -1,0 +1,112 @@
+"""The portal's words in each language it speaks (English and Spanish today). A page picks the visitor's
+language from `?lang=`, then the browser's Accept-Language, then English."""
+
+from __future__ import annotations
+
+LANGUAGES = ("en", "es")
+
+TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Your account",
+        "verify_title": "Confirm it is you",
+        "verify_intro": "To protect your privacy, enter the last 4 digits of the phone number we have on file "
+        "for you. We show nothing about the account until then.",
+        "verify_label": "Last 4 digits of your phone number",
+        "verify_button": "Continue",
+        "verify_wrong": "That does not match our records. Please try again.",
+        "verify_locked": "Too many attempts. For your security this link is locked for a while; "
+        "please try again later or contact us.",
+        "verify_unavailable": "We cannot show this account online. Please contact us.",
+        "link_invalid": "This link is not valid. Please use the link in the latest message we sent you, "
+        "or contact us.",
+        "link_expired": "This link has expired. Please use the link in the latest message we sent you, "
+        "or contact us.",
+        "session_over": "Your visit has ended. Please open the link in your message again.",
+        "greeting": "Hello {name}",
+        "owed": "Amount owed",
+        "due": "Due since",
+        "settled": "Nothing is owed on this account. Thank you.",
+        "promise_title": "Promise to pay",
+        "promise_intro": "Tell us the day you will pay; we will not send reminders until then.",
+        "promise_date": "Date",
+        "promise_amount": "Amount (optional)",
+        "promise_button": "Promise to pay",
+        "dispute_title": "Dispute this debt",
+        "dispute_intro": "If you think this is wrong, tell us why. Reminders stop while we look into it.",
+        "dispute_note": "What is wrong?",
+        "dispute_button": "Open a dispute",
+        "optout_title": "Stop messages",
+        "optout_intro": "Choose a channel we should no longer use to contact you.",
+        "optout_button": "Stop",
+        "channel_sms": "Text messages (SMS)",
+        "channel_email": "Email",
+        "channel_whatsapp": "WhatsApp",
+        "done_promise": "Thank you. Your promise to pay is recorded.",
+        "done_dispute": "Thank you. Your dispute is recorded; we will contact you.",
+        "done_opt_out": "Done. We will not contact you on that channel again.",
+        "bad_date": "Please choose a date between today and {last}.",
+        "bad_amount": "Please enter an amount like 25.00.",
+        "bad_note": "Please tell us in a few words (up to 1000 characters).",
+        "sign_out": "Sign out",
+        "contact": "Questions? Contact {brand}",
+        "too_many": "Too many requests. Please wait a minute and try again.",
+        "other_language": "Español",
+    },
+    "es": {
+        "title": "Su cuenta",
+        "verify_title": "Confirme que es usted",
+        "verify_intro": "Para proteger su privacidad, escriba los 4 últimos dígitos del teléfono que tenemos "
+        "registrado. No mostramos nada de la cuenta hasta entonces.",
+        "verify_label": "4 últimos dígitos de su teléfono",
+        "verify_button": "Continuar",
+        "verify_wrong": "No coincide con nuestros datos. Inténtelo de nuevo.",
+        "verify_locked": "Demasiados intentos. Por su seguridad este enlace queda bloqueado un tiempo; "
+        "inténtelo más tarde o contáctenos.",
+        "verify_unavailable": "No podemos mostrar esta cuenta en línea. Contáctenos.",
+        "link_invalid": "Este enlace no es válido. Use el enlace del último mensaje que le enviamos o "
+        "contáctenos.",
+        "link_expired": "Este enlace ha caducado. Use el enlace del último mensaje que le enviamos o "
+        "contáctenos.",
+        "session_over": "Su visita ha terminado. Abra de nuevo el enlace de su mensaje.",
+        "greeting": "Hola {name}",
+        "owed": "Importe adeudado",
+        "due": "Vencido desde",
+        "settled": "Esta cuenta no tiene deuda. Gracias.",
+        "promise_title": "Promesa de pago",
+        "promise_intro": "Díganos el día en que pagará; no le enviaremos recordatorios hasta entonces.",
+        "promise_date": "Fecha",
+        "promise_amount": "Importe (opcional)",
+        "promise_button": "Prometer el pago",
+        "dispute_title": "Disputar esta deuda",
+        "dispute_intro": "Si cree que es un error, díganos por qué. Los recordatorios se detienen mientras lo "
+        "revisamos.",
+        "dispute_note": "¿Qué está mal?",
+        "dispute_button": "Abrir una disputa",
+        "optout_title": "Dejar de recibir mensajes",
+        "optout_intro": "Elija un canal por el que no debamos contactarle más.",
+        "optout_button": "Dejar de recibir",
+        "channel_sms": "Mensajes de texto (SMS)",
+        "channel_email": "Correo electrónico",
+        "channel_whatsapp": "WhatsApp",
+        "done_promise": "Gracias. Su promesa de pago queda registrada.",
+        "done_dispute": "Gracias. Su disputa queda registrada; le contactaremos.",
+        "done_opt_out": "Hecho. No volveremos a contactarle por ese canal.",
+        "bad_date": "Elija una fecha entre hoy y el {last}.",
+        "bad_amount": "Escriba un importe como 25.00.",
+        "bad_note": "Cuéntenos en pocas palabras (hasta 1000 caracteres).",
+        "sign_out": "Salir",
+        "contact": "¿Preguntas? Contacte con {brand}",
+        "too_many": "Demasiadas solicitudes. Espere un minuto e inténtelo de nuevo.",
+        "other_language": "English",
+    },
+}
+
+
+def pick(query_lang: str | None, accept_language: str | None, fallback: str = "en") -> str:
+    if query_lang in LANGUAGES:
+        return query_lang
+    for part in (accept_language or "").split(","):
+        tag = part.split(";")[0].strip().lower()[:2]
+        if tag in LANGUAGES:
+            return tag
+    return fallback

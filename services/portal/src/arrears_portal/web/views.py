@@ -1,0 +1,326 @@
+"""The portal's public pages. A link (`/p/<token>`) shows only a verification form; after verification a
+cookie scopes the visit to that one account (`/portal/account`). Every route is public by design (the debtor has no
+credential but the link and the fact they know) and rate-limited per client address."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from arrears_shared.auth import public
+from arrears_shared.auth.gate import client_address
+from arrears_shared.delivery.render import money
+from arrears_shared.links import LinkClaims, LinkError, LinkExpired, LinkSigner
+from arrears_shared.money import minor_exponent
+from arrears_shared.service import Context
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+from prometheus_client import Counter
+
+from ..accounts.service import get_account
+from ..actions import service as actions
+from ..links.service import record_open
+from ..settings import PortalSettings
+from ..verification import sessions
+from ..verification.service import Outcome, Policy, verify
+from .i18n import pick
+from .pages import SECURITY_HEADERS, render
+from .ratelimit import AddressLimiter
+
+LINKS = Counter("arrears_portal_link_opens_total", "Link opens by outcome", ["outcome"])
+VERIFICATIONS = Counter("arrears_portal_verifications_total", "Verification attempts by outcome", ["outcome"])
+_CHANNEL = re.compile(r"^[a-z][a-z0-9_]{1,20}$")
+
+
+def portal_router(get_context: Callable[[], Context]) -> APIRouter:
+    router = APIRouter(tags=["portal"], include_in_schema=False)
+    state: dict[str, Any] = {}
+
+    def settings() -> PortalSettings:
+        s = get_context().settings
+        assert isinstance(s, PortalSettings)
+        return s
+
+    def signer() -> LinkSigner | None:
+        if "signer" not in state:
+            state["signer"] = LinkSigner.from_settings(settings())
+        return state["signer"]  # type: ignore[no-any-return]
+
+    def limited(request: Request) -> None:
+        if "limiter" not in state:
+            state["limiter"] = AddressLimiter(settings().portal_rate_per_minute)
+        wait = state["limiter"].allow(client_address(request.scope))
+        if wait:
+            lang = pick(request.query_params.get("lang"), request.headers.get("accept-language"))
+            raise HTTPException(429, detail=_t(lang, "too_many"), headers={"Retry-After": str(int(wait) + 1)})
+
+    def page_for(lang: str, template: str, **values: Any) -> Response:
+        s = settings()
+        return render(template, lang, s.portal_brand_name, s.portal_contact, **values)
+
+    def claims_or_page(token: str, lang: str) -> LinkClaims | Response:
+        s = signer()
+        try:
+            if s is None:
+                raise LinkError("no link key configured")
+            return s.verify(token)
+        except LinkExpired:
+            LINKS.labels("expired").inc()
+            return page_for(lang, "message.html", status=410, kind="error", message=_t(lang, "link_expired"))
+        except LinkError:
+            LINKS.labels("invalid").inc()
+            return page_for(lang, "message.html", status=404, kind="error", message=_t(lang, "link_invalid"))
+
+    link_access = [
+        Depends(
+            public(
+                "debtor's personal link: a signed, expiring token; discloses nothing before "
+                "verification; rate-limited per address"
+            )
+        ),
+        Depends(limited),
+    ]
+    visit_access = [
+        Depends(
+            public(
+                "debtor's verified visit: a session cookie scoped to one account, CSRF "
+                "token on every form; rate-limited per address"
+            )
+        ),
+        Depends(limited),
+    ]
+
+    @router.get("/p/{token}", dependencies=link_access)
+    async def open_link(token: str, request: Request) -> Response:
+        lang = pick(request.query_params.get("lang"), request.headers.get("accept-language"))
+        claims = claims_or_page(token, lang)
+        if isinstance(claims, Response):
+            return claims
+        ctx = get_context()
+        async with ctx.transaction() as tx:
+            await record_open(tx, claims, datetime.now(UTC))
+        LINKS.labels("valid").inc()
+        return page_for(
+            lang, "verify.html", action=f"/p/{token}", other_lang_href=f"/p/{token}?lang={_other(lang)}"
+        )
+
+    @router.post("/p/{token}", dependencies=link_access)
+    async def check(
+        token: str,
+        request: Request,
+        digits: str = Form("", max_length=20),
+        lang: str = Form("en", max_length=5),
+    ) -> Response:
+        lang = pick(lang, None)
+        claims = claims_or_page(token, lang)
+        if isinstance(claims, Response):
+            return claims
+        s, ctx, now = settings(), get_context(), datetime.now(UTC)
+        policy = Policy(
+            s.portal_verify_max_attempts,
+            timedelta(seconds=s.portal_verify_window_s),
+            timedelta(seconds=s.portal_lockout_s),
+        )
+        async with ctx.transaction() as tx:
+            account = await get_account(tx.conn, ctx.schema, claims.account_id)
+            outcome = await verify(
+                tx.conn,
+                ctx.schema,
+                account,
+                claims.account_id,
+                claims.notice_id,
+                digits,
+                client_address(request.scope),
+                policy,
+                now,
+            )
+            cookie = None
+            if outcome is Outcome.VERIFIED:
+                cookie = await sessions.open_session(
+                    tx.conn,
+                    ctx.schema,
+                    claims.account_id,
+                    claims.notice_id,
+                    lang,
+                    now,
+                    timedelta(seconds=s.portal_session_ttl_s),
+                )
+        VERIFICATIONS.labels(outcome.value).inc()
+        if cookie is not None:
+            r = RedirectResponse("/portal/account", status_code=303, headers=SECURITY_HEADERS)
+            r.set_cookie(
+                sessions.COOKIE,
+                cookie,
+                max_age=s.portal_session_ttl_s,
+                httponly=True,
+                secure=s.portal_cookie_secure,
+                samesite="strict",
+                path="/",
+            )
+            return r
+        status, key = {
+            Outcome.WRONG: (200, "verify_wrong"),
+            Outcome.LOCKED: (429, "verify_locked"),
+            Outcome.UNAVAILABLE: (200, "verify_wrong"),  # the same answer: whether we know it is not told
+        }[outcome]
+        return page_for(lang, "verify.html", status=status, action=f"/p/{token}", error=_t(lang, key))
+
+    async def visit(request: Request, tx_conn: Any) -> sessions.Session | None:
+        s = settings()
+        return await sessions.current(
+            tx_conn,
+            get_context().schema,
+            request.cookies.get(sessions.COOKIE),
+            datetime.now(UTC),
+            timedelta(seconds=s.portal_session_ttl_s),
+        )
+
+    def session_over(request: Request) -> Response:
+        lang = pick(request.query_params.get("lang"), request.headers.get("accept-language"))
+        return page_for(lang, "message.html", status=401, kind="error", message=_t(lang, "session_over"))
+
+    async def account_page(
+        session: sessions.Session, conn: Any, *, done: str = "", error: str = "", status: int = 200
+    ) -> Response:
+        s, ctx = settings(), get_context()
+        account = await get_account(conn, ctx.schema, session.account_id)
+        lang = session.locale
+        if account is None or account.removed:
+            return page_for(
+                lang, "message.html", status=404, kind="error", message=_t(lang, "verify_unavailable")
+            )
+        today = date.today()
+        return page_for(
+            lang,
+            "account.html",
+            status=status,
+            name=account.first_name,
+            amount=money(account.balance_minor, account.currency),
+            currency=account.currency,
+            due_date=account.due_date.isoformat(),
+            settled=account.balance_minor <= 0 or account.status in ("paid", "closed"),
+            channels=list(account.channels),
+            csrf=session.csrf,
+            done=done,
+            error=error,
+            today=today.isoformat(),
+            last_day=(today + timedelta(days=s.portal_promise_max_days)).isoformat(),
+        )
+
+    @router.get("/portal/account", dependencies=visit_access)
+    async def show(request: Request) -> Response:
+        ctx = get_context()
+        async with ctx.transaction() as tx:
+            session = await visit(request, tx.conn)
+            if session is None:
+                return session_over(request)
+            done = request.query_params.get("done", "")
+            msg = _t(session.locale, f"done_{done}") if done in ("promise", "dispute", "opt_out") else ""
+            return await account_page(session, tx.conn, done=msg)
+
+    async def act(
+        request: Request, csrf: str, do: Callable[[Any, sessions.Session, datetime], Any], done: str
+    ) -> Response:
+        ctx = get_context()
+        async with ctx.transaction() as tx:
+            session = await visit(request, tx.conn)
+            if session is None:
+                return session_over(request)
+            if not sessions.csrf_ok(session, csrf):
+                raise HTTPException(403, "form expired: reload the page")
+            problem = await do(tx, session, datetime.now(UTC))
+            if problem:
+                return await account_page(session, tx.conn, error=problem, status=422)
+        return RedirectResponse(f"/portal/account?done={done}", status_code=303, headers=SECURITY_HEADERS)
+
+    @router.post("/portal/account/promise", dependencies=visit_access)
+    async def promise(
+        request: Request,
+        csrf: str = Form("", max_length=64),
+        date_: str = Form("", alias="date", max_length=10),
+        amount: str = Form("", max_length=20),
+    ) -> Response:
+        async def do(tx: Any, session: sessions.Session, now: datetime) -> str | None:
+            account = await get_account(tx.conn, tx.schema, session.account_id)
+            today, last = date.today(), date.today() + timedelta(days=settings().portal_promise_max_days)
+            try:
+                on = date.fromisoformat(date_)
+            except ValueError:
+                on = None
+            if on is None or not today <= on <= last:
+                return _t(session.locale, "bad_date").format(last=last.isoformat())
+            minor = None
+            if amount.strip() and account is not None:
+                minor = _minor(amount, account.currency)
+                if minor is None or minor <= 0:
+                    return _t(session.locale, "bad_amount")
+            await actions.promise(tx, session, on, minor, now)
+            return None
+
+        return await act(request, csrf, do, "promise")
+
+    @router.post("/portal/account/dispute", dependencies=visit_access)
+    async def dispute(
+        request: Request, csrf: str = Form("", max_length=64), note: str = Form("", max_length=4000)
+    ) -> Response:
+        async def do(tx: Any, session: sessions.Session, now: datetime) -> str | None:
+            text = " ".join(note.split())
+            if not text or len(text) > 1000:
+                return _t(session.locale, "bad_note")
+            await actions.dispute(tx, session, text, now)
+            return None
+
+        return await act(request, csrf, do, "dispute")
+
+    @router.post("/portal/account/opt-out", dependencies=visit_access)
+    async def opt_out(
+        request: Request, csrf: str = Form("", max_length=64), channel: str = Form("", max_length=21)
+    ) -> Response:
+        async def do(tx: Any, session: sessions.Session, now: datetime) -> str | None:
+            account = await get_account(tx.conn, tx.schema, session.account_id)
+            if not _CHANNEL.match(channel) or account is None or channel not in account.channels:
+                raise HTTPException(422, "unknown channel")
+            await actions.opt_out(tx, session, channel, now)
+            return None
+
+        return await act(request, csrf, do, "opt_out")
+
+    @router.post("/portal/account/sign-out", dependencies=visit_access)
+    async def sign_out(request: Request, csrf: str = Form("", max_length=64)) -> Response:
+        ctx = get_context()
+        token = request.cookies.get(sessions.COOKIE)
+        async with ctx.transaction() as tx:
+            session = await visit(request, tx.conn)
+            if session is not None and token and sessions.csrf_ok(session, csrf):
+                await sessions.end(tx.conn, ctx.schema, token, datetime.now(UTC))
+        r = session_over(request)
+        r.delete_cookie(sessions.COOKIE, path="/")
+        return r
+
+    return router
+
+
+def _t(lang: str, key: str) -> str:
+    from .i18n import TEXT
+
+    return TEXT.get(lang, TEXT["en"])[key]
+
+
+def _other(lang: str) -> str:
+    return "es" if lang == "en" else "en"
+
+
+def _minor(amount: str, currency: str) -> int | None:
+    """`"25.5"` -> 2550 for USD; None when it is not an amount of the currency's precision."""
+    try:
+        value = Decimal(amount.strip().replace(",", "."))
+    except InvalidOperation:
+        return None
+    exp = minor_exponent(currency)
+    scaled = value * (10**exp)
+    if scaled != scaled.to_integral_value() or not value.is_finite():
+        return None
+    return int(scaled)
