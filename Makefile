@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: fuzz-headers fuzz fuzz-api env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos bench-loop chaos-loop soak clean schemas config-docs security-docs topology image sbom
+.PHONY: fuzz-headers fuzz fuzz-api env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos-sms-outage chaos bench-loop chaos-loop soak clean schemas config-docs security-docs topology image sbom
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -61,6 +61,11 @@ intents-model: env
 
 chaos-dispatch: env
 	$(RUN) python bench/chaos_dispatch.py
+
+# QUO down for 10 minutes mid-run: SMS steps go by email, once (docs/dispatch.md, "SMS down"). SMS_OUTAGE_ARGS
+# passes options through, e.g. `make chaos-sms-outage SMS_OUTAGE_ARGS="--outage-s 60 --accounts 600"`.
+chaos-sms-outage: env
+	$(RUN) python bench/chaos_sms_outage.py $(SMS_OUTAGE_ARGS)
 
 # The whole platform, every service its own process (docs/performance.md, "The whole loop"). LOOP_ARGS passes
 # options through, e.g. `make bench-loop LOOP_ARGS="--accounts 20000"`.

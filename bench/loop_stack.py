@@ -321,6 +321,9 @@ def service_overrides(stripe_secret: str) -> dict[str, dict[str, str]]:
             **dispatch,
             "ARREARS_QUO_RATE_PER_S": "5000",
             "ARREARS_QUO_TIMEOUT_S": "4",
+            # SMS by QUO only: these runs count SMS at QUO's ledger (the Twilio emulator still runs;
+            # bench/chaos_sms_outage.py measures the second provider and the email failover)
+            "ARREARS_TWILIO_ACCOUNT_SID": "",
         },
         "dispatcher-email": {
             **dispatch,

@@ -44,7 +44,11 @@ SECRET_ENV: dict[str, dict[str, tuple[str, bool]]] = {
         "ARREARS_PAYMENTS_WEBHOOK_SECRET": ("payments-webhook-secret", True),
     },
     "segmenter": {},
-    "dispatcher-sms": {"ARREARS_QUO_API_KEY": ("quo-api-key", False)},
+    # Twilio is the optional second SMS provider (used while QUO is down; docs/dispatch.md "SMS down").
+    "dispatcher-sms": {
+        "ARREARS_QUO_API_KEY": ("quo-api-key", False),
+        "ARREARS_TWILIO_AUTH_TOKEN": ("twilio-auth-token", True),
+    },
     # Only with the SMTP fallback relay (ARREARS_SMTP_HOST in arrears-site) that requires AUTH.
     "dispatcher-email": {"ARREARS_SMTP_PASSWORD": ("smtp-password", True)},
     "dispatcher-whatsapp": {"ARREARS_WHATSAPP_ACCESS_TOKEN": ("whatsapp-access-token", False)},
@@ -58,16 +62,30 @@ SECRET_ENV: dict[str, dict[str, tuple[str, bool]]] = {
         "ARREARS_WHATSAPP_VERIFY_TOKEN": ("whatsapp-verify-token", True),
         # Gmail push (POST /webhooks/gmail/push?token=...); unset: push refused, replies are polled
     },
-    "escalation": {},
+    # SLA-breach notification emails: a static Gmail token (emulator, short tests); clusters mount a file
+    "escalation": {"ARREARS_ESCALATION_NOTIFY_GMAIL_TOKEN": ("escalation-notify-gmail-token", True)},
     # Only for a confidential OIDC client (console sign-in with the identity provider).
     "console": {"ARREARS_AUTH_OIDC_CLIENT_SECRET": ("oidc-client-secret", True)},
+    # Signs and encrypts the debtors' payment links (the dispatchers mint them with the same key); the
+    # previous keys verify links minted before a rotation until they expire (docs/portal.md).
+    "portal": {
+        "ARREARS_LINK_KEY": ("link-key", False),
+        "ARREARS_LINK_PREVIOUS_KEYS": ("link-previous-keys", True),
+    },
 }
+# ... and the dispatchers put those links in the notices they send (no link while the key is absent).
+for _dispatcher in ("dispatcher-sms", "dispatcher-email", "dispatcher-whatsapp"):
+    SECRET_ENV.setdefault(_dispatcher, {})["ARREARS_LINK_KEY"] = ("link-key", True)
+    # read by the shared link settings; only the portal verifies with them, a dispatcher mints with the key
+    SECRET_ENV[_dispatcher]["ARREARS_LINK_PREVIOUS_KEYS"] = ("link-previous-keys", True)
 # Google service-account / OAuth JSON files mounted from the secret: env var -> secret key (= file name)
 SECRET_FILES: dict[str, dict[str, str]] = {
     "ingest": {"ARREARS_SHEETS_CREDENTIALS_FILE": "sheets-credentials.json"},
     "dispatcher-email": {"ARREARS_GMAIL_CREDENTIALS_FILE": "gmail-credentials.json"},
     # reads replies from the same mailbox (only with ARREARS_RESPONSES_GMAIL_ENABLED=true)
     "responses": {"ARREARS_GMAIL_CREDENTIALS_FILE": "gmail-credentials.json"},
+    # sends SLA-breach notification emails (only with ARREARS_ESCALATION_NOTIFY_EMAIL=true)
+    "escalation": {"ARREARS_ESCALATION_NOTIFY_GMAIL_CREDENTIALS_FILE": "gmail-credentials.json"},
 }
 RESOURCES: dict[str, dict[str, dict[str, str]]] = {
     "default": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},

@@ -23,6 +23,7 @@ def test_every_service_declares_itself_and_the_declarations_agree() -> None:
         "dispatcher-whatsapp",
         "responses",
         "escalation",
+        "portal",
         "console",
     )
     assert topology.problems() == []

@@ -74,6 +74,7 @@ COUNTERS_AND_GAUGES = {
     "arrears_audit_chain_ok",
     "arrears_audit_chain_verified_seq",
     "arrears_audit_chain_last_check_timestamp_seconds",
+    "arrears_circuit_state",
 }
 HISTOGRAMS = {"arrears_handler_seconds", "arrears_provider_request_seconds", "arrears_http_request_seconds"}
 
@@ -82,7 +83,7 @@ def service_metrics() -> set[str]:
     """Every sample name a service's own `metrics` module registers (imported: they register on import)."""
     import prometheus_client
 
-    for svc in ("ingest", "responses", "escalation"):
+    for svc in ("ingest", "responses", "escalation", "dispatcher_email"):
         importlib.import_module(f"arrears_{svc}.metrics")
     return {
         sample.name
@@ -93,6 +94,10 @@ def service_metrics() -> set[str]:
         f"{family.name}_total"
         for family in prometheus_client.REGISTRY.collect()
         if family.type == "counter" and family.name.startswith("arrears_")
+    } | {  # a labelled gauge has no sample until a child is set
+        family.name
+        for family in prometheus_client.REGISTRY.collect()
+        if family.type == "gauge" and family.name.startswith("arrears_")
     }
 
 

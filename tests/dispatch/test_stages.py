@@ -88,6 +88,7 @@ def test_default_check_chain_order() -> None:
         "held",
         "invalid_channel",
         "expired",
+        "sending_halted",  # an incident halt holds what is still sendable (control/halts.py)
         "one_per_account",
         "compliance_gate",
     ]

@@ -362,6 +362,8 @@ def run_loop(p: Platform) -> None:
         "a dispute case from an email reply",
         lambda: any(c["account_id"] == disputer.id and c["reason"] == "dispute" for c in cases(p)),
     )
+    # the customer is told their dispute was received, once, on the channel they wrote on
+    wait_for("the dispute acknowledged by email", lambda: emails_to(p, disputer.email) == 2)
     wait_for(
         "a call-back case",
         lambda: any(c["account_id"] == caller.id and c["reason"] == "callback_request" for c in cases(p)),
@@ -379,7 +381,10 @@ def run_loop(p: Platform) -> None:
     assert (sms_to(p, payer.phone), emails_to(p, payer.email)) == (1, 1), "a paid account was messaged"
     assert sms_to(p, not_yet.phone) == 1 and emails_to(p, not_yet.email) == 1
     for a in final:
-        assert (sms_to(p, a.phone), emails_to(p, a.email)) == (1, 1), "the sequence ended at the final notice"
+        acknowledged = 1 if a is disputer else 0  # + the dispute acknowledgement (not a dunning step)
+        assert (sms_to(p, a.phone), emails_to(p, a.email)) == (1, 1 + acknowledged), (
+            "the sequence ended at the final notice"
+        )
     gmail = ledger(p, "gmail")
     assert all(n == 1 for n in gmail["by_notice"].values()), "a notice was emailed twice"
 

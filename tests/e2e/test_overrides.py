@@ -105,12 +105,13 @@ def run(p: Platform) -> None:
     reply_sms(p, promiser.phone, "I'll pay $200 tomorrow, promise")
     wait_for("the promise hold", lambda: (segmenter_account(p, promiser.id) or {}).get("hold") == "promise")
     wait_for("escalation tracking the promise", lambda: "promise.made" in timeline_kinds(p, promiser.id))
+    wait_counts(p, sms=3, email=2)  # the promise confirmed to the customer, by SMS (the reply's channel)
 
     # -- the promised day passes unpaid: broken -> resume_dunning -> the next step goes out, once ---------
     p.restart_service("escalation", env={"ARREARS_ESCALATION_CLOCK_OFFSET_S": str(3 * DAY_S)})
     wait_for("the promise broken", lambda: "promise.broken" in timeline_kinds(p, promiser.id))
-    wait_counts(p, sms=3, email=3)
-    assert (sms_to(p, promiser.phone), emails_to(p, promiser.email)) == (2, 2)
+    wait_counts(p, sms=4, email=3)
+    assert (sms_to(p, promiser.phone), emails_to(p, promiser.email)) == (3, 2)
     steps = [
         e["notice_id"].split(":")[3]
         for e in ledger(p, "gmail")["entries"]
@@ -131,10 +132,10 @@ def run(p: Platform) -> None:
     wait_for("the pause applied", lambda: (segmenter_account(p, paused.id) or {}).get("paused_by"))
     p.restart_service("segmenter", env={"ARREARS_SEGMENTER_CLOCK_OFFSET_S": str(30 * DAY_S)})  # dpd 35
     time.sleep(3)  # several ticks with step 2 due for the paused account
-    assert (ledger(p, "quo")["count"], ledger(p, "gmail")["count"]) == (3, 3), "a paused account was messaged"
+    assert (ledger(p, "quo")["count"], ledger(p, "gmail")["count"]) == (4, 3), "a paused account was messaged"
     assert segmenter_account(p, paused.id)["timers"][-1]["state"] == "cancelled"  # type: ignore[index]
     api(p, f"/accounts/{paused.id}/resume", {"reason": "back home"})
-    wait_counts(p, sms=4, email=4)
+    wait_counts(p, sms=5, email=4)
     assert (sms_to(p, paused.phone), emails_to(p, paused.email)) == (2, 2)
     log = [(d["outcome"], d["rule_id"]) for d in segmenter_decisions(p, paused.id)]
     assert ("updated", "override.pause") in log and ("updated", "override.resume") in log

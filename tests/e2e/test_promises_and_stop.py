@@ -10,7 +10,9 @@ real broker and PostgreSQL, sends counted at the provider emulators' ledgers.
   sheet edit re-publishes the account with SMS consent still "Y", a supervisor's send-now with the gate
   override, and 60 days of dunning later: not one more SMS, every email step still goes.
 - **A failed payment opens a case**: a Stripe `charge.failed` through the signed webhook -> ingest ->
-  `arrears.payment.failed.v1` -> escalation -> a `failed_payment` case and follow-up task.
+  `arrears.payment.failed.v1` -> escalation -> a `failed_payment` case and follow-up task; the segmenter
+  puts the account at risk and, as time moves on, asks the customer to pay again (retry 1, then 2) by SMS.
+- **A promise in a reply is confirmed** to the customer by SMS, once.
 - The sheet shows the contact facts (Last Contact, Intent, Promise) written back by ingest.
 """
 
@@ -88,6 +90,15 @@ def decisions(p: Platform, account_id: str) -> list[dict[str, Any]]:
         return []
     r.raise_for_status()
     return list(r.json())
+
+
+def segmenter_get(p: Platform, path: str) -> Any:
+    """A segmenter read; [] while it is (re)starting."""
+    r = httpx.get(p.service_url("segmenter") + path, headers=auth(p, "collector"), timeout=10)
+    if r.status_code == 503:
+        return []
+    r.raise_for_status()
+    return r.json()
 
 
 def open_cases(p: Platform) -> list[dict[str, Any]]:
@@ -168,6 +179,14 @@ def run(p: Platform) -> None:
         "the STOP applied", lambda: channel_state(segmenter_account(p, stopper.id), "sms").get("opted_out")
     )
     wait_for("the one opt-out confirmation", lambda: len(sms_texts(p, stopper.phone)) == 2)
+    wait_for("the promise confirmed by SMS", lambda: len(sms_texts(p, promiser.phone)) == 2)
+    assert "we noted your promise to pay" in sms_texts(p, promiser.phone)[-1]
+    wait_for(
+        "the failed payment puts the account at risk",
+        lambda: (
+            [r["state"] for r in segmenter_get(p, f"/accounts/{failing.id}/payment-retries")] == ["at_risk"]
+        ),
+    )
     wait_for(
         "a failed-payment case and its task",
         lambda: any(
@@ -204,13 +223,17 @@ def run(p: Platform) -> None:
         timeout=10,
     )
     assert r.status_code == 202, r.text
-    wait_counts(p, sms=4, email=4)  # the firm notice, by email only
+    wait_counts(p, sms=5, email=4)  # the firm notice, by email only (SMS: + the promise confirmation)
     assert (sms_to(p, stopper.phone), emails_to(p, stopper.email)) == (2, 2)
 
     # -- phase 3: the promised date passes unpaid -> the segmenter resumes and sends the next step, once -------
+    # (+ the failed payment's first retry notice by SMS: due 2 days after the failure)
     p.restart_service("segmenter", env={"ARREARS_SEGMENTER_CLOCK_OFFSET_S": str(8 * DAY_S)})
-    wait_counts(p, sms=5, email=5)
-    assert (sms_to(p, promiser.phone), emails_to(p, promiser.email)) == (2, 2)
+    wait_counts(p, sms=7, email=5)
+    assert (sms_to(p, promiser.phone), emails_to(p, promiser.email)) == (3, 2)
+    retry = [r for r in segmenter_get(p, f"/accounts/{failing.id}/payment-retries")]
+    assert [(r["state"], r["retry_count"]) for r in retry] == [("at_risk", 1)], retry
+    assert "did not go through" in sms_texts(p, failing.phone)[-1]
     assert email_steps(p, promiser.email) == ["s1", "s2"]
     log = [(d["outcome"], d["rule_id"]) for d in decisions(p, promiser.id)]
     assert ("updated", "promise_broken") in log, log
@@ -236,16 +259,17 @@ def run(p: Platform) -> None:
         ),
     )
     time.sleep(2)
-    assert (ledger(p, "quo")["count"], ledger(p, "gmail")["count"]) == (5, 5)
+    assert (ledger(p, "quo")["count"], ledger(p, "gmail")["count"]) == (7, 5)
 
     # -- phase 4: two months on: the final notice; still no SMS to the STOP account, email goes on ------------
     p.restart_service("segmenter", env={"ARREARS_SEGMENTER_CLOCK_OFFSET_S": str(60 * DAY_S)})
-    # promiser: final (s3) on both; stopper: final by email only; failing: firm (s2) on both
-    wait_counts(p, sms=7, email=8)
+    # promiser: final (s3) on both; stopper: final by email only; failing: firm (s2) on both and the failed
+    # payment's second retry notice (by SMS)
+    wait_counts(p, sms=10, email=8)
     assert len(sms_texts(p, stopper.phone)) == 2, "an SMS went to an opted-out customer"
     assert email_steps(p, stopper.email) == ["s1", "s2", "s3"], "lawful email must continue after STOP"
     assert email_steps(p, promiser.email) == ["s1", "s2", "s3"]
-    assert (sms_to(p, promiser.phone), sms_to(p, failing.phone), emails_to(p, failing.email)) == (3, 2, 2)
+    assert (sms_to(p, promiser.phone), sms_to(p, failing.phone), emails_to(p, failing.email)) == (4, 4, 2)
     gmail = ledger(p, "gmail")
     assert all(n == 1 for n in gmail["by_notice"].values()), "a notice was emailed twice"
     suppressed = [

@@ -178,11 +178,16 @@ async def test_possible_opt_out_is_an_urgent_review(engine) -> None:
 async def test_sla_breach_then_supervisor_escalation(engine) -> None:
     d = deps(supervisor_after=timedelta(hours=4))
     await handle(engine, d, reply("SLA-1", Intent.CALLBACK_REQUEST, rid="sla-1"))  # SLA 2 h
-    d.clock.set(T0 + timedelta(hours=2) - timedelta(seconds=1))
+    d.clock.set(T0 + timedelta(hours=1.5) - timedelta(seconds=1))
     await tick(engine, "escalation", "escalation", d)
     async with engine.connect() as c:
         [t] = await list_tasks(c, account_id="SLA-1")
     assert t.sla_state == "ok"
+    d.clock.set(T0 + timedelta(hours=2) - timedelta(seconds=1))  # three quarters of the SLA passed
+    await tick(engine, "escalation", "escalation", d)
+    async with engine.connect() as c:
+        [t] = await list_tasks(c, account_id="SLA-1")
+    assert t.sla_state == "at_risk"
     d.clock.set(T0 + timedelta(hours=2))
     await tick(engine, "escalation", "escalation", d)
     async with engine.connect() as c:

@@ -86,9 +86,11 @@ async def run_tick(engine: AsyncEngine, d: Deps) -> int:
     return await tick(engine, SCHEMA, "segmenter", d)
 
 
-async def notices(engine: AsyncEngine, account_id: str | None = None) -> list[dict[str, Any]]:
+async def notices(
+    engine: AsyncEngine, account_id: str | None = None, purpose: str | None = "dunning"
+) -> list[dict[str, Any]]:
     """notice-due events in the outbox (decoded data, personal fields opened with the vault, + ce_id), oldest
-    first."""
+    first; of one `purpose` (default: dunning steps, not confirmations or payment retries; None: all)."""
     async with engine.connect() as c:
         rows = (
             await c.execute(
@@ -101,7 +103,8 @@ async def notices(engine: AsyncEngine, account_id: str | None = None) -> list[di
             if account_id is None or json.loads(bytes(value))["account_id"] == account_id:
                 found.append((h, bytes(value)))
         keys = await vault().for_reading(c, {h["ce_subject"] for h, _ in found})
-    return [{"ce_id": h["ce_id"], **open_data(NoticeDue, h["ce_subject"], value, keys)} for h, value in found]
+    out = [{"ce_id": h["ce_id"], **open_data(NoticeDue, h["ce_subject"], value, keys)} for h, value in found]
+    return [n for n in out if purpose is None or n["purpose"] == purpose]
 
 
 async def decisions(engine: AsyncEngine, account_id: str) -> list[dict[str, Any]]:

@@ -86,7 +86,15 @@ def test_arrears_up_runs_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> N
         up.wait_for(r"Arrears is running", timeout=150)
         console = up.wait_for(r"Console\s+(http://\S+)/", 5).group(1)
         assert httpx.get(console + "/healthz", timeout=10).status_code == 200
-        for svc in ("ingest", "segmenter", "dispatcher-sms", "dispatcher-email", "responses", "escalation"):
+        for svc in (
+            "ingest",
+            "segmenter",
+            "dispatcher-sms",
+            "dispatcher-email",
+            "responses",
+            "escalation",
+            "portal",
+        ):
             url = up.wait_for(rf"^\s+{svc}\s+(http://\S+)\s", 5).group(1)
             assert httpx.get(url + "/metrics", timeout=10).status_code == 200, svc
         # the first admin key is written for the operator (0600) and shown nowhere else

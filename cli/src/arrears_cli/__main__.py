@@ -19,7 +19,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "config",  # arrears config: every ARREARS_* variable, generated from the settings classes
     "simulate",  # arrears simulate --days 30: dry run of the segmenter's policy and compliance gate
     "audit",  # arrears audit verify: every service's hash-chained audit log
-    "keys",  # arrears keys create|list|rotate|revoke: API keys
+    "keys",  # arrears keys create|list|rotate|revoke|revoke-all|locks|unlock: API keys
+    "sending",  # arrears sending halt|resume|status: the incident switch
     "security",  # arrears security matrix: routes x roles, generated
     "intents",  # arrears intents split|train|evaluate|retrain|models: the reply classifier
     "privacy",  # arrears erase|export ACCOUNT, arrears vault rewrap: personal data

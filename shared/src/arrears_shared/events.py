@@ -168,7 +168,44 @@ class PaymentFailed(Event):
     failed_at: AwareDatetime
 
 
-NoticePurpose = Literal["dunning", "opt_out_confirmation", "help"]
+NoticePurpose = Literal[
+    "dunning",
+    "opt_out_confirmation",
+    "help",
+    "payment_retry",
+    "payment_receipt",
+    "promise_confirmation",
+    "plan_confirmation",
+    "dispute_acknowledgement",
+    "out_of_hours_ack",
+]
+# Answers to a message the customer just sent: exempt from the opt-out they confirm, holds and the gate.
+ANSWER_PURPOSES: frozenset[str] = frozenset({"opt_out_confirmation", "help"})
+# Confirmations of a fact (payment, promise, plan, dispute): an opt-out, a hold and contact hours apply, the
+# dunning frequency cap and a stop (paid in full) do not. A payment retry is a collection message: like dunning.
+CONFIRMATION_PURPOSES: frozenset[str] = frozenset(
+    {"payment_receipt", "promise_confirmation", "plan_confirmation", "dispute_acknowledgement"}
+)
+
+
+NOTICE_LABELS: dict[str, str] = {
+    "payment_retry": "Payment retry notice",
+    "payment_receipt": "Payment receipt",
+    "promise_confirmation": "Promise confirmation",
+    "plan_confirmation": "Payment plan confirmation",
+    "dispute_acknowledgement": "Dispute acknowledgement",
+    "opt_out_confirmation": "Opt-out confirmation",
+    "help": "HELP answer",
+}
+
+
+def notice_label(purpose: str) -> str:
+    """How a timeline names a notice of this purpose ("Payment receipt")."""
+    return NOTICE_LABELS.get(purpose, purpose.replace("_", " ").capitalize())
+
+
+def channel_label(channel: str) -> str:
+    return {"sms": "SMS", "email": "email", "whatsapp": "WhatsApp"}.get(channel, channel)
 
 
 class NoticeDue(Event):
@@ -232,10 +269,47 @@ class NoticeDue(Event):
         max_length=1600,
         description="The exact message for a non-dunning purpose (None for dunning: rendered by template)",
     )
+    about_amount_minor: int | None = Field(
+        None,
+        description="Confirmations and payment retries: the amount the message is about (the payment "
+        "received, the amount promised or of each instalment, the payment that failed), minor units of "
+        "`currency`",
+    )
+    about_date: date | None = Field(
+        None,
+        description="`promise_confirmation` / `plan_confirmation`: the promised day or the first instalment",
+    )
+    plan_every: Literal["week", "fortnight", "month"] | None = Field(
+        None, description="`plan_confirmation`: how often an instalment is due"
+    )
+    reference: str | None = Field(
+        None, max_length=64, description="Receipt number / reference the customer can quote"
+    )
+    pay_with: str | None = Field(
+        None,
+        max_length=300,
+        description="`payment_retry`: how the customer can pay (the company's manual payment option or link)",
+    )
+    retry: int | None = Field(None, ge=1, description="`payment_retry`: which scheduled retry this is (1..)")
+    retries_max: int | None = Field(None, ge=1, description="`payment_retry`: how many retries are scheduled")
 
     @property
     def is_dunning(self) -> bool:
         return self.purpose == "dunning"
+
+    @property
+    def is_answer(self) -> bool:
+        """An automatic answer to the customer's own message (opt-out confirmation, HELP)."""
+        return self.purpose in ANSWER_PURPOSES
+
+    @property
+    def is_confirmation(self) -> bool:
+        return self.purpose in CONFIRMATION_PURPOSES
+
+    @property
+    def is_collection(self) -> bool:
+        """A collection message (dunning or a failed-payment retry): every check applies."""
+        return self.purpose in ("dunning", "payment_retry")
 
 
 class DeliveryStatus(StrEnum):
@@ -244,12 +318,15 @@ class DeliveryStatus(StrEnum):
     SUPPRESSED = "suppressed"
 
 
+SENT_TEXT_MAX = 4000  # characters of a sent message's text kept on `message-sent` (an email's text part)
+
+
 class MessageSent(Event):
     """Outcome of one notice on one channel: sent, failed (with reason) or suppressed by the last-moment gate."""
 
     ce_type: ClassVar[str] = "arrears.message.sent.v1"
     topic: ClassVar[str] = topics.MESSAGE_SENT
-    personal: ClassVar[tuple[str, ...]] = ("to",)
+    personal: ClassVar[tuple[str, ...]] = ("to", "text")
 
     notice_id: str
     channel: Channel
@@ -267,6 +344,12 @@ class MessageSent(Event):
     sent_at: AwareDatetime
     timezone: str | None = Field(None, description="The debtor's IANA time zone (from the notice)")
     currency: Currency | None = Field(None, description="The account's currency (from the notice)")
+    purpose: NoticePurpose = Field("dunning", description="The notice's `purpose` (from the notice)")
+    text: str | None = Field(
+        None,
+        description="`sent`: the text the customer was sent (SMS content; an email's text part, at most "
+        f"{SENT_TEXT_MAX} characters, cut with a marker), sealed like every personal field; None otherwise",
+    )
 
 
 class Intent(StrEnum):
@@ -395,7 +478,12 @@ OverrideAction = Literal[
     "do_not_contact",
     "resume_dunning",
     "record_promise",
+    "record_contact",
 ]
+# A contact a person made outside the platform (a call, a hand-written message), recorded by `record_contact`.
+ManualContactChannel = Literal["call", "sms", "email", "letter", "visit", "other"]
+ManualContactDirection = Literal["outbound", "inbound"]
+ManualContactOutcome = Literal["reached", "no_answer", "left_message", "wrong_number", "refused", "other"]
 
 
 class OverrideRequested(Event):
@@ -410,7 +498,12 @@ class OverrideRequested(Event):
     - `mark_dispute`: hold the sequence as disputed; `do_not_contact`: stop `channels` (all if empty);
     - `resume_dunning`: a promise to pay was broken: clear the promise hold and continue the sequence;
     - `record_promise`: a person took a promise to pay (by phone, in person): hold the sequence until
-      `promise_date` (in the debtor's zone), like a promise in a reply; a dispute hold stays.
+      `promise_date` (in the debtor's zone), like a promise in a reply; a dispute hold stays;
+    - `record_contact`: a person contacted the customer outside the platform (a call, a letter, a visit, a
+      message from their own phone; `contact_*`, `contacted_at`; its note in `reason`). One that reached the
+      customer moves the next automated step to at least `contacted_at` + the policy's
+      `manual_contact_gap_hours`; any other outcome changes no plan. A promise taken in that contact comes
+      as its own `record_promise`.
     """
 
     ce_type: ClassVar[str] = "arrears.override.requested.v1"
@@ -430,12 +523,86 @@ class OverrideRequested(Event):
         ge=0,
         description="`record_promise`: the amount promised (minor units of the account's currency)",
     )
+    contact_id: str | None = Field(
+        None, description="`record_contact`: the contact's id (stable: recording it again changes nothing)"
+    )
+    contact_channel: ManualContactChannel | None = Field(None, description="`record_contact`: how")
+    contact_direction: ManualContactDirection | None = Field(
+        None, description="`record_contact`: who reached out to whom"
+    )
+    contact_outcome: ManualContactOutcome | None = Field(
+        None, description="`record_contact`: what came of it"
+    )
+    contacted_at: AwareDatetime | None = Field(
+        None, description="`record_contact`: when the contact happened"
+    )
     reason: str = Field("", max_length=2000)
     actor: str = Field(description="API key name of the person, or `rule:<id>` for an escalation rule")
     role: Literal["collector", "supervisor", "admin", "system", "agent"] = Field(
         description="Role of the actor; `agent` is the pre-`collector` name, kept for events already on the topic"
     )
     requested_at: AwareDatetime
+
+
+class PaymentRetryChanged(Event):
+    """The failed-payment retry state of one payment changed (segmenter): `at_risk` (a failure, retries
+    scheduled), `retry_sent` (a scheduled retry asked the customer to pay), `exhausted` (the last retry
+    passed unpaid: a recovery task for people) or `cleared` (a payment arrived: pending retries cancelled).
+    Travels on `account-changed` with the account's other facts; the account is at risk while any of its
+    payments is `at_risk` or `retry_sent` or `exhausted`."""
+
+    ce_type: ClassVar[str] = "arrears.payment.retry.v1"
+    topic: ClassVar[str] = topics.ACCOUNT_CHANGED
+
+    provider: str = Field(max_length=32)
+    payment_id: str = Field(max_length=255)
+    status: Literal["at_risk", "retry_sent", "exhausted", "cleared"]
+    at_risk: bool = Field(description="Whether the account is still at risk after this change")
+    failures: int = Field(ge=0, description="Failed attempts the gateway reported for this payment")
+    retry_count: int = Field(ge=0, description="Scheduled retries done (the customer asked to pay again)")
+    retries_max: int = Field(ge=0)
+    next_retry_at: AwareDatetime | None = None
+    amount_minor: int | None = None
+    currency: Currency | None = None
+    reason: str = Field("", max_length=200)
+    changed_at: AwareDatetime
+
+
+class TeamCalendarChanged(Event):
+    """A team's working calendar as it now is (escalation, on every change and daily): its IANA time zone,
+    weekly hours and holidays, for services that need to know when the team works (responses: the
+    out-of-hours acknowledgement). State, not a diff: the latest `version` per team wins. `account_id` is
+    `team:<team>` (the Kafka key, so one team's versions stay ordered); no personal data travels."""
+
+    ce_type: ClassVar[str] = "arrears.team.calendar.v1"
+    topic: ClassVar[str] = topics.TEAM_CALENDARS
+
+    team: str = Field(min_length=1, max_length=64)
+    version: int = Field(ge=1, description="Increases with every change of the team's calendar")
+    timezone: str = Field(description="IANA time zone of the team")
+    hours: dict[str, list[dict[str, str]]] = Field(
+        description='Weekday ("mon".."sun") -> intervals [{"start": "09:00", "end": "17:00"}] in local time; '
+        "an `end` not after its `start` runs past midnight; a missing weekday is closed"
+    )
+    holidays: list[dict[str, str]] = Field(
+        default_factory=list, description='Closed local dates [{"date": "2026-12-25", "name": "Christmas"}]'
+    )
+    changed_at: AwareDatetime
+
+
+class LinkClicked(Event):
+    """A notice's personal payment link was opened for the first time (portal). One per notice at most: the
+    link names the notice (`arrears_shared.links`), so the click is attributed to its message, channel and
+    tier. Says nothing about who opened it: the visitor has not been verified yet. No personal data."""
+
+    ce_type: ClassVar[str] = "arrears.link.clicked.v1"
+    topic: ClassVar[str] = topics.LINK_CLICKED
+
+    notice_id: str = Field(max_length=255, description="The notice whose link was opened")
+    channel: Channel
+    tier: Tier | None = Field(None, description="Tier of the notice (None for a non-dunning message)")
+    issued_at: AwareDatetime = Field(description="When the link was minted (the notice's due time)")
+    clicked_at: AwareDatetime
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -447,6 +614,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CaseEscalated,
     OverrideRequested,
     PaymentFailed,
+    PaymentRetryChanged,
+    TeamCalendarChanged,
+    LinkClicked,
 )
 BY_CE_TYPE: dict[str, type[Event]] = {t.ce_type: t for t in EVENT_TYPES}
 # every type a topic carries, its main type first (account-changed also carries PaymentFailed)

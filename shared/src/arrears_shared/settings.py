@@ -193,6 +193,37 @@ class AuthSettings(ArrearsSettings):
     auth_failure_block_after: int = Field(
         30, description="Failures in the window after which that client gets 429 until the window passes"
     )
+    auth_lockout_threshold: int = Field(
+        6,
+        ge=1,
+        description="Failed sign-ins with one API key (a known key id, a wrong secret; API or console) inside "
+        "`ARREARS_AUTH_LOCKOUT_WINDOW_S` that lock the key: every further sign-in with it fails, even with the "
+        "right secret, until an admin unlocks it or the lock expires (default: more than 5 in 10 minutes)",
+    )
+    auth_lockout_window_s: float = Field(600.0, gt=0, description="Window of the sign-in lockout count")
+    auth_lockout_duration_s: float = Field(
+        1800.0,
+        ge=0,
+        description="How long a sign-in lock lasts; 0 = until an admin unlocks it (`arrears keys unlock`)",
+    )
+    auth_unusual_access_window_s: float = Field(
+        600.0, gt=0, description="Sliding window over which the accounts each principal reads are counted"
+    )
+    auth_unusual_access_floor: int = Field(
+        50,
+        ge=1,
+        description="Accounts read in the window above which the unusual-access alert may fire whatever the "
+        "principal's baseline (the threshold is max(floor, factor x baseline))",
+    )
+    auth_unusual_access_factor: float = Field(
+        5.0, gt=0, description="Multiple of the principal's usual accounts per window that is unusual"
+    )
+    auth_unusual_access_baseline_days: float = Field(
+        7.0, gt=0, description="Trailing days over which a principal's usual accounts per window is averaged"
+    )
+    auth_access_flush_s: float = Field(
+        30.0, gt=0, description="How often each replica writes its account-read counts to the iam schema"
+    )
     auth_session_ttl_s: float = Field(8 * 3600.0, description="Lifetime of a console sign-in session")
     auth_cookie_secure: bool = Field(
         True,

@@ -14,6 +14,8 @@ REPLY_RECEIVED = "reply-received"
 INGEST_REJECTED = "ingest-rejected"
 CASE_ESCALATED = "case-escalated"
 OVERRIDES = "overrides"
+TEAM_CALENDARS = "team-calendars"
+LINK_CLICKED = "link-clicked"
 
 EVENT_TOPICS: tuple[str, ...] = (
     ACCOUNT_CHANGED,
@@ -23,6 +25,8 @@ EVENT_TOPICS: tuple[str, ...] = (
     INGEST_REJECTED,
     CASE_ESCALATED,
     OVERRIDES,
+    TEAM_CALENDARS,
+    LINK_CLICKED,
 )
 
 

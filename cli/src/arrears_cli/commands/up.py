@@ -10,7 +10,7 @@ from types import FrameType
 
 import typer
 
-from arrears_cli.stack.platform import Platform, PlatformStartError
+from arrears_cli.stack.platform import DEMO_MAILBOXES, Platform, PlatformStartError
 from arrears_cli.stack.processes import ProcessExitedError
 
 
@@ -24,7 +24,7 @@ def up(
 ) -> None:
     """Start broker, PostgreSQL, provider emulators and every service; Ctrl-C stops everything."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    platform = Platform(data_dir, partitions=partitions)
+    platform = Platform(data_dir, partitions=partitions, gmail_pool=DEMO_MAILBOXES)
     try:
         platform.start(demo_accounts=None if no_demo or accounts == 0 else accounts, strict=False)
     except (PlatformStartError, ProcessExitedError, TimeoutError) as exc:

@@ -40,17 +40,23 @@ from arrears_cli.stack.processes import (
 from arrears_cli.stack.topics import ensure_topics
 
 HOST = "127.0.0.1"
-EMULATORS: tuple[str, ...] = ("quo", "gmail", "sheets", "whatsapp")
+EMULATORS: tuple[str, ...] = ("quo", "gmail", "sheets", "whatsapp", "twilio")
 # emulator -> the variable that points the services at the provider (set it to use the real one)
 EMULATOR_ENV: dict[str, str] = {
     "quo": "ARREARS_QUO_BASE_URL",
     "gmail": "ARREARS_GMAIL_API_ENDPOINT",
     "sheets": "ARREARS_SHEETS_API_ENDPOINT",
     "whatsapp": "ARREARS_WHATSAPP_BASE_URL",
+    "twilio": "ARREARS_TWILIO_BASE_URL",
 }
 QUO_FROM_NUMBER = "+14155550100"
+TWILIO_FROM_NUMBER = "+14155550199"  # our number at the Twilio emulator (the second SMS provider)
+TWILIO_ACCOUNT_SID = "ACarrearsDemo000000000000000000001"
 WHATSAPP_PHONE_NUMBER_ID = "106540352242922"  # our number's id in the WhatsApp emulator
 GMAIL_SENDER = "collections@example.com"
+# `arrears up`'s pool of sending mailboxes on the Gmail emulator (docs/dispatch.md "Sending mailboxes"): the
+# first is the single sender of earlier runs, so accounts it wrote to stay with it
+DEMO_MAILBOXES: tuple[str, ...] = (GMAIL_SENDER, "accounts@example.com")
 SPREADSHEET_ID = "demo-pme"
 WORKSHEET = "Accounts"
 PASS_THROUGH_ENV = ("ARREARS_LOG_LEVEL",)
@@ -77,6 +83,8 @@ class StackInfo:
     whatsapp_access_token: str = ""
     whatsapp_app_secret: str = ""  # shared with the WhatsApp emulator (signs its webhooks)
     whatsapp_verify_token: str = ""
+    twilio_base_url: str = ""  # the second SMS provider (docs/dispatch.md "SMS down"); "" = not configured
+    twilio_auth_token: str = ""
     topic_partitions: int = 6
     # service -> its own credential (runtime role, arrears_shared.db.roles); services not listed use database_url
     database_urls: Mapping[str, str] = field(default_factory=dict)
@@ -85,6 +93,9 @@ class StackInfo:
     vault_index_key: str = ""  # keys the blind indexes of phones, emails and names
     quo_from_number: str = QUO_FROM_NUMBER
     gmail_sender: str = GMAIL_SENDER
+    gmail_mailboxes: str = (
+        ""  # ARREARS_GMAIL_MAILBOXES (JSON) when the stack runs a pool of sending mailboxes
+    )
     sheets_spreadsheet_id: str = SPREADSHEET_ID
     sheets_worksheet: str = WORKSHEET
 
@@ -147,6 +158,8 @@ def service_env(stack: StackInfo, svc: str, ports: Mapping[str, int]) -> dict[st
     }
     if stack.gmail_token is not None:
         env["ARREARS_GMAIL_TOKEN"] = stack.gmail_token
+    if stack.gmail_mailboxes:
+        env["ARREARS_GMAIL_MAILBOXES"] = stack.gmail_mailboxes
     if stack.audit_hmac_key:
         env["ARREARS_AUDIT_HMAC_KEY"] = stack.audit_hmac_key
     if stack.vault_master_key:
@@ -159,6 +172,11 @@ def service_env(stack: StackInfo, svc: str, ports: Mapping[str, int]) -> dict[st
         env["ARREARS_WHATSAPP_ACCESS_TOKEN"] = stack.whatsapp_access_token
         env["ARREARS_WHATSAPP_APP_SECRET"] = stack.whatsapp_app_secret
         env["ARREARS_WHATSAPP_VERIFY_TOKEN"] = stack.whatsapp_verify_token
+    if stack.twilio_base_url:
+        env["ARREARS_TWILIO_BASE_URL"] = stack.twilio_base_url
+        env["ARREARS_TWILIO_ACCOUNT_SID"] = os.environ.get("ARREARS_TWILIO_ACCOUNT_SID", TWILIO_ACCOUNT_SID)
+        env["ARREARS_TWILIO_AUTH_TOKEN"] = stack.twilio_auth_token
+        env["ARREARS_TWILIO_FROM_NUMBER"] = os.environ.get("ARREARS_TWILIO_FROM_NUMBER", TWILIO_FROM_NUMBER)
     for name in PASS_THROUGH_ENV:
         if name in os.environ:
             env[name] = os.environ[name]
@@ -204,8 +222,11 @@ class Platform:
         service_overrides: Mapping[str, Mapping[str, str]] | None = None,
         auto_restart: bool = True,
         sink: LogSink | None = None,
+        gmail_pool: Sequence[str] = (),
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
+        # sending mailboxes to run on the Gmail emulator (not used with a real Gmail or ARREARS_GMAIL_MAILBOXES)
+        self.gmail_pool = tuple(gmail_pool)
         self.partitions = partitions
         self.fast = fast
         self.database = database
@@ -236,6 +257,7 @@ class Platform:
         self.whatsapp_verify_token = os.environ.get("ARREARS_WHATSAPP_VERIFY_TOKEN") or secrets.token_urlsafe(
             12
         )
+        self.twilio_auth_token = os.environ.get("ARREARS_TWILIO_AUTH_TOKEN") or secrets.token_hex(16)
         # the first admin API key of this stack, issued after migrations (a new one each start); written to
         # <data_dir>/admin-api-key (mode 0600), never logged
         self.admin_api_key = ""
@@ -285,6 +307,22 @@ class Platform:
             env["ARREARS_RESPONSES_GMAIL_POLL_S"] = "2"
         # the dev console is plain HTTP on 127.0.0.1: a Secure cookie would never be sent back
         env.setdefault("ARREARS_AUTH_COOKIE_SECURE", "false")
+        if svc == "escalation":  # SLA-breach notification emails from the Gmail emulator's mailbox
+            env["ARREARS_ESCALATION_CONSOLE_URL"] = self.service_url("console")
+            if "gmail" in self.emulator_ports and self.stack.gmail_token is not None:
+                env["ARREARS_ESCALATION_NOTIFY_EMAIL"] = "true"
+                env["ARREARS_ESCALATION_NOTIFY_SENDER"] = self.stack.gmail_sender
+                env["ARREARS_ESCALATION_NOTIFY_GMAIL_API_ENDPOINT"] = self.stack.gmail_api_endpoint
+                env["ARREARS_ESCALATION_NOTIFY_GMAIL_TOKEN"] = self.stack.gmail_token
+        if svc == "responses":  # acknowledge replies that arrive while the collectors are closed
+            env.setdefault("ARREARS_RESPONSES_OUT_OF_HOURS_ACK", "true")
+        if svc == "portal" or svc.startswith("dispatcher-"):  # the debtors' payment links (docs/portal.md)
+            env["ARREARS_LINK_KEY"] = self._stack_secret(
+                "ARREARS_LINK_KEY", "link-key", lambda: secrets.token_urlsafe(48)
+            )
+            env["ARREARS_LINK_PUBLIC_URL"] = f"{self.service_url('portal')}/p/"
+        if svc == "portal":  # plain HTTP on 127.0.0.1: a Secure cookie would never be sent back
+            env.setdefault("ARREARS_PORTAL_COOKIE_SECURE", "false")
         if svc == "console":  # the pages call the owning services as the signed-in person
             for other in ("segmenter", "escalation", "ingest", "responses"):
                 env[f"ARREARS_CONSOLE_{other.upper()}_URL"] = self.service_url(other)
@@ -348,6 +386,7 @@ class Platform:
                 quo_api_key=self.quo_api_key,
                 quo_webhook_signing_key=self.quo_signing_key,
                 gmail_token=self._gmail_token(),
+                gmail_mailboxes=self._gmail_mailboxes(),
                 topic_partitions=self.partitions,
                 database_urls=self._database_urls,
                 audit_hmac_key=self._audit_hmac_key(),
@@ -364,6 +403,9 @@ class Platform:
                 whatsapp_access_token=self.whatsapp_access_token,
                 whatsapp_app_secret=self.whatsapp_app_secret,
                 whatsapp_verify_token=self.whatsapp_verify_token,
+                twilio_base_url=os.environ.get("ARREARS_TWILIO_BASE_URL")
+                or self.emulator_urls.get("twilio", ""),
+                twilio_auth_token=self.twilio_auth_token,
             )
             if demo_accounts:
                 self._load_demo(demo_accounts)
@@ -375,6 +417,8 @@ class Platform:
             self._timed("services", t)
             bad = [svc for svc, ok in healthy.items() if not ok]
             self.unhealthy = bad
+            if demo_accounts and "escalation" in services:
+                self._load_demo_teams()
             if bad:
                 self.log(f"not healthy (will keep restarting with backoff): {', '.join(bad)}")
         except BaseException:
@@ -401,6 +445,17 @@ class Platform:
             with os.fdopen(fd, "w") as fh:
                 fh.write(make() + "\n")
         return path.read_text().strip()
+
+    def _gmail_mailboxes(self) -> str:
+        """The demo pool of sending mailboxes (JSON), when the Gmail API is our emulator and the user has not
+        configured a pool of their own; each mailbox uses the stack's Gmail token."""
+        if (
+            not self.gmail_pool
+            or os.environ.get("ARREARS_GMAIL_MAILBOXES")
+            or "gmail" not in self.emulator_ports
+        ):
+            return ""
+        return json.dumps([{"address": a} for a in self.gmail_pool])
 
     def _gmail_token(self) -> str | None:
         """The user's ARREARS_GMAIL_TOKEN, else a dev token when the Gmail API is our emulator."""
@@ -463,6 +518,14 @@ class Platform:
                 ]
                 argv += ["--set", f'access_token="{self.whatsapp_access_token}"']
                 argv += ["--set", f'phone_number_id="{WHATSAPP_PHONE_NUMBER_ID}"']
+            if name == "twilio":
+                argv += [
+                    "--set",
+                    f'account_sid="{TWILIO_ACCOUNT_SID}"',
+                    "--set",
+                    f'auth_token="{self.twilio_auth_token}"',
+                ]
+                argv += ["--set", f'from_numbers=["{TWILIO_FROM_NUMBER}"]']
             self.supervisor.start(
                 f"emulator-{name}", argv, env=self.extra_env, auto_restart=self.auto_restart
             )
@@ -481,6 +544,19 @@ class Platform:
                     raise PlatformStartError(f"emulator {name} did not start: {exc}") from exc
                 self.log(f"emulator {name} did not start (will keep restarting with backoff): {exc}")
         self._timed("emulators", t)
+
+    def _load_demo_teams(self) -> None:
+        """Working calendars for the demo teams (arrears_cli.demo_teams), through escalation's API."""
+        load = _optional_attr("arrears_cli.demo_teams", "load_demo_teams")
+        if load is None or not self.admin_api_key:
+            return
+        try:
+            teams = load(self.service_url("escalation"), self.admin_api_key, date.today())
+        except Exception as exc:  # the demo runs without them: SLAs then count wall-clock time
+            self.log(f"demo teams not set: {exc}")
+            return
+        if teams:
+            self.log(f"demo team calendars set: {', '.join(teams)} (console: Teams)")
 
     def _load_demo(self, accounts: int) -> None:
         if "sheets" not in self.emulator_ports:
@@ -582,6 +658,10 @@ class Platform:
         lines = ["", "Arrears is running."]
         if "console" in self.services:
             lines.append(f"  Console          {self.service_url('console')}/")
+        if "portal" in self.services:
+            lines.append(
+                f"  Debtor portal    {self.service_url('portal')}/p/<token> (the link in each notice)"
+            )
         lines.append("  Services         (API, metrics)")
         for svc in self.services:
             note = "   (not healthy yet: restarting with backoff)" if svc in self.unhealthy else ""
@@ -592,6 +672,9 @@ class Platform:
                 kind = "emulator" if name in self.emulator_ports else "external"
                 url = self.stack.quo_base_url if name == "quo" else self.emulator_urls[name]
                 lines.append(f"    {name:<16} {url}   ({kind})")
+                if name == "gmail" and self.stack.gmail_mailboxes:
+                    boxes = ", ".join(m["address"] for m in json.loads(self.stack.gmail_mailboxes))
+                    lines.append(f"    {'':<16} sending mailboxes: {boxes}")
         lines.append(f"  Kafka            {self.bootstrap_servers}")
         lines.append(f"  PostgreSQL       {self.database_url}")
         lines.append(f"  Data dir         {self.data_dir}")

@@ -8,7 +8,11 @@ with 200 — https://developers.google.com/workspace/gmail/api/guides/handle-err
 ``users.watch`` expiring after 7 days (https://developers.google.com/workspace/gmail/api/guides/push),
 Google-style error bodies,
 history with a retention window (404 for too-old start ids), bounces (DSNs from mailer-daemon) and
-customer replies injected through ``POST /_emulator/inbound``. While a watch is active every change is
+customer replies injected through ``POST /_emulator/inbound``. Every mailbox (``users/{userId}``) has its own
+history, sending window and quota units; ``mailbox_daily_limits`` and ``PUT /_emulator/mailboxes/{user}/limits``
+give one mailbox its own sending limit, ``POST /_emulator/mailboxes/{user}/faults`` makes one mailbox answer
+Google errors (429 ``rateLimitExceeded``, 403 ``dailyLimitExceeded``, "(Mail sending)", 401) while the others
+work, and ``GET /_emulator/mailboxes`` counts each mailbox's sends. While a watch is active every change is
 pushed to ``push_url`` as Pub/Sub does, with an OIDC ID token in ``Authorization: Bearer`` signed by a key
 made at start, whose certificate ``GET /oauth2/v1/certs`` serves (see `.push_token`).
 """
@@ -104,7 +108,38 @@ class GmailConfig(BaseModel):
         "gmail-push@arrears-emulator.iam.gserviceaccount.com",
         description="`email` of the push's OIDC token (the push subscription's service account)",
     )
+    mailbox_daily_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description="per-mailbox sending limit (address -> sends per rolling 24 hours), overriding"
+        " limits.daily_limit: Gmail's limit is per user (Workspace ~2000, consumer ~500)",
+    )
     seed: int | None = None
+
+
+class MailboxFault(BaseModel):
+    """Body of ``POST /_emulator/mailboxes/{user}/faults``: the next `next` matching requests of that one
+    mailbox get a Google error (e.g. 429 ``rateLimitExceeded``, 403 ``dailyLimitExceeded``, 429 "User-rate
+    limit exceeded ... (Mail sending)", 401); the other mailboxes are untouched."""
+
+    status: int = Field(429, ge=400, le=599)
+    reason: str = "rateLimitExceeded"
+    message: str = "User-rate limit exceeded"
+    retry_after_s: float | None = Field(
+        None, ge=0, description="named in the message as Gmail does ('Retry after <RFC 3339 time>')"
+    )
+    mail_sending: bool = Field(
+        False, description="end the message with ' (Mail sending)' (the sending limit)"
+    )
+    next: int = Field(1, ge=1)
+    operations: list[str] | None = Field(
+        default_factory=lambda: ["users.messages.send"], description="None = every operation"
+    )
+
+
+class MailboxLimits(BaseModel):
+    """Body of ``PUT /_emulator/mailboxes/{user}/limits``; ``daily_limit: null`` = the emulator-wide limit."""
+
+    daily_limit: int | None = Field(None, ge=0)
 
 
 class SendBody(BaseModel):
@@ -128,6 +163,10 @@ class InboundEmail(BaseModel):
 
     from_: str = Field(alias="from")
     to: str | None = Field(None, description="our address (default: the configured user)")
+    mailbox: str | None = Field(
+        None,
+        description="the mailbox it lands in (default: the one `to` names if it exists, else the user's)",
+    )
     subject: str = ""
     body: str = ""
     in_reply_to: str | None = None
@@ -231,6 +270,8 @@ class GmailState:
         self.pushes = 0
         self.watch_calls = 0
         self.sending_limit_429s = 0
+        self.mailbox_limits = {k.lower(): v for k, v in config.mailbox_daily_limits.items()}
+        self.mailbox_faults: dict[str, list[MailboxFault]] = {}
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.push_signer = PushSigner(service_account=config.push_service_account)
@@ -243,6 +284,17 @@ class GmailState:
             box = Mailbox(email=email, history_id=self.config.initial_history_id)
             self.mailboxes[key] = box
         return box
+
+    def daily_limit(self, box: Mailbox, default: int | None) -> int | None:
+        return self.mailbox_limits.get(box.email.lower(), default)
+
+    def mailbox_fault(self, box: Mailbox, operation: str) -> MailboxFault | None:
+        """The first pending fault of this mailbox for `operation` (its count taken)."""
+        for fault in self.mailbox_faults.get(box.email.lower(), []):
+            if fault.next > 0 and (fault.operations is None or operation in fault.operations):
+                fault.next -= 1
+                return fault
+        return None
 
     def bounces_for(self, address: str) -> bool:
         return address in self.bouncing or address.rsplit("@", 1)[-1] in self.bounce_domains
@@ -290,6 +342,8 @@ class GmailState:
         self.bouncing = {a.lower() for a in self.config.bouncing_addresses}
         self.bounce_domains = {d.lower() for d in self.config.bounce_domains}
         self.bounces = self.pushes = self.watch_calls = self.sending_limit_429s = 0
+        self.mailbox_limits = {k.lower(): v for k, v in self.config.mailbox_daily_limits.items()}
+        self.mailbox_faults.clear()
 
     async def cancel_tasks(self) -> None:
         tasks = list(self._tasks)
@@ -346,6 +400,15 @@ def create_app(config: GmailConfig | None = None) -> FastAPI:
                 headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
             )
         box = state.mailbox(user_id)
+        fault = state.mailbox_fault(box, operation)
+        if fault is not None:
+            message = fault.message
+            if fault.retry_after_s is not None:
+                message += "  Retry after " + _rfc3339(time.time() + fault.retry_after_s)
+            if fault.mail_sending:
+                message += " (Mail sending)"
+            domain = "usageLimits" if fault.status in (403, 429) else "global"
+            return google_error(fault.status, message, fault.reason, domain=domain)
         result = await core.gate(operation, key=box.email.lower(), cost=COSTS[operation])
         if result.retry_after_s is not None:
             return google_error(
@@ -409,7 +472,7 @@ def create_app(config: GmailConfig | None = None) -> FastAPI:
         if isinstance(admitted, JSONResponse):
             return admitted
         box, drop_after = admitted
-        limit = core.limits.daily_limit
+        limit = state.daily_limit(box, core.limits.daily_limit)
         now = time.time()
         if (
             core.limits.enabled
@@ -460,6 +523,7 @@ def create_app(config: GmailConfig | None = None) -> FastAPI:
             content=stored.header("Subject"),
             dropped=drop_after,
             details={
+                "mailbox": box.email.lower(),
                 "from": stored.header("From"),
                 "to": stored.header("To"),
                 "subject": stored.header("Subject"),
@@ -565,7 +629,10 @@ def create_app(config: GmailConfig | None = None) -> FastAPI:
     @control.post("/inbound")
     async def inbound(body: InboundEmail) -> dict[str, Any]:
         to = body.to or cfg.user_email
-        box = state.mailboxes.get(to.lower()) or state.mailbox("me")
+        if body.mailbox:
+            box = state.mailbox(body.mailbox)
+        else:
+            box = state.mailboxes.get(to.lower()) or state.mailbox("me")
         message = EmailMessage()
         message["From"] = body.from_
         message["To"] = to
@@ -603,6 +670,45 @@ def create_app(config: GmailConfig | None = None) -> FastAPI:
         if body.domains is not None:
             state.bounce_domains = {d.lower() for d in body.domains}
         return {"addresses": sorted(state.bouncing), "domains": sorted(state.bounce_domains)}
+
+    @control.get("/mailboxes")
+    async def mailboxes() -> dict[str, Any]:
+        """Every mailbox: sends in the rolling window, its sending limit, messages stored, pending faults."""
+        now = time.time()
+        return {
+            box.email.lower(): {
+                "sends_in_window": box.sends_in_window(now, cfg.sending_window_s),
+                "daily_limit": state.daily_limit(box, core.limits.daily_limit),
+                "messages": len(box.messages),
+                "history_id": str(box.history_id),
+                "faults": [f.model_dump() for f in state.mailbox_faults.get(box.email.lower(), []) if f.next],
+            }
+            for box in state.mailboxes.values()
+        }
+
+    @control.put("/mailboxes/{user}/limits")
+    async def mailbox_limits(user: str, body: MailboxLimits) -> dict[str, Any]:
+        box = state.mailbox(user)
+        if body.daily_limit is None:
+            state.mailbox_limits.pop(box.email.lower(), None)
+        else:
+            state.mailbox_limits[box.email.lower()] = body.daily_limit
+        return {"mailbox": box.email.lower(), "daily_limit": state.daily_limit(box, core.limits.daily_limit)}
+
+    @control.post("/mailboxes/{user}/faults")
+    async def mailbox_faults(user: str, body: MailboxFault) -> dict[str, Any]:
+        box = state.mailbox(user)
+        state.mailbox_faults.setdefault(box.email.lower(), []).append(body)
+        return {
+            "mailbox": box.email.lower(),
+            "pending": sum(f.next for f in state.mailbox_faults[box.email.lower()]),
+        }
+
+    @control.delete("/mailboxes/{user}/faults")
+    async def clear_mailbox_faults(user: str) -> dict[str, Any]:
+        box = state.mailbox(user)
+        state.mailbox_faults.pop(box.email.lower(), None)
+        return {"mailbox": box.email.lower(), "pending": 0}
 
     @control.get("/mailbox")
     async def mailbox_dump(user: str = "me") -> dict[str, Any]:

@@ -7,7 +7,8 @@ import asyncio
 import base64
 import html
 import json
-from datetime import UTC, datetime
+import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,16 @@ from arrears_shared.delivery import CannotReconcile, DeliveryRow, Rendered, Send
 from arrears_shared.delivery.render import notice_context, sample_notice
 from arrears_shared.delivery.templates import TemplateSet
 from arrears_shared.events import NoticeDue, Tier
-from arrears_shared.providers.gmail import GmailClient
+from arrears_shared.providers.errors import ProviderAuthError, ProviderQuotaExhausted, ProviderRateLimited
+from arrears_shared.providers.gmail import GmailClient, GmailMailbox, mailbox_client
 
+from . import metrics
 from .mime import build_message, message_id_for, unsubscribe_url
+from .pool import MailboxPool
 from .settings import EmailSettings
 from .smtp_client import SmtpRelay
+
+log = logging.getLogger(__name__)
 
 
 def _html(name: str | None) -> bool:
@@ -102,22 +108,45 @@ class SmtpRoute:
 
     async def send(self, row: DeliveryRow, rendered: Rendered) -> SendResult:
         raw = base64.b64decode(rendered["raw"])
-        await self.relay.send_raw(raw, self.sender, [row.to_address])
-        return SendResult(message_id_for(row.notice_id, self.sender))
+        sender = rendered.get("mailbox") or self.sender  # a pool's row goes from its account's mailbox
+        await self.relay.send_raw(raw, sender, [row.to_address])
+        return SendResult(message_id_for(row.notice_id, sender))
 
 
 class EmailChannel:
+    """One mailbox (`ARREARS_GMAIL_SENDER`), or a pool of them (`ARREARS_GMAIL_MAILBOXES`, see `.pool`).
+
+    With a pool the channel's own limiter paces the pool as a whole (the sum of the mailboxes' rates) and has
+    no daily quota of its own: each mailbox has its quota, pace and pause, decided per row by the pool's
+    check. Gmail's refusals of one mailbox (its sending limit, its per-user rate, its credentials) pause that
+    mailbox only and come back to the engine as a short rate limit: the row is requeued without counting an
+    attempt, and the pool's check holds it until its mailbox can send."""
+
     channel = "email"
     provider = "gmail"
     threaded = True
 
     def __init__(self, settings: EmailSettings, client: GmailClient | None = None) -> None:
         self.settings = settings
-        self.sender = settings.gmail_sender
-        self.limiter_name = f"gmail:{settings.gmail_sender or 'default'}"
-        self.rate_per_s = settings.gmail_rate_per_s
+        self.pool: MailboxPool | None = None
+        self.clients: dict[str, GmailClient] = {}
         self.burst = settings.gmail_rate_burst
-        self.daily_quota = settings.gmail_daily_quota
+        if settings.pooled:
+            self.pool = MailboxPool(
+                settings.gmail_mailboxes,
+                legacy_sender=settings.gmail_sender,
+                overflow=settings.gmail_mailbox_overflow,
+                burst=settings.gmail_rate_burst,
+            )
+            self.sender = self.pool.sending[0].address
+            self.limiter_name = "gmail:pool"
+            self.rate_per_s = self.pool.rate_per_s
+            self.daily_quota: int | None = None
+        else:
+            self.sender = settings.gmail_sender
+            self.limiter_name = f"gmail:{settings.gmail_sender or 'default'}"
+            self.rate_per_s = settings.gmail_rate_per_s
+            self.daily_quota = settings.gmail_daily_quota
         self.templates = EmailTemplates(
             settings.brand_name,
             settings.email_unsubscribe_url,
@@ -126,20 +155,33 @@ class EmailChannel:
             override_dir=settings.email_templates_dir,
             default_locale=settings.email_default_locale,
         )
-        self.client = client or make_client(settings)
+        if self.pool is not None:
+            self.clients = {a: make_mailbox_client(settings, m) for a, m in self.pool.mailboxes.items()}
+            self.client = self.clients[self.sender]
+        else:
+            self.client = client or make_client(settings)
         self.fallback: SmtpRoute | None = (
             SmtpRoute(settings, make_relay(settings)) if settings.smtp_host else None
         )
 
     def render(self, notice: NoticeDue, thread: ThreadRef | None = None) -> Rendered:
+        sender, sender_name = self.sender, self.settings.brand_name
+        if self.pool is not None:
+            # the pool's check chose the mailbox just before (no await in between): see `MailboxPool.check`
+            choice = self.pool.chosen.pop(notice.notice_id, None)
+            if choice is None:
+                raise RuntimeError(f"no sending mailbox chosen for {notice.notice_id}")
+            sender, sender_name = choice.mailbox.address, choice.mailbox.display_name or sender_name
+            if choice.new_thread and thread is not None:
+                thread = ThreadRef(thread.notice_ids, None)  # another mailbox's Gmail thread id is not ours
         subject, text, body, unsub = self.templates.render(notice)
-        references = [message_id_for(n, self.sender) for n in thread.notice_ids] if thread else []
+        references = [message_id_for(n, sender) for n in thread.notice_ids] if thread else []
         raw = build_message(
             notice_id=notice.notice_id,
             to=notice.to,
             to_name=notice.customer_name,
-            sender=self.sender,
-            sender_name=self.settings.brand_name,
+            sender=sender,
+            sender_name=sender_name,
             subject=subject,
             text_body=text,
             html_body=body,
@@ -150,10 +192,46 @@ class EmailChannel:
         out: Rendered = {"raw": base64.b64encode(raw).decode("ascii")}
         if thread and thread.thread_id:
             out["thread_id"] = thread.thread_id
+        if self.pool is not None:
+            out["mailbox"] = sender
         return out
 
     async def send(self, row: DeliveryRow, rendered: Rendered) -> SendResult:
-        sent = await self.client.send_raw(base64.b64decode(rendered["raw"]), rendered.get("thread_id"))
+        if self.pool is None:
+            sent = await self.client.send_raw(base64.b64decode(rendered["raw"]), rendered.get("thread_id"))
+            return SendResult(sent.id, sent.thread_id)
+        return await self._send_from_pool(rendered)
+
+    async def _send_from_pool(self, rendered: Rendered) -> SendResult:
+        assert self.pool is not None
+        mailbox = self.pool.mailbox_of(rendered)
+        client = self.clients.get(mailbox)
+        if client is None:  # removed from the pool since it was rendered: back to the queue, rendered again
+            raise ProviderRateLimited(0.0, f"mailbox {mailbox} is no longer configured", provider="gmail")
+        now = datetime.now(UTC)
+        try:
+            sent = await client.send_raw(base64.b64decode(rendered["raw"]), rendered.get("thread_id"))
+        except ProviderQuotaExhausted as e:
+            # this mailbox's sending limit (429 "Mail sending", 403 dailyLimitExceeded): it alone waits
+            metrics.MAILBOX_ERRORS.labels(mailbox, "quota").inc()
+            await self.pool.pause(mailbox, now + timedelta(seconds=e.retry_after_s), e.message)
+            raise ProviderRateLimited(
+                0.0, f"{mailbox}: {e.message}", provider="gmail", status=e.status
+            ) from e
+        except ProviderRateLimited as e:
+            # this mailbox's per-user rate: its own limiter waits, not the pool's
+            metrics.MAILBOX_ERRORS.labels(mailbox, "rate").inc()
+            await self.pool.slow_down(mailbox, now + timedelta(seconds=max(e.retry_after_s, 0.1)))
+            raise ProviderRateLimited(
+                0.0, f"{mailbox}: {e.message}", provider="gmail", status=e.status
+            ) from e
+        except ProviderAuthError as e:
+            # one mailbox's credentials (a revoked token, a delegation removed): it pauses, the others go on
+            metrics.MAILBOX_ERRORS.labels(mailbox, "auth").inc()
+            log.error("Gmail refused a sending mailbox's credentials", extra={"mailbox": mailbox})
+            pause = timedelta(seconds=self.settings.gmail_mailbox_auth_pause_s)
+            await self.pool.pause(mailbox, now + pause, f"credentials refused: {e.message}")
+            raise ProviderRateLimited(0.0, f"{mailbox}: credentials refused", provider="gmail") from e
         return SendResult(sent.id, sent.thread_id)
 
     async def reconcile(self, row: DeliveryRow) -> str | None:
@@ -161,8 +239,16 @@ class EmailChannel:
         Message-ID (`rfc822msgid:`), which Gmail indexes (custom X- headers are not searchable there).
         A relay (Google's smtp-relay) files what it sends in the mailbox too; a relay that does not
         cannot be asked, so an SMTP send that is not found cannot be resent safely."""
-        message_id = message_id_for(row.notice_id, self.sender)
-        found = await self.client.find_by_message_id(message_id)
+        client, sender = self.client, self.sender
+        if self.pool is not None:
+            # asked only of the mailbox that may have sent it; a notice in doubt is never sent by another
+            sender = self.pool.mailbox_of(row.rendered)
+            found_client = self.clients.get(sender)
+            if found_client is None:
+                raise CannotReconcile(f"mailbox {sender} is no longer configured; cannot ask it")
+            client = found_client
+        message_id = message_id_for(row.notice_id, sender)
+        found = await client.find_by_message_id(message_id)
         if found:
             return found[0]
         if row.route == "fallback":
@@ -170,7 +256,8 @@ class EmailChannel:
         return None
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self.client.close)
+        for client in {id(c): c for c in [self.client, *self.clients.values()]}.values():
+            await asyncio.to_thread(client.close)
 
 
 def make_relay(s: EmailSettings) -> SmtpRelay:
@@ -183,6 +270,19 @@ def make_relay(s: EmailSettings) -> SmtpRelay:
         starttls=s.smtp_starttls,
         implicit_tls=s.smtp_implicit_tls,
         timeout_s=s.smtp_timeout_s,
+    )
+
+
+def make_mailbox_client(s: EmailSettings, mailbox: GmailMailbox) -> GmailClient:
+    """A pool mailbox's client: its own credentials, else the service's (domain-wide delegation: the
+    service account acts as each mailbox)."""
+    return mailbox_client(
+        mailbox,
+        api_endpoint=s.gmail_api_endpoint,
+        timeout_s=s.gmail_timeout_s,
+        default_token=s.gmail_token,
+        default_credentials_file=s.gmail_credentials_file,
+        max_workers=s.dispatch_max_in_flight,
     )
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from arrears_shared.delivery import DispatchSettings
-from pydantic import Field, SecretStr
+from arrears_shared.providers.gmail import MAILBOXES_DESCRIPTION, GmailMailbox
+from pydantic import Field, SecretStr, model_validator
 
 
 class EmailSettings(DispatchSettings):
@@ -49,6 +50,21 @@ class EmailSettings(DispatchSettings):
         " ~500); when used up (or Gmail answers 429 Mail sending), email goes by the SMTP relay if configured,"
         " else waits until the window frees",
     )
+    gmail_mailboxes: list[GmailMailbox] = Field(
+        default_factory=list,
+        description=MAILBOXES_DESCRIPTION,
+    )
+    gmail_mailbox_overflow: bool = Field(
+        False,
+        description="A pool mailbox at its daily quota hands accounts it has never written to over to a"
+        " mailbox with quota left (accounts it wrote to always wait for it)",
+    )
+    gmail_mailbox_auth_pause_s: float = Field(
+        300.0,
+        gt=0,
+        description="A pool mailbox whose credentials Gmail refuses pauses this long (its accounts wait; the"
+        " other mailboxes go on)",
+    )
     smtp_host: str | None = Field(
         None, description="SMTP relay host for the fallback route; None = no fallback"
     )
@@ -59,3 +75,15 @@ class EmailSettings(DispatchSettings):
     smtp_implicit_tls: bool = Field(False, description="Connect with TLS from the start (port 465)")
     smtp_timeout_s: float = Field(15.0, gt=0, description="Timeout of one SMTP transaction")
     smtp_rate_per_s: float = Field(5.0, gt=0, description="Sends per second through the relay, all replicas")
+
+    @model_validator(mode="after")
+    def _one_entry_per_mailbox(self) -> EmailSettings:
+        seen = [m.address for m in self.gmail_mailboxes]
+        if len(seen) != len(set(seen)):
+            raise ValueError("ARREARS_GMAIL_MAILBOXES lists a mailbox twice")
+        return self
+
+    @property
+    def pooled(self) -> bool:
+        """Several sending mailboxes (or one declared as a pool) rather than the single ARREARS_GMAIL_SENDER."""
+        return bool(self.gmail_mailboxes)

@@ -13,12 +13,14 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from arrears_shared.delivery import DeliveryRow, Rendered, SendResult, ThreadRef, Undelivered
+from arrears_shared.delivery.routes import FALLBACK
 from arrears_shared.events import NoticeDue
 from arrears_shared.providers.errors import ProviderError
 
 from .quo_client import FAILED_STATUSES, QuoClient
 from .settings import SmsSettings
 from .templates_sms import SmsTemplates
+from .twilio_route import TwilioRoute
 
 RECONCILE_WINDOW = timedelta(minutes=5)
 log = logging.getLogger(__name__)
@@ -53,6 +55,9 @@ class SmsChannel:
             api_version=settings.quo_api_version,
         )
 
+        # the second provider, used while QUO's circuit is open (arrears_shared.delivery.routes)
+        self.fallback: TwilioRoute | None = TwilioRoute(settings) if settings.twilio_configured else None
+
     def render(self, notice: NoticeDue, thread: ThreadRef | None = None) -> Rendered:
         text, segments = self.templates.render_counted(notice)
         return {"content": text, "segments": segments.count, "encoding": segments.encoding}
@@ -83,6 +88,8 @@ class SmsChannel:
         Found but not delivered by the carrier -> `Undelivered` (settled failed, not resent)."""
         if not row.rendered:
             return None
+        if row.route == FALLBACK and self.fallback is not None:
+            return await self.fallback.reconcile(row)
         messages = await self.client.list_messages(
             phone_number_id=await self.resolve_phone_number_id(),
             participant=row.to_address,
@@ -99,3 +106,5 @@ class SmsChannel:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        if self.fallback is not None:
+            await self.fallback.aclose()

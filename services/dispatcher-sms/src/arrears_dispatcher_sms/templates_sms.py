@@ -38,8 +38,9 @@ class SmsTemplates:
         """The SMS text and its segment count. ValueError when it cannot be rendered or is too long.
 
         A non-dunning notice (the opt-out confirmation, the HELP answer; written by responses) carries its
-        exact `text`: sent as is, no footer (a confirmation must not invite a second opt-out)."""
-        if not notice.is_dunning:
+        exact `text`: sent as is, no footer (a confirmation must not invite a second opt-out). Confirmations
+        and payment retries without `text` are rendered from their template (`template_id` = the purpose)."""
+        if notice.is_answer or (not notice.is_dunning and notice.text):
             if not notice.text:
                 raise ValueError(f"{notice.purpose} notice without text")
             return notice.text[:MAX_CHARS], count_segments(notice.text[:MAX_CHARS])

@@ -16,3 +16,17 @@ AUTH_FAILURES = Counter("arrears_escalation_auth_failures_total", "Refused API c
 COLLECTION = Gauge(
     "arrears_collection_metric", "Collection metrics of the latest daily snapshot (overall)", ["metric"]
 )
+NOTIFICATIONS = Counter(
+    "arrears_escalation_notifications_total", "Notifications created for people", ["kind", "why"]
+)
+NOTIFICATION_EMAILS = Counter(
+    "arrears_escalation_notification_emails_total",
+    "Notification emails by outcome (sent, reconciled, in_doubt, failed)",
+    ["outcome"],
+)
+REPORTS = Counter("arrears_escalation_reports_generated_total", "Scheduled reports generated", ["kind"])
+REPORT_EMAILS = Counter(
+    "arrears_escalation_report_emails_total",
+    "Report e-mails to the distribution list by outcome",
+    ["outcome"],
+)

@@ -14,6 +14,7 @@ TOPOLOGY = ServiceTopology(
     produces=(
         topics.CASE_ESCALATED,
         topics.OVERRIDES,
+        topics.TEAM_CALENDARS,
     ),
     order=50,
 )

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+from arrears_shared import topics
 from arrears_shared.audit.views import audit_router
 from arrears_shared.service import Consumer, ServiceDefinition
 from arrears_shared.service import main as run
 from arrears_shared.webhook_dedupe import DedupeTable, pruning_loop
 
+from .autoreplies.calendars import team_calendar_handler
 from .contacts.handlers import message_sent_handler
 from .corrections.views import corrections_router
 from .gmail.poller import make_gmail_loop
@@ -29,7 +31,10 @@ def definition(settings: ResponsesSettings | None = None) -> ServiceDefinition:
     return ServiceDefinition(
         name="responses",
         settings=settings,
-        consumers=[Consumer(message_sent_handler(settings))],
+        consumers=[
+            Consumer(message_sent_handler(settings), topics=(topics.MESSAGE_SENT,)),
+            Consumer(team_calendar_handler(), topics=(topics.TEAM_CALENDARS,)),
+        ],
         routers=[
             webhooks_router,
             inbound_router,

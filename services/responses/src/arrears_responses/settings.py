@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from arrears_shared.providers.gmail import MAILBOXES_DESCRIPTION, GmailMailbox
 from arrears_shared.settings import ServiceSettings
 from arrears_shared.webhook_dedupe import WebhookDedupeSettings
 from pydantic import Field, SecretStr
@@ -49,6 +50,37 @@ class ResponsesSettings(ServiceSettings, WebhookDedupeSettings):
     responses_auto_replies: bool = Field(
         True, description="Answer SMS HELP and confirm SMS opt-outs (through notice-due -> dispatcher-sms)"
     )
+    responses_out_of_hours_ack: bool = Field(
+        False,
+        description="Acknowledge a reply that arrives while the owning team is closed (SMS, WhatsApp), once per "
+        "conversation per closed period, with the next opening time (needs dispatchers that know the "
+        "`out_of_hours_ack` purpose)",
+    )
+    responses_out_of_hours_team: str = Field(
+        "collectors",
+        min_length=1,
+        max_length=64,
+        description="The team whose working calendar (from `team-calendars`) decides when replies are out of hours",
+    )
+    responses_out_of_hours_text_en: str = Field(
+        "{brand}: thanks for your message. We're closed right now; we'll reply by {opens}. "
+        "Reply STOP to opt out.",
+        max_length=1600,
+        description="Out-of-hours acknowledgement in English (`{brand}`, `{opens}` = the next opening time); "
+        "sent without a footer, so it names the opt-out itself",
+    )
+    responses_out_of_hours_text_es: str = Field(
+        "{brand}: gracias por su mensaje. Ahora estamos cerrados; le responderemos antes de {opens}. "
+        "Responda STOP para no recibir más mensajes.",
+        max_length=1600,
+        description="Out-of-hours acknowledgement in Spanish (`{brand}`, `{opens}`)",
+    )
+    responses_default_locale: str = Field(
+        "en", pattern=r"^(en|es)$", description="Language of automatic texts when the reply's cannot be told"
+    )
+
+    def out_of_hours_texts(self) -> dict[str, str]:
+        return {"en": self.responses_out_of_hours_text_en, "es": self.responses_out_of_hours_text_es}
 
     responses_intent_review_below: float = Field(
         0.5,
@@ -88,6 +120,10 @@ class ResponsesSettings(ServiceSettings, WebhookDedupeSettings):
         None, description="Service-account JSON with domain-wide delegation acting as ARREARS_GMAIL_SENDER"
     )
     gmail_sender: str = Field("", description="The collections mailbox address (replies arrive here)")
+    gmail_mailboxes: list[GmailMailbox] = Field(
+        default_factory=list,
+        description=MAILBOXES_DESCRIPTION,
+    )
     gmail_timeout_s: float = Field(15.0, gt=0, description="HTTP timeout of one Gmail request")
     responses_gmail_poll_s: float = Field(
         30.0, gt=0, description="Seconds between history.list polls (a Pub/Sub push polls at once)"

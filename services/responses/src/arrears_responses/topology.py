@@ -6,7 +6,7 @@ from arrears_shared.topology import ServiceTopology
 TOPOLOGY = ServiceTopology(
     name="responses",
     summary="Reads replies (QUO webhooks, Gmail), classifies them, answers opt-outs and reports delivery failures.",
-    consumes=(topics.MESSAGE_SENT,),
+    consumes=(topics.MESSAGE_SENT, topics.TEAM_CALENDARS),
     produces=(
         topics.REPLY_RECEIVED,
         topics.MESSAGE_SENT,

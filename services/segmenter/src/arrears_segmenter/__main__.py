@@ -11,6 +11,8 @@ from .approvals.views import make_router as approvals_router
 from .campaigns.views import make_router as campaigns_router
 from .consumer import make_handler
 from .deps import Deps
+from .nextsteps.views import make_router as next_steps_router
+from .payments.views import make_router as payments_router
 from .schedule.views import make_router as policies_router
 from .settings import SegmenterSettings
 from .timers.scheduled import make_timer_loop
@@ -32,6 +34,8 @@ def definition() -> ServiceDefinition:
             policies_router(deps),
             campaigns_router(deps),
             approvals_router(deps),
+            next_steps_router(deps),
+            payments_router(deps),
             audit_router,
         ],
         loops=[make_timer_loop(deps, settings.segmenter_tick_s, settings.segmenter_timer_workers)],

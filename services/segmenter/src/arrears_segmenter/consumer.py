@@ -15,6 +15,7 @@ from .accounts.handlers import apply_events
 from .accounts.store import load_locked
 from .deps import Deps
 from .overrides.service import apply_override
+from .payments.flows import after_batch
 
 
 def make_handler(deps: Deps) -> BatchHandler:
@@ -34,5 +35,6 @@ def make_handler(deps: Deps) -> BatchHandler:
             else:
                 run.append(ev)
         await apply_events(tx, run, deps, now)
+        await after_batch(tx, envelopes, deps, now)  # failed-payment retries, customer confirmations
 
     return handle_batch

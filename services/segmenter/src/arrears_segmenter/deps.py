@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -13,6 +13,7 @@ from arrears_shared.money import RateTable, packaged_rates, rates_from_file
 
 from .accounts.projection import FoldContext
 from .aging import DEFAULT_BOUNDARIES, parse_boundaries
+from .payments.models import CustomerNotices, parse_locales
 from .schedule.models import Policy, PolicyError, check_currencies, load_policy
 from .segments import DEFAULT_BALANCE_BANDS, parse_bands
 from .settings import SegmenterSettings
@@ -28,6 +29,7 @@ class Deps:
     timer_batch: int = 500
     bands: tuple[int, ...] = DEFAULT_BALANCE_BANDS
     rates: RateTable = field(default_factory=packaged_rates)
+    notify: CustomerNotices = field(default_factory=CustomerNotices)  # payment retries, confirmations
 
     def fold_context(self, now: datetime) -> FoldContext:
         return FoldContext(
@@ -59,4 +61,14 @@ class Deps:
             timer_batch=s.segmenter_timer_batch,
             bands=parse_bands(s.segmenter_balance_bands),
             rates=rates,
+            notify=CustomerNotices(
+                retry_after=timedelta(seconds=s.segmenter_payment_retry_after_s),
+                retries_max=s.segmenter_payment_retries_max,
+                pay_with=s.segmenter_payment_option,
+                payment_link=s.segmenter_payment_link or None,
+                confirmations=frozenset(c for c in s.segmenter_confirmations.split(",") if c.strip()),
+                channels=tuple(c.strip() for c in s.segmenter_confirmation_channels.split(",") if c.strip()),
+                expiry=timedelta(seconds=s.segmenter_confirmation_expiry_s),
+                locales=parse_locales(s.segmenter_locales_by_country),
+            ),
         )

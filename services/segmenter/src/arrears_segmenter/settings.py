@@ -3,6 +3,14 @@ from __future__ import annotations
 from arrears_shared.settings import MoneySettings, ServiceSettings
 from pydantic import Field
 
+# the customer confirmations (arrears_segmenter.payments.confirmations); spelled here: settings is core
+ALL_CONFIRMATIONS = (
+    "payment_receipt",
+    "promise_confirmation",
+    "plan_confirmation",
+    "dispute_acknowledgement",
+)
+
 
 class SegmenterSettings(ServiceSettings, MoneySettings):
     segmenter_tick_s: float = Field(1.0, description="Seconds between timer-loop ticks")
@@ -31,3 +39,45 @@ class SegmenterSettings(ServiceSettings, MoneySettings):
         "currency (ARREARS_FX_RATES_FILE; balances are converted first); above: very_high",
     )
     segmenter_clock_offset_s: float = Field(0.0, description="Shift 'now' (demos only)")
+    segmenter_payment_retry_after_s: float = Field(
+        2 * 86400.0,
+        gt=0,
+        description="Failed payments: ask the customer to pay again this long after the failure (and after "
+        "each retry); after the last retry this long passes before the payment goes to people",
+    )
+    segmenter_payment_retries_max: int = Field(
+        3, ge=1, le=10, description="Failed payments: scheduled retries before a recovery task for people"
+    )
+    segmenter_payment_option: str = Field(
+        "reply to this message or call us to pay",
+        min_length=1,
+        max_length=120,
+        description="The company's manual payment option, quoted in a failed-payment retry notice (keep it "
+        "short: it goes into the SMS)",
+    )
+    segmenter_payment_link: str = Field(
+        "",
+        max_length=120,
+        description="A payment link quoted instead of ARREARS_SEGMENTER_PAYMENT_OPTION when set (the debtor "
+        "portal of issue #19 will fill it)",
+    )
+    segmenter_confirmations: str = Field(
+        ",".join(ALL_CONFIRMATIONS),
+        description="Customer confirmations to send, comma-separated (empty = none): "
+        + ", ".join(ALL_CONFIRMATIONS),
+    )
+    segmenter_confirmation_channels: str = Field(
+        "sms,email",
+        description="Channels confirmations and retry notices may use, in order (after the reply's own "
+        "channel and a person's channel preference); channels with templates for them: sms, email",
+    )
+    segmenter_confirmation_expiry_s: float = Field(
+        3 * 86400.0,
+        gt=0,
+        description="A confirmation not sent this long after it was due is dropped (expired)",
+    )
+    segmenter_locales_by_country: str = Field(
+        "",
+        description='JSON {"<country>": "<locale>"} choosing the template language of confirmations and '
+        "retry notices; empty = Spanish (es) for the Spanish-speaking countries, else the default language",
+    )

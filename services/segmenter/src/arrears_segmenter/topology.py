@@ -12,7 +12,10 @@ TOPOLOGY = ServiceTopology(
         topics.MESSAGE_SENT,
         topics.OVERRIDES,
     ),
-    produces=(topics.NOTICE_DUE,),
+    produces=(
+        topics.NOTICE_DUE,
+        topics.ACCOUNT_CHANGED,  # PaymentRetryChanged: a failed payment's retry state (payments/retries.py)
+    ),
     scaling=LagScaling(
         min_replicas=1,
         max_replicas=12,

@@ -7,7 +7,10 @@ token in `X-CSRF-Token` (cookies ride along on cross-site requests; a header or 
 
 Answers never say which part was wrong: 401 `authentication required` (no credential) or `invalid or expired
 credentials` (anything else); the reason goes to the `arrears_auth_failures_total{reason}` metric and a log
-line without the credential. Failures are counted per client address (`FailureThrottle`).
+line without the credential. Failures are counted per client address (`FailureThrottle`), and a wrong secret
+for a known key also against that key (lockout.py): a locked key is the one answer that says so (`this API key
+(<id>) is locked …`), for any secret, so it tells a guesser nothing. Every answered read of an
+account-disclosing route is counted for the unusual-access alert (unusual_access.py).
 """
 
 from __future__ import annotations
@@ -26,9 +29,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..settings import AuthSettings
 from . import keys, metrics, sessions
+from .access import declared_access
+from .lockout import KeyLocked, LockoutPolicy
 from .oidc import OidcVerifier, TokenError, looks_like_jwt, parse_role_map
 from .principal import Principal
+from .roles import PII_PERMISSION
 from .throttle import FailureThrottle
+from .unusual_access import AccessPolicy, AccessWatch
 
 log = logging.getLogger(__name__)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -74,9 +81,13 @@ class Authenticator:
             slowdown_after=settings.auth_failure_slowdown_after,
             block_after=settings.auth_failure_block_after,
         )
+        self.service = str(getattr(settings, "service_name", "") or "")
+        self.lockout = LockoutPolicy.from_settings(settings)
+        self.access = AccessWatch(AccessPolicy.from_settings(settings), self.service)
 
     def bind(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.access.engine = engine
 
     def _engine(self) -> AsyncEngine:
         if self.engine is None:
@@ -84,8 +95,15 @@ class Authenticator:
         return self.engine
 
     async def api_key(self, key: str) -> Principal:
-        async with self._engine().connect() as conn:
-            principal = await keys.authenticate(conn, key)
+        """The key's principal. A wrong secret for a known key counts towards its lockout (lockout.py); a
+        locked key is refused with a message saying so, whatever the secret."""
+        try:
+            async with self._engine().connect() as conn:
+                principal = await keys.authenticate(conn, key, lockout=self.lockout, service=self.service)
+        except KeyLocked as e:
+            raise AuthFailure(
+                401, "locked", str(e), {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            ) from None
         if principal is None:
             raise _unauthorized("api_key")
         return principal
@@ -157,6 +175,7 @@ class AuthGate:
         self.authn = authenticator
         self.public_routes = list(public_routes)
         self.login_path = login_path  # a browser without a credential is sent there instead of a 401
+        self._permissions: dict[int, str] = {}  # route -> its declared permission, for counting reads
 
     def _browser(self, scope: Scope, headers: dict[str, str]) -> bool:
         return bool(self.login_path) and scope["method"] == "GET" and "text/html" in headers.get("accept", "")
@@ -196,7 +215,32 @@ class AuthGate:
             return
         metrics.AUTHENTICATED.labels(principal.kind).inc()
         scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
+        status: list[int] = []
+
+        async def watch(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        self._count_read(scope, principal, status[0] if status else 500)
+        self.authn.access.tick()
+
+    def _count_read(self, scope: Scope, principal: Principal, status: int) -> None:
+        """An answered request to an account-disclosing route (`accounts.read` with an `{account_id}`)
+        counts as a read of that account (unusual_access.py); a 404 too, as a probe for an id."""
+        account = scope.get("path_params", {}).get("account_id")
+        if not account or not (200 <= status < 300 or status == 404):
+            return
+        route = scope.get("route")
+        if route is None:
+            return
+        permission = self._permissions.get(id(route))
+        if permission is None:
+            declared = declared_access(route)
+            permission = self._permissions[id(route)] = declared[0].permission or "" if declared else ""
+        if permission == PII_PERMISSION:
+            self.authn.access.note(principal, str(account))
 
 
 def _query_csrf(scope: Scope) -> str | None:

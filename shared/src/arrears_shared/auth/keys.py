@@ -5,7 +5,9 @@
 - The secret has 256 bits of entropy, so one SHA-256 is the right hash (a slow password hash would only slow
   every request); the stored digest is compared with `hmac.compare_digest`, in constant time.
 - The plaintext is returned once, by `create` / `rotate`, and never stored or logged.
-- `last_used_at` is written at most once a minute per key, so verification stays a primary-key read.
+- `last_used_at` is written at most once a minute per key, so verification stays a primary-key read (joined
+  with the key's sign-in lock, lockout.py: a locked key fails whatever its secret).
+- `revoke_all` revokes every key at once (incident response) and ends the console sessions opened with them.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import paging
+from .lockout import LOCKED_ATTEMPTS, KeyLocked, LockoutPolicy, locked, record_failure
 from .principal import Principal
 from .roles import ROLES
+
+__all__ = ["KeyLocked", "LockoutPolicy"]
 
 SCHEMA = "iam"
 PREFIX = "ark_"
@@ -204,6 +209,40 @@ async def revoke(conn: AsyncConnection, key_id: str, *, now: datetime | None = N
     return bool(res.rowcount)
 
 
+async def revoke_all(
+    conn: AsyncConnection, *, keep: tuple[str, ...] = (), now: datetime | None = None
+) -> tuple[list[KeyInfo], int]:
+    """Revoke every active key except the key ids in `keep` (keys in a rotation's grace period included),
+    and end the console sessions opened with them, in the caller's transaction. Returns the keys revoked
+    and the number of sessions ended."""
+    now = now or datetime.now(UTC)
+    rows = (
+        await conn.execute(
+            text(
+                f"""UPDATE {SCHEMA}.api_keys SET revoked_at = :now
+                WHERE revoked_at IS NULL AND NOT (key_id = ANY(:keep)) RETURNING {_COLUMNS}"""
+            ),
+            {"now": now, "keep": list(keep)},
+        )
+    ).all()
+    revoked = [_info(r) for r in rows]
+    return revoked, await end_sessions(conn, [k.key_id for k in revoked], now=now)
+
+
+async def end_sessions(conn: AsyncConnection, key_ids: list[str], *, now: datetime | None = None) -> int:
+    """End the console sessions opened by signing in with these keys."""
+    if not key_ids:
+        return 0
+    res = await conn.execute(
+        text(
+            f"""UPDATE {SCHEMA}.sessions SET revoked_at = :now
+            WHERE revoked_at IS NULL AND kind = 'api_key' AND subject = ANY(:ids)"""
+        ),
+        {"now": now or datetime.now(UTC), "ids": key_ids},
+    )
+    return int(res.rowcount or 0)
+
+
 async def rotate(
     conn: AsyncConnection,
     key_id: str,
@@ -247,26 +286,48 @@ async def rotate(
     return info, plaintext
 
 
-async def authenticate(conn: AsyncConnection, key: str, *, now: datetime | None = None) -> Principal | None:
-    """The principal of a valid, active key; None for anything else (malformed, unknown, revoked, expired)."""
+async def authenticate(
+    conn: AsyncConnection,
+    key: str,
+    *,
+    now: datetime | None = None,
+    lockout: LockoutPolicy | None = None,
+    service: str = "",
+) -> Principal | None:
+    """The principal of a valid, active key; None for anything else (malformed, unknown, revoked, expired).
+    Raises `KeyLocked` for a key locked after repeated failures (lockout.py), whatever the secret; with a
+    `lockout` policy (the gate's), a wrong secret for a known active key counts towards that lock."""
     key_id = parse(key)
     if key_id is None:
         return None
     row = (
         await conn.execute(
             text(
-                f"""SELECT key_id, name, roles, team, key_hash, expires_at, revoked_at, last_used_at
-                FROM {SCHEMA}.api_keys WHERE key_id = :id"""
+                f"""SELECT k.key_id, k.name, k.roles, k.team, k.key_hash, k.expires_at, k.revoked_at,
+                    k.last_used_at, l.locked_at, l.locked_until
+                FROM {SCHEMA}.api_keys k LEFT JOIN {SCHEMA}.sign_in_locks l ON l.key_id = k.key_id
+                WHERE k.key_id = :id"""
             ),
             {"id": key_id},
         )
     ).first()
     # compare even when the row is missing, so an unknown id costs the same as a wrong secret
     stored = row.key_hash if row else "0" * 64
-    if not hmac.compare_digest(stored, digest(key)) or row is None:
+    matches = hmac.compare_digest(stored, digest(key))
+    if row is None:
         return None
     now = now or datetime.now(UTC)
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    if "service" not in row.roles and locked(row.locked_at, row.locked_until, now):
+        LOCKED_ATTEMPTS.inc()
+        raise KeyLocked(key_id, row.locked_until)
+    if not matches:
+        if lockout is not None and "service" not in row.roles:
+            await record_failure(
+                conn, key_id, lockout, service=service, name=row.name.split("~", 1)[0], now=now
+            )
+            await conn.commit()
         return None
     if row.last_used_at is None or now - row.last_used_at >= _TOUCH_EVERY:
         await conn.execute(

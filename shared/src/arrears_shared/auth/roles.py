@@ -4,13 +4,14 @@ A route declares the *permission* it needs (`requires("approvals.decide")`); thi
 it. `docs/security.md` prints the resulting routes x roles matrix, generated from every service's routes.
 
 Roles:
-- `viewer`: aggregates (aging, summaries, campaign and collection figures); personal data masked.
+- `viewer`: aggregates (aging, summaries, campaign and collection figures, KPI reports); personal data masked.
 - `collector`: works accounts: account details and timelines, notes, promises, pause / resume / snooze,
   disputes, own tasks and cases.
 - `supervisor`: everything a collector does, plus approvals, overrides of every kind, campaigns, policies,
-  do-not-contact, reassignment, sheet runs and uploads, the audit log.
-- `admin`: everything a supervisor does, plus API keys, dead-letter replay, erasure, settings, audit
-  verification.
+  do-not-contact, reassignment, sheet runs and uploads, the audit log, the working-set export.
+- `admin`: everything a supervisor does, plus API keys (revoke-all included), dead-letter replay, erasure,
+  settings, audit verification, locked sign-ins and security alerts. The sending halt (the incident switch,
+  `sending.halt`) is held by supervisors too: whoever runs campaigns must be able to stop them at once.
 - `service`: service-to-service and automation callers (schedulers, downstream systems): the machine
   operations only, never a person's work queue.
 """
@@ -44,9 +45,16 @@ PERMISSIONS: dict[str, str] = {
     "providers.read": "provider health: circuit breakers, rate limits, quotas, sends in flight and in doubt",
     "keys.manage": "create, list, rotate and revoke API keys",
     "metrics.snapshot": "recompute the daily collection metrics",
+    "reports.generate": "generate a KPI report or scorecard for a period now (e-mailed to the distribution list)",
+    "sending.halt": "halt and resume all sending (everything, one channel or one campaign): the incident switch",
+    "security.manage": "see locked sign-ins and security alerts (unusual access); unlock a locked sign-in",
+    "teams.write": "edit a team's working calendar (time zone, hours, holidays), lead and notification emails",
+    "notifications.own": "read and mark read my own notifications (SLA breaches of my tasks or my team's)",
+    "exports.personal": "export the working set (accounts with contact details, next steps, contact history) "
+    "as CSV/XLSX to work by hand",
 }
 
-_VIEWER = {"session.own", "docs.read", "reports.read"}
+_VIEWER = {"session.own", "docs.read", "reports.read", "notifications.own"}
 _COLLECTOR = _VIEWER | {"accounts.read", "accounts.work", "tasks.work"}
 _SUPERVISOR = _COLLECTOR | {
     "tasks.assign",
@@ -59,9 +67,21 @@ _SUPERVISOR = _COLLECTOR | {
     "audit.read",
     "dlq.read",
     "providers.read",
+    "reports.generate",
+    "sending.halt",
+    "exports.personal",
+    "teams.write",
 }
-_ADMIN = _SUPERVISOR | {"audit.verify", "dlq.replay", "keys.manage", "metrics.snapshot"}
-_SERVICE = {"session.own", "docs.read", "reports.read", "ingest.run", "metrics.snapshot", "providers.read"}
+_ADMIN = _SUPERVISOR | {"audit.verify", "dlq.replay", "keys.manage", "metrics.snapshot", "security.manage"}
+_SERVICE = {
+    "session.own",
+    "docs.read",
+    "reports.read",
+    "ingest.run",
+    "metrics.snapshot",
+    "providers.read",
+    "reports.generate",
+}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     "viewer": frozenset(_VIEWER),

@@ -58,7 +58,9 @@ def alembic_config(url: str, service: str) -> Config:
 
 
 # Platform schemas every service's schema depends on: migrated first when a service is migrated to head.
-SERVICE_DEPENDS_ON: tuple[str, ...] = ("vault",)  # every service seals personal data with the vault's keys
+# every service seals personal data with the vault's keys; every service authenticates against iam, and
+# every dispatcher reads its sending halts in each claim transaction
+SERVICE_DEPENDS_ON: tuple[str, ...] = ("vault", "iam")
 
 
 def upgrade(

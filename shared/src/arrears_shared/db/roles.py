@@ -39,12 +39,20 @@ IAM_GRANTS: dict[str, str] = {
     "alembic_version": "SELECT",  # a service checks at start-up that the schema is at head
     "api_keys": "SELECT, UPDATE (last_used_at)",
     "sessions": "SELECT",
+    "sending_halts": "SELECT",  # every dispatcher reads the halts in its claim transaction
+    "sign_in_locks": "SELECT, INSERT, UPDATE",  # a failed sign-in at any service counts against the key
+    "security_events": "SELECT, INSERT",  # lockouts and unusual-access alerts, append-only
+    "access_counts": "SELECT, INSERT, UPDATE",  # each replica flushes its account-read counts
 }
 IAM_CONSOLE_GRANTS: dict[str, str] = {
     "alembic_version": "SELECT",
     "api_keys": "SELECT, INSERT, UPDATE",
     "sessions": "SELECT, INSERT, UPDATE, DELETE",
     "sign_in_attempts": "SELECT, INSERT, DELETE",
+    "sending_halts": "SELECT, INSERT, UPDATE",
+    "sign_in_locks": "SELECT, INSERT, UPDATE, DELETE",
+    "security_events": "SELECT, INSERT",
+    "access_counts": "SELECT, INSERT, UPDATE, DELETE",
 }
 # every runtime role's privileges on vault tables: read keys, add a key for a new account; never change one
 VAULT_GRANTS: dict[str, str] = {"alembic_version": "SELECT", "account_keys": "SELECT, INSERT"}

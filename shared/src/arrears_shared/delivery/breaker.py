@@ -40,6 +40,7 @@ class CircuitBreaker:
         self._service = service
         self._failures = 0
         self._opened_at: float | None = None
+        self._down_since: float | None = None  # first opening since the last success (outage start)
         self._trial_running = False
 
     @property
@@ -60,16 +61,27 @@ class CircuitBreaker:
             return True
         return False
 
+    @property
+    def trial_running(self) -> bool:
+        """A half-open trial call is out (the call now failing or succeeding was the trial)."""
+        return self._trial_running
+
     def would_allow(self) -> bool:
         """Like `allow()` without taking the half-open trial slot (for choosing a route)."""
         state = self.state
         return state == "closed" or (state == "half_open" and not self._trial_running)
+
+    def down_for(self) -> float:
+        """Seconds since the circuit first opened without a success since (failed half-open trials do not
+        restart the count); 0 while it is closed. What channel failover (`failover`) measures."""
+        return 0.0 if self._down_since is None else self._clock() - self._down_since
 
     def success(self) -> None:
         if self._opened_at is not None:
             log.warning("circuit closed", extra={"route": self.name})
         self._failures = 0
         self._opened_at = None
+        self._down_since = None
         self._trial_running = False
         self._publish()
 
@@ -79,6 +91,8 @@ class CircuitBreaker:
         self._trial_running = False
         if was_trial or (self._opened_at is None and self._failures >= self.failure_threshold):
             self._opened_at = self._clock()
+            if self._down_since is None:
+                self._down_since = self._opened_at
             log.warning("circuit opened", extra={"route": self.name, "cooldown_s": self.cooldown_s})
         self._publish()
 

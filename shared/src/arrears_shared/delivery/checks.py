@@ -6,6 +6,10 @@ at most) and returns the per-row check, a plain function (or an async one, when 
 compliance gate): `None` passes the row on, a `Verdict` stops it. A new check is one entry in
 `default_checks`. Answers to the customer's own message (the opt-out confirmation, the HELP text)
 are exempt from the opt-out they confirm, from holds and from the compliance gate; dunning notices never are.
+Per `purpose` (NoticeDue): collection messages (`dunning`, `payment_retry`) pass every check; confirmations
+(`payment_receipt`, `promise_confirmation`, `plan_confirmation`, `dispute_acknowledgement`) respect opt-outs,
+holds and contact hours but not the frequency cap, and are not suppressed by a stop (a receipt follows the
+payment in full that stopped dunning); answers (`opt_out_confirmation`, `help`) pass only `erased`/`expired`.
 Nothing, of any purpose, is ever sent to an erased account (`erased`, the first check).
 """
 
@@ -19,6 +23,7 @@ from typing import Literal
 
 from sqlalchemy import text
 
+from ..control.halts import for_claim, recheck_after
 from ..stream.transaction import Transaction
 from ..vault.cipher import is_sealed
 from .channel import DeliveryRow
@@ -103,7 +108,7 @@ async def stopped(scope: Scope) -> RowCheck:
 
     def check(row: DeliveryRow) -> Verdict | None:
         stop = stops.get(row.account_id)
-        if stop is None or not row.notice.is_dunning:
+        if stop is None or not row.notice.is_collection:  # a receipt after a payment in full still goes
             return None
         planned = row.notice.account_as_of
         if planned is not None and planned < stop.stopped_as_of:
@@ -120,7 +125,7 @@ async def opted_out(scope: Scope) -> RowCheck:
     opted = await _accounts(scope, "opt_outs")
 
     def check(row: DeliveryRow) -> Verdict | None:
-        return OPTED_OUT if row.account_id in opted and row.notice.is_dunning else None
+        return OPTED_OUT if row.account_id in opted and not row.notice.is_answer else None
 
     return check
 
@@ -130,7 +135,7 @@ async def held(scope: Scope) -> RowCheck:
     holding = await _accounts(scope, "contact_holds", " AND released_at IS NULL")
 
     def check(row: DeliveryRow) -> Verdict | None:
-        if row.account_id in holding and row.notice.is_dunning:
+        if row.account_id in holding and not row.notice.is_answer:
             until = scope.now + timedelta(seconds=HOLD_RECHECK_S)
             return Verdict("defer", "held: possible opt-out awaiting a person", until)
         return None
@@ -176,6 +181,25 @@ async def expired(scope: Scope) -> RowCheck:
     return check
 
 
+async def sending_halted(scope: Scope) -> RowCheck:
+    """An incident halt (all sending, this channel, or the notice's campaign) stops the row; it stays queued
+    and goes after the resume, through every check again. Read in this transaction under the halts' shared
+    lock (control/halts.py), so a halt committed before this claim is never missed. Answers to the customer
+    (the opt-out confirmation, HELP) are held too: the opt-out itself is in force whatever happens, and an
+    answer that outlives its expiry is suppressed by `expired`, never sent late."""
+    halts = await for_claim(scope.tx.conn)
+
+    def check(row: DeliveryRow) -> Verdict | None:
+        halt = halts.matching(row.channel, row.notice.campaign_id)
+        if halt is None:
+            return None
+        if halt.scope == "campaign":  # the rest of the queue must not wait behind the halted campaign
+            return Verdict("defer", halt.verdict_reason, recheck_after(halt, scope.now))
+        return SKIP  # all / channel: nothing on this dispatcher may go, the rows stay as they are
+
+    return check
+
+
 async def one_per_account(scope: Scope) -> RowCheck:
     """At most one send per account in a batch, so the frequency cap of the next one sees this one."""
 
@@ -200,9 +224,11 @@ def compliance(gate: Gate) -> Check:
             recent.setdefault(r.account_id, []).append(r.at)
 
         async def check(row: DeliveryRow) -> Verdict | None:
-            if not row.notice.is_dunning:
+            if row.notice.is_answer:
                 return None
-            decision = await gate(row.notice, scope.now, recent.get(row.account_id, []))
+            # a confirmation keeps contact hours but is not a collection attempt: no frequency cap
+            sends = [] if row.notice.is_confirmation else recent.get(row.account_id, [])
+            decision = await gate(row.notice, scope.now, sends)
             if decision.action == "suppress":
                 return Verdict("suppress", f"compliance:{decision.rule or 'gate'}")
             if decision.action == "defer":
@@ -223,4 +249,14 @@ def compliance(gate: Gate) -> Check:
 
 def default_checks(gate: Gate) -> list[Check]:
     """The chain, in order: the first check that stops a row decides."""
-    return [erased, stopped, opted_out, held, invalid_channel, expired, one_per_account, compliance(gate)]
+    return [
+        erased,
+        stopped,
+        opted_out,
+        held,
+        invalid_channel,
+        expired,
+        sending_halted,
+        one_per_account,
+        compliance(gate),
+    ]

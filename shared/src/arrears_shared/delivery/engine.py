@@ -36,6 +36,7 @@ from .chain import CheckChain
 from .channel import Channel, DeliveryRow, Rendered, Route, SendResult
 from .checks import HOLD_RECHECK_S, default_checks
 from .claim import ClaimBatch, Claimed, Claimer
+from .failover import Failover
 from .gate import Gate, compliance_gate
 from .intake import Intake
 from .outcome import Outcomes
@@ -87,6 +88,7 @@ class DeliveryEngine:
         self.claimer = Claimer(self.bound, self.routes, self.quota, self.checks, self.ensure_limiter)
         self.sender = Sender(self.bound, settings, self.routes, self.quota, self.settler)
         self.reconciler = Reconciler(self.bound, settings, channel, self.settler)
+        self.failover = Failover(self.bound, settings, channel.channel, self.routes, self.settler.outcomes)
         self.capacity = workers.Capacity(settings.dispatch_max_in_flight)
         self._limiters_ready = False
 
@@ -152,6 +154,15 @@ class DeliveryEngine:
                 name="in-doubt-reconciler",
             )
         )
+        if self.failover.enabled:
+            tasks.append(
+                asyncio.create_task(
+                    workers.reconciler(
+                        stopping, self.failover.run_once, s.dispatch_failover_interval_s, "failover"
+                    ),
+                    name="channel-failover",
+                )
+            )
         try:
             await stopping.wait()
         finally:
@@ -259,6 +270,11 @@ class DeliveryEngine:
 
     def backoff(self, attempts: int) -> float:
         return self.sender.backoff(attempts)
+
+    async def fail_over(self) -> int:
+        """Switch queued notices to their fallback channel if every route has been down long enough
+        (see `failover`); the engine's failover task calls this periodically."""
+        return await self.failover.run_once()
 
     # -- reconciliation --------------------------------------------------------------------------------
     async def reconcile_in_doubt(self, older_than_s: float | None = None) -> int:

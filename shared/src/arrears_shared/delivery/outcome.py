@@ -12,6 +12,7 @@ from ..stream.transaction import Transaction
 from .binding import Binding
 from .channel import Channel, DeliveryRow
 from .routes import Routes
+from .sent_text import sent_text
 
 
 class Outcomes:
@@ -52,6 +53,9 @@ class Outcomes:
                 sent_at=datetime.now(UTC),
                 timezone=n.timezone,
                 currency=n.currency,
+                purpose=n.purpose,
+                # what the customer read (sealed on the topic): the timeline shows it to who may see it
+                text=sent_text(self.channel, row.rendered) if status is DeliveryStatus.SENT else None,
             ),
             id=f"{service}:{row.notice_id}:{status.value}:{row.attempts}",
         )

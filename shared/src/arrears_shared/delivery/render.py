@@ -11,6 +11,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefine
 from jinja2.sandbox import SandboxedEnvironment
 
 from ..events import AgingBucket, Channel, NoticeDue, Tier
+from ..links import notice_link
 from ..money import minor_exponent
 
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "INR": "₹", "AUD": "A$", "CAD": "C$"}
@@ -43,6 +44,18 @@ def notice_context(notice: NoticeDue, brand: str) -> dict[str, Any]:
         "aging_bucket": notice.aging_bucket.value,
         "tier": notice.tier.value,
         "step": notice.step,
+        # confirmations and payment retries (empty for dunning notices)
+        "about_amount": (
+            money(notice.about_amount_minor, notice.currency) if notice.about_amount_minor is not None else ""
+        ),
+        "about_date": notice.about_date.isoformat() if notice.about_date else "",
+        "plan_every": notice.plan_every or "",
+        "reference": one_line(notice.reference or ""),
+        "pay_with": one_line(notice.pay_with or ""),
+        "retry": notice.retry or 0,
+        "retries_max": notice.retries_max or 0,
+        # the notice's personal link to the debtor portal ("" without ARREARS_LINK_KEY; arrears_shared.links)
+        "pay_link": notice_link(notice),
     }
 
 

@@ -53,6 +53,14 @@ class Routes:
             return FALLBACK
         return None
 
+    def down_for(self, now: datetime | None = None) -> float:
+        """Seconds every route of the channel has been down (its circuit open since its last success): 0
+        while some route may send now (a half-open circuit with no trial running counts as able)."""
+        if self.choose(now) is not None:
+            return 0.0
+        routes = [PRIMARY] + ([FALLBACK] if self.fallback is not None else [])
+        return min(self.breakers[r].down_for() for r in routes)
+
     def params(self, route: str) -> tuple[str, float, float]:
         """The route's limiter: its name, rate and burst."""
         r: Any = self.fallback if route == FALLBACK else self.channel

@@ -150,13 +150,16 @@ class Sender:
     async def _transient(
         self, row: DeliveryRow, e: ProviderError, route: str, sender: Any, breaker: CircuitBreaker
     ) -> None:
+        # A failed half-open trial says the provider is still down, nothing about this notice: it waits again
+        # without using an attempt (a long outage must not dead-letter the notices that trial it).
+        trial = breaker.trial_running
         breaker.failure()
-        await self._retry(row, e)
+        await self._retry(row, e, count=not trial)
 
-    async def _retry(self, row: DeliveryRow, e: ProviderError) -> None:
+    async def _retry(self, row: DeliveryRow, e: ProviderError, *, count: bool = True) -> None:
         reason = f"{type(e).__name__}: {e.message}"[:500]
         async with self.bound.tx() as tx:
-            if row.attempts >= self.settings.dispatch_max_attempts:
+            if count and row.attempts >= self.settings.dispatch_max_attempts:
                 await self.settle.fail_and_dead_letter(
                     tx, row, f"gave up after {row.attempts} attempts: {reason}", guard_attempts=row.attempts
                 )
@@ -165,8 +168,8 @@ class Sender:
                 tx,
                 row,
                 datetime.now(UTC) + timedelta(seconds=self.backoff(row.attempts)),
-                reason,
-                attempts=row.attempts,
+                reason if count else f"circuit trial failed: {reason}"[:500],
+                attempts=row.attempts if count else row.attempts - 1,
                 guard_attempts=row.attempts,
             )
         log.warning(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from ..links import LinkSettings
 from ..settings import ServiceSettings
 
 
-class DispatchSettings(ServiceSettings):
+# LinkSettings: the render step puts each notice's personal portal link in it (arrears_shared.links)
+class DispatchSettings(ServiceSettings, LinkSettings):
     dispatch_workers: int = Field(4, ge=1, description="Concurrent send workers per replica")
     dispatch_batch_size: int = Field(
         50,
@@ -46,4 +48,23 @@ class DispatchSettings(ServiceSettings):
         None,
         description="Consumer group naming the DLQ topic failed notices go to (notice-due.<group>.dlq);"
         " default: the service name",
+    )
+    dispatch_failover_after_s: float | None = Field(
+        None,
+        gt=0,
+        description="Channel failover: once every route of this channel has been down (circuit open) this"
+        " long, queued notices whose step falls back to one of ARREARS_DISPATCH_FAILOVER_CHANNELS go by that"
+        " channel instead (the queued notice is settled suppressed 'failed_over:<channel>' in the"
+        " transaction that emits the new one); unset = notices wait for the channel to recover",
+    )
+    dispatch_failover_channels: tuple[str, ...] = Field(
+        ("email",),
+        description="Channels a queued notice may fail over to, in the order of its step's fallback list"
+        " (JSON list)",
+    )
+    dispatch_failover_batch_size: int = Field(
+        200, ge=1, description="Queued notices switched per failover transaction"
+    )
+    dispatch_failover_interval_s: float = Field(
+        1.0, gt=0, description="How often the failover task looks at the channel's circuits"
     )

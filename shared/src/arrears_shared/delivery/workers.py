@@ -69,15 +69,19 @@ async def send_worker(
 
 
 async def reconciler(
-    stopping: asyncio.Event, reconcile: Callable[[], Awaitable[int]], interval_s: float
+    stopping: asyncio.Event,
+    reconcile: Callable[[], Awaitable[int]],
+    interval_s: float,
+    what: str = "reconciliation",
 ) -> None:
+    """`reconcile` every `interval_s` until stopping (also runs the channel-failover pass, `what` = "failover")."""
     while not stopping.is_set():
         try:
             await reconcile()
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            log.warning("reconciliation pass failed", extra={"error": f"{type(e).__name__}: {e}"[:300]})
+            log.warning(f"{what} pass failed", extra={"error": f"{type(e).__name__}: {e}"[:300]})
         await sleep(stopping, interval_s)
 
 

@@ -51,7 +51,7 @@ from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from arrears_shared.providers.errors import (
     ProviderAuthError,
@@ -576,3 +576,95 @@ class GmailClient:
             h.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+# ---- the sending mailboxes (a pool of Gmail users) --------------------------------------------------------
+
+_MAILBOX_ADDRESS = re.compile(r"^[^@\s<>\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+
+
+MAILBOXES_DESCRIPTION = (
+    "The pool of sending mailboxes, a JSON list of {address, display_name?, daily_quota?, rate_per_s?, enabled?,"
+    " token?, credentials_file?}; empty = the one mailbox ARREARS_GMAIL_SENDER. dispatcher-email writes to each"
+    " account from one mailbox for good, responses reads replies from all of them (docs/dispatch.md"
+    " 'Sending mailboxes')"
+)
+
+
+class GmailMailbox(BaseModel):
+    """One sending mailbox of the pool (`ARREARS_GMAIL_MAILBOXES`, a JSON list of these).
+
+    Credentials: `token` (a static bearer token: the emulator, short tests) or `credentials_file` (a service
+    account with domain-wide delegation acting as `address`, or that user's authorized-user file); neither =
+    the service's `ARREARS_GMAIL_TOKEN` / `ARREARS_GMAIL_CREDENTIALS_FILE`, which with a service account is
+    how Workspace serves many mailboxes from one key (each client impersonates its own `address`).
+    Secrets are `SecretStr`: never in reprs or logs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str = Field(description="The mailbox (From: and the Gmail userId)")
+    display_name: str | None = Field(None, description="From: display name; None = the brand name")
+    daily_quota: int = Field(
+        2000, ge=1, description="Sends per rolling 24 hours (Workspace ~2000, consumer ~500)"
+    )
+    rate_per_s: float = Field(
+        2.5, gt=0, description="Sends per second (250 quota units/s per user / 100 a send)"
+    )
+    enabled: bool = Field(
+        True,
+        description="False = draining: no new sends (its accounts are re-homed), still read for replies and"
+        " still asked about its in-doubt sends",
+    )
+    token: SecretStr | None = Field(None, description="Static OAuth bearer token of this mailbox")
+    credentials_file: str | None = Field(
+        None, description="Google credentials JSON of this mailbox (service account or authorized user)"
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        v = v.strip()
+        if not _MAILBOX_ADDRESS.match(v):
+            raise ValueError("not a mailbox address")
+        return v.lower()
+
+    @property
+    def limiter_name(self) -> str:
+        """The mailbox's row in the shared limiter and route pauses (the same name a single-mailbox
+        dispatcher has always used, so its pause and pacing carry over into a pool)."""
+        return f"gmail:{self.address}"
+
+
+def mailbox_client(
+    mailbox: GmailMailbox,
+    *,
+    api_endpoint: str | None,
+    timeout_s: float,
+    default_token: SecretStr | None = None,
+    default_credentials_file: str | None = None,
+    max_workers: int | None = None,
+) -> GmailClient:
+    """A client acting as `mailbox` (userId = its address): its own credentials, else the service's."""
+    common: dict[str, Any] = {
+        "api_endpoint": api_endpoint,
+        "timeout_s": timeout_s,
+        "user_id": mailbox.address,
+        "max_workers": max_workers,
+    }
+    token = mailbox.token or (None if mailbox.credentials_file else default_token)
+    if token is not None:
+        return GmailClient.from_user_token(token=token.get_secret_value(), **common)
+    path = mailbox.credentials_file or default_credentials_file
+    if path:
+        with open(path) as f:
+            info = json.load(f)
+        if info.get("type") == "service_account":
+            return GmailClient.from_service_account_file(path, subject=mailbox.address, **common)
+        return GmailClient.from_user_token(
+            token=info.get("token"),
+            refresh_token=info.get("refresh_token"),
+            client_id=info.get("client_id"),
+            client_secret=info.get("client_secret"),
+            **common,
+        )
+    raise ValueError(f"no Gmail credentials for mailbox {mailbox.address}: set its token or credentials_file")

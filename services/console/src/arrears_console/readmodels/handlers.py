@@ -22,7 +22,10 @@ from arrears_shared.events import (
     NoticeDue,
     OverrideRequested,
     PaymentFailed,
+    PaymentRetryChanged,
     ReplyReceived,
+    channel_label,
+    notice_label,
 )
 from arrears_shared.money import format_minor
 from arrears_shared.stream.transaction import Transaction
@@ -42,6 +45,8 @@ def summarize(ev: Event) -> str:
             f"account {ev.change} ({ev.source}): balance {money(ev.balance_minor, ev.currency)}, "
             f"due {ev.due_date.isoformat()}, status {ev.status.value}"
         )
+    if isinstance(ev, NoticeDue) and ev.purpose != "dunning":
+        return f"notice due: {notice_label(ev.purpose)} via {channel_label(ev.channel)}"
     if isinstance(ev, NoticeDue):
         return (
             f"notice due: {ev.tier.value} via {ev.channel} (step {ev.step}, "
@@ -49,7 +54,15 @@ def summarize(ev: Event) -> str:
         )
     if isinstance(ev, MessageSent):
         extra = f": {ev.reason[:120]}" if ev.reason else ""
+        if ev.purpose != "dunning":  # "Payment receipt sent by SMS"
+            return f"{notice_label(ev.purpose)} {ev.status.value} by {channel_label(ev.channel)}{extra}"
         return f"{ev.channel} {ev.status.value} ({ev.tier.value}, step {ev.step}){extra}"
+    if isinstance(ev, PaymentRetryChanged):
+        nxt = f", next {ev.next_retry_at:%Y-%m-%d %H:%M} UTC" if ev.next_retry_at else ""
+        return (
+            f"failed payment {ev.status.replace('_', ' ')}: retry {ev.retry_count} of {ev.retries_max}, "
+            f"{ev.failures} failed attempts{nxt}" + ("" if ev.at_risk else "; no longer at risk")
+        )
     if isinstance(ev, ReplyReceived):
         return ev.summary()
     if isinstance(ev, IngestRejected):
@@ -57,6 +70,10 @@ def summarize(ev: Event) -> str:
         return f"{ev.source} row {ev.row_number} rejected{col}: {ev.reason[:160]}"
     if isinstance(ev, CaseEscalated):
         return f"case opened: {ev.reason} ({ev.priority})"
+    if isinstance(ev, OverrideRequested) and ev.action == "record_contact":
+        # no note: it is the person's free text about the customer (the account page shows it, sealed)
+        outcome = (ev.contact_outcome or "?").replace("_", " ")
+        return f"manual {ev.contact_channel} ({ev.contact_direction}): {outcome} by {ev.actor} ({ev.role})"
     if isinstance(ev, OverrideRequested):
         step = f" step {ev.step}" if ev.step is not None else ""
         return f"override {ev.action}{step} by {ev.actor} ({ev.role})" + (
@@ -169,7 +186,9 @@ async def handle_events(events: Sequence[Envelope], tx: Transaction) -> None:
         tl["acc"].append(ev.account_id)
         tl["topic"].append(ev.topic)
         tl["type"].append(env.type)
-        tl["at"].append(env.time)
+        # a manual contact stands on the timeline when it happened, not when it was recorded (or imported)
+        contacted_at = ev.contacted_at if isinstance(ev, OverrideRequested) else None
+        tl["at"].append(contacted_at or env.time)
         tl["sum"].append(summarize(ev))
         for dim in counter_dims(ev):
             counts[(ev.topic, dim)] += 1

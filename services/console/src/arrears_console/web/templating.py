@@ -21,13 +21,16 @@ NAV = [  # (label, path, permission)
     ("Worklist", "/work", "tasks.work"),
     ("Accounts", "/accounts", "reports.read"),
     ("Approvals", "/approvals", "approvals.decide"),
+    ("Teams", "/teams", "tasks.work"),
     ("Aging", "/aging", "reports.read"),
     ("KPIs", "/kpis", "reports.read"),
+    ("Reports", "/reports", "reports.read"),
     ("Campaigns", "/campaigns", "reports.read"),
     ("Policies", "/policies", "reports.read"),
     ("Dead letters", "/ops/dlq", "dlq.read"),
     ("Ingest", "/ops/ingest", "ingest.read"),
     ("Providers", "/ops/providers", "providers.read"),
+    ("Incident", "/ops/incident", "providers.read"),
 ]
 
 

@@ -90,6 +90,12 @@ class Upstreams:
             else None
         )
 
+    async def fetch(
+        self, request: Request, who: Principal, service: str, path: str, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """A GET whose body is not JSON (a file download), as the signed-in person."""
+        return await self._send(request, who, service, "GET", path, None, params, None, None, None)
+
     async def walk(
         self,
         request: Request,

@@ -172,9 +172,9 @@ def web_router(get_context: Callable[[], Context]) -> APIRouter:
             return _login_page("Too many failed attempts; wait a minute.", 429)
         try:
             principal = await authn.api_key(api_key.strip())
-        except AuthFailure:
+        except AuthFailure as e:  # a wrong secret for a known key also counts towards its lockout
             authn.throttle.record_failure(client)
-            return _login_page("That key is not valid.", 401)
+            return _login_page(e.detail if e.reason == "locked" else "That key is not valid.", 401)
         return await open_session_for(principal)
 
     @router.post("/logout")

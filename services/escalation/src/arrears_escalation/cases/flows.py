@@ -11,6 +11,7 @@ from arrears_shared.events import (
     Intent,
     MessageSent,
     PaymentFailed,
+    PaymentRetryChanged,
     ReplyReceived,
     Tier,
 )
@@ -148,6 +149,39 @@ async def on_payment_failed(tx: Transaction, ev: PaymentFailed, deps: Deps, now:
     )
 
 
+async def on_payment_retry_changed(
+    tx: Transaction, ev: PaymentRetryChanged, deps: Deps, now: datetime
+) -> None:
+    """The segmenter's failed-payment retries: after the last retry failed (`exhausted`) the
+    `payment_retries_exhausted` rules (default: a `payment_recovery` task for the recovery team), once per
+    payment; a payment after that (`cleared`) completes that task. The other changes are on the timeline
+    only."""
+    trigger_id = f"payment-retries:{ev.provider}:{ev.payment_id}"
+    if ev.status == "cleared":  # paid after all: the recovery task, if any, has nothing left to do
+        await complete_task(
+            tx.conn, task_id_for(ev.account_id, "payment_recovery", trigger_id), "payment received", now
+        )
+        return
+    if ev.status != "exhausted":
+        return
+    amount = (
+        f"{format_minor(ev.amount_minor, ev.currency)} "
+        if ev.amount_minor is not None and ev.currency
+        else ""
+    )
+    await escalate(
+        tx,
+        deps,
+        "payment_retries_exhausted",
+        Facts(currency=ev.currency),
+        account_id=ev.account_id,
+        trigger_id=trigger_id,
+        detail=f"{ev.provider} payment {ev.payment_id} {amount}still unpaid after {ev.retry_count} "
+        f"retries ({ev.failures} failed attempts): {ev.reason}"[:500],
+        now=now,
+    )
+
+
 async def fire_due(conn: AsyncConnection, tx: Transaction, deps: Deps, now: datetime) -> int:
     """No-response timers that are due, and promises past due date + grace. Replicas share via SKIP LOCKED."""
     rows = (
@@ -186,5 +220,6 @@ async def fire_due(conn: AsyncConnection, tx: Transaction, deps: Deps, now: date
             trigger_id=f"promise:{p.promise_id}",
             detail=f"promise to pay by {p.due_date.isoformat()} not kept",
             now=now,
+            promise_id=p.promise_id,
         )
     return len(rows) + len(broken)

@@ -6,13 +6,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from arrears_shared.cloudevents import Envelope
-from arrears_shared.events import AccountChanged, MessageSent, PaymentFailed, ReplyReceived
+from arrears_shared.events import (
+    AccountChanged,
+    MessageSent,
+    PaymentFailed,
+    PaymentRetryChanged,
+    ReplyReceived,
+)
 from arrears_shared.stream.runner import BatchHandler
 from arrears_shared.stream.transaction import Transaction
 
 from ..deps import Deps
 from ..timeline.service import record_activity
-from .flows import on_account_changed, on_message_sent, on_payment_failed, on_reply
+from .flows import (
+    on_account_changed,
+    on_message_sent,
+    on_payment_failed,
+    on_payment_retry_changed,
+    on_reply,
+)
 
 
 def make_handler(deps: Deps) -> BatchHandler:
@@ -29,5 +41,7 @@ def make_handler(deps: Deps) -> BatchHandler:
                 await on_account_changed(tx, ev, deps, now)
             elif isinstance(ev, PaymentFailed):
                 await on_payment_failed(tx, ev, deps, now)
+            elif isinstance(ev, PaymentRetryChanged):
+                await on_payment_retry_changed(tx, ev, deps, now)
 
     return handle_batch

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..collection.scheduled import snapshot_if_due
 from ..deps import Deps
 from ..tasks.service import check_sla
+from ..teams.service import republish_if_due
 from .flows import fire_due
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def make_timer_loop(
                     handled = await fire_due(tx.conn, tx, deps, at)
                     await check_sla(tx.conn, deps, at)
                     await snapshot_if_due(tx.conn, at, metrics_hour_utc)
+                    await republish_if_due(tx, at, deps.calendars_republish)
             except Exception:
                 log.exception("escalation timer tick failed; retrying next tick")
             if handled >= deps.timer_batch:

@@ -5,11 +5,12 @@ For day D (and the 7-day window W = D-6 .. D for the rates that need time to hap
   (current, 1-30, 31-60, 61-90, 91-120, 120+);
 - `days_in_arrears_coverage`: accounts in arrears at the end of D (latest known state: balance left, due
   date passed, not paid/closed/removed) that had an automatic message or a person's contact (completed call
-  task) in the 30 days up to D / accounts in arrears; aging bucket = days past due on D;
+  task, or a manual contact recorded by hand or imported: activity `contact.manual`, at the time it happened)
+  in the 30 days up to D / accounts in arrears; aging bucket = days past due on D;
 - `promise_fulfilment`: promises kept / promises settled (kept + broken) on D; `promise_punctuality`:
   kept on or before the due date / kept;
 - `automated_notification_rate`: automatic messages sent / (those + person-made contacts: completed call
-  tasks) on D;
+  tasks and manual contacts, `contact.manual`, whatever their outcome: an attempt is a contact made) on D;
 - `response_rate`: accounts messaged in W that replied in W / accounts messaged in W;
 - `recovery_rate`: paid in W / (paid in W + balance left of the accounts that paid) — by campaign or
   collector: of the payments attributed to it, plus the balance left of the accounts that made them;
@@ -20,7 +21,8 @@ breakdown attributes its event (a payment; a message sent; a promise's settlemen
 for coverage, the end of D) the same way:
 - campaign = the campaign of the account's latest automatic message (`message_out.sent`) at or before it;
 - collector = the assignee of the account's latest task created at or before it; for a promise, the person
-  who recorded it (`promises.collector`) first; for a completed task, its own assignee.
+  who recorded it (`promises.collector`) first; for a completed task, its own assignee; for a manual
+  contact, the person who recorded it.
 An event with no campaign or no collector counts overall only (never under a null scope_id).
 """
 
@@ -90,7 +92,9 @@ QUERIES: dict[str, str] = {
           SELECT account_id FROM {S}.activity WHERE kind = 'message_out.sent' AND at >= :c0 AND at < :d1
           UNION
           SELECT account_id FROM {S}.tasks WHERE status = 'done' AND kind = ANY(:contact)
-            AND completed_at >= :c0 AND completed_at < :d1),
+            AND completed_at >= :c0 AND completed_at < :d1
+          UNION
+          SELECT account_id FROM {S}.activity WHERE kind = 'contact.manual' AND at >= :c0 AND at < :d1),
         a AS (
           SELECT r.dpd, c.account_id IS NOT NULL AS covered,
                  {_campaign("r.account_id", "< :d1")} AS campaign,
@@ -140,7 +144,10 @@ QUERIES: dict[str, str] = {
           UNION ALL
           SELECT false, {_campaign("k.account_id", "<= k.completed_at")}, k.assignee
           FROM {S}.tasks k WHERE k.status = 'done' AND k.kind = ANY(:contact)
-            AND k.completed_at >= :d0 AND k.completed_at < :d1)
+            AND k.completed_at >= :d0 AND k.completed_at < :d1
+          UNION ALL
+          SELECT false, {_campaign("c.account_id", "<= c.at")}, c.data->>'recorded_by'
+          FROM {S}.activity c WHERE c.kind = 'contact.manual' AND c.at >= :d0 AND c.at < :d1)
         SELECT 'overall' AS scope, 'all' AS scope_id, count(*) FILTER (WHERE auto) AS num, count(*) AS den
         FROM contact
         UNION ALL
@@ -274,3 +281,43 @@ async def read_page(
     rows = (await conn.execute(text(q + " ORDER BY day, metric, scope, scope_id LIMIT :n"), params)).all()
     found, nxt = paging.page(rows, limit, lambda r: (r.day, r.metric, r.scope, r.scope_id))
     return [dict(r._mapping) for r in found], nxt
+
+
+_CAMPAIGN_COLLECTED = f"""
+    WITH p AS (
+      SELECT account_id, at, COALESCE((data->>'last_payment_minor')::bigint, 0) AS paid,
+             GREATEST((data->>'balance_minor')::bigint, 0) AS left_, COALESCE(data->>'currency', '') AS currency
+      FROM {S}.activity WHERE kind = 'account.payment' AND at >= :s AND at < :e),
+    pa AS (SELECT p.*, {_campaign("p.account_id", "<= p.at")} AS campaign FROM p),
+    last AS (  -- the balance the paying account still owes after its latest attributed payment
+      SELECT DISTINCT ON (campaign, account_id) campaign, currency, left_ FROM pa WHERE campaign <> ''
+      ORDER BY campaign, account_id, at DESC),
+    paid AS (
+      SELECT campaign, currency, sum(paid) AS paid, count(*) AS payments, count(DISTINCT account_id) AS accounts
+      FROM pa WHERE campaign <> '' GROUP BY campaign, currency),
+    owed AS (SELECT campaign, currency, sum(left_) AS left_ FROM last GROUP BY campaign, currency)
+    SELECT paid.*, COALESCE(owed.left_, 0) AS left_ FROM paid LEFT JOIN owed USING (campaign, currency)
+    ORDER BY campaign, currency"""
+
+
+async def campaign_collected(conn: AsyncConnection, start: date, end: date) -> list[dict[str, Any]]:
+    """Per campaign and currency, what was collected from start to end (inclusive, UTC days): the payments
+    attributed to the campaign as `collection_rate` attributes them (the campaign of the account's latest
+    automatic message at or before the payment), how many, from how many accounts, and what those accounts
+    still owe. Live (today included), not from the snapshots, so a campaign's progress is current."""
+    rows = await conn.execute(text(_CAMPAIGN_COLLECTED), {"s": start, "e": end + timedelta(days=1)})
+    out = []
+    for r in rows:
+        paid, owed = int(r.paid or 0), int(r.left_ or 0)
+        out.append(
+            {
+                "campaign_id": r.campaign,
+                "currency": r.currency or None,
+                "collected_minor": paid,
+                "owed_minor": owed,
+                "payments": int(r.payments),
+                "accounts": int(r.accounts),
+                "collection_rate": paid / (paid + owed) if paid + owed else None,
+            }
+        )
+    return out

@@ -12,12 +12,48 @@ from arrears_shared.isodate import IsoDate
 from arrears_shared.service import Context, RouterFactory
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from .service import read_page, snapshot
+from .service import campaign_collected, read_page, snapshot
+from .targets import KpiTarget
 
 
-def make_router() -> RouterFactory:
+def make_router(targets: list[KpiTarget] | None = None) -> RouterFactory:
     def factory(get_context: Callable[[], Context]) -> APIRouter:
         router = APIRouter(prefix="/collection-metrics", tags=["metrics"])
+
+        @router.get("/targets", response_model=list[KpiTarget])
+        async def metrics_targets(
+            limit: int = Query(100, ge=1, le=100, description="At most this many targets (one per KPI)"),
+            _: Principal = Depends(requires("reports.read")),
+        ) -> list[KpiTarget]:
+            """The KPI targets in force (configuration) with the threshold below which a figure is no longer
+            `near` but `missed`; a figure at or above `target` is `met`."""
+            return list(targets or [])[:limit]
+
+        @router.get("/campaigns", responses=paging.RESPONSES)
+        async def metrics_campaigns(
+            request: Request,
+            response: Response,
+            start: IsoDate = Query(..., alias="from"),
+            end: IsoDate = Query(..., alias="to"),
+            limit: int = Query(
+                1000, ge=1, le=5000, description="At most this many (campaign, currency) rows"
+            ),
+            cursor: str | None = paging.CURSOR_QUERY,
+            _: Principal = Depends(requires("reports.read")),
+        ) -> list[dict[str, Any]]:
+            """Collected per campaign and currency between two days (inclusive), live, attributed as the
+            collection metrics attribute payments; with the balance the paying accounts still owe. Ordered by
+            campaign and currency."""
+            async with get_context().engine.connect() as conn:
+                rows = await campaign_collected(conn, start, end)
+            key = [(str(r["campaign_id"]), str(r["currency"] or "")) for r in rows]
+            order = sorted(range(len(rows)), key=key.__getitem__)
+            if cursor:
+                last = tuple(paging.decode(cursor, [str, str]))
+                order = [i for i in order if key[i] > last]
+            page = order[:limit]
+            paging.announce(request, response, paging.encode(key[page[-1]]) if len(order) > limit else None)
+            return [rows[i] for i in page]
 
         @router.get("", responses=paging.RESPONSES)
         async def metrics_read(

@@ -6,12 +6,24 @@ from datetime import datetime, timedelta
 
 from arrears_shared.events import OverrideRequested
 from arrears_shared.stream.transaction import Transaction
+from arrears_shared.working_time import ALWAYS_OPEN, TeamCalendar, add_working_time
 
 from ..cases.service import open_case
 from ..deps import Deps
+from ..tasks.assignment import team_for
 from ..tasks.service import create_task
-from .models import CreateTask, OpenCase, ResumeDunning, Trigger
+from ..teams.service import calendar_of
+from .models import CreateTask, OpenCase, ResumeDunning, Rule, Trigger
 from .service import Facts, matching
+
+
+async def case_calendar(tx: Transaction, rule: Rule, deps: Deps) -> TeamCalendar:
+    """A case is due in the working time of the team that works it: the team of the rule's first task
+    (after the priority redirection), 24/7 when the rule makes no task or the team has no calendar."""
+    task = next((a for a in rule.actions if isinstance(a, CreateTask)), None)
+    if task is None:
+        return ALWAYS_OPEN
+    return await calendar_of(tx.conn, team_for(task.team, task.priority, deps.priority_teams))
 
 
 async def escalate(
@@ -24,10 +36,12 @@ async def escalate(
     trigger_id: str,
     detail: str,
     now: datetime,
+    promise_id: str | None = None,
 ) -> list[str]:
     """Apply every enabled rule matching (trigger, facts). Idempotent per trigger_id: a case that was not
     opened (this trigger already did, or the same reason is open) skips the rest of that rule's actions.
-    Returns the ids of the rules that acted."""
+    `promise_id`: the promise the trigger is about (a task it creates carries it). Returns the ids of the
+    rules that acted."""
     acted: list[str] = []
     for rule in matching(deps.rules, trigger, facts, deps.rates):
         case_id: str | None = None
@@ -43,7 +57,9 @@ async def escalate(
                     detail=detail,
                     now=now,
                     rule_id=rule.id,
-                    due_at=now + timedelta(hours=action.due_in_hours),
+                    due_at=add_working_time(
+                        now, timedelta(hours=action.due_in_hours), await case_calendar(tx, rule, deps)
+                    ),
                 )
                 if case_id is None:
                     break
@@ -62,6 +78,7 @@ async def escalate(
                     trigger_id=trigger_id,
                     detail=detail,
                     now=now,
+                    promise_id=promise_id,
                 )
             elif isinstance(action, ResumeDunning):
                 tx.emit(

@@ -8,7 +8,13 @@ from arrears_shared.events import Channel, Intent
 from pydantic import BaseModel, ConfigDict, Field
 
 Trigger = Literal[
-    "reply", "no_response", "account_changed", "promise_broken", "delivery_failed", "payment_failed"
+    "reply",
+    "no_response",
+    "account_changed",
+    "promise_broken",
+    "delivery_failed",
+    "payment_failed",
+    "payment_retries_exhausted",
 ]
 Priority = Literal["low", "normal", "high", "critical"]
 CaseReason = Literal[

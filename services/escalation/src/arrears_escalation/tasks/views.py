@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from ..audit.service import append
 from ..deps import Deps
-from .models import AssignTask, CompleteTask, TaskView
-from .service import assign_task, complete_task, get_task, page_tasks, seal_for
+from .models import AssignTask, CompleteTask, FollowUp, TaskView
+from .service import assign_task, complete_task, get_task, page_tasks, seal_for, set_follow_up
 
 
 def make_router(deps: Deps) -> RouterFactory:
@@ -30,6 +30,14 @@ def make_router(deps: Deps) -> RouterFactory:
             account_id: str | None = None,
             assignee: str | None = None,
             team: str | None = None,
+            campaign_id: str | None = None,
+            follow_up: Literal["due", "set", "none"] | None = Query(
+                None, description="due: follow-up date reached; set: has one; none: has none"
+            ),
+            sort: Literal["created", "follow_up"] = Query(
+                "created",
+                description="created: newest first; follow_up: earliest follow-up first (only tasks with one)",
+            ),
             limit: int = Query(100, ge=1, le=500),
             cursor: str | None = paging.CURSOR_QUERY,
             _: Principal = viewer,
@@ -41,6 +49,10 @@ def make_router(deps: Deps) -> RouterFactory:
                     account_id=account_id,
                     assignee=assignee,
                     team=team,
+                    campaign_id=campaign_id,
+                    follow_up=follow_up,
+                    sort=sort,
+                    now=deps.clock.now(),
                     limit=limit,
                     cursor=cursor,
                 )
@@ -79,6 +91,23 @@ def make_router(deps: Deps) -> RouterFactory:
                     reason=await seal_for(tx.conn, after.account_id, body.reason),
                     at=deps.clock.now(),
                 )
+            return after
+
+        @router.put("/{task_id}/follow-up", response_model=TaskView)
+        async def task_follow_up(task_id: str, body: FollowUp, who: Principal = agent) -> TaskView:
+            """Set or clear (null) when to follow up an open task; own tasks, or anyone's with tasks.assign.
+            Audited (`task.follow_up`) in the same transaction."""
+            async with get_context().transaction() as tx:
+                before = await get_task(tx.conn, task_id)
+                if before is None:
+                    raise HTTPException(404, "task not found")
+                if before.assignee not in (None, who.name) and not who.can("tasks.assign"):
+                    raise HTTPException(403, "this task is assigned to someone else")
+                after = await set_follow_up(
+                    tx.conn, task_id, body.follow_up_at, deps.clock.now(), who, body.reason
+                )
+                if after is None:
+                    raise HTTPException(409, "task is not open")
             return after
 
         @router.post("/{task_id}/complete", response_model=TaskView)

@@ -1,5 +1,6 @@
-"""The account timeline: messages both ways, status changes, cases, tasks, promises, notes, overrides and
-every audited action, merged in time order. Messages and status changes are recorded as escalation
+"""The account timeline: messages both ways, status changes, manual contacts (a call, a letter, a visit:
+who recorded it, and its note), cases, tasks, promises, notes, overrides and every audited action, merged in
+time order. Messages and status changes are recorded as escalation
 consumes them (`record_activity`); the rest comes from escalation's own tables."""
 
 from __future__ import annotations
@@ -9,7 +10,16 @@ from datetime import datetime
 from typing import Any
 
 from arrears_shared import paging
-from arrears_shared.events import AccountChanged, Event, MessageSent, PaymentFailed, ReplyReceived
+from arrears_shared.events import (
+    AccountChanged,
+    Event,
+    MessageSent,
+    PaymentFailed,
+    PaymentRetryChanged,
+    ReplyReceived,
+    channel_label,
+    notice_label,
+)
 from arrears_shared.money import format_minor
 from arrears_shared.vault.cipher import is_sealed, open_fields, open_value, seal_fields
 from arrears_shared.vault.keys import vault
@@ -29,7 +39,9 @@ class TimelineItem(BaseModel):
 
 
 # Personal strings kept sealed with the account's data key (arrears_shared.vault), opened for display:
-_ACTIVITY_SEALED = ("text",)  # activity.data of a reply (`message_in`): the customer's words
+# activity.data of a reply (`message_in`): the customer's words; of a message sent (`message_out.sent`): the
+# text the customer was sent (`MessageSent.text`, bounded by the dispatcher)
+_ACTIVITY_SEALED = ("text",)
 # what a timeline item's data may hold sealed: a reply's text, a note's body / a closed case's note / a task's
 # outcome / an override's reason in the audit entry that recorded it (`audit.note.add`, `audit.case.close`,
 # `audit.task.complete`, `audit.override.*`)
@@ -43,9 +55,18 @@ def _activity(ev: Event, ce_id: str) -> dict[str, Any] | None:
             "a": ev.account_id,
             "at": ev.sent_at,
             "k": f"message_out.{ev.status.value}",
-            "s": f"{ev.tier.value} step {ev.step} via {ev.channel}: {ev.status.value}"
+            "s": (
+                f"{ev.tier.value} step {ev.step} via {ev.channel}: {ev.status.value}"
+                if ev.purpose == "dunning"
+                else f"{notice_label(ev.purpose)} {ev.status.value} by {channel_label(ev.channel)}"
+            )
             + (f" ({ev.reason})" if ev.reason else ""),
-            "d": {"notice_id": ev.notice_id, "channel": ev.channel, "campaign_id": ev.campaign_id},
+            "d": {
+                "notice_id": ev.notice_id,
+                "channel": ev.channel,
+                "campaign_id": ev.campaign_id,
+                **({"text": ev.text} if ev.text else {}),
+            },
         }
     if isinstance(ev, ReplyReceived):
         return {
@@ -80,6 +101,18 @@ def _activity(ev: Event, ce_id: str) -> dict[str, Any] | None:
                 "last_payment_minor": ev.last_payment_minor,
             },
         }
+    if isinstance(ev, PaymentRetryChanged):
+        nxt = f", next retry {ev.next_retry_at:%Y-%m-%d %H:%M} UTC" if ev.next_retry_at else ""
+        return {
+            "id": ce_id,
+            "a": ev.account_id,
+            "at": ev.changed_at,
+            "k": f"payment.retry.{ev.status}",
+            "s": f"payment {ev.payment_id}: {ev.status.replace('_', ' ')} (retry {ev.retry_count} of "
+            f"{ev.retries_max}, {ev.failures} failed attempts{nxt})"
+            + (f": {ev.reason}" if ev.reason else ""),
+            "d": {"provider": ev.provider, "payment_id": ev.payment_id, "at_risk": ev.at_risk},
+        }
     if isinstance(ev, PaymentFailed):
         amount = f" {format_minor(ev.amount_minor, ev.currency)}" if ev.amount_minor and ev.currency else ""
         return {
@@ -100,14 +133,15 @@ def _activity(ev: Event, ce_id: str) -> dict[str, Any] | None:
 
 
 async def record_activity(conn: AsyncConnection, items: list[tuple[Event, str]]) -> None:
-    """Store the batch's activity; a reply's text sealed with its account's data key (one key query)."""
+    """Store the batch's activity; a reply's or a sent message's text sealed with its account's data key (one
+    key query)."""
     rows = [a for ev, ce_id in items if (a := _activity(ev, ce_id)) is not None]
     if not rows:
         return
-    replies = [r for r in rows if r["d"].get("text")]
-    if replies:
-        keys = await vault().for_writing(conn, {r["a"] for r in replies})
-        for r in replies:
+    texts = [r for r in rows if r["d"].get("text")]
+    if texts:
+        keys = await vault().for_writing(conn, {r["a"] for r in texts})
+        for r in texts:
             seal_fields(keys[r["a"]], r["a"], r["d"], _ACTIVITY_SEALED)
     for r in rows:
         r["d"] = json.dumps(r["d"])
@@ -120,10 +154,14 @@ async def record_activity(conn: AsyncConnection, items: list[tuple[Event, str]])
     )
 
 
+# a manual contact's note (contacts.service: sealed in activity.data) ends its line, opened like a note's body
+_MANUAL_NOTE = "CASE WHEN kind = 'contact.manual' THEN COALESCE(data->>'note', '') ELSE '' END"
 # `sealed`: the end of the summary, stored sealed (a note's body, a closed case's note, an audit entry's
 # reason), opened in Python
 _TIMELINE = f"""
-SELECT at, kind, summary, id AS ref, data, NULL::text AS sealed FROM {SCHEMA}.activity WHERE account_id = :a
+SELECT at, kind, summary || CASE WHEN {_MANUAL_NOTE} <> '' THEN ': ' ELSE '' END, id AS ref, data,
+       NULLIF({_MANUAL_NOTE}, '') AS sealed
+  FROM {SCHEMA}.activity WHERE account_id = :a
 UNION ALL
 SELECT opened_at, 'case.opened', reason || ' (' || priority || '): ' || detail, case_id, '{{}}'::jsonb, NULL
   FROM {SCHEMA}.cases WHERE account_id = :a

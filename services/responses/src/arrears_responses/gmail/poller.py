@@ -1,4 +1,6 @@
-"""Gmail replies by `users.history.list` from a stored history id; a full resync when the id expired.
+"""Gmail replies by `users.history.list` from a stored history id; a full resync when the id expired. Every
+mailbox of the sending pool is polled with its own cursor (`gmail_cursor`, keyed by the mailbox), on its own
+schedule: one mailbox failing (its credentials, its quota) backs off alone while the others are read.
 
 One poll = one Postgres transaction: the cursor row is locked (`FOR UPDATE SKIP LOCKED`, so replicas never
 poll together), the new messages are fetched and recorded, the cursor advances, COMMIT. A crash before the
@@ -20,6 +22,7 @@ from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 
 from ..settings import ResponsesSettings
+from .mailboxes import ReadMailbox, close_all, own_addresses, reading_mailboxes
 from .parse import parse_email
 from .service import record_email
 
@@ -37,28 +40,15 @@ class PollResult:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 
-def make_client(s: ResponsesSettings) -> GmailClient:
-    common = {"api_endpoint": s.gmail_api_endpoint, "timeout_s": s.gmail_timeout_s}
-    if s.gmail_token is not None:
-        return GmailClient.from_user_token(token=s.gmail_token.get_secret_value(), **common)  # type: ignore[arg-type]
-    if s.gmail_credentials_file:
-        return GmailClient.from_service_account_file(
-            s.gmail_credentials_file,
-            subject=s.gmail_sender,
-            **common,  # type: ignore[arg-type]
-        )
-    raise ValueError("Gmail polling needs ARREARS_GMAIL_TOKEN or ARREARS_GMAIL_CREDENTIALS_FILE")
-
-
 async def _handle(
-    tx: Transaction, client: GmailClient, message_id: str, own: str, result: PollResult
+    tx: Transaction, client: GmailClient, message_id: str, own: frozenset[str], result: PollResult
 ) -> None:
     msg = await client.get_message(message_id, format="raw")
     if SKIP_LABELS.intersection(msg.label_ids) or msg.raw is None:
         result.count("skipped")
         return
     email = parse_email(msg.raw)
-    if own and email.from_address == own:
+    if email.from_address in own:
         result.count("skipped")
         return
     at = (
@@ -69,11 +59,13 @@ async def _handle(
     result.count(await record_email(tx, email, gmail_id=msg.id, thread_id=msg.thread_id, received_at=at))
 
 
-async def poll_once(tx: Transaction, client: GmailClient, s: ResponsesSettings) -> PollResult:
-    """One poll inside `tx` (the caller commits)."""
+async def poll_once(
+    tx: Transaction, client: GmailClient, s: ResponsesSettings, mailbox: str | None = None
+) -> PollResult:
+    """One poll of `mailbox` (default: the single ARREARS_GMAIL_SENDER) inside `tx` (the caller commits)."""
     result = PollResult()
-    mailbox = s.gmail_sender or "me"
-    own = s.gmail_sender.strip().lower()
+    mailbox = mailbox or s.gmail_sender or "me"
+    own = own_addresses(s)
     sc = tx.schema
     row = (
         await tx.conn.execute(
@@ -95,7 +87,7 @@ async def poll_once(tx: Transaction, client: GmailClient, s: ResponsesSettings) 
             ),
             {"m": mailbox, "h": profile.history_id},
         )
-        log.info("gmail cursor initialised", extra={"history_id": profile.history_id})
+        log.info("gmail cursor initialised", extra={"mailbox": mailbox, "history_id": profile.history_id})
         return result
     try:
         history = await client.history(row.history_id)
@@ -123,14 +115,19 @@ async def poll_once(tx: Transaction, client: GmailClient, s: ResponsesSettings) 
 
 
 async def _full_sync(
-    tx: Transaction, client: GmailClient, s: ResponsesSettings, mailbox: str, own: str, result: PollResult
+    tx: Transaction,
+    client: GmailClient,
+    s: ResponsesSettings,
+    mailbox: str,
+    own: frozenset[str],
+    result: PollResult,
 ) -> PollResult:
     """The stored history id expired: read the recent inbox (already-seen messages are no-ops), then
     continue from the mailbox's current history id (read first, so nothing arriving meanwhile is lost)."""
     result.full_sync = True
     profile = await client.get_profile()
     ids = await client.search(f"in:inbox newer_than:{s.responses_gmail_resync_days}d")
-    log.warning("gmail history id expired; full resync", extra={"messages": len(ids)})
+    log.warning("gmail history id expired; full resync", extra={"mailbox": mailbox, "messages": len(ids)})
     for message_id in ids:
         await _handle(tx, client, message_id, own, result)
     await tx.conn.execute(
@@ -148,29 +145,49 @@ def make_gmail_loop(wake: asyncio.Event) -> Callable[[Context], Awaitable[None]]
         s: ResponsesSettings = ctx.settings  # type: ignore[assignment]
         if not s.responses_gmail_enabled:
             return
-        client = make_client(s)
-        failures = 0
+        boxes = reading_mailboxes(s)
+        loop = asyncio.get_running_loop()
+        due = {b.address: 0.0 for b in boxes}
+        failures = {b.address: 0 for b in boxes}
+
+        async def poll(box: ReadMailbox) -> None:
+            try:
+                async with ctx.transaction() as tx:
+                    result = await poll_once(tx, box.client, s, box.address)
+                failures[box.address] = 0
+                if result.outcomes:
+                    log.info(
+                        "gmail poll",
+                        extra={"mailbox": box.address, "outcomes": result.outcomes, "full": result.full_sync},
+                    )
+            except Exception as e:
+                failures[box.address] += 1
+                log.warning(
+                    "gmail poll failed",
+                    extra={"mailbox": box.address, "error": f"{type(e).__name__}: {e}"[:300]},
+                )
+            n = failures[box.address]
+            due[box.address] = loop.time() + (s.responses_gmail_poll_s if n == 0 else min(300.0, 2.0**n))
+
         try:
             while not ctx.stopping.is_set():
-                try:
-                    async with ctx.transaction() as tx:
-                        result = await poll_once(tx, client, s)
-                    failures = 0
-                    if result.outcomes:
-                        log.info("gmail poll", extra={"outcomes": result.outcomes, "full": result.full_sync})
-                except Exception as e:
-                    failures += 1
-                    log.warning("gmail poll failed", extra={"error": f"{type(e).__name__}: {e}"[:300]})
-                delay = s.responses_gmail_poll_s if failures == 0 else min(300.0, 2.0**failures)
+                # the mailboxes due are read side by side: a slow one (a hanging request) delays no other
+                await asyncio.gather(*(poll(box) for box in boxes if due[box.address] <= loop.time()))
                 wake.clear()
                 waiter = asyncio.create_task(wake.wait())
                 stopper = asyncio.create_task(ctx.stopping.wait())
-                _, pending = await asyncio.wait(
-                    {waiter, stopper}, timeout=delay, return_when=asyncio.FIRST_COMPLETED
+                done, _ = await asyncio.wait(
+                    {waiter, stopper},
+                    timeout=max(0.0, min(due.values()) - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 for t in (waiter, stopper):
                     t.cancel()
+                if waiter in done:  # a push: every mailbox that is not backing off is read now
+                    for box in boxes:
+                        if failures[box.address] == 0:
+                            due[box.address] = 0.0
         finally:
-            client.close()
+            close_all(boxes)
 
     return gmail_loop

@@ -5,6 +5,7 @@ A watch expires after 7 days (https://developers.google.com/workspace/gmail/api/
 mailbox in ``responses.gmail_watch`` (durable across restarts); a renewal locks it with
 ``FOR UPDATE SKIP LOCKED``, so one replica renews a mailbox and the others skip it, like the other timers.
 A failed renewal is rolled back and tried again at the next check; the poller keeps reading either way.
+Every mailbox of the sending pool has its own watch (and row); one failing renewal does not stop the others.
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import text
 
 from ..settings import ResponsesSettings
-from .poller import make_client
+from .mailboxes import close_all, reading_mailboxes
 
 log = logging.getLogger(__name__)
 # renew at least this long before the watch would expire, whatever the renewal interval says
 EXPIRY_MARGIN = timedelta(hours=1)
 
 
-async def renew_watch_once(tx: Transaction, client: GmailClient, s: ResponsesSettings) -> bool:
-    """Renew the mailbox's watch if it is due and no other replica holds it. True when renewed."""
+async def renew_watch_once(
+    tx: Transaction, client: GmailClient, s: ResponsesSettings, mailbox: str | None = None
+) -> bool:
+    """Renew `mailbox`'s watch (default: the single ARREARS_GMAIL_SENDER) if it is due and no other replica
+    holds it. True when renewed."""
     assert s.responses_gmail_watch_topic
-    mailbox = s.gmail_sender or "me"
+    mailbox = mailbox or s.gmail_sender or "me"
     sc = tx.schema
     await tx.conn.execute(
         text(f"INSERT INTO {sc}.gmail_watch (mailbox) VALUES (:m) ON CONFLICT DO NOTHING"), {"m": mailbox}
@@ -57,7 +61,10 @@ async def renew_watch_once(tx: Transaction, client: GmailClient, s: ResponsesSet
         ),
         {"t": s.responses_gmail_watch_topic, "h": watch.history_id, "e": expires, "n": next_at, "m": mailbox},
     )
-    log.info("gmail watch renewed", extra={"expires_at": expires.isoformat(), "next_at": next_at.isoformat()})
+    log.info(
+        "gmail watch renewed",
+        extra={"mailbox": mailbox, "expires_at": expires.isoformat(), "next_at": next_at.isoformat()},
+    )
     return True
 
 
@@ -66,21 +73,23 @@ def make_watch_loop() -> Callable[[Context], Awaitable[None]]:
         s: ResponsesSettings = ctx.settings  # type: ignore[assignment]
         if not (s.responses_gmail_enabled and s.responses_gmail_watch_topic):
             return
-        client = make_client(s)
+        boxes = reading_mailboxes(s)
         try:
             while not ctx.stopping.is_set():
-                try:
-                    async with ctx.transaction() as tx:
-                        await renew_watch_once(tx, client, s)
-                except Exception as e:
-                    log.warning(
-                        "gmail watch renewal failed", extra={"error": f"{type(e).__name__}: {e}"[:300]}
-                    )
+                for box in boxes:
+                    try:
+                        async with ctx.transaction() as tx:
+                            await renew_watch_once(tx, box.client, s, box.address)
+                    except Exception as e:
+                        log.warning(
+                            "gmail watch renewal failed",
+                            extra={"mailbox": box.address, "error": f"{type(e).__name__}: {e}"[:300]},
+                        )
                 try:
                     await asyncio.wait_for(ctx.stopping.wait(), timeout=s.responses_gmail_watch_check_s)
                 except TimeoutError:
                     pass
         finally:
-            client.close()
+            close_all(boxes)
 
     return gmail_watch_loop

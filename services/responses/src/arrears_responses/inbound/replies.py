@@ -19,6 +19,7 @@ from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 
 from .. import metrics
+from ..autoreplies.out_of_hours import maybe_acknowledge
 from ..autoreplies.service import maybe_answer
 from ..contacts.addresses import normalize_address
 from ..contacts.lookup import find_contact, lock_addresses
@@ -165,6 +166,19 @@ async def record_inbound(
             reply_id=r.reply_id,
             address=r.sender,
             received_at=r.received_at,
+        )
+        await maybe_acknowledge(
+            tx,
+            settings,
+            intent=c.intent,
+            possible_opt_out=c.possible_opt_out,
+            channel=channel,
+            account_id=contact.account_id,
+            reply_id=r.reply_id,
+            address=r.sender,
+            reply_text=r.body,
+            received_at=r.received_at,
+            timezone=contact.timezone,
         )
     _log_reply(r, c)
     return WebhookAck(status="processed", reply_id=r.reply_id, intent=c.intent.value)

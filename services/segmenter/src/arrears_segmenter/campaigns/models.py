@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from arrears_shared.events import AgingBucket
+from arrears_shared.events import AgingBucket, Currency
 from arrears_shared.money import RateTable, note_unpriced
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Column, DateTime, Integer, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, Integer, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ..accounts.account import Account
@@ -31,6 +31,8 @@ campaigns = Table(
     Column("paused_by", Text),
     Column("pause_until", DateTime(timezone=True)),
     Column("pause_reason", Text),
+    Column("goal_minor", BigInteger),  # revision 0010: the goal as an amount
+    Column("goal_currency", Text),
 )
 
 
@@ -123,6 +125,16 @@ class CampaignIn(BaseModel):
         le=2**31 - 1,  # a PostgreSQL `integer`
         description="Higher wins when several active campaigns target an account",
     )
+    goal_minor: int | None = Field(
+        None, ge=0, strict=True, description="The amount to collect, minor units of `goal_currency`"
+    )
+    goal_currency: Currency | None = Field(None, description="Currency of `goal_minor` (required with it)")
+
+    @model_validator(mode="after")
+    def _goal(self) -> CampaignIn:
+        if self.goal_minor is not None and self.goal_currency is None:
+            raise ValueError("goal_minor needs goal_currency")
+        return self
 
 
 class Campaign(CampaignIn):
@@ -149,6 +161,19 @@ def pick_campaign(
         if c.criteria.matches(acct, dpd, bucket, risk_band, rates):
             return c
     return None
+
+
+class CampaignUpdate(BaseModel):
+    """What may change on an existing campaign (only the fields given change; `goal_minor: null` clears the
+    goal amount). Criteria and priority stay as created: a different targeting is a new campaign."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1)
+    owner: str | None = Field(None, min_length=1)
+    goal: str | None = None
+    goal_minor: int | None = Field(None, ge=0, strict=True)
+    goal_currency: Currency | None = None
 
 
 class Transition(BaseModel):

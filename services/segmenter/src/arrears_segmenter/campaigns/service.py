@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .models import TRANSITIONS, Campaign, CampaignIn, CampaignStatus, Criteria, campaigns
+from .models import TRANSITIONS, Campaign, CampaignIn, CampaignStatus, CampaignUpdate, Criteria, campaigns
 
 
 class CampaignConflict(ValueError):
@@ -32,6 +32,8 @@ def _model(r: Any) -> Campaign:
         paused_by=r.paused_by,
         pause_until=r.pause_until,
         pause_reason=r.pause_reason,
+        goal_minor=r.goal_minor,
+        goal_currency=r.goal_currency,
     )
 
 
@@ -123,3 +125,22 @@ async def set_pause(
         .returning(campaigns.c.campaign_id)
     )
     return res.first() is not None
+
+
+async def update(conn: AsyncConnection, campaign_id: str, body: CampaignUpdate, now: datetime) -> Campaign:
+    """Change the given fields (KeyError: no such campaign; CampaignConflict: a goal amount without its
+    currency)."""
+    current = await get(conn, campaign_id)
+    if current is None:
+        raise KeyError(campaign_id)
+    changes = body.model_dump(include=body.model_fields_set)
+    after = current.model_copy(update=changes)
+    if after.goal_minor is not None and after.goal_currency is None:
+        raise CampaignConflict("goal_minor needs goal_currency")
+    if changes:
+        await conn.execute(
+            campaigns.update().where(campaigns.c.campaign_id == campaign_id).values(**changes, updated_at=now)
+        )
+    c = await get(conn, campaign_id)
+    assert c is not None
+    return c

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from ..deps import Deps
 from . import service
-from .models import Campaign, CampaignIn, CampaignStatus, Transition
+from .models import Campaign, CampaignIn, CampaignStatus, CampaignUpdate, Transition
 
 
 def make_router(deps: Deps) -> RouterFactory:
@@ -61,6 +61,32 @@ def make_router(deps: Deps) -> RouterFactory:
             if c is None:
                 raise HTTPException(404, "campaign not found")
             return c
+
+        @router.patch("/{campaign_id}", response_model=Campaign)
+        async def update(campaign_id: str, body: CampaignUpdate, who: Principal = writer) -> Campaign:
+            """Change a campaign's name, owner or goal (text, amount and currency); audited with the before
+            and after of what changed."""
+            ctx = get_context()
+            fields = set(body.model_fields_set)
+            try:
+                async with ctx.transaction() as tx:
+                    before = await service.get(tx.conn, campaign_id)
+                    after = await service.update(tx.conn, campaign_id, body, deps.clock.now())
+                    await record(
+                        tx.conn,
+                        ctx.schema,
+                        who,
+                        "campaign.update",
+                        "campaign",
+                        campaign_id,
+                        before=before.model_dump(mode="json", include=fields) if before else None,
+                        after=after.model_dump(mode="json", include=fields),
+                    )
+                    return after
+            except KeyError:
+                raise HTTPException(404, "campaign not found") from None
+            except service.CampaignConflict as e:
+                raise HTTPException(422, str(e)) from None
 
         @router.post("/{campaign_id}/status", response_model=Campaign)
         async def transition(campaign_id: str, body: Transition, who: Principal = writer) -> Campaign:

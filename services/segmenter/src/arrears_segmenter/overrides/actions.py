@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from arrears_shared.events import OverrideRequested
 
@@ -177,6 +177,28 @@ def record_promise(acct: Account, ev: OverrideRequested, policy: Policy, now: da
     return Applied("updated", f"promise to pay by {ev.promise_date.isoformat()}: sequence paused until then")
 
 
+def record_contact(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    """A contact a person made outside the platform. One that reached the customer moves the next automated
+    step to at least `contacted_at` + the policy's `manual_contact_gap_hours`, as a timed pause by the person
+    who recorded it (shown and ended like any pause: `resume` lifts it). A pause already running longer, or
+    an open-ended one, stays as it is; any other outcome (no answer, a message left) changes no plan."""
+    if ev.contacted_at is None or ev.contact_channel is None or ev.contact_outcome is None:
+        raise Rejected("record_contact needs `contacted_at`, `contact_channel` and `contact_outcome`")
+    what = f"{ev.contact_channel} contact ({ev.contact_outcome.replace('_', ' ')}) at {ev.contacted_at.isoformat()}"
+    if ev.contact_outcome != "reached":
+        return Applied("ignored", f"{what} noted; it did not reach the customer: the plan stays")
+    until = ev.contacted_at + timedelta(hours=policy.manual_contact_gap_hours)
+    if until <= now:
+        return Applied(
+            "ignored", f"{what} noted; the {policy.manual_contact_gap_hours:g} h gap after it is over"
+        )
+    if acct.paused_by is not None and (acct.manual_pause_until is None or acct.manual_pause_until >= until):
+        return Applied("ignored", f"{what} noted; already paused past {until.isoformat()}")
+    acct.paused_by, acct.manual_pause_until = ev.actor, until
+    acct.pause_reason = f"manual {ev.contact_channel} contact reached the customer"
+    return Applied("updated", f"{what}: next automated step not before {until.isoformat()}")
+
+
 ACTIONS: dict[str, Callable[[Account, OverrideRequested, Policy, datetime], Applied]] = {
     "pause": pause,
     "snooze": snooze,
@@ -188,6 +210,7 @@ ACTIONS: dict[str, Callable[[Account, OverrideRequested, Policy, datetime], Appl
     "record_promise": record_promise,
     "do_not_contact": do_not_contact,
     "resume_dunning": resume_dunning,
+    "record_contact": record_contact,
 }
 
 

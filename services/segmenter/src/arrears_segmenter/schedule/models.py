@@ -11,7 +11,15 @@ import yaml
 from arrears_shared import channels
 from arrears_shared.events import Currency, Tier
 from arrears_shared.money import RateTable, note_unpriced
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 
 class StopCondition(StrEnum):
@@ -80,6 +88,9 @@ class Approval(BaseModel):
     complex_accounts: bool = Field(True, description="Accounts flagged complex need approval")
 
 
+MANUAL_CONTACT_GAP_HOURS = 24.0
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -89,6 +100,22 @@ class Policy(BaseModel):
     steps: list[PolicyStep] = Field(min_length=1)
     stop_conditions: list[StopCondition] = Field(default_factory=lambda: list(StopCondition))
     approval: Approval = Field(default_factory=Approval)
+    manual_contact_gap_hours: float = Field(
+        MANUAL_CONTACT_GAP_HOURS,
+        ge=0,
+        le=24 * 90,
+        description="After a person's contact that reached the customer (a call, a visit: `record_contact`), "
+        "the next automated step waits at least this long after it",
+    )
+
+    @model_serializer(mode="wrap")
+    def _readable_by_older_replicas(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """At its default the gap is left out of the stored body: during a rolling upgrade a replica from
+        before the field (`extra="forbid"`) still reads the active policy."""
+        out = handler(self)
+        if isinstance(out, dict) and self.manual_contact_gap_hours == MANUAL_CONTACT_GAP_HOURS:
+            out.pop("manual_contact_gap_hours", None)
+        return out
 
     @model_validator(mode="after")
     def _ordered(self) -> Policy:

@@ -22,6 +22,7 @@ from ..accounts.store import complete, insert_decisions, sealed_send_now
 from ..campaigns.models import CampaignStatus
 from ..campaigns.service import list_campaigns
 from ..deps import Deps
+from ..payments import retries as payment_retries
 from ..schedule import store
 from ..schedule.models import Policy
 from ..sealing import seal, writing_keys
@@ -72,10 +73,11 @@ Due = tuple[DueTimer, Account]  # a due timer and its (locked) account; timers o
 
 async def fire_due(conn: AsyncConnection, tx: Transaction, deps: Deps, now: datetime) -> int:
     """Handle up to `deps.timer_batch` due timers in the caller's transaction. Returns timers handled."""
+    retried = await payment_retries.fire_due(tx, deps, now)  # failed-payment retries (payments/retries.py)
     policy = await store.active(conn, deps.policy)
     due = await _pick_due(conn, deps.timer_batch, now)
     if not due:
-        return 0
+        return retried
     results = await _fire_all(conn, due, policy, deps, now)
     await bulk.update(conn, timers, ["id"], [r.timer_row() for r in results])
     inserted = await _record_notices(conn, tx, results, now)
@@ -88,7 +90,7 @@ async def fire_due(conn: AsyncConnection, tx: Transaction, deps: Deps, now: date
     done = [a for (_, a), r in zip(due, results, strict=True) if r.step_done]
     decision_rows += await sync_timers(conn, done, policy, now)
     await insert_decisions(conn, decision_rows)
-    return len(due)
+    return len(due) + retried
 
 
 async def fall_back_failed(

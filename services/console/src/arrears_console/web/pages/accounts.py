@@ -41,7 +41,9 @@ BUCKETS = [b.value for b in AgingBucket]
 STATUSES = [s.value for s in AccountStatus]
 
 
-def _merge_timeline(activity: list[dict[str, Any]], decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _merge_timeline(
+    activity: list[dict[str, Any]], decisions: list[dict[str, Any]], sees_pii: bool = False
+) -> list[dict[str, Any]]:
     items = [
         {
             "at": a["at"],
@@ -50,6 +52,10 @@ def _merge_timeline(activity: list[dict[str, Any]], decisions: list[dict[str, An
             "summary": a["summary"],
             "reply_id": (a.get("data") or {}).get("reply_id") if a["kind"] == "message_in" else None,
             "intent": (a.get("data") or {}).get("intent"),
+            # the text the customer was sent: personal data, shown only to who may read it
+            "sent_text": (a.get("data") or {}).get("text")
+            if sees_pii and a["kind"] == "message_out.sent"
+            else None,
         }
         for a in activity
     ]
@@ -78,11 +84,22 @@ def router(get_context: ContextGetter) -> APIRouter:
         status: str = Query("", max_length=20),
         campaign: str = Query("", max_length=64),
         assignee: str = Query("", max_length=100, description="Accounts with an open task of this person"),
+        at_risk: bool = Query(False, description="Only accounts with a failed payment outstanding"),
         limit: int = Query(50, ge=1, le=500),
         who: Principal = Depends(requires("reports.read")),
     ) -> HTMLResponse:
         ctx = get_context()
         only: list[str] | None = None
+        if at_risk and who.can("accounts.read"):
+            try:
+                open_retries = await upstreams(ctx).call(
+                    request, who, "segmenter", "GET", "/payment-retries", params={"state": "open"}
+                )
+            except UpstreamError as e:
+                return page(
+                    request, who, "error.html", status=502, message=f"payments unavailable: {e.detail}"
+                )
+            only = sorted({r["account_id"] for r in open_retries})
         if assignee and who.can("accounts.read"):
             try:
                 tasks, _ = await upstreams(ctx).walk(
@@ -91,7 +108,8 @@ def router(get_context: ContextGetter) -> APIRouter:
                 )  # fmt: skip
             except UpstreamError as e:
                 return page(request, who, "error.html", status=502, message=f"tasks unavailable: {e.detail}")
-            only = sorted({t["account_id"] for t in tasks})
+            mine = {t["account_id"] for t in tasks}
+            only = sorted(mine if only is None else mine & set(only))
         async with ctx.engine.connect() as conn:
             found = await service.accounts(
                 conn,
@@ -119,6 +137,7 @@ def router(get_context: ContextGetter) -> APIRouter:
             statuses=STATUSES,
             campaign=campaign,
             assignee=assignee,
+            at_risk=at_risk,
         )
 
     @r.get("/accounts/{account_id}", response_class=HTMLResponse)
@@ -135,8 +154,12 @@ def router(get_context: ContextGetter) -> APIRouter:
         decisions: list[dict[str, Any]] = []
         held: list[dict[str, Any]] = []
         promises: list[dict[str, Any]] = []
+        retries: list[dict[str, Any]] = []
         try:
             acct = await up.call(request, who, "segmenter", "GET", f"/accounts/{account_id}")
+            retries = await up.call(
+                request, who, "segmenter", "GET", f"/accounts/{account_id}/payment-retries"
+            )
             decisions, _ = await up.walk(
                 request, who, "segmenter", f"/accounts/{account_id}/decisions", at_most=5000
             )
@@ -182,12 +205,14 @@ def router(get_context: ContextGetter) -> APIRouter:
             "account.html",
             acct=acct,
             account_id=account_id,
-            timeline=_merge_timeline(activity, decisions),
+            timeline=_merge_timeline(activity, decisions, who.sees_pii),
             held=held,
             problems=problems,
             actions=allowed,
             promises=promises,
             campaign=campaign,
+            retries=retries,
+            at_risk=any(r["at_risk"] for r in retries),
             upcoming=[
                 t for t in (acct or {}).get("timers", []) if t["state"] in ("pending", "held", "deferred")
             ],

@@ -12,15 +12,17 @@ as an `OverrideRequested` event, which records who paused it (`paused_by`) and l
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from arrears_shared.auth import Principal, requires
 from arrears_shared.events import AgingBucket
-from arrears_shared.money import configured_rates, format_minor, minor_exponent
+from arrears_shared.money import RateTable, configured_rates, format_minor, minor_exponent, to_decimal
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
+from ...readmodels.views import today_utc
 from ..templating import page
 from ..upstream import UpstreamError
 from .common import ContextGetter, back, upstreams
@@ -67,6 +69,33 @@ def describe(criteria: dict[str, Any], currency: str) -> list[str]:
     return out or ["every account"]
 
 
+def progress(campaign: dict[str, Any], collected: list[dict[str, Any]], rates: RateTable) -> dict[str, Any]:
+    """Collected vs goal for one campaign, in the reporting currency of `rates`: escalation's per-currency
+    figures (payments attributed to the campaign as the KPIs attribute them) converted and summed. The
+    collection rate is collected / (collected + what the paying accounts still owe). `unpriced` names the
+    currencies without a rate (left out, and said so)."""
+    paid = owed = payments = 0
+    unpriced: list[str] = []
+    for c in collected:
+        p = rates.to_reporting_minor(c["collected_minor"], c["currency"])
+        o = rates.to_reporting_minor(c["owed_minor"], c["currency"])
+        if p is None or o is None:
+            unpriced.append(c["currency"] or "?")
+            continue
+        paid, owed, payments = paid + p, owed + o, payments + c["payments"]
+    goal = campaign.get("goal_minor")
+    goal_rep = rates.to_reporting_minor(goal, campaign.get("goal_currency")) if goal is not None else None
+    return {
+        "collected_minor": paid,
+        "payments": payments,
+        "rate": paid / (paid + owed) if paid + owed else None,
+        "goal_minor": goal_rep,
+        "goal_amount": str(to_decimal(goal_rep, rates.reporting_currency)) if goal_rep is not None else "",
+        "share": (paid / goal_rep) if goal_rep else None,
+        "unpriced": sorted(set(unpriced)),
+    }
+
+
 def router(get_context: ContextGetter) -> APIRouter:
     r = APIRouter(tags=["web"], include_in_schema=False)
     reader = Depends(requires("reports.read"))
@@ -83,15 +112,36 @@ def router(get_context: ContextGetter) -> APIRouter:
             "next_states": NEXT,
             "verbs": VERB,
         }
+        up = upstreams(get_context())
         try:
-            found, _ = await upstreams(get_context()).walk(
-                request, who, "segmenter", "/campaigns", at_most=10_000
-            )
+            found, _ = await up.walk(request, who, "segmenter", "/campaigns", at_most=10_000)
         except UpstreamError as e:
             return page(request, who, "campaigns.html", status=502, campaigns=[], unavailable=e.detail, **ctx)
+        by_campaign: dict[str, list[dict[str, Any]]] = {}
+        figures_unavailable = ""
+        if found:  # collected since the oldest campaign began (nothing is attributed to one before it)
+            first = min(date.fromisoformat(c["created_at"][:10]) for c in found)
+            try:
+                for row in await up.call(
+                    request, who, "escalation", "GET", "/collection-metrics/campaigns",
+                    params={"from": first.isoformat(), "to": today_utc().isoformat()},
+                ) or []:  # fmt: skip
+                    by_campaign.setdefault(row["campaign_id"], []).append(row)
+            except UpstreamError as e:
+                figures_unavailable = e.detail
+        rates = configured_rates()
         for c in found:
             c["criteria_text"] = describe(c.get("criteria") or {}, currency)
-        return page(request, who, "campaigns.html", campaigns=found, unavailable="", **ctx)
+            c["progress"] = progress(c, by_campaign.get(c["campaign_id"], []), rates)
+        return page(
+            request,
+            who,
+            "campaigns.html",
+            campaigns=found,
+            unavailable="",
+            figures_unavailable=figures_unavailable,
+            **ctx,
+        )
 
     @r.post("/campaigns")
     async def create(
@@ -100,6 +150,7 @@ def router(get_context: ContextGetter) -> APIRouter:
         name: str = Form(..., max_length=200),
         owner: str = Form(..., max_length=200),
         goal: str = Form("", max_length=2000),
+        goal_amount: str = Form("", max_length=30),
         priority: int = Form(0, ge=-100_000, le=100_000),
         min_balance: str = Form("", max_length=30),
         max_balance: str = Form("", max_length=30),
@@ -123,9 +174,11 @@ def router(get_context: ContextGetter) -> APIRouter:
                 "histories": histories or None,
                 "countries": [c.strip().upper() for c in countries.split(",") if c.strip()] or None,
             }
+            goal_minor = _minor(goal_amount, currency)
         except ValueError as e:
             return back("/campaigns", error=f"campaign not created: {e}")
         body = {
+            **({"goal_minor": goal_minor, "goal_currency": currency} if goal_minor is not None else {}),
             "campaign_id": campaign_id.strip(),
             "name": name.strip(),
             "owner": owner.strip(),
@@ -140,6 +193,35 @@ def router(get_context: ContextGetter) -> APIRouter:
         return back(
             "/campaigns", flash=f"campaign {body['campaign_id']} created (planned): activate it to use it"
         )
+
+    @r.post("/campaigns/{campaign_id}/goal")
+    async def set_goal(
+        request: Request,
+        campaign_id: str = CampaignId,
+        goal: str = Form("", max_length=2000),
+        goal_amount: str = Form("", max_length=30),
+        who: Principal = writer,
+    ) -> Response:
+        """The campaign's goal (text and amount in the reporting currency; an empty amount clears it),
+        changed in the segmenter as the signed-in person (audited there)."""
+        currency = configured_rates().reporting_currency
+        try:
+            minor = _minor(goal_amount, currency)
+        except ValueError as e:
+            return back("/campaigns", error=f"{campaign_id}: {e}")
+        body = {
+            "goal": goal.strip(),
+            "goal_minor": minor,
+            "goal_currency": currency if minor is not None else None,
+        }
+        try:
+            await upstreams(get_context()).call(
+                request, who, "segmenter", "PATCH", f"/campaigns/{campaign_id}", json=body
+            )
+        except UpstreamError as e:
+            return back("/campaigns", error=f"{campaign_id}: {e.detail}")
+        shown = format_minor(minor, currency) if minor is not None else "none"
+        return back("/campaigns", flash=f"campaign {campaign_id}: goal {shown}")
 
     @r.post("/campaigns/{campaign_id}/status")
     async def status(

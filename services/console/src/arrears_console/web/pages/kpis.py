@@ -38,20 +38,19 @@ class Kpi:
     definition: str
     scopes: tuple[str, ...]  # the scopes escalation computes it for (the one list: the page derives the rest)
     additive: bool = True  # a daily figure: the period's is sum(numerators) / sum(denominators)
-    goal: float | None = None  # from the source documents
     rate: bool = True  # a ratio (else a count, e.g. tasks completed)
 
 
 KPIS = (
     Kpi("days_in_arrears_coverage", "Days-in-arrears coverage",
         "Accounts in arrears (balance left, due date passed) contacted automatically or by a person in the "
-        "last 30 days, out of all accounts in arrears", SCOPES, additive=False, goal=1.0),
+        "last 30 days, out of all accounts in arrears", SCOPES, additive=False),
     Kpi("automated_notification_rate", "Automated notification rate",
         "Automatic messages sent, out of those plus the calls people made (completed call tasks)",
-        ("overall", "campaign", "collector"), goal=0.85),
+        ("overall", "campaign", "collector")),
     Kpi("recovery_rate", "Recovery rate",
         "Paid in the last 7 days, out of that plus the balance those accounts still owe",
-        ("overall", "campaign", "collector"), additive=False, goal=0.40),
+        ("overall", "campaign", "collector"), additive=False),
     Kpi("collection_rate", "Collection rate",
         "Paid that day, out of that plus the balance left on the paying accounts; bucket = days past due at "
         "the payment", SCOPES),
@@ -112,6 +111,28 @@ def collate(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], Figure]:
     return dict(out)
 
 
+STATUS_TEXT = {"met": "met", "near": "near", "missed": "missed", "no_data": "no figure"}
+
+
+def status(target: dict[str, Any] | None, value: float | None) -> str | None:
+    """A figure against its target (escalation's `GET /collection-metrics/targets`): `met` at or above the
+    target, `near` at or above `near_at`, else `missed`; None without a target."""
+    if target is None:
+        return None
+    if value is None:
+        return "no_data"
+    if value >= target["target"] - 1e-12:
+        return "met"
+    return "near" if value >= target["near_at"] - 1e-12 else "missed"
+
+
+def judged(kpi: Kpi, f: Figure | None) -> float | None:
+    """The figure a KPI is judged by: the period's for a daily rate, the latest for a rolling one."""
+    if f is None:
+        return None
+    return f.latest if not kpi.additive else f.period(kpi)
+
+
 def fmt(kpi: Kpi, v: float | None) -> str:
     if v is None:
         return "—"
@@ -164,8 +185,9 @@ def router(get_context: ContextGetter) -> APIRouter:
         params = {"from": start.isoformat(), "to": end.isoformat(), "limit": ROW_LIMIT}
         unavailable, truncated = "", False
         rows: list[dict[str, Any]] = []
+        targets: dict[str, dict[str, Any]] = {}
         try:
-            got = await asyncio.gather(
+            *got, found_targets = await asyncio.gather(
                 *(
                     ups.call(
                         request,
@@ -176,15 +198,20 @@ def router(get_context: ContextGetter) -> APIRouter:
                         params={**params, "scope": s},
                     )
                     for s in SCOPES
-                )
+                ),
+                ups.call(request, who, "escalation", "GET", "/collection-metrics/targets"),
             )
             for part in got:
                 rows.extend(part or [])
                 truncated = truncated or len(part or []) >= ROW_LIMIT
+            targets = {t["metric"]: t for t in found_targets or []}
         except UpstreamError as e:
             unavailable = e.detail
         figures = collate(rows)
         overall = [(k, figures.get((k.metric, "overall", "all"))) for k in KPIS if "overall" in k.scopes]
+        judged_overall = {
+            k.metric: (targets.get(k.metric), status(targets.get(k.metric), judged(k, f))) for k, f in overall
+        }
         charts = [
             (k, line_chart(f"kpi-{k.metric}", f"{k.label}, daily, {start} to {end}", days,
                            [Series(k.label, f.values(days) if f else [None] * len(days))], partial(fmt, k),
@@ -217,6 +244,10 @@ def router(get_context: ContextGetter) -> APIRouter:
             tables={s: scope_table(figures, s) for s in ("aging_bucket", "campaign", "collector")},
             not_measured=NOT_MEASURED,
             fmt=fmt,
+            targets=targets,
+            judged=judged_overall,
+            status_of=lambda k, f: status(targets.get(k.metric), judged(k, f)),
+            status_text=STATUS_TEXT,
             quick=[(n, (end - timedelta(days=n - 1)).isoformat()) for n in (7, 30, 90, 365)],
         )
 

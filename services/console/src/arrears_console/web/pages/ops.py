@@ -9,6 +9,11 @@
 - **Ingest** (`/ops/ingest`, `ingest.read`): recent runs and current rejects from ingest's API, each reject
   with the fix to make in the sheet; "Run the sheet now" (`ingest.run`); the rejects as CSV.
 - **Providers** (`/ops/providers`, `providers.read`): each dispatcher's `GET /delivery/status`.
+- **Incident** (`/ops/incident`, `providers.read`): the sending halts in force and the latest ones; halt
+  all sending, one channel or one campaign and resume (`sending.halt`: supervisors, admins; a reason each
+  time); for admins, locked sign-ins with their unlock (`security.manage`), the security events the platform
+  raised (lockouts, unusual access), and "revoke every API key" (`keys.manage`, typed confirmation). Each
+  change is in the console's audit log, in the transaction that makes it (docs/runbooks.md).
 
 Ingest and the dispatchers are called as the signed-in person (they authorise and audit the call).
 """
@@ -18,9 +23,15 @@ from __future__ import annotations
 from typing import Any, cast
 from urllib.parse import urlencode
 
+from arrears_shared import channels
 from arrears_shared import dlq as dead_letters
 from arrears_shared.audit import record
-from arrears_shared.auth import Principal, requires
+from arrears_shared.auth import Principal, lockout, requires
+from arrears_shared.auth.security_views import unlock as unlock_key
+from arrears_shared.auth.views import REVOKE_ALL_CONFIRMATION, revoke_all_keys
+from arrears_shared.control import halts
+from arrears_shared.control.views import resume as resume_halt
+from arrears_shared.control.views import set_halt
 from arrears_shared.stream import dead_letter as dl
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -263,6 +274,91 @@ def router(get_context: ContextGetter) -> APIRouter:
             upstream.content,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="ingest-rejects.csv"'},
+        )
+
+    # -- incident controls -------------------------------------------------------------------------------
+
+    @r.get("/ops/incident", response_class=HTMLResponse)
+    async def incident_page(
+        request: Request, who: Principal = Depends(requires("providers.read"))
+    ) -> HTMLResponse:
+        ctx = get_context()
+        async with ctx.engine.connect() as conn:
+            active = await halts.active(conn)
+            recent = [h for h in await halts.recent(conn, 15) if h.cleared_at is not None]
+            locks = await lockout.locked_keys(conn) if who.can("security.manage") else []
+            events = await lockout.recent_events(conn, limit=30) if who.can("security.manage") else []
+        return page(
+            request,
+            who,
+            "incident.html",
+            active=active,
+            recent=recent,
+            locks=locks,
+            events=events,
+            channels=[(c.name, c.label) for c in channels.registered().values()],
+        )
+
+    @r.post("/ops/incident/halt")
+    async def incident_halt(
+        scope: str = Form(..., max_length=16),
+        target: str = Form("", max_length=64),
+        reason: str = Form("", max_length=500),
+        who: Principal = Depends(requires("sending.halt")),
+    ) -> Response:
+        try:
+            halt = await set_halt(get_context(), who, scope, target or None, reason)
+        except halts.HaltError as e:
+            return back("/ops/incident", error=str(e))
+        return back("/ops/incident", flash=f"halted {halt.label}: nothing matching is sent until resumed")
+
+    @r.post("/ops/incident/resume")
+    async def incident_resume(
+        halt_id: str = Form(..., max_length=64),
+        reason: str = Form("", max_length=500),
+        who: Principal = Depends(requires("sending.halt")),
+    ) -> Response:
+        try:
+            done = await resume_halt(get_context(), who, halt_id, reason)
+        except halts.HaltError as e:
+            return back("/ops/incident", error=str(e))
+        if done is None:
+            return back("/ops/incident", error="that halt is no longer active")
+        return back(
+            "/ops/incident", flash=f"resumed {done.label}: held notices go again, through every check"
+        )
+
+    @r.post("/ops/incident/unlock")
+    async def incident_unlock(
+        key_id: str = Form(..., max_length=64),
+        reason: str = Form("", max_length=500),
+        who: Principal = Depends(requires("security.manage")),
+    ) -> Response:
+        if len(reason.strip()) < 3:
+            return back("/ops/incident", error="say why the key may sign in again (3-500 characters)")
+        done = await unlock_key(get_context(), who, key_id, reason.strip())
+        if done is None:
+            return back("/ops/incident", error=f"key {key_id} is not locked")
+        return back("/ops/incident", flash=f"unlocked {done.name or key_id} ({key_id})")
+
+    @r.post("/ops/incident/revoke-all")
+    async def incident_revoke_all(
+        reason: str = Form("", max_length=500),
+        confirm: str = Form("", max_length=32),
+        keep_own: str = Form("", max_length=8),
+        who: Principal = Depends(requires("keys.manage")),
+    ) -> Response:
+        if confirm.strip() != REVOKE_ALL_CONFIRMATION:
+            return back(
+                "/ops/incident", error="type REVOKE ALL to confirm: every API key stops working at once"
+            )
+        if len(reason.strip()) < 3:
+            return back("/ops/incident", error="say why (3-500 characters): it is in the audit log")
+        done = await revoke_all_keys(get_context(), who, reason.strip(), keep_own=bool(keep_own))
+        kept = " (yours kept)" if done.kept else ""
+        return back(
+            "/ops/incident",
+            flash=f"revoked {done.revoked} API keys{kept}; {done.sessions_ended} console sessions ended",
         )
 
     # -- providers ---------------------------------------------------------------------------------------
