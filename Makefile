@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: fuzz-headers fuzz fuzz-api env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-intents intents-model chaos-dispatch chaos-sms-outage chaos bench-loop chaos-loop soak clean schemas config-docs security-docs topology image sbom
+.PHONY: fuzz-headers fuzz fuzz-api env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-portal bench-intents intents-model chaos-dispatch chaos-sms-outage chaos bench-loop chaos-loop soak clean schemas config-docs security-docs topology image sbom
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -52,6 +52,9 @@ bench-dispatch: env
 
 bench-console: env
 	$(RUN) python bench/console.py
+
+bench-portal: env
+	$(RUN) python bench/portal.py $(PORTAL_ARGS)
 
 bench-intents: env
 	$(RUN) python bench/intents.py

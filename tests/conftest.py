@@ -89,6 +89,26 @@ def database_url(fresh_database_url: Callable[..., str], request: pytest.Fixture
     return fresh_database_url(request.module.__name__.rsplit(".", 1)[-1])
 
 
+@pytest.fixture
+def checkout_emulator() -> Iterator[Callable[..., str]]:
+    """A factory: `checkout_emulator(**CheckoutConfig fields) -> url` serves the Stripe-style checkout
+    emulator in-process (docs/portal.md "Paying"); every one started is stopped after the test."""
+    from arrears_emulators.checkout.app import CheckoutConfig, create_app
+    from arrears_emulators.common import EmulatorServer
+
+    servers: list[EmulatorServer] = []
+
+    def start(**config: object) -> str:
+        server = EmulatorServer(create_app(CheckoutConfig.model_validate(config)))
+        server.start()
+        servers.append(server)
+        return server.url
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
 # -- no process may outlive the test run ------------------------------------------------------------------------
 
 

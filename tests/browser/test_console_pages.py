@@ -138,7 +138,7 @@ def test_a_collector_finds_an_account_works_its_task_and_notes_it(
     assert "audit.task.complete" in timeline.inner_text()  # the completed task, as ana
     page.get_by_text("Record a promise").click()
     page.get_by_label("Pays by").fill((date.today() + timedelta(days=7)).isoformat())
-    page.get_by_label("Amount (USD)").fill("500.00")
+    page.get_by_label("Amount (USD)", exact=True).fill("500.00")
     page.get_by_role("button", name="Record promise").click()
     expect(page.get_by_role("status")).to_contain_text("promise to pay by")
     expect(page.locator("#h-promises + ul")).to_contain_text("pending")

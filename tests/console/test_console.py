@@ -31,6 +31,7 @@ from arrears_shared.events import (
     Event,
     IngestRejected,
     Intent,
+    LinkClicked,
     MessageSent,
     NoticeDue,
     OverrideRequested,
@@ -84,6 +85,10 @@ def others(acc: str) -> list[Event]:
         OverrideRequested(
             account_id=acc, override_id=f"o-{acc}", action="pause", reason="travelling", actor="ana",
             role="collector", requested_at=NOW + timedelta(seconds=3),
+        ),
+        LinkClicked(
+            account_id=acc, notice_id=f"n-{acc}", channel="sms", tier=Tier.FIRM, issued_at=NOW,
+            clicked_at=NOW + timedelta(seconds=4),
         ),
     ]  # fmt: skip
 

@@ -131,7 +131,7 @@ async def test_a_breach_shows_to_the_assignee_and_the_lead_only(site: dict[str, 
         r = await c.get("/notifications", headers=bearer(keys[name]))
         assert r.status_code == 200, (name, r.text)
         seen[name] = len(titles(r.text))
-        assert 'id="notif-unread"' in r.text  # the header badge, filled by notifications.js
+        assert 'id="notif-unread"' in r.text  # the header badge, filled by app.js
     assert seen == {"cw-ana": 1, "cw-lead": 1, "cw-otto": 0, "cw-vic": 0}
     assert (await c.get("/notifications/unread", headers=bearer(keys["cw-ana"]))).json() == {"unread": 1}
     ana = (await c.get("/notifications", headers=bearer(keys["cw-ana"]))).text

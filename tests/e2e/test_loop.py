@@ -67,12 +67,16 @@ LOCALES = (
 
 
 def pick_locale(now: datetime) -> Locale:
-    """The locale whose local time is closest to 13:30 on a weekday (the run takes a few minutes)."""
+    """The locale whose local time is closest to 13:30 (the run takes a few minutes), a weekday preferred.
+    Being well inside every contact window (09:30-18:30) outweighs the weekday: the shipped compliance table
+    leaves weekends open, and a Friday-night locale chosen over a Saturday-afternoon one (what a weekday
+    weight above the window's did) has its notices deferred to the morning."""
 
     def distance(loc: Locale) -> float:
         local = now.astimezone(ZoneInfo(loc.zone))
         hours = local.hour + local.minute / 60
-        return abs(hours - 13.5) + (24 if local.weekday() >= 5 else 0)
+        outside = not 9.5 <= hours <= 18.5
+        return abs(hours - 13.5) + (2 if local.weekday() >= 5 else 0) + (48 if outside else 0)
 
     return min(LOCALES, key=distance)
 

@@ -15,6 +15,7 @@ from arrears_shared.control import halts
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade_all
 from arrears_shared.db.roles import ensure_roles
+from sqlalchemy import text
 
 from .test_db_roles import as_role, refused
 
@@ -68,3 +69,24 @@ def test_any_service_counts_failed_sign_ins_and_only_the_console_unlocks(admin_u
         return await lockout.unlock(conn, "abcdefabcdef", by="tests")
 
     assert as_role(admin_url, "console", unlock) is not None
+
+
+def test_any_service_flushes_and_prunes_its_account_read_counts(admin_url: str) -> None:
+    """The unusual-access flush (auth/unusual_access.py) runs at every service with its runtime role: it adds
+    its per-minute counts and, once an hour, prunes buckets older than the baseline. A missing privilege
+    would fail the whole flush, so no read would ever be counted at that service."""
+
+    async def flush_and_prune(conn: Any) -> int:
+        await conn.execute(
+            text(
+                "INSERT INTO iam.access_counts (principal, bucket, role, accounts)"
+                " VALUES ('roles-drill', now() - interval '30 days', 'collector', 3)"
+            )
+        )
+        gone = await conn.execute(
+            text("DELETE FROM iam.access_counts WHERE bucket < now() - make_interval(secs => 86400)")
+        )
+        return int(gone.rowcount)
+
+    for svc in ("dispatcher-sms", "escalation"):
+        assert as_role(admin_url, svc, flush_and_prune) == 1

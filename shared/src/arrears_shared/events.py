@@ -214,7 +214,7 @@ class NoticeDue(Event):
 
     ce_type: ClassVar[str] = "arrears.notice.due.v1"
     topic: ClassVar[str] = topics.NOTICE_DUE
-    personal: ClassVar[tuple[str, ...]] = ("to", "customer_name", "fallback_to.*", "text")
+    personal: ClassVar[tuple[str, ...]] = ("to", "customer_name", "fallback_to.*", "text", "in_reply_to")
 
     notice_id: str
     policy_id: str
@@ -292,6 +292,12 @@ class NoticeDue(Event):
     )
     retry: int | None = Field(None, ge=1, description="`payment_retry`: which scheduled retry this is (1..)")
     retries_max: int | None = Field(None, ge=1, description="`payment_retry`: how many retries are scheduled")
+    in_reply_to: str | None = Field(
+        None,
+        max_length=998,
+        description="`out_of_hours_ack` on email: the Message-ID of the customer's email it answers; the "
+        "acknowledgement is sent `In-Reply-To` it so that it threads",
+    )
 
     @property
     def is_dunning(self) -> bool:

@@ -40,7 +40,7 @@ from arrears_cli.stack.processes import (
 from arrears_cli.stack.topics import ensure_topics
 
 HOST = "127.0.0.1"
-EMULATORS: tuple[str, ...] = ("quo", "gmail", "sheets", "whatsapp", "twilio")
+EMULATORS: tuple[str, ...] = ("quo", "gmail", "sheets", "whatsapp", "twilio", "checkout")
 # emulator -> the variable that points the services at the provider (set it to use the real one)
 EMULATOR_ENV: dict[str, str] = {
     "quo": "ARREARS_QUO_BASE_URL",
@@ -48,6 +48,7 @@ EMULATOR_ENV: dict[str, str] = {
     "sheets": "ARREARS_SHEETS_API_ENDPOINT",
     "whatsapp": "ARREARS_WHATSAPP_BASE_URL",
     "twilio": "ARREARS_TWILIO_BASE_URL",
+    "checkout": "ARREARS_PORTAL_CHECKOUT_BASE_URL",  # the payment gateway's Checkout Sessions API (portal)
 }
 QUO_FROM_NUMBER = "+14155550100"
 TWILIO_FROM_NUMBER = "+14155550199"  # our number at the Twilio emulator (the second SMS provider)
@@ -258,6 +259,14 @@ class Platform:
             12
         )
         self.twilio_auth_token = os.environ.get("ARREARS_TWILIO_AUTH_TOKEN") or secrets.token_hex(16)
+        # the checkout emulator's API key (the portal's) and the secret its payment webhooks are signed with
+        # (ingest's); docs/portal.md "Paying"
+        self.checkout_secret_key = os.environ.get(
+            "ARREARS_PORTAL_CHECKOUT_SECRET_KEY"
+        ) or "sk_test_" + secrets.token_urlsafe(18)
+        self.stripe_webhook_secret = os.environ.get(
+            "ARREARS_PAYMENTS_STRIPE_WEBHOOK_SECRET"
+        ) or "whsec_" + secrets.token_urlsafe(24)
         # the first admin API key of this stack, issued after migrations (a new one each start); written to
         # <data_dir>/admin-api-key (mode 0600), never logged
         self.admin_api_key = ""
@@ -323,6 +332,11 @@ class Platform:
             env["ARREARS_LINK_PUBLIC_URL"] = f"{self.service_url('portal')}/p/"
         if svc == "portal":  # plain HTTP on 127.0.0.1: a Secure cookie would never be sent back
             env.setdefault("ARREARS_PORTAL_COOKIE_SECURE", "false")
+            if self.emulator_urls.get("checkout"):  # pay in full or in part at the checkout (emulator)
+                env.setdefault("ARREARS_PORTAL_CHECKOUT_BASE_URL", self.emulator_urls["checkout"])
+                env.setdefault("ARREARS_PORTAL_CHECKOUT_SECRET_KEY", self.checkout_secret_key)
+        if svc == "ingest":  # the checkout's payment webhooks (Stripe-Signature)
+            env.setdefault("ARREARS_PAYMENTS_STRIPE_WEBHOOK_SECRET", self.stripe_webhook_secret)
         if svc == "console":  # the pages call the owning services as the signed-in person
             for other in ("segmenter", "escalation", "ingest", "responses"):
                 env[f"ARREARS_CONSOLE_{other.upper()}_URL"] = self.service_url(other)
@@ -526,6 +540,15 @@ class Platform:
                     f'auth_token="{self.twilio_auth_token}"',
                 ]
                 argv += ["--set", f'from_numbers=["{TWILIO_FROM_NUMBER}"]']
+            if name == "checkout":  # pays into ingest's Stripe webhook, as the real gateway would
+                webhook = f"http://{HOST}:{self.ports['ingest']}/ingest/payments/stripe"
+                argv += [
+                    "--set",
+                    f'webhook_url="{webhook}"',
+                    "--set",
+                    f'webhook_secret="{self.stripe_webhook_secret}"',
+                ]
+                argv += ["--set", f'secret_key="{self.checkout_secret_key}"']
             self.supervisor.start(
                 f"emulator-{name}", argv, env=self.extra_env, auto_restart=self.auto_restart
             )

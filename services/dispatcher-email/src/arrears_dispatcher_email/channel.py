@@ -14,10 +14,11 @@ from typing import Any
 
 from arrears_shared.delivery import CannotReconcile, DeliveryRow, Rendered, SendResult, ThreadRef
 from arrears_shared.delivery.render import notice_context, sample_notice
-from arrears_shared.delivery.templates import TemplateSet
+from arrears_shared.delivery.templates import TemplateSet, locale_chain
 from arrears_shared.events import NoticeDue, Tier
 from arrears_shared.providers.errors import ProviderAuthError, ProviderQuotaExhausted, ProviderRateLimited
 from arrears_shared.providers.gmail import GmailClient, GmailMailbox, mailbox_client
+from jinja2 import TemplateError, TemplateNotFound
 
 from . import metrics
 from .mime import build_message, message_id_for, unsubscribe_url
@@ -26,6 +27,10 @@ from .settings import EmailSettings
 from .smtp_client import SmtpRelay
 
 log = logging.getLogger(__name__)
+# Automatic answers sent as a plain-text email around the notice's `text`, from
+# `email/[<locale>/]<purpose>.subject.j2` / `.txt.j2` (never a dunning template), marked auto-replied.
+PLAIN_ANSWERS = frozenset({"out_of_hours_ack"})
+AUTO_SUBMITTED = "auto-replied"  # RFC 3834: an answer to the customer's own message
 
 
 def _html(name: str | None) -> bool:
@@ -64,7 +69,41 @@ class EmailTemplates:
             "unsubscribe_url": unsubscribe_url(self.unsubscribe_template, notice.notice_id),
             "disclosure": self.disclosure,
             "postal_address": self.postal_address,
+            "text": notice.text or "",  # an automatic answer's exact text (empty for dunning)
         }
+
+    def _render_named(self, notice: NoticeDue, ctx: dict[str, Any], suffix: str) -> str:
+        """`email/[<locale>/]<purpose><suffix>`: only the purpose's own template, never a tier's."""
+        names = [
+            f"email/{loc}/{notice.purpose}{suffix}" if loc else f"email/{notice.purpose}{suffix}"
+            for loc in locale_chain(notice.locale, self.templates.default_locale)
+        ]
+        try:
+            return self.templates.env.select_template(names).render(ctx)
+        except TemplateNotFound as e:
+            raise ValueError(f"no template among {names}") from e
+        except TemplateError as e:
+            raise ValueError(f"template for {notice.purpose}: {type(e).__name__}: {e}") from e
+
+    def render_plain(self, notice: NoticeDue) -> tuple[str, str, str]:
+        """An automatic answer (`PLAIN_ANSWERS`): (subject, text, unsubscribe url). The text carries the
+        unsubscribe link and the disclosures like every email. Raises ValueError when a template fails."""
+        if not notice.text:
+            raise ValueError(f"{notice.purpose} without a text")
+        ctx = self.context(notice)
+        unsub = ctx["unsubscribe_url"]
+        subject = self._render_named(notice, ctx, ".subject.j2")
+        text = self._render_named(notice, ctx, ".txt.j2")
+        if not subject.strip():
+            raise ValueError(f"email template for {notice.purpose} rendered an empty subject")
+        if unsub not in text or notice.text not in text:
+            raise ValueError(
+                f"email template for {notice.purpose} must include the text and unsubscribe link"
+            )
+        for required in (self.disclosure, self.postal_address):
+            if required and required not in text:
+                raise ValueError(f"email template for {notice.purpose} must include the disclosures")
+        return subject, text, unsub
 
     def render(self, notice: NoticeDue) -> tuple[str, str, str, str]:
         """(subject, text, html, unsubscribe url). Raises ValueError when a template fails."""
@@ -92,6 +131,9 @@ class EmailTemplates:
             for tier in Tier:
                 n = sample_notice(tier, "email", "sample@example.com")
                 self.render(n.model_copy(update={"locale": locale}))
+            for purpose in PLAIN_ANSWERS:
+                answer = {"locale": locale, "purpose": purpose, "text": "Sample text."}
+                self.render_plain(sample.model_copy(update=answer))
 
 
 class SmtpRoute:
@@ -174,8 +216,16 @@ class EmailChannel:
             sender, sender_name = choice.mailbox.address, choice.mailbox.display_name or sender_name
             if choice.new_thread and thread is not None:
                 thread = ThreadRef(thread.notice_ids, None)  # another mailbox's Gmail thread id is not ours
-        subject, text, body, unsub = self.templates.render(notice)
         references = [message_id_for(n, sender) for n in thread.notice_ids] if thread else []
+        auto_submitted: str | None = None
+        body: str | None
+        if notice.purpose in PLAIN_ANSWERS:
+            subject, text, unsub = self.templates.render_plain(notice)
+            body, auto_submitted = None, AUTO_SUBMITTED
+            if notice.in_reply_to:  # the customer's message is the one answered: it threads under it
+                references.append(notice.in_reply_to)
+        else:
+            subject, text, body, unsub = self.templates.render(notice)
         raw = build_message(
             notice_id=notice.notice_id,
             to=notice.to,
@@ -188,6 +238,7 @@ class EmailChannel:
             unsubscribe=unsub,
             date=datetime.now(UTC),
             references=references,
+            auto_submitted=auto_submitted,
         )
         out: Rendered = {"raw": base64.b64encode(raw).decode("ascii")}
         if thread and thread.thread_id:

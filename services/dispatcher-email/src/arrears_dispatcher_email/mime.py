@@ -4,6 +4,8 @@ Injection-proof headers: every value taken from data is collapsed to one line (C
 characters become spaces) before it is set, addresses are validated, and the `email` policy itself refuses
 any header value that still contains a line break. The Message-ID is derived from the notice id and the
 notice id travels in `X-Arrears-Notice-Id`, so an in-doubt send can be found again at the provider.
+An automatic answer (no HTML part) carries `Auto-Submitted: auto-replied` (RFC 3834), so that the customer's
+own auto-responder does not answer it back.
 """
 
 from __future__ import annotations
@@ -71,13 +73,15 @@ def build_message(
     sender_name: str,
     subject: str,
     text_body: str,
-    html_body: str,
+    html_body: str | None,
     unsubscribe: str,
     date: datetime,
     references: list[str] | None = None,
+    auto_submitted: str | None = None,
 ) -> bytes:
-    """The notice as multipart/alternative (text + HTML). `references`: Message-IDs of the earlier
-    notices to this account, oldest first; the last one is `In-Reply-To` (per-account threading)."""
+    """The notice as multipart/alternative (text + HTML), or text/plain alone when `html_body` is None.
+    `references`: Message-IDs of the earlier messages of the conversation, oldest first; the last one is
+    `In-Reply-To` (per-account threading). `auto_submitted`: the RFC 3834 `Auto-Submitted` value."""
     if not _TOKEN.match(notice_id):
         raise ValueError("notice id is not a printable header token")
     msg = EmailMessage(policy=_POLICY)
@@ -94,6 +98,9 @@ def build_message(
             msg["References"] = " ".join(ids)
     msg["List-Unsubscribe"] = f"<{one_line(unsubscribe)}>, <mailto:{sender}?subject=unsubscribe>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if auto_submitted:
+        msg["Auto-Submitted"] = one_line(auto_submitted)
     msg.set_content(text_body)
-    msg.add_alternative(html_body, subtype="html")
+    if html_body is not None:
+        msg.add_alternative(html_body, subtype="html")
     return msg.as_bytes()

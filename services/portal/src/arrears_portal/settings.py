@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from arrears_shared.links import LinkSettings
 from arrears_shared.settings import ServiceSettings
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 
 class PortalSettings(ServiceSettings, LinkSettings):
@@ -44,4 +44,31 @@ class PortalSettings(ServiceSettings, LinkSettings):
     )
     portal_promise_max_days: int = Field(
         30, ge=1, le=365, description="Latest promise-to-pay date a debtor may choose, in days from today"
+    )
+    portal_public_url: str = Field(
+        "",
+        description="Public base address of the portal (checkout's success/cancel pages return here); "
+        "empty: `ARREARS_LINK_PUBLIC_URL` without its `/p/`",
+    )
+    portal_checkout_base_url: str = Field(
+        "",
+        description="Base URL of the payment gateway's Checkout Sessions API (Stripe: `https://api.stripe.com`; "
+        "`arrears up`: the checkout emulator); empty: the portal offers no payment",
+    )
+    portal_checkout_secret_key: SecretStr | None = Field(
+        None, description="Secret API key of the payment gateway (`sk_…`), sent as the bearer token"
+    )
+    portal_checkout_page_origin: str = Field(
+        "",
+        description="Origin of the gateway's hosted payment page, allowed as a form target by the pages' CSP "
+        "(Stripe: `https://checkout.stripe.com`); empty: the origin of `ARREARS_PORTAL_CHECKOUT_BASE_URL`",
+    )
+    portal_checkout_timeout_s: float = Field(
+        10.0, gt=0, le=60, description="Timeout of one call to the Checkout Sessions API"
+    )
+    portal_pay_min_minor: int = Field(
+        100,
+        ge=1,
+        description="Smallest part payment, in minor units of the account's currency (a balance below it "
+        "can still be paid in full)",
     )

@@ -52,8 +52,8 @@ class ResponsesSettings(ServiceSettings, WebhookDedupeSettings):
     )
     responses_out_of_hours_ack: bool = Field(
         False,
-        description="Acknowledge a reply that arrives while the owning team is closed (SMS, WhatsApp), once per "
-        "conversation per closed period, with the next opening time (needs dispatchers that know the "
+        description="Acknowledge a reply that arrives while the owning team is closed (SMS, WhatsApp, email), "
+        "once per conversation per closed period, with the next opening time (needs dispatchers that know the "
         "`out_of_hours_ack` purpose)",
     )
     responses_out_of_hours_team: str = Field(

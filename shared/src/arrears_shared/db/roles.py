@@ -42,7 +42,8 @@ IAM_GRANTS: dict[str, str] = {
     "sending_halts": "SELECT",  # every dispatcher reads the halts in its claim transaction
     "sign_in_locks": "SELECT, INSERT, UPDATE",  # a failed sign-in at any service counts against the key
     "security_events": "SELECT, INSERT",  # lockouts and unusual-access alerts, append-only
-    "access_counts": "SELECT, INSERT, UPDATE",  # each replica flushes its account-read counts
+    # each replica flushes its account-read counts, and prunes buckets past the baseline (once an hour)
+    "access_counts": "SELECT, INSERT, UPDATE, DELETE",
 }
 IAM_CONSOLE_GRANTS: dict[str, str] = {
     "alembic_version": "SELECT",

@@ -18,6 +18,7 @@ from arrears_shared.events import (
     Event,
     IngestRejected,
     Intent,
+    LinkClicked,
     MessageSent,
     NoticeDue,
     OverrideRequested,
@@ -82,6 +83,9 @@ def summarize(ev: Event) -> str:
     if isinstance(ev, PaymentFailed):
         amount = f" {money(ev.amount_minor, ev.currency)}" if ev.amount_minor and ev.currency else ""
         return f"payment{amount} failed ({ev.provider}): {ev.failure_code or ev.failure_message[:120] or '?'}"
+    if isinstance(ev, LinkClicked):
+        tier = f"{ev.tier.value} " if ev.tier else ""
+        return f"payment link opened: {tier}{ev.channel} notice (sent {ev.issued_at:%Y-%m-%d})"
     return type(ev).__name__
 
 

@@ -51,6 +51,12 @@ class KpiTarget(BaseModel):
         return "near" if value >= self.near_at - 1e-12 else "missed"
 
 
+class KpiTargets(BaseModel):
+    """The KPI targets in force, one per KPI that has one (configuration, a short fixed list)."""
+
+    targets: list[KpiTarget]
+
+
 def make_targets(
     coverage: float, automated: float, recovery: float, extra: str = "", near: float = 0.10
 ) -> list[KpiTarget]:

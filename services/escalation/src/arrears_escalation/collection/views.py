@@ -13,21 +13,18 @@ from arrears_shared.service import Context, RouterFactory
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from .service import campaign_collected, read_page, snapshot
-from .targets import KpiTarget
+from .targets import KpiTarget, KpiTargets
 
 
 def make_router(targets: list[KpiTarget] | None = None) -> RouterFactory:
     def factory(get_context: Callable[[], Context]) -> APIRouter:
         router = APIRouter(prefix="/collection-metrics", tags=["metrics"])
 
-        @router.get("/targets", response_model=list[KpiTarget])
-        async def metrics_targets(
-            limit: int = Query(100, ge=1, le=100, description="At most this many targets (one per KPI)"),
-            _: Principal = Depends(requires("reports.read")),
-        ) -> list[KpiTarget]:
+        @router.get("/targets", response_model=KpiTargets)
+        async def metrics_targets(_: Principal = Depends(requires("reports.read"))) -> KpiTargets:
             """The KPI targets in force (configuration) with the threshold below which a figure is no longer
             `near` but `missed`; a figure at or above `target` is `met`."""
-            return list(targets or [])[:limit]
+            return KpiTargets(targets=list(targets or []))
 
         @router.get("/campaigns", responses=paging.RESPONSES)
         async def metrics_campaigns(

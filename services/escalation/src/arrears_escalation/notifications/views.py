@@ -9,7 +9,7 @@ from arrears_shared import paging
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from ..audit.service import append
 from ..deps import Deps
@@ -18,7 +18,7 @@ from .service import inbox, mark_read
 
 
 class MarkRead(BaseModel):
-    ids: list[int] | None = Field(
+    ids: list[StrictInt] | None = Field(
         max_length=500, description="The notifications to mark read; null = all of mine (required: say which)"
     )
 

@@ -11,6 +11,7 @@ import logging
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from arrears_shared import paging
 from arrears_shared.providers.errors import ProviderError, ProviderInDoubt, ProviderPermanentError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -121,15 +122,20 @@ async def generate_due(
     return made
 
 
-async def list_reports(conn: AsyncConnection, kind: str | None = None, limit: int = 200) -> list[ReportView]:
+async def list_reports(
+    conn: AsyncConnection, kind: str | None = None, limit: int = 200, cursor: str | None = None
+) -> tuple[list[ReportView], str | None]:
+    """One page of stored reports, newest period first, and the cursor of the next page."""
+    after, params = paging.after_sql(cursor, [("period_start", date), ("report_id", str)])
     rows = await conn.execute(
         text(
             f"""SELECT {_COLUMNS} FROM {SCHEMA}.reports WHERE (CAST(:k AS text) IS NULL OR kind = :k)
-            ORDER BY period_start DESC, kind LIMIT :n"""
+            AND {after} ORDER BY period_start DESC, report_id DESC LIMIT :n"""
         ),
-        {"k": kind, "n": limit},
+        {"k": kind, "n": limit + 1, **params},
     )
-    return [_view(r) for r in rows]
+    found, nxt = paging.page(list(rows), limit, lambda r: (r.period_start, r.report_id))
+    return [_view(r) for r in found], nxt
 
 
 async def get_report(conn: AsyncConnection, rid: str) -> ReportDetail | None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+from arrears_shared import paging
 from arrears_shared.audit import record
 from arrears_shared.auth import Principal, requires
 from arrears_shared.service import Context, RouterFactory
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from ..collection.targets import KpiTarget
 from ..deps import Deps
@@ -28,13 +29,20 @@ def make_router(deps: Deps, cfg: ReportsConfig, targets: list[KpiTarget]) -> Rou
         router = APIRouter(prefix="/reports", tags=["reports"])
         reader = Depends(requires("reports.read"))
 
-        @router.get("", response_model=list[ReportView])
+        @router.get("", response_model=list[ReportView], responses=paging.RESPONSES)
         async def reports_list(
-            kind: Kind | None = None, limit: int = Query(200, ge=1, le=1000), _: Principal = reader
+            request: Request,
+            response: Response,
+            kind: Kind | None = None,
+            limit: int = Query(200, ge=1, le=1000),
+            cursor: str | None = paging.CURSOR_QUERY,
+            _: Principal = reader,
         ) -> list[ReportView]:
             """Stored reports, newest period first."""
             async with get_context().engine.connect() as conn:
-                return await list_reports(conn, kind, limit)
+                found, after = await list_reports(conn, kind, limit, cursor)
+            paging.announce(request, response, after)
+            return found
 
         @router.get("/{report_id}", response_model=ReportDetail)
         async def report_get(report_id: str, _: Principal = reader) -> ReportDetail:

@@ -4,11 +4,14 @@ credential but the link and the fact they know) and rate-limited per client addr
 
 from __future__ import annotations
 
+import logging
 import re
+import secrets
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 from arrears_shared.auth import public
 from arrears_shared.auth.gate import client_address
@@ -23,15 +26,21 @@ from prometheus_client import Counter
 from ..accounts.service import get_account
 from ..actions import service as actions
 from ..links.service import record_open
+from ..payments import service as payments
+from ..payments.checkout import CheckoutClient, CheckoutUnavailable, create_params
 from ..settings import PortalSettings
 from ..verification import sessions
 from ..verification.service import Outcome, Policy, verify
 from .i18n import pick
-from .pages import SECURITY_HEADERS, render
+from .pages import SECURITY_HEADERS, content_security_policy, render
 from .ratelimit import AddressLimiter
 
+log = logging.getLogger(__name__)
 LINKS = Counter("arrears_portal_link_opens_total", "Link opens by outcome", ["outcome"])
 VERIFICATIONS = Counter("arrears_portal_verifications_total", "Verification attempts by outcome", ["outcome"])
+CHECKOUTS = Counter(
+    "arrears_portal_checkouts_total", "Checkout sessions the portal asked for, by outcome", ["outcome"]
+)
 _CHANNEL = re.compile(r"^[a-z][a-z0-9_]{1,20}$")
 
 
@@ -49,13 +58,37 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
             state["signer"] = LinkSigner.from_settings(settings())
         return state["signer"]  # type: ignore[no-any-return]
 
-    def limited(request: Request) -> None:
+    async def limited(request: Request) -> None:  # async: no worker-thread hop per request
         if "limiter" not in state:
             state["limiter"] = AddressLimiter(settings().portal_rate_per_minute)
         wait = state["limiter"].allow(client_address(request.scope))
         if wait:
             lang = pick(request.query_params.get("lang"), request.headers.get("accept-language"))
             raise HTTPException(429, detail=_t(lang, "too_many"), headers={"Retry-After": str(int(wait) + 1)})
+
+    def checkout() -> CheckoutClient | None:
+        s = settings()
+        if not s.portal_checkout_base_url or s.portal_checkout_secret_key is None:
+            return None
+        if "checkout" not in state:
+            state["checkout"] = CheckoutClient(
+                s.portal_checkout_base_url,
+                s.portal_checkout_secret_key.get_secret_value(),
+                s.portal_checkout_timeout_s,
+            )
+        return state["checkout"]  # type: ignore[no-any-return]
+
+    def checkout_origin() -> str:
+        s = settings()
+        parts = urlsplit(s.portal_checkout_page_origin or s.portal_checkout_base_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def public_base(request: Request) -> str:
+        s = settings()
+        if s.portal_public_url:
+            return s.portal_public_url.rstrip("/")
+        link = s.link_public_url.rstrip("/")
+        return link.removesuffix("/p") if link.endswith("/p") else str(request.base_url).rstrip("/")
 
     def page_for(lang: str, template: str, **values: Any) -> Response:
         s = settings()
@@ -193,7 +226,9 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
                 lang, "message.html", status=404, kind="error", message=_t(lang, "verify_unavailable")
             )
         today = date.today()
-        return page_for(
+        can_pay = checkout() is not None and account.balance_minor > 0
+        exp = minor_exponent(account.currency)
+        page = page_for(
             lang,
             "account.html",
             status=status,
@@ -208,7 +243,14 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
             error=error,
             today=today.isoformat(),
             last_day=(today + timedelta(days=s.portal_promise_max_days)).isoformat(),
+            can_pay=can_pay,
+            pay_nonce=secrets.token_urlsafe(12),
+            pay_min=money(min(s.portal_pay_min_minor, max(account.balance_minor, 0)), account.currency),
+            balance_plain=f"{account.balance_minor / 10**exp:.{exp}f}",
         )
+        if can_pay:
+            page.headers["Content-Security-Policy"] = content_security_policy((checkout_origin(),))
+        return page
 
     @router.get("/portal/account", dependencies=visit_access)
     async def show(request: Request) -> Response:
@@ -218,7 +260,8 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
             if session is None:
                 return session_over(request)
             done = request.query_params.get("done", "")
-            msg = _t(session.locale, f"done_{done}") if done in ("promise", "dispute", "opt_out") else ""
+            known = ("promise", "dispute", "opt_out", "pay_cancelled")
+            msg = _t(session.locale, f"done_{done}") if done in known else ""
             return await account_page(session, tx.conn, done=msg)
 
     async def act(
@@ -287,6 +330,97 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
             return None
 
         return await act(request, csrf, do, "opt_out")
+
+    @router.post("/portal/account/pay", dependencies=visit_access)
+    async def pay(
+        request: Request,
+        csrf: str = Form("", max_length=64),
+        nonce: str = Form("", max_length=64),
+        full: str = Form("", max_length=5),
+        amount: str = Form("", max_length=20),
+    ) -> Response:
+        """Pay in full (`full=1`) or in part (`amount`): ask the gateway for a hosted checkout session
+        (idempotent per visit, amount and rendered form) and send the debtor there."""
+        ctx, s, client = get_context(), settings(), checkout()
+        async with ctx.transaction() as tx:
+            session = await visit(request, tx.conn)
+            if session is None:
+                return session_over(request)
+            if not sessions.csrf_ok(session, csrf):
+                raise HTTPException(403, "form expired: reload the page")
+            account = await get_account(tx.conn, ctx.schema, session.account_id)
+            if client is None or account is None or account.removed or account.balance_minor <= 0:
+                return await account_page(
+                    session, tx.conn, error=_t(session.locale, "pay_unavailable"), status=409
+                )
+            minor = account.balance_minor if full else _minor(amount, account.currency)
+            problem = payments.amount_problem(account, minor, s.portal_pay_min_minor)
+            if problem is not None or minor is None:
+                CHECKOUTS.labels("refused").inc()
+                message = _t(session.locale, problem or "bad_amount").format(
+                    most=money(account.balance_minor, account.currency),
+                    least=money(min(s.portal_pay_min_minor, account.balance_minor), account.currency),
+                )
+                return await account_page(session, tx.conn, error=message, status=422)
+        # the gateway call holds no transaction; its idempotency key makes a repeat return the same session
+        key = payments.idempotency_key(session, minor, nonce or csrf)
+        base = public_base(request)
+        params = create_params(
+            account_id=account.account_id,
+            amount_minor=minor,
+            currency=account.currency,
+            description=_t(session.locale, "pay_description").format(brand=s.portal_brand_name),
+            success_url=f"{base}/portal/paid?session_id={{CHECKOUT_SESSION_ID}}",
+            cancel_url=f"{base}/portal/account?done=pay_cancelled",
+            locale=session.locale,
+            visit=session.actor,
+        )
+        try:
+            started = await client.create(params, key)
+        except CheckoutUnavailable as e:
+            CHECKOUTS.labels("unavailable").inc()
+            log.warning("checkout unavailable", extra={"reason": str(e)[:200]})
+            async with ctx.transaction() as tx:
+                return await account_page(
+                    session, tx.conn, error=_t(session.locale, "pay_unavailable"), status=503
+                )
+        async with ctx.transaction() as tx:
+            await payments.record_checkout(tx, session, started, key, datetime.now(UTC))
+        CHECKOUTS.labels("started").inc()
+        if not started.url:
+            async with ctx.transaction() as tx:
+                return await account_page(
+                    session, tx.conn, error=_t(session.locale, "pay_unavailable"), status=409
+                )
+        return RedirectResponse(started.url, status_code=303, headers=SECURITY_HEADERS)
+
+    @router.get("/portal/paid", dependencies=visit_access)
+    async def paid(request: Request) -> Response:
+        """Where the gateway sends the debtor back after paying. The payment itself reaches the account
+        through the gateway's webhook (ingest), so this page only thanks and says what happens next."""
+        ctx = get_context()
+        session_id = request.query_params.get("session_id", "")[:255]
+        async with ctx.transaction() as tx:
+            session = await visit(request, tx.conn)
+            if session is None:  # the visit ended while paying: thank without disclosing anything
+                lang = pick(request.query_params.get("lang"), request.headers.get("accept-language"))
+                return page_for(lang, "message.html", kind="ok", message=_t(lang, "paid_no_visit"))
+            detail = await payments.owns_checkout(tx, session, session_id) if session_id else None
+        lang = session.locale
+        if detail is None:
+            return page_for(lang, "message.html", status=404, kind="error", message=_t(lang, "paid_unknown"))
+        status = ""
+        client = checkout()
+        if client is not None:
+            try:
+                status = (await client.retrieve(session_id)).payment_status
+            except CheckoutUnavailable:
+                status = ""
+        amount = money(int(detail["amount_minor"]), str(detail["currency"]))
+        key = "paid_done" if status == "paid" else "paid_pending"
+        return page_for(
+            lang, "paid.html", message=_t(lang, key).format(amount=amount), back=_t(lang, "paid_back")
+        )
 
     @router.post("/portal/account/sign-out", dependencies=visit_access)
     async def sign_out(request: Request, csrf: str = Form("", max_length=64)) -> Response:

@@ -3,19 +3,26 @@ told when it opens ("we're closed, we'll reply by Monday 7 December, 9:00 AM EST
 
 When (all of them):
 - `ARREARS_RESPONSES_OUT_OF_HOURS_ACK` is on, the reply is matched to a live (not erased) account, on a
-  channel that gets automatic answers (a phone address: SMS, WhatsApp; email replies are read by a person),
+  channel that is acknowledged (`acknowledges_on`: a phone address, SMS and WhatsApp, or an email address),
   and arrived outside the working hours of the owning team (`ARREARS_RESPONSES_OUT_OF_HOURS_TEAM`), by the
   team's calendar as replicated from `team-calendars` (a team without a calendar is always open);
 - the reply is not an opt-out, a possible opt-out or a HELP (HELP has its own answer), and the customer has
   not opted out on that channel (a confirmed opt-out answer or an opt-out reply on record);
 - none was sent to this conversation (account, channel) in this closed period: the period is named by the
   instant it began, and `(account, channel, period)` is the primary key of `responses.out_of_hours_acks`.
+  For email the conversation is the account's email too, whatever the sender address or thread: a customer
+  who writes three emails (or from two addresses) in one night is told once.
+- email only (gmail/service.py): the email is a reply (not an automatic reply, a bounce or anything with
+  `Auto-Submitted` other than `no`, `Precedence: bulk|junk|auto_reply`), did not come through a mailing list
+  (`Precedence: list`, `List-Id`) and is not from a role address that must never be answered (`no_ack_sender`).
 
 How: like the HELP answer, a `notice-due` (purpose `out_of_hours_ack`, the exact `text`) written to the
 outbox with the reply, which that channel's dispatcher sends. Unlike HELP it is not exempt: the dispatcher
 applies opt-outs, holds and the contact-hours gate to it (a deferred one expires when the team opens: then
-a person answers instead). The text is in the customer's language (guessed from the reply: en, es; else
-`ARREARS_RESPONSES_DEFAULT_LOCALE`) and the opening time in the customer's time zone (else the team's).
+a person answers instead). On email the dispatcher sends the `text` as a plain-text email with
+`Auto-Submitted: auto-replied`, `In-Reply-To` the customer's Message-ID (`in_reply_to`). The text is in the
+customer's language (guessed from the reply: en, es; else `ARREARS_RESPONSES_DEFAULT_LOCALE`) and the opening
+time in the customer's time zone (else the team's).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from arrears_shared.channels import kind_of
 from arrears_shared.events import AgingBucket, Intent, NoticeDue, Tier
 from arrears_shared.stream.transaction import Transaction
 from arrears_shared.working_time import TeamCalendar, closed_period_start, is_open, next_opening
@@ -80,6 +88,25 @@ MONTHS = {
     ),
 }
 LOCALES = tuple(DAYS)
+# Senders an automatic answer must never go to (RFC 3834 section 2: list owners and request addresses,
+# mailer daemons; no-reply addresses would bounce or loop).
+_NO_ACK_SENDER = re.compile(
+    r"^(?:owner-.*|.*-request|.*-owner|mailer-daemon|mail-daemon|postmaster|listserv|majordomo|"
+    r"no-?reply|do-?not-?reply|noreply-.*)@",
+    re.I,
+)
+
+
+def acknowledges_on(channel: str) -> bool:
+    """Whether replies on `channel` are acknowledged out of hours: the automatic-answer channels and email."""
+    kind = kind_of(channel)
+    return answers_on(channel) or (kind == "email" if kind else channel == "email")
+
+
+def no_ack_sender(address: str) -> bool:
+    """An email address no automatic answer goes to (a list, a daemon, a no-reply address)."""
+    return bool(_NO_ACK_SENDER.match(address.strip()))
+
 
 # Words (accents removed, lower case) that are Spanish and not English: two of them, or one with ¿ ¡ ñ or
 # an accented letter, make the reply Spanish.
@@ -158,9 +185,11 @@ async def maybe_acknowledge(
     reply_text: str,
     received_at: datetime,
     timezone: str | None,
+    in_reply_to: str | None = None,
 ) -> str | None:
-    """Emit the acknowledgement of a reply that came in out of hours, if one is due. Returns its notice id."""
-    if not settings.responses_out_of_hours_ack or not answers_on(channel):
+    """Emit the acknowledgement of a reply that came in out of hours, if one is due. Returns its notice id.
+    `in_reply_to`: the Message-ID of the customer's email (email only), so the acknowledgement threads."""
+    if not settings.responses_out_of_hours_ack or not acknowledges_on(channel):
         return None
     if intent in NO_ACK_INTENTS or possible_opt_out:
         return None
@@ -220,6 +249,7 @@ async def maybe_acknowledge(
             locale=locale,
             purpose=PURPOSE,
             text=body,
+            in_reply_to=in_reply_to,
         ),
         id=f"notice-due:{notice_id}",
     )

@@ -6,7 +6,9 @@ package. Recognised:
   mailer-daemon / postmaster; the failed recipient, status code and original Message-ID are extracted;
 - **automatic replies**: `Auto-Submitted` other than `no` (RFC 3834), `X-Autoreply` / `X-Autorespond`,
   `Precedence: auto_reply|bulk|junk`, or an out-of-office subject in common languages;
-- everything else is a reply; its text is the new part only (quoted history and signatures removed).
+- everything else is a reply; its text is the new part only (quoted history and signatures removed). A reply
+  that came through a mailing list (`Precedence: list`, a `List-Id`) is flagged `mailing_list`: no automatic
+  answer goes to it (RFC 3834 section 2, mail loops).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class InboundEmail:
     text: str = ""
     bounce_status: str | None = None
     bounce_recipient: str | None = None
+    mailing_list: bool = False  # came through a list: never answered automatically (RFC 3834)
 
     @property
     def notice_hashes(self) -> list[str]:
@@ -100,6 +103,10 @@ def _is_auto(msg: Message, subject: str) -> bool:
     if (msg.get("Precedence") or "").strip().lower() in ("auto_reply", "bulk", "junk"):
         return True
     return bool(_OOO_SUBJECT.match(subject))
+
+
+def _from_list(msg: Message) -> bool:
+    return (msg.get("Precedence") or "").strip().lower() == "list" or msg.get("List-Id") is not None
 
 
 def _bounce_details(msg: Message) -> tuple[str | None, str | None, list[str]]:
@@ -155,4 +162,5 @@ def parse_email(raw: bytes) -> InboundEmail:
         message_id=message_id,
         references=refs,
         text=strip_quoted(_text_of(msg))[:5000],
+        mailing_list=_from_list(msg),
     )

@@ -41,7 +41,12 @@ class PollResult:
 
 
 async def _handle(
-    tx: Transaction, client: GmailClient, message_id: str, own: frozenset[str], result: PollResult
+    tx: Transaction,
+    client: GmailClient,
+    message_id: str,
+    own: frozenset[str],
+    result: PollResult,
+    settings: ResponsesSettings,
 ) -> None:
     msg = await client.get_message(message_id, format="raw")
     if SKIP_LABELS.intersection(msg.label_ids) or msg.raw is None:
@@ -56,7 +61,11 @@ async def _handle(
         if msg.internal_date_ms
         else datetime.now(UTC)
     )
-    result.count(await record_email(tx, email, gmail_id=msg.id, thread_id=msg.thread_id, received_at=at))
+    result.count(
+        await record_email(
+            tx, email, gmail_id=msg.id, thread_id=msg.thread_id, received_at=at, settings=settings
+        )
+    )
 
 
 async def poll_once(
@@ -102,7 +111,7 @@ async def poll_once(
             if SKIP_LABELS.intersection(ref.label_ids):  # our own sends: not even fetched
                 result.count("skipped")
                 continue
-            await _handle(tx, client, ref.id, own, result)
+            await _handle(tx, client, ref.id, own, result, s)
             handled += 1
         next_id = record.id
     else:
@@ -129,7 +138,7 @@ async def _full_sync(
     ids = await client.search(f"in:inbox newer_than:{s.responses_gmail_resync_days}d")
     log.warning("gmail history id expired; full resync", extra={"mailbox": mailbox, "messages": len(ids)})
     for message_id in ids:
-        await _handle(tx, client, message_id, own, result)
+        await _handle(tx, client, message_id, own, result, s)
     await tx.conn.execute(
         text(
             f"""UPDATE {tx.schema}.gmail_cursor SET history_id = :h, full_syncs = full_syncs + 1,

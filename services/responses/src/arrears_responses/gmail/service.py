@@ -1,7 +1,9 @@
 """Inbound email: match to an account (References / In-Reply-To, Gmail thread, sender address by its blind
 index; never an erased account), classify, store (sender and text sealed with the account's key when
 matched), and emit `reply-received` (a reply), a failed `message-sent` (a hard bounce) or nothing (an
-automatic reply, recorded only). Each Gmail message is handled once (`reply_id = gmail:<id>`)."""
+automatic reply, recorded only). Each Gmail message is handled once (`reply_id = gmail:<id>`). A reply that
+arrives while the team is closed is acknowledged in the same transaction (autoreplies/out_of_hours.py), unless
+it came through a mailing list or from an address nothing automatic is sent to (mail loops, RFC 3834)."""
 
 from __future__ import annotations
 
@@ -18,15 +20,18 @@ from arrears_shared.vault.keys import vault
 from sqlalchemy import text
 
 from .. import metrics
+from ..autoreplies.out_of_hours import maybe_acknowledge, no_ack_sender
 from ..contacts.addresses import normalize_email
 from ..contacts.lookup import find_contact, is_live
 from ..intents.classifier import REPLY_COLUMNS, REPLY_VALUES
 from ..intents.registry import ACTIVE
 from ..replies.debtor import debtor_of
+from ..settings import ResponsesSettings
 from .parse import EmailKind, InboundEmail
 
 log = logging.getLogger(__name__)
 _RE_PREFIX = re.compile(r"^\s*(?:(?:re|fw|fwd|aw|rv|tr)\s*:\s*)+", re.I)
+_MESSAGE_ID = re.compile(r"^<[\x21-\x3b\x3d\x3f-\x7e]{1,500}>$")  # one RFC 5322 msg-id, nothing else
 
 
 def msgid_hash(notice_id: str) -> str:
@@ -95,9 +100,10 @@ async def record_email(
     gmail_id: str,
     thread_id: str | None,
     received_at: datetime | None = None,
+    settings: ResponsesSettings | None = None,
 ) -> str:
     """Apply one inbound email inside `tx`. Returns the outcome (duplicate, reply, auto_reply, bounce,
-    unmatched)."""
+    unmatched). With `settings`, an out-of-hours reply is acknowledged as they say."""
     s = tx.schema
     received_at = received_at or datetime.now(UTC)
     reply_id = f"gmail:{gmail_id}"
@@ -193,4 +199,19 @@ async def record_email(
         ),
         id=f"reply-received:{reply_id}",
     )
+    if settings is not None and not email.mailing_list and not no_ack_sender(email.from_address):
+        await maybe_acknowledge(
+            tx,
+            settings,
+            intent=c.intent,
+            possible_opt_out=c.possible_opt_out,
+            channel="email",
+            account_id=match.account_id,
+            reply_id=reply_id,
+            address=email.from_address,
+            reply_text=body,
+            received_at=received_at,
+            timezone=debtor.timezone if debtor else None,
+            in_reply_to=email.message_id if _MESSAGE_ID.match(email.message_id or "") else None,
+        )
     return "reply"

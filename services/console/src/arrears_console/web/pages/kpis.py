@@ -204,7 +204,7 @@ def router(get_context: ContextGetter) -> APIRouter:
             for part in got:
                 rows.extend(part or [])
                 truncated = truncated or len(part or []) >= ROW_LIMIT
-            targets = {t["metric"]: t for t in found_targets or []}
+            targets = {t["metric"]: t for t in (found_targets or {}).get("targets", [])}
         except UpstreamError as e:
             unavailable = e.detail
         figures = collate(rows)

@@ -7,7 +7,7 @@ Revision ID: 0001
 from __future__ import annotations
 
 from alembic import op
-from arrears_shared.audit.tables import create_audit_log
+from arrears_shared.audit.tables import create_audit_log, drop_audit_log
 from arrears_shared.db.runner_tables import create_runner_tables
 
 revision = "0001"
@@ -98,4 +98,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
+    # the tables, not the schema: Alembic's version table lives in it
+    for t in ("actions", "sessions", "lockouts", "verification_attempts", "link_opens", "accounts"):
+        op.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{t}")
+    drop_audit_log(op, SCHEMA)
+    for t in ("outbox", "inbox"):
+        op.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{t}")

@@ -1,0 +1,1 @@
+"""Stripe-style Checkout Sessions emulator: the API, a hosted payment page and signed webhooks."""
