@@ -71,6 +71,8 @@ SECRET_ENV: dict[str, dict[str, tuple[str, bool]]] = {
     "portal": {
         "ARREARS_LINK_KEY": ("link-key", False),
         "ARREARS_LINK_PREVIOUS_KEYS": ("link-previous-keys", True),
+        # the payment gateway's secret key (Checkout Sessions); unset: the portal offers no payment
+        "ARREARS_PORTAL_CHECKOUT_SECRET_KEY": ("portal-checkout-secret-key", True),
     },
 }
 # ... and the dispatchers put those links in the notices they send (no link while the key is absent).

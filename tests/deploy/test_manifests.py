@@ -85,20 +85,24 @@ def service_metrics() -> set[str]:
 
     for svc in ("ingest", "responses", "escalation", "dispatcher_email"):
         importlib.import_module(f"arrears_{svc}.metrics")
-    return {
-        sample.name
-        for family in prometheus_client.REGISTRY.collect()
-        for sample in family.samples
-        if sample.name.startswith("arrears_")
-    } | {
-        f"{family.name}_total"
-        for family in prometheus_client.REGISTRY.collect()
-        if family.type == "counter" and family.name.startswith("arrears_")
-    } | {  # a labelled gauge has no sample until a child is set
-        family.name
-        for family in prometheus_client.REGISTRY.collect()
-        if family.type == "gauge" and family.name.startswith("arrears_")
-    }
+    return (
+        {
+            sample.name
+            for family in prometheus_client.REGISTRY.collect()
+            for sample in family.samples
+            if sample.name.startswith("arrears_")
+        }
+        | {
+            f"{family.name}_total"
+            for family in prometheus_client.REGISTRY.collect()
+            if family.type == "counter" and family.name.startswith("arrears_")
+        }
+        | {  # a labelled gauge has no sample until a child is set
+            family.name
+            for family in prometheus_client.REGISTRY.collect()
+            if family.type == "gauge" and family.name.startswith("arrears_")
+        }
+    )
 
 
 KNOWN_METRICS = (

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from arrears_shared.channels import kind_of
-from arrears_shared.events import AgingBucket, Intent, NoticeDue, Tier
+from arrears_shared.events import Intent
 from arrears_shared.stream.transaction import Transaction
 from arrears_shared.working_time import TeamCalendar, closed_period_start, is_open, next_opening
 from prometheus_client import Counter
@@ -42,7 +42,7 @@ from sqlalchemy import text
 from ..contacts.lookup import address_index, is_live
 from ..settings import ResponsesSettings
 from .calendars import calendar_of
-from .service import PRIORITY, answers_on
+from .service import answers_on, automatic_notice
 
 log = logging.getLogger(__name__)
 PURPOSE = "out_of_hours_ack"
@@ -226,29 +226,17 @@ async def maybe_acknowledge(
     locale = guess_locale(reply_text, settings.responses_default_locale)
     body = ack_text(settings, locale, format_opening(opens, customer_zone(timezone, cal), locale))
     tx.emit(
-        NoticeDue(
+        automatic_notice(
             account_id=account_id,
             notice_id=notice_id,
-            policy_id="auto-reply",
-            policy_version=1,
-            step=0,
-            tier=Tier.REMINDER,
             channel=channel,
-            template_id=f"auto-reply.{PURPOSE}",
-            priority=PRIORITY,
-            to=address,
-            # no balance in an acknowledgement: these fields are required by the contract, unused here
-            customer_name="",
-            balance_minor=0,
-            currency="USD",
-            days_past_due=0,
-            aging_bucket=AgingBucket.CURRENT,
-            timezone=timezone,
-            due_at=received_at,
-            expires_at=opens,  # once the team is open a person answers: a late acknowledgement is dropped
-            locale=locale,
+            address=address,
             purpose=PURPOSE,
             text=body,
+            received_at=received_at,
+            expires_at=opens,  # once the team is open a person answers: a late acknowledgement is dropped
+            timezone=timezone,
+            locale=locale,
             in_reply_to=in_reply_to,
         ),
         id=f"notice-due:{notice_id}",

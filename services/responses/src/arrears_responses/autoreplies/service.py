@@ -14,6 +14,7 @@ blind index (contacts/lookup.py). An erased account is never answered.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from arrears_shared.channels import kind_of
 from arrears_shared.events import AgingBucket, Intent, NoticeDue, Tier
@@ -62,9 +63,36 @@ def answer_notice(
     customer's message time (`due_at`); it expires `ARREARS_RESPONSES_AUTO_REPLY_EXPIRY_S` after
     `answered_at` (when the answer was decided; default: `received_at`)."""
     decided = answered_at or received_at
-    return NoticeDue(
+    return automatic_notice(
         account_id=account_id,
         notice_id=auto_reply_notice_id(account_id, reply_id, purpose),
+        channel=channel,
+        address=address,
+        purpose=purpose,
+        text=answer_text(settings, purpose),
+        received_at=received_at,
+        expires_at=decided + timedelta(seconds=settings.responses_auto_reply_expiry_s),
+    )
+
+
+def automatic_notice(
+    *,
+    account_id: str,
+    notice_id: str,
+    channel: str,
+    address: str,
+    purpose: str,
+    text: str,
+    received_at: datetime,
+    expires_at: datetime,
+    **extra: Any,
+) -> NoticeDue:
+    """A `notice-due` that answers the customer's own message with `text` (no template, no balance), due at
+    the message's time, ahead of any dunning backlog. `extra`: further NoticeDue fields (timezone, locale,
+    in_reply_to)."""
+    return NoticeDue(
+        account_id=account_id,
+        notice_id=notice_id,
         policy_id="auto-reply",
         policy_version=1,
         step=0,
@@ -79,11 +107,12 @@ def answer_notice(
         currency="USD",
         days_past_due=0,
         aging_bucket=AgingBucket.CURRENT,
-        timezone=None,
+        timezone=extra.pop("timezone", None),
         due_at=received_at,
-        expires_at=decided + timedelta(seconds=settings.responses_auto_reply_expiry_s),
-        purpose=purpose,  # type: ignore[arg-type]
-        text=answer_text(settings, purpose),
+        expires_at=expires_at,
+        purpose=purpose,
+        text=text,
+        **extra,
     )
 
 
