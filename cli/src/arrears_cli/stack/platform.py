@@ -635,7 +635,7 @@ class Platform:
         self.supervisor.kill(svc, sig, hold=True)
 
     def restart_service(
-        self, svc: str, timeout: float = 30.0, *, env: Mapping[str, str] | None = None
+        self, svc: str, timeout: float = 60.0, *, env: Mapping[str, str] | None = None
     ) -> None:
         """(Re)start a service on the same port and wait for its `/healthz`.
 
