@@ -122,7 +122,7 @@ async def stack(
     await st.stop()
 
 
-async def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+async def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
