@@ -170,3 +170,33 @@ async def test_reads_spread_over_two_replicas_add_up_at_the_flush(engine: AsyncE
     assert stored == 30
     await a.flush(now)  # nothing new: nothing written twice, nothing raised twice
     assert len(await events_for(engine, spread)) == 1
+
+
+async def test_a_failed_flush_keeps_its_counts_for_the_next_one(engine: AsyncEngine, db_url: str) -> None:
+    """The database refuses one flush: the reads it would have written are not marked flushed, so the next
+    flush writes them, once."""
+    async with engine.begin() as conn:
+        key = await issue_key_async(conn, "collector", name="retry-reader")
+    key_id = keys.parse(key) or ""
+    who = Principal("retry-reader", frozenset({"collector"}), "api_key", key_id)
+    broken = make_engine(db_url.rsplit("/", 1)[0] + "/no_such_database")
+    watch = AccessWatch(AccessPolicy(floor=FLOOR, flush_s=3600), "replica-c", broken)
+    now = time.time()
+    for i in range(FLOOR - 5):  # under the floor: no alert of this replica's own
+        assert not watch.note(who, f"R-{i}", now)
+    with pytest.raises(Exception):  # noqa: B017 - any database error: the point is what stays behind
+        await watch.flush(now)
+    await broken.dispose()
+    watch.engine = engine
+    await watch.flush(now)
+    async with engine.connect() as conn:
+        stored = await conn.scalar(
+            text("SELECT sum(accounts) FROM iam.access_counts WHERE principal = :p"), {"p": key_id}
+        )
+    assert stored == FLOOR - 5
+    await watch.flush(now)  # nothing new: nothing written twice
+    async with engine.connect() as conn:
+        again = await conn.scalar(
+            text("SELECT sum(accounts) FROM iam.access_counts WHERE principal = :p"), {"p": key_id}
+        )
+    assert again == FLOOR - 5

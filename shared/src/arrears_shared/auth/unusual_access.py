@@ -171,15 +171,34 @@ class AccessWatch:
         now = time.time() if now is None else now
         assert self.engine is not None
         rows: list[dict[str, Any]] = []
+        marks: dict[tuple[str, Any], int] = {}  # the new "flushed" marks, applied once the counts commit
         for (who, minute), (accounts, flushed) in list(self._minutes.items()):
             if len(accounts) > flushed:
                 rows.append(
                     {"p": who, "b": minute, "r": self._roles.get(who, ""), "n": len(accounts) - flushed}
                 )
-                self._minutes[(who, minute)] = (accounts, len(accounts))
-            if minute < _minute(now):
-                del self._minutes[(who, minute)]
+                marks[(who, minute)] = len(accounts)
         active = sorted({r["p"] for r in rows})
+        over = await self._write_and_check(rows, active, now)
+        # committed: advance the marks and drop the past minutes (a failed flush leaves both for the next one)
+        for k, mark in marks.items():
+            if k in self._minutes:
+                accounts, flushed = self._minutes[k]
+                self._minutes[k] = (accounts, max(flushed, mark))
+        for who, minute in [k for k in self._minutes if k[1] < _minute(now)]:
+            if self._minutes[(who, minute)][1] >= len(self._minutes[(who, minute)][0]):
+                del self._minutes[(who, minute)]
+        for who, role, n in over:
+            if self._may_raise(who, now):
+                await self.raise_alert(who, role, n, "cluster", now)
+
+    async def _write_and_check(
+        self, rows: list[dict[str, Any]], active: list[str], now: float
+    ) -> list[tuple[str, str, int]]:
+        """One transaction: add the new distinct reads, then each active principal's cluster-wide window sum
+        against its threshold. Returns the principals over it."""
+        assert self.engine is not None
+        over: list[tuple[str, str, int]] = []
         async with self.engine.begin() as conn:
             for r in rows:  # a handful of principals per flush
                 await conn.execute(
@@ -191,7 +210,7 @@ class AccessWatch:
                     r,
                 )
             if not active:
-                return
+                return over
             w = self.policy.window_s
             await self._load_baselines(conn, active)
             sums = await conn.execute(
@@ -215,9 +234,7 @@ class AccessWatch:
                     ),
                     {"s": (self.policy.baseline_days + 1) * 86400},
                 )
-        for who, role, n in over:
-            if self._may_raise(who, now):
-                await self.raise_alert(who, role, n, "cluster", now)
+        return over
 
     async def _load_baselines(self, conn: Any, principals: list[str]) -> None:
         """Each principal's usual accounts per window: the average over its active windows of the trailing
