@@ -510,6 +510,11 @@ class OverrideRequested(Event):
       customer moves the next automated step to at least `contacted_at` + the policy's
       `manual_contact_gap_hours`; any other outcome changes no plan. A promise taken in that contact comes
       as its own `record_promise`.
+
+    A `record_promise` may carry an instalment plan (`promise_plan_every`, `plan_instalments`: the promise is
+    the first instalment on `promise_date`) or the acceptance of a settlement offer (`settlement_offer_id`:
+    the offer's amount by its last day); the segmenter holds the sequence the same way and confirms a plan
+    with a `plan_confirmation`.
     """
 
     ce_type: ClassVar[str] = "arrears.override.requested.v1"
@@ -528,6 +533,20 @@ class OverrideRequested(Event):
         None,
         ge=0,
         description="`record_promise`: the amount promised (minor units of the account's currency)",
+    )
+    promise_plan_every: Literal["week", "fortnight", "month"] | None = Field(
+        None,
+        description="`record_promise` of an instalment plan: `promise_amount_minor` is the first instalment, "
+        "due on `promise_date`; the next ones follow every week / fortnight / month",
+    )
+    plan_instalments: int | None = Field(
+        None, ge=1, le=520, description="`record_promise` of an instalment plan: how many instalments"
+    )
+    settlement_offer_id: str | None = Field(
+        None,
+        max_length=64,
+        description="`record_promise`: the customer accepted this settlement offer "
+        "(`arrears.settlement.offer.v1`); the promise is the offer's amount by its last day",
     )
     contact_id: str | None = Field(
         None, description="`record_contact`: the contact's id (stable: recording it again changes nothing)"
@@ -548,6 +567,26 @@ class OverrideRequested(Event):
         description="Role of the actor; `agent` is the pre-`collector` name, kept for events already on the topic"
     )
     requested_at: AwareDatetime
+
+
+class SettlementOfferChanged(Event):
+    """A supervisor offered the customer a settlement (a reduced amount that settles the account if paid by
+    `expires_on`, the customer's local day), or withdrew one (escalation). Travels on `overrides`, keyed by
+    the account, so it stays in order with the customer's acceptance: a `record_promise` override carrying
+    `settlement_offer_id` (the portal). The supervisor's note stays in escalation."""
+
+    ce_type: ClassVar[str] = "arrears.settlement.offer.v1"
+    topic: ClassVar[str] = topics.OVERRIDES
+
+    offer_id: str = Field(min_length=1, max_length=64)
+    status: Literal["offered", "withdrawn"]
+    amount_minor: int = Field(gt=0, description="What the customer pays to settle (minor units)")
+    currency: Currency
+    balance_minor: int = Field(description="The balance the offer was made against (minor units)")
+    expires_on: date = Field(description="Last day the offer can be accepted, and the day to pay it by")
+    actor: str = Field(description="API key name of the supervisor")
+    role: Literal["collector", "supervisor", "admin", "system"]
+    changed_at: AwareDatetime
 
 
 class PaymentRetryChanged(Event):
@@ -619,6 +658,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     IngestRejected,
     CaseEscalated,
     OverrideRequested,
+    SettlementOfferChanged,
     PaymentFailed,
     PaymentRetryChanged,
     TeamCalendarChanged,

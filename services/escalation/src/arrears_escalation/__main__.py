@@ -14,6 +14,7 @@ from .contacts.views import make_router as contacts_router
 from .deps import Deps
 from .notifications.mailer import mailer_loops
 from .notifications.views import make_router as notifications_router
+from .offers.views import make_router as offers_router
 from .overrides.views import make_router as overrides_router
 from .reports.scheduled import make_reports_loop
 from .reports.views import make_router as reports_router
@@ -49,6 +50,7 @@ def definition(settings: EscalationSettings | None = None, deps: Deps | None = N
             reports_router(deps, deps.reports, deps.targets),
             teams_router(deps),
             notifications_router(deps),
+            offers_router(deps),
         ],
         loops=[
             make_timer_loop(deps, settings.escalation_tick_s, settings.escalation_metrics_hour_utc),

@@ -10,6 +10,7 @@ TOPOLOGY = ServiceTopology(
         topics.ACCOUNT_CHANGED,
         topics.MESSAGE_SENT,
         topics.REPLY_RECEIVED,
+        topics.OVERRIDES,  # the portal's promises, plans and accepted settlement offers (tracked as promises)
     ),
     produces=(
         topics.CASE_ESCALATED,

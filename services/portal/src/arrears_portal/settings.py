@@ -72,3 +72,22 @@ class PortalSettings(ServiceSettings, LinkSettings):
         description="Smallest part payment, in minor units of the account's currency (a balance below it "
         "can still be paid in full)",
     )
+    # instalment plans the debtor may choose (arrears_portal.plans)
+    portal_plan_max_instalments: int = Field(
+        12, ge=2, le=120, description="Most instalments a debtor may split the balance into on the portal"
+    )
+    portal_plan_min_instalment_minor: int = Field(
+        1000,
+        ge=1,
+        description="Smallest instalment, in minor units of the account's currency (a plan whose instalments "
+        "would be smaller is refused: choose fewer)",
+    )
+    portal_plan_max_term_days: int = Field(
+        365, ge=7, le=1830, description="Latest last instalment of a plan, in days from today"
+    )
+    portal_plan_cadences: str = Field(
+        "week,fortnight,month",
+        pattern=r"^\s*(week|fortnight|month)\s*(,\s*(week|fortnight|month)\s*)*$",
+        description="How often instalments may fall due, comma-separated: `week`, `fortnight`, `month` "
+        "(empty list not allowed)",
+    )

@@ -8,7 +8,8 @@ Roles:
 - `collector`: works accounts: account details and timelines, notes, promises, pause / resume / snooze,
   disputes, own tasks and cases.
 - `supervisor`: everything a collector does, plus approvals, overrides of every kind, campaigns, policies,
-  do-not-contact, reassignment, sheet runs and uploads, the audit log, the working-set export.
+  do-not-contact, settlement offers, reassignment, sheet runs and uploads, the audit log, the working-set
+  export.
 - `admin`: everything a supervisor does, plus API keys (revoke-all included), dead-letter replay, erasure,
   settings, audit verification, locked sign-ins and security alerts. The sending halt (the incident switch,
   `sending.halt`) is held by supervisors too: whoever runs campaigns must be able to stop them at once.
@@ -34,6 +35,8 @@ PERMISSIONS: dict[str, str] = {
     "tasks.assign": "assign or reassign tasks to anyone",
     "overrides.write": "skip, approve or send a step now, channel preference, do-not-contact, account flags",
     "approvals.decide": "approve or reject steps held for approval",
+    "settlements.offer": "offer a customer a settlement (a reduced amount they may accept in the portal) and "
+    "withdraw it",
     "campaigns.write": "create, pause and resume campaigns",
     "policies.write": "load and activate dunning policies",
     "ingest.read": "ingest runs and rejected rows (raw sheet values)",
@@ -60,6 +63,7 @@ _SUPERVISOR = _COLLECTOR | {
     "tasks.assign",
     "overrides.write",
     "approvals.decide",
+    "settlements.offer",
     "campaigns.write",
     "policies.write",
     "ingest.read",

@@ -1,5 +1,6 @@
-"""Consumer handler: message-sent, reply-received and account-changed (with its payment-failed events) for
-escalation."""
+"""Consumer handler: message-sent, reply-received, account-changed (with its payment-failed events) and
+overrides for escalation. Of `overrides` it needs only what others made: the portal's promises, plans and
+accepted settlement offers (tracked as promises); its own overrides and offers it recorded as it made them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from arrears_shared.cloudevents import Envelope
 from arrears_shared.events import (
     AccountChanged,
     MessageSent,
+    OverrideRequested,
     PaymentFailed,
     PaymentRetryChanged,
     ReplyReceived,
@@ -17,6 +19,8 @@ from arrears_shared.stream.runner import BatchHandler
 from arrears_shared.stream.transaction import Transaction
 
 from ..deps import Deps
+from ..offers.service import on_accepted
+from ..promises.service import on_override
 from ..timeline.service import record_activity
 from .flows import (
     on_account_changed,
@@ -25,6 +29,8 @@ from .flows import (
     on_payment_retry_changed,
     on_reply,
 )
+
+OWN_SOURCE = "escalation"  # ce_source of what escalation publishes itself
 
 
 def make_handler(deps: Deps) -> BatchHandler:
@@ -43,5 +49,9 @@ def make_handler(deps: Deps) -> BatchHandler:
                 await on_payment_failed(tx, ev, deps, now)
             elif isinstance(ev, PaymentRetryChanged):
                 await on_payment_retry_changed(tx, ev, deps, now)
+            elif isinstance(ev, OverrideRequested) and env.source != OWN_SOURCE:
+                await on_override(tx.conn, ev)
+                if ev.action == "record_promise" and ev.settlement_offer_id:
+                    await on_accepted(tx.conn, ev)
 
     return handle_batch

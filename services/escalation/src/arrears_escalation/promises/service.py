@@ -1,4 +1,6 @@
-"""Promise-to-pay tracking: recorded from a reply, kept when a payment arrives, broken after the due date.
+"""Promise-to-pay tracking: recorded from a reply, from a person (escalation's own API), or from another
+producer's `record_promise` override (the debtor's portal: a promise, an instalment plan, an accepted
+settlement offer); kept when a payment arrives, broken after the due date.
 
 A newer promise supersedes the pending one. A payment (account-changed with change=payment, or a balance
 of zero) keeps every pending promise of the account when it covers the promised amount (or the promise
@@ -6,11 +8,12 @@ named no amount, or the balance is cleared); `on_time` = paid on or before the d
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from arrears_shared import paging
-from arrears_shared.events import AccountChanged, ReplyReceived
+from arrears_shared.events import AccountChanged, OverrideRequested, ReplyReceived
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -56,6 +59,54 @@ async def record_promise(conn: AsyncConnection, ev: ReplyReceived, collector: st
         currency=ev.promise_currency,
         plan_every=ev.promise_plan_every,
     )
+
+
+PORTAL_ACTOR = "portal:"  # OverrideRequested.actor of the debtor's own actions in the portal
+
+
+async def on_override(conn: AsyncConnection, ev: OverrideRequested) -> bool:
+    """A `record_promise` override escalation did not make itself (escalation records its own as it makes
+    them): tracked under `override:<override_id>`, so a replay changes nothing. The portal's promises carry
+    channel `portal` and a line on the collector's timeline saying what the debtor did there."""
+    if ev.action != "record_promise" or ev.promise_date is None:
+        return False
+    portal = ev.actor.startswith(PORTAL_ACTOR)
+    added = await add_promise(
+        conn,
+        promise_id=f"override:{ev.override_id}",
+        account_id=ev.account_id,
+        amount_minor=ev.promise_amount_minor,
+        due_date=ev.promise_date,
+        made_at=ev.requested_at,
+        channel="portal" if portal else None,
+        collector=None if portal else ev.actor,
+        plan_every=ev.promise_plan_every,
+    )
+    if added and portal and ev.settlement_offer_id is None:
+        amount = f" {ev.promise_amount_minor / 100:,.2f}" if ev.promise_amount_minor is not None else ""
+        if ev.promise_plan_every:
+            count = f"{ev.plan_instalments} instalments" if ev.plan_instalments else "instalments"
+            summary = (
+                f"instalment plan chosen in the portal: {count} every {ev.promise_plan_every}, "
+                f"first{amount} on {ev.promise_date}"
+            )
+        else:
+            summary = f"promise to pay{amount} by {ev.promise_date} made in the portal"
+        await conn.execute(
+            text(
+                f"""INSERT INTO {SCHEMA}.activity (id, account_id, at, kind, summary, data)
+                VALUES (:id, :a, :at, :k, :s, CAST(:d AS jsonb)) ON CONFLICT (id) DO NOTHING"""
+            ),
+            {
+                "id": f"portal:{ev.override_id}",
+                "a": ev.account_id,
+                "at": ev.requested_at,
+                "k": "portal.plan" if ev.promise_plan_every else "portal.promise",
+                "s": summary,
+                "d": json.dumps({"override_id": ev.override_id, "actor": ev.actor}),
+            },
+        )
+    return added
 
 
 async def add_promise(

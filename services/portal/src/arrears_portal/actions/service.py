@@ -32,8 +32,10 @@ async def take_action(
     now: datetime,
     *,
     note: str = "",
+    detail: dict[str, Any] | None = None,
     **fields: Any,
 ) -> str:
+    """`detail`: what else the action row and the audit entry keep beside the event (a plan's schedule)."""
     override_id = str(uuid.uuid4())
     ev = OverrideRequested(
         account_id=session.account_id,
@@ -45,7 +47,7 @@ async def take_action(
         requested_at=now,
         **fields,
     )
-    stored = ev.model_dump(mode="json")
+    stored = ev.model_dump(mode="json") | (detail or {})
     if note:
         key = (await vault().for_writing(tx.conn, [session.account_id]))[session.account_id]
         stored["reason"] = seal_value(key, session.account_id, note) or note

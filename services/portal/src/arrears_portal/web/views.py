@@ -26,8 +26,10 @@ from prometheus_client import Counter
 from ..accounts.service import get_account
 from ..actions import service as actions
 from ..links.service import record_open
+from ..offers import service as offers
 from ..payments import service as payments
 from ..payments.checkout import CheckoutClient, CheckoutUnavailable, create_params
+from ..plans.service import PlanPolicy, PlanRefused, choose, schedule
 from ..settings import PortalSettings
 from ..verification import sessions
 from ..verification.service import Outcome, Policy, verify
@@ -247,10 +249,33 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
             pay_nonce=secrets.token_urlsafe(12),
             pay_min=money(min(s.portal_pay_min_minor, max(account.balance_minor, 0)), account.currency),
             balance_plain=f"{account.balance_minor / 10**exp:.{exp}f}",
+            **(await plans_and_offers(conn, account)),
         )
         if can_pay:
             page.headers["Content-Security-Policy"] = content_security_policy((checkout_origin(),))
         return page
+
+    async def plans_and_offers(conn: Any, account: Any) -> dict[str, Any]:
+        """The account page's instalment-plan form (within the policy) and the settlement offers it shows."""
+        plan = PlanPolicy.from_settings(settings())
+        today = offers.local_today(account.timezone, datetime.now(UTC))
+        shown = await offers.visible(conn, get_context().schema, account.account_id, today)
+        exp = minor_exponent(account.currency)
+        return {
+            "plan_most": plan.most_instalments(max(account.balance_minor, 0)),
+            "plan_cadences": plan.cadences,
+            "offers": [
+                {
+                    "id": o.offer_id,
+                    "amount": money(o.amount_minor, o.currency),
+                    "amount_plain": f"{o.amount_minor / 10**exp:.{exp}f}",
+                    "expires_on": o.expires_on.isoformat(),
+                    "accepted": o.status == "accepted",
+                }
+                for o in shown
+                if o.currency == account.currency
+            ],
+        }
 
     @router.get("/portal/account", dependencies=visit_access)
     async def show(request: Request) -> Response:
@@ -260,7 +285,7 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
             if session is None:
                 return session_over(request)
             done = request.query_params.get("done", "")
-            known = ("promise", "dispute", "opt_out", "pay_cancelled")
+            known = ("promise", "dispute", "opt_out", "pay_cancelled", "plan", "offer")
             msg = _t(session.locale, f"done_{done}") if done in known else ""
             return await account_page(session, tx.conn, done=msg)
 
@@ -421,6 +446,83 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
         return page_for(
             lang, "paid.html", message=_t(lang, key).format(amount=amount), back=_t(lang, "paid_back")
         )
+
+    def plan_of(account: Any, count: str, every: str, first: str, lang: str) -> Any:
+        """The schedule of the plan the form asks for, or the message saying which limit it breaks."""
+        try:
+            on = date.fromisoformat(first)
+        except ValueError:
+            on = date.min  # refused as outside the window
+        n = int(count) if count.isdigit() else 0
+        try:
+            return schedule(
+                account.balance_minor, n, every, on, date.today(), PlanPolicy.from_settings(settings())
+            )
+        except PlanRefused as e:
+            values = {"most": "", "last": ""} | e.values
+            return _t(lang, e.key).format(**values)
+
+    @router.get("/portal/account/plan", dependencies=visit_access)
+    async def preview_plan(request: Request) -> Response:
+        """The schedule of an instalment plan (dates and amounts summing to the balance), to confirm."""
+        ctx, q = get_context(), request.query_params
+        async with ctx.transaction() as tx:
+            session = await visit(request, tx.conn)
+            if session is None:
+                return session_over(request)
+            account = await get_account(tx.conn, ctx.schema, session.account_id)
+            if account is None or account.removed or account.balance_minor <= 0:
+                problem = _t(session.locale, "plan_unavailable")
+                return await account_page(session, tx.conn, error=problem, status=409)
+            count, every, first = q.get("count", "")[:3], q.get("every", "")[:10], q.get("first", "")[:10]
+            plan = plan_of(account, count, every, first, session.locale)
+            if isinstance(plan, str):
+                return await account_page(session, tx.conn, error=plan, status=422)
+        return page_for(
+            session.locale,
+            "plan.html",
+            csrf=session.csrf,
+            count=len(plan),
+            every=every,
+            first=first,
+            every_label=_t(session.locale, f"plan_every_{every}"),
+            rows=[(i.number, i.due_on.isoformat(), money(i.amount_minor, account.currency)) for i in plan],
+            total=money(sum(i.amount_minor for i in plan), account.currency),
+        )
+
+    @router.post("/portal/account/plan", dependencies=visit_access)
+    async def choose_plan(
+        request: Request,
+        csrf: str = Form("", max_length=64),
+        count: str = Form("", max_length=3),
+        every: str = Form("", max_length=10),
+        first: str = Form("", max_length=10),
+    ) -> Response:
+        async def do(tx: Any, session: sessions.Session, now: datetime) -> str | None:
+            account = await get_account(tx.conn, tx.schema, session.account_id)
+            if account is None or account.removed or account.balance_minor <= 0:
+                return _t(session.locale, "plan_unavailable")
+            plan = plan_of(account, count, every, first, session.locale)
+            if isinstance(plan, str):
+                return plan
+            await choose(tx, session, plan, every, account.currency, now)
+            return None
+
+        return await act(request, csrf, do, "plan")
+
+    @router.post("/portal/account/offer", dependencies=visit_access)
+    async def accept_offer(
+        request: Request, csrf: str = Form("", max_length=64), offer_id: str = Form("", max_length=64)
+    ) -> Response:
+        """Accept a supervisor's settlement offer (once; a withdrawn or expired one is refused)."""
+
+        async def do(tx: Any, session: sessions.Session, now: datetime) -> str | None:
+            account = await get_account(tx.conn, tx.schema, session.account_id)
+            today = offers.local_today(account.timezone if account else None, now)
+            outcome = await offers.accept(tx, session, offer_id, today, now)
+            return _t(session.locale, "offer_unavailable") if outcome is offers.Accepted.UNAVAILABLE else None
+
+        return await act(request, csrf, do, "offer")
 
     @router.post("/portal/account/sign-out", dependencies=visit_access)
     async def sign_out(request: Request, csrf: str = Form("", max_length=64)) -> Response:

@@ -79,9 +79,12 @@ async def for_reply(
 async def for_override(
     tx: Transaction, acct: Account, ev: OverrideRequested, deps: Deps, ctx: FoldContext
 ) -> list[DecisionRow]:
-    """A promise a person recorded, a dispute a person marked: confirmed when the segmenter applied it."""
+    """A promise a person recorded (or the debtor made in the portal: a promise, an instalment plan, an
+    accepted settlement offer), a dispute a person marked: confirmed when the segmenter applied it. A plan
+    (`promise_plan_every`) is confirmed as a `plan_confirmation`: its first instalment and how often."""
     wanted = deps.notify.confirmations
-    if ev.action == "record_promise" and "promise_confirmation" in wanted:
+    plan: NoticePurpose = "plan_confirmation" if ev.promise_plan_every else "promise_confirmation"
+    if ev.action == "record_promise" and plan in wanted:
         if acct.promise_hold_until != ev.promise_date and acct.hold != "dispute":
             return []  # rejected (no date, a date already past): nothing was recorded
         _, out = await notices.send(
@@ -89,10 +92,11 @@ async def for_override(
             acct,
             deps,
             ctx,
-            purpose="promise_confirmation",
+            purpose=plan,
             trigger_id=ev.override_id,
             about_amount_minor=ev.promise_amount_minor,
             about_date=ev.promise_date,
+            plan_every=ev.promise_plan_every,
         )
         return out
     if ev.action == "mark_dispute" and "dispute_acknowledgement" in wanted and acct.hold == "dispute":

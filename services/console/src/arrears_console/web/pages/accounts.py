@@ -13,7 +13,7 @@ from arrears_shared.account_status import AccountStatus
 from arrears_shared.auth import Principal, requires
 from arrears_shared.events import AgingBucket, Intent
 from arrears_shared.money import to_minor
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...readmodels import service
@@ -154,6 +154,7 @@ def router(get_context: ContextGetter) -> APIRouter:
         decisions: list[dict[str, Any]] = []
         held: list[dict[str, Any]] = []
         promises: list[dict[str, Any]] = []
+        offers: list[dict[str, Any]] = []
         retries: list[dict[str, Any]] = []
         try:
             acct = await up.call(request, who, "segmenter", "GET", f"/accounts/{account_id}")
@@ -171,6 +172,7 @@ def router(get_context: ContextGetter) -> APIRouter:
                 request, who, "escalation", f"/accounts/{account_id}/timeline", at_most=10_000
             )
             promises, _ = await up.walk(request, who, "escalation", f"/accounts/{account_id}/promises")
+            offers, _ = await up.walk(request, who, "escalation", f"/accounts/{account_id}/offers")
         except UpstreamError as e:
             problems.append(f"escalation: {e.detail}")
         if who.can("approvals.decide"):
@@ -195,6 +197,7 @@ def router(get_context: ContextGetter) -> APIRouter:
                 problems=problems,
                 actions={},
                 promises=[],
+                offers=[],
                 upcoming=[],
                 intents=INTENTS,
             )
@@ -210,6 +213,7 @@ def router(get_context: ContextGetter) -> APIRouter:
             problems=problems,
             actions=allowed,
             promises=promises,
+            offers=offers,
             campaign=campaign,
             retries=retries,
             at_risk=any(r["at_risk"] for r in retries),
@@ -284,6 +288,51 @@ def router(get_context: ContextGetter) -> APIRouter:
         return back(
             here, flash=f"promise to pay by {due_date.isoformat()} recorded; reminders wait until then"
         )
+
+    @r.post("/accounts/{account_id}/offer")
+    async def offer(
+        request: Request,
+        account_id: str,
+        amount: str = Form(..., max_length=30),
+        currency: str = Form("USD", max_length=3),
+        expires_on: date = Form(...),
+        note: str = Form("", max_length=2000),
+        who: Principal = Depends(requires("settlements.offer")),
+    ) -> Response:
+        """A settlement offer (supervisors): escalation records it and the portal shows it to the customer."""
+        here = f"/accounts/{account_id}"
+        try:
+            minor = to_minor(Decimal(amount.replace(",", "").strip()), currency)
+        except (InvalidOperation, ValueError):
+            return back(here, error=f"not an amount in {currency}: {amount}")
+        body = {"amount_minor": minor, "expires_on": expires_on.isoformat(), "note": note}
+        try:
+            made = await upstreams(get_context()).call(
+                request, who, "escalation", "POST", f"{here}/offers", json=body
+            )
+        except UpstreamError as e:
+            return back(here, error=f"offer refused: {e.detail}")
+        return back(
+            here, flash=f"settlement offer {made['offer_id']} made; the customer sees it in the portal"
+        )
+
+    @r.post("/accounts/{account_id}/offers/{offer_id}/withdraw")
+    async def withdraw_offer(
+        request: Request,
+        account_id: str,
+        offer_id: str = Path(pattern=r"^[A-Za-z0-9_-]{1,64}$"),
+        reason: str = Form("", max_length=2000),
+        who: Principal = Depends(requires("settlements.offer")),
+    ) -> Response:
+        here = f"/accounts/{account_id}"
+        try:
+            path = f"{here}/offers/{offer_id}/withdraw"
+            await upstreams(get_context()).call(
+                request, who, "escalation", "POST", path, json={"reason": reason}
+            )
+        except UpstreamError as e:
+            return back(here, error=f"withdrawal refused: {e.detail}")
+        return back(here, flash=f"settlement offer {offer_id} withdrawn")
 
     @r.post("/accounts/{account_id}/replies/{reply_id}/intent")
     async def correct_intent(
