@@ -9,7 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: fuzz-headers fuzz fuzz-api env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-portal bench-intents intents-model chaos-dispatch chaos-sms-outage chaos bench-loop chaos-loop soak clean schemas config-docs security-docs topology image sbom
+.PHONY: fuzz-headers fuzz fuzz-api env run test lint typecheck bench-backbone bench-segmenter bench-ingest bench-dispatch bench-console bench-portal bench-scoring bench-intents intents-model chaos-dispatch chaos-sms-outage chaos bench-loop chaos-loop soak clean schemas config-docs security-docs topology image sbom
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -55,6 +55,9 @@ bench-console: env
 
 bench-portal: env
 	$(RUN) python bench/portal.py $(PORTAL_ARGS)
+
+bench-scoring: env
+	$(RUN) python bench/scoring.py $(SCORING_ARGS)
 
 bench-intents: env
 	$(RUN) python bench/intents.py

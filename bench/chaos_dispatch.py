@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import signal
 import socket
 import sys
 import tempfile
@@ -51,7 +50,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import ensure_stack_keys  # noqa: E402
+from common import ensure_stack_keys, kill_and_restart  # noqa: E402
 
 from tests.dispatch.helpers import daytime_zone, night_zone, notice, opt_out  # noqa: E402
 
@@ -303,12 +302,8 @@ async def main() -> int:
                 await asyncio.sleep(1.0)
                 now = time.monotonic()
                 if now >= next_kill:
-                    victim = rng.choice(procs)
-                    victim.kill(signal.SIGKILL)
-                    victim.wait(5)
+                    await kill_and_restart(rng.choice(procs))
                     kills += 1
-                    await asyncio.sleep(0.5)
-                    victim.start()
                     next_kill = now + args.kill_every
                 rows, settled = await progress(url)
                 if now - last_report >= 10:

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import random
-import signal
 import sys
 import tempfile
 import time
@@ -46,7 +45,7 @@ from arrears_shared.events import NoticeDue
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chaos_dispatch import FROM, SENDER, Emulator, control, dispatcher, fetch, publish  # noqa: E402
-from common import ensure_stack_keys  # noqa: E402
+from common import ensure_stack_keys, kill_and_restart  # noqa: E402
 
 from tests.dispatch.helpers import daytime_zone, notice  # noqa: E402
 
@@ -188,11 +187,7 @@ async def main() -> int:
             while time.monotonic() < end:
                 await asyncio.sleep(min(args.kill_every or 1.0, max(0.0, end - time.monotonic())))
                 if args.kill_every and time.monotonic() < end:
-                    i = rng.randrange(len(procs))
-                    procs[i].kill(signal.SIGKILL)
-                    procs[i].wait(5)
-                    await asyncio.sleep(0.5)
-                    procs[i].start()
+                    await kill_and_restart(procs[rng.randrange(len(procs))])
                     kills += 1
 
         try:

@@ -44,6 +44,8 @@ SECRET_ENV: dict[str, dict[str, tuple[str, bool]]] = {
         "ARREARS_PAYMENTS_WEBHOOK_SECRET": ("payments-webhook-secret", True),
     },
     "segmenter": {},
+    # trains on its own history and scores every open account daily; no provider, no secret of its own
+    "scoring": {},
     # Twilio is the optional second SMS provider (used while QUO is down; docs/dispatch.md "SMS down").
     "dispatcher-sms": {
         "ARREARS_QUO_API_KEY": ("quo-api-key", False),
@@ -93,6 +95,8 @@ RESOURCES: dict[str, dict[str, dict[str, str]]] = {
     "default": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
     "segmenter": {"requests": {"cpu": "250m", "memory": "384Mi"}, "limits": {"cpu": "2", "memory": "768Mi"}},
     "console": {"requests": {"cpu": "200m", "memory": "384Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+    # training holds weeks of history as numpy columns and fits in a worker thread (docs/scoring.md)
+    "scoring": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
 }
 
 

@@ -22,6 +22,7 @@ def test_every_service_declares_itself_and_the_declarations_agree() -> None:
         "dispatcher-email",
         "dispatcher-whatsapp",
         "responses",
+        "scoring",
         "escalation",
         "portal",
         "console",

@@ -25,6 +25,7 @@ from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
 from arrears_shared.events import (
     AccountChanged,
+    AccountScored,
     AgingBucket,
     CaseEscalated,
     DeliveryStatus,
@@ -36,6 +37,7 @@ from arrears_shared.events import (
     NoticeDue,
     OverrideRequested,
     ReplyReceived,
+    RiskBand,
     Tier,
 )
 from arrears_shared.service import ServiceHost
@@ -89,6 +91,10 @@ def others(acc: str) -> list[Event]:
         LinkClicked(
             account_id=acc, notice_id=f"n-{acc}", channel="sms", tier=Tier.FIRM, issued_at=NOW,
             clicked_at=NOW + timedelta(seconds=4),
+        ),
+        AccountScored(
+            account_id=acc, scored_on=TODAY, model_version="m1", risk_score=70, band=RiskBand.HIGH, p_pay_14d=0.2,
+            dropout_risk=0.5, expected_recovery=0.4, expected_recovery_minor=400, currency=CUR, scored_at=NOW,
         ),
     ]  # fmt: skip
 

@@ -9,7 +9,9 @@ What is proved, counted at the provider emulators' ledgers:
 - a bad sheet row is rejected with its row number and reason while the good rows flow;
 - a STOP reply stops every later SMS to that account while its email continues;
 - an account marked paid in the sheet gets nothing more;
-- time moves on (the segmenter restarted with its clock 30 days ahead): the next tier goes out, once;
+- the tone escalates in order: an account first seen 35 or 65 days past due gets the reminder first;
+- time moves on (the segmenter restarted with its clock 30, then 45 days ahead): the next tier goes out,
+  once, and the final notice only after the firm one;
 - a reply asking for a call (SMS) or disputing the debt (email, read from the Gmail mailbox) opens a case,
   and a final notice with no reply opens a no-response case.
 """
@@ -282,8 +284,8 @@ def run_loop(p: Platform) -> None:
 
     reminder = [acct("A", 5) for _ in range(8)]  # step 1 (reminder) now
     email_only = acct("A", 6, sms_consent=False)  # reminder by email only
-    firm = [acct("B", 35) for _ in range(6)]  # first seen past 30 days: step 2 (firm) now
-    final = [acct("C", 65) for _ in range(5)]  # past 60 days: step 3 (final) now
+    firm = [acct("B", 35) for _ in range(6)]  # first seen past 30 days: still the reminder first
+    final = [acct("C", 65) for _ in range(5)]  # past 60 days: the reminder first too (start_tier: first)
     not_yet = acct("F", -10)  # not due yet: nothing now, a reminder once 30 days pass
     accounts = [*reminder, email_only, *firm, *final, not_yet]
     for a in accounts:
@@ -325,13 +327,7 @@ def run_loop(p: Platform) -> None:
     gmail = ledger(p, "gmail")
     assert all(n == 1 for n in gmail["by_notice"].values()) and len(gmail["by_notice"]) == len(due_now)
     tiers = Counter(e["notice_id"].split(":")[3] for e in gmail["entries"])
-    assert tiers == {"s1": len(reminder) + 1, "s2": len(firm), "s3": len(final)}, tiers
-
-    # -- a final notice with no reply opens a no-response case ---------------------------------------------
-    wait_for(
-        "no-response cases for every final notice",
-        lambda: {c["account_id"] for c in cases(p) if c["reason"] == "no_response"} >= {a.id for a in final},
-    )
+    assert tiers == {"s1": len(due_now)}, tiers  # never "FINAL NOTICE" as the first message
 
     # -- replies: STOP, a call-back request; and a payment recorded in the sheet --------------------------
     stopper, caller, payer = reminder[0], final[0], firm[0]
@@ -373,10 +369,11 @@ def run_loop(p: Platform) -> None:
         lambda: any(c["account_id"] == caller.id and c["reason"] == "callback_request" for c in cases(p)),
     )
 
-    # -- phase 2: 30 days later the next tier goes out, except where STOP or payment say no -------------
+    # -- phase 2: 30 days later the next tier goes out, except where STOP, payment or a dispute say no -----
     before_sms, before_email = ledger(p, "quo")["count"], ledger(p, "gmail")["count"]
     p.restart_service("segmenter", env={"ARREARS_SEGMENTER_CLOCK_OFFSET_S": str(30 * DAY_S)})
-    next_tier = [*reminder, email_only, *[a for a in firm if a is not payer], not_yet]
+    older = [*[a for a in firm if a is not payer], *[a for a in final if a is not disputer]]
+    next_tier = [*reminder, email_only, *older, not_yet]  # firm (s2); not_yet: its reminder (s1)
     new_sms = [a for a in next_tier if a.sms_consent and a is not stopper]
     wait_counts(p, sms=before_sms + len(new_sms), email=before_email + len(next_tier))
 
@@ -384,13 +381,29 @@ def run_loop(p: Platform) -> None:
     assert emails_to(p, stopper.email) == 2, "lawful email must continue after an SMS STOP"
     assert (sms_to(p, payer.phone), emails_to(p, payer.email)) == (1, 1), "a paid account was messaged"
     assert sms_to(p, not_yet.phone) == 1 and emails_to(p, not_yet.email) == 1
-    for a in final:
-        acknowledged = 1 if a is disputer else 0  # + the dispute acknowledgement (not a dunning step)
-        assert (sms_to(p, a.phone), emails_to(p, a.email)) == (1, 1 + acknowledged), (
-            "the sequence ended at the final notice"
-        )
+    # the dispute pauses dunning (+ its acknowledgement, not a dunning step)
+    assert (sms_to(p, disputer.phone), emails_to(p, disputer.email)) == (1, 2)
     gmail = ledger(p, "gmail")
     assert all(n == 1 for n in gmail["by_notice"].values()), "a notice was emailed twice"
+    assert not any(e["notice_id"].split(":")[3] == "s3" for e in gmail["entries"]), "final before firm"
+
+    # -- phase 3: 45 days on, the final notice after the firm one; with no reply, a no-response case -------
+    before_sms, before_email = ledger(p, "quo")["count"], ledger(p, "gmail")["count"]
+    p.restart_service("segmenter", env={"ARREARS_SEGMENTER_CLOCK_OFFSET_S": str(45 * DAY_S)})
+    # older accounts: final (s3, 7 days after the firm one and past 60 days); not_yet: firm (s2) at 30 days
+    # past due; the reminder group is 50 days past due: nothing until 60
+    third = [*older, not_yet]
+    wait_counts(p, sms=before_sms + sum(1 for a in third if a.sms_consent), email=before_email + len(third))
+    for a in older:
+        assert (sms_to(p, a.phone), emails_to(p, a.email)) == (3, 3), a
+    gmail = ledger(p, "gmail")
+    assert all(n == 1 for n in gmail["by_notice"].values()), "a notice was emailed twice"
+    finals = {e["notice_id"].split(":")[0] for e in gmail["entries"] if e["notice_id"].split(":")[3] == "s3"}
+    assert finals == {a.id for a in older}, finals
+    wait_for(
+        "no-response cases for every final notice",
+        lambda: {c["account_id"] for c in cases(p) if c["reason"] == "no_response"} >= {a.id for a in older},
+    )
 
     # -- the read side saw it all ----------------------------------------------------------------------------
     summary = httpx.get(p.service_url("console") + "/api/summary", headers=auth(p, "viewer"), timeout=10)

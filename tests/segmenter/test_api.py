@@ -62,9 +62,9 @@ async def test_approvals_record_the_authenticated_actor(api) -> None:
     assert (await client.get("/approvals", headers=bearer(keys["viewer"]))).status_code == 403
     listed = await client.get("/approvals", headers=bearer(keys["collector"]))
     assert listed.status_code == 200
-    assert {(h["account_id"], h["step"]) for h in listed.json()} >= {("AP-1", 2), ("AP-2", 2)}
+    assert {(h["account_id"], h["step"]) for h in listed.json()} >= {("AP-1", 1), ("AP-2", 1)}
     # a collector may look but not decide
-    verdict = {"step": 2, "cycle": 0, "note": "checked the file"}
+    verdict = {"step": 1, "cycle": 0, "note": "checked the file"}
     denied = await client.post("/approvals/AP-1/approve", json=verdict, headers=bearer(keys["collector"]))
     assert denied.status_code == 403 and "approvals.decide" in denied.json()["detail"]
     sup = bearer(keys["supervisor"])
@@ -72,13 +72,13 @@ async def test_approvals_record_the_authenticated_actor(api) -> None:
     r = await client.post("/approvals/AP-1/approve", json=spoofed, headers=sup)
     assert r.status_code == 200 and r.json() == {"status": "approved"}, r.text
     r = await client.post(
-        "/approvals/AP-2/reject", json={"step": 2, "cycle": 0, "note": "too harsh"}, headers=sup
+        "/approvals/AP-2/reject", json={"step": 1, "cycle": 0, "note": "too harsh"}, headers=sup
     )
     assert r.status_code == 200 and r.json() == {"status": "rejected"}, r.text
     assert (await client.post("/approvals/AP-1/approve", json=verdict, headers=sup)).status_code == 404
     # the timer and the decision log name the key's holder
-    [t1] = [t for t in await timers(engine, "AP-1") if t["step"] == 2]
-    [t2] = [t for t in await timers(engine, "AP-2") if t["step"] == 2]
+    [t1] = [t for t in await timers(engine, "AP-1") if t["step"] == 1]
+    [t2] = [t for t in await timers(engine, "AP-2") if t["step"] == 1]
     assert (t1["state"], t1["approved_by"]) == ("pending", SUPERVISOR)
     assert (t2["state"], t2["approved_by"]) == ("suppressed", SUPERVISOR)
     log = (await client.get("/accounts/AP-1/decisions", headers=sup)).json()

@@ -51,27 +51,27 @@ async def test_new_policy_version_replans_future_steps_only(engine) -> None:
     await handle(engine, d, account("P-1"))
     await run_tick(engine, d)
     assert [n["notice_id"] for n in await notices(engine, "P-1")] == [
-        "P-1:default:v1:s2:c0:sms",
-        "P-1:default:v1:s2:c0:email",
+        "P-1:default:v1:s1:c0:sms",
+        "P-1:default:v1:s1:c0:email",
     ]
     v2 = DEFAULT_YAML.replace("version: 1", "version: 2").replace(
-        "min_days_past_due: 60", "min_days_past_due: 65"
+        "min_days_past_due: 30\n    min_interval_days: 7", "min_days_past_due: 30\n    min_interval_days: 10"
     )
     async with engine.begin() as c:
         loaded = await load_new_version(c, v2, "ops@example.com", d, d.clock.now())
     assert (loaded.version, loaded.replanned_accounts >= 1) == (2, True)
     (t,) = [t for t in await timers(engine, "P-1") if t["state"] == "pending"]
-    # the final notice moves from dpd 60 to 65 (5 May local midnight); the firm notice sent stays sent
-    assert (t["step"], t["policy_version"], t["due_at"]) == (3, 2, datetime(2026, 5, 5, 4, tzinfo=UTC))
+    # the firm notice moves from 7 to 10 days after the reminder; the reminder sent stays sent
+    assert (t["step"], t["policy_version"], t["due_at"]) == (2, 2, NOON_NY + timedelta(days=10))
     with pytest.raises(PolicyError, match="higher than 2"):
         async with engine.begin() as c:
             await load_new_version(c, v2, "ops@example.com", d, d.clock.now())
-    d.clock.set(datetime(2026, 4, 30, 14, tzinfo=UTC))  # v1's date: nothing
+    d.clock.set(NOON_NY + timedelta(days=7))  # v1's date: nothing
     assert await run_tick(engine, d) == 0
-    d.clock.set(datetime(2026, 5, 5, 14, tzinfo=UTC))
+    d.clock.set(NOON_NY + timedelta(days=10))
     await run_tick(engine, d)
     ids = [n["notice_id"] for n in await notices(engine, "P-1")]
-    assert ids[2:] == ["P-1:default:v2:s3:c0:sms", "P-1:default:v2:s3:c0:email"]
+    assert ids[2:] == ["P-1:default:v2:s2:c0:sms", "P-1:default:v2:s2:c0:email"]
     assert len(ids) == len(set(ids)) == 4
     # a restart with the packaged v1 keeps the stored v2; a configured file with a newer version is adopted
     async with engine.begin() as c:
@@ -123,18 +123,18 @@ async def test_high_balance_waits_for_a_person_then_goes_through_the_gate(engine
     assert await notices(engine, "H-1") == [] and await notices(engine, "H-2") == []
     async with engine.connect() as c:
         waiting = {h.account_id: h for h in await held(c)}
-    assert waiting["H-1"].rule_id == "approval.high_balance" and waiting["H-1"].step == 2
+    assert waiting["H-1"].rule_id == "approval.high_balance" and waiting["H-1"].step == 1
     assert any(r["outcome"] == "held" for r in await decisions(engine, "H-1"))
     d.clock.advance(timedelta(hours=3))
     await run_tick(engine, d)  # still held: nothing fires by itself
     assert await notices(engine, "H-1") == []
     now = d.clock.now()
     async with engine.begin() as c:
-        assert await decide(c, "H-1", Verdict(step=2, cycle=0), True, d, now, "sup-ana")
-        assert await decide(c, "H-2", Verdict(step=2, cycle=0, note="too harsh"), False, d, now, "sup-ana")
-        assert not await decide(c, "H-2", Verdict(step=2, cycle=0), True, d, now, "sup-ana")
+        assert await decide(c, "H-1", Verdict(step=1, cycle=0), True, d, now, "sup-ana")
+        assert await decide(c, "H-2", Verdict(step=1, cycle=0, note="too harsh"), False, d, now, "sup-ana")
+        assert not await decide(c, "H-2", Verdict(step=1, cycle=0), True, d, now, "sup-ana")
     # the decision is the actor's: on the timer and in the decision log
-    decided = {a: [t for t in await timers(engine, a) if t["step"] == 2] for a in ("H-1", "H-2")}
+    decided = {a: [t for t in await timers(engine, a) if t["step"] == 1] for a in ("H-1", "H-2")}
     assert [(t["state"], t["approved_by"]) for t in decided["H-1"]] == [("pending", "sup-ana")]
     assert [(t["state"], t["approved_by"]) for t in decided["H-2"]] == [("suppressed", "sup-ana")]
     granted = [r["reason"] for r in await decisions(engine, "H-1") if r["outcome"] == "approved"]
@@ -142,10 +142,10 @@ async def test_high_balance_waits_for_a_person_then_goes_through_the_gate(engine
     rejected = [r["reason"] for r in await decisions(engine, "H-2") if r["outcome"] == "rejected"]
     assert rejected == ["sup-ana: too harsh"]
     await run_tick(engine, d)
-    assert [n["step"] for n in await notices(engine, "H-1")] == [2, 2]
+    assert [n["step"] for n in await notices(engine, "H-1")] == [1, 1]
     assert await notices(engine, "H-2") == []
     (t,) = [t for t in await timers(engine, "H-2") if t["state"] == "pending"]
-    assert t["step"] == 3  # the rejected step is skipped, the next one planned (and will be held again)
+    assert t["step"] == 2  # the rejected step is skipped, the next one planned (and will be held again)
     outcomes = [(r["outcome"], r["rule_id"]) for r in await decisions(engine, "H-2")]
     assert ("rejected", "approval.rejected") in outcomes
 
@@ -214,7 +214,7 @@ async def test_fallback_channel_order_and_repeats_of_the_last_step(engine) -> No
         .replace(
             "template_id: final-v1", "template_id: final-v1\n    repeat_every_days: 10\n    max_repeats: 2"
         )
-    )
+    ) + "start_tier: by_age\n"
     async with engine.begin() as c:
         await load_new_version(c, doc, "ops", d, d.clock.now())
     await handle(
@@ -228,8 +228,8 @@ async def test_fallback_channel_order_and_repeats_of_the_last_step(engine) -> No
         d.clock.advance(timedelta(days=5))
     both = await notices(engine, "R-both")
     assert [(n["step"], n["tier"], n["channel"], n["fallback_channels"]) for n in both] == [
-        (3, "final", "sms", ["email"]),
-        (4, "final", "sms", ["email"]),
+        (3, "firm", "sms", ["email"]),  # final only on the last repeat: people come next
+        (4, "firm", "sms", ["email"]),
         (5, "final", "sms", ["email"]),
     ]
     mail = await notices(engine, "R-mail")

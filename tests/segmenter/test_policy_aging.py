@@ -47,8 +47,8 @@ def test_default_policy_is_versioned_data() -> None:
         )
 
 
-def test_first_appearance_picks_the_highest_step_met() -> None:
-    p = load_policy()
+def test_first_appearance_picks_the_highest_step_met_under_by_age() -> None:
+    p = load_policy().model_copy(update={"start_tier": "by_age"})  # the default starts at step 1
     assert first_step(p, 0) is None
     assert first_step(p, 1) == 1
     assert first_step(p, 29) == 1

@@ -17,27 +17,40 @@ from .support import account, decisions, deps, handle, notices, reply, run_tick,
 NOON_NY = datetime(2026, 4, 15, 16, 0, tzinfo=UTC)  # 12:00 EDT, dpd 45 for due 1 Mar
 
 
-async def test_first_appearance_sends_only_the_highest_met_step_on_every_allowed_channel(engine) -> None:
+async def test_first_appearance_sends_the_first_step_on_every_allowed_channel(engine) -> None:
     d = deps(NOON_NY)
     await handle(engine, d, account("A-first"))
     assert await run_tick(engine, d) == 1
     ns = await notices(engine, "A-first")
-    assert [(n["step"], n["tier"], n["channel"]) for n in ns] == [(2, "firm", "sms"), (2, "firm", "email")]
-    assert ns[0]["ce_id"] == ns[0]["notice_id"] == "A-first:default:v1:s2:c0:sms"
+    # dpd 45 already meets the firm threshold, but the tone starts at the first tier (start_tier: first)
+    assert [(n["step"], n["tier"], n["channel"]) for n in ns] == [
+        (1, "reminder", "sms"),
+        (1, "reminder", "email"),
+    ]
+    assert ns[0]["ce_id"] == ns[0]["notice_id"] == "A-first:default:v1:s1:c0:sms"
     assert (ns[0]["days_past_due"], ns[0]["aging_bucket"], ns[0]["to"]) == (45, "31-60", "+14155550100")
+    pending = [t for t in await timers(engine, "A-first") if t["state"] == "pending"]
+    assert [(t["step"], t["due_at"]) for t in pending] == [(2, NOON_NY + timedelta(days=7))]
+    d.clock.set(NOON_NY + timedelta(days=7))
+    assert await run_tick(engine, d) == 1
     # next: final at dpd 60 = 30 Apr 00:00 EDT, deferred by quiet hours to 08:00 EDT when it fires
     pending = [t for t in await timers(engine, "A-first") if t["state"] == "pending"]
     assert [(t["step"], t["due_at"]) for t in pending] == [(3, datetime(2026, 4, 30, 4, tzinfo=UTC))]
     d.clock.set(datetime(2026, 4, 30, 4, tzinfo=UTC))
     assert await run_tick(engine, d) == 1
-    assert len(await notices(engine, "A-first")) == 2  # deferred, not sent at midnight
+    assert len(await notices(engine, "A-first")) == 4  # deferred, not sent at midnight
     (t,) = [t for t in await timers(engine, "A-first") if t["state"] == "pending"]
     assert t["due_at"] == datetime(2026, 4, 30, 8, tzinfo=ZoneInfo("America/New_York"))
     d.clock.set(t["due_at"])
     await run_tick(engine, d)
     ns = await notices(engine, "A-first")
-    assert [(n["step"], n["channel"]) for n in ns[2:]] == [(3, "sms"), (3, "email")]
-    assert ns[2]["priority"] > ns[0]["priority"]
+    assert [(n["step"], n["tier"], n["channel"]) for n in ns[2:]] == [
+        (2, "firm", "sms"),
+        (2, "firm", "email"),
+        (3, "final", "sms"),
+        (3, "final", "email"),
+    ]
+    assert ns[4]["priority"] > ns[2]["priority"] > ns[0]["priority"]
     async with engine.connect() as c:
         view = await account_view(c, "A-first", d, d.clock.now())
     assert (

@@ -94,6 +94,7 @@ def test_arrears_up_runs_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> N
             "responses",
             "escalation",
             "portal",
+            "scoring",
         ):
             url = up.wait_for(rf"^\s+{svc}\s+(http://\S+)\s", 5).group(1)
             assert httpx.get(url + "/metrics", timeout=10).status_code == 200, svc

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sending",  # arrears sending halt|resume|status: the incident switch
     "security",  # arrears security matrix: routes x roles, generated
     "intents",  # arrears intents split|train|evaluate|retrain|models: the reply classifier
+    "scoring",  # arrears scoring train|run|models: the payment and drop-out models, the daily scoring
     "privacy",  # arrears erase|export ACCOUNT, arrears vault rewrap: personal data
 )
 

@@ -21,6 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from . import topics
 from .account_status import AccountStatus as AccountStatus  # re-exported: defined apart, pydantic-free
+from .contact_window import ContactWindow as ContactWindow  # re-exported: the gate uses it too
 
 AccountId = Annotated[str, Field(min_length=1, max_length=64, description="PME account id (Kafka key)")]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
@@ -298,6 +299,12 @@ class NoticeDue(Event):
         description="`out_of_hours_ack` on email: the Message-ID of the customer's email it answers; the "
         "acknowledgement is sent `In-Reply-To` it so that it threads",
     )
+    contact_window: ContactWindow | None = Field(
+        None,
+        description="The debtor's own quiet times (set in the portal): the dispatchers' compliance gate sends "
+        "only inside both the legal window and this one. None: no wish beyond the legal window (and every "
+        "notice from a producer before this field)",
+    )
 
     @property
     def is_dunning(self) -> bool:
@@ -500,7 +507,9 @@ class OverrideRequested(Event):
     - `skip_step` / `approve_step`: `step` of the current cycle (approve releases a step held for approval);
     - `send_now`: make `step` due now; it still passes the compliance gate unless `gate_override` is set,
       which only a supervisor may request and always with a `reason`;
-    - `set_channel_preference`: `channels` in order of preference;
+    - `set_channel_preference`: `channels` in order of preference; with `contact_window` (optional, added
+      within v1 instead of a new action value, which would be a closed-enum change) also the debtor's quiet
+      times (None: unchanged; empty: cleared);
     - `mark_dispute`: hold the sequence as disputed; `do_not_contact`: stop `channels` (all if empty);
     - `resume_dunning`: a promise to pay was broken: clear the promise hold and continue the sequence;
     - `record_promise`: a person took a promise to pay (by phone, in person): hold the sequence until
@@ -560,6 +569,12 @@ class OverrideRequested(Event):
     )
     contacted_at: AwareDatetime | None = Field(
         None, description="`record_contact`: when the contact happened"
+    )
+    contact_window: ContactWindow | None = Field(
+        None,
+        description="`set_channel_preference`: the debtor's quiet times (not before / not after a local "
+        "time, weekdays to avoid), which only narrow the legal contact window. None: the stored quiet times "
+        "stay as they are; an empty window clears them",
     )
     reason: str = Field("", max_length=2000)
     actor: str = Field(description="API key name of the person, or `rule:<id>` for an escalation rule")
@@ -650,6 +665,56 @@ class LinkClicked(Event):
     clicked_at: AwareDatetime
 
 
+class RiskBand(StrEnum):
+    """Bands of `AccountScored.risk_score`, the same cut-offs as the segmenter's rule score: low 0-33, medium 34-66,
+    high 67-100."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class ScoreReason(BaseModel):
+    """One of a score's top reasons: a feature and how far it moved the risk score (points, + = riskier)."""
+
+    model_config = TOLERANT
+
+    feature: str = Field(max_length=64, description="Feature name (docs/scoring.md lists them)")
+    label: str = Field(max_length=200, description="Plain-language reason shown to collectors")
+    contribution: float = Field(description="Points of risk score this feature added (+) or removed (-)")
+
+
+class AccountScored(Event):
+    """The daily model run's view of one account (scoring job). Features use only what was known before
+    `scored_on`; the model version names the stored model and its metrics. No personal data."""
+
+    ce_type: ClassVar[str] = "arrears.account.scored.v1"
+    topic: ClassVar[str] = topics.ACCOUNT_SCORED
+
+    scored_on: date = Field(description="Prediction date (UTC day); one score per account per day")
+    model_version: str = Field(max_length=64)
+    risk_score: int = Field(ge=0, le=100, description="0 = will surely pay, 100 = will surely not")
+    band: RiskBand
+    p_pay_14d: float = Field(ge=0, le=1, description="Probability of a payment within 14 days")
+    dropout_risk: float = Field(
+        ge=0, le=1, description="Probability the customer stops responding or breaks a promise"
+    )
+    expected_recovery: float = Field(
+        ge=0, le=1, description="Expected recovered fraction of the balance under settlement"
+    )
+    expected_recovery_minor: int = Field(ge=0, description="Expected recovered amount (minor units)")
+    currency: Currency
+    best_channel: Channel | None = Field(None, description="Channel most likely to get a payment, if any")
+    best_hour: int | None = Field(None, ge=0, le=23, description="Local hour most likely to get a payment")
+    reasons: list[ScoreReason] = Field(default_factory=list, max_length=5)
+    scored_at: AwareDatetime
+    features_as_of: AwareDatetime | None = Field(
+        None,
+        description="The moment the features were taken at: only what was known before it was used (the run's "
+        "start on `scored_on`, or the end of that day for a past day)",
+    )
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     AccountChanged,
     NoticeDue,
@@ -663,6 +728,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PaymentRetryChanged,
     TeamCalendarChanged,
     LinkClicked,
+    AccountScored,
 )
 BY_CE_TYPE: dict[str, type[Event]] = {t.ce_type: t for t in EVENT_TYPES}
 # every type a topic carries, its main type first (account-changed also carries PaymentFailed)

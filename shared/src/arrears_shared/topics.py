@@ -16,6 +16,7 @@ CASE_ESCALATED = "case-escalated"
 OVERRIDES = "overrides"
 TEAM_CALENDARS = "team-calendars"
 LINK_CLICKED = "link-clicked"
+ACCOUNT_SCORED = "account-scored"
 
 EVENT_TOPICS: tuple[str, ...] = (
     ACCOUNT_CHANGED,
@@ -27,6 +28,7 @@ EVENT_TOPICS: tuple[str, ...] = (
     OVERRIDES,
     TEAM_CALENDARS,
     LINK_CLICKED,
+    ACCOUNT_SCORED,
 )
 
 

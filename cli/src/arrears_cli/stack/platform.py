@@ -335,6 +335,11 @@ class Platform:
             if self.emulator_urls.get("checkout"):  # pay in full or in part at the checkout (emulator)
                 env.setdefault("ARREARS_PORTAL_CHECKOUT_BASE_URL", self.emulator_urls["checkout"])
                 env.setdefault("ARREARS_PORTAL_CHECKOUT_SECRET_KEY", self.checkout_secret_key)
+        if svc == "scoring":  # no history yet: a demo model on simulated customers (docs/scoring.md "Demo")
+            env.setdefault("ARREARS_SCORING_DEMO_MODEL", "true")
+            env.setdefault("ARREARS_SCORING_DEMO_ACCOUNTS", "3000")
+            env.setdefault("ARREARS_SCORING_RUN_HOUR_UTC", "0")  # today's run as soon as the sheet is in
+            env.setdefault("ARREARS_SCORING_START_DELAY_S", "60")
         if svc == "ingest":  # the checkout's payment webhooks (Stripe-Signature)
             env.setdefault("ARREARS_PAYMENTS_STRIPE_WEBHOOK_SECRET", self.stripe_webhook_secret)
         if svc == "console":  # the pages call the owning services as the signed-in person

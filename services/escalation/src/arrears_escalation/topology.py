@@ -11,6 +11,7 @@ TOPOLOGY = ServiceTopology(
         topics.MESSAGE_SENT,
         topics.REPLY_RECEIVED,
         topics.OVERRIDES,  # the portal's promises, plans and accepted settlement offers (tracked as promises)
+        topics.ACCOUNT_SCORED,  # the model's scores: recovery team for high risk, work list order (scoring/)
     ),
     produces=(
         topics.CASE_ESCALATED,

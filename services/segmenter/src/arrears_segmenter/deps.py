@@ -15,6 +15,7 @@ from .accounts.projection import FoldContext
 from .aging import DEFAULT_BOUNDARIES, parse_boundaries
 from .payments.models import CustomerNotices, parse_locales
 from .schedule.models import Policy, PolicyError, check_currencies, load_policy
+from .scores.choice import ScoreUse
 from .segments import DEFAULT_BALANCE_BANDS, parse_bands
 from .settings import SegmenterSettings
 
@@ -30,6 +31,11 @@ class Deps:
     bands: tuple[int, ...] = DEFAULT_BALANCE_BANDS
     rates: RateTable = field(default_factory=packaged_rates)
     notify: CustomerNotices = field(default_factory=CustomerNotices)  # payment retries, confirmations
+    score_max_age_days: int = 3  # model scores older than this are not used (scores.choice)
+
+    @property
+    def score_use(self) -> ScoreUse:
+        return ScoreUse(max_age_days=self.score_max_age_days, rules=self.rules)
 
     def fold_context(self, now: datetime) -> FoldContext:
         return FoldContext(
@@ -38,6 +44,7 @@ class Deps:
             bands=self.bands,
             paid_claim_pause_days=self.paid_claim_pause_days,
             rates=self.rates,
+            locales=self.notify.locales,
         )
 
     @classmethod
@@ -61,6 +68,7 @@ class Deps:
             timer_batch=s.segmenter_timer_batch,
             bands=parse_bands(s.segmenter_balance_bands),
             rates=rates,
+            score_max_age_days=s.segmenter_score_max_age_days,
             notify=CustomerNotices(
                 retry_after=timedelta(seconds=s.segmenter_payment_retry_after_s),
                 retries_max=s.segmenter_payment_retries_max,

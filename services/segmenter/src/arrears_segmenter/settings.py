@@ -38,6 +38,13 @@ class SegmenterSettings(ServiceSettings, MoneySettings):
         description="Upper bounds of the low / medium / high balance bands, in minor units of the reporting "
         "currency (ARREARS_FX_RATES_FILE; balances are converted first); above: very_high",
     )
+    segmenter_score_max_age_days: int = Field(
+        3,
+        ge=0,
+        le=60,
+        description="A model score (account-scored) older than this many days is not used: campaigns then "
+        "select on the rule score's band and steps keep the policy's channel order and time",
+    )
     segmenter_clock_offset_s: float = Field(0.0, description="Shift 'now' (demos only)")
     segmenter_payment_retry_after_s: float = Field(
         2 * 86400.0,
@@ -78,6 +85,7 @@ class SegmenterSettings(ServiceSettings, MoneySettings):
     )
     segmenter_locales_by_country: str = Field(
         "",
-        description='JSON {"<country>": "<locale>"} choosing the template language of confirmations and '
-        "retry notices; empty = Spanish (es) for the Spanish-speaking countries, else the default language",
+        description='JSON {"<country>": "<locale>"} choosing the template language of every notice (dunning '
+        "steps, confirmations, retry notices); empty = Spanish (es) for the Spanish-speaking countries, else "
+        "the default language",
     )

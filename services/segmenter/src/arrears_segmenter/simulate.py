@@ -190,7 +190,7 @@ async def simulate(
                 {
                     "account_id": r.account_id,
                     "step": r.step,
-                    "tier": policy.get(r.step).tier.value if r.step else None,
+                    "tier": policy.wording_tier(r.step).value if r.step else None,
                     "channel": r.channel,
                     "outcome": r.outcome,
                     "rule_id": r.rule_id,

@@ -11,6 +11,7 @@ TOPOLOGY = ServiceTopology(
         topics.REPLY_RECEIVED,
         topics.MESSAGE_SENT,
         topics.OVERRIDES,
+        topics.ACCOUNT_SCORED,  # the model's scores: campaign band, best channel and hour (scores/)
     ),
     produces=(
         topics.NOTICE_DUE,

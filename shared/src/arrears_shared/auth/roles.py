@@ -53,6 +53,8 @@ PERMISSIONS: dict[str, str] = {
     "security.manage": "see locked sign-ins and security alerts (unusual access); unlock a locked sign-in",
     "teams.write": "edit a team's working calendar (time zone, hours, holidays), lead and notification emails",
     "notifications.own": "read and mark read my own notifications (SLA breaches of my tasks or my team's)",
+    "scoring.run": "train the scoring models and run the daily scoring now (a new model is activated only "
+    "if it beats the active one)",
     "exports.personal": "export the working set (accounts with contact details, next steps, contact history) "
     "as CSV/XLSX to work by hand",
 }
@@ -76,7 +78,14 @@ _SUPERVISOR = _COLLECTOR | {
     "exports.personal",
     "teams.write",
 }
-_ADMIN = _SUPERVISOR | {"audit.verify", "dlq.replay", "keys.manage", "metrics.snapshot", "security.manage"}
+_ADMIN = _SUPERVISOR | {
+    "audit.verify",
+    "dlq.replay",
+    "keys.manage",
+    "metrics.snapshot",
+    "security.manage",
+    "scoring.run",
+}
 _SERVICE = {
     "session.own",
     "docs.read",
@@ -85,6 +94,7 @@ _SERVICE = {
     "metrics.snapshot",
     "providers.read",
     "reports.generate",
+    "scoring.run",
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {

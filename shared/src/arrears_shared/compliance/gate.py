@@ -18,6 +18,7 @@ import holidays as holidays_lib
 from pydantic import BaseModel, ConfigDict
 
 from .. import channels
+from ..contact_window import ContactWindow
 from .rules import DEFAULT_RULES, FrequencyCap, ResolvedJurisdiction, RuleSet
 
 
@@ -99,10 +100,31 @@ def _blocked_day(instant: datetime, zones: Sequence[str], days: DayRule | None) 
     return None
 
 
+def _debtor_blocks(instant: datetime, zones: Sequence[str], debtor: ContactWindow | None) -> str | None:
+    """'day' or 'hours' when the debtor's own window excludes `instant` in any of the zones, else None."""
+    if debtor is None:
+        return None
+    for name in zones:
+        z = _zone(name)
+        local = instant.astimezone(z if z is not None else UTC)
+        if not debtor.allows_weekday(local.isoweekday()):
+            return "day"
+        if not debtor.allows_time(local.time()):
+            return "hours"
+    return None
+
+
 def _in_window(
-    instant: datetime, zones: Sequence[str], start: dtime, end: dtime, days: DayRule | None = None
+    instant: datetime,
+    zones: Sequence[str],
+    start: dtime,
+    end: dtime,
+    days: DayRule | None = None,
+    debtor: ContactWindow | None = None,
 ) -> bool:
     if _blocked_day(instant, zones, days) is not None:
+        return False
+    if debtor is not None and _debtor_blocks(instant, zones, debtor) is not None:
         return False
     for name in zones:
         z = _zone(name)
@@ -134,26 +156,57 @@ def _day_starts(after: datetime, zones: Sequence[str], days: int) -> list[dateti
 
 
 def _next_in_window(
-    now: datetime, zones: Sequence[str], start: dtime, end: dtime, days: DayRule | None = None
+    now: datetime,
+    zones: Sequence[str],
+    start: dtime,
+    end: dtime,
+    days: DayRule | None = None,
+    debtor: ContactWindow | None = None,
 ) -> datetime:
-    """Earliest instant >= now inside every zone's window on an open day. The intersection of the zones'
-    windows starts at one of the zones' window starts or local midnights (a blocked day ending), so those
-    (and `now`) are the only candidates; a bounded scan covers exotic DST transitions."""
-    if _in_window(now, zones, start, end, days):
+    """Earliest instant >= now inside every zone's window (and the debtor's own window, if any) on an open
+    day. The intersection of the windows starts at one of the zones' window starts (the legal one's or the
+    debtor's `not_before`) or local midnights (a blocked day ending), so those (and `now`) are the only
+    candidates; a bounded scan covers exotic DST transitions. ValueError when there is none."""
+    if _in_window(now, zones, start, end, days, debtor):
         return now
-    horizon = 8 if days is None else 45
+    day_blocks = days is not None or (debtor is not None and bool(debtor.avoid_weekdays))
+    horizon = 45 if day_blocks else 8
     cands = _window_starts(now, zones, start, horizon)
-    if days is not None:
+    if debtor is not None and debtor.not_before is not None:
+        cands += _window_starts(now, zones, debtor.not_before, horizon)
+    if day_blocks:
         cands += _day_starts(now, zones, horizon)
     for c in sorted(t for t in cands if t > now):
-        if _in_window(c, zones, start, end, days):
+        if _in_window(c, zones, start, end, days, debtor):
             return c
     t = now.replace(second=0, microsecond=0)
     for _ in range(horizon * 24 * 4):
         t += timedelta(minutes=15)
-        if _in_window(t, zones, start, end, days):
+        if _in_window(t, zones, start, end, days, debtor):
             return t
     raise ValueError(f"no allowed moment within {horizon} days for zones {list(zones)}")
+
+
+def _next_for(
+    now: datetime,
+    zones: Sequence[str],
+    j: ResolvedJurisdiction,
+    days: DayRule | None,
+    debtor: ContactWindow | None,
+) -> tuple[datetime, bool]:
+    """The next allowed moment inside the legal window and the debtor's, and whether the debtor's window was
+    kept. A debtor's window that leaves no time at all inside the legal one (e.g. "not before 20:00" where
+    the law stops at 19:00) cannot be honoured and is ignored rather than blocking contact for ever."""
+    if debtor is not None:
+        try:
+            return _next_in_window(now, zones, j.window_start, j.window_end, days, debtor), True
+        except ValueError:
+            pass
+    return _next_in_window(now, zones, j.window_start, j.window_end, days), False
+
+
+def _usable(debtor: ContactWindow | None) -> ContactWindow | None:
+    return None if debtor is None or debtor.empty else debtor
 
 
 def _aware(now: datetime) -> datetime:
@@ -169,12 +222,14 @@ def next_allowed(
     country: str | None = None,
     region: str | None = None,
     rules: RuleSet = DEFAULT_RULES,
+    window: ContactWindow | None = None,
 ) -> datetime:
-    """The first moment >= now inside the contact window of every candidate zone."""
+    """The first moment >= now inside the contact window of every candidate zone (and inside the debtor's
+    own `window`, when it leaves any time inside the legal one)."""
     now = _aware(now_utc)
     j = rules.resolve(country, region)
     zones, _ = candidate_zones(timezone, country, region, rules)
-    return _next_in_window(now, zones, j.window_start, j.window_end, day_rule(j))
+    return _next_for(now, zones, j, day_rule(j), _usable(window))[0]
 
 
 def channel_cap(channel: str) -> FrequencyCap | None:
@@ -217,17 +272,23 @@ def evaluate(
     sent_in_window: int = 0,
     recent_sends: Sequence[datetime] = (),
     rules: RuleSet = DEFAULT_RULES,
+    window: ContactWindow | None = None,
 ) -> Decision:
     """Decide one message on one channel at `now_utc`.
 
     `sent_in_window` is the number of messages already sent on this channel within the cap window; pass
     `recent_sends` (their instants) instead or as well to get an exact release time for the cap.
+    `window` is the debtor's own quiet times (`ContactWindow`): it only narrows the legal window — a moment
+    is allowed when it is inside both; a deferral goes to the first moment inside both (rule
+    `debtor_window.hours` / `debtor_window.day` when only the debtor's wish stops it). A window that leaves
+    no time inside the legal one is ignored (the reason says so).
     """
     now = _aware(now_utc)
     ch = str(channel)
     j = rules.resolve(country, region)
     zones, assumed = candidate_zones(timezone, country, region, rules)
     common = {"zones": zones, "zone_assumed": assumed}
+    debtor = _usable(window)
     if do_not_contact:
         return Decision(allowed=False, rule_id="do_not_contact", reason="account is do-not-contact", **common)
     if ch in {str(c) for c in opted_out_channels}:
@@ -238,7 +299,7 @@ def evaluate(
         return Decision(
             allowed=False,
             rule_id=f"frequency_cap.{j.id}.{ch}",
-            defer_until=_next_in_window(release, zones, j.window_start, j.window_end, days),
+            defer_until=_next_for(release, zones, j, days, debtor)[0],
             reason=why,
             **common,
         )
@@ -247,12 +308,12 @@ def evaluate(
         return Decision(
             allowed=False,
             rule_id=f"{blocked}.{j.id}",
-            defer_until=_next_in_window(now, zones, j.window_start, j.window_end, days),
+            defer_until=_next_for(now, zones, j, days, debtor)[0],
             reason=f"no contact on this local date ({blocked}) in {', '.join(zones)}",
             **common,
         )
     if not _in_window(now, zones, j.window_start, j.window_end):
-        when = _next_in_window(now, zones, j.window_start, j.window_end, days)
+        when, kept = _next_for(now, zones, j, days, debtor)
         return Decision(
             allowed=False,
             rule_id=f"quiet_hours.{j.id}",
@@ -260,12 +321,23 @@ def evaluate(
             reason=(
                 f"outside {j.window_start:%H:%M}-{j.window_end:%H:%M} local in {', '.join(zones)}"
                 f" ({j.window_source})"
+                + (f"; debtor's window: {debtor.describe()}" if debtor and kept else "")
             ),
             **common,
         )
-    return Decision(
-        allowed=True,
-        rule_id=f"allowed.{j.id}",
-        reason=f"inside {j.window_start:%H:%M}-{j.window_end:%H:%M} local in {', '.join(zones)}",
-        **common,
-    )
+    inside = f"inside {j.window_start:%H:%M}-{j.window_end:%H:%M} local in {', '.join(zones)}"
+    which = _debtor_blocks(now, zones, debtor)
+    if debtor is not None and which is not None:
+        when, kept = _next_for(now, zones, j, days, debtor)
+        if kept:
+            return Decision(
+                allowed=False,
+                rule_id=f"debtor_window.{which}",
+                defer_until=when,
+                reason=f"outside the debtor's chosen window ({debtor.describe()}) local in {', '.join(zones)}",
+                **common,
+            )
+        inside += f"; the debtor's window ({debtor.describe()}) leaves no time inside it: ignored"
+    elif debtor is not None:
+        inside += f" and the debtor's window ({debtor.describe()})"
+    return Decision(allowed=True, rule_id=f"allowed.{j.id}", reason=inside, **common)

@@ -40,6 +40,7 @@ def compliance_gate(rules: RuleSet = DEFAULT_RULES) -> Gate:
             region=notice.region,
             recent_sends=recent_sends,
             rules=rules,
+            window=notice.contact_window,  # the debtor's own quiet times narrow the legal window
         )
         if d.allowed:
             return GateDecision("allow", rule=d.rule_id, detail=d.reason)

@@ -14,6 +14,7 @@ from typing import Any
 from arrears_shared.cloudevents import Envelope
 from arrears_shared.events import (
     AccountChanged,
+    AccountScored,
     CaseEscalated,
     Event,
     IngestRejected,
@@ -33,6 +34,8 @@ from arrears_shared.stream.transaction import Transaction
 from arrears_shared.vault.cipher import seal_value
 from arrears_shared.vault.keys import vault
 from sqlalchemy import text
+
+from . import scores as model_scores
 
 
 def money(minor: int, currency: str) -> str:
@@ -75,6 +78,10 @@ def summarize(ev: Event) -> str:
         # no note: it is the person's free text about the customer (the account page shows it, sealed)
         outcome = (ev.contact_outcome or "?").replace("_", " ")
         return f"manual {ev.contact_channel} ({ev.contact_direction}): {outcome} by {ev.actor} ({ev.role})"
+    if isinstance(ev, OverrideRequested) and ev.action == "set_channel_preference":
+        chans = " → ".join(str(c) for c in ev.channels) or "the policy's order"
+        quiet = f"; quiet times {ev.contact_window.describe()}" if ev.contact_window is not None else ""
+        return f"contact preferences: channels {chans}{quiet} by {ev.actor} ({ev.role})"
     if isinstance(ev, OverrideRequested):
         step = f" step {ev.step}" if ev.step is not None else ""
         return f"override {ev.action}{step} by {ev.actor} ({ev.role})" + (
@@ -86,6 +93,8 @@ def summarize(ev: Event) -> str:
     if isinstance(ev, LinkClicked):
         tier = f"{ev.tier.value} " if ev.tier else ""
         return f"payment link opened: {tier}{ev.channel} notice (sent {ev.issued_at:%Y-%m-%d})"
+    if isinstance(ev, AccountScored):
+        return model_scores.summary(ev)
     return type(ev).__name__
 
 
@@ -181,6 +190,7 @@ async def handle_events(events: Sequence[Envelope], tx: Transaction) -> None:
     rejects: list[tuple[Envelope, IngestRejected]] = []
     cases: dict[str, CaseEscalated] = {}
     campaigns: dict[str, str] = {}  # account -> campaign of its latest notice in this batch
+    scored: list[AccountScored] = []
     counts: Counter[tuple[str, str]] = Counter()
     last_at: dict[tuple[str, str], datetime] = {}
     tl: dict[str, list[Any]] = {"ce": [], "acc": [], "topic": [], "type": [], "at": [], "sum": []}
@@ -210,9 +220,12 @@ async def handle_events(events: Sequence[Envelope], tx: Transaction) -> None:
             campaigns[ev.account_id] = ev.campaign_id
         elif isinstance(ev, CaseEscalated):
             cases[ev.case_id] = ev
+        elif isinstance(ev, AccountScored):
+            scored.append(ev)
 
     acc = list(accounts.values())
     await _upsert_accounts(tx, acc)
+    await model_scores.upsert_scores(tx, scored)
     if campaigns:
         ids = sorted(campaigns)
         await _bulk(

@@ -61,6 +61,9 @@ class AccountView(BaseModel):
     phone: str | None = None
     email: str | None = None
     campaign_id: str | None = Field(None, description="Campaign of the account's latest notice")
+    risk_band: str | None = Field(
+        None, description="Band of the account's latest model score (account-scored)"
+    )
 
 
 class AccountList(BaseModel):

@@ -107,6 +107,7 @@ async def accounts(
     status: str | None = None,
     campaign: str | None = None,
     only: list[str] | None = None,
+    band: str | None = None,
 ) -> AccountList:
     """Accounts by days past due. `q` matches part of the account id and, when `names` (the caller may see
     personal data), the name (each word of `q` starts a word of the name), the email address (whole, its
@@ -123,6 +124,11 @@ async def accounts(
     if campaign:
         where.append("a.campaign_id = :campaign")
         params["campaign"] = campaign
+    if band:  # the band of the account's latest model score (readmodels.scores)
+        where.append(
+            f"EXISTS (SELECT 1 FROM {schema}.scores s WHERE s.account_id = a.account_id AND s.band = :band)"
+        )
+        params["band"] = band
     if only is not None:  # e.g. the accounts of one assignee's open tasks
         where.append("a.account_id = ANY(CAST(:only AS text[]))")
         params["only"] = only
@@ -145,7 +151,8 @@ async def accounts(
         text(
             f"""SELECT a.*, {_DPD} AS dpd, {_BUCKET} AS bucket, count(*) OVER () AS total,
                    COALESCE((SELECT array_agg(o.channel ORDER BY o.channel) FROM {schema}.opt_outs o
-                             WHERE o.account_id = a.account_id), '{{}}') AS opt_outs
+                             WHERE o.account_id = a.account_id), '{{}}') AS opt_outs,
+                   (SELECT s.band FROM {schema}.scores s WHERE s.account_id = a.account_id) AS risk_band
             FROM {schema}.accounts a WHERE {cond}
             ORDER BY {_DPD} DESC, a.balance_minor DESC, a.account_id LIMIT :limit"""
         ),
@@ -178,6 +185,7 @@ async def accounts(
             phone=opened(r, r.phone),
             email=opened(r, r.email),
             campaign_id=r.campaign_id,
+            risk_band=r.risk_band,
         )
         for r in rows
     ]

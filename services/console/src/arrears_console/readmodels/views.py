@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from typing import Literal
 
 from arrears_shared import paging
 from arrears_shared.auth import Principal, requires
 from arrears_shared.events import AgingBucket
 from arrears_shared.isodate import IsoDate
 from arrears_shared.service import Context
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from . import service
 from .models import AccountList, AgingReport, DlqList, RejectList, Summary, Timeline
+from .scores import ScoreView, score_of
 
 
 def today_utc() -> date:
@@ -42,6 +44,9 @@ def api_router(get_context: Callable[[], Context]) -> APIRouter:
         ),
         status: str | None = Query(None, max_length=20),
         campaign: str | None = Query(None, max_length=64),
+        band: Literal["low", "medium", "high"] | None = Query(
+            None, description="Only accounts whose latest model score (account-scored) is in this band"
+        ),
         limit: int = Query(100, ge=1, le=1000),
         as_of: IsoDate | None = None,
         who: Principal = Depends(requires("reports.read")),
@@ -60,8 +65,19 @@ def api_router(get_context: Callable[[], Context]) -> APIRouter:
                 names=who.sees_pii,
                 status=status,
                 campaign=campaign,
+                band=band,
             )
         return found if who.sees_pii else service.mask_personal(found)
+
+    @router.get("/accounts/{account_id}/score", response_model=ScoreView, dependencies=pii)
+    async def account_score(account_id: str) -> ScoreView:
+        """The account's latest model score with its top reasons (404: not scored yet)."""
+        ctx = get_context()
+        async with ctx.engine.connect() as conn:
+            found = await score_of(conn, ctx.schema, account_id)
+        if found is None:
+            raise HTTPException(404, f"no score for account {account_id}")
+        return found
 
     @router.get(
         "/accounts/{account_id}/timeline",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from arrears_shared.cloudevents import Envelope
 from arrears_shared.events import (
     AccountChanged,
+    AccountScored,
     MessageSent,
     OverrideRequested,
     PaymentFailed,
@@ -21,6 +22,7 @@ from arrears_shared.stream.transaction import Transaction
 from ..deps import Deps
 from ..offers.service import on_accepted
 from ..promises.service import on_override
+from ..scoring.flows import on_account_scored
 from ..timeline.service import record_activity
 from .flows import (
     on_account_changed,
@@ -49,6 +51,8 @@ def make_handler(deps: Deps) -> BatchHandler:
                 await on_payment_failed(tx, ev, deps, now)
             elif isinstance(ev, PaymentRetryChanged):
                 await on_payment_retry_changed(tx, ev, deps, now)
+            elif isinstance(ev, AccountScored):
+                await on_account_scored(tx, ev, deps, now)
             elif isinstance(ev, OverrideRequested) and env.source != OWN_SOURCE:
                 await on_override(tx.conn, ev)
                 if ev.action == "record_promise" and ev.settlement_offer_id:

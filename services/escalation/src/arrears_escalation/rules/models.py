@@ -15,6 +15,7 @@ Trigger = Literal[
     "delivery_failed",
     "payment_failed",
     "payment_retries_exhausted",
+    "account_scored",
 ]
 Priority = Literal["low", "normal", "high", "critical"]
 CaseReason = Literal[
@@ -52,6 +53,12 @@ class Conditions(BaseModel):
     )
     grace_days: int = Field(
         0, ge=0, description="promise_broken: days after the due date before it is broken"
+    )
+    risk_bands: list[Literal["low", "medium", "high"]] | None = Field(
+        None, description="account_scored: the model's band is one of these"
+    )
+    min_risk_score: int | None = Field(
+        None, ge=0, le=100, description="account_scored: the model's risk score is at least this"
     )
 
 

@@ -27,6 +27,8 @@ class Facts:
     channel: str | None = None
     needs_review: bool = False  # the classifier was not sure: a person reads the reply
     possible_opt_out: bool = False  # ... and it may be an opt-out (messages on that channel are paused)
+    band: str | None = None  # account_scored: the model's risk band
+    risk_score: int | None = None  # account_scored: the model's risk score (0-100)
 
     def unpriced(self, rates: RateTable) -> bool:
         """A balance is known but cannot be converted to the reporting currency (no rate)."""
@@ -83,6 +85,10 @@ def matches(rule: Rule, facts: Facts, rates: RateTable | None = None) -> bool:
     if c.needs_review is not None and facts.needs_review is not c.needs_review:
         return False
     if c.possible_opt_out is not None and facts.possible_opt_out is not c.possible_opt_out:
+        return False
+    if c.risk_bands is not None and facts.band not in c.risk_bands:
+        return False
+    if c.min_risk_score is not None and (facts.risk_score is None or facts.risk_score < c.min_risk_score):
         return False
     return not (c.channels is not None and facts.channel not in set(c.channels))
 

@@ -69,6 +69,14 @@ class TaskView(BaseModel):
     promise_currency: str | None = None
     promise_date: date | None = Field(None, description="The date the customer promised to pay by")
     follow_up_at: datetime | None = Field(None, description="When the collector plans to follow up")
+    risk_band: Literal["low", "medium", "high"] | None = Field(
+        None, description="Lists: the band of the account's latest model score (account-scored), if any"
+    )
+    risk_score: int | None = Field(None, description="Lists: the model's risk score (0-100)")
+    expected_recovery_minor: int | None = Field(
+        None, description="Lists: the model's expected recovered amount, minor units of the currency"
+    )
+    expected_recovery_currency: str | None = None
 
 
 class AssignTask(BaseModel):

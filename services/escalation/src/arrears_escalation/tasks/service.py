@@ -13,7 +13,7 @@ from arrears_shared.auth import Principal
 from arrears_shared.vault.cipher import is_sealed, open_value, seal_value
 from arrears_shared.vault.keys import vault
 from arrears_shared.working_time import add_working_time
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,6 +22,7 @@ from ..audit.service import append
 from ..cases.models import SCHEMA
 from ..deps import Deps
 from ..notifications.service import notify_breach
+from ..scoring.models import account_scores
 from ..teams.service import calendar_of, sla_times
 from .assignment import next_agent, team_for
 from .models import TaskView, tasks
@@ -165,15 +166,31 @@ async def page_tasks(
     cursor: str | None = None,
 ) -> tuple[list[TaskView], str | None]:
     """One page and the cursor of the next page (None on the last one): newest first, or with
-    `sort="follow_up"` the earliest follow-up first (tasks with a follow-up date only). `follow_up`: `due`
-    (follow-up date at or before `now`), `set` (has one), `none` (has none)."""
-    c = tasks.c
+    `sort="follow_up"` the earliest follow-up first (tasks with a follow-up date only), or with
+    `sort="expected_recovery"` the largest expected recovery of the account's model score first (in the
+    reporting currency; accounts without a score, or in a currency without a rate, last). `follow_up`: `due`
+    (follow-up date at or before `now`), `set` (has one), `none` (has none). Each task carries its account's
+    latest score (band, expected recovery) when it has one."""
+    c, sc = tasks.c, account_scores.c
+    rows_q = select(
+        tasks,
+        sc.band.label("risk_band"),
+        sc.risk_score.label("risk_score"),
+        sc.expected_recovery_minor.label("expected_recovery_minor"),
+        sc.currency.label("expected_recovery_currency"),
+    ).select_from(tasks.outerjoin(account_scores, sc.account_id == c.account_id))
     if sort == "follow_up":
-        q = paging.keyset(select(tasks), (c.follow_up_at, c.task_id), cursor, limit, (False, False))
+        q = paging.keyset(rows_q, (c.follow_up_at, c.task_id), cursor, limit, (False, False))
         q = q.where(c.follow_up_at.is_not(None))
         key: Any = lambda r: (r.follow_up_at, r.task_id)  # noqa: E731
+    elif sort == "expected_recovery":
+        recovery = func.coalesce(sc.expected_recovery_reporting_minor, -1)
+        q = paging.keyset(
+            rows_q.add_columns(recovery.label("recovery_key")), (recovery, c.task_id), cursor, limit
+        )
+        key = lambda r: (r.recovery_key, r.task_id)  # noqa: E731
     else:
-        q = paging.keyset(select(tasks), (c.created_at, c.task_id), cursor, limit)
+        q = paging.keyset(rows_q, (c.created_at, c.task_id), cursor, limit)
         key = lambda r: (r.created_at, r.task_id)  # noqa: E731
     for col, val in (
         (c.status, status),

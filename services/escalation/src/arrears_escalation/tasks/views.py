@@ -34,9 +34,11 @@ def make_router(deps: Deps) -> RouterFactory:
             follow_up: Literal["due", "set", "none"] | None = Query(
                 None, description="due: follow-up date reached; set: has one; none: has none"
             ),
-            sort: Literal["created", "follow_up"] = Query(
+            sort: Literal["created", "follow_up", "expected_recovery"] = Query(
                 "created",
-                description="created: newest first; follow_up: earliest follow-up first (only tasks with one)",
+                description="created: newest first; follow_up: earliest follow-up first (only tasks with one); "
+                "expected_recovery: largest expected recovery of the account's model score first (reporting "
+                "currency; unscored accounts last)",
             ),
             limit: int = Query(100, ge=1, le=500),
             cursor: str | None = paging.CURSOR_QUERY,

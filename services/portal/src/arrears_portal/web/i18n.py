@@ -3,6 +3,8 @@ language from `?lang=`, then the browser's Accept-Language, then English."""
 
 from __future__ import annotations
 
+from ..preferences.text import TEXT as PREFERENCES_TEXT
+
 LANGUAGES = ("en", "es")
 
 TEXT: dict[str, dict[str, str]] = {
@@ -198,6 +200,10 @@ TEXT: dict[str, dict[str, str]] = {
         "done_offer": "Gracias. Aceptó la oferta de liquidación; pague a más tardar en la fecha indicada.",
     },
 }
+
+# the contact-preferences section brings its own words (preferences/text.py)
+for _lang, _words in PREFERENCES_TEXT.items():
+    TEXT[_lang].update(_words)
 
 
 def pick(query_lang: str | None, accept_language: str | None, fallback: str = "en") -> str:

@@ -30,6 +30,7 @@ from ..offers import service as offers
 from ..payments import service as payments
 from ..payments.checkout import CheckoutClient, CheckoutUnavailable, create_params
 from ..plans.service import PlanPolicy, PlanRefused, choose, schedule
+from ..preferences import service as prefs
 from ..settings import PortalSettings
 from ..verification import sessions
 from ..verification.service import Outcome, Policy, verify
@@ -109,6 +110,20 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
             LINKS.labels("invalid").inc()
             return page_for(lang, "message.html", status=404, kind="error", message=_t(lang, "link_invalid"))
 
+    async def same_site_posts(request: Request) -> None:
+        """Defence in depth beside the CSRF token: a browser's POST that says it comes from another site
+        (`Sec-Fetch-Site: cross-site`, or an `Origin` that is not ours) changes nothing (403). Requests
+        without those headers (older browsers, scripts) still need the visit's cookie and CSRF token."""
+        if request.method != "POST":
+            return
+        if request.headers.get("sec-fetch-site") == "cross-site":
+            raise HTTPException(403, "cross-site request refused")
+        origin = request.headers.get("origin")
+        if origin and origin != "null":
+            mine = {str(request.base_url).rstrip("/"), public_base(request)}
+            if not any(origin == _origin_of(m) for m in mine):
+                raise HTTPException(403, "cross-site request refused")
+
     link_access = [
         Depends(
             public(
@@ -126,6 +141,7 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
             )
         ),
         Depends(limited),
+        Depends(same_site_posts),
     ]
 
     @router.get("/p/{token}", dependencies=link_access)
@@ -192,7 +208,11 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
                 max_age=s.portal_session_ttl_s,
                 httponly=True,
                 secure=s.portal_cookie_secure,
-                samesite="strict",
+                # Lax, not Strict: the gateway's hosted page (another site) sends the debtor back to
+                # /portal/paid by a top-level GET, which must carry the visit. Lax never sends it on a
+                # cross-site POST or subrequest; every state change is a POST with the visit's CSRF token
+                # and `same_site_posts` refuses cross-site POSTs outright (docs/security.md, portal)
+                samesite="lax",
                 path="/",
             )
             return r
@@ -250,10 +270,22 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
             pay_min=money(min(s.portal_pay_min_minor, max(account.balance_minor, 0)), account.currency),
             balance_plain=f"{account.balance_minor / 10**exp:.{exp}f}",
             **(await plans_and_offers(conn, account)),
+            prefs=await preferences_form(conn, account),
         )
         if can_pay:
             page.headers["Content-Security-Policy"] = content_security_policy((checkout_origin(),))
         return page
+
+    async def preferences_form(conn: Any, account: Any) -> dict[str, Any]:
+        """The contact-preferences form, filled with the debtor's last saved choice."""
+        saved = await prefs.current(conn, get_context().schema, account.account_id)
+        return {
+            **saved.form(),
+            "saved_on": saved.at.date().isoformat() if saved.at else "",
+            "zone": account.timezone or "",
+            "not_before_hours": prefs.NOT_BEFORE_HOURS,
+            "not_after_hours": prefs.NOT_AFTER_HOURS,
+        }
 
     async def plans_and_offers(conn: Any, account: Any) -> dict[str, Any]:
         """The account page's instalment-plan form (within the policy) and the settlement offers it shows."""
@@ -285,7 +317,7 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
             if session is None:
                 return session_over(request)
             done = request.query_params.get("done", "")
-            known = ("promise", "dispute", "opt_out", "pay_cancelled", "plan", "offer")
+            known = ("promise", "dispute", "opt_out", "pay_cancelled", "plan", "offer", "preferences")
             msg = _t(session.locale, f"done_{done}") if done in known else ""
             return await account_page(session, tx.conn, done=msg)
 
@@ -342,6 +374,30 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
             return None
 
         return await act(request, csrf, do, "dispute")
+
+    @router.post("/portal/account/preferences", dependencies=visit_access)
+    async def preferences(
+        request: Request,
+        csrf: str = Form("", max_length=64),
+        channel: list[str] = Form([]),
+        not_before: str = Form("", max_length=8),
+        not_after: str = Form("", max_length=8),
+        avoid: list[str] = Form([]),
+    ) -> Response:
+        """Channels in order and quiet times: the `set_channel_preference` override (prefs/)."""
+
+        async def do(tx: Any, session: sessions.Session, now: datetime) -> str | None:
+            account = await get_account(tx.conn, tx.schema, session.account_id)
+            if account is None:
+                raise HTTPException(422, "unknown account")
+            try:
+                ranked, window = prefs.parse(account.channels, channel, not_before, not_after, avoid)
+            except prefs.Refused as e:
+                return _t(session.locale, str(e))
+            await prefs.save(tx, session, ranked, window, now)
+            return None
+
+        return await act(request, csrf, do, "preferences")
 
     @router.post("/portal/account/opt-out", dependencies=visit_access)
     async def opt_out(
@@ -543,6 +599,11 @@ def _t(lang: str, key: str) -> str:
     from .i18n import TEXT
 
     return TEXT.get(lang, TEXT["en"])[key]
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _other(lang: str) -> str:

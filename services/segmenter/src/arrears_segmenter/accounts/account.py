@@ -87,6 +87,8 @@ class Account:
     pause_reason: str | None
     channel_preference: str | None  # "email,sms": channels in the order a person set
     send_now: SendNow | None
+    # the debtor's quiet times as stored (`ContactWindow` JSON; see preferences/): None = none
+    contact_window: dict[str, object] | None = None
     # not a column: the account's rows of `segmenter.account_channels`, by channel name
     channels: dict[str, ChannelState] = field(default_factory=dict)
     # not a column: the account's key was destroyed (`arrears erase`): it has no address on any channel

@@ -47,7 +47,7 @@ async def apply_events(tx: Transaction, events: Sequence[object], deps: Deps, no
     changed = list(touched.values())
     await save(conn, changed)
     policy = await store.active(conn, deps.policy)
-    out += await sync_timers(conn, changed, policy, now)
+    out += await sync_timers(conn, changed, policy, now, scoring=deps.score_use, rules=deps.rules)
     failures = [e for e in events if isinstance(e, MessageSent)]
     out += await fall_back_failed(conn, tx, failures, accts, deps, now)
     await insert_decisions(conn, out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from arrears_shared.contact_window import ContactWindow
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     BigInteger,
@@ -69,6 +70,7 @@ accounts = Table(
     Column("pause_reason", Text),
     Column("channel_preference", Text),
     Column("send_now", JSONB),
+    Column("contact_window", JSONB),  # the debtor's quiet times (preferences/), None: none
 )
 
 # One row per account and channel of the registry (arrears_shared.channels) the account has any fact about:
@@ -172,6 +174,11 @@ class AccountView(BaseModel):
         default_factory=list, description="Channels in the order a person set (empty = the policy's order)"
     )
     send_now_step: int | None = Field(None, description="Step a person made due now, until it has fired")
+    contact_window: ContactWindow | None = Field(
+        None,
+        description="The debtor's own quiet times (from the portal), in their local time: steps go only "
+        "inside both these and the legal contact window",
+    )
     timers: list[TimerView]
 
 

@@ -7,6 +7,7 @@ the results back with one statement per table.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -31,6 +32,12 @@ class FoldContext:
     bands: tuple[int, ...] = DEFAULT_BALANCE_BANDS
     paid_claim_pause_days: int = 7
     rates: RateTable = field(default_factory=packaged_rates)  # money thresholds: reporting currency
+    # country -> template language of the notices (ARREARS_SEGMENTER_LOCALES_BY_COUNTRY; empty: none set)
+    locales: Mapping[str, str] = field(default_factory=dict)
+
+    def locale(self, country: str | None) -> str | None:
+        """The language of an account's notices (`NoticeDue.locale`), None: the dispatchers' default."""
+        return self.locales.get((country or "").upper())
 
 
 def effective_status(source_status: str, hold: str | None) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..aging import aging_bucket, days_past_due
 from ..deps import Deps
+from ..preferences.window import debtor_window
 from ..schedule import store
 from ..timers.models import timers
 from ..timers.planning import sync_timers
@@ -45,7 +46,9 @@ async def set_flags(
     await save(conn, [acct])
     note = f"{actor}: {', '.join(changes) or 'no change'}" + (f" ({body.reason})" if body.reason else "")
     out = [decision(account_id, ctx, "updated", "override.flags", note)]
-    out += await sync_timers(conn, [acct], await store.active(conn, deps.policy), now)
+    out += await sync_timers(
+        conn, [acct], await store.active(conn, deps.policy), now, scoring=deps.score_use, rules=deps.rules
+    )
     await insert_decisions(conn, out)
     return True
 
@@ -123,6 +126,7 @@ def _view(acct: Account, trows: Sequence[Any], deps: Deps, now: datetime) -> Acc
         paused_by=acct.paused_by,
         manual_pause_until=acct.manual_pause_until,
         channel_preference=[c for c in (acct.channel_preference or "").split(",") if c],
+        contact_window=debtor_window(acct),
         send_now_step=acct.send_now["step"] if acct.send_now else None,
         timers=[
             TimerView(

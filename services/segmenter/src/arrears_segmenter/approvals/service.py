@@ -135,6 +135,8 @@ async def decide(
     acct.last_step, acct.last_step_at = v.step, now
     await save(conn, [acct])
     out = [decision(account_id, ctx, "rejected", "approval.rejected", note, step=v.step, cycle=v.cycle)]
-    out += await sync_timers(conn, [acct], await store.active(conn, deps.policy), now)
+    out += await sync_timers(
+        conn, [acct], await store.active(conn, deps.policy), now, scoring=deps.score_use, rules=deps.rules
+    )
     await insert_decisions(conn, out)
     return True

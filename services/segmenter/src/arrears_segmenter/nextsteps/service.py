@@ -72,7 +72,7 @@ async def next_steps(
                 account_id=r.account_id,
                 step=r.step,
                 cycle=r.cycle,
-                tier=step.tier.value if step else None,
+                tier=policy.wording_tier(r.step).value if step and policy else None,
                 channels=list(step.channels) if step else [],
                 due_at=r.due_at,
                 state=r.state,

@@ -12,6 +12,7 @@ from arrears_shared.events import OverrideRequested
 from ..accounts.account import Account, SendNow
 from ..accounts.projection import effective_status, hold_for_promise
 from ..aging import local_date
+from ..preferences.window import set_window
 from ..schedule.models import Policy
 from ..schedule.planner import next_plan, stop_reason
 
@@ -117,11 +118,14 @@ def send_now(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime
 
 
 def set_channel_preference(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+    """The channel order; with `contact_window` (the debtor's portal) also their quiet times, which only
+    narrow the legal window (preferences/). Without it the stored quiet times stay."""
     order = list(dict.fromkeys(str(c) for c in ev.channels))
     acct.channel_preference = ",".join(order) or None
-    return Applied(
-        "updated", f"channels from now on: {', '.join(order)}" if order else "channel preference cleared"
-    )
+    summary = f"channels from now on: {', '.join(order)}" if order else "channel preference cleared"
+    if ev.contact_window is not None:
+        summary += "; " + set_window(acct, ev.contact_window)
+    return Applied("updated", summary)
 
 
 def mark_dispute(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:

@@ -69,7 +69,9 @@ async def _account(
         await _mark_skipped(conn, aid, applied.step, acct.cycle, ev, now)
     out = [_log(aid, ev, ctx, applied.outcome, applied.summary, cycle=acct.cycle, step=applied.step)]
     # a person's decision replaces any deferral the old plan had (the gate decides again when it fires)
-    return out + await sync_timers(conn, [acct], policy, now, keep_deferrals=False)
+    return out + await sync_timers(
+        conn, [acct], policy, now, keep_deferrals=False, scoring=deps.score_use, rules=deps.rules
+    )
 
 
 async def _approve(

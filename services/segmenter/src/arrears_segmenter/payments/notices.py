@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert
 from ..accounts.account import Account
 from ..accounts.projection import DecisionRow, FoldContext, decision
 from ..deps import Deps
+from ..preferences.window import debtor_window
 from ..timers.firing import channel_block
 from .metrics import CUSTOMER_NOTICES
 from .models import customer_notices
@@ -89,6 +90,7 @@ async def send(
             do_not_contact=acct.do_not_contact,
             recent_sends=[],
             rules=deps.rules,
+            window=debtor_window(acct),  # the debtor's quiet times (preferences/)
         )
         if not d.allowed and d.defer_until is None:
             out.append(
@@ -176,6 +178,7 @@ def _notice(
         expires_at=expires,
         account_as_of=acct.as_of,
         locale=deps.notify.locale(acct.country),
+        contact_window=debtor_window(acct),
         purpose=purpose,
         about_amount_minor=about.get("about_amount_minor"),
         about_date=about_date,

@@ -89,6 +89,15 @@ class Approval(BaseModel):
 
 
 MANUAL_CONTACT_GAP_HOURS = 24.0
+StartTier = Literal["first", "by_age"]
+AfterLastStep = Literal["escalate", "stop"]
+# fields left out of the stored body at their default: a replica from before them (`extra="forbid"`) still
+# reads the active policy during a rolling upgrade
+OMITTED_AT_DEFAULT: dict[str, object] = {
+    "manual_contact_gap_hours": MANUAL_CONTACT_GAP_HOURS,
+    "start_tier": "first",
+    "after_last_step": "escalate",
+}
 
 
 class Policy(BaseModel):
@@ -107,14 +116,28 @@ class Policy(BaseModel):
         description="After a person's contact that reached the customer (a call, a visit: `record_contact`), "
         "the next automated step waits at least this long after it",
     )
+    start_tier: StartTier = Field(
+        "first",
+        description="Where an account never contacted in its cycle starts: `first` = step 1, then each step "
+        "in order (its interval after the previous one), however many days past due it is when first seen; "
+        "`by_age` = straight at the highest step its days past due already reach (one notice, not every step)",
+    )
+    after_last_step: AfterLastStep = Field(
+        "escalate",
+        description="What follows the last step: `escalate` = people (escalation's no_response case after a "
+        "final notice); `stop` = nothing. A notice calls itself final (tier `final`) only when this is "
+        "`escalate` and it is the last step (its last repeat); an earlier `final` step is sent as `firm`",
+    )
 
     @model_serializer(mode="wrap")
     def _readable_by_older_replicas(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """At its default the gap is left out of the stored body: during a rolling upgrade a replica from
-        before the field (`extra="forbid"`) still reads the active policy."""
+        """At their defaults the newer fields are left out of the stored body: during a rolling upgrade a
+        replica from before them (`extra="forbid"`) still reads the active policy."""
         out = handler(self)
-        if isinstance(out, dict) and self.manual_contact_gap_hours == MANUAL_CONTACT_GAP_HOURS:
-            out.pop("manual_contact_gap_hours", None)
+        if isinstance(out, dict):
+            for name, default in OMITTED_AT_DEFAULT.items():
+                if getattr(self, name) == default:
+                    out.pop(name, None)
         return out
 
     @model_validator(mode="after")
@@ -139,6 +162,16 @@ class Policy(BaseModel):
     def last_step(self) -> int:
         """Highest step number including repeats of the last step (step n + k = k-th repeat)."""
         return len(self.steps) + self.steps[-1].max_repeats
+
+    def wording_tier(self, step: int) -> Tier:
+        """The tier a notice of `step` is sent as (its wording, priority and escalation's no_response all
+        follow it): the step's own tier, except that a message only calls itself final when people come
+        next, i.e. it is the last step (the last repeat) and the policy escalates after it; any other
+        `final` step is sent as `firm`."""
+        tier = self.get(step).tier
+        if tier is Tier.FINAL and not (step >= self.last_step and self.after_last_step == "escalate"):
+            return Tier.FIRM
+        return tier
 
     def stops(self, condition: StopCondition) -> bool:
         return condition in self.stop_conditions

@@ -17,10 +17,14 @@ class Plan:
 
 
 def first_step(policy: Policy, dpd: int) -> int | None:
-    """On an account's first appearance: the highest step whose threshold is already met (one notice, not
-    every step at once); None if no threshold is met yet."""
+    """The step an account never contacted in its cycle starts with, if it is due already (None: no
+    threshold met yet). `start_tier: first` (the default): step 1, so the tone escalates in order however
+    late the account is first seen; `by_age`: the highest step whose threshold is met (one notice, not
+    every step at once)."""
     met = [s.step for s in policy.steps if s.min_days_past_due <= dpd]
-    return max(met) if met else None
+    if not met:
+        return None
+    return max(met) if policy.start_tier == "by_age" else met[0]
 
 
 def plan_next(

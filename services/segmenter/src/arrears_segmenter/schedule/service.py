@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from arrears_shared.compliance import RuleSet
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..accounts.store import insert_decisions, load_locked
 from ..deps import Deps
+from ..scores.choice import ScoreUse
 from ..timers.planning import sync_timers
 from . import store
 from .models import Policy, PolicyError, check_currencies, parse_policy
@@ -22,11 +24,17 @@ class Loaded(BaseModel):
     replanned_accounts: int
 
 
-async def replan_all(conn: AsyncConnection, policy: Policy, now: datetime) -> int:
+async def replan_all(
+    conn: AsyncConnection,
+    policy: Policy,
+    now: datetime,
+    scoring: ScoreUse | None = None,
+    rules: RuleSet | None = None,
+) -> int:
     ids = await store.accounts_to_replan(conn)
     for i in range(0, len(ids), REPLAN_CHUNK):
         accts = await load_locked(conn, ids[i : i + REPLAN_CHUNK])
-        out = await sync_timers(conn, list(accts.values()), policy, now)
+        out = await sync_timers(conn, list(accts.values()), policy, now, scoring=scoring, rules=rules)
         await insert_decisions(conn, out)
     return len(ids)
 
@@ -38,7 +46,7 @@ async def load_new_version(conn: AsyncConnection, text: str, actor: str, deps: D
     if problems:
         raise PolicyError(problems)
     await store.install(conn, policy, text, actor, deps.policy, now)
-    n = await replan_all(conn, policy, now)
+    n = await replan_all(conn, policy, now, deps.score_use, deps.rules)
     return Loaded(policy_id=policy.id, version=policy.version, replanned_accounts=n)
 
 
@@ -54,5 +62,5 @@ async def adopt_configured(conn: AsyncConnection, deps: Deps, now: datetime) -> 
     if top is not None and top > deps.policy.version:
         return None
     policy = await store.install(conn, deps.policy, "configured file", "startup", deps.policy, now)
-    n = await replan_all(conn, policy, now)
+    n = await replan_all(conn, policy, now, deps.score_use, deps.rules)
     return Loaded(policy_id=policy.id, version=policy.version, replanned_accounts=n)

@@ -26,9 +26,11 @@ from arrears_shared.events import NoticeDue, Tier
 from ..accounts.account import Account, SendNow
 from ..accounts.projection import DecisionRow, FoldContext, decision, refresh_segment
 from ..campaigns.models import Campaign, pick_campaign
+from ..preferences.window import debtor_window
 from ..schedule.models import Policy, PolicyStep, StopCondition
 from ..schedule.planner import stop_reason
-from ..segments import risk_band
+from ..scores.choice import band_for, order_channels
+from ..scores.models import Score
 
 PRIORITY = {Tier.REMINDER: 10, Tier.FIRM: 20, Tier.FINAL: 30}
 FREQUENCY_LOOKBACK = timedelta(days=31)
@@ -145,9 +147,11 @@ def fire(
     active_campaigns: Sequence[Campaign],
     rules: RuleSet,
     ctx: FoldContext,
+    score: Score | None = None,
 ) -> Fired:
     """Decide one due timer. Mutates `acct` (the locked account) when the step completes or a promise is
-    found broken."""
+    found broken. `score`: the account's fresh model score, if any (its band for campaigns, its best channel
+    first: scores.choice)."""
     out = Fired(timer=timer, account_id=acct.account_id, ctx=ctx)
     why = _stop_reason(acct, timer, policy)
     if why is not None:
@@ -160,12 +164,12 @@ def fire(
     if held is not None:
         return out.hold(held)
     campaign = pick_campaign(
-        active_campaigns, acct, acct.days_past_due, acct.aging_bucket, risk_band(acct.risk_score), ctx.rates
+        active_campaigns, acct, acct.days_past_due, acct.aging_bucket, band_for(acct, score), ctx.rates
     )
     if _campaign_pause(out, campaign):
         return out
     step = policy.get(timer.step)
-    channels = acct.preferred_channels() or step.channels
+    channels = acct.preferred_channels() or order_channels(step.channels, acct, score)
     done = sent.channels_by_step.setdefault((timer.cycle, timer.step), set())
     gate_override = send_now if send_now is not None and send_now.get("gate_override") else None
     allowed, defer_until = _gate_channels(out, acct, step, channels, done, sent, gate_override, rules)
@@ -183,6 +187,7 @@ def fall_back(
     rules: RuleSet,
     ctx: FoldContext,
     campaign_id: str | None,
+    score: Score | None = None,
 ) -> Fired:
     """A notice of `timer`'s step failed permanently (`sent` no longer counts it): the step goes out on its
     next usable channel, through the same gate, if the step falls back (`channel_mode: fallback`) and the
@@ -192,7 +197,7 @@ def fall_back(
     step = policy.get(timer.step)
     if step.channel_mode != "fallback" or timer.cycle != acct.cycle or stop_reason(acct, policy) is not None:
         return out
-    channels = acct.preferred_channels() or step.channels
+    channels = acct.preferred_channels() or order_channels(step.channels, acct, score)
     done = sent.channels_by_step.setdefault((timer.cycle, timer.step), set())
     allowed, defer_until = _gate_channels(out, acct, step, channels, done, sent, None, rules)
     if not allowed and defer_until:
@@ -300,6 +305,7 @@ def _gate_channels(
     fallback = step.channel_mode == "fallback"
     allowed: list[tuple[str, compliance.Decision]] = []
     defer_until: list[datetime] = []
+    window = debtor_window(acct)  # the debtor's quiet times only narrow the legal window
     for ch in channels:
         if ch in done:
             if fallback:
@@ -319,6 +325,7 @@ def _gate_channels(
             do_not_contact=acct.do_not_contact,
             recent_sends=[t for t in sent.times.get(ch, ()) if t > since],
             rules=rules,
+            window=window,
         )
         if not d.allowed and gate_override is not None and not d.rule_id.startswith(NEVER_OVERRIDDEN):
             d = compliance.Decision(
@@ -354,11 +361,15 @@ def _emit(
     """A notice (ledger row + `notice-due` event) and an `emitted` decision per allowed channel."""
     now, timer = out.ctx.now, out.timer
     version = timer.policy_version or policy.version
+    tier = policy.wording_tier(timer.step)  # "final" only when people come next
     for ch, d in allowed:
         nid = notice_id(acct.account_id, policy.id, version, timer.step, timer.cycle, ch)
         rest = channels[channels.index(ch) + 1 :] if step.channel_mode == "fallback" else []
         fallback = [c for c in rest if channel_block(acct, c) is None and not acct.opted_out(c)]
-        ev = _notice_due(acct, timer, policy.id, version, step, ch, fallback, nid, campaign_id, now)
+        ev = _notice_due(acct, timer, policy.id, version, step, tier, ch, fallback, nid, campaign_id, now)
+        ev = ev.model_copy(  # the debtor's language and quiet times travel to the dispatchers' gate
+            update={"locale": out.ctx.locale(acct.country), "contact_window": debtor_window(acct)}
+        )
         row = {
             "notice_id": nid,
             "account_id": acct.account_id,
@@ -367,7 +378,7 @@ def _emit(
             "step": timer.step,
             "cycle": timer.cycle,
             "channel": ch,
-            "tier": step.tier.value,
+            "tier": tier.value,
             "emitted_at": now,
             "campaign_id": campaign_id,
         }
@@ -383,6 +394,7 @@ def _notice_due(
     policy_id: str,
     version: int,
     step: PolicyStep,
+    tier: Tier,
     channel: str,
     fallback: list[str],
     nid: str,
@@ -396,13 +408,13 @@ def _notice_due(
         policy_version=version,
         step=timer.step,
         cycle=timer.cycle,
-        tier=step.tier,
+        tier=tier,
         channel=channel,
         fallback_channels=fallback,
         fallback_to={c: acct.address(c) for c in fallback},
         template_id=step.template_id,
         campaign_id=campaign_id,
-        priority=PRIORITY[step.tier],
+        priority=PRIORITY[tier],
         to=acct.address(channel),
         customer_name=acct.customer_name,
         balance_minor=acct.balance_minor,

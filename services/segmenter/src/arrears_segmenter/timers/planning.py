@@ -7,13 +7,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from arrears_shared.compliance import RuleSet
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import bulk
 from ..accounts.account import Account
+from ..preferences.window import earliest
 from ..schedule.models import Policy
 from ..schedule.planner import Plan, plan_account
+from ..scores.choice import ScoreUse, at_best_hour, fresh_score
+from ..scores.models import Score
+from ..scores.service import latest_scores
 from .models import timers
 
 ACTIVE = ("pending", "held")
@@ -37,22 +42,42 @@ async def sync_timers(
     now: datetime,
     *,
     keep_deferrals: bool = True,
+    scoring: ScoreUse | None = None,
+    rules: RuleSet | None = None,
 ) -> list[dict[str, Any]]:
     """Arm, move or cancel the timers of `accts` (locked by the caller). A step that already fired is never
-    re-armed; a later due time set by the gate (a deferral) is kept. Returns decision rows."""
+    re-armed; a later due time set by the gate (a deferral) is kept. With `scoring`, a step is placed at the
+    best hour of the account's fresh model score (scores.choice). With `rules`, a step of an account with
+    the debtor's own quiet times is then moved to the first moment inside both those and the legal window
+    (preferences/): the debtor's wish wins over the model's hour. Returns decision rows."""
     if not accts:
         return []
-    active = await _active_timers(conn, [a.account_id for a in accts])
+    ids = [a.account_id for a in accts]
+    active = await _active_timers(conn, ids)
+    scores = await latest_scores(conn, ids) if scoring is not None else {}
     changes = _Changes()
     for acct in accts:
         mine = active.get(acct.account_id, [])
         plan = plan_account(acct, policy, now)
+        if isinstance(plan, Plan) and scoring is not None:
+            plan = _at_best_hour(acct, plan, scores.get(acct.account_id), scoring, now)
+        if isinstance(plan, Plan) and rules is not None and acct.contact_window:
+            plan = Plan(plan.step, earliest(acct, plan.due_at, now, rules))
         if isinstance(plan, Plan):
             _follow_plan(changes, acct, plan, mine, policy, now, keep_deferrals)
         else:
             _stop(changes, acct.account_id, plan, mine, now)
     await _write(conn, changes)
     return changes.decisions
+
+
+def _at_best_hour(acct: Account, plan: Plan, score: Score | None, use: ScoreUse, now: datetime) -> Plan:
+    """The plan moved to the model's best hour. A step a person made due now stays where it is, and the
+    debtor's own quiet times (preferences/) win over the model: such an account is not moved."""
+    score = fresh_score(score, now, use)
+    if score is None or acct.pending_send_now() is not None or getattr(acct, "contact_window", None):
+        return plan
+    return Plan(plan.step, at_best_hour(plan.due_at, acct, score, use, now))
 
 
 async def _active_timers(conn: AsyncConnection, ids: list[str]) -> dict[str, list[Any]]:

@@ -25,6 +25,8 @@ from ..deps import Deps
 from ..payments import retries as payment_retries
 from ..schedule import store
 from ..schedule.models import Policy
+from ..scores.choice import fresh_score
+from ..scores.service import latest_scores
 from ..sealing import seal, writing_keys
 from .firing import DueTimer, Fired, Sent, fall_back, fire
 from .models import notices, timers
@@ -88,7 +90,7 @@ async def fire_due(conn: AsyncConnection, tx: Transaction, deps: Deps, now: date
         d for r in results for d in r.decisions if not (d["notice_id"] and d["notice_id"] not in inserted)
     ]
     done = [a for (_, a), r in zip(due, results, strict=True) if r.step_done]
-    decision_rows += await sync_timers(conn, done, policy, now)
+    decision_rows += await sync_timers(conn, done, policy, now, scoring=deps.score_use, rules=deps.rules)
     await insert_decisions(conn, decision_rows)
     return len(due) + retried
 
@@ -127,14 +129,19 @@ async def fall_back_failed(
         return []
     ctx = deps.fold_context(now)
     policy = await store.active(conn, deps.policy)
-    sent = await _load_sent(conn, sorted({r.account_id for r in failed}))
+    ids = sorted({r.account_id for r in failed})
+    sent = await _load_sent(conn, ids)
+    scores = await latest_scores(conn, ids)
     cache: dict[tuple[str, int], Policy] = {}
     results: list[Fired] = []
     for r in failed:
         timer = DueTimer(0, r.step, r.cycle, 0, now, r.policy_id, r.policy_version, None)
         p = await _policy_for(conn, timer, policy, cache)
+        score = fresh_score(scores.get(r.account_id), now, deps.score_use)
         results.append(
-            fall_back(accts[r.account_id], timer, p, sent[r.account_id], deps.rules, ctx, r.campaign_id)
+            fall_back(
+                accts[r.account_id], timer, p, sent[r.account_id], deps.rules, ctx, r.campaign_id, score
+            )
         )
     inserted = await _record_notices(conn, tx, results, now)
     return [
@@ -183,12 +190,15 @@ async def _fire_all(
     """Decide every due timer, in due order, each under the policy version it was planned with."""
     ctx = deps.fold_context(now)
     active = await list_campaigns(conn, CampaignStatus.ACTIVE)
-    sent = await _load_sent(conn, sorted({a.account_id for _, a in due}))
+    ids = sorted({a.account_id for _, a in due})
+    sent = await _load_sent(conn, ids)
+    scores = await latest_scores(conn, ids)
     cache: dict[tuple[str, int], Policy] = {}
     results: list[Fired] = []
     for timer, acct in due:
         p = await _policy_for(conn, timer, policy, cache)
-        results.append(fire(acct, timer, p, sent[acct.account_id], active, deps.rules, ctx))
+        score = fresh_score(scores.get(acct.account_id), now, deps.score_use)
+        results.append(fire(acct, timer, p, sent[acct.account_id], active, deps.rules, ctx, score))
     return results
 
 

@@ -11,12 +11,13 @@ from typing import Any
 
 from arrears_shared.account_status import AccountStatus
 from arrears_shared.auth import Principal, requires
-from arrears_shared.events import AgingBucket, Intent
+from arrears_shared.events import AgingBucket, Intent, RiskBand
 from arrears_shared.money import to_minor
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...readmodels import service
+from ...readmodels.scores import score_of
 from ...readmodels.views import today_utc
 from ..templating import page
 from ..upstream import UpstreamError
@@ -39,6 +40,7 @@ ACTIONS: dict[str, tuple[str, str, str]] = {
 INTENTS = [i.value for i in Intent]
 BUCKETS = [b.value for b in AgingBucket]
 STATUSES = [s.value for s in AccountStatus]
+RISK_BANDS = [b.value for b in RiskBand]
 
 
 def _merge_timeline(
@@ -85,6 +87,7 @@ def router(get_context: ContextGetter) -> APIRouter:
         campaign: str = Query("", max_length=64),
         assignee: str = Query("", max_length=100, description="Accounts with an open task of this person"),
         at_risk: bool = Query(False, description="Only accounts with a failed payment outstanding"),
+        band: str = Query("", max_length=10, description="Band of the latest model score; empty: any"),
         limit: int = Query(50, ge=1, le=500),
         who: Principal = Depends(requires("reports.read")),
     ) -> HTMLResponse:
@@ -122,6 +125,7 @@ def router(get_context: ContextGetter) -> APIRouter:
                 status=status or None,
                 campaign=campaign or None,
                 only=only,
+                band=band if band in RISK_BANDS else None,
             )
         if not who.sees_pii:
             service.mask_personal(found)
@@ -138,6 +142,8 @@ def router(get_context: ContextGetter) -> APIRouter:
             campaign=campaign,
             assignee=assignee,
             at_risk=at_risk,
+            band=band if band in RISK_BANDS else "",
+            bands=RISK_BANDS,
         )
 
     @r.get("/accounts/{account_id}", response_class=HTMLResponse)
@@ -148,6 +154,7 @@ def router(get_context: ContextGetter) -> APIRouter:
         up = upstreams(ctx)
         async with ctx.engine.connect() as conn:
             campaign = await service.campaign_of(conn, ctx.schema, account_id)
+            score = await score_of(conn, ctx.schema, account_id)
         problems: list[str] = []
         acct: dict[str, Any] | None = None
         activity: list[dict[str, Any]] = []
@@ -215,6 +222,7 @@ def router(get_context: ContextGetter) -> APIRouter:
             promises=promises,
             offers=offers,
             campaign=campaign,
+            score=score,
             retries=retries,
             at_risk=any(r["at_risk"] for r in retries),
             upcoming=[

@@ -23,9 +23,13 @@ def router(get_context: ContextGetter) -> APIRouter:
         request: Request, who: Principal, sort: str = "priority", follow_up: str = ""
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
         """My open tasks, my team's, and whether there were more than the page reads (it says so). `sort`:
-        priority then SLA (default) or the earliest follow-up first; `follow_up`: only those due / set."""
+        priority then SLA (default), the earliest follow-up first, or the largest expected recovery of the
+        account's model score first (escalation orders those: its `sort=expected_recovery`); `follow_up`:
+        only those due / set."""
         up = upstreams(get_context())
         extra: dict[str, Any] = {"follow_up": follow_up} if follow_up in ("due", "set") else {}
+        if sort == "expected_recovery":
+            extra["sort"] = "expected_recovery"
         mine, more_mine = await up.walk(
             request, who, "escalation", "/tasks", params={"status": "open", "assignee": who.name, **extra}
         )
@@ -34,6 +38,8 @@ def router(get_context: ContextGetter) -> APIRouter:
             team_params["team"] = who.team
         team, more_team = await up.walk(request, who, "escalation", "/tasks", params=team_params)
         team = [t for t in team if t["assignee"] != who.name]
+        if sort == "expected_recovery":
+            return mine, team, more_mine or more_team  # in escalation's order
         order = by_follow_up if sort == "follow_up" else by_priority_then_sla
         return order(mine), order(team), more_mine or more_team
 
@@ -42,7 +48,7 @@ def router(get_context: ContextGetter) -> APIRouter:
         request: Request,
         who: Principal = worker,
         fragment: str | None = None,
-        sort: Literal["priority", "follow_up"] = Query("priority"),
+        sort: Literal["priority", "follow_up", "expected_recovery"] = Query("priority"),
         follow_up: Literal["", "due", "set"] = Query(""),
     ) -> HTMLResponse:
         view = {"sort": sort, "follow_up": follow_up}

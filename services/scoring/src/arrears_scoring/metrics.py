@@ -1,0 +1,17 @@
+"""Scoring's own metrics (beside the shared consumer, relay and HTTP metrics on /metrics)."""
+
+from prometheus_client import Counter, Gauge
+
+RUNS = Counter("arrears_scoring_runs_total", "Daily scoring runs committed (one per UTC day across replicas)")
+SCORED = Counter("arrears_scoring_scores_total", "Scores written and published by the daily runs")
+LAST_RUN = Gauge(
+    "arrears_scoring_last_run_timestamp_seconds", "When this replica last committed a day's run (Unix time)"
+)
+TRAINED = Counter(
+    "arrears_scoring_models_trained_total",
+    "Model versions stored, by kind and whether activated",
+    ["kind", "activated"],
+)
+ACTIVE_AUC = Gauge(
+    "arrears_scoring_model_auc", "Test-window AUC of the model this replica last activated, by kind", ["kind"]
+)

@@ -1,0 +1,75 @@
+"""Store the scores of a batch (the latest per account wins) and read them back for a set of accounts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from arrears_shared.events import AccountScored
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .. import bulk
+from .models import Score, account_scores
+
+COLUMNS = [c.name for c in account_scores.columns if c.name != "account_id"]
+
+
+async def store_scores(conn: AsyncConnection, events: Sequence[AccountScored], now: datetime) -> list[str]:
+    """Keep each account's latest score: a score replaces the stored one only when it is not older
+    (`scored_on`, then `scored_at`), so a late or replayed older score changes nothing. Returns the ids of
+    the accounts whose score changed."""
+    latest: dict[str, AccountScored] = {}
+    for ev in events:
+        cur = latest.get(ev.account_id)
+        if cur is None or (cur.scored_on, cur.scored_at) <= (ev.scored_on, ev.scored_at):
+            latest[ev.account_id] = ev
+    rows = [
+        {
+            "account_id": ev.account_id,
+            "scored_on": ev.scored_on,
+            "scored_at": ev.scored_at,
+            "model_version": ev.model_version,
+            "risk_score": ev.risk_score,
+            "band": ev.band.value,
+            "p_pay_14d": ev.p_pay_14d,
+            "dropout_risk": ev.dropout_risk,
+            "expected_recovery_minor": ev.expected_recovery_minor,
+            "currency": ev.currency,
+            "best_channel": ev.best_channel,
+            "best_hour": ev.best_hour,
+            "reasons": [r.model_dump() for r in ev.reasons],
+            "received_at": now,
+        }
+        for ev in latest.values()
+    ]
+    changed = await bulk.insert(
+        conn,
+        account_scores,
+        sorted(rows, key=lambda r: r["account_id"]),  # a stable lock order across replicas
+        conflict=["account_id"],
+        update=COLUMNS,
+        update_where="(t.scored_on, t.scored_at) <= (EXCLUDED.scored_on, EXCLUDED.scored_at)",
+        returning="account_id",
+    )
+    return [r[0] for r in changed]
+
+
+async def latest_scores(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, Score]:
+    """The stored score of each of these accounts that has one."""
+    if not ids:
+        return {}
+    c = account_scores.c
+    rows = await conn.execute(
+        select(
+            c.account_id,
+            c.scored_on,
+            c.model_version,
+            c.risk_score,
+            c.band,
+            c.best_channel,
+            c.best_hour,
+            c.reasons,
+        ).where(bulk.in_ids(c.account_id, list(ids)))
+    )
+    return {r.account_id: Score(*r) for r in rows}
