@@ -33,7 +33,7 @@ from arrears_shared.service import ServiceHost
 from arrears_shared.settings import ServiceSettings
 from arrears_shared.vault.records import SEALED_MARK, seal_records
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 PG_INT_MAX = 2**31 - 1
@@ -79,6 +79,12 @@ def small_app() -> FastAPI:
     async def items(item_id: str, body: Body, q: str = "") -> dict[str, str]:
         return {"item_id": item_id, "name": body.name}
 
+    @router.get("/pages")
+    async def pages(
+        cursor: str | None = None, tag: list[str] | None = Query(None), limit: int = 10
+    ) -> dict[str, Any]:
+        return {"cursor": cursor, "tag": tag, "limit": limit}
+
     @router.post("/raw")
     async def raw(request: Request) -> dict[str, int]:
         return {"bytes": len(await request.body())}
@@ -91,6 +97,17 @@ def small_app() -> FastAPI:
 async def client(small_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with asgi(small_app) as c:
         yield c
+
+
+async def test_a_single_valued_query_parameter_given_twice_is_refused(client: httpx.AsyncClient) -> None:
+    """schemathesis: `GET /next-steps?cursor=a&cursor=b` was answered 200 (FastAPI keeps the last value):
+    a schema-violating request accepted. A list parameter may repeat; a single-valued one may not."""
+    ok = await client.get("/pages", params=[("cursor", "a"), ("tag", "x"), ("tag", "y")])
+    assert ok.status_code == 200 and ok.json() == {"cursor": "a", "tag": ["x", "y"], "limit": 10}
+    for name in ("cursor", "limit"):
+        r = await client.get("/pages", params=[(name, "1"), (name, "2")])
+        assert r.status_code == 422, r.text
+        assert [(e["loc"], e["type"]) for e in r.json()["detail"]] == [(["query", name], "repeated")]
 
 
 async def test_metrics_are_documented_as_the_text_they_are(

@@ -208,6 +208,11 @@ async def test_roles_train_run_and_publish_once(scoring: Any, broker: Any, keys:
     assert (await client.post("/models/train", json={"source": "simulated"})).status_code == 401
     r = await client.post("/scoring/run", json={}, headers=bearer(keys["admin"]))
     assert r.status_code == 409 and "train first" in r.text
+    # simulated customers are a demo: refused unless the demo model is switched on
+    host.s.scoring_demo_model = False  # type: ignore[attr-defined]
+    r = await client.post("/models/train", json={"source": "simulated"}, headers=bearer(keys["admin"]))
+    assert r.status_code == 409 and "demos" in r.text
+    host.s.scoring_demo_model = True  # type: ignore[attr-defined]
     r = await client.post(
         "/models/train",
         json={"source": "simulated", "accounts": 1500, "seed": 3},

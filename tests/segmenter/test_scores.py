@@ -268,3 +268,32 @@ async def test_scores_through_the_runner_on_the_real_broker(broker, segmenter_ur
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 10)
         await engine.dispose()
+
+
+async def test_a_new_score_keeps_the_step_inside_the_debtors_quiet_times(engine) -> None:
+    """The debtor said "not before 15:00"; a daily score (best hour 10:00) re-plans the account and must
+    not move the step back before 15:00 (that re-plan once ran without the compliance rules and undid the
+    debtor's window)."""
+    from arrears_shared.events import OverrideRequested
+
+    d = deps(NOON_NY)
+    await handle(engine, d, account("S-quiet"))
+    await handle(
+        engine,
+        d,
+        OverrideRequested(
+            account_id="S-quiet",
+            override_id=str(uuid.uuid4()),
+            action="set_channel_preference",
+            channels=["sms", "email"],
+            contact_window={"not_before": "15:00"},  # type: ignore[arg-type]
+            actor="portal:debtor:v1",
+            role="system",
+            requested_at=NOON_NY,
+        ),
+    )
+    today = date(2026, 4, 15)
+    assert await pending_due(engine, "S-quiet") == [(1, datetime.combine(today, time(15), NY))]
+    # the debtor's own quiet times win over the model's hour: the step stays at 15:00, not back at noon
+    await handle(engine, d, scored("S-quiet", best_hour=10))
+    assert await pending_due(engine, "S-quiet") == [(1, datetime.combine(today, time(15), NY))]

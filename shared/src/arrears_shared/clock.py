@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class Clock:
@@ -27,3 +28,14 @@ class Clock:
             self._offset += by
         else:
             self._fixed += by
+
+
+def local_day(tz: str | None, now: datetime) -> date:
+    """The day it is at `now` in the IANA zone `tz` (a debtor's day: promises, plans and offers are kept by
+    it); the UTC day when the zone is unknown or invalid. A naive `now` is read as UTC."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    try:
+        return now.astimezone(ZoneInfo(tz)).date() if tz else now.astimezone(UTC).date()
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory, not a zone
+        return now.astimezone(UTC).date()

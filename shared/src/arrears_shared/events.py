@@ -509,7 +509,8 @@ class OverrideRequested(Event):
       which only a supervisor may request and always with a `reason`;
     - `set_channel_preference`: `channels` in order of preference; with `contact_window` (optional, added
       within v1 instead of a new action value, which would be a closed-enum change) also the debtor's quiet
-      times (None: unchanged; empty: cleared);
+      times (None: unchanged; empty: cleared); with `channels_unchanged` the stored order stays (`channels`
+      is ignored);
     - `mark_dispute`: hold the sequence as disputed; `do_not_contact`: stop `channels` (all if empty);
     - `resume_dunning`: a promise to pay was broken: clear the promise hold and continue the sequence;
     - `record_promise`: a person took a promise to pay (by phone, in person): hold the sequence until
@@ -575,6 +576,12 @@ class OverrideRequested(Event):
         description="`set_channel_preference`: the debtor's quiet times (not before / not after a local "
         "time, weekdays to avoid), which only narrow the legal contact window. None: the stored quiet times "
         "stay as they are; an empty window clears them",
+    )
+    channels_unchanged: bool = Field(
+        False,
+        description="`set_channel_preference`: keep the stored channel order and ignore `channels` (the "
+        "debtor's portal saving only quiet times must not clear an order a collector set); optional, added "
+        "within v1",
     )
     reason: str = Field("", max_length=2000)
     actor: str = Field(description="API key name of the person, or `rule:<id>` for an escalation rule")

@@ -25,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import types
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union, get_args, get_origin
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -170,16 +171,56 @@ def _find_unstorable(value: Any, loc: tuple[str | int, ...], out: list[dict[str,
             todo.extend((v, (*at, i)) for i, v in reversed(list(enumerate(node))))
 
 
+_SCALARS: dict[int, frozenset[str]] = {}
+
+
+def _takes_many(annotation: Any) -> bool:
+    """Whether a query parameter's annotation is a list (`list[str] | None` too)."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_takes_many(a) for a in get_args(annotation) if a is not type(None))
+    return origin in (list, set, frozenset, tuple) or annotation in (list, set, frozenset, tuple)
+
+
+def _scalar_query_params(route: Any) -> frozenset[str]:
+    """The query parameters of `route` that take one value (not a list), by their name in the URL."""
+    if route is None or not hasattr(route, "dependant"):
+        return frozenset()
+    found = _SCALARS.get(id(route))
+    if found is None:
+        names: set[str] = set()
+        todo = [route.dependant]
+        while todo:
+            dep = todo.pop()
+            todo.extend(dep.dependencies)
+            for f in dep.query_params:
+                if not _takes_many(f.field_info.annotation):
+                    names.add(f.alias)
+        found = _SCALARS[id(route)] = frozenset(names)
+    return found
+
+
 async def reject_unstorable_text(request: Request) -> None:
     """Every route's first dependency: a path or query value, or a string in a JSON or form body, with a NUL
     character or a lone surrogate is answered 422 in FastAPI's validation shape (`loc`, `msg`, `type`),
     before a handler stores or publishes it (PostgreSQL would refuse it with a 500, or a consumer would
-    dead-letter the event). Other bodies (CSV, XLSX, YAML) are their parsers' business."""
+    dead-letter the event). Other bodies (CSV, XLSX, YAML) are their parsers' business. A single-valued
+    query parameter given twice (`?cursor=a&cursor=b`) is refused the same way rather than read as its
+    last value."""
     errors: list[dict[str, Any]] = []
     for name, value in request.path_params.items():
         _find_unstorable(value, ("path", name), errors)
     for name, value in request.query_params.multi_items():
         _find_unstorable(value, ("query", _shown(name)), errors)
+    for name in _scalar_query_params(request.scope.get("route")):
+        if len(request.query_params.getlist(name)) > 1:  # FastAPI would silently keep the last one
+            errors.append(
+                {
+                    "loc": ("query", name),
+                    "msg": "given more than once; it takes one value",
+                    "type": "repeated",
+                }
+            )
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json" or ctype.endswith("+json"):
         try:

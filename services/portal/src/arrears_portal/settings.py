@@ -72,6 +72,11 @@ class PortalSettings(ServiceSettings, LinkSettings):
         description="Smallest part payment, in minor units of the account's currency (a balance below it "
         "can still be paid in full)",
     )
+    portal_compliance_rules_path: str | None = Field(
+        None,
+        description="YAML compliance rule table a debtor's contact window is checked against when saved (the "
+        "same file as ARREARS_SEGMENTER_COMPLIANCE_RULES_PATH); default: arrears_shared.compliance.DEFAULT_RULES",
+    )
     # instalment plans the debtor may choose (arrears_portal.plans)
     portal_plan_max_instalments: int = Field(
         12, ge=2, le=120, description="Most instalments a debtor may split the balance into on the portal"

@@ -4,7 +4,7 @@ Used by the segmenter when a notice falls due and by the dispatchers right befor
 """
 
 from ..contact_window import ContactWindow
-from .gate import DayRule, Decision, candidate_zones, day_rule, evaluate, next_allowed
+from .gate import DayRule, Decision, candidate_zones, day_rule, evaluate, next_allowed, window_fits
 from .rules import DEFAULT_RULES, FrequencyCap, Jurisdiction, ResolvedJurisdiction, RuleSet
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "day_rule",
     "evaluate",
     "next_allowed",
+    "window_fits",
 ]

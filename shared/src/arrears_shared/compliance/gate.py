@@ -7,6 +7,7 @@ drop); opt-outs and do-not-contact suppress. Every decision names the rule that 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -15,11 +16,20 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict
 
 from .. import channels
 from ..contact_window import ContactWindow
 from .rules import DEFAULT_RULES, FrequencyCap, ResolvedJurisdiction, RuleSet
+
+log = logging.getLogger(__name__)
+DEBTOR_WINDOW_DROPPED = Counter(
+    "arrears_debtor_window_dropped_total",
+    "Decisions where a debtor's contact window left no time inside the legal one, by the part dropped "
+    "(hours, days or all)",
+    ["part"],
+)
 
 
 class Decision(BaseModel):
@@ -187,22 +197,49 @@ def _next_in_window(
     raise ValueError(f"no allowed moment within {horizon} days for zones {list(zones)}")
 
 
+def _parts(debtor: ContactWindow) -> list[tuple[ContactWindow, str]]:
+    """The debtor's window, then what is left of it when one part must go: the avoided days without the
+    hours, then the hours without the days (label: what was dropped)."""
+    out = [(debtor, "")]
+    hours = debtor.not_before is not None or debtor.not_after is not None
+    if hours and debtor.avoid_weekdays:
+        out.append((ContactWindow(avoid_weekdays=debtor.avoid_weekdays), "hours"))
+        out.append((ContactWindow(not_before=debtor.not_before, not_after=debtor.not_after), "days"))
+    return out
+
+
 def _next_for(
     now: datetime,
     zones: Sequence[str],
     j: ResolvedJurisdiction,
     days: DayRule | None,
     debtor: ContactWindow | None,
-) -> tuple[datetime, bool]:
-    """The next allowed moment inside the legal window and the debtor's, and whether the debtor's window was
-    kept. A debtor's window that leaves no time at all inside the legal one (e.g. "not before 20:00" where
-    the law stops at 19:00) cannot be honoured and is ignored rather than blocking contact for ever."""
+) -> tuple[datetime, ContactWindow | None]:
+    """The next allowed moment inside the legal window and the debtor's, and the part of the debtor's window
+    that was honoured (None: none of it). A debtor's window that leaves no time at all inside the legal one
+    (e.g. "not before 20:00" where the law stops at 19:00) cannot be honoured whole: only the conflicting
+    part is dropped (the hours, keeping the avoided days; else the days, keeping the hours; else all of it)
+    rather than blocking contact for ever. Each drop is logged and counted
+    (`arrears_debtor_window_dropped_total{part}`); the portal refuses such a window when it is saved."""
     if debtor is not None:
-        try:
-            return _next_in_window(now, zones, j.window_start, j.window_end, days, debtor), True
-        except ValueError:
-            pass
-    return _next_in_window(now, zones, j.window_start, j.window_end, days), False
+        for part, dropped in _parts(debtor):
+            try:
+                when = _next_in_window(now, zones, j.window_start, j.window_end, days, part)
+            except ValueError:
+                continue
+            if dropped:
+                _dropped(debtor, dropped, j)
+            return when, part
+        _dropped(debtor, "all", j)
+    return _next_in_window(now, zones, j.window_start, j.window_end, days), None
+
+
+def _dropped(debtor: ContactWindow, part: str, j: ResolvedJurisdiction) -> None:
+    DEBTOR_WINDOW_DROPPED.labels(part).inc()
+    log.info(
+        "debtor window cannot be honoured inside the legal window: part dropped",
+        extra={"dropped": part, "window": debtor.describe(), "jurisdiction": j.id},
+    )
 
 
 def _usable(debtor: ContactWindow | None) -> ContactWindow | None:
@@ -230,6 +267,30 @@ def next_allowed(
     j = rules.resolve(country, region)
     zones, _ = candidate_zones(timezone, country, region, rules)
     return _next_for(now, zones, j, day_rule(j), _usable(window))[0]
+
+
+def window_fits(
+    window: ContactWindow,
+    now_utc: datetime,
+    *,
+    timezone: str | None,
+    country: str | None = None,
+    region: str | None = None,
+    rules: RuleSet = DEFAULT_RULES,
+) -> bool:
+    """Whether the debtor's `window` leaves any moment inside the legal one (its hours, days and holidays,
+    in every candidate zone) within the gate's horizon: what the portal checks before saving it. A window
+    that does not fit would be honoured only in part by `evaluate` (the conflicting part is dropped)."""
+    if window.empty:
+        return True
+    now = _aware(now_utc)
+    j = rules.resolve(country, region)
+    zones, _ = candidate_zones(timezone, country, region, rules)
+    try:
+        _next_in_window(now, zones, j.window_start, j.window_end, day_rule(j), window)
+    except ValueError:
+        return False
+    return True
 
 
 def channel_cap(channel: str) -> FrequencyCap | None:
@@ -321,7 +382,7 @@ def evaluate(
             reason=(
                 f"outside {j.window_start:%H:%M}-{j.window_end:%H:%M} local in {', '.join(zones)}"
                 f" ({j.window_source})"
-                + (f"; debtor's window: {debtor.describe()}" if debtor and kept else "")
+                + (f"; debtor's window: {kept.describe()}" if kept is not None else "")
             ),
             **common,
         )
@@ -329,15 +390,24 @@ def evaluate(
     which = _debtor_blocks(now, zones, debtor)
     if debtor is not None and which is not None:
         when, kept = _next_for(now, zones, j, days, debtor)
-        if kept:
+        which = _debtor_blocks(now, zones, kept)
+        if kept is not None and which is not None:
+            part = (
+                ""
+                if kept is debtor
+                else f" (only {kept.describe()}: the rest leaves no time inside the legal one)"
+            )
             return Decision(
                 allowed=False,
                 rule_id=f"debtor_window.{which}",
                 defer_until=when,
-                reason=f"outside the debtor's chosen window ({debtor.describe()}) local in {', '.join(zones)}",
+                reason=f"outside the debtor's chosen window ({debtor.describe()}){part} local in {', '.join(zones)}",
                 **common,
             )
-        inside += f"; the debtor's window ({debtor.describe()}) leaves no time inside it: ignored"
+        if kept is None:
+            inside += f"; the debtor's window ({debtor.describe()}) leaves no time inside it: ignored"
+        else:
+            inside += f"; the debtor's window ({debtor.describe()}) leaves no time inside it: only {kept.describe()} kept"
     elif debtor is not None:
         inside += f" and the debtor's window ({debtor.describe()})"
     return Decision(allowed=True, rule_id=f"allowed.{j.id}", reason=inside, **common)

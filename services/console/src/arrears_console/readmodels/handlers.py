@@ -26,6 +26,7 @@ from arrears_shared.events import (
     PaymentFailed,
     PaymentRetryChanged,
     ReplyReceived,
+    SettlementOfferChanged,
     channel_label,
     notice_label,
 )
@@ -82,6 +83,15 @@ def summarize(ev: Event) -> str:
         chans = " → ".join(str(c) for c in ev.channels) or "the policy's order"
         quiet = f"; quiet times {ev.contact_window.describe()}" if ev.contact_window is not None else ""
         return f"contact preferences: channels {chans}{quiet} by {ev.actor} ({ev.role})"
+    if isinstance(ev, OverrideRequested) and ev.action == "record_promise":
+        by = ev.promise_date.isoformat() if ev.promise_date else "?"
+        if ev.settlement_offer_id:
+            what = f"settlement offer {ev.settlement_offer_id} accepted: pay by {by}"
+        elif ev.promise_plan_every:
+            what = f"instalment plan: {ev.plan_instalments or '?'} payments every {ev.promise_plan_every} from {by}"
+        else:
+            what = f"promise to pay by {by}"
+        return f"{what} ({ev.actor}, {ev.role})"
     if isinstance(ev, OverrideRequested):
         step = f" step {ev.step}" if ev.step is not None else ""
         return f"override {ev.action}{step} by {ev.actor} ({ev.role})" + (
@@ -93,6 +103,11 @@ def summarize(ev: Event) -> str:
     if isinstance(ev, LinkClicked):
         tier = f"{ev.tier.value} " if ev.tier else ""
         return f"payment link opened: {tier}{ev.channel} notice (sent {ev.issued_at:%Y-%m-%d})"
+    if isinstance(ev, SettlementOfferChanged):
+        return (
+            f"settlement offer {ev.offer_id} {ev.status}: {money(ev.amount_minor, ev.currency)} "
+            f"(of {money(ev.balance_minor, ev.currency)}) by {ev.expires_on.isoformat()}, {ev.actor} ({ev.role})"
+        )
     if isinstance(ev, AccountScored):
         return model_scores.summary(ev)
     return type(ev).__name__

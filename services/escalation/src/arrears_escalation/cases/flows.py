@@ -104,7 +104,7 @@ async def on_reply(tx: Transaction, ev: ReplyReceived, deps: Deps, now: datetime
 
 
 async def on_account_changed(tx: Transaction, ev: AccountChanged, deps: Deps, now: datetime) -> None:
-    await on_payment(tx.conn, ev)
+    await on_payment(tx.conn, ev, deps, now)
     if (
         ev.change == "removed"
         or ev.balance_minor <= 0

@@ -3,7 +3,9 @@ the offer's last day. Making or withdrawing one is one transaction: the row, the
 `arrears.settlement.offer.v1` event on `overrides` (the portal shows it to the verified debtor). The
 customer's acceptance comes back from the portal as a `record_promise` override naming the offer
 (`on_accepted`): the offer is marked accepted, the collector's timeline says so, and the promise it makes is
-tracked like any other (promises.service)."""
+tracked like any other (promises.service). Once payments cover it with a balance left, the business is asked
+to write the remainder off (`on_settlement_paid`: a `settlement_write_off` task for the recovery team, once
+per offer)."""
 
 from __future__ import annotations
 
@@ -14,17 +16,23 @@ from typing import Any
 
 from arrears_shared import paging
 from arrears_shared.auth import Principal
+from arrears_shared.clock import local_day
 from arrears_shared.events import OverrideRequested, SettlementOfferChanged
 from arrears_shared.money import format_minor
 from arrears_shared.stream.transaction import Transaction
 from arrears_shared.vault.cipher import open_value, seal_value
 from arrears_shared.vault.keys import vault
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..audit.service import append
 from ..cases.models import SCHEMA
+from ..deps import Deps
+from ..tasks.service import create_task
 from .models import MAX_DAYS_AHEAD, OfferCreate, OfferView
+
+_ONE_OPEN = "settlement_offers_one_open"  # the unique index: one open offer per account (migration 0010)
 
 
 class Refused(ValueError):
@@ -51,6 +59,21 @@ async def balance_of(conn: AsyncConnection, account_id: str) -> tuple[int, str] 
         return None
     data = row.data if isinstance(row.data, dict) else json.loads(row.data)
     return int(data["balance_minor"]), str(data["currency"])
+
+
+async def debtor_today(conn: AsyncConnection, account_id: str, now: datetime) -> date:
+    """The debtor's day (an offer's `expires_on` is a day in their zone, as the portal reads it): the zone of
+    the account's last `account.*` activity when it carries one, else the UTC day."""
+    zone = (
+        await conn.execute(
+            text(
+                f"""SELECT data->>'timezone' FROM {SCHEMA}.activity
+                WHERE account_id = :a AND kind LIKE 'account.%' ORDER BY at DESC, id DESC LIMIT 1"""
+            ),
+            {"a": account_id},
+        )
+    ).scalar()
+    return local_day(zone, now)
 
 
 async def _sealed(conn: AsyncConnection, account_id: str, note: str) -> str:
@@ -118,15 +141,22 @@ async def create(
         "balance_minor": balance,
         "expires_on": body.expires_on,
     }
-    await conn.execute(
-        text(
-            f"""INSERT INTO {SCHEMA}.settlement_offers (offer_id, account_id, amount_minor, currency,
-                balance_minor, expires_on, note, status, created_by, created_at)
-            VALUES (:offer_id, :account_id, :amount_minor, :currency, :balance_minor, :expires_on, :note,
-                'offered', :by, :at)"""
-        ),
-        row | {"note": sealed, "by": who.name, "at": now},
-    )
+    try:
+        await conn.execute(
+            text(
+                f"""INSERT INTO {SCHEMA}.settlement_offers (offer_id, account_id, amount_minor, currency,
+                    balance_minor, expires_on, note, status, created_by, created_at)
+                VALUES (:offer_id, :account_id, :amount_minor, :currency, :balance_minor, :expires_on, :note,
+                    'offered', :by, :at)"""
+            ),
+            row | {"note": sealed, "by": who.name, "at": now},
+        )
+    except IntegrityError as e:
+        # two creates at once both saw no open offer; the unique index let the first one in: the second
+        # gets the same answer as a create made after it (the transaction is rolled back by the caller)
+        if _ONE_OPEN not in str(e.orig):
+            raise
+        raise Refused(409, "another offer for this account was just made: withdraw it first") from None
     await append(
         conn,
         actor=who.name,
@@ -239,6 +269,53 @@ async def on_accepted(conn: AsyncConnection, ev: OverrideRequested) -> None:
             "at": ev.requested_at,
             "s": summary,
             "d": json.dumps({"offer_id": offer_id, "override_id": ev.override_id}),
+        },
+    )
+
+
+WRITE_OFF_KIND, WRITE_OFF_TEAM = "settlement_write_off", "recovery"
+
+
+async def on_settlement_paid(
+    conn: AsyncConnection, deps: Deps, promise: Any, balance: int, currency: str, now: datetime
+) -> None:
+    """The promise accepting a settlement offer was kept and `balance` is left: the business writes it off
+    (the segmenter has stopped the sequence for good). One task per offer, however often it is replayed."""
+    offer_id = promise.settlement_offer_id
+    cur = promise.currency or currency
+    detail = (
+        f"settlement offer {offer_id} paid ({format_minor(promise.paid_minor or 0, cur)} of "
+        f"{format_minor(promise.amount_minor or 0, cur)}): write off the remaining {format_minor(balance, cur)}"
+    )
+    created = await create_task(
+        conn,
+        deps,
+        account_id=promise.account_id,
+        case_id=None,
+        kind=WRITE_OFF_KIND,
+        team=WRITE_OFF_TEAM,
+        priority="normal",
+        due_in=timedelta(days=3),
+        sla=timedelta(days=2),
+        rule_id=None,
+        trigger_id=f"settlement:{offer_id}",
+        detail=detail,
+        now=now,
+        promise_id=promise.promise_id,
+    )
+    if created is None:
+        return  # a replay: the task is there already
+    await conn.execute(
+        text(
+            f"""INSERT INTO {SCHEMA}.activity (id, account_id, at, kind, summary, data)
+            VALUES (:id, :a, :at, 'offer.paid', :s, CAST(:d AS jsonb)) ON CONFLICT (id) DO NOTHING"""
+        ),
+        {
+            "id": f"offer-paid:{offer_id}",
+            "a": promise.account_id,
+            "at": now,
+            "s": detail,
+            "d": json.dumps({"offer_id": offer_id, "task_id": created, "balance_minor": balance}),
         },
     )
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from ..deps import Deps
 from ..overrides.models import Reason
 from .models import OfferCreate, OfferView
-from .service import Refused, create, page_offers, withdraw
+from .service import Refused, create, debtor_today, page_offers, withdraw
 
 AccountId = Path(min_length=1, max_length=64)
 OfferId = Path(min_length=1, max_length=64)
@@ -33,7 +33,8 @@ def make_router(deps: Deps) -> RouterFactory:
             now = deps.clock.now()
             try:
                 async with get_context().transaction() as tx:
-                    return await create(tx, who, account_id, body, now.date(), now)
+                    today = await debtor_today(tx.conn, account_id, now)
+                    return await create(tx, who, account_id, body, today, now)
             except Refused as e:
                 raise HTTPException(e.status, str(e)) from None
 
@@ -63,7 +64,8 @@ def make_router(deps: Deps) -> RouterFactory:
             cursor: str | None = paging.CURSOR_QUERY,
         ) -> list[OfferView]:
             async with get_context().engine.connect() as conn:
-                found, after = await page_offers(conn, account_id, deps.clock.now().date(), limit, cursor)
+                today = await debtor_today(conn, account_id, deps.clock.now())
+                found, after = await page_offers(conn, account_id, today, limit, cursor)
             paging.announce(request, response, after)
             return found
 

@@ -2,12 +2,24 @@
 producer's `record_promise` override (the debtor's portal: a promise, an instalment plan, an accepted
 settlement offer); kept when a payment arrives, broken after the due date.
 
-A newer promise supersedes the pending one. A payment (account-changed with change=payment, or a balance
-of zero) keeps every pending promise of the account when it covers the promised amount (or the promise
-named no amount, or the balance is cleared); `on_time` = paid on or before the due date (punctuality)."""
+A newer promise supersedes the pending one. Payments (account-changed with change=payment, or a balance
+of zero) add up on every pending promise of the account, each payment once (`paid_through`: the `as_of` of
+the last one counted, so a replay counts nothing twice); a promise is kept when they cover the promised
+amount (or the promise named no amount, or the balance is cleared); `on_time` = paid on or before the due
+date (punctuality).
+
+An instalment plan is followed instalment by instalment: the promise is instalment 1; once an instalment is
+kept, the promise rolls to the next one (`<first id>#<n>`, the same amount, its day by the plan's cadence,
+what was paid beyond the instalment carried over) until the last; a missed one is broken like any promise
+(date + grace: the `broken_promise` rule's case and `resume_dunning`). The portal splits a balance into
+instalments at most one minor unit apart, the first the larger: a later instalment is kept one unit short.
+
+A kept settlement (a promise accepting a settlement offer) with a balance left opens the business's task to
+write the remainder off (offers.service.on_settlement_paid), once."""
 
 from __future__ import annotations
 
+import calendar
 import json
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -20,6 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import metrics
 from ..cases.models import SCHEMA
+from ..deps import Deps
+from ..offers.service import on_settlement_paid
 
 
 class PromiseView(BaseModel):
@@ -35,9 +49,26 @@ class PromiseView(BaseModel):
     channel: str | None
     currency: str | None = None
     plan_every: str | None = None  # an instalment plan: amount_minor every week / fortnight / month
+    plan_instalments: int | None = None  # an instalment plan: how many instalments
+    instalment: int | None = None  # an instalment plan: which one this promise is (1: the first)
+    settlement_offer_id: str | None = None  # the promise accepts this settlement offer
 
 
 PLAN_PERIOD = {"week": timedelta(days=7), "fortnight": timedelta(days=14), "month": timedelta(days=31)}
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day `months` later, or the month's last day (as the portal's plan schedule counts)."""
+    y, m = divmod(day.month - 1 + months, 12)
+    year, month = day.year + y, m + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def instalment_day(first: date, every: str, index: int) -> date:
+    """The day of instalment `index` (0: the first) of a plan starting on `first`."""
+    if every == "month":
+        return add_months(first, index)
+    return first + timedelta(days=(7 if every == "week" else 14) * index)
 
 
 async def record_promise(conn: AsyncConnection, ev: ReplyReceived, collector: str | None = None) -> bool:
@@ -81,6 +112,9 @@ async def on_override(conn: AsyncConnection, ev: OverrideRequested) -> bool:
         channel="portal" if portal else None,
         collector=None if portal else ev.actor,
         plan_every=ev.promise_plan_every,
+        plan_instalments=ev.plan_instalments if ev.promise_plan_every else None,
+        instalment=1 if ev.promise_plan_every and ev.plan_instalments else None,
+        settlement_offer_id=ev.settlement_offer_id,
     )
     if added and portal and ev.settlement_offer_id is None:
         amount = f" {ev.promise_amount_minor / 100:,.2f}" if ev.promise_amount_minor is not None else ""
@@ -121,6 +155,11 @@ async def add_promise(
     collector: str | None,
     currency: str | None = None,
     plan_every: str | None = None,
+    plan_instalments: int | None = None,
+    instalment: int | None = None,
+    settlement_offer_id: str | None = None,
+    paid_minor: int | None = None,
+    paid_through: datetime | None = None,
 ) -> bool:
     """Record a promise (from a reply, or taken by a person); it supersedes the pending one. A promise
     already recorded under this id (a replay, or a person's decision about the same reply) changes
@@ -141,8 +180,9 @@ async def add_promise(
         await conn.execute(
             text(
                 f"""INSERT INTO {SCHEMA}.promises (promise_id, account_id, amount_minor, due_date, status,
-                    made_at, channel, collector, currency, plan_every)
-                VALUES (:p, :a, :amt, :d, 'pending', :at, :ch, :col, :cur, :plan)
+                    made_at, channel, collector, currency, plan_every, plan_instalments, instalment,
+                    settlement_offer_id, paid_minor, paid_through)
+                VALUES (:p, :a, :amt, :d, 'pending', :at, :ch, :col, :cur, :plan, :n, :i, :so, :paid, :thru)
                 ON CONFLICT DO NOTHING RETURNING 1"""
             ),
             {
@@ -155,6 +195,11 @@ async def add_promise(
                 "col": collector,
                 "cur": currency,
                 "plan": plan_every,
+                "n": plan_instalments,
+                "i": instalment,
+                "so": settlement_offer_id,
+                "paid": paid_minor,
+                "thru": paid_through,
             },
         )
     ).first()
@@ -163,31 +208,88 @@ async def add_promise(
     return row is not None
 
 
-async def on_payment(conn: AsyncConnection, ev: AccountChanged) -> int:
+async def on_payment(
+    conn: AsyncConnection, ev: AccountChanged, deps: Deps | None = None, now: datetime | None = None
+) -> int:
+    """Count a payment toward the account's pending promises and keep those it covers; a kept instalment
+    rolls the plan on, a kept settlement asks for the write-off (with `deps`). Returns how many were kept."""
     paid = ev.change == "payment" or ev.balance_minor <= 0
     if not paid:
         return 0
+    at, day = ev.as_of, (ev.last_payment_date or ev.as_of.date())
+    await conn.execute(
+        text(
+            f"""UPDATE {SCHEMA}.promises SET paid_minor = COALESCE(paid_minor, 0) + :paid, paid_through = :at
+            WHERE account_id = :a AND status = 'pending' AND (paid_through IS NULL OR paid_through < :at)"""
+        ),
+        {"a": ev.account_id, "at": at, "paid": ev.last_payment_minor or 0},
+    )
+    kept = await _keep(conn, ev.account_id, "", ev.balance_minor, at, day)
+    total = 0
+    while kept:
+        total += len(kept)
+        rolled = []
+        for row in kept:
+            if row.settlement_offer_id is not None and ev.balance_minor > 0 and deps is not None:
+                await on_settlement_paid(conn, deps, row, ev.balance_minor, ev.currency, now or at)
+            nxt = await _roll(conn, row, ev.balance_minor, at)
+            if nxt is not None:
+                rolled.append(nxt)
+        # what was paid beyond an instalment may already cover the next one
+        kept = [r for p in rolled for r in await _keep(conn, ev.account_id, p, ev.balance_minor, at, day)]
+    return total
+
+
+async def _keep(
+    conn: AsyncConnection, account_id: str, promise_id: str, balance: int, at: datetime, day: date
+) -> list[Any]:
+    """Mark kept the account's pending promises (or the one named) that what was paid covers."""
     rows = (
         await conn.execute(
             text(
-                f"""UPDATE {SCHEMA}.promises SET status = 'kept', settled_at = :at, paid_minor = :paid,
+                f"""UPDATE {SCHEMA}.promises SET status = 'kept', settled_at = :at,
                     on_time = (CAST(:day AS date) <= due_date)
-                WHERE account_id = :a AND status = 'pending'
-                  AND (amount_minor IS NULL OR :balance <= 0 OR COALESCE(:paid, 0) >= amount_minor)
-                RETURNING promise_id"""
+                WHERE account_id = :a AND status = 'pending' AND (:p = '' OR promise_id = :p)
+                  AND (amount_minor IS NULL OR :balance <= 0
+                       OR COALESCE(paid_minor, 0) >= amount_minor - (CASE WHEN instalment > 1 THEN 1 ELSE 0 END))
+                RETURNING *"""
             ),
-            {
-                "a": ev.account_id,
-                "at": ev.as_of,
-                "day": (ev.last_payment_date or ev.as_of.date()),
-                "paid": ev.last_payment_minor,
-                "balance": ev.balance_minor,
-            },
+            {"a": account_id, "p": promise_id, "at": at, "day": day, "balance": balance},
         )
     ).all()
     for _ in rows:
         metrics.PROMISES.labels("kept").inc()
-    return len(rows)
+    return list(rows)
+
+
+async def _roll(conn: AsyncConnection, row: Any, balance: int, at: datetime) -> str | None:
+    """After a kept instalment, the plan's next one as the pending promise (its id), if any is left."""
+    n, count = row.instalment, row.plan_instalments
+    if n is None or count is None or row.plan_every is None or n >= count or balance <= 0:
+        return None
+    base = row.promise_id.split("#", 1)[0]
+    first = (
+        await conn.execute(text(f"SELECT due_date FROM {SCHEMA}.promises WHERE promise_id = :p"), {"p": base})
+    ).scalar_one_or_none() or row.due_date
+    carried = max(0, (row.paid_minor or 0) - (row.amount_minor or 0))
+    promise_id = f"{base}#{n + 1}"
+    await add_promise(
+        conn,
+        promise_id=promise_id,
+        account_id=row.account_id,
+        amount_minor=row.amount_minor,
+        due_date=instalment_day(first, row.plan_every, n),
+        made_at=at,
+        channel=row.channel,
+        collector=row.collector,
+        currency=row.currency,
+        plan_every=row.plan_every,
+        plan_instalments=count,
+        instalment=n + 1,
+        paid_minor=carried,
+        paid_through=at,  # the payment that kept instalment n is not counted again
+    )
+    return promise_id
 
 
 async def due_broken(

@@ -39,13 +39,14 @@ async def handle_accounts(events: Sequence[Envelope], tx: Transaction) -> None:
         await tx.conn.execute(
             text(
                 f"""INSERT INTO {tx.schema}.accounts (account_id, first_name, phone_tail, balance_minor, currency,
-                       due_date, status, removed, timezone, channels, as_of)
-                    VALUES (:id, :fn, :tail, :bal, :cur, :due, :st, :rm, :tz, :ch, :asof)
+                       due_date, status, removed, timezone, channels, as_of, country, region)
+                    VALUES (:id, :fn, :tail, :bal, :cur, :due, :st, :rm, :tz, :ch, :asof, :country, :region)
                     ON CONFLICT (account_id) DO UPDATE SET first_name = EXCLUDED.first_name,
                        phone_tail = EXCLUDED.phone_tail, balance_minor = EXCLUDED.balance_minor,
                        currency = EXCLUDED.currency, due_date = EXCLUDED.due_date, status = EXCLUDED.status,
                        removed = EXCLUDED.removed, timezone = EXCLUDED.timezone, channels = EXCLUDED.channels,
-                       as_of = EXCLUDED.as_of, updated_at = now()
+                       as_of = EXCLUDED.as_of, country = EXCLUDED.country, region = EXCLUDED.region,
+                       updated_at = now()
                     WHERE {tx.schema}.accounts.as_of <= EXCLUDED.as_of"""
             ),
             {
@@ -60,5 +61,7 @@ async def handle_accounts(events: Sequence[Envelope], tx: Transaction) -> None:
                 "tz": a.timezone,
                 "ch": channels,
                 "asof": a.as_of,
+                "country": a.country,
+                "region": a.region,
             },
         )

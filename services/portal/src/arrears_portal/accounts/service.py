@@ -23,6 +23,8 @@ class Account:
     removed: bool
     timezone: str | None
     channels: tuple[str, ...]
+    country: str | None = None  # where the account's legal contact window comes from (compliance rules)
+    region: str | None = None
 
 
 async def get_account(conn: AsyncConnection, schema: str, account_id: str) -> Account | None:
@@ -30,7 +32,7 @@ async def get_account(conn: AsyncConnection, schema: str, account_id: str) -> Ac
         await conn.execute(
             text(
                 f"""SELECT account_id, first_name, phone_tail, balance_minor, currency, due_date, status, removed,
-                           timezone, channels FROM {schema}.accounts WHERE account_id = :a"""
+                           timezone, channels, country, region FROM {schema}.accounts WHERE account_id = :a"""
             ),
             {"a": account_id},
         )
@@ -55,4 +57,6 @@ async def get_account(conn: AsyncConnection, schema: str, account_id: str) -> Ac
         removed=row.removed,
         timezone=row.timezone,
         channels=tuple(row.channels or ()),
+        country=row.country,
+        region=row.region,
     )

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from arrears_shared.cloudevents import Envelope
 from arrears_shared.events import SettlementOfferChanged
@@ -38,14 +37,7 @@ class Accepted(Enum):
     NOW = "now"
     ALREADY = "already"  # accepted before: nothing changes
     UNAVAILABLE = "unavailable"  # unknown, withdrawn or past its day
-
-
-def local_today(timezone: str | None, now: datetime) -> date:
-    """The debtor's day (offers and promises are kept by it); UTC when their zone is unknown."""
-    try:
-        return now.astimezone(ZoneInfo(timezone)).date() if timezone else now.date()
-    except (ZoneInfoNotFoundError, ValueError):
-        return now.date()
+    STALE = "stale"  # no longer less than what the debtor owes now (part payments), or another currency
 
 
 async def handle_offers(events: Sequence[Envelope], tx: Transaction) -> None:
@@ -90,7 +82,18 @@ async def visible(conn: AsyncConnection, schema: str, account_id: str, today: da
     return [Offer(r.offer_id, r.amount_minor, r.currency, r.expires_on, r.status) for r in rows]
 
 
-async def accept(tx: Transaction, session: Session, offer_id: str, today: date, now: datetime) -> Accepted:
+async def accept(
+    tx: Transaction,
+    session: Session,
+    offer_id: str,
+    today: date,
+    now: datetime,
+    balance_minor: int,
+    currency: str,
+) -> Accepted:
+    """Accept the offer if it is still open, within its day, and still a settlement of what the debtor owes
+    now: its amount less than the current balance, in the account's currency (a supervisor made it against
+    the balance of that moment; part payments since may have brought the balance to or below it)."""
     row = (
         await tx.conn.execute(
             text(
@@ -104,6 +107,8 @@ async def accept(tx: Transaction, session: Session, offer_id: str, today: date, 
         return Accepted.ALREADY
     if row is None or row.status != "offered" or row.expires_on < today:
         return Accepted.UNAVAILABLE
+    if row.currency != currency or not row.amount_minor < balance_minor:
+        return Accepted.STALE
     action_id = await take_action(
         tx,
         session,

@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from pathlib import Path
 from typing import Any
 
+import yaml
+from arrears_shared.compliance import DEFAULT_RULES, RuleSet, window_fits
 from arrears_shared.contact_window import MAX_AVOIDED_DAYS, ContactWindow
 from arrears_shared.stream.transaction import Transaction
 from pydantic import ValidationError
@@ -25,7 +28,8 @@ from ..verification.sessions import Session
 
 KIND = "preferences"
 # the choices the form offers: whole hours a person may pick; the legal window (08:00-21:00 in the US,
-# 08:00-19:00 in India) still applies on top, so an hour outside it only keeps the legal limit
+# 08:00-19:00 in India) still applies on top: a window that leaves no time inside it is refused on saving
+# (`legal_problem`), one that only reaches past it keeps the legal limit
 NOT_BEFORE_HOURS = tuple(range(8, 21))  # 08:00 .. 20:00
 NOT_AFTER_HOURS = tuple(range(9, 22))  # 09:00 .. 21:00
 MIN_HOURS = 1  # the chosen window is at least this long
@@ -108,10 +112,54 @@ def parse(
     return channels, ContactWindow(not_before=start, not_after=end, avoid_weekdays=days)
 
 
+def rules_from(path: str | None) -> RuleSet:
+    """The compliance rules the gate uses (the same YAML as the segmenter's, or the packaged defaults)."""
+    if not path:
+        return DEFAULT_RULES
+    return RuleSet.model_validate(yaml.safe_load(Path(path).read_text()))
+
+
+def legal_problem(
+    window: ContactWindow,
+    now: datetime,
+    *,
+    timezone: str | None,
+    country: str | None,
+    region: str | None,
+    rules: RuleSet,
+) -> tuple[str, str, str] | None:
+    """None when the chosen window leaves time inside the account's legal contact window (the gate's check,
+    `compliance.window_fits`); else (message key, legal start, legal end) for the refusal. The gate would
+    otherwise drop the conflicting part of the window when deciding a message."""
+    if window_fits(window, now, timezone=timezone, country=country, region=region, rules=rules):
+        return None
+    j = rules.resolve(country, region)
+    hours_only = ContactWindow(not_before=window.not_before, not_after=window.not_after)
+    fits_hours = window_fits(hours_only, now, timezone=timezone, country=country, region=region, rules=rules)
+    key = "prefs_outside_legal_days" if fits_hours else "prefs_outside_legal"
+    return key, f"{j.window_start:%H:%M}", f"{j.window_end:%H:%M}"
+
+
 async def save(
     tx: Transaction, session: Session, channels: list[str], window: ContactWindow, now: datetime
 ) -> str:
-    """One transaction: the action row, the audit entry (`portal.preferences`) and the override."""
+    """One transaction: the action row, the audit entry (`portal.preferences`) and the override. Channels
+    the debtor did not change (the same as their last saved choice: "no preference" when they never chose)
+    go out as `channels_unchanged`, so saving only quiet times keeps an order a collector set in the
+    console; the action row keeps the debtor's own choice to show it back."""
+    before = await current(tx.conn, tx.schema, session.account_id)
+    if list(before.channels) == channels:
+        return await take_action(
+            tx,
+            session,
+            KIND,
+            "set_channel_preference",
+            now,
+            channels=[],
+            channels_unchanged=True,
+            contact_window=window,
+            detail={"channels": list(before.channels)},
+        )
     return await take_action(
         tx, session, KIND, "set_channel_preference", now, channels=channels, contact_window=window
     )

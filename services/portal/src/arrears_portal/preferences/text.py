@@ -22,6 +22,11 @@ TEXT: dict[str, dict[str, str]] = {
         "prefs_bad_time": "Please choose one of the times offered.",
         "prefs_bad_window": "Please leave at least one hour between “not before” and “not after”.",
         "prefs_bad_days": "Please leave at least two days a week when we may contact you.",
+        "prefs_outside_legal": "We may only contact you between {start} and {end} your local time: please "
+        "choose “not before” earlier than {end} and “not after” later than {start}, with time in between.",
+        "prefs_outside_legal_days": "The days you chose leave no day when we may contact you (we may only "
+        "contact you between {start} and {end} your local time, on the days the law allows): please avoid "
+        "fewer days.",
         "day_1": "Monday",
         "day_2": "Tuesday",
         "day_3": "Wednesday",
@@ -49,6 +54,10 @@ TEXT: dict[str, dict[str, str]] = {
         "prefs_bad_time": "Elija una de las horas ofrecidas.",
         "prefs_bad_window": "Deje al menos una hora entre «no antes de» y «no después de».",
         "prefs_bad_days": "Deje al menos dos días a la semana en que podamos contactarle.",
+        "prefs_outside_legal": "Solo podemos contactarle entre las {start} y las {end}, hora local: elija "
+        "«no antes de» antes de las {end} y «no después de» después de las {start}, con tiempo entre ambos.",
+        "prefs_outside_legal_days": "Los días elegidos no dejan ningún día en que podamos contactarle (solo "
+        "entre las {start} y las {end}, hora local, los días que permite la ley): evite menos días.",
         "day_1": "Lunes",
         "day_2": "Martes",
         "day_3": "Miércoles",

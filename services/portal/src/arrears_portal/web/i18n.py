@@ -101,6 +101,8 @@ TEXT: dict[str, dict[str, str]] = {
         "offer_accepted": "You accepted to settle for {amount}, to pay by {date}.",
         "offer_pay": "Pay {amount} now",
         "offer_unavailable": "This offer is no longer available. Please contact us.",
+        "offer_stale": "This offer no longer fits your account: you now owe {balance}, and a settlement must be "
+        "less than that, in the same currency. Please contact us for a new offer.",
         "done_offer": "Thank you. You accepted the settlement offer; please pay by the date shown.",
     },
     "es": {
@@ -197,6 +199,8 @@ TEXT: dict[str, dict[str, str]] = {
         "offer_accepted": "Aceptó liquidar por {amount}, a pagar a más tardar el {date}.",
         "offer_pay": "Pagar {amount} ahora",
         "offer_unavailable": "Esta oferta ya no está disponible. Contáctenos.",
+        "offer_stale": "Esta oferta ya no corresponde a su cuenta: ahora debe {balance}, y una liquidación debe "
+        "ser menor que eso, en la misma moneda. Contáctenos para una nueva oferta.",
         "done_offer": "Gracias. Aceptó la oferta de liquidación; pague a más tardar en la fecha indicada.",
     },
 }

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from arrears_shared.auth import public
 from arrears_shared.auth.gate import client_address
+from arrears_shared.clock import local_day
 from arrears_shared.delivery.render import money
 from arrears_shared.links import LinkClaims, LinkError, LinkExpired, LinkSigner
 from arrears_shared.money import minor_exponent
@@ -69,6 +70,11 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
             lang = pick(request.query_params.get("lang"), request.headers.get("accept-language"))
             raise HTTPException(429, detail=_t(lang, "too_many"), headers={"Retry-After": str(int(wait) + 1)})
 
+    def compliance_rules() -> Any:
+        if "rules" not in state:
+            state["rules"] = prefs.rules_from(settings().portal_compliance_rules_path)
+        return state["rules"]
+
     def checkout() -> CheckoutClient | None:
         s = settings()
         if not s.portal_checkout_base_url or s.portal_checkout_secret_key is None:
@@ -112,14 +118,22 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
 
     async def same_site_posts(request: Request) -> None:
         """Defence in depth beside the CSRF token: a browser's POST that says it comes from another site
-        (`Sec-Fetch-Site: cross-site`, or an `Origin` that is not ours) changes nothing (403). Requests
-        without those headers (older browsers, scripts) still need the visit's cookie and CSRF token."""
+        (`Sec-Fetch-Site` other than `same-origin`, or an `Origin` that is not ours) changes nothing (403).
+        `Origin: null` is what our own forms send too (the pages' `Referrer-Policy: no-referrer` makes
+        Chromium send it), so it is refused only when the browser does not say `same-origin` (sandboxed
+        iframes and `data:` pages say `cross-site`). Requests without those headers (older browsers,
+        scripts) still need the visit's cookie and CSRF token."""
         if request.method != "POST":
             return
-        if request.headers.get("sec-fetch-site") == "cross-site":
+        fetch_site = request.headers.get("sec-fetch-site")
+        if fetch_site in ("cross-site", "same-site"):
             raise HTTPException(403, "cross-site request refused")
         origin = request.headers.get("origin")
-        if origin and origin != "null":
+        if origin is not None and origin.strip().lower() == "null":
+            if fetch_site != "same-origin":
+                raise HTTPException(403, "cross-site request refused")
+            return
+        if origin:
             mine = {str(request.base_url).rstrip("/"), public_base(request)}
             if not any(origin == _origin_of(m) for m in mine):
                 raise HTTPException(403, "cross-site request refused")
@@ -247,7 +261,7 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
             return page_for(
                 lang, "message.html", status=404, kind="error", message=_t(lang, "verify_unavailable")
             )
-        today = date.today()
+        today = local_day(account.timezone, datetime.now(UTC))
         can_pay = checkout() is not None and account.balance_minor > 0
         exp = minor_exponent(account.currency)
         page = page_for(
@@ -290,7 +304,7 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
     async def plans_and_offers(conn: Any, account: Any) -> dict[str, Any]:
         """The account page's instalment-plan form (within the policy) and the settlement offers it shows."""
         plan = PlanPolicy.from_settings(settings())
-        today = offers.local_today(account.timezone, datetime.now(UTC))
+        today = local_day(account.timezone, datetime.now(UTC))
         shown = await offers.visible(conn, get_context().schema, account.account_id, today)
         exp = minor_exponent(account.currency)
         return {
@@ -306,6 +320,7 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
                 }
                 for o in shown
                 if o.currency == account.currency
+                and (o.status == "accepted" or o.amount_minor < account.balance_minor)  # still a settlement
             ],
         }
 
@@ -345,7 +360,8 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
     ) -> Response:
         async def do(tx: Any, session: sessions.Session, now: datetime) -> str | None:
             account = await get_account(tx.conn, tx.schema, session.account_id)
-            today, last = date.today(), date.today() + timedelta(days=settings().portal_promise_max_days)
+            today = local_day(account.timezone if account else None, now)
+            last = today + timedelta(days=settings().portal_promise_max_days)
             try:
                 on = date.fromisoformat(date_)
             except ValueError:
@@ -394,6 +410,17 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
                 ranked, window = prefs.parse(account.channels, channel, not_before, not_after, avoid)
             except prefs.Refused as e:
                 return _t(session.locale, str(e))
+            problem = prefs.legal_problem(
+                window,
+                now,
+                timezone=account.timezone,
+                country=account.country,
+                region=account.region,
+                rules=compliance_rules(),
+            )
+            if problem is not None:
+                key, start, end = problem
+                return _t(session.locale, key).format(start=start, end=end)
             await prefs.save(tx, session, ranked, window, now)
             return None
 
@@ -512,7 +539,12 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
         n = int(count) if count.isdigit() else 0
         try:
             return schedule(
-                account.balance_minor, n, every, on, date.today(), PlanPolicy.from_settings(settings())
+                account.balance_minor,
+                n,
+                every,
+                on,
+                local_day(account.timezone, datetime.now(UTC)),
+                PlanPolicy.from_settings(settings()),
             )
         except PlanRefused as e:
             values = {"most": "", "last": ""} | e.values
@@ -574,8 +606,15 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
 
         async def do(tx: Any, session: sessions.Session, now: datetime) -> str | None:
             account = await get_account(tx.conn, tx.schema, session.account_id)
-            today = offers.local_today(account.timezone if account else None, now)
-            outcome = await offers.accept(tx, session, offer_id, today, now)
+            if account is None or account.removed:
+                return _t(session.locale, "offer_unavailable")
+            today = local_day(account.timezone, now)
+            outcome = await offers.accept(
+                tx, session, offer_id, today, now, account.balance_minor, account.currency
+            )
+            if outcome is offers.Accepted.STALE:
+                owed = money(max(account.balance_minor, 0), account.currency)
+                return _t(session.locale, "offer_stale").format(balance=owed)
             return _t(session.locale, "offer_unavailable") if outcome is offers.Accepted.UNAVAILABLE else None
 
         return await act(request, csrf, do, "offer")

@@ -166,6 +166,10 @@ def scoring_router(get_context: Callable[[], Context]) -> APIRouter:
         the latest window."""
         ctx = get_context()
         now = utcnow()
+        if body.source == "simulated" and not ctx.settings.scoring_demo_model:  # type: ignore[attr-defined]
+            raise HTTPException(
+                409, "training on simulated customers is for demos (ARREARS_SCORING_DEMO_MODEL)"
+            )
         try:
             if body.source == "history":
                 made = await train_on_history(ctx.engine, ctx.schema, now=now, by=who.name)

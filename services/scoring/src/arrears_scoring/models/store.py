@@ -90,6 +90,9 @@ async def record(
     transaction, under the training lock."""
     await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": TRAIN_LOCK})
     active = await active_models(conn, schema)
+    sources: dict[str, str] = dict(
+        (await conn.execute(text(f"SELECT kind, source FROM {schema}.models WHERE active"))).tuples().all()
+    )
     out = []
     for t in trained:
         params = t.model.to_bytes()
@@ -98,6 +101,11 @@ async def record(
         current = active.get(t.kind)
         if current is None:
             activate, decision = True, "activated: no active model"
+        elif source == "simulated" and sources.get(t.kind) != "simulated":
+            # simulated customers are a demo: their model never replaces one learnt from real outcomes
+            activate, decision = False, f"not activated: simulated; {current[0]} was trained on history"
+        elif source != "simulated" and sources.get(t.kind) == "simulated":
+            activate, decision = True, f"activated: replaces the simulated demo model {current[0]}"
         else:
             old_version, old_model = current
             if old_model.features != t.model.features:

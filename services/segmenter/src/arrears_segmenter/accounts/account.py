@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from arrears_shared.events import AccountStatus
 
@@ -89,6 +89,10 @@ class Account:
     send_now: SendNow | None
     # the debtor's quiet times as stored (`ContactWindow` JSON; see preferences/): None = none
     contact_window: dict[str, object] | None = None
+    # the instalment plan behind a promise hold (accounts/terms.py): None = none or a one-off promise
+    promise_plan: dict[str, Any] | None = None
+    # an accepted settlement offer and what was paid toward it (accounts/terms.py); settled: stop for good
+    settlement: dict[str, Any] | None = None
     # not a column: the account's rows of `segmenter.account_channels`, by channel name
     channels: dict[str, ChannelState] = field(default_factory=dict)
     # not a column: the account's key was destroyed (`arrears erase`): it has no address on any channel
@@ -151,7 +155,10 @@ class Account:
     def promise_resume_at(self) -> datetime | None:
         """First instant after a promise's day (local midnight of the next day), if a promise hold is on."""
         if self.hold == "promise" and self.promise_hold_until is not None:
-            return local_midnight(self.promise_hold_until + timedelta(days=1), self.timezone)
+            until = self.promise_hold_until
+            if self.promise_plan is not None:  # a plan holds until its last instalment day
+                until = max(until, date.fromisoformat(self.promise_plan["last"]))
+            return local_midnight(until + timedelta(days=1), self.timezone)
         return None
 
     def timed_pause_end(self) -> datetime | None:

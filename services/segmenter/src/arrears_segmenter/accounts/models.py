@@ -71,6 +71,8 @@ accounts = Table(
     Column("channel_preference", Text),
     Column("send_now", JSONB),
     Column("contact_window", JSONB),  # the debtor's quiet times (preferences/), None: none
+    Column("promise_plan", JSONB),  # the instalment plan behind a promise hold (accounts/terms.py)
+    Column("settlement", JSONB),  # an accepted settlement offer and what was paid toward it
 )
 
 # One row per account and channel of the registry (arrears_shared.channels) the account has any fact about:

@@ -18,6 +18,7 @@ from arrears_shared.money import RateTable, note_unpriced, packaged_rates
 
 from ..aging import DEFAULT_BOUNDARIES, aging_bucket, days_past_due, local_date, zone_of
 from ..segments import DEFAULT_BALANCE_BANDS, segment_of
+from . import terms
 from .account import CLOSED_STATUSES, Account
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,14 @@ def apply_account_changed(acct: Account, ev: AccountChanged, ctx: FoldContext) -
     hold = acct.hold
     if ev.source in ("override", "payment") or source_status in CLOSED_STATUSES:
         hold = None  # an operator override or a payment ends a reply-driven hold
+    if (
+        ev.source == "payment"
+        and acct.hold == "promise"
+        and source_status not in CLOSED_STATUSES
+        and terms.keeps_hold(acct.promise_plan, acct.settlement)
+    ):
+        hold = acct.hold  # ... but paying an instalment keeps a plan, and a settlement runs to its amount
+    settled_now = terms.count_payment(acct.settlement, ev, ctx.now)
     now_active = not removed and ev.balance_minor > 0 and source_status not in CLOSED_STATUSES
     _start_cycle(acct, ev.due_date, now_active)
     partial = (
@@ -124,6 +133,19 @@ def apply_account_changed(acct: Account, ev: AccountChanged, ctx: FoldContext) -
     acct.last_event_at = ctx.now
     if hold is None:
         acct.promise_hold_until = None
+        acct.promise_plan = None
+    if settled_now and acct.settlement is not None:
+        st = acct.settlement
+        return [
+            decision(
+                acct.account_id,
+                ctx,
+                "updated",
+                "settlement.paid",
+                f"settlement {st['offer_id']} paid ({st['paid_minor']} of {st['amount_minor']}): "
+                "the sequence stops for good",
+            )
+        ]
     if partial:
         return [
             decision(acct.account_id, ctx, "updated", "payment.partial", f"balance now {ev.balance_minor}")
@@ -190,12 +212,24 @@ def apply_reply(acct: Account, ev: ReplyReceived, ctx: FoldContext) -> list[Deci
     return [decision(acct.account_id, ctx, "updated", rule, reason)]
 
 
-def hold_for_promise(acct: Account, until: date, amount_minor: int | None) -> None:
-    """Reminders wait until the day after `until` (a promise in a reply, or one a person took)."""
+def hold_for_promise(
+    acct: Account,
+    until: date,
+    amount_minor: int | None,
+    *,
+    plan: dict[str, Any] | None = None,
+    settlement: dict[str, Any] | None = None,
+) -> None:
+    """Reminders wait until the day after `until` (a promise in a reply, or one a person took), or after
+    the last instalment day of a `plan`. A new promise replaces the plan and an unpaid settlement behind
+    the hold before it (a settlement paid in full stays: the account is settled)."""
     acct.hold = "promise"
     acct.status = effective_status(acct.source_status, "promise")
     acct.promise_hold_until = until
     acct.promise_amount_minor = amount_minor
+    acct.promise_plan = plan
+    if settlement is not None or not terms.is_settled(acct.settlement):
+        acct.settlement = settlement
 
 
 def apply_message_sent(acct: Account, ev: MessageSent, ctx: FoldContext) -> list[DecisionRow]:

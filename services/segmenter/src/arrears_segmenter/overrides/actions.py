@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from arrears_shared.events import OverrideRequested
 
+from ..accounts import terms
 from ..accounts.account import Account, SendNow
 from ..accounts.projection import effective_status, hold_for_promise
 from ..aging import local_date
@@ -119,10 +120,14 @@ def send_now(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime
 
 def set_channel_preference(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
     """The channel order; with `contact_window` (the debtor's portal) also their quiet times, which only
-    narrow the legal window (preferences/). Without it the stored quiet times stay."""
-    order = list(dict.fromkeys(str(c) for c in ev.channels))
-    acct.channel_preference = ",".join(order) or None
-    summary = f"channels from now on: {', '.join(order)}" if order else "channel preference cleared"
+    narrow the legal window (preferences/). Without it the stored quiet times stay; with `channels_unchanged`
+    (the portal, when the debtor changed only quiet times) the stored order stays too."""
+    if ev.channels_unchanged:
+        summary = "channel order unchanged"
+    else:
+        order = list(dict.fromkeys(str(c) for c in ev.channels))
+        acct.channel_preference = ",".join(order) or None
+        summary = f"channels from now on: {', '.join(order)}" if order else "channel preference cleared"
     if ev.contact_window is not None:
         summary += "; " + set_window(acct, ev.contact_window)
     return Applied("updated", summary)
@@ -146,7 +151,11 @@ def do_not_contact(acct: Account, ev: OverrideRequested, policy: Policy, now: da
 
 
 def resume_dunning(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
-    """A broken promise: end the promise hold and make the next step due now (the gate still applies)."""
+    """A broken promise: end the promise hold and make the next step due now (the gate still applies). The
+    plan or unpaid settlement behind it ends too, even when the hold had already lapsed by its date."""
+    acct.promise_plan = None  # a missed instalment ends the plan
+    if not terms.is_settled(acct.settlement):
+        acct.settlement = None  # a settlement not paid by its day is a broken promise like any other
     if acct.hold != "promise":
         return Applied("ignored", "no promise hold in force (already resumed, superseded or never made)")
     acct.hold, acct.status = None, effective_status(acct.source_status, None)
@@ -177,7 +186,18 @@ def record_promise(acct: Account, ev: OverrideRequested, policy: Policy, now: da
     if acct.hold == "dispute":
         acct.promise_amount_minor = ev.promise_amount_minor
         return Applied("updated", "promise noted; the dispute hold stays until a person resolves it")
-    hold_for_promise(acct, ev.promise_date, ev.promise_amount_minor)
+    if terms.is_settled(acct.settlement):
+        return Applied("ignored", "the account is settled (settlement paid in full): no promise needed")
+    plan, settlement = terms.plan_of(ev), terms.settlement_of(ev)
+    if settlement is not None and acct.settlement and acct.settlement["offer_id"] == settlement["offer_id"]:
+        settlement = acct.settlement  # a replayed acceptance keeps what was paid toward it
+    hold_for_promise(acct, ev.promise_date, ev.promise_amount_minor, plan=plan, settlement=settlement)
+    if plan is not None:
+        return Applied(
+            "updated",
+            f"instalment plan from {ev.promise_date.isoformat()}: sequence paused until the last "
+            f"instalment day {plan['last']}",
+        )
     return Applied("updated", f"promise to pay by {ev.promise_date.isoformat()}: sequence paused until then")
 
 

@@ -66,6 +66,8 @@ def stop_reason(acct: Account, policy: Policy) -> str | None:
         return "account_removed"
     if acct.balance_minor <= 0:
         return "balance_settled"
+    if acct.settlement and acct.settlement.get("settled_at"):
+        return "settled"  # an accepted settlement offer paid in full: the remainder is written off
     if acct.source_status in CLOSED_STATUSES:
         return f"status_{acct.source_status}"
     if acct.do_not_contact or (acct.channels and all(s.stopped for s in acct.channels.values())):

@@ -27,4 +27,6 @@ async def apply_scores(
     accts = await load_locked(conn, set(changed))
     known = [a for a in accts.values() if a.known]
     policy = await store.active(conn, deps.policy)
-    await insert_decisions(conn, await sync_timers(conn, known, policy, now, scoring=deps.score_use))
+    await insert_decisions(
+        conn, await sync_timers(conn, known, policy, now, scoring=deps.score_use, rules=deps.rules)
+    )

@@ -41,15 +41,17 @@ async def sync_timers(
     policy: Policy,
     now: datetime,
     *,
+    scoring: ScoreUse | None,
+    rules: RuleSet | None,
     keep_deferrals: bool = True,
-    scoring: ScoreUse | None = None,
-    rules: RuleSet | None = None,
 ) -> list[dict[str, Any]]:
     """Arm, move or cancel the timers of `accts` (locked by the caller). A step that already fired is never
     re-armed; a later due time set by the gate (a deferral) is kept. With `scoring`, a step is placed at the
     best hour of the account's fresh model score (scores.choice). With `rules`, a step of an account with
     the debtor's own quiet times is then moved to the first moment inside both those and the legal window
-    (preferences/): the debtor's wish wins over the model's hour. Returns decision rows."""
+    (preferences/): the debtor's wish wins over the model's hour. Both are required, so that no caller can
+    forget them (a daily re-scoring once re-planned without `rules` and undid every quiet-time placement);
+    None only where there is no such thing. Returns decision rows."""
     if not accts:
         return []
     ids = [a.account_id for a in accts]
