@@ -145,7 +145,11 @@ async def test_xlsx_has_the_three_sheets_safe_cells_next_steps_and_drop_downs(st
         "'+14155550100", "ex-1@example.com", "500.00 USD", 40,  # a leading + is escaped like =, - and @
     )  # fmt: skip
     # never contacted by the segmenter: the first tier first, whatever its age (tone escalates in order)
-    assert (one["next_step"], one["next_step_tier"], one["next_step_channels"]) == (1, "reminder", "sms,email")
+    assert (one["next_step"], one["next_step_tier"], one["next_step_channels"]) == (
+        1,
+        "reminder",
+        "sms,email",
+    )
     assert one["next_step_note"] in (None, "")
     assert (one["last_contact_channel"], one["last_contact_outcome"]) == ("sms", "sent")
     assert (two["last_contact_channel"], two["last_contact_outcome"]) == ("call", "reached")

@@ -156,3 +156,18 @@ async def test_escalations_own_promises_are_not_recorded_twice(
 
     found = await until(both, "the portal's promise arrives after the collector's")
     assert [(x["status"], x["channel"]) for x in found] == [("pending", "portal"), ("superseded", None)]
+
+
+async def test_offers_use_the_debtors_day_from_the_accounts_zone(platform: dict[str, Any]) -> None:  # noqa: F811
+    """Escalation reads the debtor's zone from the account's last change on its timeline, so an offer's
+    "today" is the debtor's day (Kiritimati, UTC+14, is a day ahead of UTC from 10:00 UTC on)."""
+    from arrears_escalation.offers.service import debtor_today
+    from arrears_escalation.timeline.service import record_activity
+
+    host = platform["escalation"]
+    ev = account("TZ-1", balance=10_000).model_copy(update={"timezone": "Pacific/Kiritimati"})
+    at = datetime(2026, 12, 5, 11, tzinfo=UTC)
+    async with host.ctx.engine.begin() as conn:
+        assert await debtor_today(conn, "TZ-1", at) == date(2026, 12, 5)  # nothing known: the UTC day
+        await record_activity(conn, [(ev, "ce-tz-1")])
+        assert await debtor_today(conn, "TZ-1", at) == date(2026, 12, 6)

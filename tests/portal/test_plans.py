@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from arrears_portal.__main__ import definition
-from arrears_portal.plans.service import PlanPolicy, PlanRefused, add_months, schedule, split
+from arrears_portal.plans.service import PlanPolicy, PlanRefused, schedule, split
 from arrears_portal.settings import PortalSettings
 from arrears_segmenter.consumer import make_handler
 from arrears_shared import topics
@@ -23,6 +23,7 @@ from arrears_shared.audit.chain import verify as verify_chain
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
 from arrears_shared.events import OverrideRequested, SettlementOfferChanged
+from arrears_shared.instalments import add_months
 from arrears_shared.service import ServiceHost
 from arrears_shared.stream.transaction import transaction
 from segmenter.support import SCHEMA as SEG

@@ -19,13 +19,13 @@ write the remainder off (offers.service.on_settlement_paid), once."""
 
 from __future__ import annotations
 
-import calendar
 import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from arrears_shared import paging
 from arrears_shared.events import AccountChanged, OverrideRequested, ReplyReceived
+from arrears_shared.instalments import instalment_day
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -55,20 +55,6 @@ class PromiseView(BaseModel):
 
 
 PLAN_PERIOD = {"week": timedelta(days=7), "fortnight": timedelta(days=14), "month": timedelta(days=31)}
-
-
-def add_months(day: date, months: int) -> date:
-    """The same day `months` later, or the month's last day (as the portal's plan schedule counts)."""
-    y, m = divmod(day.month - 1 + months, 12)
-    year, month = day.year + y, m + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def instalment_day(first: date, every: str, index: int) -> date:
-    """The day of instalment `index` (0: the first) of a plan starting on `first`."""
-    if every == "month":
-        return add_months(first, index)
-    return first + timedelta(days=(7 if every == "week" else 14) * index)
 
 
 async def record_promise(conn: AsyncConnection, ev: ReplyReceived, collector: str | None = None) -> bool:

@@ -99,6 +99,7 @@ def _activity(ev: Event, ce_id: str) -> dict[str, Any] | None:
                 "currency": ev.currency,
                 "due_date": ev.due_date.isoformat(),
                 "last_payment_minor": ev.last_payment_minor,
+                "timezone": ev.timezone,  # the debtor's day for offers (offers.service.debtor_today)
             },
         }
     if isinstance(ev, PaymentRetryChanged):

@@ -7,11 +7,11 @@ escalation tracks it as a promise (kept or broken)."""
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
+from arrears_shared.instalments import due_dates
 from arrears_shared.stream.transaction import Transaction
 
 from ..actions.service import take_action
@@ -61,20 +61,6 @@ class PlanRefused(ValueError):
         self.key, self.values = key, values
 
 
-def add_months(day: date, months: int) -> date:
-    """The same day `months` later, or the month's last day when it has no such day (31 Jan -> 28 Feb)."""
-    y, m = divmod(day.month - 1 + months, 12)
-    year, month = day.year + y, m + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def due_dates(first: date, every: Cadence, count: int) -> list[date]:
-    if every == "month":
-        return [add_months(first, i) for i in range(count)]
-    step = timedelta(days=7 if every == "week" else 14)
-    return [first + step * i for i in range(count)]
-
-
 def split(balance_minor: int, count: int) -> list[int]:
     """`count` whole amounts summing to `balance_minor`, none more than one minor unit apart."""
     base, rest = divmod(balance_minor, count)
@@ -95,7 +81,7 @@ def schedule(
     latest_first = today + timedelta(days=policy.first_within_days)
     if not today <= first <= latest_first:
         raise PlanRefused("plan_bad_first", last=latest_first.isoformat())
-    days = due_dates(first, every, count)  # type: ignore[arg-type]  # checked against CADENCES above
+    days = due_dates(first, every, count)  # every: checked against CADENCES above
     last_day = today + timedelta(days=policy.max_term_days)
     if days[-1] > last_day:
         raise PlanRefused("plan_too_long", last=last_day.isoformat())

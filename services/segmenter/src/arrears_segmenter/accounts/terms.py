@@ -12,25 +12,11 @@ settlement offer, both from a `record_promise` override (the portal).
 
 from __future__ import annotations
 
-import calendar
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from arrears_shared.events import AccountChanged, OverrideRequested
-
-
-def add_months(day: date, months: int) -> date:
-    """The same day `months` later, or the month's last day (as the portal's plan schedule counts)."""
-    y, m = divmod(day.month - 1 + months, 12)
-    year, month = day.year + y, m + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def instalment_day(first: date, every: str, index: int) -> date:
-    """The day of instalment `index` (0: the first) of a plan starting on `first`."""
-    if every == "month":
-        return add_months(first, index)
-    return first + timedelta(days=(7 if every == "week" else 14) * index)
+from arrears_shared.instalments import instalment_day
 
 
 def plan_of(ev: OverrideRequested) -> dict[str, Any] | None:
