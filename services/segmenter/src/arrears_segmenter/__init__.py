@@ -7,8 +7,8 @@ import, those inside functions too):
 1. core:     settings, aging, segments, bulk, sealing, schedule.models, payments.metrics
 2. models:   accounts.models, accounts.account, timers.models, campaigns.models, payments.models,
              nextsteps.models, scores.models
-3. rules:    accounts.projection, schedule.planner, timers.firing, overrides.actions, deps, scores.choice,
-             preferences.window
+3. rules:    accounts.projection, accounts.terms, schedule.planner, timers.firing, overrides.actions, deps,
+             scores.choice, preferences.window
 4. services: accounts.store, accounts.handlers, accounts.service, approvals.service, campaigns.service,
              schedule.store, schedule.service, timers.planning, timers.service, overrides.service, simulate,
              payments.notices, payments.retries, payments.confirmations, payments.flows,
