@@ -157,19 +157,3 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             pass
     psutil.wait_procs(leftovers, timeout=3)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-# The longest modules (each starts the whole platform, `arrears up` twice for test_up) sort late by name, so
-# `--dist loadfile` used to hand them out last and the run ended with one worker alone on them for minutes.
-# They go first instead; everything else keeps its order (every worker must collect the same order).
-LONGEST_FIRST = ("tests/stack/test_up.py", "tests/security/test_platform_access.py")
-
-
-def pytest_collection_modifyitems(
-    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-) -> None:
-    def rank(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: each module's tests stay together and in order
