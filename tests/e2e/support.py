@@ -19,6 +19,9 @@ BASE_OVERRIDES: dict[str, dict[str, str]] = {
     "ingest": {"ARREARS_INGEST_POLL_INTERVAL_S": "3600"},
     "segmenter": {"ARREARS_SEGMENTER_TICK_S": "0.3"},
     "escalation": {"ARREARS_ESCALATION_TICK_S": "0.3"},
+    # no demo model: a score would re-plan a scenario's steps to the model's best hour and give high-risk
+    # accounts a recovery task of their own, a minute into the run (tests/scoring covers the scores)
+    "scoring": {"ARREARS_SCORING_DEMO_MODEL": "false"},
 }
 
 
