@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 ARREARS = str(Path(sys.executable).with_name("arrears"))
 
@@ -56,6 +56,13 @@ class Up:
         tail = "\n".join(self.lines[-40:])
         raise AssertionError(f"no line matching {pattern!r} (exit {self.proc.poll()}); last output:\n{tail}")
 
+    def tail_about(self, name: str, lines: int = 60) -> str:
+        """The summary and the last lines that mention `name` (its own log lines carry its name)."""
+        start = next((i for i, line in enumerate(self.lines) if "Arrears is running" in line), 0)
+        summary = self.lines[start : start + 25]
+        about = [line for line in self.lines if name in line][-lines:]
+        return "\n".join(["-- summary --", *summary, f"-- lines about {name} --", *about])
+
     def descendants(self) -> list[int]:
         try:
             return [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)]
@@ -83,7 +90,7 @@ def test_arrears_up_runs_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> N
     data = tmp_path / "data"
     up = Up(data, accounts=300)
     try:
-        up.wait_for(r"Arrears is running", timeout=150)
+        up.wait_for(r"Arrears is running", timeout=200)
         console = up.wait_for(r"Console\s+(http://\S+)/", 5).group(1)
         assert httpx.get(console + "/healthz", timeout=10).status_code == 200
         for svc in (
@@ -97,7 +104,11 @@ def test_arrears_up_runs_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> N
             "scoring",
         ):
             url = up.wait_for(rf"^\s+{svc}\s+(http://\S+)\s", 5).group(1)
-            assert httpx.get(url + "/metrics", timeout=10).status_code == 200, svc
+            try:
+                status = httpx.get(url + "/metrics", timeout=10).status_code
+            except httpx.HTTPError as exc:
+                raise AssertionError(f"{svc} /metrics: {exc!r}\n{up.tail_about(svc)}") from exc
+            assert status == 200, f"{svc} /metrics: {status}\n{up.tail_about(svc)}"
         # the first admin key is written for the operator (0600) and shown nowhere else
         key_file = data / "admin-api-key"
         assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"

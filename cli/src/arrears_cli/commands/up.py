@@ -21,12 +21,23 @@ def up(
     partitions: int = typer.Option(6, "--partitions", min=1, help="Partitions per topic"),
     accounts: int = typer.Option(10_000, "--accounts", min=0, help="Accounts in the generated demo sheet"),
     no_demo: bool = typer.Option(False, "--no-demo", help="Don't generate and load the demo sheet"),
+    start_timeout: float = typer.Option(
+        120.0,
+        "--start-timeout",
+        min=1.0,
+        help="Seconds to wait for every service's /healthz before showing the summary; a service still "
+        "starting then is marked 'not healthy yet' and keeps starting",
+    ),
 ) -> None:
     """Start broker, PostgreSQL, provider emulators and every service; Ctrl-C stops everything."""
     data_dir.mkdir(parents=True, exist_ok=True)
     platform = Platform(data_dir, partitions=partitions, gmail_pool=DEMO_MAILBOXES)
     try:
-        platform.start(demo_accounts=None if no_demo or accounts == 0 else accounts, strict=False)
+        platform.start(
+            demo_accounts=None if no_demo or accounts == 0 else accounts,
+            timeout=start_timeout,
+            strict=False,
+        )
     except (PlatformStartError, ProcessExitedError, TimeoutError) as exc:
         typer.echo(f"arrears up failed: {exc}", err=True)
         raise typer.Exit(1) from exc

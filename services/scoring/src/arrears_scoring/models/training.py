@@ -20,9 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import brier_score_loss, mean_absolute_error, r2_score, roc_auc_score
-from sklearn.preprocessing import StandardScaler
 
 from ..features.labels import HORIZON, KINDS, labels_at
 from ..features.pipeline import FEATURES, NO_CONTACT, Prepared, features_at, logged_action
@@ -121,6 +118,10 @@ def calibration(p: F, y: F, bins: int = 10) -> list[dict[str, float]]:
 
 
 def evaluate(model: LinearModel, x: F, y: F) -> dict[str, Any]:
+    # scikit-learn is imported where it is used: it takes seconds to import, and a replica that only scores
+    # (the linear models are plain numbers) never needs it
+    from sklearn.metrics import brier_score_loss, mean_absolute_error, r2_score, roc_auc_score
+
     pred = model.predict(x)
     if model.link == "logit":
         auc = float(roc_auc_score(y, pred)) if 0 < y.sum() < len(y) else None
@@ -147,6 +148,9 @@ def better(new: dict[str, Any], old: dict[str, Any]) -> bool:
 
 
 def fit(kind: str, x: F, y: F, seed: int = 7, max_rows: int = 400_000) -> LinearModel:
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.preprocessing import StandardScaler
+
     if len(y) > max_rows:
         keep = np.random.default_rng(seed).choice(len(y), max_rows, replace=False)
         x, y = x[keep], y[keep]
