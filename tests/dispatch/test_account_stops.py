@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from arrears_shared.delivery import DeliveryEngine
-from arrears_shared.events import AccountChanged, AccountStatus, NoticeDue, utcnow
+from arrears_shared.events import AccountChanged, AccountStatus, DunningStopped, NoticeDue, utcnow
 from sqlalchemy import text
 
 from .helpers import drain, feed, ledger, night_zone, notice, states
@@ -148,3 +148,29 @@ async def test_a_notice_read_after_its_accounts_stop_is_settled_first_too(
     await feed(eng, [paid], SCHEMA)
     await eng.process_one()
     assert (await last_errors(eng))[paid.notice_id] == ("suppressed", "stopped: balance_settled")
+
+
+async def test_a_settlement_paid_in_full_suppresses_what_is_queued_though_a_balance_is_left(
+    quo: Any, make: Callable[..., DeliveryEngine]
+) -> None:
+    """`account-changed` still shows a balance after a settlement is paid (the rest is written off): the
+    segmenter's `DunningStopped` on notice-due stops the account here all the same (issue #19)."""
+    eng = make(gate=None)  # the real compliance gate
+    n = planned(notice(timezone=night_zone()), 60)
+    await feed(eng, [n], SCHEMA)
+    await drain(eng)
+    assert (await last_errors(eng))[n.notice_id][0] == "queued"  # deferred to the morning
+    settling = changed(n, balance=20_000)  # a part of the balance: no stop by itself
+    await feed(eng, [settling], SCHEMA)
+    await feed(
+        eng,
+        [
+            DunningStopped(
+                account_id=n.account_id, reason="settled", account_as_of=settling.as_of, stopped_at=utcnow()
+            )
+        ],
+        SCHEMA,
+    )
+    await drain(eng)
+    assert (await last_errors(eng))[n.notice_id] == ("suppressed", "stopped: settled")
+    assert ledger(quo.url)["count"] == 0

@@ -78,7 +78,7 @@ def preference(**kw: object) -> OverrideRequested:
 def test_the_segmenter_keeps_a_collectors_order_when_the_portal_sends_channels_unchanged() -> None:
     now = datetime(2026, 12, 7, 12, tzinfo=UTC)
     acct = replace(Account.new("A-1", now), known=True, timezone="America/New_York", country="US")
-    apply(acct, preference(channels=["email", "sms"], actor="collector-1"), None, now)  # type: ignore[arg-type]
+    apply(acct, preference(channels=["email", "sms"], actor="collector-1"), None, now, band="low")  # type: ignore[arg-type]
     assert acct.channel_preference == "email,sms"
     quiet = ContactWindow(not_before=time(10), not_after=time(18))
     applied = apply(
@@ -86,11 +86,12 @@ def test_the_segmenter_keeps_a_collectors_order_when_the_portal_sends_channels_u
         preference(override_id="o-2", channels_unchanged=True, contact_window=quiet.model_dump(mode="json")),
         None,  # type: ignore[arg-type]
         now,
+        band="low",
     )
     assert acct.channel_preference == "email,sms", applied  # the collector's order stays
     assert "channel order unchanged" in applied.summary and "not before 10:00" in applied.summary
     # without the flag an empty list still clears (what a collector's "clear" means)
-    apply(acct, preference(override_id="o-3", channels=[]), None, now)  # type: ignore[arg-type]
+    apply(acct, preference(override_id="o-3", channels=[]), None, now, band="low")  # type: ignore[arg-type]
     assert acct.channel_preference is None
     # an older producer's event (no such field) reads as False
     assert OverrideRequested.model_validate(preference().model_dump(mode="json")).channels_unchanged is False

@@ -19,7 +19,15 @@ from arrears_segmenter.timers.scheduled import tick
 from arrears_shared.clock import Clock
 from arrears_shared.cloudevents import Envelope, decode, encode
 from arrears_shared.db.engine import make_engine
-from arrears_shared.events import AccountChanged, Channel, Event, Intent, NoticeDue, ReplyReceived
+from arrears_shared.events import (
+    AccountChanged,
+    Channel,
+    DunningStopped,
+    Event,
+    Intent,
+    NoticeDue,
+    ReplyReceived,
+)
 from arrears_shared.service import ServiceHost
 from arrears_shared.stream.transaction import transaction
 from arrears_shared.vault.cipher import open_value
@@ -100,11 +108,30 @@ async def notices(
         found = []
         for headers, value in rows:
             h = {k: v for k, v in headers}
+            if h.get("ce_type") != NoticeDue.ce_type:
+                continue  # the topic also carries DunningStopped
             if account_id is None or json.loads(bytes(value))["account_id"] == account_id:
                 found.append((h, bytes(value)))
         keys = await vault().for_reading(c, {h["ce_subject"] for h, _ in found})
     out = [{"ce_id": h["ce_id"], **open_data(NoticeDue, h["ce_subject"], value, keys)} for h, value in found]
     return [n for n in out if purpose is None or n["purpose"] == purpose]
+
+
+async def stopped_events(engine: AsyncEngine, account_id: str) -> list[dict[str, Any]]:
+    """`DunningStopped` events of the account in the outbox (on `notice-due`), oldest first, with their ce_id."""
+    async with engine.connect() as c:
+        rows = (
+            await c.execute(
+                text(f"SELECT headers, value FROM {SCHEMA}.outbox WHERE topic = 'notice-due' ORDER BY id")
+            )
+        ).all()
+    out = []
+    for headers, value in rows:
+        h = {k: v for k, v in headers}
+        data = json.loads(bytes(value))
+        if h.get("ce_type") == DunningStopped.ce_type and data["account_id"] == account_id:
+            out.append({"ce_id": h["ce_id"], **data})
+    return out
 
 
 async def decisions(engine: AsyncEngine, account_id: str) -> list[dict[str, Any]]:

@@ -171,12 +171,12 @@ def preference(**kw: object) -> OverrideRequested:
 
 def test_the_override_stores_the_window_and_without_it_keeps_the_stored_one() -> None:
     acct = account()
-    applied = apply(acct, preference(contact_window=WINDOW.model_dump(mode="json")), None, NOW)  # type: ignore[arg-type]
+    applied = apply(acct, preference(contact_window=WINDOW.model_dump(mode="json")), None, NOW, band="low")  # type: ignore[arg-type]
     assert applied.outcome == "updated" and "quiet times: not before 10:00" in applied.summary
     assert acct.preferred_channels() == ["email", "sms"] and debtor_window(acct) == WINDOW
-    apply(acct, preference(channels=["sms"]), None, NOW)  # type: ignore[arg-type]  # a collector's, no window
+    apply(acct, preference(channels=["sms"]), None, NOW, band="low")  # type: ignore[arg-type]  # a collector's, no window
     assert acct.preferred_channels() == ["sms"] and debtor_window(acct) == WINDOW
-    cleared = apply(acct, preference(contact_window={}), None, NOW)  # type: ignore[arg-type]
+    cleared = apply(acct, preference(contact_window={}), None, NOW, band="low")  # type: ignore[arg-type]
     assert "quiet times cleared" in cleared.summary and debtor_window(acct) is None
 
 

@@ -16,7 +16,7 @@ from arrears_segmenter.overrides.actions import apply
 from arrears_shared.events import OverrideRequested
 from sqlalchemy import text
 
-from .support import SCHEMA, account, decisions, deps, handle, notices, run_tick, timers
+from .support import SCHEMA, account, decisions, deps, handle, notices, run_tick, stopped_events, timers
 
 NOON_NY = datetime(2026, 4, 15, 16, 0, tzinfo=UTC)  # dpd 45 for due 1 Mar: step 1 is due at once
 
@@ -157,6 +157,11 @@ async def test_a_settlement_paid_in_full_stops_the_sequence_for_good(engine: Any
     assert row.settlement["paid_minor"] == 30_000 and row.settlement["settled_at"] is not None
     assert [t for t in await timers(engine, aid) if t["state"] == "pending"] == []
     assert [r["rule_id"] for r in await decisions(engine, aid)].count("settlement.paid") == 1
+    # the dispatchers are told, once, on notice-due: what they still queue from before is suppressed
+    told = await stopped_events(engine, aid)
+    assert [(e["reason"], datetime.fromisoformat(e["account_as_of"])) for e in told] == [
+        ("settled", rest.as_of)
+    ]
     # the pay-by day passes, months of ticks, a new row from the sheet: nothing is sent again
     for days in (10, 30, 90):
         d.clock.set(datetime(2026, 4, 22, 15, tzinfo=UTC) + timedelta(days=days))
@@ -203,9 +208,9 @@ def test_a_broken_settlement_is_forgotten_even_after_its_hold_lapsed() -> None:
         promise_amount_minor=30_000,
         settlement_offer_id="so-9",
     )
-    apply(acct, accept, None, NOON_NY)  # type: ignore[arg-type]
+    apply(acct, accept, None, NOON_NY, band="low")  # type: ignore[arg-type]
     assert acct.settlement is not None and acct.hold == "promise"
     acct.hold = None  # the timer loop ended it the day after the pay-by day
     later = datetime(2026, 4, 23, 14, tzinfo=UTC)
-    assert apply(acct, resume("A-lapsed", "o-2", later), None, later).outcome == "ignored"  # type: ignore[arg-type]
+    assert apply(acct, resume("A-lapsed", "o-2", later), None, later, band="low").outcome == "ignored"  # type: ignore[arg-type]
     assert acct.settlement is None

@@ -96,6 +96,6 @@ def test_the_gap_is_the_policys_and_a_stored_default_policy_reads_as_before() ->
     slow = Policy.model_validate(packaged.model_dump(mode="json") | {"manual_contact_gap_hours": 48})
     assert Policy.model_validate(slow.model_dump(mode="json")).manual_contact_gap_hours == 48
     acct = Account.new("MC-G", NOW)
-    applied = record_contact(acct, contact("MC-G", "reached"), slow, NOW)  # type: ignore[arg-type]
+    applied = record_contact(acct, contact("MC-G", "reached"), slow, NOW, "low")  # type: ignore[arg-type]
     assert applied.outcome == "updated" and acct.manual_pause_until == CALLED + timedelta(hours=48)
     assert acct.paused_by == "cora" and acct.pause_reason == "manual call contact reached the customer"

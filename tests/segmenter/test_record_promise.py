@@ -39,18 +39,20 @@ def row(**kw: Any) -> Account:
 
 def test_a_promise_holds_the_sequence_until_the_promised_day() -> None:
     r = row()
-    applied = apply(r, event(promise_date=date(2026, 7, 10), promise_amount_minor=20_000), None, NOW)  # type: ignore[arg-type]
+    applied = apply(
+        r, event(promise_date=date(2026, 7, 10), promise_amount_minor=20_000), None, NOW, band="low"
+    )  # type: ignore[arg-type]
     assert applied.outcome == "updated" and "2026-07-10" in applied.summary
     assert (r.hold, r.promise_hold_until, r.promise_amount_minor) == ("promise", date(2026, 7, 10), 20_000)
 
 
 def test_a_dispute_is_not_lifted_by_a_promise() -> None:
     r = row(hold="dispute")
-    applied = apply(r, event(promise_date=date(2026, 7, 10)), None, NOW)  # type: ignore[arg-type]
+    applied = apply(r, event(promise_date=date(2026, 7, 10)), None, NOW, band="low")  # type: ignore[arg-type]
     assert r.hold == "dispute" and "dispute hold stays" in applied.summary
 
 
 @pytest.mark.parametrize("promised", [None, date(2026, 6, 30)])
 def test_a_promise_needs_a_day_not_yet_past_in_the_debtors_zone(promised: date | None) -> None:
     with pytest.raises(Rejected):
-        apply(row(), event(promise_date=promised), None, NOW)  # type: ignore[arg-type]
+        apply(row(), event(promise_date=promised), None, NOW, band="low")  # type: ignore[arg-type]

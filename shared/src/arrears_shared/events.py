@@ -169,6 +169,27 @@ class PaymentFailed(Event):
     failed_at: AwareDatetime
 
 
+class DunningStopped(Event):
+    """The segmenter stopped an account's dunning for good, for a reason only it can see: `settled`, an
+    accepted settlement offer paid in full (the remainder is written off, so the balance is not zero and
+    `account-changed` alone does not say the account is done).
+
+    It travels on `notice-due`, in order with the account's notices. A dispatcher treats it as it treats an
+    `account-changed` that reports the account paid, closed or removed: every queued collection notice planned
+    from a state of the account older than `account_as_of` is suppressed (receipts and other confirmations
+    still go). Consumers that do not act on it ignore it by `ce_type`."""
+
+    ce_type: ClassVar[str] = "arrears.dunning.stopped.v1"
+    topic: ClassVar[str] = topics.NOTICE_DUE
+
+    reason: Literal["settled"] = Field(description="settled: an accepted settlement offer was paid in full")
+    account_as_of: AwareDatetime = Field(
+        description="`as_of` of the account-changed event that stopped it: notices planned from an older "
+        "state of the account are suppressed"
+    )
+    stopped_at: AwareDatetime
+
+
 NoticePurpose = Literal[
     "dunning",
     "opt_out_confirmation",
@@ -736,6 +757,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     TeamCalendarChanged,
     LinkClicked,
     AccountScored,
+    DunningStopped,
 )
 BY_CE_TYPE: dict[str, type[Event]] = {t.ce_type: t for t in EVENT_TYPES}
 # every type a topic carries, its main type first (account-changed also carries PaymentFailed)

@@ -1,7 +1,8 @@
 """The consumer handler of a dispatcher: `notice-due` -> a queued delivery row; `reply-received` -> opt-outs
 and fail-safe contact holds (and their release once a person decided); `message-sent` failed permanently by
 another service (a hard bounce found later) -> the address is invalid for later notices; `account-changed`
-to a state that ends dunning (paid in full, closed, removed) -> an account stop: what is queued for the
+to a state that ends dunning (paid in full, closed, removed), or the segmenter's `DunningStopped` (a
+settlement paid) -> an account stop: what is queued for the
 account, planned from an older state, is suppressed (`checks.stopped`), and rows waiting for a later moment
 (quiet hours, backoff) are brought forward so they settle now.
 
@@ -18,12 +19,21 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 
 from ..cloudevents import Envelope
-from ..events import AccountChanged, DeliveryStatus, Intent, MessageSent, NoticeDue, ReplyReceived
+from ..events import (
+    AccountChanged,
+    DeliveryStatus,
+    DunningStopped,
+    Intent,
+    MessageSent,
+    NoticeDue,
+    ReplyReceived,
+)
 from ..stream.transaction import Transaction
 from ..vault.cipher import seal_fields, seal_value
 from ..vault.keys import vault
@@ -68,7 +78,10 @@ class Intake:
                 if ev.channel == ch:
                     _reply(into, ev)
             elif isinstance(ev, AccountChanged):
-                _stop(into, ev)
+                if ev.stop_reason is not None:
+                    _stop(into, ev.account_id, ev.as_of, ev.stop_reason)
+            elif isinstance(ev, DunningStopped):
+                _stop(into, ev.account_id, ev.account_as_of, ev.reason)
             elif (
                 isinstance(ev, MessageSent)
                 and ev.status is DeliveryStatus.FAILED
@@ -106,13 +119,12 @@ def _notice(into: Incoming, env: Envelope, ev: NoticeDue) -> None:
         into.revive.append({"id": ev.notice_id, "d": env.id})
 
 
-def _stop(into: Incoming, ev: AccountChanged) -> None:
-    reason = ev.stop_reason
-    if reason is None:
-        return
-    seen = into.stops.get(ev.account_id)
-    if seen is None or seen["t"] < ev.as_of:
-        into.stops[ev.account_id] = {"a": ev.account_id, "t": ev.as_of, "r": reason}
+def _stop(into: Incoming, account_id: str, as_of: datetime, reason: str) -> None:
+    """The account's dunning ended at state `as_of` (its source said so, or the segmenter: a settlement
+    paid); the latest stop of the batch is kept."""
+    seen = into.stops.get(account_id)
+    if seen is None or seen["t"] < as_of:
+        into.stops[account_id] = {"a": account_id, "t": as_of, "r": reason}
 
 
 def _reply(into: Incoming, ev: ReplyReceived) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from arrears_shared.events import AccountChanged, MessageSent, ReplyReceived
+from arrears_shared.events import AccountChanged, DunningStopped, MessageSent, ReplyReceived
 from arrears_shared.stream.transaction import Transaction
 
 from ..deps import Deps
@@ -44,6 +44,7 @@ async def apply_events(tx: Transaction, events: Sequence[object], deps: Deps, no
         touched[aid] = acct
     for acct in touched.values():
         refresh_segment(acct, ctx)
+    _tell_dispatchers_of_settlements(tx, out, touched, now)
     changed = list(touched.values())
     await save(conn, changed)
     policy = await store.active(conn, deps.policy)
@@ -51,3 +52,23 @@ async def apply_events(tx: Transaction, events: Sequence[object], deps: Deps, no
     failures = [e for e in events if isinstance(e, MessageSent)]
     out += await fall_back_failed(conn, tx, failures, accts, deps, now)
     await insert_decisions(conn, out)
+
+
+def _tell_dispatchers_of_settlements(
+    tx: Transaction, decisions: Sequence[DecisionRow], touched: dict[str, Account], now: datetime
+) -> None:
+    """A settlement paid in full stops the account for good, but its balance is not zero: the dispatchers,
+    which stop on what `account-changed` says, are told on `notice-due` (in order with the notices), so a
+    notice fired just before and still queued (quiet hours, a provider outage) is suppressed."""
+    for d in decisions:
+        if d["rule_id"] != "settlement.paid":
+            continue
+        acct = touched[d["account_id"]]
+        assert acct.as_of is not None  # the payment that settled it
+        tx.emit(
+            DunningStopped(
+                account_id=acct.account_id, reason="settled", account_as_of=acct.as_of, stopped_at=now
+            ),
+            id=f"dunning-stopped:{acct.account_id}:{acct.as_of.isoformat()}",
+            time=now,
+        )

@@ -37,7 +37,15 @@ def make_router(deps: Deps) -> RouterFactory:
             was planned with, when it is due, and what holds it (a pause, a promise, a dispute, an approval,
             a campaign pause). No personal data: for lists and exports, e.g. the console's working set."""
             async with get_context().engine.connect() as conn:
-                found, after = await next_steps(conn, deps.policy, limit, cursor, account_id)
+                found, after = await next_steps(
+                    conn,
+                    deps.policy,
+                    limit,
+                    cursor,
+                    account_id,
+                    scoring=deps.score_use,
+                    now=deps.clock.now(),
+                )
             paging.announce(request, response, after)
             return found
 

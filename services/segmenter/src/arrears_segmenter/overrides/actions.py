@@ -38,19 +38,19 @@ def _until(ev: OverrideRequested, now: datetime) -> datetime | None:
     return ev.until
 
 
-def pause(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def pause(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, band: str) -> Applied:
     until = _until(ev, now)
     acct.paused_by, acct.manual_pause_until, acct.pause_reason = ev.actor, until, ev.reason or None
     return Applied("updated", f"paused until {until.isoformat()}" if until else "paused until resumed")
 
 
-def snooze(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def snooze(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, band: str) -> Applied:
     if ev.until is None:
         raise Rejected("snooze needs `until`")
-    return pause(acct, ev, policy, now)
+    return pause(acct, ev, policy, now, band)
 
 
-def resume(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def resume(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, band: str) -> Applied:
     """Ends the holds a person decides on: a pause or snooze, and a dispute. A promise to pay is left to
     run to its date (or to `resume_dunning`)."""
     ended = []
@@ -65,10 +65,12 @@ def resume(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) 
     return Applied("updated", "resumed: ended " + " and ".join(ended))
 
 
-def _step(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, *, zero_is_next: bool) -> int:
+def _step(
+    acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, band: str, *, zero_is_next: bool
+) -> int:
     step = ev.step
     if step is None or (step == 0 and zero_is_next):
-        nxt = next_plan(acct, policy, now)
+        nxt = next_plan(acct, policy, now, band=band)
         if step is None and not zero_is_next:
             raise Rejected(f"{ev.action} needs `step`")
         if nxt is None:
@@ -83,9 +85,9 @@ def _step(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, *
     return step
 
 
-def skip_step(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
-    step = _step(acct, ev, policy, now, zero_is_next=False)
-    nxt = next_plan(acct, policy, now)
+def skip_step(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, band: str) -> Applied:
+    step = _step(acct, ev, policy, now, band, zero_is_next=False)
+    nxt = next_plan(acct, policy, now, band=band)
     if nxt is not None and nxt.step != step:
         raise Rejected(f"step {step} is not the next step (next: {nxt.step}); skip steps in order")
     acct.last_step, acct.last_step_at = step, now
@@ -94,8 +96,8 @@ def skip_step(acct: Account, ev: OverrideRequested, policy: Policy, now: datetim
     return Applied("updated", f"step {step} of cycle {acct.cycle} skipped", step=step, skipped=True)
 
 
-def send_now(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
-    step = _step(acct, ev, policy, now, zero_is_next=True)
+def send_now(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, band: str) -> Applied:
+    step = _step(acct, ev, policy, now, band, zero_is_next=True)
     why = stop_reason(acct, policy)
     if why is not None:
         raise Rejected(f"dunning is stopped ({why}); nothing can be sent")
@@ -118,7 +120,9 @@ def send_now(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime
     return Applied("updated", f"step {step} of cycle {acct.cycle} due now, {gate}", step=step)
 
 
-def set_channel_preference(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def set_channel_preference(
+    acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, band: str
+) -> Applied:
     """The channel order; with `contact_window` (the debtor's portal) also their quiet times, which only
     narrow the legal window (preferences/). Without it the stored quiet times stay; with `channels_unchanged`
     (the portal, when the debtor changed only quiet times) the stored order stays too."""
@@ -133,14 +137,14 @@ def set_channel_preference(acct: Account, ev: OverrideRequested, policy: Policy,
     return Applied("updated", summary)
 
 
-def mark_dispute(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def mark_dispute(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, band: str) -> Applied:
     if acct.hold == "dispute":
         return Applied("ignored", "already held as disputed")
     acct.hold, acct.status = "dispute", effective_status(acct.source_status, "dispute")
     return Applied("updated", "held as disputed")
 
 
-def do_not_contact(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def do_not_contact(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, band: str) -> Applied:
     if not ev.channels:
         acct.do_not_contact = True
         return Applied("updated", "do-not-contact on every channel")
@@ -150,7 +154,7 @@ def do_not_contact(acct: Account, ev: OverrideRequested, policy: Policy, now: da
     return Applied("updated", f"do-not-contact on {', '.join(names)}")
 
 
-def resume_dunning(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def resume_dunning(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, band: str) -> Applied:
     """A broken promise: end the promise hold and make the next step due now (the gate still applies). The
     plan or unpaid settlement behind it ends too, even when the hold had already lapsed by its date."""
     acct.promise_plan = None  # a missed instalment ends the plan
@@ -161,7 +165,7 @@ def resume_dunning(acct: Account, ev: OverrideRequested, policy: Policy, now: da
     acct.hold, acct.status = None, effective_status(acct.source_status, None)
     acct.promise_hold_until = acct.promise_amount_minor = None
     acct.broken_promises += 1
-    nxt = next_plan(acct, policy, now)
+    nxt = next_plan(acct, policy, now, band=band)
     if nxt is None:
         return Applied("updated", "promise hold cleared; the sequence is complete")
     acct.send_now = SendNow(
@@ -176,7 +180,7 @@ def resume_dunning(acct: Account, ev: OverrideRequested, policy: Policy, now: da
     return Applied("updated", f"promise broken: hold cleared, step {nxt.step} due now", step=nxt.step)
 
 
-def record_promise(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def record_promise(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, band: str) -> Applied:
     """A promise a person took: the same hold as a promise in a reply (until the promised day, in the
     debtor's zone), and a dispute hold is never lifted by it."""
     if ev.promise_date is None:
@@ -201,7 +205,7 @@ def record_promise(acct: Account, ev: OverrideRequested, policy: Policy, now: da
     return Applied("updated", f"promise to pay by {ev.promise_date.isoformat()}: sequence paused until then")
 
 
-def record_contact(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
+def record_contact(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, band: str) -> Applied:
     """A contact a person made outside the platform. One that reached the customer moves the next automated
     step to at least `contacted_at` + the policy's `manual_contact_gap_hours`, as a timed pause by the person
     who recorded it (shown and ended like any pause: `resume` lifts it). A pause already running longer, or
@@ -223,7 +227,7 @@ def record_contact(acct: Account, ev: OverrideRequested, policy: Policy, now: da
     return Applied("updated", f"{what}: next automated step not before {until.isoformat()}")
 
 
-ACTIONS: dict[str, Callable[[Account, OverrideRequested, Policy, datetime], Applied]] = {
+ACTIONS: dict[str, Callable[[Account, OverrideRequested, Policy, datetime, str], Applied]] = {
     "pause": pause,
     "snooze": snooze,
     "resume": resume,
@@ -238,9 +242,10 @@ ACTIONS: dict[str, Callable[[Account, OverrideRequested, Policy, datetime], Appl
 }
 
 
-def apply(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime) -> Applied:
-    """Apply one account override to `acct` (unchanged when Rejected is raised)."""
+def apply(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, *, band: str) -> Applied:
+    """Apply one account override to `acct` (unchanged when Rejected is raised). `band`: the account's risk
+    band, which decides the next step where the policy restricts steps to bands (`PolicyStep.risk_bands`)."""
     action = ACTIONS.get(ev.action)
     if action is None:
         raise Rejected(f"{ev.action} is not an account override here")
-    return action(acct, ev, policy, now)
+    return action(acct, ev, policy, now, band)

@@ -22,6 +22,7 @@ from ..approvals.service import Verdict, decide
 from ..campaigns import service as campaigns
 from ..deps import Deps
 from ..schedule import store
+from ..scores.service import current_bands
 from ..timers.models import timers
 from ..timers.planning import sync_timers
 from .actions import SUPERVISORS, Applied, Rejected, apply
@@ -59,8 +60,9 @@ async def _account(
     if ev.action == "approve_step":
         return await _approve(conn, acct, ev, deps, ctx)
     policy = await store.active(conn, deps.policy)
+    band = (await current_bands(conn, [acct], now, deps.score_use))[aid]
     try:
-        applied: Applied = apply(acct, ev, policy, now)
+        applied: Applied = apply(acct, ev, policy, now, band=band)
     except Rejected as e:
         return [_log(aid, ev, ctx, "rejected", str(e), cycle=acct.cycle, step=ev.step)]
     refresh_segment(acct, ctx)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import yaml
 from arrears_shared import channels
-from arrears_shared.events import Currency, Tier
+from arrears_shared.events import Currency, RiskBand, Tier
 from arrears_shared.money import RateTable, note_unpriced
 from pydantic import (
     BaseModel,
@@ -53,6 +53,16 @@ class PolicyStep(BaseModel):
         None, ge=1, description="Last step only: repeat it every N days until a stop condition holds"
     )
     max_repeats: int = Field(0, ge=0, le=52, description="How many repeats of the last step at most")
+    risk_bands: list[RiskBand] | None = Field(
+        None,
+        description="Only accounts in these risk bands get this step; the others skip it (the next step "
+        "that applies to them follows). The band is the one campaigns select on: the model's while the "
+        "account's score is fresh, else the rule score's; a pinned risk score wins. Omitted: every account",
+    )
+
+    def applies(self, band: str | None) -> bool:
+        """Does this step go to an account in `band` (None: band unknown, only unrestricted steps)?"""
+        return self.risk_bands is None or (band is not None and band in self.risk_bands)
 
     @model_validator(mode="after")
     def _channels_unique(self) -> PolicyStep:
@@ -63,6 +73,10 @@ class PolicyStep(BaseModel):
             raise ValueError(f"unknown channels {unknown}; installed: {list(channels.registered())}")
         if (self.repeat_every_days is None) != (self.max_repeats == 0):
             raise ValueError("repeat_every_days and max_repeats go together")
+        if self.risk_bands is not None and (
+            not self.risk_bands or len(set(self.risk_bands)) != len(self.risk_bands)
+        ):
+            raise ValueError("risk_bands: at least one band, none repeated (omit it for every account)")
         return self
 
 
@@ -138,6 +152,9 @@ class Policy(BaseModel):
             for name, default in OMITTED_AT_DEFAULT.items():
                 if getattr(self, name) == default:
                     out.pop(name, None)
+            for step in out.get("steps", []):
+                if isinstance(step, dict) and step.get("risk_bands") is None:
+                    step.pop("risk_bands", None)
         return out
 
     @model_validator(mode="after")
@@ -158,18 +175,30 @@ class Policy(BaseModel):
     def get(self, step: int) -> PolicyStep:
         return self.steps[min(step, len(self.steps)) - 1]
 
+    def applies(self, step: int, band: str | None) -> bool:
+        """Does `step` (a repeat counts as the last step) go to an account in `band`?"""
+        return self.get(step).applies(band)
+
     @property
     def last_step(self) -> int:
         """Highest step number including repeats of the last step (step n + k = k-th repeat)."""
         return len(self.steps) + self.steps[-1].max_repeats
 
-    def wording_tier(self, step: int) -> Tier:
+    def last_step_for(self, band: str | None) -> int:
+        """The highest step (repeats included) that goes to an account in `band`; 0 when none does."""
+        if self.steps[-1].applies(band):
+            return self.last_step
+        return max((s.step for s in self.steps if s.applies(band)), default=0)
+
+    def wording_tier(self, step: int, band: str | None = None) -> Tier:
         """The tier a notice of `step` is sent as (its wording, priority and escalation's no_response all
         follow it): the step's own tier, except that a message only calls itself final when people come
-        next, i.e. it is the last step (the last repeat) and the policy escalates after it; any other
-        `final` step is sent as `firm`."""
+        next, i.e. it is the last step (the last repeat) for the account's risk `band` and the policy
+        escalates after it; any other `final` step is sent as `firm`. Without a band: the policy's last
+        step (for listings that show the policy, not one account)."""
         tier = self.get(step).tier
-        if tier is Tier.FINAL and not (step >= self.last_step and self.after_last_step == "escalate"):
+        last = self.last_step if band is None else self.last_step_for(band)
+        if tier is Tier.FINAL and not (step >= last and self.after_last_step == "escalate"):
             return Tier.FIRM
         return tier
 

@@ -16,12 +16,12 @@ class Plan:
     due_at: datetime
 
 
-def first_step(policy: Policy, dpd: int) -> int | None:
+def first_step(policy: Policy, dpd: int, band: str | None = None) -> int | None:
     """The step an account never contacted in its cycle starts with, if it is due already (None: no
-    threshold met yet). `start_tier: first` (the default): step 1, so the tone escalates in order however
-    late the account is first seen; `by_age`: the highest step whose threshold is met (one notice, not
-    every step at once)."""
-    met = [s.step for s in policy.steps if s.min_days_past_due <= dpd]
+    threshold met yet). Only steps that apply to the account's risk `band` count (`PolicyStep.risk_bands`).
+    `start_tier: first` (the default): the first such step, so the tone escalates in order however late the
+    account is first seen; `by_age`: the highest one whose threshold is met (one notice, not every step)."""
+    met = [s.step for s in policy.steps if s.min_days_past_due <= dpd and s.applies(band)]
     if not met:
         return None
     return max(met) if policy.start_tier == "by_age" else met[0]
@@ -35,24 +35,30 @@ def plan_next(
     due_date: date,
     tz: str | None,
     now: datetime,
+    band: str | None = None,
 ) -> Plan | None:
+    """The next step after `last_step` that applies to `band`, and when (None: the sequence is complete
+    for this account). A step restricted to other bands is skipped: the one after it follows, at its own
+    threshold and interval after the last step sent. Repeats of the last step go only to its bands."""
     if last_step >= policy.last_step:
         return None
-    if last_step <= 0:
-        step = first_step(policy, days_past_due(due_date, now, tz))
-        if step is not None:
-            return Plan(step, now)
-        first = policy.steps[0]
-        return Plan(first.step, moment_dpd_reaches(due_date, first.min_days_past_due, tz))
     n = len(policy.steps)
     if last_step >= n:  # repeats of the last step
         last = policy.steps[-1]
         assert last.repeat_every_days is not None
+        if not last.applies(band):
+            return None
         base = last_step_at or now
         return Plan(last_step + 1, base + timedelta(days=last.repeat_every_days))
-    nxt = policy.get(last_step + 1)
+    if last_step <= 0:
+        step = first_step(policy, days_past_due(due_date, now, tz), band)
+        if step is not None:
+            return Plan(step, now)
+    nxt = next((s for s in policy.steps[max(last_step, 0) :] if s.applies(band)), None)
+    if nxt is None:
+        return None
     due = moment_dpd_reaches(due_date, nxt.min_days_past_due, tz)
-    if last_step_at is not None:
+    if last_step > 0 and last_step_at is not None:
         due = max(due, last_step_at + timedelta(days=nxt.min_interval_days))
     return Plan(nxt.step, due)
 
@@ -81,13 +87,14 @@ def stop_reason(acct: Account, policy: Policy) -> str | None:
     return None
 
 
-def plan_account(acct: Account, policy: Policy, now: datetime) -> Plan | str:
+def plan_account(acct: Account, policy: Policy, now: datetime, *, band: str) -> Plan | str:
     """The account's next timer, or the rule id of why it has none. A step a person made due now
-    (`send_now`) comes first; holds (promise, a person's timed pause) still move it later."""
+    (`send_now`) comes first; holds (promise, a person's timed pause) still move it later. `band`: the
+    account's risk band (scores.choice.band_for), which decides the steps restricted to bands."""
     why = stop_reason(acct, policy)
     if why is not None:
         return why
-    plan = next_plan(acct, policy, now)
+    plan = next_plan(acct, policy, now, band=band)
     if plan is None:
         return "sequence_complete"
     resume = acct.promise_resume_at() if policy.stops(StopCondition.PROMISE_TO_PAY) else None
@@ -99,9 +106,10 @@ def plan_account(acct: Account, policy: Policy, now: datetime) -> Plan | str:
     return plan
 
 
-def next_plan(acct: Account, policy: Policy, now: datetime) -> Plan | None:
-    """The next step and when, ignoring stops and holds: a pending `send_now`, else the policy's plan
-    (None: the sequence is complete, or a placeholder account without a due date has nothing to plan)."""
+def next_plan(acct: Account, policy: Policy, now: datetime, *, band: str) -> Plan | None:
+    """The next step and when, ignoring stops and holds: a pending `send_now`, else the policy's plan for
+    the account's risk `band` (None: the sequence is complete, or a placeholder account without a due date
+    has nothing to plan)."""
     so = acct.pending_send_now()
     if so is not None and so["step"] <= policy.last_step:
         return Plan(so["step"], datetime.fromisoformat(so["at"]))
@@ -114,4 +122,5 @@ def next_plan(acct: Account, policy: Policy, now: datetime) -> Plan | None:
         due_date=acct.due_date,
         tz=acct.timezone,
         now=now,
+        band=band,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from arrears_shared import compliance
@@ -39,7 +40,14 @@ def fresh_score(score: Score | None, now: datetime, use: ScoreUse) -> Score | No
     return score if score is not None and score.fresh(now, use.max_age_days) else None
 
 
-def band_for(acct: Account, score: Score | None) -> str:
+class RiskFacts(Protocol):
+    """What the band is made of besides the model: the rule score and a person's pinned score."""
+
+    risk_score: int
+    risk_override: int | None
+
+
+def band_for(acct: RiskFacts, score: Score | None) -> str:
     """The band campaigns select on: the fresh score's (the caller passes None for a stale one), else the
     rule score's; a pinned risk score wins."""
     if score is not None and acct.risk_override is None:

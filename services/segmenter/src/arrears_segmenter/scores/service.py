@@ -10,6 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import bulk
+from ..accounts.account import Account
+from .choice import ScoreUse, band_for, fresh_score
 from .models import Score, account_scores
 
 COLUMNS = [c.name for c in account_scores.columns if c.name != "account_id"]
@@ -73,3 +75,15 @@ async def latest_scores(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, 
         ).where(bulk.in_ids(c.account_id, list(ids)))
     )
     return {r.account_id: Score(*r) for r in rows}
+
+
+async def current_bands(
+    conn: AsyncConnection, accts: Sequence[Account], now: datetime, use: ScoreUse | None
+) -> dict[str, str]:
+    """Each account's risk band now (scores.choice.band_for): its fresh model score's, else its rule
+    score's. Without `use` (no scoring) the rule score's."""
+    scores = await latest_scores(conn, [a.account_id for a in accts]) if use is not None else {}
+    return {
+        a.account_id: band_for(a, fresh_score(scores.get(a.account_id), now, use) if use else None)
+        for a in accts
+    }

@@ -160,12 +160,16 @@ def fire(
         return out
     refresh_segment(acct, ctx)
     send_now = acct.pending_send_now(timer.step, timer.cycle)
+    band = band_for(acct, score)
+    if send_now is None and not policy.applies(timer.step, band):
+        # the account's band moved since the step was planned (a new score, a stale one, a pinned risk
+        # score): this step is not for its band now; re-planning arms the next one that is
+        out.step_done = True
+        return out.cancel("risk_band")
     held = _approval_rule(acct, timer, policy, send_now, ctx)
     if held is not None:
         return out.hold(held)
-    campaign = pick_campaign(
-        active_campaigns, acct, acct.days_past_due, acct.aging_bucket, band_for(acct, score), ctx.rates
-    )
+    campaign = pick_campaign(active_campaigns, acct, acct.days_past_due, acct.aging_bucket, band, ctx.rates)
     if _campaign_pause(out, campaign):
         return out
     step = policy.get(timer.step)
@@ -174,7 +178,7 @@ def fire(
     gate_override = send_now if send_now is not None and send_now.get("gate_override") else None
     allowed, defer_until = _gate_channels(out, acct, step, channels, done, sent, gate_override, rules)
     campaign_id = campaign.campaign_id if campaign is not None else None
-    _emit(out, acct, policy, step, channels, allowed, campaign_id, done, sent)
+    _emit(out, acct, policy, step, channels, allowed, campaign_id, done, sent, band)
     _finish_step(out, acct, defer_until, done)
     return out
 
@@ -208,7 +212,7 @@ def fall_back(
                 compliance.Decision(allowed=True, rule_id="fallback.later", reason=later["reason"]),
             )
         ]
-    _emit(out, acct, policy, step, channels, allowed, campaign_id, done, sent)
+    _emit(out, acct, policy, step, channels, allowed, campaign_id, done, sent, band_for(acct, score))
     if defer_until and out.notices:
         row, ev = out.notices[-1]
         out.notices[-1] = (row, ev.model_copy(update={"due_at": min(defer_until)}))
@@ -357,11 +361,12 @@ def _emit(
     campaign_id: str | None,
     done: set[str],
     sent: Sent,
+    band: str,
 ) -> None:
     """A notice (ledger row + `notice-due` event) and an `emitted` decision per allowed channel."""
     now, timer = out.ctx.now, out.timer
     version = timer.policy_version or policy.version
-    tier = policy.wording_tier(timer.step)  # "final" only when people come next
+    tier = policy.wording_tier(timer.step, band)  # "final" only when people come next
     for ch, d in allowed:
         nid = notice_id(acct.account_id, policy.id, version, timer.step, timer.cycle, ch)
         rest = channels[channels.index(ch) + 1 :] if step.channel_mode == "fallback" else []

@@ -16,7 +16,7 @@ from ..accounts.account import Account
 from ..preferences.window import earliest
 from ..schedule.models import Policy
 from ..schedule.planner import Plan, plan_account
-from ..scores.choice import ScoreUse, at_best_hour, fresh_score
+from ..scores.choice import ScoreUse, at_best_hour, band_for, fresh_score
 from ..scores.models import Score
 from ..scores.service import latest_scores
 from .models import timers
@@ -60,9 +60,10 @@ async def sync_timers(
     changes = _Changes()
     for acct in accts:
         mine = active.get(acct.account_id, [])
-        plan = plan_account(acct, policy, now)
-        if isinstance(plan, Plan) and scoring is not None:
-            plan = _at_best_hour(acct, plan, scores.get(acct.account_id), scoring, now)
+        score = fresh_score(scores.get(acct.account_id), now, scoring) if scoring is not None else None
+        plan = plan_account(acct, policy, now, band=band_for(acct, score))
+        if isinstance(plan, Plan) and score is not None and scoring is not None:
+            plan = _at_best_hour(acct, plan, score, scoring, now)
         if isinstance(plan, Plan) and rules is not None and acct.contact_window:
             plan = Plan(plan.step, earliest(acct, plan.due_at, now, rules))
         if isinstance(plan, Plan):
@@ -74,9 +75,8 @@ async def sync_timers(
 
 
 def _at_best_hour(acct: Account, plan: Plan, score: Score | None, use: ScoreUse, now: datetime) -> Plan:
-    """The plan moved to the model's best hour. A step a person made due now stays where it is, and the
-    debtor's own quiet times (preferences/) win over the model: such an account is not moved."""
-    score = fresh_score(score, now, use)
+    """The plan moved to the fresh score's best hour. A step a person made due now stays where it is, and
+    the debtor's own quiet times (preferences/) win over the model: such an account is not moved."""
     if score is None or acct.pending_send_now() is not None or getattr(acct, "contact_window", None):
         return plan
     return Plan(plan.step, at_best_hour(plan.due_at, acct, score, use, now))
