@@ -74,3 +74,44 @@ async def test_high_value_cases_per_currency(engine) -> None:  # type: ignore[no
     assert jpy.reason == "high_value" and "balance 1,000,000 JPY" in (jpy.detail or "")
     [xts] = cases["FXE-XTS"]
     assert xts.reason == "high_value" and "no USD rate for XTS" in (xts.detail or "")
+
+
+async def test_promises_read_in_their_currencys_own_decimals_on_the_timeline(engine) -> None:  # type: ignore[no-untyped-def]
+    """A person's or the portal's promise names no currency: the account's is kept with it, so 1234 minor
+    units read 1,234 JPY and 1.234 KWD, not 12.34 (they were divided by 100 in SQL)."""
+    from datetime import UTC, datetime
+
+    from arrears_escalation.promises.service import add_promise
+    from arrears_escalation.timeline.service import timeline
+    from arrears_shared.events import Intent
+
+    from .test_rules import reply
+
+    d = deps()
+    await handle(engine, d, priced("TL-JPY", 900_000, "JPY"), priced("TL-KWD", 9_000, "KWD"))
+    async with engine.begin() as conn:
+        for aid in ("TL-JPY", "TL-KWD", "TL-NONE"):
+            await add_promise(
+                conn,
+                promise_id=f"p-{aid}",
+                account_id=aid,
+                amount_minor=1234,
+                due_date=date(2026, 12, 24),
+                made_at=datetime(2026, 12, 1, 12, tzinfo=UTC),
+                channel=None,
+                collector="cora",
+            )
+        lines = {
+            aid: [i.summary for i in (await timeline(conn, aid))[0] if i.kind == "promise.made"]
+            for aid in ("TL-JPY", "TL-KWD", "TL-NONE")
+        }
+    assert lines == {
+        "TL-JPY": ["promise to pay by 2026-12-24: 1,234 JPY"],
+        "TL-KWD": ["promise to pay by 2026-12-24: 1.234 KWD"],
+        "TL-NONE": ["promise to pay by 2026-12-24: 12.34"],  # escalation never saw the account: no currency
+    }
+    line = reply(
+        "TL-JPY", Intent.PROMISE_TO_PAY, "r-jpy", promise_amount_minor=5000, promise_currency="JPY",
+        promise_date=date(2026, 12, 24),
+    ).summary()  # fmt: skip
+    assert ", promise 5,000 JPY from 2026-12-24" in line, line

@@ -65,7 +65,7 @@ async def test_a_promise_made_on_the_portal_is_on_the_collectors_timeline_and_ke
     )  # fmt: skip
     timeline = await timeline_of(p, acc)
     line = next(i for i in timeline if i["kind"] == "portal.promise")
-    assert line["summary"] == f"promise to pay 40.00 by {on.isoformat()} made in the portal"
+    assert line["summary"] == f"promise to pay 40.00 USD by {on.isoformat()} made in the portal"
     assert any(i["kind"] == "promise.made" and i["ref"] == promise["promise_id"] for i in timeline)
 
     await publish(broker.bootstrap_servers, paid(acc, 4_000, 6_000))
@@ -99,7 +99,7 @@ async def test_a_portal_plan_is_broken_when_its_first_day_passes_unpaid(
     line = next(i for i in await timeline_of(p, acc) if i["kind"] == "portal.plan")
     assert (
         line["summary"]
-        == f"instalment plan chosen in the portal: 4 instalments every week, first 25.00 on {today}"
+        == f"instalment plan chosen in the portal: 4 instalments every week, first 25.00 USD on {today}"
     )
 
     # three days later (default grace: 1 day) the timer loop finds it unpaid

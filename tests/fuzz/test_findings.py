@@ -298,7 +298,7 @@ async def test_a_large_promise_does_not_break_the_accounts_timeline(escalation_d
     finally:
         await engine.dispose()
     assert [i.summary for i in items if i.kind == "promise.made"] == [
-        "promise to pay by 2026-12-24: 90071992547409.92",
+        "promise to pay by 2026-12-24: 90,071,992,547,409.92",
         "promise to pay by 2026-12-24: 12.50",
     ]
     for amount in (2**63, False):  # `false` was a promise of 0

@@ -22,6 +22,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from . import topics
 from .account_status import AccountStatus as AccountStatus  # re-exported: defined apart, pydantic-free
 from .contact_window import ContactWindow as ContactWindow  # re-exported: the gate uses it too
+from .money import format_amount
 
 AccountId = Annotated[str, Field(min_length=1, max_length=64, description="PME account id (Kafka key)")]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
@@ -441,11 +442,13 @@ class ReplyReceived(Event):
         promise = ""
         if self.promise_amount_minor is not None or self.promise_date is not None:
             amount = (
-                f"{self.promise_amount_minor / 100:,.2f}" if self.promise_amount_minor is not None else "?"
+                format_amount(self.promise_amount_minor, self.promise_currency)
+                if self.promise_amount_minor is not None
+                else "?"
             )
             every = f" every {self.promise_plan_every}" if self.promise_plan_every else ""
             when = self.promise_date.isoformat() if self.promise_date else "?"
-            promise = f", promise {amount}{' ' + self.promise_currency if self.promise_currency else ''}{every} from {when}"
+            promise = f", promise {amount}{every} from {when}"
         line = f"{self.channel} reply: {self.intent.value} ({self.confidence:.2f}){promise}"
         if self.reviewed_by:
             return f"{line}, decided by {self.reviewed_by}"

@@ -94,6 +94,16 @@ def format_minor(amount_minor: int, currency: str) -> str:
     return f"{sign}{whole:,}" + (f".{frac:0{exp}d}" if exp else "") + f" {currency}"
 
 
+def format_amount(amount_minor: int, currency: str | None) -> str:
+    """`format_minor` when the currency is known; without one (a promise recorded before currencies were
+    kept) the amount with two decimals and no code, exactly (no float rounding of large amounts)."""
+    if currency:
+        return format_minor(amount_minor, currency)
+    sign = "-" if amount_minor < 0 else ""
+    whole, frac = divmod(abs(amount_minor), 100)
+    return f"{sign}{whole:,}.{frac:02d}"
+
+
 def note_unpriced(currency: str | None, use: str) -> None:
     """Record that an amount in `currency` could not be converted for `use` (log once per process)."""
     cur = currency or "none"

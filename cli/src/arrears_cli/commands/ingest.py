@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import httpx
 import typer
+from arrears_shared.money import format_amount
 
 from arrears_cli.progress import ProgressOpt, progress, wanted
 
@@ -194,7 +195,7 @@ def rejects(
         typer.echo(json.dumps(data, indent=2))
         return
     for i in data["items"]:
-        bal = "" if i["balance_minor"] is None else f"{i['balance_minor'] / 100:,.2f} {i['currency'] or ''}"
+        bal = "" if i["balance_minor"] is None else format_amount(i["balance_minor"], i["currency"])
         typer.echo(
             f"{i['source']:<7} row {i['row_number']:<6} {i['account_id'] or '-':<20} {bal:>16}  "
             f"{i['column'] or '-'}: {i['reason']}"

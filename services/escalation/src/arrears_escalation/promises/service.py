@@ -26,6 +26,7 @@ from typing import Any
 from arrears_shared import paging
 from arrears_shared.events import AccountChanged, OverrideRequested, ReplyReceived
 from arrears_shared.instalments import instalment_day
+from arrears_shared.money import format_amount
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -103,7 +104,15 @@ async def on_override(conn: AsyncConnection, ev: OverrideRequested) -> bool:
         settlement_offer_id=ev.settlement_offer_id,
     )
     if added and portal and ev.settlement_offer_id is None:
-        amount = f" {ev.promise_amount_minor / 100:,.2f}" if ev.promise_amount_minor is not None else ""
+        amount = ""
+        if ev.promise_amount_minor is not None:
+            currency = (
+                await conn.execute(
+                    text(f"SELECT currency FROM {SCHEMA}.promises WHERE promise_id = :p"),
+                    {"p": f"override:{ev.override_id}"},
+                )
+            ).scalar()
+            amount = " " + format_amount(ev.promise_amount_minor, currency)
         if ev.promise_plan_every:
             count = f"{ev.plan_instalments} instalments" if ev.plan_instalments else "instalments"
             summary = (
@@ -147,7 +156,9 @@ async def add_promise(
     paid_minor: int | None = None,
     paid_through: datetime | None = None,
 ) -> bool:
-    """Record a promise (from a reply, or taken by a person); it supersedes the pending one. A promise
+    """Record a promise (from a reply, or taken by a person); it supersedes the pending one. Without a
+    `currency` (a person's or the portal's promise is in the account's currency) the account's latest known
+    currency is kept with it, so its amount reads right in JPY or KWD too. A promise
     already recorded under this id (a replay, or a person's decision about the same reply) changes
     nothing: it must not supersede a newer promise and then fail to take its place."""
     known = (
@@ -168,7 +179,12 @@ async def add_promise(
                 f"""INSERT INTO {SCHEMA}.promises (promise_id, account_id, amount_minor, due_date, status,
                     made_at, channel, collector, currency, plan_every, plan_instalments, instalment,
                     settlement_offer_id, paid_minor, paid_through)
-                VALUES (:p, :a, :amt, :d, 'pending', :at, :ch, :col, :cur, :plan, :n, :i, :so, :paid, :thru)
+                VALUES (:p, :a, :amt, :d, 'pending', :at, :ch, :col,
+                        COALESCE(CAST(:cur AS text), (
+                            SELECT data->>'currency' FROM {SCHEMA}.activity
+                            WHERE account_id = :a AND starts_with(kind, 'account.') AND data ? 'currency'
+                            ORDER BY at DESC LIMIT 1)),
+                        :plan, :n, :i, :so, :paid, :thru)
                 ON CONFLICT DO NOTHING RETURNING 1"""
             ),
             {

@@ -20,7 +20,7 @@ from arrears_shared.events import (
     channel_label,
     notice_label,
 )
-from arrears_shared.money import format_minor
+from arrears_shared.money import format_amount, format_minor
 from arrears_shared.vault.cipher import is_sealed, open_fields, open_value, seal_fields
 from arrears_shared.vault.keys import vault
 from pydantic import BaseModel
@@ -174,9 +174,8 @@ SELECT created_at, 'task.created', kind || ' for ' || team || COALESCE(' (' || a
        jsonb_build_object('priority', priority, 'due_at', due_at), NULL
   FROM {SCHEMA}.tasks WHERE account_id = :a
 UNION ALL
-SELECT made_at, 'promise.made', 'promise to pay by ' || due_date
-       || COALESCE(': ' || round(amount_minor / 100.0, 2), '') , promise_id,
-       jsonb_build_object('status', status), NULL
+SELECT made_at, 'promise.made', 'promise to pay by ' || due_date, promise_id,
+       jsonb_build_object('status', status, 'amount_minor', amount_minor, 'currency', currency), NULL
   FROM {SCHEMA}.promises WHERE account_id = :a
 UNION ALL
 SELECT settled_at, 'promise.' || status, 'promise ' || status, promise_id, '{{}}'::jsonb, NULL
@@ -222,12 +221,19 @@ async def timeline(
         TimelineItem(
             at=at,
             kind=kind,
-            summary=summary + (open_value(key, account_id, secret) or ""),
+            summary=summary + _amount(kind, data) + (open_value(key, account_id, secret) or ""),
             ref=ref,
             data=open_fields(key, account_id, data, _DATA_SEALED),
         )
         for at, kind, summary, ref, data, secret in items
     ], nxt
+
+
+def _amount(kind: str, data: dict[str, Any]) -> str:
+    """A promise's amount in its currency's own decimals (JPY none, KWD three), formatted here, not in SQL."""
+    if kind != "promise.made" or data.get("amount_minor") is None:
+        return ""
+    return ": " + format_amount(int(data["amount_minor"]), data.get("currency"))
 
 
 def _holds_sealed(data: dict[str, Any]) -> bool:
