@@ -52,3 +52,12 @@ def test_a_settlement_offer_reads_with_its_amounts_in_the_accounts_currency() ->
     line = summarize(ev)
     assert line.startswith("settlement offer off-9 offered: ") and "by 2026-12-15, sup (supervisor)" in line
     assert "8,000" in line and "12,345" in line  # yen have no minor unit
+
+
+def test_a_settlement_stop_reads_as_one_and_is_not_counted_as_a_notice_due() -> None:
+    from arrears_console.readmodels.handlers import counter_dims
+    from arrears_shared.events import DunningStopped
+
+    ev = DunningStopped(account_id="A-1", reason="settled", account_as_of=AT, stopped_at=AT)
+    assert summarize(ev).startswith("dunning stopped for good: the accepted settlement is paid in full")
+    assert counter_dims(ev) == ["stopped:settled"]  # the notice-due total ("") counts notices only

@@ -83,7 +83,7 @@ def service_metrics() -> set[str]:
     """Every sample name a service's own `metrics` module registers (imported: they register on import)."""
     import prometheus_client
 
-    for svc in ("ingest", "responses", "escalation", "dispatcher_email"):
+    for svc in ("ingest", "responses", "escalation", "dispatcher_email", "scoring"):
         importlib.import_module(f"arrears_{svc}.metrics")
     return (
         {

@@ -67,7 +67,10 @@ def test_a_step_goes_only_to_its_bands_and_the_next_one_that_applies_follows() -
         return plan.step if plan else None
 
     assert [after(1, b) for b in ("low", "medium", "high")] == [3, 3, 2]
-    assert [after(3, b) for b in ("low", "medium", "high")] == [None, 4, 4]  # low: complete after step 3
+    # no step left for low: step 4 is armed all the same, to be decided (skipped, unless the band has
+    # moved into it) when it falls due; after the last step the sequence is complete for everyone
+    assert [after(3, b) for b in ("low", "medium", "high")] == [4, 4, 4]
+    assert [after(4, b) for b in ("low", "high")] == [None, None]
     # the interval counts from the last step sent, whichever was skipped in between
     low = plan_next(p, last_step=1, last_step_at=sent, due_date=DUE, tz="UTC", now=at, band="low")
     assert low is not None and low.due_at == sent + timedelta(days=14)
@@ -162,7 +165,10 @@ async def test_a_step_whose_band_lapsed_before_it_fell_due_is_cancelled_and_the_
             )
         ).all()
     assert ("cancelled", "risk_band") in [tuple(r) for r in logged]
-    # step 3 goes out, and the sequence ends there for a low-risk account: no final notice
+    # step 3 goes out; a person pins a low risk score (the rule score alone turns medium at about 80 days
+    # past due), so the sequence ends there: step 4 is decided when due, and passed over
+    async with engine.begin() as c:
+        await c.execute(text("UPDATE segmenter.accounts SET risk_override = 10 WHERE account_id = 'B-2'"))
     d.clock.advance(timedelta(days=7))
     await run_tick(engine, d)
     d.clock.advance(timedelta(days=30))
@@ -227,3 +233,51 @@ async def test_next_steps_show_the_tier_each_account_will_be_sent(engine) -> Non
     async with engine.connect() as c:
         shown, _ = await next_steps(c, d.policy, 10, None, ["B-high"], scoring=d.score_use, now=d.clock.now())
     assert [(s.step, s.tier) for s in shown] == [(3, "firm")]  # step 4 (final) follows for high
+
+
+async def test_an_account_whose_band_rises_after_its_last_step_for_low_still_gets_the_final(engine) -> None:
+    """No event re-plans an account whose rule score drifts up with its age: the next step (for medium and
+    high) is armed all the same and decided when it falls due, with the band of that moment."""
+    d = deps(NOON_NY)
+    await _use_banded(engine, d, 105)
+    await handle(engine, d, account("B-up", due_date=DUE))
+    await run_tick(engine, d)  # step 1 (low)
+    d.clock.advance(timedelta(days=14))
+    await run_tick(engine, d)  # step 3 (step 2 is for high)
+    assert await pending_due(engine, "B-up") == [(4, NOON_NY + timedelta(days=21))]
+    # a person pins a medium risk score; nothing else happens until step 4 falls due
+    async with engine.begin() as c:
+        await c.execute(text("UPDATE segmenter.accounts SET risk_override = 50 WHERE account_id = 'B-up'"))
+    d.clock.advance(timedelta(days=7))
+    await run_tick(engine, d)
+    sms = [(n["step"], n["tier"]) for n in await notices(engine, "B-up") if n["channel"] == "sms"]
+    assert sms == [(1, "reminder"), (3, "firm"), (4, "final")]
+
+
+def test_a_person_skips_steps_in_order_even_past_the_last_step_for_the_band() -> None:
+    """A low-risk account after step 3 (step 4 and its repeats are for medium and high): skipping the
+    repeat 6 is refused — step 4 comes first — instead of passing over steps the band may still reach."""
+    from arrears_segmenter.accounts.account import Account
+    from arrears_segmenter.overrides.actions import Rejected, skip_step
+    from arrears_shared.events import OverrideRequested
+
+    p = parse_policy(
+        BANDED.format(version=1).replace(
+            "template_id: final-v1", "template_id: final-v1\n    repeat_every_days: 7\n    max_repeats: 2"
+        )
+    )
+    acct = Account.new("B-skip", NOON_NY)
+    acct.known, acct.due_date, acct.last_step, acct.last_step_at = True, DUE, 3, NOON_NY
+    ev = OverrideRequested(
+        account_id="B-skip",
+        override_id="o-1",
+        action="skip_step",
+        actor="cora",
+        role="collector",
+        step=6,
+        requested_at=NOON_NY,
+    )
+    with pytest.raises(Rejected, match=r"not the next step \(next: 4\)"):
+        skip_step(acct, ev, p, NOON_NY, "low")
+    assert skip_step(acct, ev.model_copy(update={"step": 4}), p, NOON_NY, "low").skipped
+    assert acct.last_step == 4

@@ -16,6 +16,7 @@ from arrears_shared.events import (
     AccountChanged,
     AccountScored,
     CaseEscalated,
+    DunningStopped,
     Event,
     IngestRejected,
     Intent,
@@ -110,10 +111,14 @@ def summarize(ev: Event) -> str:
         )
     if isinstance(ev, AccountScored):
         return model_scores.summary(ev)
+    if isinstance(ev, DunningStopped):
+        return "dunning stopped for good: the accepted settlement is paid in full (the rest is written off)"
     return type(ev).__name__
 
 
 def counter_dims(ev: Event) -> list[str]:
+    if isinstance(ev, DunningStopped):
+        return [f"stopped:{ev.reason}"]  # not a notice: the topic's total counts notices due
     dims = [""]
     if isinstance(ev, NoticeDue):
         dims.append(f"channel:{ev.channel}")

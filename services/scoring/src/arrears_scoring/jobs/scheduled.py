@@ -1,7 +1,8 @@
 """The scoring loop: every `scoring_check_every_s`, train when no model is active (or the last training is
 older than `scoring_retrain_every_days`), then run the day's scoring once it is due. Every replica runs it;
 the run lock and the `runs` row make one of them do each day (jobs/daily.py), the training lock and the
-activation rule make a second training of the same history harmless (models/store.py)."""
+activation rule make a second training of the same history harmless (models/store.py). Each round every
+replica also reports the latest committed run (from the database) for the missed-run alert."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from arrears_shared.events import utcnow
 from arrears_shared.service import Context
 from sqlalchemy import text
 
+from .. import metrics
 from ..models.training import InsufficientHistory
 from ..settings import ScoringSettings
 from .daily import NoActiveModel, RunResult, run_day
@@ -71,5 +73,17 @@ async def scoring_loop(ctx: Context) -> None:
             log.warning("scoring run waits for a model", extra={"detail": str(e)})
         except Exception:
             log.exception("scoring loop failed; retrying next round")
+        try:
+            await report_last_run(ctx)
+        except Exception:
+            log.exception("could not read the latest scoring run")
         if not await ctx.sleep(s.scoring_check_every_s):
             return
+
+
+async def report_last_run(ctx: Context) -> None:
+    """Set `arrears_scoring_last_run_timestamp_seconds` from the `runs` table: whichever replica ran the day,
+    every replica reports it, so the missed-run alert (ArrearsScoringRunMissed) sees one truth."""
+    async with ctx.engine.connect() as conn:
+        latest = (await conn.execute(text(f"SELECT max(finished_at) FROM {ctx.schema}.runs"))).scalar()
+    metrics.LAST_RUN.set(latest.timestamp() if latest is not None else 0)

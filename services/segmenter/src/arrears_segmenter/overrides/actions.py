@@ -88,7 +88,9 @@ def _step(
 def skip_step(acct: Account, ev: OverrideRequested, policy: Policy, now: datetime, band: str) -> Applied:
     step = _step(acct, ev, policy, now, band, zero_is_next=False)
     nxt = next_plan(acct, policy, now, band=band)
-    if nxt is not None and nxt.step != step:
+    if nxt is None:
+        raise Rejected(f"the sequence of cycle {acct.cycle} is complete: no step to skip")
+    if nxt.step != step:
         raise Rejected(f"step {step} is not the next step (next: {nxt.step}); skip steps in order")
     acct.last_step, acct.last_step_at = step, now
     if acct.send_now and acct.send_now["step"] <= step:

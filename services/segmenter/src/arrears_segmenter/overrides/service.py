@@ -60,6 +60,7 @@ async def _account(
     if ev.action == "approve_step":
         return await _approve(conn, acct, ev, deps, ctx)
     policy = await store.active(conn, deps.policy)
+    refresh_segment(acct, ctx)  # the rule score of today (days past due), as planning and firing see it
     band = (await current_bands(conn, [acct], now, deps.score_use))[aid]
     try:
         applied: Applied = apply(acct, ev, policy, now, band=band)

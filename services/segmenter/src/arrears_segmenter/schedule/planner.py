@@ -37,9 +37,11 @@ def plan_next(
     now: datetime,
     band: str | None = None,
 ) -> Plan | None:
-    """The next step after `last_step` that applies to `band`, and when (None: the sequence is complete
-    for this account). A step restricted to other bands is skipped: the one after it follows, at its own
-    threshold and interval after the last step sent. Repeats of the last step go only to its bands."""
+    """The next step after `last_step` that applies to `band`, and when (None: the sequence is complete).
+    A step restricted to other bands is passed over for the one after it, at that step's threshold and its
+    interval after the last step sent. When no later step applies to the band, the next step is returned
+    anyway: firing decides it with the band of that moment (timers/firing.py skips it if it still does not
+    apply). Repeats of the last step go only to its bands."""
     if last_step >= policy.last_step:
         return None
     n = len(policy.steps)
@@ -54,9 +56,15 @@ def plan_next(
         step = first_step(policy, days_past_due(due_date, now, tz), band)
         if step is not None:
             return Plan(step, now)
-    nxt = next((s for s in policy.steps[max(last_step, 0) :] if s.applies(band)), None)
+    rest = policy.steps[max(last_step, 0) :]
+    nxt = next((s for s in rest if s.applies(band)), None)
     if nxt is None:
-        return None
+        if not rest:
+            return None
+        # no step left for this band: the next one is armed all the same and decided when it falls due
+        # (firing skips it unless the account's band has moved into it by then), so a band that changes
+        # later, with no event to re-plan the account, still gets its steps
+        nxt = rest[0]
     due = moment_dpd_reaches(due_date, nxt.min_days_past_due, tz)
     if last_step > 0 and last_step_at is not None:
         due = max(due, last_step_at + timedelta(days=nxt.min_interval_days))

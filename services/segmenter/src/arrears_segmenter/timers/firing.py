@@ -162,8 +162,10 @@ def fire(
     send_now = acct.pending_send_now(timer.step, timer.cycle)
     band = band_for(acct, score)
     if send_now is None and not policy.applies(timer.step, band):
-        # the account's band moved since the step was planned (a new score, a stale one, a pinned risk
-        # score): this step is not for its band now; re-planning arms the next one that is
+        # not for the account's band now (its band moved since planning, or no later step was for its band
+        # and this one was armed to be decided now): the step is passed over for good — `last_step` moves
+        # on, `last_step_at` (the last step sent) stays — and re-planning arms the next one
+        acct.last_step = timer.step
         out.step_done = True
         return out.cancel("risk_band")
     held = _approval_rule(acct, timer, policy, send_now, ctx)
