@@ -14,7 +14,7 @@ from arrears_shared.delivery import DeliveryEngine
 from arrears_shared.events import AccountChanged, AccountStatus, DunningStopped, NoticeDue, utcnow
 from sqlalchemy import text
 
-from .helpers import drain, feed, ledger, night_zone, notice, states
+from .helpers import daytime_zone, drain, feed, ledger, night_zone, notice, states
 
 SCHEMA = "dispatcher_sms"
 
@@ -174,3 +174,47 @@ async def test_a_settlement_paid_in_full_suppresses_what_is_queued_though_a_bala
     await drain(eng)
     assert (await last_errors(eng))[n.notice_id] == ("suppressed", "stopped: settled")
     assert ledger(quo.url)["count"] == 0
+
+
+def withdrawn_by(n: NoticeDue, reason: str, channels: list[str] | None = None) -> DunningStopped:
+    return DunningStopped(
+        account_id=n.account_id,
+        reason=reason,  # type: ignore[arg-type]
+        channels=channels or [],
+        account_as_of=utcnow(),
+        stopped_at=utcnow(),
+    )
+
+
+async def test_a_persons_stop_withdraws_what_is_queued_and_only_that(
+    quo: Any, make: Callable[..., DeliveryEngine]
+) -> None:
+    """A collector's do-not-contact (a dispute, a pause) lands while a notice waits for the morning: the
+    segmenter's `DunningStopped` withdraws it. A notice queued after it (the stop was lifted, the segmenter
+    planned again) goes, and a stop of another channel changes nothing here."""
+    eng = make(gate=None)  # the real compliance gate
+    stopped, other_channel = (
+        planned(notice(timezone=night_zone()), 60),
+        planned(notice(timezone=night_zone()), 60),
+    )
+    await feed(eng, [stopped, other_channel], SCHEMA)
+    await drain(eng)
+    got = await last_errors(eng)
+    assert got[stopped.notice_id][0] == "queued" and got[other_channel.notice_id][0] == "queued"
+    await feed(
+        eng,
+        [withdrawn_by(stopped, "do_not_contact"), withdrawn_by(other_channel, "dispute", ["email"])],
+        SCHEMA,
+    )
+    await drain(eng)  # brought forward: settled now, not in the morning
+    got = await last_errors(eng)
+    assert got[stopped.notice_id] == ("suppressed", "withdrawn: do_not_contact"), got
+    assert got[other_channel.notice_id][0] == "queued", (
+        got
+    )  # an email-only stop: still waiting for the morning
+    # lifted: the segmenter plans again and the new notice is queued after the withdrawal
+    again = stopped.model_copy(update={"notice_id": stopped.notice_id + ":again", "timezone": daytime_zone()})
+    await feed(eng, [again], SCHEMA)
+    await drain(eng)
+    assert (await last_errors(eng))[again.notice_id][0] == "sent"
+    assert ledger(quo.url)["count"] == 1

@@ -15,8 +15,19 @@ from arrears_segmenter.schedule.models import PolicyError, load_policy, parse_po
 from arrears_segmenter.schedule.service import adopt_configured, load_new_version
 from arrears_segmenter.schedule.store import active
 from arrears_shared.events import Intent
+from arrears_shared.stream.transaction import transaction
 
-from .support import account, decisions, deps, handle, notices, reply, run_tick, timers
+from .support import (
+    SCHEMA,
+    account,
+    decisions,
+    deps,
+    handle,
+    notices,
+    reply,
+    run_tick,
+    timers,
+)
 
 NOON_NY = datetime(2026, 4, 15, 16, 0, tzinfo=UTC)  # dpd 45 for due 1 Mar
 DEFAULT_YAML = (
@@ -153,7 +164,7 @@ async def test_high_balance_waits_for_a_person_then_goes_through_the_gate(engine
 async def test_operator_flags_complex_and_do_not_contact(engine) -> None:
     d = deps(datetime(2026, 3, 5, 17, tzinfo=UTC))
     await handle(engine, d, account("F-1"), account("F-2"))
-    async with engine.begin() as c:
+    async with transaction(engine, SCHEMA, "segmenter") as c:
         now = d.clock.now()
         await set_flags(c, "F-1", FlagsUpdate(do_not_contact=True, reason="cease letter"), d, now, "agent-7")
         await set_flags(c, "F-2", FlagsUpdate(complex=True, risk_override=90), d, now, "agent-7")
@@ -169,7 +180,7 @@ async def test_operator_flags_complex_and_do_not_contact(engine) -> None:
         v = await account_view(c, "F-2", d, d.clock.now())
     assert v is not None and v.complex and v.risk_score == 90 and v.segment.endswith("risk-high")
     assert [t.state for t in v.timers] == ["held"]
-    async with engine.begin() as c:  # DNC lifted: the sequence resumes
+    async with transaction(engine, SCHEMA, "segmenter") as c:  # DNC lifted: the sequence resumes
         await set_flags(c, "F-1", FlagsUpdate(do_not_contact=False), d, d.clock.now(), "agent-7")
     await run_tick(engine, d)
     assert {n["channel"] for n in await notices(engine, "F-1")} == {"sms", "email"}

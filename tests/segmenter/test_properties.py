@@ -22,10 +22,11 @@ from arrears_shared.compliance import DEFAULT_RULES, RuleSet, candidate_zones
 from arrears_shared.db.engine import make_engine
 from arrears_shared.db.migrate import upgrade
 from arrears_shared.events import Intent
+from arrears_shared.stream.transaction import transaction
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from .support import account, handle, notices, reply, run_tick
+from .support import SCHEMA, account, handle, notices, reply, run_tick
 
 RULES = RuleSet.model_validate(
     {
@@ -215,7 +216,7 @@ async def scenario(url: str, accts: list[Acct], policy: str, start: datetime, ac
                     from arrears_segmenter.accounts.models import FlagsUpdate
                     from arrears_segmenter.accounts.service import set_flags
 
-                    async with engine.begin() as c:
+                    async with transaction(engine, SCHEMA, "segmenter") as c:
                         await set_flags(c, aid, FlagsUpdate(do_not_contact=True), d, now, "prop")
                 facts.stopped_at.setdefault(aid, now)
             elif action == "promise" and aid not in facts.paused:

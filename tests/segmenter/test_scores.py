@@ -26,10 +26,11 @@ from arrears_shared import topics
 from arrears_shared.db.engine import make_engine
 from arrears_shared.events import AccountScored, RiskBand, ScoreReason
 from arrears_shared.stream.runner import StreamRunner
+from arrears_shared.stream.transaction import transaction
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .support import account, deps, handle, notices, run_tick, timers
+from .support import SCHEMA, account, deps, handle, notices, run_tick, timers
 from .test_stream import _produce, _wait
 
 NY = ZoneInfo("America/New_York")
@@ -193,7 +194,9 @@ async def test_campaigns_select_on_the_fresh_model_band_else_the_rule_band(engin
         account("S-pin"),
         account("S-none"),
     )
-    async with engine.begin() as c:  # a person pins a low risk score: it wins over the model
+    async with transaction(
+        engine, SCHEMA, "segmenter"
+    ) as c:  # a person pins a low risk score: it wins over the model
         await set_flags(
             c, "S-pin", FlagsUpdate(risk_override=10, reason="knows the customer"), d, NOON_NY, "a-1"
         )

@@ -171,22 +171,32 @@ class PaymentFailed(Event):
 
 
 class DunningStopped(Event):
-    """The segmenter stopped an account's dunning for good, for a reason only it can see: `settled`, an
-    accepted settlement offer paid in full (the remainder is written off, so the balance is not zero and
-    `account-changed` alone does not say the account is done).
+    """The segmenter stopped an account's dunning for a reason the dispatchers cannot see for themselves:
+    `settled` (an accepted settlement offer paid in full; a balance is left, so `account-changed` alone does
+    not end dunning), `do_not_contact` (a person's cease request: every channel, or the `channels` named),
+    `dispute` (held as disputed), `paused` (a person paused it until resumed).
 
-    It travels on `notice-due`, in order with the account's notices. A dispatcher treats it as it treats an
-    `account-changed` that reports the account paid, closed or removed: every queued collection notice planned
-    from a state of the account older than `account_as_of` is suppressed (receipts and other confirmations
-    still go). Consumers that do not act on it ignore it by `ce_type`."""
+    It travels on `notice-due`, in order after every notice the segmenter issued for the account. A dispatcher
+    whose channel it covers withdraws every collection notice of the account it queued before the event
+    (`withdrawn: <reason>`; receipts and other confirmations still go); for `settled` it also records an
+    account stop, as after a payment in full, so a notice planned from an older state of the account is
+    suppressed whenever it arrives. A stop that is lifted later (dunning resumed, do-not-contact cleared)
+    needs no event: notices queued after this one go. Consumers that do not act on it ignore it by
+    `ce_type`."""
 
     ce_type: ClassVar[str] = "arrears.dunning.stopped.v1"
     topic: ClassVar[str] = topics.NOTICE_DUE
 
-    reason: Literal["settled"] = Field(description="settled: an accepted settlement offer was paid in full")
+    reason: Literal["settled", "do_not_contact", "dispute", "paused"] = Field(
+        description="settled: an accepted settlement offer paid in full; do_not_contact: a person's cease "
+        "request; dispute: held as disputed; paused: paused by a person until resumed"
+    )
+    channels: list[Channel] = Field(
+        default_factory=list, description="The channels it stops; empty: every channel"
+    )
     account_as_of: AwareDatetime = Field(
-        description="`as_of` of the account-changed event that stopped it: notices planned from an older "
-        "state of the account are suppressed"
+        description="`as_of` of the account state it was decided on (for `settled`: the settling payment's): "
+        "notices planned from an older state are suppressed"
     )
     stopped_at: AwareDatetime
 
@@ -204,6 +214,8 @@ NoticePurpose = Literal[
 ]
 # Answers to a message the customer just sent: exempt from the opt-out they confirm, holds and the gate.
 ANSWER_PURPOSES: frozenset[str] = frozenset({"opt_out_confirmation", "help"})
+# Collection messages: every check applies (a stop, a withdrawal, the frequency cap)
+COLLECTION_PURPOSES: frozenset[str] = frozenset({"dunning", "payment_retry"})
 # Confirmations of a fact (payment, promise, plan, dispute): an opt-out, a hold and contact hours apply, the
 # dunning frequency cap and a stop (paid in full) do not. A payment retry is a collection message: like dunning.
 CONFIRMATION_PURPOSES: frozenset[str] = frozenset(
@@ -344,7 +356,7 @@ class NoticeDue(Event):
     @property
     def is_collection(self) -> bool:
         """A collection message (dunning or a failed-payment retry): every check applies."""
-        return self.purpose in ("dunning", "payment_retry")
+        return self.purpose in COLLECTION_PURPOSES
 
 
 class DeliveryStatus(StrEnum):

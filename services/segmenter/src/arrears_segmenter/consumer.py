@@ -36,7 +36,7 @@ def make_handler(deps: Deps) -> BatchHandler:
             elif isinstance(ev, OverrideRequested):
                 await apply_events(tx, run, deps, now)
                 run = []
-                await apply_override(tx.conn, ev, deps, now)
+                await apply_override(tx, ev, deps, now)
             else:
                 run.append(ev)
         await apply_events(tx, run, deps, now)

@@ -8,8 +8,8 @@ compliance gate): `None` passes the row on, a `Verdict` stops it. A new check is
 are exempt from the opt-out they confirm, from holds and from the compliance gate; dunning notices never are.
 Per `purpose` (NoticeDue): collection messages (`dunning`, `payment_retry`) pass every check; confirmations
 (`payment_receipt`, `promise_confirmation`, `plan_confirmation`, `dispute_acknowledgement`) respect opt-outs,
-holds and contact hours but not the frequency cap, and are not suppressed by a stop (a receipt follows the
-payment in full that stopped dunning); answers (`opt_out_confirmation`, `help`) pass only `erased`/`expired`.
+holds and contact hours but not the frequency cap, and are not suppressed by a stop or a withdrawal (a
+receipt follows the payment in full that stopped dunning); answers (`opt_out_confirmation`, `help`) pass only `erased`/`expired`.
 Nothing, of any purpose, is ever sent to an erased account (`erased`, the first check).
 """
 
@@ -116,6 +116,30 @@ async def stopped(scope: Scope) -> RowCheck:
         if planned is None and row.created_at <= stop.recorded_at:
             return Verdict("suppress", f"stopped: {stop.reason}")
         return None
+
+    return check
+
+
+async def withdrawn(scope: Scope) -> RowCheck:
+    """The segmenter withdrew what was queued for the account (`DunningStopped`: a settlement paid, a
+    person's do-not-contact, a dispute, a pause) after this notice was queued here: suppressed. A notice
+    queued after the withdrawal (the stop was lifted) goes."""
+    found = {
+        r.account_id: r
+        for r in await scope.tx.conn.execute(
+            text(
+                f"SELECT account_id, queued_before, reason FROM {scope.schema}.withdrawals"
+                " WHERE account_id = ANY(:a)"
+            ),
+            {"a": scope.accounts},
+        )
+    }
+
+    def check(row: DeliveryRow) -> Verdict | None:
+        w = found.get(row.account_id)
+        if w is None or not row.notice.is_collection or row.created_at > w.queued_before:
+            return None
+        return Verdict("suppress", f"withdrawn: {w.reason}")
 
     return check
 
@@ -252,6 +276,7 @@ def default_checks(gate: Gate) -> list[Check]:
     return [
         erased,
         stopped,
+        withdrawn,
         opted_out,
         held,
         invalid_channel,

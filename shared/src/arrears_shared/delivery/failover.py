@@ -203,7 +203,8 @@ class Failover:
 
     async def _eligible(self, tx: Transaction) -> list[DeliveryRow]:
         """Due queued dunning rows with a fallback to an allowed channel, most urgent first, locked; not of an
-        account stopped after the notice was planned, nor opted out of this channel."""
+        account stopped after the notice was planned, nor withdrawn by the segmenter after it was queued, nor
+        opted out of this channel."""
         s = self.bound.schema
         found = (
             await tx.conn.execute(
@@ -218,6 +219,8 @@ class Failover:
                     f" AND NOT EXISTS (SELECT 1 FROM {s}.account_stops st WHERE st.account_id = d.account_id"
                     " AND (d.payload->>'account_as_of' IS NULL"
                     " OR CAST(d.payload->>'account_as_of' AS timestamptz) < st.stopped_as_of))"
+                    f" AND NOT EXISTS (SELECT 1 FROM {s}.withdrawals w WHERE w.account_id = d.account_id"
+                    " AND d.created_at <= w.queued_before)"
                     " ORDER BY d.priority DESC, d.next_attempt_at LIMIT :n FOR UPDATE OF d SKIP LOCKED"
                 ),
                 {

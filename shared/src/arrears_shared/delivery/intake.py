@@ -1,10 +1,12 @@
 """The consumer handler of a dispatcher: `notice-due` -> a queued delivery row; `reply-received` -> opt-outs
 and fail-safe contact holds (and their release once a person decided); `message-sent` failed permanently by
 another service (a hard bounce found later) -> the address is invalid for later notices; `account-changed`
-to a state that ends dunning (paid in full, closed, removed), or the segmenter's `DunningStopped` (a
-settlement paid) -> an account stop: what is queued for the
+to a state that ends dunning (paid in full, closed, removed), or the segmenter's `DunningStopped` for a
+settlement paid -> an account stop: what is queued for the
 account, planned from an older state, is suppressed (`checks.stopped`), and rows waiting for a later moment
-(quiet hours, backoff) are brought forward so they settle now.
+(quiet hours, backoff) are brought forward so they settle now. Any `DunningStopped` that covers the
+dispatcher's channel (a settlement, a person's do-not-contact, a dispute, a pause) -> a withdrawal: what
+was queued for the account until then is suppressed (`checks.withdrawn`), brought forward likewise.
 
 Replays are no-ops twice over: the inbox drops a repeated ce_id, and a notice id already recorded is ignored
 (ON CONFLICT DO NOTHING). The one exception is the replay of a dead-lettered notice: its ce_id is the
@@ -26,6 +28,7 @@ from sqlalchemy import text
 
 from ..cloudevents import Envelope
 from ..events import (
+    COLLECTION_PURPOSES,
     AccountChanged,
     DeliveryStatus,
     DunningStopped,
@@ -43,6 +46,7 @@ from .sealing import invalid_address, live_keys
 from .settings import DispatchSettings
 
 Params = list[dict[str, Any]]
+COLLECTION_SQL = ", ".join(f"'{p}'" for p in sorted(COLLECTION_PURPOSES))
 
 
 @dataclass(slots=True)
@@ -56,6 +60,9 @@ class Incoming:
     released: Params = field(default_factory=list)
     invalid: Params = field(default_factory=list)
     stops: dict[str, dict[str, Any]] = field(default_factory=dict)  # account -> its latest stop in the batch
+    withdrawals: dict[str, str] = field(
+        default_factory=dict
+    )  # account -> why the segmenter withdrew its notices
 
 
 class Intake:
@@ -81,7 +88,10 @@ class Intake:
                 if ev.stop_reason is not None:
                     _stop(into, ev.account_id, ev.as_of, ev.stop_reason)
             elif isinstance(ev, DunningStopped):
-                _stop(into, ev.account_id, ev.account_as_of, ev.reason)
+                if not ev.channels or ch in ev.channels:
+                    into.withdrawals[ev.account_id] = ev.reason
+                if ev.reason == "settled":
+                    _stop(into, ev.account_id, ev.account_as_of, ev.reason)
             elif (
                 isinstance(ev, MessageSent)
                 and ev.status is DeliveryStatus.FAILED
@@ -207,6 +217,8 @@ async def _write(tx: Transaction, into: Incoming) -> None:
         await _release(tx, into.released)
     if into.stops:
         await _record_stops(tx, list(into.stops.values()))
+    if into.withdrawals:
+        await _record_withdrawals(tx, into.withdrawals)
 
 
 # A stopped account's queued notices go to the head of the queue: the next claim settles them as suppressed
@@ -240,6 +252,29 @@ async def _settle_stopped_first(tx: Transaction, accounts: set[str]) -> None:
         " AND coalesce(d.payload->>'purpose', 'dunning') = 'dunning' AND (d.payload->>'account_as_of' IS NULL"
         " OR CAST(d.payload->>'account_as_of' AS timestamptz) < st.stopped_as_of)",
         [{"a": sorted(accounts)}],
+    )
+
+
+async def _record_withdrawals(tx: Transaction, withdrawals: dict[str, str]) -> None:
+    """The segmenter withdrew what is queued for these accounts (`DunningStopped`): everything queued until
+    this moment (this batch's notices included, read before the event) is suppressed at the next claim,
+    brought to the head of the queue now; what is queued later (the stop lifted) goes."""
+    s = tx.schema
+    await _run(
+        tx,
+        f"INSERT INTO {s}.withdrawals (account_id, queued_before, reason) VALUES (:a, clock_timestamp(), :r)"
+        " ON CONFLICT (account_id) DO UPDATE SET queued_before = EXCLUDED.queued_before,"
+        " reason = EXCLUDED.reason",
+        [{"a": a, "r": r} for a, r in sorted(withdrawals.items())],
+    )
+    await _run(
+        tx,
+        f"UPDATE {s}.deliveries d SET next_attempt_at = least(d.next_attempt_at, now()),"
+        f" priority = {STOPPED_PRIORITY} FROM {s}.withdrawals w WHERE w.account_id = d.account_id"
+        f" AND d.account_id = ANY(:a) AND d.state = 'queued' AND d.priority < {STOPPED_PRIORITY}"
+        f" AND coalesce(d.payload->>'purpose', 'dunning') IN ({COLLECTION_SQL})"
+        " AND d.created_at <= w.queued_before",
+        [{"a": sorted(withdrawals)}],
     )
 
 

@@ -206,3 +206,27 @@ def upgrade_delivery_tables_v6(op: object, schema: str) -> None:
 
 def downgrade_delivery_tables_v6(op: object, schema: str) -> None:
     op.execute(f"DROP TABLE IF EXISTS {schema}.account_stops")  # type: ignore[attr-defined]
+
+
+def delivery_tables_v7_ddl(schema: str) -> list[str]:
+    """Seventh revision: `withdrawals`, the latest moment the segmenter withdrew what this dispatcher holds
+    for an account (`DunningStopped`: a settlement paid, a person's do-not-contact, a dispute, a pause). A
+    collection notice queued at or before `queued_before` is suppressed (`checks.withdrawn`); one queued
+    after it (the stop was lifted and the segmenter planned again) goes."""
+    s = schema
+    return [
+        f"""CREATE TABLE {s}.withdrawals (
+            account_id text PRIMARY KEY,
+            queued_before timestamptz NOT NULL,
+            reason text NOT NULL
+        )""",
+    ]
+
+
+def upgrade_delivery_tables_v7(op: object, schema: str) -> None:
+    for stmt in delivery_tables_v7_ddl(schema):
+        op.execute(stmt)  # type: ignore[attr-defined]
+
+
+def downgrade_delivery_tables_v7(op: object, schema: str) -> None:
+    op.execute(f"DROP TABLE IF EXISTS {schema}.withdrawals")  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from arrears_shared import channels, paging
+from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,20 +20,25 @@ from ..timers.planning import sync_timers
 from .account import Account
 from .models import AccountView, ChannelView, DecisionView, FlagsUpdate, TimerView, decisions, mask_address
 from .projection import decision, refresh_segment
+from .stops import new_stops, publish, stop_state
 from .store import insert_decisions, load, load_locked, open_reasons, save
 
 FLAGS = ("complex", "do_not_contact", "risk_override")
 
 
 async def set_flags(
-    conn: AsyncConnection, account_id: str, body: FlagsUpdate, deps: Deps, now: datetime, actor: str
+    tx: Transaction, account_id: str, body: FlagsUpdate, deps: Deps, now: datetime, actor: str
 ) -> bool:
-    """Apply an operator's flag change, log it, and re-plan at once (DNC cancels, clearing it re-arms).
-    `actor` is the authenticated principal's name."""
+    """Apply an operator's flag change, log it, and re-plan at once (DNC cancels, clearing it re-arms; a
+    do-not-contact also withdraws what the dispatchers hold queued: accounts/stops.py). `actor` is the
+    authenticated principal's name."""
+    conn = tx.conn
     acct = (await load_locked(conn, [account_id])).get(account_id)
     if acct is None:
         return False
     ctx = deps.fold_context(now)
+    policy = await store.active(conn, deps.policy)
+    before = stop_state(acct, policy)
     changes = []
     for name in FLAGS:
         v = getattr(body, name)
@@ -44,11 +50,10 @@ async def set_flags(
         acct.risk_override = None
     refresh_segment(acct, ctx)
     await save(conn, [acct])
+    publish(tx, new_stops(before, acct, policy, now))
     note = f"{actor}: {', '.join(changes) or 'no change'}" + (f" ({body.reason})" if body.reason else "")
     out = [decision(account_id, ctx, "updated", "override.flags", note)]
-    out += await sync_timers(
-        conn, [acct], await store.active(conn, deps.policy), now, scoring=deps.score_use, rules=deps.rules
-    )
+    out += await sync_timers(conn, [acct], policy, now, scoring=deps.score_use, rules=deps.rules)
     await insert_decisions(conn, out)
     return True
 

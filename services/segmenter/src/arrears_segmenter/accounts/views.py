@@ -55,7 +55,7 @@ def make_router(deps: Deps) -> RouterFactory:
             ctx = get_context()
             async with ctx.transaction() as tx:
                 before = await account_view(tx.conn, account_id, deps, deps.clock.now())
-                ok = await set_flags(tx.conn, account_id, body, deps, deps.clock.now(), who.name)
+                ok = await set_flags(tx, account_id, body, deps, deps.clock.now(), who.name)
                 view = await account_view(tx.conn, account_id, deps, deps.clock.now()) if ok else None
                 if view is None or before is None:
                     raise HTTPException(404, "account not found")

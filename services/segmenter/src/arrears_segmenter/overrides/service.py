@@ -11,12 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from arrears_shared.events import OverrideRequested
+from arrears_shared.stream.transaction import Transaction
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .. import bulk
 from ..accounts.account import Account
 from ..accounts.projection import DecisionRow, FoldContext, decision, refresh_segment
+from ..accounts.stops import new_stops, publish, stop_state
 from ..accounts.store import insert_decisions, load_locked, save
 from ..approvals.service import Verdict, decide
 from ..campaigns import service as campaigns
@@ -41,19 +43,17 @@ def _log(
     return decision(key, ctx, outcome, f"override.{ev.action}", _note(ev, summary), **kw)
 
 
-async def apply_override(conn: AsyncConnection, ev: OverrideRequested, deps: Deps, now: datetime) -> None:
+async def apply_override(tx: Transaction, ev: OverrideRequested, deps: Deps, now: datetime) -> None:
     ctx = deps.fold_context(now)
     if ev.campaign_id is not None or ev.account_id.startswith(CAMPAIGN_PREFIX):
-        out = [await _campaign(conn, ev, ctx)]
+        out = [await _campaign(tx.conn, ev, ctx)]
     else:
-        out = await _account(conn, ev, deps, ctx)
-    await insert_decisions(conn, out)
+        out = await _account(tx, ev, deps, ctx)
+    await insert_decisions(tx.conn, out)
 
 
-async def _account(
-    conn: AsyncConnection, ev: OverrideRequested, deps: Deps, ctx: FoldContext
-) -> list[DecisionRow]:
-    now, aid = ctx.now, ev.account_id
+async def _account(tx: Transaction, ev: OverrideRequested, deps: Deps, ctx: FoldContext) -> list[DecisionRow]:
+    conn, now, aid = tx.conn, ctx.now, ev.account_id
     acct = (await load_locked(conn, [aid])).get(aid)
     if acct is None or not acct.known:
         return [_log(aid, ev, ctx, "rejected", "unknown account")]
@@ -62,11 +62,13 @@ async def _account(
     policy = await store.active(conn, deps.policy)
     refresh_segment(acct, ctx)  # the rule score of today (days past due), as planning and firing see it
     band = (await current_bands(conn, [acct], now, deps.score_use))[aid]
+    before = stop_state(acct, policy)
     try:
         applied: Applied = apply(acct, ev, policy, now, band=band)
     except Rejected as e:
         return [_log(aid, ev, ctx, "rejected", str(e), cycle=acct.cycle, step=ev.step)]
     refresh_segment(acct, ctx)
+    publish(tx, new_stops(before, acct, policy, now))
     await save(conn, [acct])
     if applied.skipped:
         await _mark_skipped(conn, aid, applied.step, acct.cycle, ev, now)

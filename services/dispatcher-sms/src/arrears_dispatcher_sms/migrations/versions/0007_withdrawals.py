@@ -1,0 +1,26 @@
+"""dispatcher-sms: `withdrawals`, the latest moment the segmenter withdrew what this dispatcher holds queued for an
+account (`DunningStopped`: a settlement paid, a person's do-not-contact, a dispute, a pause), so a notice queued
+before it is suppressed, not sent (arrears_shared.delivery.checks.withdrawn).
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2027-04-01
+"""
+
+from alembic import op
+from arrears_shared.delivery.tables import downgrade_delivery_tables_v7, upgrade_delivery_tables_v7
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+SCHEMA = "dispatcher_sms"
+
+
+def upgrade() -> None:
+    upgrade_delivery_tables_v7(op, SCHEMA)
+
+
+def downgrade() -> None:
+    downgrade_delivery_tables_v7(op, SCHEMA)
