@@ -84,6 +84,7 @@ def test_default_check_chain_order() -> None:
     assert names == [
         "erased",  # nothing is ever sent to an erased account, whatever the other checks say
         "stopped",  # paid, closed or removed at its source since the notice was planned
+        "withdrawn",  # the segmenter withdrew what was queued (a settlement, a person's stop, a dispute)
         "opted_out",
         "held",
         "invalid_channel",

@@ -250,6 +250,16 @@ async def test_roles_train_run_and_publish_once(scoring: Any, broker: Any, keys:
         lambda rows: len(rows) >= 3,
     )
     assert {r.action for r in audit} == {"models.train", "scoring.run"}
+    # every replica reports the latest committed run from the database (the missed-run alert's input)
+    from arrears_scoring import metrics
+    from arrears_scoring.jobs.scheduled import report_last_run
+    from prometheus_client import REGISTRY
+
+    assert host.ctx is not None
+    metrics.LAST_RUN.set(0)  # as on a replica that did not run the day itself
+    await report_last_run(host.ctx)
+    (finished,) = (await until(host, "SELECT max(finished_at) AS f FROM scoring.runs", lambda rows: True))[0]
+    assert REGISTRY.get_sample_value("arrears_scoring_last_run_timestamp_seconds") == finished.timestamp()
 
 
 async def scored(bootstrap: str, accounts: set[str]) -> dict[str, AccountScored]:

@@ -99,19 +99,12 @@ async def notices(
 ) -> list[dict[str, Any]]:
     """notice-due events in the outbox (decoded data, personal fields opened with the vault, + ce_id), oldest
     first; of one `purpose` (default: dunning steps, not confirmations or payment retries; None: all)."""
+    found = [
+        (h, value)
+        for h, value in await _notice_due_outbox(engine, NoticeDue)
+        if account_id is None or json.loads(value)["account_id"] == account_id
+    ]
     async with engine.connect() as c:
-        rows = (
-            await c.execute(
-                text(f"SELECT headers, value FROM {SCHEMA}.outbox WHERE topic = 'notice-due' ORDER BY id")
-            )
-        ).all()
-        found = []
-        for headers, value in rows:
-            h = {k: v for k, v in headers}
-            if h.get("ce_type") != NoticeDue.ce_type:
-                continue  # the topic also carries DunningStopped
-            if account_id is None or json.loads(bytes(value))["account_id"] == account_id:
-                found.append((h, bytes(value)))
         keys = await vault().for_reading(c, {h["ce_subject"] for h, _ in found})
     out = [{"ce_id": h["ce_id"], **open_data(NoticeDue, h["ce_subject"], value, keys)} for h, value in found]
     return [n for n in out if purpose is None or n["purpose"] == purpose]
@@ -119,6 +112,17 @@ async def notices(
 
 async def stopped_events(engine: AsyncEngine, account_id: str) -> list[dict[str, Any]]:
     """`DunningStopped` events of the account in the outbox (on `notice-due`), oldest first, with their ce_id."""
+    out = []
+    for h, value in await _notice_due_outbox(engine, DunningStopped):
+        data = json.loads(value)
+        if data["account_id"] == account_id:
+            out.append({"ce_id": h["ce_id"], **data})
+    return out
+
+
+async def _notice_due_outbox(engine: AsyncEngine, kind: type[Event]) -> list[tuple[dict[str, Any], bytes]]:
+    """(headers, value) of the segmenter's outbox records on notice-due of one event type, oldest first
+    (the topic carries NoticeDue and DunningStopped)."""
     async with engine.connect() as c:
         rows = (
             await c.execute(
@@ -128,9 +132,8 @@ async def stopped_events(engine: AsyncEngine, account_id: str) -> list[dict[str,
     out = []
     for headers, value in rows:
         h = {k: v for k, v in headers}
-        data = json.loads(bytes(value))
-        if h.get("ce_type") == DunningStopped.ce_type and data["account_id"] == account_id:
-            out.append({"ce_id": h["ce_id"], **data})
+        if h.get("ce_type") == kind.ce_type:
+            out.append((h, bytes(value)))
     return out
 
 

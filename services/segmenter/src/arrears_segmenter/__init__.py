@@ -12,7 +12,7 @@ import, those inside functions too):
 4. services: accounts.store, accounts.handlers, accounts.service, approvals.service, campaigns.service,
              schedule.store, schedule.service, timers.planning, timers.service, overrides.service, simulate,
              payments.notices, payments.retries, payments.confirmations, payments.flows,
-             nextsteps.service, scores.service, scores.handlers
+             nextsteps.service, scores.service, scores.handlers, accounts.stops
 5. entry:    *.views, timers.scheduled, consumer, topology, __main__
 
 core: utilities (set-based writes, personal data sealed with the vault) and the policy schema (nothing of

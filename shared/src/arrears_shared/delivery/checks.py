@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import text
 
@@ -81,6 +81,15 @@ async def _accounts(scope: Scope, table: str, where: str = "") -> set[str]:
     return {r.account_id for r in rows}
 
 
+async def _by_account(scope: Scope, table: str, columns: str) -> dict[str, Any]:
+    """The batch's accounts' rows of a table keyed by account (one row per account)."""
+    rows = await scope.tx.conn.execute(
+        text(f"SELECT account_id, {columns} FROM {scope.schema}.{table} WHERE account_id = ANY(:a)"),
+        {"a": scope.accounts},
+    )
+    return {r.account_id: r for r in rows}
+
+
 async def erased(scope: Scope) -> RowCheck:
     """The account was erased (its data key destroyed): nothing is ever sent to it, suppressed. A row whose
     sealed data does not open (no key, another key) cannot be sent either: failed permanently."""
@@ -95,16 +104,7 @@ async def stopped(scope: Scope) -> RowCheck:
     """The account was stopped at its source (paid in full, closed, removed) after the state this notice was
     planned from: suppressed. A notice from an older producer (no `account_as_of`) counts as planned when
     it was queued here."""
-    stops = {
-        r.account_id: r
-        for r in await scope.tx.conn.execute(
-            text(
-                f"SELECT account_id, stopped_as_of, reason, recorded_at FROM {scope.schema}.account_stops"
-                " WHERE account_id = ANY(:a)"
-            ),
-            {"a": scope.accounts},
-        )
-    }
+    stops = await _by_account(scope, "account_stops", "stopped_as_of, reason, recorded_at")
 
     def check(row: DeliveryRow) -> Verdict | None:
         stop = stops.get(row.account_id)
@@ -124,16 +124,7 @@ async def withdrawn(scope: Scope) -> RowCheck:
     """The segmenter withdrew what was queued for the account (`DunningStopped`: a settlement paid, a
     person's do-not-contact, a dispute, a pause) after this notice was queued here: suppressed. A notice
     queued after the withdrawal (the stop was lifted) goes."""
-    found = {
-        r.account_id: r
-        for r in await scope.tx.conn.execute(
-            text(
-                f"SELECT account_id, queued_before, reason FROM {scope.schema}.withdrawals"
-                " WHERE account_id = ANY(:a)"
-            ),
-            {"a": scope.accounts},
-        )
-    }
+    found = await _by_account(scope, "withdrawals", "queued_before, reason")
 
     def check(row: DeliveryRow) -> Verdict | None:
         w = found.get(row.account_id)
