@@ -59,5 +59,13 @@ def test_a_settlement_stop_reads_as_one_and_is_not_counted_as_a_notice_due() -> 
     from arrears_shared.events import DunningStopped
 
     ev = DunningStopped(account_id="A-1", reason="settled", account_as_of=AT, stopped_at=AT)
-    assert summarize(ev).startswith("dunning stopped for good: the accepted settlement is paid in full")
+    assert summarize(ev) == (
+        "queued notices withdrawn: the accepted settlement is paid in full (the rest is written off)"
+    )
     assert counter_dims(ev) == ["stopped:settled"]  # the notice-due total ("") counts notices only
+    sms = DunningStopped(
+        account_id="A-1", reason="do_not_contact", channels=["sms"], account_as_of=AT, stopped_at=AT
+    )
+    assert summarize(sms) == "queued notices withdrawn (SMS): do-not-contact"
+    dispute = DunningStopped(account_id="A-1", reason="dispute", account_as_of=AT, stopped_at=AT)
+    assert summarize(dispute) == "queued notices withdrawn: held as disputed"

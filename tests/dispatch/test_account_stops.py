@@ -7,7 +7,7 @@ counted at the QUO emulator."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from arrears_shared.delivery import DeliveryEngine
@@ -176,13 +176,15 @@ async def test_a_settlement_paid_in_full_suppresses_what_is_queued_though_a_bala
     assert ledger(quo.url)["count"] == 0
 
 
-def withdrawn_by(n: NoticeDue, reason: str, channels: list[str] | None = None) -> DunningStopped:
+def withdrawn_by(
+    n: NoticeDue, reason: str, channels: list[str] | None = None, at: datetime | None = None
+) -> DunningStopped:
     return DunningStopped(
         account_id=n.account_id,
         reason=reason,  # type: ignore[arg-type]
         channels=channels or [],
         account_as_of=utcnow(),
-        stopped_at=utcnow(),
+        stopped_at=at or utcnow(),
     )
 
 
@@ -217,4 +219,32 @@ async def test_a_persons_stop_withdraws_what_is_queued_and_only_that(
     await feed(eng, [again], SCHEMA)
     await drain(eng)
     assert (await last_errors(eng))[again.notice_id][0] == "sent"
+    assert ledger(quo.url)["count"] == 1
+
+
+async def test_a_withdrawal_covers_what_was_issued_before_it_whenever_it_arrives(
+    quo: Any, make: Callable[..., DeliveryEngine]
+) -> None:
+    """The segmenter's clock decides (`issued_at` vs `stopped_at`), not the order rows reach this table: in one
+    batch [stop, lift, new notice] the new notice goes; a copy of an older notice arriving after the stop
+    (an SMS-to-email failover, a DLQ revival) is withdrawn; a replayed older stop withdraws nothing new."""
+    eng = make(gate=None)
+    t0 = utcnow() - timedelta(minutes=10)
+    old = planned(notice(timezone=night_zone()), 60).model_copy(update={"issued_at": t0})
+    await feed(eng, [old], SCHEMA)
+    await drain(eng)
+    after = old.model_copy(
+        update={"notice_id": old.notice_id + ":after", "issued_at": t0 + timedelta(minutes=2),
+                "timezone": daytime_zone()}
+    )  # fmt: skip
+    # one batch: the stop (t0 + 1 min), then a notice the segmenter issued after it was lifted
+    await feed(eng, [withdrawn_by(old, "paused", at=t0 + timedelta(minutes=1)), after], SCHEMA)
+    late_copy = old.model_copy(update={"notice_id": old.notice_id + ":copy", "timezone": daytime_zone()})
+    await feed(eng, [late_copy], SCHEMA)  # issued at t0, read after the stop
+    await feed(eng, [withdrawn_by(old, "paused", at=t0 - timedelta(minutes=5))], SCHEMA)  # an older replay
+    await drain(eng)
+    got = await last_errors(eng)
+    assert got[old.notice_id] == ("suppressed", "withdrawn: paused"), got
+    assert got[late_copy.notice_id] == ("suppressed", "withdrawn: paused"), got
+    assert got[after.notice_id][0] == "sent", got
     assert ledger(quo.url)["count"] == 1

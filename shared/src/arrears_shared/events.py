@@ -177,11 +177,12 @@ class DunningStopped(Event):
     `dispute` (held as disputed), `paused` (a person paused it until resumed).
 
     It travels on `notice-due`, in order after every notice the segmenter issued for the account. A dispatcher
-    whose channel it covers withdraws every collection notice of the account it queued before the event
-    (`withdrawn: <reason>`; receipts and other confirmations still go); for `settled` it also records an
-    account stop, as after a payment in full, so a notice planned from an older state of the account is
-    suppressed whenever it arrives. A stop that is lifted later (dunning resumed, do-not-contact cleared)
-    needs no event: notices queued after this one go. Consumers that do not act on it ignore it by
+    whose channel it covers withdraws every collection notice of the account issued at or before
+    `stopped_at` (`NoticeDue.issued_at`, the segmenter's clock; a notice without it: queued before the
+    event was read), whenever it arrives — a replay, a DLQ revival, an SMS-to-email failover copy
+    (`withdrawn: <reason>`; receipts and other confirmations still go). For `settled` it also records an
+    account stop, as after a payment in full. A stop that is lifted later (dunning resumed, do-not-contact
+    cleared) needs no event: notices issued after it go. Consumers that do not act on it ignore it by
     `ce_type`."""
 
     ce_type: ClassVar[str] = "arrears.dunning.stopped.v1"
@@ -285,6 +286,13 @@ class NoticeDue(Event):
         description="`as_of` of the account state the notice was planned from (the latest `account-changed` "
         "the planner had folded). A dispatcher that has since seen the account stopped at its source (paid in "
         "full, closed, removed) with a later `as_of` suppresses the notice instead of sending it.",
+    )
+    issued_at: AwareDatetime | None = Field(
+        None,
+        description="When the segmenter issued the notice (its clock; added within v1). A `DunningStopped` "
+        "withdraws the account's notices issued at or before its `stopped_at`; an SMS-to-email failover copy "
+        "keeps the original's. None (older producers, the automatic answers): the moment a dispatcher "
+        "queued it counts instead.",
     )
     locale: str | None = Field(
         None, description="BCP 47 language tag of the debtor (e.g. es-MX) selecting the template language"

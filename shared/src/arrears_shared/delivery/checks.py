@@ -121,16 +121,19 @@ async def stopped(scope: Scope) -> RowCheck:
 
 
 async def withdrawn(scope: Scope) -> RowCheck:
-    """The segmenter withdrew what was queued for the account (`DunningStopped`: a settlement paid, a
-    person's do-not-contact, a dispute, a pause) after this notice was queued here: suppressed. A notice
-    queued after the withdrawal (the stop was lifted) goes."""
-    found = await _by_account(scope, "withdrawals", "queued_before, reason")
+    """The segmenter withdrew the account's notices (`DunningStopped`: a settlement paid, a person's
+    do-not-contact, a dispute, a pause) after issuing this one: suppressed. The notice's `issued_at` (the
+    segmenter's clock, kept by a failover copy and a DLQ revival) is compared with the stop's; a notice
+    without it counts as issued when it was queued here. A notice issued after the stop (lifted) goes."""
+    found = await _by_account(scope, "withdrawals", "stopped_at, reason, recorded_at")
 
     def check(row: DeliveryRow) -> Verdict | None:
         w = found.get(row.account_id)
-        if w is None or not row.notice.is_collection or row.created_at > w.queued_before:
+        if w is None or not row.notice.is_collection:
             return None
-        return Verdict("suppress", f"withdrawn: {w.reason}")
+        issued = row.notice.issued_at
+        covered = issued <= w.stopped_at if issued is not None else row.created_at <= w.recorded_at
+        return Verdict("suppress", f"withdrawn: {w.reason}") if covered else None
 
     return check
 

@@ -46,6 +46,7 @@ from .outcome import Outcomes
 from .routes import Routes
 from .rows import COLUMNS, to_row
 from .settings import DispatchSettings
+from .tables import WITHDRAWN_SQL
 
 log = logging.getLogger("arrears_shared.delivery.engine")  # the engine's one logger, whichever stage logs
 
@@ -220,7 +221,7 @@ class Failover:
                     " AND (d.payload->>'account_as_of' IS NULL"
                     " OR CAST(d.payload->>'account_as_of' AS timestamptz) < st.stopped_as_of))"
                     f" AND NOT EXISTS (SELECT 1 FROM {s}.withdrawals w WHERE w.account_id = d.account_id"
-                    " AND d.created_at <= w.queued_before)"
+                    f" AND {WITHDRAWN_SQL})"
                     " ORDER BY d.priority DESC, d.next_attempt_at LIMIT :n FOR UPDATE OF d SKIP LOCKED"
                 ),
                 {

@@ -5,8 +5,9 @@ to a state that ends dunning (paid in full, closed, removed), or the segmenter's
 settlement paid -> an account stop: what is queued for the
 account, planned from an older state, is suppressed (`checks.stopped`), and rows waiting for a later moment
 (quiet hours, backoff) are brought forward so they settle now. Any `DunningStopped` that covers the
-dispatcher's channel (a settlement, a person's do-not-contact, a dispute, a pause) -> a withdrawal: what
-was queued for the account until then is suppressed (`checks.withdrawn`), brought forward likewise.
+dispatcher's channel (a settlement, a person's do-not-contact, a dispute, a pause) -> a withdrawal: the
+account's collection notices the segmenter issued before it (`issued_at`) are suppressed
+(`checks.withdrawn`), brought forward likewise.
 
 Replays are no-ops twice over: the inbox drops a repeated ce_id, and a notice id already recorded is ignored
 (ON CONFLICT DO NOTHING). The one exception is the replay of a dead-lettered notice: its ce_id is the
@@ -44,6 +45,7 @@ from .binding import Binding
 from .channel import Channel
 from .sealing import invalid_address, live_keys
 from .settings import DispatchSettings
+from .tables import WITHDRAWN_SQL
 
 Params = list[dict[str, Any]]
 COLLECTION_SQL = ", ".join(f"'{p}'" for p in sorted(COLLECTION_PURPOSES))
@@ -60,9 +62,8 @@ class Incoming:
     released: Params = field(default_factory=list)
     invalid: Params = field(default_factory=list)
     stops: dict[str, dict[str, Any]] = field(default_factory=dict)  # account -> its latest stop in the batch
-    withdrawals: dict[str, str] = field(
-        default_factory=dict
-    )  # account -> why the segmenter withdrew its notices
+    # account -> its latest withdrawal in the batch (the segmenter's DunningStopped)
+    withdrawals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Intake:
@@ -89,7 +90,7 @@ class Intake:
                     _stop(into, ev.account_id, ev.as_of, ev.stop_reason)
             elif isinstance(ev, DunningStopped):
                 if not ev.channels or ch in ev.channels:
-                    into.withdrawals[ev.account_id] = ev.reason
+                    _withdraw(into, ev)
                 if ev.reason == "settled":
                     _stop(into, ev.account_id, ev.account_as_of, ev.reason)
             elif (
@@ -135,6 +136,12 @@ def _stop(into: Incoming, account_id: str, as_of: datetime, reason: str) -> None
     seen = into.stops.get(account_id)
     if seen is None or seen["t"] < as_of:
         into.stops[account_id] = {"a": account_id, "t": as_of, "r": reason}
+
+
+def _withdraw(into: Incoming, ev: DunningStopped) -> None:
+    seen = into.withdrawals.get(ev.account_id)
+    if seen is None or seen["t"] < ev.stopped_at:
+        into.withdrawals[ev.account_id] = {"a": ev.account_id, "t": ev.stopped_at, "r": ev.reason}
 
 
 def _reply(into: Incoming, ev: ReplyReceived) -> None:
@@ -218,7 +225,7 @@ async def _write(tx: Transaction, into: Incoming) -> None:
     if into.stops:
         await _record_stops(tx, list(into.stops.values()))
     if into.withdrawals:
-        await _record_withdrawals(tx, into.withdrawals)
+        await _record_withdrawals(tx, list(into.withdrawals.values()))
 
 
 # A stopped account's queued notices go to the head of the queue: the next claim settles them as suppressed
@@ -255,26 +262,26 @@ async def _settle_stopped_first(tx: Transaction, accounts: set[str]) -> None:
     )
 
 
-async def _record_withdrawals(tx: Transaction, withdrawals: dict[str, str]) -> None:
-    """The segmenter withdrew what is queued for these accounts (`DunningStopped`): everything queued until
-    this moment (this batch's notices included, read before the event) is suppressed at the next claim,
-    brought to the head of the queue now; what is queued later (the stop lifted) goes."""
+async def _record_withdrawals(tx: Transaction, withdrawals: Params) -> None:
+    """Keep each account's latest withdrawal (a replayed older one never moves it back) and bring what it
+    covers — collection notices issued at or before it — to the head of the queue, due now: the next claim
+    suppresses them. What the segmenter issued later (the stop lifted) is not touched, in this batch or any."""
     s = tx.schema
     await _run(
         tx,
-        f"INSERT INTO {s}.withdrawals (account_id, queued_before, reason) VALUES (:a, clock_timestamp(), :r)"
-        " ON CONFLICT (account_id) DO UPDATE SET queued_before = EXCLUDED.queued_before,"
-        " reason = EXCLUDED.reason",
-        [{"a": a, "r": r} for a, r in sorted(withdrawals.items())],
+        f"INSERT INTO {s}.withdrawals (account_id, stopped_at, reason, recorded_at)"
+        " VALUES (:a, :t, :r, clock_timestamp()) ON CONFLICT (account_id) DO UPDATE SET"
+        " stopped_at = EXCLUDED.stopped_at, reason = EXCLUDED.reason, recorded_at = clock_timestamp()"
+        f" WHERE {s}.withdrawals.stopped_at < EXCLUDED.stopped_at",
+        withdrawals,
     )
     await _run(
         tx,
         f"UPDATE {s}.deliveries d SET next_attempt_at = least(d.next_attempt_at, now()),"
         f" priority = {STOPPED_PRIORITY} FROM {s}.withdrawals w WHERE w.account_id = d.account_id"
         f" AND d.account_id = ANY(:a) AND d.state = 'queued' AND d.priority < {STOPPED_PRIORITY}"
-        f" AND coalesce(d.payload->>'purpose', 'dunning') IN ({COLLECTION_SQL})"
-        " AND d.created_at <= w.queued_before",
-        [{"a": sorted(withdrawals)}],
+        f" AND coalesce(d.payload->>'purpose', 'dunning') IN ({COLLECTION_SQL}) AND {WITHDRAWN_SQL}",
+        [{"a": sorted(p["a"] for p in withdrawals)}],
     )
 
 

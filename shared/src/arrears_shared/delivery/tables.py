@@ -5,6 +5,14 @@ from __future__ import annotations
 
 STATES = ("queued", "sending", "sent", "failed", "suppressed")
 
+# a delivery `d` covered by its account's withdrawal `w`: issued (segmenter's clock) at or before the stop, or
+# without an issue time (older producers) queued before the withdrawal was recorded
+WITHDRAWN_SQL = (
+    "(CASE WHEN d.payload->>'issued_at' IS NOT NULL"
+    " THEN CAST(d.payload->>'issued_at' AS timestamptz) <= w.stopped_at"
+    " ELSE d.created_at <= w.recorded_at END)"
+)
+
 
 def delivery_tables_ddl(schema: str) -> list[str]:
     s = schema
@@ -211,14 +219,16 @@ def downgrade_delivery_tables_v6(op: object, schema: str) -> None:
 def delivery_tables_v7_ddl(schema: str) -> list[str]:
     """Seventh revision: `withdrawals`, the latest moment the segmenter withdrew what this dispatcher holds
     for an account (`DunningStopped`: a settlement paid, a person's do-not-contact, a dispute, a pause). A
-    collection notice queued at or before `queued_before` is suppressed (`checks.withdrawn`); one queued
-    after it (the stop was lifted and the segmenter planned again) goes."""
+    collection notice issued at or before `stopped_at` (the segmenter's clock, `NoticeDue.issued_at`) is
+    suppressed (`checks.withdrawn`); one issued after it (the stop was lifted and the segmenter planned
+    again) goes. A notice without `issued_at` compares the moment it was queued with `recorded_at`."""
     s = schema
     return [
         f"""CREATE TABLE {s}.withdrawals (
             account_id text PRIMARY KEY,
-            queued_before timestamptz NOT NULL,
-            reason text NOT NULL
+            stopped_at timestamptz NOT NULL,
+            reason text NOT NULL,
+            recorded_at timestamptz NOT NULL DEFAULT now()
         )""",
     ]
 

@@ -112,8 +112,22 @@ def summarize(ev: Event) -> str:
     if isinstance(ev, AccountScored):
         return model_scores.summary(ev)
     if isinstance(ev, DunningStopped):
-        return "dunning stopped for good: the accepted settlement is paid in full (the rest is written off)"
+        return stop_summary(ev)
     return type(ev).__name__
+
+
+STOP_REASONS = {
+    "settled": "the accepted settlement is paid in full (the rest is written off)",
+    "do_not_contact": "do-not-contact",
+    "dispute": "held as disputed",
+    "paused": "paused until resumed",
+}
+
+
+def stop_summary(ev: DunningStopped) -> str:
+    """What a queued notice was withdrawn for: "queued notices withdrawn (sms, email): do-not-contact"."""
+    scope = f" ({', '.join(channel_label(c) for c in ev.channels)})" if ev.channels else ""
+    return f"queued notices withdrawn{scope}: {STOP_REASONS.get(ev.reason, ev.reason)}"
 
 
 def counter_dims(ev: Event) -> list[str]:

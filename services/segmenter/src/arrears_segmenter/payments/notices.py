@@ -119,7 +119,8 @@ async def send(
         if inserted.first() is None:
             return None, []  # this trigger was handled before (a replay): nothing twice, nothing logged again
         expires = due + (expires_after or deps.notify.expiry)
-        tx.emit(_notice(acct, deps, nid, purpose, ch, due, expires, about), id=f"notice-due:{nid}", time=now)
+        ev = _notice(acct, deps, nid, purpose, ch, due, expires, about).model_copy(update={"issued_at": now})
+        tx.emit(ev, id=f"notice-due:{nid}", time=now)
         outcome: Literal["emitted", "deferred"] = "emitted" if d.allowed else "deferred"
         reason = f"{purpose}: {d.reason}" + ("" if d.allowed else f"; due {due.isoformat()}")
         CUSTOMER_NOTICES.labels(purpose, outcome).inc()

@@ -435,6 +435,7 @@ def _notice_due(
         # dispatchers hold the notice until that virtual moment
         due_at=min(now, datetime.now(UTC)),
         account_as_of=acct.as_of,
+        issued_at=now,
     )
 
 
