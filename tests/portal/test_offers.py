@@ -26,13 +26,13 @@ from arrears_escalation.__main__ import definition as escalation_definition
 from arrears_escalation.deps import Deps
 from arrears_escalation.settings import EscalationSettings
 from arrears_portal.__main__ import definition as portal_definition
-from arrears_portal.settings import PortalSettings
 from arrears_shared import topics
 from arrears_shared.audit.chain import verify as verify_chain
 from arrears_shared.cloudevents import encode
 from arrears_shared.events import Event, OverrideRequested, SettlementOfferChanged
 from arrears_shared.service import ServiceHost
 from auth_support import bearer, issue_key_async
+from portal_support import portal_settings
 from sqlalchemy import text
 
 from .test_portal import KEY, account, csrf_of, events_of, sign_in, token
@@ -55,14 +55,10 @@ async def platform(
     and an API key per role on escalation."""
     portal = ServiceHost(
         portal_definition(
-            PortalSettings(
-                kafka_bootstrap_servers=broker.bootstrap_servers,
-                database_url=fresh_database_url("portal_offers"),
-                link_key=KEY,
-                runner_poll_timeout_ms=100,
-                outbox_poll_s=0.02,
-                portal_cookie_secure=False,
-                portal_rate_per_minute=10_000,
+            portal_settings(
+                broker,
+                fresh_database_url("portal_offers"),
+                KEY,
                 portal_checkout_base_url=gateway,
                 portal_checkout_secret_key=SECRET,
             )

@@ -26,6 +26,7 @@ from arrears_shared.events import OverrideRequested, SettlementOfferChanged
 from arrears_shared.instalments import add_months
 from arrears_shared.service import ServiceHost
 from arrears_shared.stream.transaction import transaction
+from portal_support import hosted, portal_settings
 from segmenter.support import SCHEMA as SEG
 from segmenter.support import account as seg_account
 from segmenter.support import deps as seg_deps
@@ -112,25 +113,17 @@ def test_policy_from_settings_reads_the_allowed_cadences_in_order() -> None:
 async def portal(
     broker: Any, fresh_database_url: Callable[..., str]
 ) -> AsyncIterator[tuple[ServiceHost, Any]]:
-    settings = PortalSettings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        database_url=fresh_database_url("portal_plans"),
-        link_key=KEY,
-        runner_poll_timeout_ms=100,
-        outbox_poll_s=0.02,
-        portal_cookie_secure=False,
-        portal_rate_per_minute=10_000,
+    settings = portal_settings(
+        broker,
+        fresh_database_url("portal_plans"),
+        KEY,
         portal_plan_max_instalments=6,
         portal_plan_min_instalment_minor=1_000,
         portal_plan_max_term_days=120,
         portal_plan_cadences="week,month",
     )
-    host = ServiceHost(definition(settings))
-    app = host.build_app()
-    await host.start()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://portal") as client:
+    async with hosted(definition(settings)) as (host, client, _):
         yield host, client
-    await host.stop()
 
 
 def schedule_rows(html: str) -> list[tuple[str, str, str]]:

@@ -13,17 +13,16 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from arrears_portal.__main__ import definition
-from arrears_portal.settings import PortalSettings
 from arrears_shared import topics
 from arrears_shared.audit.chain import verify as verify_chain
 from arrears_shared.cloudevents import Envelope, encode
 from arrears_shared.events import AccountChanged, LinkClicked, OverrideRequested, Tier
 from arrears_shared.links import LinkClaims, LinkSigner
 from arrears_shared.service import ServiceHost
+from portal_support import hosted, portal_settings
 from sqlalchemy import text
 from vault_support import open_records
 
@@ -35,24 +34,16 @@ PHONE_TAIL = "4321"
 async def portal(
     broker: Any, fresh_database_url: Callable[..., str]
 ) -> AsyncIterator[tuple[ServiceHost, Any]]:
-    settings = PortalSettings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        database_url=fresh_database_url("portal"),
-        link_key=KEY,
-        runner_poll_timeout_ms=100,
-        outbox_poll_s=0.02,
+    settings = portal_settings(
+        broker,
+        fresh_database_url("portal"),
+        KEY,
         portal_verify_max_attempts=3,
-        portal_cookie_secure=False,
-        portal_rate_per_minute=10_000,
         portal_brand_name="Acme Water",
         portal_contact="+1 555 010 0100",
     )
-    host = ServiceHost(definition(settings))
-    app = host.build_app()
-    await host.start()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://portal") as client:
+    async with hosted(definition(settings)) as (host, client, _):
         yield host, client
-    await host.stop()
 
 
 def account(account_id: str, balance: int = 12_345, name: str = "Maria Lopez") -> AccountChanged:

@@ -18,9 +18,9 @@ import pytest
 from arrears_emulators.checkout.app import CheckoutConfig, create_app
 from arrears_emulators.common import EmulatorServer
 from arrears_portal.__main__ import definition
-from arrears_portal.settings import PortalSettings
 from arrears_shared.service import ServiceHost
 from fastapi.routing import APIRoute
+from portal_support import hosted, portal_settings
 from sqlalchemy import text
 
 from .test_portal import KEY, account, csrf_of, known, publish, sign_in, token
@@ -39,24 +39,16 @@ def gateway() -> Iterator[str]:
 async def portal(
     broker: Any, fresh_database_url: Callable[..., str], gateway: str
 ) -> AsyncIterator[tuple[ServiceHost, Any, Any]]:
-    settings = PortalSettings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        database_url=fresh_database_url("portal"),
-        link_key=KEY,
+    settings = portal_settings(
+        broker,
+        fresh_database_url("portal"),
+        KEY,
         link_public_url="https://pay.acme.test/p/",
-        runner_poll_timeout_ms=100,
-        outbox_poll_s=0.02,
-        portal_cookie_secure=False,
-        portal_rate_per_minute=10_000,
         portal_checkout_base_url=gateway,
         portal_checkout_secret_key=SECRET,
     )
-    host = ServiceHost(definition(settings))
-    app = host.build_app()
-    await host.start()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://portal") as client:
+    async with hosted(definition(settings)) as (host, client, app):
         yield host, client, app
-    await host.stop()
 
 
 async def visit(portal: Any, broker: Any) -> tuple[str, str]:

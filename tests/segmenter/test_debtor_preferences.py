@@ -20,14 +20,12 @@ from email import message_from_bytes, policy
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from arrears_dispatcher_email.channel import EmailChannel
 from arrears_dispatcher_email.settings import EmailSettings
 from arrears_portal.__main__ import definition as portal_definition
-from arrears_portal.settings import PortalSettings
 from arrears_segmenter.consumer import make_handler
 from arrears_segmenter.settings import SegmenterSettings
 from arrears_shared import links, topics
@@ -38,6 +36,7 @@ from arrears_shared.events import Event, NoticeDue, Tier
 from arrears_shared.links import LinkClaims, LinkSigner
 from arrears_shared.service import ServiceHost
 from arrears_shared.stream.runner import StreamRunner
+from portal_support import hosted, portal_settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -54,21 +53,9 @@ SUBSCRIBED = [topics.ACCOUNT_CHANGED, topics.OVERRIDES]
 async def portal(
     broker: Any, fresh_database_url: Callable[..., str]
 ) -> AsyncIterator[tuple[ServiceHost, Any]]:
-    settings = PortalSettings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        database_url=fresh_database_url("portal"),
-        link_key=KEY,
-        runner_poll_timeout_ms=100,
-        outbox_poll_s=0.02,
-        portal_cookie_secure=False,
-        portal_rate_per_minute=10_000,
-    )
-    host = ServiceHost(portal_definition(settings))
-    app = host.build_app()
-    await host.start()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://portal") as client:
+    settings = portal_settings(broker, fresh_database_url("portal"), KEY)
+    async with hosted(portal_definition(settings)) as (host, client, _):
         yield host, client
-    await host.stop()
 
 
 @contextlib.asynccontextmanager
