@@ -13,6 +13,7 @@ making an optional field required, or adding a value to a closed enumeration is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
@@ -764,6 +765,17 @@ class AccountScored(Event):
         description="The moment the features were taken at: only what was known before it was used (the run's "
         "start on `scored_on`, or the end of that day for a past day)",
     )
+
+
+def latest_per_account(events: Sequence[AccountScored]) -> list[AccountScored]:
+    """The latest score of each account in a batch (`scored_on`, then `scored_at`; a tie: the later event),
+    in account order (a stable lock order for the upsert that keeps it)."""
+    out: dict[str, AccountScored] = {}
+    for ev in events:
+        cur = out.get(ev.account_id)
+        if cur is None or (cur.scored_on, cur.scored_at) <= (ev.scored_on, ev.scored_at):
+            out[ev.account_id] = ev
+    return [out[k] for k in sorted(out)]
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (

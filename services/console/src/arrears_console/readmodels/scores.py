@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from arrears_shared.events import AccountScored
+from arrears_shared.events import AccountScored, latest_per_account
 from arrears_shared.stream.transaction import Transaction
 from pydantic import BaseModel, Field
 from sqlalchemy import text
@@ -37,19 +37,9 @@ class ScoreView(BaseModel):
     reasons: list[ReasonView]
 
 
-def latest(events: Sequence[AccountScored]) -> list[AccountScored]:
-    """The latest score of each account in a batch, in account order (a stable lock order)."""
-    out: dict[str, AccountScored] = {}
-    for ev in events:
-        cur = out.get(ev.account_id)
-        if cur is None or (cur.scored_on, cur.scored_at) <= (ev.scored_on, ev.scored_at):
-            out[ev.account_id] = ev
-    return [out[k] for k in sorted(out)]
-
-
 async def upsert_scores(tx: Transaction, events: Sequence[AccountScored]) -> None:
     """Keep each account's latest score; an older (late or replayed) score changes nothing."""
-    rows = latest(events)
+    rows = latest_per_account(events)
     if not rows:
         return
     await tx.conn.execute(

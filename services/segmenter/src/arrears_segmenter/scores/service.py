@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from arrears_shared.events import AccountScored
+from arrears_shared.events import AccountScored, latest_per_account
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,11 +21,6 @@ async def store_scores(conn: AsyncConnection, events: Sequence[AccountScored], n
     """Keep each account's latest score: a score replaces the stored one only when it is not older
     (`scored_on`, then `scored_at`), so a late or replayed older score changes nothing. Returns the ids of
     the accounts whose score changed."""
-    latest: dict[str, AccountScored] = {}
-    for ev in events:
-        cur = latest.get(ev.account_id)
-        if cur is None or (cur.scored_on, cur.scored_at) <= (ev.scored_on, ev.scored_at):
-            latest[ev.account_id] = ev
     rows = [
         {
             "account_id": ev.account_id,
@@ -43,12 +38,12 @@ async def store_scores(conn: AsyncConnection, events: Sequence[AccountScored], n
             "reasons": [r.model_dump() for r in ev.reasons],
             "received_at": now,
         }
-        for ev in latest.values()
+        for ev in latest_per_account(events)
     ]
     changed = await bulk.insert(
         conn,
         account_scores,
-        sorted(rows, key=lambda r: r["account_id"]),  # a stable lock order across replicas
+        rows,  # in account order: a stable lock order across replicas
         conflict=["account_id"],
         update=COLUMNS,
         update_where="(t.scored_on, t.scored_at) <= (EXCLUDED.scored_on, EXCLUDED.scored_at)",
