@@ -165,3 +165,32 @@ async def test_the_day_runs_once_across_two_concurrent_replicas(
     assert not again.ran and again.detail == "the day has run already"
     async with engine.connect() as conn:
         assert (await conn.execute(text(f"SELECT count(*) FROM {S}.outbox"))).scalar_one() == len(out)
+
+
+async def test_too_little_history_is_not_retried_at_every_check(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each training try reads the whole history: after one found too little, this replica waits
+    `ARREARS_SCORING_TRAINING_RETRY_S` before the next, instead of trying every minute."""
+    from types import SimpleNamespace
+
+    from arrears_scoring.jobs import scheduled
+    from arrears_scoring.settings import ScoringSettings
+
+    tries: list[datetime] = []
+    real = scheduled.train_on_history
+
+    async def counted(*args: object, **kw: object) -> object:
+        tries.append(kw["now"])  # type: ignore[arg-type]
+        return await real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scheduled, "train_on_history", counted)
+    monkeypatch.setattr(scheduled, "_retry_after", None)
+    ctx = SimpleNamespace(
+        engine=engine,
+        schema=S,
+        settings=ScoringSettings(scoring_training_retry_s=3600, scoring_demo_model=False),
+    )
+    for minutes in (0, 1, 2, 59, 61):
+        await scheduled.ensure_models(ctx, NOW + timedelta(minutes=minutes))  # type: ignore[arg-type]
+    assert tries == [NOW, NOW + timedelta(minutes=61)]

@@ -32,6 +32,12 @@ class ScoringSettings(ServiceSettings):
         description="Train new models on the service's own history this often (0: only on request, "
         "`POST /models/train`); a new model is activated only if it beats the active one",
     )
+    scoring_training_retry_s: float = Field(
+        3600.0,
+        gt=0,
+        description="After a training found too little history, wait this long before this replica tries "
+        "again (each try reads the whole history)",
+    )
     scoring_demo_model: bool = Field(
         False,
         description="With no active model and too little history of its own, train on simulated customers "

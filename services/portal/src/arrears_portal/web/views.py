@@ -89,8 +89,7 @@ def portal_router(get_context: Callable[[], Context]) -> APIRouter:
 
     def checkout_origin() -> str:
         s = settings()
-        parts = urlsplit(s.portal_checkout_page_origin or s.portal_checkout_base_url)
-        return f"{parts.scheme}://{parts.netloc}"
+        return _origin_of(s.portal_checkout_page_origin or s.portal_checkout_base_url)
 
     def public_base(request: Request) -> str:
         s = settings()

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from arrears_shared import clock
 from arrears_shared.channels import kind_of
 from arrears_shared.events import Intent
 
@@ -99,15 +99,7 @@ def is_email(channel: str) -> bool:
 
 def local_day(received_at: datetime | date | None, timezone: str | None) -> date:
     if isinstance(received_at, datetime):
-        zone: tzinfo | None = None
-        if timezone:
-            try:
-                zone = ZoneInfo(timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                zone = None
-        if received_at.tzinfo is None:
-            received_at = received_at.replace(tzinfo=UTC)
-        return received_at.astimezone(zone).date() if zone else received_at.date()
+        return clock.local_day(timezone, received_at)
     if isinstance(received_at, date):
         return received_at
     return datetime.now(UTC).date()

@@ -22,6 +22,14 @@ from .train import train_on_history, train_on_simulation
 log = logging.getLogger(__name__)
 
 
+_retry_after: datetime | None = None  # this replica's next training try after too little history
+
+
+def _back_off(until: datetime) -> None:
+    global _retry_after
+    _retry_after = until
+
+
 async def ensure_models(ctx: Context, now: datetime) -> None:
     s: ScoringSettings = ctx.settings  # type: ignore[assignment]
     async with ctx.engine.connect() as conn:
@@ -37,17 +45,19 @@ async def ensure_models(ctx: Context, now: datetime) -> None:
         s.scoring_retrain_every_days > 0
         and (row.latest is None or now - row.latest >= timedelta(days=s.scoring_retrain_every_days))
     )
-    if not due:
+    if not due or (_retry_after is not None and now < _retry_after):
         return
     try:
         await train_on_history(ctx.engine, ctx.schema, now=now, by="schedule")
         return
     except InsufficientHistory as e:
-        if row.active >= 3:
-            log.info("no retraining: too little history", extra={"detail": str(e)})
-            return
-        if not s.scoring_demo_model:
-            log.warning("no active model and too little history to train one", extra={"detail": str(e)})
+        if row.active >= 3 or not s.scoring_demo_model:
+            # not every check: each try reads the whole history
+            _back_off(now + timedelta(seconds=s.scoring_training_retry_s))
+            if row.active >= 3:
+                log.info("no retraining: too little history", extra={"detail": str(e)})
+            else:
+                log.warning("no active model and too little history to train one", extra={"detail": str(e)})
             return
     log.warning("DEMO: training on simulated customers (ARREARS_SCORING_DEMO_MODEL)")
     await train_on_simulation(ctx.engine, ctx.schema, now=now, by="demo", accounts=s.scoring_demo_accounts)
